@@ -1,0 +1,17 @@
+//! # chat-core
+//!
+//! The chat itself, independent of wire protocols and databases: the [model], the
+//! transport-neutral [protocol], the [`Store`](store::Store) and [`Transport`](transport::Transport)
+//! traits, the [chat service](service) with its sessions, the live [hub], and [auth].
+//!
+//! Nothing here knows Pingora, SQL or sockets: a transport turns frames into
+//! [`ClientCommand`](protocol::ClientCommand)s for a [`Session`](service::Session) and writes the
+//! [`ServerEvent`](protocol::ServerEvent)s it yields; a store persists what the service asks.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod model;
+pub mod protocol;
+pub mod store;
+
+pub use error::{ChatError, ErrorCode, StoreError};

@@ -1,0 +1,230 @@
+//! The chat's nouns: sites, visitors, agents, conversations and messages.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+/// Identifies one website served by the gateway. Most installations have one, `default`.
+pub type SiteId = String;
+
+/// Identifies an agent; taken from the `sub` claim of the agent's JWT.
+pub type AgentId = String;
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A fresh random id.
+            pub fn new_random() -> Self {
+                Self(Uuid::new_v4())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// Identifies a website visitor. Minted by the gateway on first contact.
+    VisitorId
+);
+uuid_id!(
+    /// Identifies a conversation between one visitor and the site's agents.
+    ConversationId
+);
+
+/// A website visitor as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Visitor {
+    /// The visitor's id.
+    pub id: VisitorId,
+    /// The site the visitor belongs to.
+    pub site_id: SiteId,
+    /// When the gateway first saw the visitor.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An agent, as asserted by a verified JWT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agent {
+    /// The `sub` claim.
+    pub id: AgentId,
+    /// The `name` claim, shown to visitors next to the agent's replies.
+    pub name: String,
+}
+
+/// Whether a conversation still expects replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    /// Waiting for, or in, a chat.
+    Open,
+    /// Finished; a visitor writing again opens a new conversation.
+    Closed,
+}
+
+impl ConversationStatus {
+    /// The name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+
+    /// Parses the name used on the wire and in the database.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "closed" => Some(Self::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// A conversation as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// The conversation's id.
+    pub id: ConversationId,
+    /// The site it belongs to.
+    pub site_id: SiteId,
+    /// The visitor who started it.
+    pub visitor_id: VisitorId,
+    /// Open or closed.
+    pub status: ConversationStatus,
+    /// The agent it is assigned to, if any.
+    pub assignee: Option<Agent>,
+    /// Sequence number of the newest message; 0 when there is none.
+    pub last_seq: i64,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed (message, assignment, status).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A website visitor.
+    Visitor,
+    /// A support agent.
+    Agent,
+}
+
+impl Role {
+    /// The name used on the wire, in the database and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Visitor => "visitor",
+            Self::Agent => "agent",
+        }
+    }
+
+    /// Parses the name used on the wire and in the database.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "visitor" => Some(Self::Visitor),
+            "agent" => Some(Self::Agent),
+            _ => None,
+        }
+    }
+}
+
+/// The author of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    /// Visitor or agent.
+    pub role: Role,
+    /// The visitor id or the agent id.
+    pub id: String,
+    /// Display name (agents only; visitors are anonymous).
+    pub name: Option<String>,
+}
+
+/// A message as stored: immutable once committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The conversation it belongs to.
+    pub conversation_id: ConversationId,
+    /// Position in the conversation, 1, 2, 3… with no gaps.
+    pub seq: i64,
+    /// The sender's own id for the message, which makes retries idempotent.
+    pub client_msg_id: Option<String>,
+    /// Who wrote it.
+    pub sender: Sender,
+    /// The text, never interpreted as HTML.
+    pub body: String,
+    /// When the store committed it.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A message to append; the store assigns `seq` and `created_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The conversation to append to.
+    pub conversation_id: ConversationId,
+    /// Idempotency key chosen by the sender.
+    pub client_msg_id: Option<String>,
+    /// Who wrote it.
+    pub sender: Sender,
+    /// The text.
+    pub body: String,
+}
+
+/// Who is on the other end of a session, after authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A visitor of `site_id`, proven by a gateway-signed visitor token.
+    Visitor {
+        /// The visitor's id.
+        visitor_id: VisitorId,
+        /// The site the visitor is on.
+        site_id: SiteId,
+    },
+    /// An agent, proven by a JWT signed with `CHAT_ADMIN_JWT_SECRET`.
+    Agent(Agent),
+}
+
+impl Principal {
+    /// Visitor or agent.
+    pub fn role(&self) -> Role {
+        match self {
+            Self::Visitor { .. } => Role::Visitor,
+            Self::Agent(_) => Role::Agent,
+        }
+    }
+
+    /// The sender identity this principal writes messages as.
+    pub fn as_sender(&self) -> Sender {
+        match self {
+            Self::Visitor { visitor_id, .. } => Sender {
+                role: Role::Visitor,
+                id: visitor_id.to_string(),
+                name: None,
+            },
+            Self::Agent(agent) => Sender {
+                role: Role::Agent,
+                id: agent.id.clone(),
+                name: Some(agent.name.clone()),
+            },
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The transport-neutral chat protocol: what a client may ask ([`ClientCommand`]) and what the
+//! gateway tells it ([`ServerEvent`]). Every transport carries these same shapes; the raw WebSocket
+//! and long-polling transports carry them as JSON text, one object per frame. `docs/protocol.md`
+//! is the reference with example exchanges.
+//!
+//! ```
+//! use chat_core::protocol::{decode_client_frame, ClientCommand};
+//! let frame = decode_client_frame(r#"{"type":"send","id":"r1","body":"hello"}"#).unwrap();
+//! assert_eq!(frame.id.as_deref(), Some("r1"));
+//! assert!(matches!(frame.command, ClientCommand::Send { .. }));
+//! ```
+
+use crate::error::ErrorCode;
+use crate::model::{Agent, Conversation, ConversationId, ConversationStatus, Message, Role, VisitorId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One client frame: an optional request id that the answer echoes, and the command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientFrame {
+    /// Chosen by the client; echoed in the `ack` or `error` that answers this frame.
+    pub id: Option<String>,
+    /// What the client asks for.
+    pub command: ClientCommand,
+}
+
+/// What a client may ask of the gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientCommand {
+    /// Send a message. A visitor may omit `conversation_id`: their open conversation is used,
+    /// or a new one is opened. Retrying with the same `client_msg_id` returns the original.
+    Send {
+        /// Target conversation (required for agents).
+        #[serde(default)]
+        conversation_id: Option<ConversationId>,
+        /// Idempotency key chosen by the client, at most 128 characters.
+        #[serde(default)]
+        client_msg_id: Option<String>,
+        /// The text.
+        body: String,
+    },
+    /// Replay everything after each cursor (the last `seq` the client has seen per
+    /// conversation), then continue live with no gap and no duplicate.
+    Resume {
+        /// Conversation id to the last sequence number seen.
+        cursors: BTreeMap<ConversationId, i64>,
+    },
+    /// Read a page of a conversation's messages after a sequence number.
+    History {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// Return messages with `seq` greater than this (0 for the start).
+        #[serde(default)]
+        after_seq: i64,
+        /// Page size, at most 500 (default 100).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Agents: list the site's conversations, newest activity first.
+    ListConversations {
+        /// Only conversations in this status.
+        #[serde(default)]
+        status: Option<ConversationStatus>,
+        /// At most this many (default 100, at most 500).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Agents: assign a conversation to oneself.
+    Assign {
+        /// The conversation.
+        conversation_id: ConversationId,
+    },
+    /// Agents: close a conversation (visitors may close their own).
+    Close {
+        /// The conversation.
+        conversation_id: ConversationId,
+    },
+}
+
+impl ClientCommand {
+    /// The `type` name of the command, as on the wire.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Send { .. } => "send",
+            Self::Resume { .. } => "resume",
+            Self::History { .. } => "history",
+            Self::ListConversations { .. } => "list_conversations",
+            Self::Assign { .. } => "assign",
+            Self::Close { .. } => "close",
+        }
+    }
+}
+
+/// Every `type` a client frame may carry.
+pub const CLIENT_COMMAND_TYPES: &[&str] = &[
+    "send",
+    "resume",
+    "history",
+    "list_conversations",
+    "assign",
+    "close",
+];
+
+/// Why a client frame could not be decoded. Carries the request id when one could be read,
+/// so that the error event can still be correlated by the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FrameError {
+    /// The request id, if the frame was JSON with a string `id`.
+    pub id: Option<String>,
+    /// `malformed_json`, `unknown_type` or `invalid_frame`.
+    pub code: ErrorCode,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+impl FrameError {
+    /// The error event that answers the bad frame.
+    pub fn to_event(&self) -> ServerEvent {
+        ServerEvent::Error(ErrorEvent {
+            id: self.id.clone(),
+            code: self.code,
+            message: self.message.clone(),
+        })
+    }
+}
+
+/// Decodes one JSON client frame, telling malformed JSON, unknown types and bad fields apart.
+pub fn decode_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
+    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| FrameError {
+        id: None,
+        code: ErrorCode::MalformedJson,
+        message: format!("frame is not valid JSON: {e}"),
+    })?;
+    let object = value.as_object_mut().ok_or_else(|| FrameError {
+        id: None,
+        code: ErrorCode::InvalidFrame,
+        message: "frame must be a JSON object".into(),
+    })?;
+    let id = match object.remove("id") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) if s.len() <= 128 => Some(s),
+        Some(_) => {
+            return Err(FrameError {
+                id: None,
+                code: ErrorCode::InvalidFrame,
+                message: "`id` must be a string of at most 128 bytes".into(),
+            })
+        }
+    };
+    let type_name = match object.get("type") {
+        Some(serde_json::Value::String(t)) => t.clone(),
+        _ => {
+            return Err(FrameError {
+                id,
+                code: ErrorCode::InvalidFrame,
+                message: "frame has no string `type`".into(),
+            })
+        }
+    };
+    if !CLIENT_COMMAND_TYPES.contains(&type_name.as_str()) {
+        return Err(FrameError {
+            id,
+            code: ErrorCode::UnknownType,
+            message: format!(
+                "unknown frame type `{}`; expected one of {}",
+                truncate(&type_name, 40),
+                CLIENT_COMMAND_TYPES.join(", ")
+            ),
+        });
+    }
+    match serde_json::from_value::<ClientCommand>(value) {
+        Ok(command) => Ok(ClientFrame { id, command }),
+        Err(e) => Err(FrameError {
+            id,
+            code: ErrorCode::InvalidFrame,
+            message: format!("invalid `{type_name}` frame: {e}"),
+        }),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// What the gateway tells a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerEvent {
+    /// First event of every session: who you are, and what to resume.
+    Welcome(Welcome),
+    /// A command succeeded.
+    Ack(Ack),
+    /// A command or frame failed; the session stays open.
+    Error(ErrorEvent),
+    /// A committed message in a conversation the session follows.
+    Message {
+        /// The message.
+        message: Message,
+    },
+    /// A conversation was created or changed (assignee, status, new message).
+    Conversation {
+        /// Its new state.
+        conversation: Conversation,
+    },
+    /// Visitors: how many agents are online now.
+    Presence {
+        /// Agents connected for the visitor's site.
+        agents_online: u32,
+    },
+}
+
+/// The `welcome` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Visitor or agent.
+    pub role: Role,
+    /// Identifies this session in logs.
+    pub session_id: String,
+    /// Visitors: their id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_id: Option<VisitorId>,
+    /// Visitors: the token to present next time to resume as the same visitor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_token: Option<String>,
+    /// Agents: who the token says they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<Agent>,
+    /// Visitors: their open conversation, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<Conversation>,
+    /// Agents connected for the site.
+    pub agents_online: u32,
+}
+
+/// The `ack` event: the answer to a successful command. Which fields are present depends on the
+/// command (see `docs/protocol.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The request id of the command.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `send`: the committed message (the original one on a retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Message>,
+    /// `send`: true when `client_msg_id` was already stored and nothing new was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
+    /// `history`: the page of messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<Message>>,
+    /// `assign`, `close`: the conversation's new state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<Conversation>,
+    /// `list_conversations`: the conversations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversations: Option<Vec<Conversation>>,
+    /// `resume`: how many messages will be replayed as `message` events before live ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<u64>,
+}
+
+/// The `error` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorEvent {
+    /// The request id of the failed command, when known.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Machine-readable reason.
+    pub code: ErrorCode,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+impl ServerEvent {
+    /// Serializes the event as one JSON text frame.
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: all map keys are strings.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from(r#"{"type":"error","code":"internal","message":"serialization failed"}"#))
+    }
+
+    /// The `type` name of the event, as on the wire.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Welcome(_) => "welcome",
+            Self::Ack(_) => "ack",
+            Self::Error(_) => "error",
+            Self::Message { .. } => "message",
+            Self::Conversation { .. } => "conversation",
+            Self::Presence { .. } => "presence",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_send_with_and_without_conversation() {
+        let f = decode_client_frame(r#"{"type":"send","id":"a","client_msg_id":"c1","body":"hi"}"#)
+            .unwrap();
+        assert_eq!(
+            f.command,
+            ClientCommand::Send {
+                conversation_id: None,
+                client_msg_id: Some("c1".into()),
+                body: "hi".into()
+            }
+        );
+        let id = ConversationId::new_random();
+        let f = decode_client_frame(&format!(
+            r#"{{"type":"send","conversation_id":"{id}","body":"x"}}"#
+        ))
+        .unwrap();
+        assert!(matches!(f.command, ClientCommand::Send { conversation_id: Some(c), .. } if c == id));
+    }
+
+    #[test]
+    fn tells_malformed_unknown_and_invalid_apart() {
+        assert_eq!(decode_client_frame("{nope").unwrap_err().code, ErrorCode::MalformedJson);
+        let e = decode_client_frame(r#"{"type":"dance","id":"r9"}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownType);
+        assert_eq!(e.id.as_deref(), Some("r9"));
+        let e = decode_client_frame(r#"{"type":"send","id":"r2"}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidFrame);
+        assert_eq!(e.id.as_deref(), Some("r2"));
+        assert_eq!(decode_client_frame("[1,2]").unwrap_err().code, ErrorCode::InvalidFrame);
+        assert_eq!(decode_client_frame(r#"{"id":"x"}"#).unwrap_err().code, ErrorCode::InvalidFrame);
+        let e = decode_client_frame(r#"{"type":"send","body":"x","extra":1}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidFrame);
+    }
+
+    #[test]
+    fn resume_cursors_are_keyed_by_conversation() {
+        let id = ConversationId::new_random();
+        let f = decode_client_frame(&format!(r#"{{"type":"resume","cursors":{{"{id}":7}}}}"#)).unwrap();
+        match f.command {
+            ClientCommand::Resume { cursors } => assert_eq!(cursors.get(&id), Some(&7)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ack_round_trips_with_flattened_fields() {
+        let ev = ServerEvent::Ack(Ack {
+            id: Some("r1".into()),
+            replayed: Some(3),
+            ..Ack::default()
+        });
+        let json = ev.to_json();
+        assert_eq!(json, r#"{"type":"ack","id":"r1","replayed":3}"#);
+        let back: ServerEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, ev);
+    }
+}

@@ -1,0 +1,112 @@
+//! The [`Store`] trait: what the chat needs from a database. Implementations live in the
+//! `chat-storage` crate (Postgres and the embedded default); both pass one conformance suite.
+
+use crate::error::StoreError;
+use crate::model::{
+    Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, SiteId, Visitor,
+    VisitorId,
+};
+use async_trait::async_trait;
+
+/// Result of [`Store::append_message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// The message was committed with a new sequence number.
+    Inserted(Message),
+    /// A message with the same `client_msg_id` already exists in the conversation; this is it.
+    Duplicate(Message),
+}
+
+impl Appended {
+    /// The committed message, new or original.
+    pub fn message(&self) -> &Message {
+        match self {
+            Self::Inserted(m) | Self::Duplicate(m) => m,
+        }
+    }
+}
+
+/// Which conversations [`Store::list_conversations`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationFilter {
+    /// Only this site's.
+    pub site_id: SiteId,
+    /// Only in this status, when set.
+    pub status: Option<ConversationStatus>,
+    /// At most this many, most recently updated first.
+    pub limit: u32,
+}
+
+/// Durable storage of visitors, conversations and messages.
+///
+/// Every method that returns `Ok` has committed what it wrote: the chat service acknowledges a
+/// message to its sender and fans it out only after [`Store::append_message`] returns.
+///
+/// ```no_run
+/// # use chat_core::store::Store;
+/// # async fn demo(store: &dyn Store) -> Result<(), chat_core::StoreError> {
+/// store.health().await?;
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name for logs and `/chat/health`: `postgres` or `embedded`.
+    fn kind(&self) -> &'static str;
+
+    /// Succeeds when the store can serve queries right now.
+    async fn health(&self) -> Result<(), StoreError>;
+
+    /// Stores a visitor if no visitor with that id exists yet; returns the stored visitor.
+    async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError>;
+
+    /// Creates an open conversation for a visitor.
+    async fn create_conversation(
+        &self,
+        site_id: &str,
+        visitor_id: VisitorId,
+    ) -> Result<Conversation, StoreError>;
+
+    /// Reads one conversation.
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError>;
+
+    /// The visitor's most recently updated open conversation on the site, if any.
+    async fn open_conversation_of(
+        &self,
+        site_id: &str,
+        visitor_id: VisitorId,
+    ) -> Result<Option<Conversation>, StoreError>;
+
+    /// Conversations matching the filter, most recently updated first.
+    async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+    ) -> Result<Vec<Conversation>, StoreError>;
+
+    /// Sets or clears the assignee. [`StoreError::NotFound`] when the conversation does not exist.
+    async fn assign(
+        &self,
+        id: ConversationId,
+        assignee: Option<&Agent>,
+    ) -> Result<Conversation, StoreError>;
+
+    /// Sets the status. [`StoreError::NotFound`] when the conversation does not exist.
+    async fn set_status(
+        &self,
+        id: ConversationId,
+        status: ConversationStatus,
+    ) -> Result<Conversation, StoreError>;
+
+    /// Appends a message with the next sequence number of its conversation, atomically with
+    /// the conversation's `last_seq` and `updated_at`. When `client_msg_id` is already present
+    /// in the conversation, writes nothing and returns the original as [`Appended::Duplicate`].
+    /// [`StoreError::NotFound`] when the conversation does not exist.
+    async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError>;
+
+    /// Messages with `seq > after_seq`, in order, at most `limit`.
+    async fn messages_after(
+        &self,
+        conversation_id: ConversationId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError>;
+}
