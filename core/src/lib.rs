@@ -9,9 +9,13 @@
 //! [`ServerEvent`](protocol::ServerEvent)s it yields; a store persists what the service asks.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod error;
+pub mod hub;
 pub mod model;
 pub mod protocol;
+pub mod service;
 pub mod store;
+pub mod transport;
 
 pub use error::{ChatError, ErrorCode, StoreError};

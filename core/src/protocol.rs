@@ -11,7 +11,9 @@
 //! ```
 
 use crate::error::ErrorCode;
-use crate::model::{Agent, Conversation, ConversationId, ConversationStatus, Message, Role, VisitorId};
+use crate::model::{
+    Agent, Conversation, ConversationId, ConversationStatus, Message, Role, VisitorId,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -59,6 +61,9 @@ pub enum ClientCommand {
     },
     /// Agents: list the site's conversations, newest activity first.
     ListConversations {
+        /// The site whose conversations to list (default `default`).
+        #[serde(default)]
+        site: Option<String>,
         /// Only conversations in this status.
         #[serde(default)]
         status: Option<ConversationStatus>,
@@ -277,7 +282,9 @@ impl ServerEvent {
     /// Serializes the event as one JSON text frame.
     pub fn to_json(&self) -> String {
         // Serializing these types cannot fail: all map keys are strings.
-        serde_json::to_string(self).unwrap_or_else(|_| String::from(r#"{"type":"error","code":"internal","message":"serialization failed"}"#))
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            String::from(r#"{"type":"error","code":"internal","message":"serialization failed"}"#)
+        })
     }
 
     /// The `type` name of the event, as on the wire.
@@ -314,20 +321,31 @@ mod tests {
             r#"{{"type":"send","conversation_id":"{id}","body":"x"}}"#
         ))
         .unwrap();
-        assert!(matches!(f.command, ClientCommand::Send { conversation_id: Some(c), .. } if c == id));
+        assert!(
+            matches!(f.command, ClientCommand::Send { conversation_id: Some(c), .. } if c == id)
+        );
     }
 
     #[test]
     fn tells_malformed_unknown_and_invalid_apart() {
-        assert_eq!(decode_client_frame("{nope").unwrap_err().code, ErrorCode::MalformedJson);
+        assert_eq!(
+            decode_client_frame("{nope").unwrap_err().code,
+            ErrorCode::MalformedJson
+        );
         let e = decode_client_frame(r#"{"type":"dance","id":"r9"}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::UnknownType);
         assert_eq!(e.id.as_deref(), Some("r9"));
         let e = decode_client_frame(r#"{"type":"send","id":"r2"}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidFrame);
         assert_eq!(e.id.as_deref(), Some("r2"));
-        assert_eq!(decode_client_frame("[1,2]").unwrap_err().code, ErrorCode::InvalidFrame);
-        assert_eq!(decode_client_frame(r#"{"id":"x"}"#).unwrap_err().code, ErrorCode::InvalidFrame);
+        assert_eq!(
+            decode_client_frame("[1,2]").unwrap_err().code,
+            ErrorCode::InvalidFrame
+        );
+        assert_eq!(
+            decode_client_frame(r#"{"id":"x"}"#).unwrap_err().code,
+            ErrorCode::InvalidFrame
+        );
         let e = decode_client_frame(r#"{"type":"send","body":"x","extra":1}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidFrame);
     }
@@ -335,7 +353,8 @@ mod tests {
     #[test]
     fn resume_cursors_are_keyed_by_conversation() {
         let id = ConversationId::new_random();
-        let f = decode_client_frame(&format!(r#"{{"type":"resume","cursors":{{"{id}":7}}}}"#)).unwrap();
+        let f =
+            decode_client_frame(&format!(r#"{{"type":"resume","cursors":{{"{id}":7}}}}"#)).unwrap();
         match f.command {
             ClientCommand::Resume { cursors } => assert_eq!(cursors.get(&id), Some(&7)),
             other => panic!("unexpected {other:?}"),

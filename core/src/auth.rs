@@ -1,0 +1,359 @@
+//! Who may connect: agent JWTs, gateway-signed visitor tokens, and Origin rules.
+//!
+//! ```
+//! use chat_core::auth::{AgentTokens, VisitorTokens};
+//! let agents = AgentTokens::new(b"secret-of-at-least-some-length");
+//! let jwt = agents.mint("alice", "Alice", std::time::Duration::from_secs(900)).unwrap();
+//! assert_eq!(agents.verify(&jwt).unwrap().id, "alice");
+//!
+//! let visitors = VisitorTokens::new(b"another-secret");
+//! let id = chat_core::model::VisitorId::new_random();
+//! let token = visitors.mint(id, "default");
+//! assert_eq!(visitors.verify(&token, "default").unwrap(), id);
+//! assert!(visitors.verify(&token, "other-site").is_err());
+//! ```
+
+use crate::model::{Agent, VisitorId};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::time::Duration;
+
+/// Why a credential was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No credential was presented where one is required.
+    #[error("missing token")]
+    Missing,
+    /// The token has expired.
+    #[error("token expired")]
+    Expired,
+    /// Bad signature, wrong algorithm, malformed, or missing required claims.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// The claims of an agent JWT.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentClaims {
+    /// Agent id.
+    pub sub: String,
+    /// Display name; defaults to `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issued at, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+}
+
+/// Verifies (and, for development, mints) agent JWTs signed HS256 with `CHAT_ADMIN_JWT_SECRET`.
+#[derive(Clone)]
+pub struct AgentTokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl AgentTokens {
+    /// Uses `secret` as the HS256 key.
+    pub fn new(secret: &[u8]) -> Self {
+        // Pinning the algorithm list to HS256 is what refuses `alg: none` and RS/HS confusion.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 5;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// Checks signature, algorithm and expiry; returns the agent the token names.
+    pub fn verify(&self, token: &str) -> Result<Agent, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let data = jsonwebtoken::decode::<AgentClaims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                other => AuthError::Invalid(format!("{other:?}")),
+            })?;
+        let claims = data.claims;
+        if claims.sub.is_empty() || claims.sub.len() > 128 {
+            return Err(AuthError::Invalid("`sub` must be 1..=128 bytes".into()));
+        }
+        let name = claims
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| claims.sub.clone());
+        Ok(Agent {
+            id: claims.sub,
+            name: name.chars().take(80).collect(),
+        })
+    }
+
+    /// Mints a token valid for `ttl`, as the main site would.
+    pub fn mint(&self, agent_id: &str, name: &str, ttl: Duration) -> Result<String, AuthError> {
+        let now = now_secs();
+        let claims = AgentClaims {
+            sub: agent_id.to_owned(),
+            name: Some(name.to_owned()),
+            exp: now + ttl.as_secs(),
+            iat: Some(now),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Mints and verifies visitor tokens: `v1.<visitor id>.<site>.<HMAC-SHA256, base64url>`.
+///
+/// A token proves the holder is that visitor of that site; it does not expire, like the
+/// first-party cookie it replaces.
+#[derive(Clone)]
+pub struct VisitorTokens {
+    key: Vec<u8>,
+}
+
+impl VisitorTokens {
+    /// Uses `secret` as the HMAC key.
+    pub fn new(secret: &[u8]) -> Self {
+        Self {
+            key: secret.to_vec(),
+        }
+    }
+
+    fn signature(&self, payload: &str) -> Vec<u8> {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(payload.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// A token for `visitor` on `site`.
+    pub fn mint(&self, visitor: VisitorId, site: &str) -> String {
+        let payload = format!("v1.{visitor}.{site}");
+        let sig = URL_SAFE_NO_PAD.encode(self.signature(&payload));
+        format!("{payload}.{sig}")
+    }
+
+    /// The visitor a token proves, if it is valid for `site`.
+    pub fn verify(&self, token: &str, site: &str) -> Result<VisitorId, AuthError> {
+        let (payload, sig) = token
+            .rsplit_once('.')
+            .ok_or_else(|| AuthError::Invalid("malformed visitor token".into()))?;
+        let mut parts = payload.splitn(3, '.');
+        let (Some("v1"), Some(id), Some(token_site)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Invalid("malformed visitor token".into()));
+        };
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| AuthError::Invalid("malformed visitor token".into()))?;
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(payload.as_bytes());
+        mac.verify_slice(&sig)
+            .map_err(|_| AuthError::Invalid("visitor token signature mismatch".into()))?;
+        if token_site != site {
+            return Err(AuthError::Invalid(
+                "visitor token is for another site".into(),
+            ));
+        }
+        id.parse()
+            .map_err(|_| AuthError::Invalid("malformed visitor id".into()))
+    }
+}
+
+/// Which browser origins may open sessions of one kind (visitor or agent).
+///
+/// Same-origin requests are always allowed; requests without `Origin` (non-browser clients) are
+/// not subject to the rule. With no list configured, loopback origins (`localhost`, `127.0.0.1`,
+/// `[::1]`, any port and scheme) are allowed for local development.
+///
+/// ```
+/// use chat_core::auth::OriginPolicy;
+/// let p = OriginPolicy::from_list("https://shop.example, https://www.shop.example");
+/// assert!(p.allows(Some("https://shop.example"), "chat.example"));
+/// assert!(!p.allows(Some("https://evil.example"), "chat.example"));
+/// assert!(p.allows(Some("https://chat.example"), "chat.example")); // same origin
+/// assert!(p.allows(None, "chat.example"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginPolicy {
+    /// `*`: any origin.
+    Any,
+    /// Unset: same-origin and loopback origins only.
+    LocalDevelopment,
+    /// These exact origins (scheme://host[:port], lowercase, no trailing slash).
+    List(Vec<String>),
+}
+
+impl OriginPolicy {
+    /// Parses a comma-separated list as in `CHAT_ALLOWED_ORIGINS`; empty means
+    /// [`OriginPolicy::LocalDevelopment`].
+    pub fn from_list(list: &str) -> Self {
+        let origins: Vec<String> = list
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if origins.iter().any(|o| o == "*") {
+            Self::Any
+        } else if origins.is_empty() {
+            Self::LocalDevelopment
+        } else {
+            Self::List(origins)
+        }
+    }
+
+    /// Whether a request with this `Origin` header, arriving with this `Host` header, may proceed.
+    pub fn allows(&self, origin: Option<&str>, host: &str) -> bool {
+        let Some(origin) = origin else { return true };
+        let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
+        if !origin_host.is_empty() && origin_host == host.to_ascii_lowercase() {
+            return true;
+        }
+        match self {
+            Self::Any => true,
+            Self::List(list) => list.iter().any(|o| *o == origin),
+            Self::LocalDevelopment => {
+                let hostname = origin_host
+                    .rsplit_once(':')
+                    .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+                    .map(|(h, _)| h)
+                    .unwrap_or(origin_host);
+                matches!(hostname, "localhost" | "127.0.0.1" | "[::1]")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_expired_wrong_key_and_alg_none() {
+        let tokens = AgentTokens::new(b"k1");
+        let now = now_secs();
+        let expired = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &AgentClaims {
+                sub: "a".into(),
+                name: None,
+                exp: now - 3600,
+                iat: None,
+            },
+            &EncodingKey::from_secret(b"k1"),
+        )
+        .unwrap();
+        assert_eq!(tokens.verify(&expired).unwrap_err(), AuthError::Expired);
+
+        let other = AgentTokens::new(b"k2")
+            .mint("a", "A", Duration::from_secs(60))
+            .unwrap();
+        assert!(matches!(tokens.verify(&other), Err(AuthError::Invalid(_))));
+
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let body = URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"a","exp":{}}}"#, now + 600));
+        assert!(matches!(
+            tokens.verify(&format!("{header}.{body}.")),
+            Err(AuthError::Invalid(_))
+        ));
+
+        let hs384 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS384),
+            &AgentClaims {
+                sub: "a".into(),
+                name: None,
+                exp: now + 600,
+                iat: None,
+            },
+            &EncodingKey::from_secret(b"k1"),
+        )
+        .unwrap();
+        assert!(matches!(tokens.verify(&hs384), Err(AuthError::Invalid(_))));
+        assert_eq!(tokens.verify("").unwrap_err(), AuthError::Missing);
+    }
+
+    #[test]
+    fn requires_exp_and_defaults_name_to_sub() {
+        let tokens = AgentTokens::new(b"k1");
+        #[derive(Serialize)]
+        struct NoExp {
+            sub: String,
+        }
+        let no_exp = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &NoExp { sub: "a".into() },
+            &EncodingKey::from_secret(b"k1"),
+        )
+        .unwrap();
+        assert!(matches!(tokens.verify(&no_exp), Err(AuthError::Invalid(_))));
+        let ok = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &AgentClaims {
+                sub: "bob".into(),
+                name: None,
+                exp: now_secs() + 60,
+                iat: None,
+            },
+            &EncodingKey::from_secret(b"k1"),
+        )
+        .unwrap();
+        assert_eq!(
+            tokens.verify(&ok).unwrap(),
+            Agent {
+                id: "bob".into(),
+                name: "bob".into()
+            }
+        );
+    }
+
+    #[test]
+    fn visitor_tokens_are_bound_to_visitor_and_site() {
+        let t = VisitorTokens::new(b"s");
+        let id = VisitorId::new_random();
+        let token = t.mint(id, "default");
+        assert_eq!(t.verify(&token, "default").unwrap(), id);
+        let forged = token.replace(&id.to_string(), &VisitorId::new_random().to_string());
+        assert!(t.verify(&forged, "default").is_err());
+        assert!(VisitorTokens::new(b"other")
+            .verify(&token, "default")
+            .is_err());
+        assert!(t.verify("garbage", "default").is_err());
+        assert!(t.verify("v1.x.default.%%%", "default").is_err());
+    }
+
+    #[test]
+    fn origin_policy_rules() {
+        let dev = OriginPolicy::from_list("");
+        assert!(dev.allows(Some("http://localhost:3000"), "127.0.0.1:8080"));
+        assert!(dev.allows(Some("http://127.0.0.1:5173"), "127.0.0.1:8080"));
+        assert!(!dev.allows(Some("https://evil.example"), "127.0.0.1:8080"));
+        assert!(!dev.allows(Some("http://localhost.evil.example"), "127.0.0.1:8080"));
+        assert!(dev.allows(Some("https://chat.example"), "chat.example"));
+        let list = OriginPolicy::from_list("https://A.example/ , https://b.example");
+        assert!(list.allows(Some("https://a.example"), "x"));
+        assert!(!list.allows(Some("http://a.example"), "x"));
+        assert!(!list.allows(Some("null"), "x"));
+        assert!(OriginPolicy::from_list("*").allows(Some("https://any.example"), "x"));
+    }
+}

@@ -1,0 +1,218 @@
+//! The live hub: which sessions follow which topics on this process, and fan-out of committed
+//! events to them. Each session has one bounded queue; a session whose queue is full is marked
+//! lagged and dropped from every topic instead of being buffered without bound (promise 4), and
+//! resumes from the store when it reconnects (promise 3).
+
+use crate::model::{Conversation, Message, VisitorId};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::mpsc;
+
+/// What a session can follow.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Everything about one visitor's conversations.
+    Visitor(VisitorId),
+    /// Everything agents see: all messages and conversation changes.
+    Agents,
+    /// Presence changes, for every visitor.
+    Visitors,
+}
+
+/// An event as fanned out to sessions; shared, not copied, between subscribers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HubEvent {
+    /// A message was committed.
+    Message(Message),
+    /// A conversation was created or changed.
+    Conversation(Conversation),
+    /// The number of online agents changed.
+    Presence {
+        /// Agents connected now.
+        agents_online: u32,
+    },
+}
+
+/// Identifies one subscriber (one session) in the hub.
+pub type SubscriberId = u64;
+
+struct Subscriber {
+    tx: mpsc::Sender<Arc<HubEvent>>,
+    lagged: Arc<AtomicBool>,
+    topics: HashSet<Topic>,
+}
+
+#[derive(Default)]
+struct HubState {
+    subscribers: HashMap<SubscriberId, Subscriber>,
+    topics: HashMap<Topic, HashSet<SubscriberId>>,
+    agents_online: u32,
+}
+
+/// The receiving end a session owns.
+pub struct Subscription {
+    /// The subscriber's id, for [`Hub::subscribe`] and [`Hub::remove`].
+    pub id: SubscriberId,
+    /// Events for this session, in publish order.
+    pub rx: mpsc::Receiver<Arc<HubEvent>>,
+    /// Set when the queue overflowed and the hub dropped this session.
+    pub lagged: Arc<AtomicBool>,
+}
+
+/// In-process fan-out. Cheap to clone.
+///
+/// ```
+/// # tokio_test_shim::block_on(async {
+/// use chat_core::hub::{Hub, HubEvent, Topic};
+/// let hub = Hub::default();
+/// let mut sub = hub.register(8);
+/// hub.subscribe(sub.id, Topic::Visitors);
+/// hub.publish(&[Topic::Visitors], HubEvent::Presence { agents_online: 1 });
+/// assert!(matches!(*sub.rx.recv().await.unwrap(), HubEvent::Presence { agents_online: 1 }));
+/// # });
+/// # mod tokio_test_shim { pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #   tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f) } }
+/// ```
+#[derive(Clone, Default)]
+pub struct Hub {
+    state: Arc<Mutex<HubState>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Hub {
+    fn state(&self) -> MutexGuard<'_, HubState> {
+        // A panic while holding this lock leaves plain maps behind; they stay usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A new subscriber with a queue of `capacity` events, following nothing yet.
+    pub fn register(&self, capacity: usize) -> Subscription {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let lagged = Arc::new(AtomicBool::new(false));
+        self.state().subscribers.insert(
+            id,
+            Subscriber {
+                tx,
+                lagged: lagged.clone(),
+                topics: HashSet::new(),
+            },
+        );
+        Subscription { id, rx, lagged }
+    }
+
+    /// Makes `id` follow `topic`.
+    pub fn subscribe(&self, id: SubscriberId, topic: Topic) {
+        let mut state = self.state();
+        let Some(sub) = state.subscribers.get_mut(&id) else {
+            return;
+        };
+        sub.topics.insert(topic.clone());
+        state.topics.entry(topic).or_default().insert(id);
+    }
+
+    /// Forgets `id` entirely; its receiver then sees the end of the stream.
+    pub fn remove(&self, id: SubscriberId) {
+        Self::remove_locked(&mut self.state(), id);
+    }
+
+    fn remove_locked(state: &mut HubState, id: SubscriberId) {
+        if let Some(sub) = state.subscribers.remove(&id) {
+            for topic in sub.topics {
+                if let Some(set) = state.topics.get_mut(&topic) {
+                    set.remove(&id);
+                    if set.is_empty() {
+                        state.topics.remove(&topic);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers `event` once to every subscriber of any of `topics`. Never waits: a subscriber
+    /// whose queue is full is marked lagged and removed. Returns how many received it.
+    pub fn publish(&self, topics: &[Topic], event: HubEvent) -> usize {
+        let event = Arc::new(event);
+        let mut state = self.state();
+        let mut targets: HashSet<SubscriberId> = HashSet::new();
+        for topic in topics {
+            if let Some(set) = state.topics.get(topic) {
+                targets.extend(set.iter().copied());
+            }
+        }
+        let mut delivered = 0;
+        let mut overflowed = Vec::new();
+        for id in targets {
+            if let Some(sub) = state.subscribers.get(&id) {
+                match sub.tx.try_send(event.clone()) {
+                    Ok(()) => delivered += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        sub.lagged.store(true, Ordering::Release);
+                        overflowed.push(id);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => overflowed.push(id),
+                }
+            }
+        }
+        for id in overflowed {
+            Self::remove_locked(&mut state, id);
+        }
+        delivered
+    }
+
+    /// Counts an agent session in or out; returns the new number of online agents.
+    pub fn agent_presence(&self, delta: i32) -> u32 {
+        let mut state = self.state();
+        state.agents_online = state.agents_online.saturating_add_signed(delta);
+        state.agents_online
+    }
+
+    /// Agents connected now.
+    pub fn agents_online(&self) -> u32 {
+        self.state().agents_online
+    }
+
+    /// Sessions registered now.
+    pub fn subscriber_count(&self) -> usize {
+        self.state().subscribers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn fans_out_once_per_subscriber_even_with_overlapping_topics() {
+        let hub = Hub::default();
+        let mut a = hub.register(4);
+        let v = VisitorId::new_random();
+        hub.subscribe(a.id, Topic::Agents);
+        hub.subscribe(a.id, Topic::Visitor(v));
+        let n = hub.publish(
+            &[Topic::Agents, Topic::Visitor(v)],
+            HubEvent::Presence { agents_online: 2 },
+        );
+        assert_eq!(n, 1);
+        assert!(a.rx.try_recv().is_ok());
+        assert!(a.rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_marks_the_subscriber_lagged_and_spares_the_others() {
+        let hub = Hub::default();
+        let slow = hub.register(2);
+        let mut fast = hub.register(16);
+        hub.subscribe(slow.id, Topic::Visitors);
+        hub.subscribe(fast.id, Topic::Visitors);
+        for i in 0..5 {
+            hub.publish(&[Topic::Visitors], HubEvent::Presence { agents_online: i });
+            assert!(fast.rx.try_recv().is_ok());
+        }
+        assert!(slow.lagged.load(Ordering::Acquire));
+        assert_eq!(hub.subscriber_count(), 1);
+    }
+}

@@ -1,0 +1,666 @@
+//! The chat service: authorizes commands, persists through the [`Store`], then fans out through
+//! the [`Hub`]. A [`Session`] is the seam every transport talks to.
+
+use crate::error::{ChatError, ErrorCode, StoreError};
+use crate::hub::{Hub, HubEvent, Topic};
+use crate::model::{
+    Conversation, ConversationId, ConversationStatus, Message, NewMessage, Principal, Role, SiteId,
+    Visitor, VisitorId,
+};
+use crate::protocol::{Ack, ClientCommand, ClientFrame, ErrorEvent, ServerEvent, Welcome};
+use crate::store::{Appended, ConversationFilter, Store};
+use crate::transport::TransportKind;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// Limits of the chat service.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Longest accepted message body, in characters (`CHAT_MAX_MESSAGE_CHARS`).
+    pub max_message_chars: usize,
+    /// Events a session may have queued before it counts as too slow (`CHAT_SESSION_QUEUE`).
+    pub session_queue: usize,
+    /// Most messages one `resume` replays per conversation.
+    pub max_replay_per_conversation: u32,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            max_message_chars: 4000,
+            session_queue: 256,
+            max_replay_per_conversation: 10_000,
+        }
+    }
+}
+
+/// The chat service. Cheap to clone; one per process.
+///
+/// ```no_run
+/// # async fn demo(store: std::sync::Arc<dyn chat_core::store::Store>) -> Result<(), chat_core::ChatError> {
+/// use chat_core::service::{ChatService, ServiceConfig};
+/// use chat_core::model::{Principal, VisitorId};
+/// use chat_core::transport::TransportKind;
+/// let service = ChatService::new(store, ServiceConfig::default());
+/// let principal = Principal::Visitor { visitor_id: VisitorId::new_random(), site_id: "default".into() };
+/// let mut session = service.open_session(principal, Some("token".into()), TransportKind::WebSocket).await?;
+/// let welcome = session.next_event().await; // always the `welcome` event first
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ChatService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    hub: Hub,
+    config: ServiceConfig,
+    shutdown: watch::Sender<bool>,
+}
+
+impl ChatService {
+    /// A service over `store` with a fresh hub.
+    pub fn new(store: Arc<dyn Store>, config: ServiceConfig) -> Self {
+        let (shutdown, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                hub: Hub::default(),
+                config,
+                shutdown,
+            }),
+        }
+    }
+
+    /// The store behind the service.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The live hub.
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    /// Tells every session to end with "going away" so that clients reconnect elsewhere.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Opens a session for an authenticated principal. For visitors, `visitor_token` is the token
+    /// the client will be told to keep (minted or presented). The first event is `welcome`.
+    pub async fn open_session(
+        &self,
+        principal: Principal,
+        visitor_token: Option<String>,
+        transport: TransportKind,
+    ) -> Result<Session, ChatError> {
+        let hub = &self.inner.hub;
+        if let Principal::Visitor {
+            visitor_id,
+            site_id,
+        } = &principal
+        {
+            self.inner
+                .store
+                .ensure_visitor(&Visitor {
+                    id: *visitor_id,
+                    site_id: site_id.clone(),
+                    created_at: chrono::Utc::now(),
+                })
+                .await?;
+        }
+        // Subscribe before reading state, so nothing committed in between is missed.
+        let sub = hub.register(self.inner.config.session_queue);
+        let session_id = format!(
+            "s-{:x}-{}",
+            sub.id,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let mut session = Session {
+            id: session_id.clone(),
+            principal: principal.clone(),
+            transport,
+            service: self.clone(),
+            subscriber: sub.id,
+            rx: sub.rx,
+            lagged: sub.lagged,
+            shutdown: self.inner.shutdown.subscribe(),
+            delivered: HashMap::new(),
+            pending: VecDeque::new(),
+            stash: None,
+            counted_as_agent: false,
+        };
+        let welcome = match &principal {
+            Principal::Visitor {
+                visitor_id,
+                site_id,
+            } => {
+                hub.subscribe(sub.id, Topic::Visitor(*visitor_id));
+                hub.subscribe(sub.id, Topic::Visitors);
+                let conversation = self
+                    .inner
+                    .store
+                    .open_conversation_of(site_id, *visitor_id)
+                    .await?;
+                Welcome {
+                    role: Role::Visitor,
+                    session_id,
+                    visitor_id: Some(*visitor_id),
+                    visitor_token,
+                    agent: None,
+                    conversation,
+                    agents_online: hub.agents_online(),
+                }
+            }
+            Principal::Agent(agent) => {
+                hub.subscribe(sub.id, Topic::Agents);
+                session.counted_as_agent = true;
+                let online = hub.agent_presence(1);
+                hub.publish(
+                    &[Topic::Visitors],
+                    HubEvent::Presence {
+                        agents_online: online,
+                    },
+                );
+                Welcome {
+                    role: Role::Agent,
+                    session_id,
+                    visitor_id: None,
+                    visitor_token: None,
+                    agent: Some(agent.clone()),
+                    conversation: None,
+                    agents_online: online,
+                }
+            }
+        };
+        session.pending.push_back(ServerEvent::Welcome(welcome));
+        Ok(session)
+    }
+
+    fn publish_message(&self, message: &Message, visitor_id: VisitorId) {
+        self.inner.hub.publish(
+            &[Topic::Visitor(visitor_id), Topic::Agents],
+            HubEvent::Message(message.clone()),
+        );
+    }
+
+    fn publish_conversation(&self, conversation: &Conversation) {
+        self.inner.hub.publish(
+            &[Topic::Visitor(conversation.visitor_id), Topic::Agents],
+            HubEvent::Conversation(conversation.clone()),
+        );
+    }
+
+    /// Reads a conversation the principal may see: visitors only their own.
+    pub async fn authorized_conversation(
+        &self,
+        principal: &Principal,
+        id: ConversationId,
+    ) -> Result<Conversation, ChatError> {
+        let conversation = self
+            .inner
+            .store
+            .conversation(id)
+            .await?
+            .ok_or_else(|| ChatError::NotFound(format!("conversation {id} does not exist")))?;
+        if let Principal::Visitor { visitor_id, .. } = principal {
+            if conversation.visitor_id != *visitor_id {
+                // Same answer as for a missing one would leak less, but a clear reason helps
+                // integrators; ids are random UUIDs, so existence is not guessable anyway.
+                return Err(ChatError::Forbidden(
+                    "this conversation belongs to another visitor".into(),
+                ));
+            }
+        }
+        Ok(conversation)
+    }
+
+    /// Sends a message as `principal`: validates, commits, then fans out. Used by sessions and
+    /// by HTTP APIs alike.
+    pub async fn send(
+        &self,
+        principal: &Principal,
+        conversation_id: Option<ConversationId>,
+        client_msg_id: Option<String>,
+        body: String,
+    ) -> Result<Appended, ChatError> {
+        let max = self.inner.config.max_message_chars;
+        if body.trim().is_empty() {
+            return Err(ChatError::BadRequest("message body is empty".into()));
+        }
+        let chars = body.chars().count();
+        if chars > max {
+            return Err(ChatError::TooLarge(format!(
+                "message body has {chars} characters; the limit is {max}"
+            )));
+        }
+        if let Some(id) = &client_msg_id {
+            if id.is_empty() || id.len() > 128 {
+                return Err(ChatError::BadRequest(
+                    "client_msg_id must be 1..=128 bytes".into(),
+                ));
+            }
+        }
+        let store = &self.inner.store;
+        let conversation = match (principal, conversation_id) {
+            (Principal::Agent(_), None) => {
+                return Err(ChatError::BadRequest(
+                    "agents must name the conversation_id to send to".into(),
+                ))
+            }
+            (_, Some(id)) => self.authorized_conversation(principal, id).await?,
+            (
+                Principal::Visitor {
+                    visitor_id,
+                    site_id,
+                },
+                None,
+            ) => match store.open_conversation_of(site_id, *visitor_id).await? {
+                Some(c) => c,
+                None => {
+                    let c = store.create_conversation(site_id, *visitor_id).await?;
+                    self.publish_conversation(&c);
+                    c
+                }
+            },
+        };
+        if principal.role() == Role::Visitor && conversation.status == ConversationStatus::Closed {
+            let reopened = store
+                .set_status(conversation.id, ConversationStatus::Open)
+                .await?;
+            self.publish_conversation(&reopened);
+        }
+        let appended = store
+            .append_message(NewMessage {
+                conversation_id: conversation.id,
+                client_msg_id,
+                sender: principal.as_sender(),
+                body,
+            })
+            .await?;
+        if let Appended::Inserted(message) = &appended {
+            self.publish_message(message, conversation.visitor_id);
+        }
+        Ok(appended)
+    }
+
+    /// Assigns a conversation to the calling agent.
+    pub async fn assign(
+        &self,
+        principal: &Principal,
+        id: ConversationId,
+    ) -> Result<Conversation, ChatError> {
+        let Principal::Agent(agent) = principal else {
+            return Err(ChatError::Forbidden(
+                "only agents can assign conversations".into(),
+            ));
+        };
+        let conversation = self
+            .inner
+            .store
+            .assign(id, Some(agent))
+            .await
+            .map_err(not_found(id))?;
+        self.publish_conversation(&conversation);
+        Ok(conversation)
+    }
+
+    /// Closes a conversation (agents: any; visitors: their own).
+    pub async fn close(
+        &self,
+        principal: &Principal,
+        id: ConversationId,
+    ) -> Result<Conversation, ChatError> {
+        self.authorized_conversation(principal, id).await?;
+        let conversation = self
+            .inner
+            .store
+            .set_status(id, ConversationStatus::Closed)
+            .await
+            .map_err(not_found(id))?;
+        self.publish_conversation(&conversation);
+        Ok(conversation)
+    }
+
+    /// Lists conversations for agents.
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        site_id: SiteId,
+        status: Option<ConversationStatus>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Conversation>, ChatError> {
+        if principal.role() != Role::Agent {
+            return Err(ChatError::Forbidden(
+                "only agents can list conversations".into(),
+            ));
+        }
+        Ok(self
+            .inner
+            .store
+            .list_conversations(&ConversationFilter {
+                site_id,
+                status,
+                limit: page_limit(limit),
+            })
+            .await?)
+    }
+
+    /// A page of a conversation's messages.
+    pub async fn history(
+        &self,
+        principal: &Principal,
+        id: ConversationId,
+        after_seq: i64,
+        limit: Option<u32>,
+    ) -> Result<Vec<Message>, ChatError> {
+        self.authorized_conversation(principal, id).await?;
+        Ok(self
+            .inner
+            .store
+            .messages_after(id, after_seq.max(0), page_limit(limit))
+            .await?)
+    }
+}
+
+fn not_found(id: ConversationId) -> impl Fn(StoreError) -> ChatError {
+    move |e| match e {
+        StoreError::NotFound(_) => ChatError::NotFound(format!("conversation {id} does not exist")),
+        other => ChatError::Store(other),
+    }
+}
+
+fn page_limit(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(100).clamp(1, 500)
+}
+
+/// What [`Session::next_event`] yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    /// Write this event to the client.
+    Event(ServerEvent),
+    /// The session fell too far behind and was dropped from fan-out: close it with a code that
+    /// tells the client to reconnect and resume.
+    Lagged,
+    /// The gateway is shutting down: close with "going away".
+    ShuttingDown,
+}
+
+/// One client's session: the seam between a transport and the chat.
+///
+/// A transport feeds decoded frames to [`Session::handle`] and writes what
+/// [`Session::next_event`] yields. Both take `&mut self`, so a transport drives them from one
+/// task (typically a `select!` loop); `next_event` is cancel-safe.
+pub struct Session {
+    id: String,
+    principal: Principal,
+    transport: TransportKind,
+    service: ChatService,
+    subscriber: u64,
+    rx: mpsc::Receiver<Arc<HubEvent>>,
+    lagged: Arc<AtomicBool>,
+    shutdown: watch::Receiver<bool>,
+    /// Per conversation, the highest `seq` handed to the transport: the resume boundary.
+    delivered: HashMap<ConversationId, i64>,
+    pending: VecDeque<ServerEvent>,
+    /// A hub event taken off the queue whose processing was interrupted (cancellation).
+    stash: Option<Arc<HubEvent>>,
+    counted_as_agent: bool,
+}
+
+impl Session {
+    /// Identifies the session in logs.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Who is connected.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The transport carrying the session.
+    pub fn transport(&self) -> TransportKind {
+        self.transport
+    }
+
+    /// Answers one decoded client frame with exactly one `ack` or `error` event. Events that the
+    /// command causes (replayed messages) follow through [`Session::next_event`].
+    pub async fn handle(&mut self, frame: ClientFrame) -> ServerEvent {
+        let id = frame.id;
+        match self.execute(frame.command).await {
+            Ok(mut ack) => {
+                ack.id = id;
+                ServerEvent::Ack(ack)
+            }
+            Err(error) => {
+                if matches!(error.code(), ErrorCode::Internal | ErrorCode::Unavailable) {
+                    tracing::warn!(session = %self.id, %error, "command failed");
+                }
+                ServerEvent::Error(ErrorEvent {
+                    id,
+                    code: error.code(),
+                    message: error.client_message(),
+                })
+            }
+        }
+    }
+
+    async fn execute(&mut self, command: ClientCommand) -> Result<Ack, ChatError> {
+        let service = self.service.clone();
+        let principal = &self.principal;
+        match command {
+            ClientCommand::Send {
+                conversation_id,
+                client_msg_id,
+                body,
+            } => {
+                let appended = service
+                    .send(principal, conversation_id, client_msg_id, body)
+                    .await?;
+                let duplicate = matches!(appended, Appended::Duplicate(_));
+                let message = match appended {
+                    Appended::Inserted(m) | Appended::Duplicate(m) => m,
+                };
+                Ok(Ack {
+                    message: Some(message),
+                    duplicate: Some(duplicate),
+                    ..Ack::default()
+                })
+            }
+            ClientCommand::Resume { cursors } => {
+                let replayed = self.resume(cursors).await?;
+                Ok(Ack {
+                    replayed: Some(replayed),
+                    ..Ack::default()
+                })
+            }
+            ClientCommand::History {
+                conversation_id,
+                after_seq,
+                limit,
+            } => Ok(Ack {
+                messages: Some(
+                    service
+                        .history(principal, conversation_id, after_seq, limit)
+                        .await?,
+                ),
+                ..Ack::default()
+            }),
+            ClientCommand::ListConversations {
+                site,
+                status,
+                limit,
+            } => {
+                let site = site.unwrap_or_else(|| "default".to_string());
+                Ok(Ack {
+                    conversations: Some(service.list(principal, site, status, limit).await?),
+                    ..Ack::default()
+                })
+            }
+            ClientCommand::Assign { conversation_id } => Ok(Ack {
+                conversation: Some(service.assign(principal, conversation_id).await?),
+                ..Ack::default()
+            }),
+            ClientCommand::Close { conversation_id } => Ok(Ack {
+                conversation: Some(service.close(principal, conversation_id).await?),
+                ..Ack::default()
+            }),
+        }
+    }
+
+    /// Replays what the client missed, then lets live events through with no gap and no
+    /// duplicate: the session is already subscribed, so anything committed after the reads
+    /// below arrives live, and live events at or below the replayed position are dropped.
+    async fn resume(&mut self, cursors: BTreeMap<ConversationId, i64>) -> Result<u64, ChatError> {
+        if cursors.len() > 500 {
+            return Err(ChatError::BadRequest(
+                "resume at most 500 conversations at once".into(),
+            ));
+        }
+        let store = self.service.inner.store.clone();
+        let cap = self.service.inner.config.max_replay_per_conversation;
+        let mut replay = Vec::new();
+        let mut positions = Vec::new();
+        for (conversation_id, cursor) in cursors {
+            if cursor < 0 {
+                return Err(ChatError::BadRequest("cursors must be >= 0".into()));
+            }
+            self.service
+                .authorized_conversation(&self.principal, conversation_id)
+                .await?;
+            let mut position = cursor;
+            let mut read = 0u32;
+            while read < cap {
+                let page = store
+                    .messages_after(conversation_id, position, 500.min(cap - read))
+                    .await?;
+                let Some(last) = page.last() else { break };
+                position = last.seq;
+                read += page.len() as u32;
+                replay.extend(page);
+            }
+            positions.push((conversation_id, position));
+        }
+        // Only now, with every read done, change state: a failed resume leaves nothing half-done.
+        let count = replay.len() as u64;
+        for (conversation_id, position) in positions {
+            self.delivered.insert(conversation_id, position);
+        }
+        self.pending.extend(
+            replay
+                .into_iter()
+                .map(|message| ServerEvent::Message { message }),
+        );
+        Ok(count)
+    }
+
+    /// The next thing to tell the client. Cancel-safe: an event taken from the queue is kept
+    /// until it has been fully processed.
+    pub async fn next_event(&mut self) -> Outbound {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Outbound::Event(event);
+            }
+            if *self.shutdown.borrow() {
+                return Outbound::ShuttingDown;
+            }
+            if self.lagged.load(Ordering::Acquire) {
+                return Outbound::Lagged;
+            }
+            let event = match self.stash.take() {
+                Some(event) => event,
+                None => {
+                    tokio::select! {
+                        event = self.rx.recv() => match event {
+                            Some(event) => event,
+                            None => return Outbound::Lagged,
+                        },
+                        _ = self.shutdown.changed() => continue,
+                    }
+                }
+            };
+            self.stash = Some(event.clone());
+            let events = self.absorb(&event).await;
+            self.stash = None;
+            self.pending.extend(events);
+        }
+    }
+
+    /// Turns a hub event into what this client should see, filling a gap from the store if
+    /// messages arrived out of order and dropping what was already delivered.
+    async fn absorb(&mut self, event: &HubEvent) -> Vec<ServerEvent> {
+        match event {
+            HubEvent::Message(message) => {
+                let conversation = message.conversation_id;
+                let seen = self.delivered.get(&conversation).copied();
+                let mut out = Vec::new();
+                match seen {
+                    Some(seen) if message.seq <= seen => return out,
+                    Some(seen) if message.seq > seen + 1 => {
+                        match self
+                            .service
+                            .inner
+                            .store
+                            .messages_after(conversation, seen, (message.seq - seen - 1) as u32)
+                            .await
+                        {
+                            Ok(missing) => out.extend(
+                                missing
+                                    .into_iter()
+                                    .filter(|m| m.seq < message.seq)
+                                    .map(|message| ServerEvent::Message { message }),
+                            ),
+                            Err(error) => {
+                                tracing::warn!(session = %self.id, %error, "gap fill failed; client will resume");
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                self.delivered.insert(conversation, message.seq);
+                out.push(ServerEvent::Message {
+                    message: message.clone(),
+                });
+                out
+            }
+            HubEvent::Conversation(conversation) => vec![ServerEvent::Conversation {
+                conversation: conversation.clone(),
+            }],
+            HubEvent::Presence { agents_online } => {
+                if self.principal.role() == Role::Visitor {
+                    vec![ServerEvent::Presence {
+                        agents_online: *agents_online,
+                    }]
+                } else {
+                    Vec::new()
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let hub = &self.service.inner.hub;
+        hub.remove(self.subscriber);
+        if self.counted_as_agent {
+            let online = hub.agent_presence(-1);
+            hub.publish(
+                &[Topic::Visitors],
+                HubEvent::Presence {
+                    agents_online: online,
+                },
+            );
+        }
+    }
+}
