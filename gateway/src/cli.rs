@@ -1,0 +1,93 @@
+//! Command line: `serve` (the default), `migrate`, `token`.
+
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::{secrets, server};
+use chat_core::auth::AgentTokens;
+use chat_storage::StoreConfig;
+use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+/// The live-chat gateway. Configuration comes from `CHAT_*` environment variables (see README).
+#[derive(Debug, Parser)]
+#[command(name = "chat-gateway", version, about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// Apply pending database migrations to `CHAT_DATABASE_URL` and exit.
+    Migrate,
+    /// Print an agent JWT signed with the gateway's secret, for development.
+    Token {
+        /// Agent id (the `sub` claim).
+        #[arg(long)]
+        agent: String,
+        /// Display name (the `name` claim).
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime in minutes.
+        #[arg(long, default_value_t = 15)]
+        ttl_minutes: u64,
+    },
+}
+
+/// Logs go to stderr; `CHAT_LOG` sets the filter (`info` by default, e.g. `info,chat_gateway=debug`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CHAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the chosen command.
+pub fn run(cli: Cli, config: Config) -> Result<(), GatewayError> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => server::serve(config),
+        Command::Migrate => migrate(&config),
+        Command::Token {
+            agent,
+            name,
+            ttl_minutes,
+        } => {
+            let secrets = secrets::load(&config)?;
+            let name = name.unwrap_or_else(|| agent.clone());
+            let token = AgentTokens::new(&secrets.admin_jwt)
+                .mint(&agent, &name, Duration::from_secs(ttl_minutes * 60))
+                .map_err(|e| GatewayError::Other(e.to_string()))?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+fn migrate(config: &Config) -> Result<(), GatewayError> {
+    let store = config.store_config();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(chat_storage::migrate(&store))?;
+    let applied: Vec<String> = report
+        .applied
+        .iter()
+        .map(|m| format!("{:04}_{}", m.version, m.name))
+        .collect();
+    println!(
+        "MIGRATE_OK store={} version={} applied=[{}]",
+        match store {
+            StoreConfig::Postgres { .. } => "postgres",
+            StoreConfig::Embedded { .. } => "embedded",
+        },
+        report.version,
+        applied.join(", ")
+    );
+    Ok(())
+}

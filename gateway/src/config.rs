@@ -1,0 +1,200 @@
+//! Configuration from environment variables. The README's configuration table is the reference;
+//! every variable read here appears there.
+
+use chat_core::auth::OriginPolicy;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable is set to something that does not parse.
+    #[error("{name}={value:?}: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// Only one of certificate and key is set.
+    #[error("CHAT_TLS_CERT and CHAT_TLS_KEY must be set together")]
+    HalfTls,
+}
+
+/// TLS listener settings.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Address of the TLS listener (`CHAT_TLS_LISTEN`).
+    pub listen: SocketAddr,
+    /// PEM certificate chain (`CHAT_TLS_CERT`).
+    pub cert: PathBuf,
+    /// PEM private key (`CHAT_TLS_KEY`).
+    pub key: PathBuf,
+}
+
+/// Everything the gateway reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Plain HTTP listener (`CHAT_HTTP_LISTEN`).
+    pub http_listen: SocketAddr,
+    /// TLS listener, when a certificate is configured.
+    pub tls: Option<TlsConfig>,
+    /// The main site, `host:port` (`CHAT_UPSTREAM`).
+    pub upstream: Option<String>,
+    /// Postgres URL (`CHAT_DATABASE_URL`); the embedded store when unset.
+    pub database_url: Option<String>,
+    /// Directory of the embedded store and generated secrets (`CHAT_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Postgres pool size (`CHAT_DB_POOL_SIZE`).
+    pub db_pool_size: usize,
+    /// Agent JWT secret (`CHAT_ADMIN_JWT_SECRET`); generated into the data dir when unset.
+    pub admin_jwt_secret: Option<String>,
+    /// Visitor token secret (`CHAT_VISITOR_TOKEN_SECRET`); derived from the JWT secret when unset.
+    pub visitor_token_secret: Option<String>,
+    /// Widget origins (`CHAT_ALLOWED_ORIGINS`).
+    pub visitor_origins: OriginPolicy,
+    /// Console origins (`ADMIN_ALLOWED_ORIGINS`).
+    pub admin_origins: OriginPolicy,
+    /// Longest message body in characters (`CHAT_MAX_MESSAGE_CHARS`).
+    pub max_message_chars: usize,
+    /// Largest WebSocket frame/message in bytes (`CHAT_WS_MAX_FRAME_BYTES`).
+    pub ws_max_frame_bytes: usize,
+    /// Server ping interval (`CHAT_WS_PING_INTERVAL_SECS`).
+    pub ws_ping_interval: Duration,
+    /// Silence after which a peer is dropped (`CHAT_WS_IDLE_TIMEOUT_SECS`).
+    pub ws_idle_timeout: Duration,
+    /// Outbound events queued per session before it counts as too slow (`CHAT_SESSION_QUEUE`).
+    pub session_queue: usize,
+    /// Pingora worker threads (`CHAT_WORKER_THREADS`).
+    pub worker_threads: usize,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let cert = get("CHAT_TLS_CERT");
+        let key = get("CHAT_TLS_KEY");
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                listen: parse(&lookup, "CHAT_TLS_LISTEN", "0.0.0.0:8443")?,
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (None, None) => None,
+            _ => return Err(ConfigError::HalfTls),
+        };
+        Ok(Self {
+            http_listen: parse(&lookup, "CHAT_HTTP_LISTEN", "127.0.0.1:8080")?,
+            tls,
+            upstream: get("CHAT_UPSTREAM"),
+            database_url: get("CHAT_DATABASE_URL"),
+            data_dir: get("CHAT_DATA_DIR")
+                .unwrap_or_else(|| "chat-data".into())
+                .into(),
+            db_pool_size: parse(&lookup, "CHAT_DB_POOL_SIZE", "16")?,
+            admin_jwt_secret: get("CHAT_ADMIN_JWT_SECRET"),
+            visitor_token_secret: get("CHAT_VISITOR_TOKEN_SECRET"),
+            visitor_origins: OriginPolicy::from_list(
+                &get("CHAT_ALLOWED_ORIGINS").unwrap_or_default(),
+            ),
+            admin_origins: OriginPolicy::from_list(
+                &get("ADMIN_ALLOWED_ORIGINS").unwrap_or_default(),
+            ),
+            max_message_chars: parse(&lookup, "CHAT_MAX_MESSAGE_CHARS", "4000")?,
+            ws_max_frame_bytes: parse(&lookup, "CHAT_WS_MAX_FRAME_BYTES", "65536")?,
+            ws_ping_interval: Duration::from_secs(parse(
+                &lookup,
+                "CHAT_WS_PING_INTERVAL_SECS",
+                "25",
+            )?),
+            ws_idle_timeout: Duration::from_secs(parse(
+                &lookup,
+                "CHAT_WS_IDLE_TIMEOUT_SECS",
+                "60",
+            )?),
+            session_queue: parse(&lookup, "CHAT_SESSION_QUEUE", "256")?,
+            worker_threads: parse(&lookup, "CHAT_WORKER_THREADS", "2")?,
+        })
+    }
+}
+
+impl Config {
+    /// Which store to open: Postgres when `CHAT_DATABASE_URL` is set, else the embedded file
+    /// `CHAT_DATA_DIR/chat.sqlite3`.
+    pub fn store_config(&self) -> chat_storage::StoreConfig {
+        match &self.database_url {
+            Some(url) => chat_storage::StoreConfig::Postgres {
+                url: url.clone(),
+                pool_size: self.db_pool_size,
+            },
+            None => chat_storage::StoreConfig::Embedded {
+                path: self.data_dir.join("chat.sqlite3"),
+            },
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: &str,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    let value = lookup(name)
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_string());
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            value,
+            reason: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:8080");
+        assert!(c.tls.is_none() && c.database_url.is_none() && c.upstream.is_none());
+        assert_eq!(c.visitor_origins, OriginPolicy::LocalDevelopment);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = config(&[("CHAT_HTTP_LISTEN", "nope")]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("CHAT_HTTP_LISTEN=\"nope\""),
+            "{e}"
+        );
+        assert!(matches!(
+            config(&[("CHAT_TLS_CERT", "c.pem")]),
+            Err(ConfigError::HalfTls)
+        ));
+    }
+}

@@ -1,0 +1,444 @@
+//! The Pingora edge: one `ProxyHttp` service that answers chat paths in-process and
+//! reverse-proxies everything else to the main site.
+//!
+//! Phases, in the order Pingora runs them:
+//! - [`request_filter`](ChatEdge::request_filter): routes the request; chat routes are answered
+//!   here (HTTP, or a WebSocket upgrade handed to the transport) and end the phase chain.
+//! - [`upstream_peer`](ChatEdge::upstream_peer): the main site (`CHAT_UPSTREAM`).
+//! - [`upstream_request_filter`](ChatEdge::upstream_request_filter): forwarded headers.
+//! - [`fail_to_proxy`](ChatEdge::fail_to_proxy): a clear 502 page when the main site is down.
+
+use crate::http_util::{
+    bearer, header, header_has_token, query_param, respond, respond_error, respond_json,
+};
+use crate::routes::{route, Route};
+use async_trait::async_trait;
+use bytes::Bytes;
+use chat_core::auth::{AgentTokens, AuthError, OriginPolicy, VisitorTokens};
+use chat_core::model::{Principal, Role, VisitorId};
+use chat_core::service::ChatService;
+use chat_core::transport::Transport;
+use chat_core::ChatError;
+use chat_transport_websocket::WebSocketTransport;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::protocols::http::ServerSession as HttpSession;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorType, Result};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// Everything the edge needs to answer chat requests.
+pub struct EdgeState {
+    /// The chat service.
+    pub chat: ChatService,
+    /// The raw WebSocket transport.
+    pub websocket: WebSocketTransport,
+    /// Agent JWT verification.
+    pub agent_tokens: AgentTokens,
+    /// Visitor token minting and verification.
+    pub visitor_tokens: VisitorTokens,
+    /// Who may open visitor sessions.
+    pub visitor_origins: OriginPolicy,
+    /// Who may open agent sessions.
+    pub admin_origins: OriginPolicy,
+    /// The main site, `host:port`.
+    pub upstream: Option<String>,
+}
+
+/// The gateway's `ProxyHttp` service.
+pub struct ChatEdge {
+    state: Arc<EdgeState>,
+}
+
+impl ChatEdge {
+    /// An edge over `state`.
+    pub fn new(state: Arc<EdgeState>) -> Self {
+        Self { state }
+    }
+}
+
+/// Per-request state.
+#[derive(Default)]
+pub struct RequestCtx {
+    /// The request arrived over TLS.
+    tls: bool,
+}
+
+fn is_tls(session: &Session) -> bool {
+    session
+        .as_downstream()
+        .digest()
+        .is_some_and(|d| d.ssl_digest.is_some())
+}
+
+#[async_trait]
+impl ProxyHttp for ChatEdge {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.tls = is_tls(session);
+        let path = session.req_header().uri.path().to_owned();
+        let method = session.req_header().method.clone();
+        let route = route(&path);
+        if matches!(route, Route::Upstream) {
+            return Ok(false);
+        }
+        let read_only = method == http::Method::GET || method == http::Method::HEAD;
+        match route {
+            Route::Upstream => Ok(false),
+            Route::Redirect(to) => {
+                respond(
+                    session,
+                    302,
+                    "text/plain",
+                    &[("Location", to)],
+                    Bytes::new(),
+                )
+                .await
+            }
+            Route::Health if read_only => self.health(session).await,
+            Route::WhoAmI if read_only => self.whoami(session).await,
+            Route::Asset(asset) if read_only => {
+                respond(
+                    session,
+                    200,
+                    asset.content_type,
+                    &[("Cache-Control", "no-cache")],
+                    Bytes::from_static(asset.body.as_bytes()),
+                )
+                .await
+            }
+            Route::Socket(role) => self.accept_socket(session, role).await,
+            Route::NotFound => {
+                respond_error(
+                    session,
+                    404,
+                    "not_found",
+                    &format!("no chat endpoint at {path}"),
+                )
+                .await
+            }
+            _ => respond_error(session, 405, "method_not_allowed", "use GET").await,
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        match &self.state.upstream {
+            Some(addr) => Ok(Box::new(HttpPeer::new(addr.as_str(), false, String::new()))),
+            None => Error::e_explain(ErrorType::ConnectNoRoute, "CHAT_UPSTREAM is not set"),
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string());
+        if let Some(ip) = client_ip {
+            let forwarded_for = match header(session, "x-forwarded-for") {
+                Some(existing) if !existing.trim().is_empty() => format!("{existing}, {ip}"),
+                _ => ip,
+            };
+            upstream_request.insert_header("X-Forwarded-For", forwarded_for)?;
+        }
+        upstream_request
+            .insert_header("X-Forwarded-Proto", if ctx.tls { "https" } else { "http" })?;
+        if let Some(host) = header(session, "host").map(str::to_owned) {
+            upstream_request.insert_header("X-Forwarded-Host", host)?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        let reason = match (&self.state.upstream, e.etype()) {
+            (None, _) => {
+                "No main site is configured behind this gateway (CHAT_UPSTREAM is not set)."
+                    .to_string()
+            }
+            (Some(addr), _) => format!(
+                "The main site at {addr} is unreachable or failed to answer ({}).",
+                e.etype().as_str()
+            ),
+        };
+        let downstream_dead = matches!(
+            e.etype(),
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+        ) && matches!(e.esource(), pingora::ErrorSource::Downstream);
+        if downstream_dead {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        tracing::warn!(error = %e, "proxying to the main site failed");
+        let page = format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>502 Bad Gateway</title></head>\
+             <body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>502 Bad Gateway</h1>\
+             <p>{}</p><p>Live chat is still served at <a href=\"/chat/demo/\">/chat/</a>.</p></body></html>",
+            html_escape(&reason)
+        );
+        let written = respond(
+            session,
+            502,
+            "text/html; charset=utf-8",
+            &[("Cache-Control", "no-store")],
+            Bytes::from(page),
+        )
+        .await;
+        FailToProxy {
+            error_code: if written.is_ok() { 502 } else { 0 },
+            can_reuse_downstream: false,
+        }
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl ChatEdge {
+    async fn health(&self, session: &mut Session) -> Result<bool> {
+        let store = self.state.chat.store();
+        let kind = store.kind();
+        let check = tokio::time::timeout(Duration::from_secs(3), store.health()).await;
+        let (status, state, error) = match check {
+            Ok(Ok(())) => (200, "up", None),
+            Ok(Err(e)) => (503, "down", Some(e.to_string())),
+            Err(_) => (
+                503,
+                "down",
+                Some("health check timed out after 3 s".to_string()),
+            ),
+        };
+        let mut body = json!({
+            "status": if status == 200 { "ok" } else { "unavailable" },
+            "store": { "kind": kind, "state": state },
+            "sessions": self.state.chat.hub().subscriber_count(),
+            "agents_online": self.state.chat.hub().agents_online(),
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        if let Some(error) = error {
+            body["store"]["error"] = json!(error);
+        }
+        respond_json(session, status, &body).await
+    }
+
+    /// `GET /chat/api/whoami`: which agent a token names, or why it is refused. Lets the
+    /// console explain a failed WebSocket upgrade, whose status browsers hide.
+    async fn whoami(&self, session: &mut Session) -> Result<bool> {
+        if let Some(refusal) = self.origin_refusal(session, Role::Agent) {
+            return respond_error(session, 403, "forbidden", &refusal).await;
+        }
+        let token = bearer(header(session, "authorization"))
+            .map(str::to_owned)
+            .or_else(|| query_param(session.req_header().uri.query(), "token"));
+        match self.verify_agent(token.as_deref()) {
+            Ok(agent) => respond_json(session, 200, &json!({ "agent": agent })).await,
+            Err(message) => respond_error(session, 401, "unauthorized", &message).await,
+        }
+    }
+
+    fn verify_agent(
+        &self,
+        token: Option<&str>,
+    ) -> std::result::Result<chat_core::model::Agent, String> {
+        self.state
+            .agent_tokens
+            .verify(token.unwrap_or(""))
+            .map_err(|e| match e {
+                AuthError::Missing => {
+                    "agent token missing: pass ?token= or Authorization: Bearer".to_string()
+                }
+                AuthError::Expired => {
+                    "agent token expired: get a new one from the main site".to_string()
+                }
+                AuthError::Invalid(why) => format!("agent token invalid ({why})"),
+            })
+    }
+
+    fn origin_refusal(&self, session: &Session, role: Role) -> Option<String> {
+        let origin = header(session, "origin");
+        let host = header(session, "host").unwrap_or("");
+        let (policy, variable) = match role {
+            Role::Visitor => (&self.state.visitor_origins, "CHAT_ALLOWED_ORIGINS"),
+            Role::Agent => (&self.state.admin_origins, "ADMIN_ALLOWED_ORIGINS"),
+        };
+        if policy.allows(origin, host) {
+            None
+        } else {
+            Some(format!(
+                "origin {} is not allowed; add it to {variable}",
+                origin.unwrap_or("")
+            ))
+        }
+    }
+
+    /// Authenticates, upgrades to WebSocket, and hands the connection to the transport.
+    async fn accept_socket(&self, session: &mut Session, role: Role) -> Result<bool> {
+        let query = session.req_header().uri.query().map(str::to_owned);
+        let query = query.as_deref();
+        if query_param(query, "EIO").is_some() {
+            return respond_error(
+                session,
+                400,
+                "bad_request",
+                "Socket.IO (EIO=) is not served by this gateway yet; use the raw WebSocket protocol",
+            )
+            .await;
+        }
+        let is_upgrade = session.req_header().method == http::Method::GET
+            && header_has_token(header(session, "connection"), "upgrade")
+            && header(session, "upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+        let key = header(session, "sec-websocket-key").map(str::to_owned);
+        let (true, Some(key)) = (is_upgrade, key) else {
+            return respond_error(
+                session,
+                400,
+                "bad_request",
+                "this endpoint speaks WebSocket: send a GET with Upgrade: websocket",
+            )
+            .await;
+        };
+        if header(session, "sec-websocket-version") != Some("13") {
+            return respond(
+                session,
+                426,
+                "application/json",
+                &[("Sec-WebSocket-Version", "13")],
+                Bytes::from(
+                    json!({"error":"bad_request","message":"WebSocket version 13 required"})
+                        .to_string(),
+                ),
+            )
+            .await;
+        }
+        if !matches!(session.as_downstream(), HttpSession::H1(_)) {
+            return respond_error(session, 400, "bad_request", "WebSocket needs HTTP/1.1").await;
+        }
+        if let Some(refusal) = self.origin_refusal(session, role) {
+            tracing::debug!(%refusal, "socket refused");
+            return respond_error(session, 403, "forbidden", &refusal).await;
+        }
+        let (principal, visitor_token) = match role {
+            Role::Agent => {
+                let token = query_param(query, "token")
+                    .or_else(|| bearer(header(session, "authorization")).map(str::to_owned));
+                match self.verify_agent(token.as_deref()) {
+                    Ok(agent) => (Principal::Agent(agent), None),
+                    Err(message) => {
+                        return respond_error(session, 401, "unauthorized", &message).await
+                    }
+                }
+            }
+            Role::Visitor => {
+                let site = query_param(query, "site").unwrap_or_else(|| "default".into());
+                if site.is_empty()
+                    || site.len() > 64
+                    || !site
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return respond_error(
+                        session,
+                        400,
+                        "bad_request",
+                        "site must be 1..=64 of [A-Za-z0-9_-]",
+                    )
+                    .await;
+                }
+                let (visitor_id, token) = match query_param(query, "token").filter(|t| !t.is_empty()) {
+                    Some(token) => match self.state.visitor_tokens.verify(&token, &site) {
+                        Ok(id) => (id, token),
+                        Err(e) => {
+                            return respond_error(session, 401, "unauthorized", &format!("visitor token rejected: {e}; connect without a token to start afresh")).await
+                        }
+                    },
+                    None => {
+                        let id = VisitorId::new_random();
+                        (id, self.state.visitor_tokens.mint(id, &site))
+                    }
+                };
+                (
+                    Principal::Visitor {
+                        visitor_id,
+                        site_id: site,
+                    },
+                    Some(token),
+                )
+            }
+        };
+        let chat_session = match self
+            .state
+            .chat
+            .open_session(principal, visitor_token, self.state.websocket.kind())
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let status = match e {
+                    ChatError::Store(_) => 503,
+                    _ => 500,
+                };
+                tracing::warn!(error = %e, "could not open session");
+                return respond_error(session, status, e.code().as_str(), &e.client_message())
+                    .await;
+            }
+        };
+
+        let mut resp = ResponseHeader::build(101, Some(3))?;
+        resp.insert_header("Upgrade", "websocket")?;
+        resp.insert_header("Connection", "Upgrade")?;
+        resp.insert_header(
+            "Sec-WebSocket-Accept",
+            tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        )?;
+        session.write_response_header(Box::new(resp), false).await?;
+
+        // Take the connection away from Pingora: it now belongs to the transport. Pingora
+        // finishes the request against an empty in-memory stream and never reuses it.
+        let placeholder = HttpSession::new_http1(Box::new(std::io::Cursor::new(Vec::<u8>::new())));
+        let taken = std::mem::replace(session.as_downstream_mut(), placeholder);
+        let HttpSession::H1(h1) = taken else {
+            return Error::e_explain(ErrorType::InternalError, "upgrade on a non-HTTP/1 session");
+        };
+        let mut stream = h1.into_inner();
+        stream
+            .flush()
+            .await
+            .map_err(|e| Error::because(ErrorType::WriteError, "flushing 101", e))?;
+        let transport = self.state.websocket.clone();
+        let session_id = chat_session.id().to_owned();
+        tracing::debug!(session = %session_id, role = role.as_str(), "websocket session opened");
+        tokio::spawn(async move {
+            let end = transport.serve(Box::new(stream), chat_session).await;
+            tracing::debug!(session = %session_id, ?end, "websocket session ended");
+        });
+        Ok(true)
+    }
+}

@@ -1,0 +1,108 @@
+//! Small helpers for answering HTTP requests in-process from Pingora's request filter.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+/// Writes a complete response. The connection stays reusable (keep-alive).
+pub async fn respond(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<bool> {
+    let mut resp = ResponseHeader::build(status, Some(4 + headers.len()))?;
+    resp.insert_header("Content-Type", content_type)?;
+    resp.insert_header("Content-Length", body.len().to_string())?;
+    resp.insert_header("X-Content-Type-Options", "nosniff")?;
+    for (name, value) in headers {
+        resp.insert_header(name.to_string(), *value)?;
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(true)
+}
+
+/// Answers with a JSON body.
+pub async fn respond_json(
+    session: &mut Session,
+    status: u16,
+    value: &serde_json::Value,
+) -> Result<bool> {
+    respond(
+        session,
+        status,
+        "application/json",
+        &[("Cache-Control", "no-store")],
+        Bytes::from(value.to_string()),
+    )
+    .await
+}
+
+/// Answers with the JSON error shape every chat endpoint uses: `{"error": CODE, "message": ...}`.
+pub async fn respond_error(
+    session: &mut Session,
+    status: u16,
+    code: &str,
+    message: &str,
+) -> Result<bool> {
+    respond_json(
+        session,
+        status,
+        &serde_json::json!({ "error": code, "message": message }),
+    )
+    .await
+}
+
+/// The value of a query parameter, percent-decoded.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A request header as text, if present and valid UTF-8.
+pub fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+    session
+        .req_header()
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Whether a comma-separated header (like `Connection`) contains `token`, case-insensitively.
+pub fn header_has_token(value: Option<&str>, token: &str) -> bool {
+    value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// The bearer token of an `Authorization` header.
+pub fn bearer(value: Option<&str>) -> Option<&str> {
+    let value = value?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_headers_and_queries() {
+        assert!(header_has_token(Some("keep-alive, Upgrade"), "upgrade"));
+        assert!(!header_has_token(Some("keep-alive"), "upgrade"));
+        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(
+            query_param(Some("a=1&token=x%2By"), "token").as_deref(),
+            Some("x+y")
+        );
+        assert_eq!(query_param(None, "token"), None);
+    }
+}

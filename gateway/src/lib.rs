@@ -1,0 +1,16 @@
+//! # chat-gateway
+//!
+//! The one binary: a Pingora edge that terminates TLS, answers chat paths in-process (the
+//! widget, the agent console, `/chat/health`, WebSocket sessions at `/ws-visitor/` and
+//! `/ws-admin/`) and reverse-proxies everything else to the main site.
+#![warn(missing_docs)]
+
+pub mod assets;
+pub mod cli;
+pub mod config;
+pub mod edge;
+pub mod error;
+pub mod http_util;
+pub mod routes;
+pub mod secrets;
+pub mod server;

@@ -1,0 +1,63 @@
+//! Which paths the gateway answers itself, and which go to the main site.
+
+use crate::assets::{self, Asset};
+use chat_core::model::Role;
+
+/// Where a request goes.
+pub enum Route {
+    /// Not chat's: reverse-proxied to `CHAT_UPSTREAM`.
+    Upstream,
+    /// `GET /chat/health`.
+    Health,
+    /// `GET /chat/api/whoami`.
+    WhoAmI,
+    /// An embedded browser file.
+    Asset(Asset),
+    /// `/ws-visitor/` or `/ws-admin/`: a WebSocket for that role.
+    Socket(Role),
+    /// A canonical path for a short one.
+    Redirect(&'static str),
+    /// Under `/chat/` but nothing there.
+    NotFound,
+}
+
+/// Routes a request path.
+pub fn route(path: &str) -> Route {
+    if path == "/ws-visitor" || path.starts_with("/ws-visitor/") {
+        return Route::Socket(Role::Visitor);
+    }
+    if path == "/ws-admin" || path.starts_with("/ws-admin/") {
+        return Route::Socket(Role::Agent);
+    }
+    if let Some(asset) = assets::lookup(path) {
+        return Route::Asset(asset);
+    }
+    match path {
+        "/chat/health" => Route::Health,
+        "/chat/api/whoami" => Route::WhoAmI,
+        "/chat" | "/chat/" | "/chat/demo" => Route::Redirect("/chat/demo/"),
+        "/chat/admin" => Route::Redirect("/chat/admin/"),
+        _ if path.starts_with("/chat/") => Route::NotFound,
+        _ => Route::Upstream,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_paths_stay_and_the_rest_goes_upstream() {
+        assert!(matches!(
+            route("/ws-visitor/"),
+            Route::Socket(Role::Visitor)
+        ));
+        assert!(matches!(route("/ws-admin"), Route::Socket(Role::Agent)));
+        assert!(matches!(route("/chat/health"), Route::Health));
+        assert!(matches!(route("/widget/widgetScript.js"), Route::Asset(_)));
+        assert!(matches!(route("/chat/nope"), Route::NotFound));
+        assert!(matches!(route("/"), Route::Upstream));
+        assert!(matches!(route("/chatroom"), Route::Upstream));
+        assert!(matches!(route("/ws-visitors"), Route::Upstream));
+    }
+}

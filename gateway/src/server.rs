@@ -1,0 +1,162 @@
+//! `chat-gateway serve`: opens the store, builds the chat service and the Pingora server, and
+//! prints the start-up lines operators grep for.
+
+use crate::config::Config;
+use crate::edge::{ChatEdge, EdgeState};
+use crate::error::GatewayError;
+use crate::secrets;
+use chat_core::auth::{AgentTokens, VisitorTokens};
+use chat_core::service::{ChatService, ServiceConfig};
+use chat_storage::StoreConfig;
+use chat_transport_websocket::{WebSocketSettings, WebSocketTransport};
+use pingora::listeners::tls::TlsSettings;
+use pingora::prelude::Opt;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Runs the gateway until the process is told to stop.
+pub fn serve(config: Config) -> Result<(), GatewayError> {
+    let secrets = secrets::load(&config)?;
+    if let Some(path) = &secrets.generated_at {
+        tracing::warn!(
+            "CHAT_ADMIN_JWT_SECRET is not set: using a development secret generated in {}; \
+             set it to the main site's secret in production",
+            path.display()
+        );
+    }
+    // This runtime opens the store and then keeps running the gateway's own background tasks
+    // (signals) for the life of the process; Pingora runs request handling on its own threads.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("chat-background")
+        .enable_all()
+        .build()?;
+    let store_config = config.store_config();
+    let store = runtime.block_on(chat_storage::open(&store_config))?;
+    match &store_config {
+        StoreConfig::Postgres { url, .. } => {
+            println!("DB_OK store=postgres url={}", chat_storage::redact_url(url))
+        }
+        StoreConfig::Embedded { path } => println!("DB_OK store=embedded path={}", path.display()),
+    }
+
+    let chat = ChatService::new(
+        store,
+        ServiceConfig {
+            max_message_chars: config.max_message_chars,
+            session_queue: config.session_queue,
+            ..ServiceConfig::default()
+        },
+    );
+    let websocket = WebSocketTransport::new(WebSocketSettings {
+        ping_interval: config.ws_ping_interval,
+        idle_timeout: config.ws_idle_timeout,
+        max_message_bytes: config.ws_max_frame_bytes,
+        ..WebSocketSettings::default()
+    });
+    let state = Arc::new(EdgeState {
+        chat: chat.clone(),
+        websocket,
+        agent_tokens: AgentTokens::new(&secrets.admin_jwt),
+        visitor_tokens: VisitorTokens::new(&secrets.visitor_token),
+        visitor_origins: config.visitor_origins.clone(),
+        admin_origins: config.admin_origins.clone(),
+        upstream: config.upstream.clone(),
+    });
+
+    let conf = ServerConf {
+        threads: config.worker_threads.max(1),
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(Opt::default()), conf);
+    server.bootstrap();
+    let mut edge = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        ChatEdge::new(state),
+        "chat-gateway",
+    );
+    check_bindable(config.http_listen)?;
+    edge.add_tcp(&config.http_listen.to_string());
+    let mut listening = vec![config.http_listen];
+    if let Some(tls) = &config.tls {
+        check_bindable(tls.listen)?;
+        let cert = tls.cert.display().to_string();
+        let key = tls.key.display().to_string();
+        let mut settings = TlsSettings::intermediate(&cert, &key)
+            .map_err(|e| GatewayError::Tls(format!("cannot use {cert} / {key}: {e}")))?;
+        settings.enable_h2();
+        edge.add_tls_with_settings(&tls.listen.to_string(), None, settings);
+        listening.push(tls.listen);
+    }
+    server.add_service(edge);
+
+    runtime.spawn(async move {
+        // Pingora drains connections on SIGTERM; sessions are told to reconnect at once so that
+        // clients resume elsewhere instead of waiting for the drain to cut them.
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+            chat.begin_shutdown();
+        }
+    });
+    let banner = config.clone();
+    std::thread::spawn(move || announce_when_listening(&banner, &listening));
+    server.run_forever();
+}
+
+fn check_bindable(addr: SocketAddr) -> Result<(), GatewayError> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| GatewayError::Other(format!("cannot listen on {addr}: {e}")))
+}
+
+/// Prints the start-up lines once the listeners really accept connections.
+fn announce_when_listening(config: &Config, listening: &[SocketAddr]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for addr in listening {
+        let probe = match addr {
+            SocketAddr::V4(a) if a.ip().is_unspecified() => {
+                SocketAddr::from(([127, 0, 0, 1], a.port()))
+            }
+            SocketAddr::V6(a) if a.ip().is_unspecified() => {
+                SocketAddr::from(([127, 0, 0, 1], a.port()))
+            }
+            other => *other,
+        };
+        while TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_err() {
+            if Instant::now() > deadline {
+                eprintln!("error: {addr} is not accepting connections 30 s after start");
+                std::process::exit(1);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let http = config.http_listen;
+    match &config.tls {
+        Some(tls) => println!(
+            "SERVER_OK port={} tls_port={}",
+            http.port(),
+            tls.listen.port()
+        ),
+        None => println!("SERVER_OK port={}", http.port()),
+    }
+    println!("WS_OK visitor=/ws-visitor admin=/ws-admin");
+    println!("P0_OK: chat_widget + admin_panel + message_persist");
+    let host = if http.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        http.ip().to_string()
+    };
+    println!("Demo page:     http://{host}:{}/chat/demo/", http.port());
+    println!("Agent console: http://{host}:{}/chat/admin/  (token: chat-gateway token --agent alice --name Alice)", http.port());
+    match &config.upstream {
+        Some(upstream) => println!("Main site:     every other path is proxied to {upstream}"),
+        None => println!("Main site:     CHAT_UPSTREAM is not set; other paths answer 502"),
+    }
+}

@@ -1,0 +1,240 @@
+//! Shared harness for the end-to-end tests: runs the real `chat-gateway` binary on loopback
+//! ports and speaks to it with real WebSocket and HTTP clients.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "e2e-test-secret-0123456789abcdef";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running gateway process; killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub port: u16,
+    pub env: HashMap<String, String>,
+    pub output: Arc<Mutex<Vec<String>>>,
+    pub data_dir: PathBuf,
+}
+
+impl Gateway {
+    /// Starts the gateway with the embedded store in `data_dir` plus `extra` variables, and waits
+    /// for `SERVER_OK`.
+    pub fn start(data_dir: &Path, extra: &[(&str, &str)]) -> Gateway {
+        let port = free_port();
+        let mut env: HashMap<String, String> = HashMap::new();
+        env.insert("CHAT_HTTP_LISTEN".into(), format!("127.0.0.1:{port}"));
+        env.insert("CHAT_DATA_DIR".into(), data_dir.display().to_string());
+        env.insert("CHAT_ADMIN_JWT_SECRET".into(), SECRET.into());
+        env.insert("CHAT_LOG".into(), "info,chat_gateway=debug".into());
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        Self::start_with_env(port, env, data_dir)
+    }
+
+    pub fn start_with_env(port: u16, env: HashMap<String, String>, data_dir: &Path) -> Gateway {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
+            .envs(&env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn chat-gateway");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            let ready_tx = ready_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line.starts_with("SERVER_OK") {
+                        let _ = ready_tx.send(());
+                    }
+                    output.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut gateway = Gateway {
+            child,
+            port,
+            env,
+            output,
+            data_dir: data_dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if ready_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = gateway.child.try_wait() {
+                panic!("gateway exited with {status} before SERVER_OK:\n{}", gateway.log());
+            }
+            if Instant::now() > deadline {
+                panic!("gateway did not print SERVER_OK within 60 s:\n{}", gateway.log());
+            }
+        }
+        gateway
+    }
+
+    pub fn log(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn ws(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// Mints an agent token with the binary's own `token` command.
+    pub fn agent_token(&self, id: &str, name: &str) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
+            .envs(&self.env)
+            .args(["token", "--agent", id, "--name", name])
+            .output()
+            .expect("run chat-gateway token");
+        assert!(out.status.success(), "token failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- gateway output ---\n{}", self.log());
+        }
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A chat client over a real WebSocket.
+pub struct Client {
+    pub ws: Ws,
+    pub welcome: Value,
+    next_id: u64,
+    /// Events received while waiting for something else.
+    pub backlog: Vec<Value>,
+}
+
+pub async fn connect_raw(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut request = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    tokio_tungstenite::connect_async(request).await.map(|(ws, _)| ws)
+}
+
+impl Client {
+    pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Client {
+        let ws = connect_raw(url, headers).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        Self::from_ws(ws).await
+    }
+
+    pub async fn from_ws(ws: Ws) -> Client {
+        let mut client = Client { ws, welcome: Value::Null, next_id: 0, backlog: Vec::new() };
+        let welcome = client.next().await;
+        assert_eq!(welcome["type"], "welcome", "first event must be welcome: {welcome}");
+        client.welcome = welcome;
+        client
+    }
+
+    /// The next JSON event (panics after 10 s).
+    pub async fn next(&mut self) -> Value {
+        if !self.backlog.is_empty() {
+            return self.backlog.remove(0);
+        }
+        self.next_from_socket().await
+    }
+
+    async fn next_from_socket(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("no event within 10 s")
+                .expect("socket ended")
+                .expect("socket error");
+            match msg {
+                WsMessage::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+                WsMessage::Close(frame) => panic!("closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Waits for an event matching `pred`, keeping the others for later `next` calls.
+    pub async fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(pos) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(pos);
+        }
+        loop {
+            let ev = self.next_from_socket().await;
+            if pred(&ev) {
+                return ev;
+            }
+            self.backlog.push(ev);
+        }
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws.send(WsMessage::Text(text.to_string().into())).await.unwrap();
+    }
+
+    /// Sends a command and returns its `ack` or `error`.
+    pub async fn request(&mut self, mut command: Value) -> Value {
+        self.next_id += 1;
+        let id = format!("r{}", self.next_id);
+        command["id"] = json!(id);
+        self.send_raw(&command.to_string()).await;
+        self.wait_for(|ev| ev["id"] == json!(id) && (ev["type"] == "ack" || ev["type"] == "error"))
+            .await
+    }
+
+    /// Reads until the connection closes; returns the close code.
+    pub async fn closed_with(&mut self) -> u16 {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await {
+                Ok(Some(Ok(WsMessage::Close(Some(frame))))) => return u16::from(frame.code),
+                Ok(Some(Ok(WsMessage::Close(None)))) | Ok(None) => return 1005,
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(e))) => panic!("socket error before close: {e}"),
+                Err(_) => panic!("not closed within 10 s"),
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! # chat-transport-websocket
+//!
+//! The raw chat protocol over WebSocket: one JSON object per text frame, as documented in
+//! `docs/protocol.md`. The gateway performs the HTTP upgrade (and authentication before it),
+//! then hands the raw stream and an opened [`Session`] to [`WebSocketTransport::serve`].
+//!
+//! Liveness and bounds: the server pings every `ping_interval` and closes a peer silent for
+//! `idle_timeout` (1008); the read buffer is small and the write buffer bounded; a frame or
+//! message over `max_message_bytes` closes with 1009; a session that falls behind closes with
+//! 1013; shutdown closes with 1001.
+
+#![warn(missing_docs)]
+
+use chat_core::protocol::decode_client_frame;
+use chat_core::service::{Outbound, Session};
+use chat_core::transport::{SessionEnd, Transport, TransportKind};
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{timeout, Instant};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+/// Limits and timers of the WebSocket transport.
+#[derive(Debug, Clone)]
+pub struct WebSocketSettings {
+    /// How often the server pings (`CHAT_WS_PING_INTERVAL_SECS`).
+    pub ping_interval: Duration,
+    /// A peer that sent nothing (pong included) for this long is closed with 1008
+    /// (`CHAT_WS_IDLE_TIMEOUT_SECS`).
+    pub idle_timeout: Duration,
+    /// Largest accepted frame and message (`CHAT_WS_MAX_FRAME_BYTES`).
+    pub max_message_bytes: usize,
+    /// A write that cannot complete within this time ends the session.
+    pub write_timeout: Duration,
+}
+
+impl Default for WebSocketSettings {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            max_message_bytes: 64 * 1024,
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl WebSocketSettings {
+    /// The tungstenite configuration: a 4 KiB read buffer and a bounded write buffer instead of
+    /// the 128 KiB / unbounded defaults, which would cost ~135 KiB per idle connection.
+    pub fn tungstenite_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(0)
+            .max_write_buffer_size(self.max_message_bytes * 2 + 64 * 1024)
+            .max_message_size(Some(self.max_message_bytes))
+            .max_frame_size(Some(self.max_message_bytes))
+    }
+}
+
+/// Any byte stream an upgraded HTTP/1.1 connection can be (plain TCP, TLS).
+pub trait RawStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> RawStream for T {}
+
+/// The connection the transport serves: the raw stream right after the `101` was written.
+pub type UpgradedStream = Box<dyn RawStream>;
+
+/// The raw WebSocket transport.
+///
+/// ```no_run
+/// # async fn demo(stream: chat_transport_websocket::UpgradedStream, session: chat_core::service::Session) {
+/// use chat_core::transport::Transport;
+/// use chat_transport_websocket::{WebSocketSettings, WebSocketTransport};
+/// let transport = WebSocketTransport::new(WebSocketSettings::default());
+/// let end = transport.serve(stream, session).await;
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct WebSocketTransport {
+    settings: WebSocketSettings,
+}
+
+impl WebSocketTransport {
+    /// A transport with these settings.
+    pub fn new(settings: WebSocketSettings) -> Self {
+        Self { settings }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &WebSocketSettings {
+        &self.settings
+    }
+}
+
+/// How the server ends a connection, and what it tells the peer.
+struct Closing {
+    code: CloseCode,
+    reason: &'static str,
+    end: SessionEnd,
+}
+
+impl Transport for WebSocketTransport {
+    type Connection = UpgradedStream;
+
+    fn kind(&self) -> TransportKind {
+        TransportKind::WebSocket
+    }
+
+    async fn serve(&self, connection: UpgradedStream, mut session: Session) -> SessionEnd {
+        let settings = &self.settings;
+        let mut ws = WebSocketStream::from_raw_socket(
+            connection,
+            Role::Server,
+            Some(settings.tungstenite_config()),
+        )
+        .await;
+        let mut ping = tokio::time::interval_at(
+            Instant::now() + settings.ping_interval,
+            settings.ping_interval,
+        );
+        let mut last_heard = Instant::now();
+        let closing = loop {
+            tokio::select! {
+                incoming = ws.next() => {
+                    last_heard = Instant::now();
+                    let text = match incoming {
+                        None => break Err(SessionEnd::ClientClosed),
+                        Some(Ok(WsMessage::Text(text))) => text,
+                        Some(Ok(WsMessage::Binary(_))) => break Ok(Closing {
+                            code: CloseCode::Policy,
+                            reason: "binary frames are not part of the protocol; send JSON text",
+                            end: SessionEnd::ProtocolViolation("binary frame".into()),
+                        }),
+                        Some(Ok(WsMessage::Close(_))) => break Err(SessionEnd::ClientClosed),
+                        Some(Ok(_)) => continue, // ping, pong: liveness only
+                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                            tracing::debug!(session = session.id(), size, max_size, "message too big");
+                            break Ok(Closing {
+                                code: CloseCode::Size,
+                                reason: "message too big",
+                                end: SessionEnd::ProtocolViolation(format!("message of {size} bytes over {max_size}")),
+                            });
+                        }
+                        Some(Err(WsError::Capacity(_))) => break Ok(Closing {
+                            code: CloseCode::Size,
+                            reason: "frame too big",
+                            end: SessionEnd::ProtocolViolation("frame too big".into()),
+                        }),
+                        Some(Err(WsError::Protocol(e))) => break Err(SessionEnd::ProtocolViolation(e.to_string())),
+                        Some(Err(e)) => break Err(SessionEnd::ConnectionError(e.to_string())),
+                    };
+                    let answer = match decode_client_frame(text.as_str()) {
+                        Ok(frame) => session.handle(frame).await,
+                        Err(bad) => bad.to_event(),
+                    };
+                    if let Err(end) = send(&mut ws, answer.to_json(), settings.write_timeout).await {
+                        break Err(end);
+                    }
+                }
+                outbound = session.next_event() => match outbound {
+                    Outbound::Event(event) => {
+                        if let Err(end) = send(&mut ws, event.to_json(), settings.write_timeout).await {
+                            break Err(end);
+                        }
+                    }
+                    Outbound::Lagged => break Ok(Closing {
+                        code: CloseCode::Again,
+                        reason: "too far behind; reconnect and resume",
+                        end: SessionEnd::Lagged,
+                    }),
+                    Outbound::ShuttingDown => break Ok(Closing {
+                        code: CloseCode::Away,
+                        reason: "gateway restarting; reconnect and resume",
+                        end: SessionEnd::ShuttingDown,
+                    }),
+                },
+                _ = ping.tick() => {
+                    if last_heard.elapsed() >= settings.idle_timeout {
+                        break Ok(Closing {
+                            code: CloseCode::Policy,
+                            reason: "no pong within the idle timeout",
+                            end: SessionEnd::PeerTimeout,
+                        });
+                    }
+                    if let Err(end) = send_message(&mut ws, WsMessage::Ping(Default::default()), settings.write_timeout).await {
+                        break Err(end);
+                    }
+                }
+            }
+        };
+        match closing {
+            Ok(Closing { code, reason, end }) => {
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                // Best effort: the peer may already be gone.
+                let _ = timeout(settings.write_timeout, ws.close(Some(frame))).await;
+                end
+            }
+            Err(end) => {
+                let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
+                end
+            }
+        }
+    }
+}
+
+async fn send(
+    ws: &mut WebSocketStream<UpgradedStream>,
+    text: String,
+    write_timeout: Duration,
+) -> Result<(), SessionEnd> {
+    send_message(ws, WsMessage::Text(text.into()), write_timeout).await
+}
+
+async fn send_message(
+    ws: &mut WebSocketStream<UpgradedStream>,
+    message: WsMessage,
+    write_timeout: Duration,
+) -> Result<(), SessionEnd> {
+    match timeout(write_timeout, ws.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(SessionEnd::ConnectionError(e.to_string())),
+        Err(_) => Err(SessionEnd::ConnectionError("write timed out".into())),
+    }
+}
