@@ -19,7 +19,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub const SECRET: &str = "e2e-test-secret-0123456789abcdef";
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running gateway process; killed on drop.
@@ -84,10 +88,16 @@ impl Gateway {
                 break;
             }
             if let Ok(Some(status)) = gateway.child.try_wait() {
-                panic!("gateway exited with {status} before SERVER_OK:\n{}", gateway.log());
+                panic!(
+                    "gateway exited with {status} before SERVER_OK:\n{}",
+                    gateway.log()
+                );
             }
             if Instant::now() > deadline {
-                panic!("gateway did not print SERVER_OK within 60 s:\n{}", gateway.log());
+                panic!(
+                    "gateway did not print SERVER_OK within 60 s:\n{}",
+                    gateway.log()
+                );
             }
         }
         gateway
@@ -112,7 +122,11 @@ impl Gateway {
             .args(["token", "--agent", id, "--name", name])
             .output()
             .expect("run chat-gateway token");
-        assert!(out.status.success(), "token failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
@@ -157,19 +171,31 @@ pub async fn connect_raw(
             v.parse().unwrap(),
         );
     }
-    tokio_tungstenite::connect_async(request).await.map(|(ws, _)| ws)
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(ws, _)| ws)
 }
 
 impl Client {
     pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Client {
-        let ws = connect_raw(url, headers).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        let ws = connect_raw(url, headers)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
         Self::from_ws(ws).await
     }
 
     pub async fn from_ws(ws: Ws) -> Client {
-        let mut client = Client { ws, welcome: Value::Null, next_id: 0, backlog: Vec::new() };
+        let mut client = Client {
+            ws,
+            welcome: Value::Null,
+            next_id: 0,
+            backlog: Vec::new(),
+        };
         let welcome = client.next().await;
-        assert_eq!(welcome["type"], "welcome", "first event must be welcome: {welcome}");
+        assert_eq!(
+            welcome["type"], "welcome",
+            "first event must be welcome: {welcome}"
+        );
         client.welcome = welcome;
         client
     }
@@ -212,7 +238,10 @@ impl Client {
     }
 
     pub async fn send_raw(&mut self, text: &str) {
-        self.ws.send(WsMessage::Text(text.to_string().into())).await.unwrap();
+        self.ws
+            .send(WsMessage::Text(text.to_string().into()))
+            .await
+            .unwrap();
     }
 
     /// Sends a command and returns its `ack` or `error`.

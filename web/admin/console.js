@@ -1,0 +1,647 @@
+/*
+ * Agent console, served at /chat/admin/. Speaks the raw WebSocket protocol of docs/protocol.md on
+ * /ws-admin/ with an agent JWT. Plain ES2020, no build step. All data is rendered with
+ * textContent: message bodies and names come from anonymous visitors.
+ */
+(function () {
+  'use strict';
+
+  const TOKEN_KEY = 'chat-admin-token';
+  const SELECTED_KEY = 'chat-admin-selected';
+  const RECONNECT_MIN_MS = 500;
+  const RECONNECT_MAX_MS = 30000;
+  const HISTORY_PAGE = 500;
+  const LIST_LIMIT = 500;
+  const PENDING_KEY_BASE = 1e15; // sort key offset that keeps unconfirmed replies after every seq
+
+  // Why a socket closed, in words an agent can act on (the close reason, when sent, wins).
+  const CLOSE_REASONS = {
+    1000: 'closed normally',
+    1001: 'gateway restarting',
+    1006: 'connection lost',
+    1008: 'policy violation',
+    1009: 'message too large',
+    1011: 'gateway error',
+    1013: 'fell too far behind',
+  };
+
+  const $ = function (id) { return document.getElementById(id); };
+  const els = {
+    banner: $('banner'),
+    signout: $('signout'),
+    login: $('login'),
+    loginForm: $('login-form'),
+    tokenInput: $('token-input'),
+    app: $('app'),
+    filter: $('filter'),
+    list: $('conversations'),
+    noConversations: $('no-conversations'),
+    paneEmpty: $('pane-empty'),
+    pane: $('pane'),
+    paneTitle: $('pane-title'),
+    paneMeta: $('pane-meta'),
+    paneError: $('pane-error'),
+    assign: $('assign'),
+    close: $('close'),
+    messages: $('messages'),
+    replyForm: $('reply-form'),
+    reply: $('reply'),
+  };
+
+  let token = takeTokenFromUrl() || storageGet(TOKEN_KEY);
+  let ws = null;
+  let welcomed = false;
+  let me = null; // { id, name } from welcome
+  let attempt = 0;
+  let retryTimer = null;
+  let countdownTimer = null;
+  let requestSeq = 0;
+  let relistTimer = null;
+
+  const conversations = new Map(); // id -> conversation (+ preview)
+  const requests = new Map(); // request id -> { resolve, reject }
+  const pending = new Map(); // client_msg_id -> { cid, body, el, inFlight, failed }
+  let selectedId = null;
+  let paneMessages = new Map(); // seq -> message, for the selected conversation only
+  let typedSeq = 0;
+  let readSeqs = {}; // conversation id -> last seq this agent has seen (unread markers)
+
+  // ---------------------------------------------------------------------------------------------
+  // Helpers
+
+  function storageGet(key) {
+    try { return sessionStorage.getItem(key); } catch (_) { return null; }
+  }
+  function storageSet(key, value) {
+    try {
+      if (value === null || value === undefined) sessionStorage.removeItem(key);
+      else sessionStorage.setItem(key, value);
+    } catch (_) { /* private mode: the session still works, only reloads forget */ }
+  }
+
+  // A token in the address bar leaks into history, screenshots and Referer headers, so move it to
+  // sessionStorage (gone when the tab closes) and strip it from the URL.
+  function takeTokenFromUrl() {
+    const url = new URL(location.href);
+    const hash = new URLSearchParams(url.hash.replace(/^#/, ''));
+    const found = url.searchParams.get('token') || hash.get('token');
+    if (!url.searchParams.has('token') && !hash.has('token')) return null;
+    url.searchParams.delete('token');
+    hash.delete('token');
+    const rest = hash.toString();
+    history.replaceState(null, '', url.pathname + url.search + (rest ? '#' + rest : ''));
+    if (found) storageSet(TOKEN_KEY, found.trim());
+    return found ? found.trim() : null;
+  }
+
+  function randomId(prefix) {
+    const bytes = new Uint8Array(12);
+    crypto.getRandomValues(bytes);
+    return prefix + Array.from(bytes, function (b) { return b.toString(16).padStart(2, '0'); }).join('');
+  }
+
+  // Builds an element; string children become text nodes, never markup.
+  function h(tag, attrs, children) {
+    const el = document.createElement(tag);
+    for (const name of Object.keys(attrs || {})) {
+      const v = attrs[name];
+      if (v === null || v === undefined || v === false) continue;
+      if (name === 'text') el.textContent = String(v);
+      else if (name.startsWith('on')) el.addEventListener(name.slice(2), v);
+      else el.setAttribute(name, v === true ? '' : String(v));
+    }
+    for (const child of children || []) {
+      if (child === null || child === undefined) continue;
+      el.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
+    }
+    return el;
+  }
+
+  function formatTime(iso) {
+    const d = new Date(iso);
+    if (isNaN(d.getTime())) return '';
+    const sameDay = d.toDateString() === new Date().toDateString();
+    return sameDay
+      ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+      : d.toLocaleDateString([], { month: 'short', day: 'numeric' }) + ' ' + d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
+
+  function timeOf(iso) {
+    const t = Date.parse(iso);
+    return isNaN(t) ? 0 : t;
+  }
+
+  function visitorLabel(conv) {
+    const id = conv && conv.visitor_id ? String(conv.visitor_id) : '';
+    return 'Visitor ' + (id ? id.slice(0, 8) : '?');
+  }
+
+  function loadReadSeqs() {
+    try { readSeqs = JSON.parse(localStorage.getItem('chat-admin-read:' + me.id) || '{}') || {}; } catch (_) { readSeqs = {}; }
+  }
+  function markRead(cid, seq) {
+    if (!me || (readSeqs[cid] || 0) >= seq) return;
+    readSeqs[cid] = seq;
+    try { localStorage.setItem('chat-admin-read:' + me.id, JSON.stringify(readSeqs)); } catch (_) { /* markers reset on reload */ }
+  }
+  function isUnread(conv) {
+    return (conv.last_seq || 0) > (readSeqs[conv.id] || 0);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Banner and login
+
+  function setBanner(state, text) {
+    els.banner.setAttribute('data-state', state);
+    els.banner.textContent = text;
+  }
+
+  function showLogin(show) {
+    els.login.hidden = !show;
+    els.app.hidden = show;
+    els.signout.hidden = show;
+    if (show) {
+      els.tokenInput.value = '';
+      els.tokenInput.focus();
+    }
+  }
+
+  els.loginForm.addEventListener('submit', function (e) {
+    e.preventDefault();
+    const value = els.tokenInput.value.trim();
+    if (!value) return;
+    token = value;
+    storageSet(TOKEN_KEY, token);
+    showLogin(false);
+    attempt = 0;
+    connect();
+  });
+
+  els.signout.addEventListener('click', function () {
+    stop();
+    token = null;
+    storageSet(TOKEN_KEY, null);
+    setBanner('rejected', 'Signed out — paste a token to connect');
+    showLogin(true);
+  });
+
+  // ---------------------------------------------------------------------------------------------
+  // Connection
+
+  function stop() {
+    clearTimeout(retryTimer);
+    clearInterval(countdownTimer);
+    retryTimer = countdownTimer = null;
+    if (ws) {
+      const old = ws;
+      ws = null; // detach first so its close event is not treated as a failure
+      old.close(1000);
+    }
+    onSocketGone();
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    clearInterval(countdownTimer);
+    retryTimer = countdownTimer = null;
+    if (!token) { showLogin(true); return; }
+    setBanner('connecting', 'Connecting…');
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const url = proto + '//' + location.host + '/ws-admin/?token=' + encodeURIComponent(token);
+    let sock;
+    try {
+      sock = new WebSocket(url);
+    } catch (_) {
+      scheduleReconnect('Could not open a WebSocket');
+      return;
+    }
+    ws = sock;
+    welcomed = false;
+    sock.onmessage = function (ev) {
+      if (sock !== ws) return;
+      let frame;
+      try { frame = JSON.parse(ev.data); } catch (_) { return; }
+      if (frame && typeof frame === 'object') handleFrame(frame);
+    };
+    sock.onclose = function (ev) {
+      if (sock !== ws) return;
+      const hadWelcome = welcomed;
+      ws = null;
+      onSocketGone();
+      if (hadWelcome) {
+        const reason = ev.reason || CLOSE_REASONS[ev.code] || 'unknown reason';
+        scheduleReconnect('Disconnected (code ' + ev.code + ': ' + reason + ')');
+      } else {
+        diagnoseFailedConnect();
+      }
+    };
+  }
+
+  function onSocketGone() {
+    welcomed = false;
+    for (const r of requests.values()) r.reject({ code: 'disconnected', message: 'connection lost' });
+    requests.clear();
+    for (const p of pending.values()) p.inFlight = false;
+    renderPane();
+  }
+
+  // Browsers hide the HTTP status of a refused upgrade, so ask the gateway over plain HTTP with
+  // the same token why it would refuse us.
+  function diagnoseFailedConnect() {
+    setBanner('error', 'Connection failed — checking why…');
+    const tokenTried = token;
+    fetch('/chat/api/whoami', { headers: { Authorization: 'Bearer ' + tokenTried }, cache: 'no-store' })
+      .then(function (res) {
+        return res.json().catch(function () { return {}; }).then(function (body) { return { status: res.status, body: body || {} }; });
+      })
+      .then(function (r) {
+        if (token !== tokenTried) return; // signed out or replaced meanwhile
+        const message = typeof r.body.message === 'string' && r.body.message ? r.body.message : null;
+        if (r.status === 401) {
+          // Retrying cannot fix a bad token: stop and ask for a new one.
+          token = null;
+          storageSet(TOKEN_KEY, null);
+          showLogin(true);
+          setBanner('rejected', 'Token rejected (401): ' + (message || 'expired or invalid') + ' — paste a new token');
+        } else if (r.status === 403) {
+          scheduleReconnect('Origin not allowed (403)' + (message ? ': ' + message : ''), 'error');
+        } else if (r.status >= 200 && r.status < 300) {
+          scheduleReconnect('WebSocket refused although the token is valid (is /ws-admin/ routed to the gateway?)', 'error');
+        } else {
+          scheduleReconnect('Connection failed (HTTP ' + r.status + (message ? ': ' + message : '') + ')', 'error');
+        }
+      }, function () {
+        if (token !== tokenTried) return;
+        scheduleReconnect('Gateway unreachable', 'error');
+      });
+  }
+
+  function scheduleReconnect(why, state) {
+    const base = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * Math.pow(2, attempt));
+    // Jitter spreads the reconnect wave of many consoles after a gateway restart.
+    const delay = Math.round(base / 2 + Math.random() * base / 2);
+    attempt++;
+    const due = Date.now() + delay;
+    const show = function () {
+      const secs = Math.max(1, Math.ceil((due - Date.now()) / 1000));
+      setBanner(state || 'error', why + ' — reconnecting in ' + secs + ' s');
+    };
+    show();
+    clearInterval(countdownTimer);
+    countdownTimer = setInterval(show, 1000);
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, delay);
+  }
+
+  function request(type, fields) {
+    return new Promise(function (resolve, reject) {
+      if (!ws || !welcomed) {
+        reject({ code: 'disconnected', message: 'not connected' });
+        return;
+      }
+      const id = 'a' + (++requestSeq);
+      requests.set(id, { resolve: resolve, reject: reject });
+      ws.send(JSON.stringify(Object.assign({ type: type, id: id }, fields)));
+    });
+  }
+
+  function handleFrame(f) {
+    if (f.type === 'welcome') return onWelcome(f);
+    if (f.type === 'ack' || f.type === 'error') {
+      const r = f.id ? requests.get(f.id) : null;
+      if (!r) {
+        if (f.type === 'error') console.warn('[chat-console] gateway error', f.code, f.message);
+        return;
+      }
+      requests.delete(f.id);
+      if (f.type === 'ack') r.resolve(f);
+      else r.reject({ code: f.code, message: f.message });
+      return;
+    }
+    if (f.type === 'message') return onMessage(f.message);
+    if (f.type === 'conversation') return onConversation(f.conversation);
+    // Unknown events (newer gateway) are ignored on purpose.
+  }
+
+  function onWelcome(f) {
+    welcomed = true;
+    attempt = 0;
+    clearInterval(countdownTimer);
+    me = f.agent && f.agent.id ? { id: String(f.agent.id), name: String(f.agent.name || f.agent.id) } : { id: '?', name: 'agent' };
+    loadReadSeqs();
+    setBanner('connected', 'Connected as ' + me.name);
+    showLogin(false);
+
+    // Replay what the open pane missed while we were away; the list is simply fetched again.
+    if (selectedId) {
+      const cursors = {};
+      cursors[selectedId] = contiguousSeq();
+      request('resume', { cursors: cursors }).catch(logFailure('resume'));
+    }
+    refreshList().then(function () {
+      const remembered = storageGet(SELECTED_KEY);
+      if (!selectedId && remembered && conversations.has(remembered)) openConversation(remembered);
+    });
+    flushPending();
+  }
+
+  function logFailure(what) {
+    return function (err) {
+      if (err.code !== 'disconnected') console.warn('[chat-console]', what, 'failed:', err.code, err.message);
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Conversation list
+
+  function refreshList() {
+    return request('list_conversations', { limit: LIST_LIMIT }).then(function (ack) {
+      const fresh = new Map();
+      for (const c of ack.conversations || []) {
+        const old = conversations.get(c.id);
+        fresh.set(c.id, Object.assign({ preview: old ? old.preview : null }, c));
+      }
+      // Keep the open conversation even if it fell off the list window.
+      if (selectedId && !fresh.has(selectedId) && conversations.has(selectedId)) fresh.set(selectedId, conversations.get(selectedId));
+      conversations.clear();
+      for (const [id, c] of fresh) conversations.set(id, c);
+      renderList();
+      renderPane();
+    }, logFailure('list_conversations'));
+  }
+
+  // A message for a conversation we have never heard of (its `conversation` event raced us or
+  // fell outside the list window): fetch the list once things settle.
+  function scheduleRelist() {
+    clearTimeout(relistTimer);
+    relistTimer = setTimeout(refreshList, 300);
+  }
+
+  function onConversation(conv) {
+    if (!conv || typeof conv.id !== 'string') return;
+    const old = conversations.get(conv.id);
+    conversations.set(conv.id, Object.assign({}, old || {}, conv, { preview: old ? old.preview : null }));
+    renderList();
+    if (conv.id === selectedId) renderPane();
+  }
+
+  function sortedConversations() {
+    const filter = els.filter.value;
+    return Array.from(conversations.values())
+      .filter(function (c) { return filter === 'all' || c.status === filter || c.id === selectedId; })
+      .sort(function (a, b) { return timeOf(b.updated_at) - timeOf(a.updated_at); });
+  }
+
+  function renderList() {
+    // Rebuilding is simplest; keep keyboard focus on the same conversation across rebuilds.
+    const focusedId = document.activeElement && document.activeElement.getAttribute('data-conversation-id');
+    const items = sortedConversations();
+    const frag = document.createDocumentFragment();
+    let unreadCount = 0;
+    for (const c of items) {
+      const unread = c.id !== selectedId && isUnread(c);
+      if (unread) unreadCount++;
+      const assignee = c.assignee ? (me && c.assignee.id === me.id ? 'You' : c.assignee.name || c.assignee.id) : 'Unassigned';
+      const button = h('button', {
+        type: 'button', class: 'conversation', 'data-testid': 'conversation-item', 'data-conversation-id': c.id,
+        'data-status': c.status, 'data-unread': String(unread), 'aria-current': c.id === selectedId ? 'true' : null,
+        onclick: function () { openConversation(c.id); },
+      }, [
+        h('div', { class: 'row' }, [
+          h('span', { class: 'name', text: visitorLabel(c) }),
+          unread ? h('span', { class: 'sr-only', text: '(unread)' }) : null,
+          h('span', { class: 'badge', 'data-status': c.status, text: c.status }),
+        ]),
+        h('div', { class: 'row' }, [
+          h('span', { class: 'who', 'data-testid': 'conversation-assignee', text: assignee }),
+          h('span', { class: 'time', text: formatTime(c.updated_at) }),
+        ]),
+        c.preview ? h('div', { class: 'preview', text: c.preview.body }) : null,
+      ]);
+      frag.appendChild(h('li', null, [button]));
+    }
+    els.list.replaceChildren(frag);
+    els.noConversations.hidden = items.length > 0;
+    document.title = (unreadCount ? '(' + unreadCount + ') ' : '') + 'Chat console';
+    if (focusedId) {
+      const again = els.list.querySelector('[data-conversation-id="' + CSS.escape(focusedId) + '"]');
+      if (again) again.focus();
+    }
+  }
+
+  els.filter.addEventListener('change', renderList);
+
+  // ---------------------------------------------------------------------------------------------
+  // Conversation pane
+
+  function openConversation(id) {
+    selectedId = id;
+    storageSet(SELECTED_KEY, id);
+    paneMessages = new Map();
+    els.messages.replaceChildren();
+    showPaneError(null);
+    // Replies typed here earlier and still unconfirmed stay visible.
+    for (const p of pending.values()) if (p.cid === id) placeMessage(p.el, p.key);
+    renderList();
+    renderPane();
+    loadHistory(id, 0);
+    els.reply.focus();
+  }
+
+  function loadHistory(id, afterSeq) {
+    request('history', { conversation_id: id, after_seq: afterSeq, limit: HISTORY_PAGE }).then(function (ack) {
+      if (selectedId !== id) return;
+      const list = ack.messages || [];
+      for (const m of list) addPaneMessage(m);
+      if (list.length >= HISTORY_PAGE) loadHistory(id, list[list.length - 1].seq);
+    }, function (err) {
+      // A disconnect is healed by `resume` after reconnecting; anything else the agent should see.
+      if (err.code !== 'disconnected' && selectedId === id) showPaneError('Could not load history: ' + (err.message || err.code));
+    });
+  }
+
+  function renderPane() {
+    const conv = selectedId ? conversations.get(selectedId) : null;
+    els.pane.hidden = !selectedId;
+    els.paneEmpty.hidden = Boolean(selectedId);
+    if (!selectedId) return;
+    els.paneTitle.textContent = conv ? visitorLabel(conv) : 'Conversation';
+    const parts = [];
+    if (conv) {
+      parts.push(conv.status === 'closed' ? 'Closed' : 'Open');
+      parts.push(conv.assignee ? 'Assigned to ' + (me && conv.assignee.id === me.id ? 'you' : conv.assignee.name || conv.assignee.id) : 'Unassigned');
+      if (conv.created_at) parts.push('started ' + formatTime(conv.created_at));
+    }
+    els.paneMeta.textContent = parts.join(' · ');
+    const mine = Boolean(conv && conv.assignee && me && conv.assignee.id === me.id);
+    els.assign.textContent = mine ? 'Assigned to you' : 'Assign to me';
+    els.assign.disabled = !welcomed || mine || !conv;
+    els.close.disabled = !welcomed || !conv || conv.status === 'closed';
+  }
+
+  function showPaneError(text) {
+    els.paneError.hidden = !text;
+    els.paneError.textContent = text || '';
+  }
+
+  function placeMessage(el, key) {
+    el._key = key;
+    const list = els.messages;
+    const stick = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+    let after = list.lastElementChild;
+    while (after && after._key > key) after = after.previousElementSibling;
+    if (after) after.after(el);
+    else list.prepend(el);
+    if (stick) list.scrollTop = list.scrollHeight;
+  }
+
+  function messageElement(role, who, body, meta) {
+    const metaEl = h('span', { class: 'meta', text: meta });
+    const el = h('li', { class: 'message', 'data-testid': 'message', 'data-role': role }, [
+      h('span', { class: 'who', text: who }),
+      h('div', { class: 'body', 'data-testid': 'message-body', text: body }),
+      metaEl,
+    ]);
+    el._meta = metaEl;
+    return el;
+  }
+
+  function addPaneMessage(m) {
+    if (paneMessages.has(m.seq)) return; // the same message arrives as ack, event and replay
+    paneMessages.set(m.seq, m);
+    const role = (m.sender && m.sender.role) || 'visitor';
+    let who;
+    if (role === 'visitor') who = 'Visitor';
+    else if (me && m.sender.id === me.id) who = 'You';
+    else who = m.sender.name || m.sender.id || 'Agent';
+    const el = messageElement(role, who, String(m.body), formatTime(m.created_at));
+    el.setAttribute('data-seq', String(m.seq));
+    placeMessage(el, m.seq);
+    if (document.visibilityState !== 'hidden') markRead(m.conversation_id, m.seq);
+  }
+
+  // Highest seq up to which the pane holds every message: resuming from it leaves no hole.
+  function contiguousSeq() {
+    let seq = 0;
+    while (paneMessages.has(seq + 1)) seq++;
+    return seq;
+  }
+
+  function onMessage(m) {
+    if (!m || typeof m.conversation_id !== 'string' || typeof m.seq !== 'number') return;
+    if (m.client_msg_id && pending.has(m.client_msg_id)) confirmPending(m.client_msg_id);
+    let conv = conversations.get(m.conversation_id);
+    if (!conv) {
+      conv = { id: m.conversation_id, status: 'open', assignee: null, last_seq: 0, updated_at: m.created_at, preview: null };
+      conversations.set(conv.id, conv);
+      scheduleRelist();
+    }
+    conv.last_seq = Math.max(conv.last_seq || 0, m.seq);
+    if (timeOf(m.created_at) > timeOf(conv.updated_at)) conv.updated_at = m.created_at;
+    if (!conv.preview || conv.preview.seq < m.seq) conv.preview = { seq: m.seq, body: String(m.body) };
+    if (m.conversation_id === selectedId) addPaneMessage(m);
+    renderList();
+  }
+
+  document.addEventListener('visibilitychange', function () {
+    if (document.visibilityState === 'visible' && selectedId) {
+      markRead(selectedId, contiguousSeq());
+      renderList();
+    }
+  });
+
+  // ---------------------------------------------------------------------------------------------
+  // Actions
+
+  els.assign.addEventListener('click', function () {
+    const id = selectedId;
+    els.assign.disabled = true;
+    request('assign', { conversation_id: id }).then(function (ack) {
+      showPaneError(null);
+      if (ack.conversation) onConversation(ack.conversation);
+    }, function (err) {
+      showPaneError('Could not assign: ' + (err.message || err.code));
+      renderPane();
+    });
+  });
+
+  els.close.addEventListener('click', function () {
+    const id = selectedId;
+    els.close.disabled = true;
+    request('close', { conversation_id: id }).then(function (ack) {
+      showPaneError(null);
+      if (ack.conversation) onConversation(ack.conversation);
+    }, function (err) {
+      showPaneError('Could not close: ' + (err.message || err.code));
+      renderPane();
+    });
+  });
+
+  els.replyForm.addEventListener('submit', function (e) {
+    e.preventDefault();
+    sendReply();
+  });
+  els.reply.addEventListener('keydown', function (e) {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      sendReply();
+    }
+  });
+
+  function sendReply() {
+    const body = els.reply.value;
+    if (!body.trim() || !selectedId) return;
+    els.reply.value = '';
+    const clientMsgId = randomId('a-');
+    const el = messageElement('agent', 'You', body, 'sending…');
+    el.setAttribute('data-pending', 'true');
+    const p = { cid: selectedId, body: body, el: el, key: PENDING_KEY_BASE + (++typedSeq), inFlight: false, failed: false };
+    pending.set(clientMsgId, p);
+    placeMessage(el, p.key);
+    els.messages.scrollTop = els.messages.scrollHeight;
+    flushPending();
+  }
+
+  // Unconfirmed replies are (re)sent with their original client_msg_id, so a reply whose ack was
+  // lost in a disconnect is stored once, never twice.
+  function flushPending() {
+    if (!welcomed) return;
+    for (const [clientMsgId, p] of pending) {
+      if (p.inFlight || p.failed) continue;
+      p.inFlight = true;
+      request('send', { conversation_id: p.cid, client_msg_id: clientMsgId, body: p.body }).then(function (ack) {
+        if (ack.message) onMessage(ack.message);
+        confirmPending(clientMsgId);
+      }, function (err) {
+        p.inFlight = false;
+        if (err.code === 'disconnected') return; // flushed again after reconnecting
+        if (err.code === 'unavailable' || err.code === 'internal') {
+          p.el._meta.textContent = 'sending… (retrying)';
+          setTimeout(flushPending, 2000);
+          return;
+        }
+        p.failed = true;
+        p.el.setAttribute('data-failed', 'true');
+        p.el._meta.textContent = 'Not sent: ' + (err.message || err.code);
+      });
+    }
+  }
+
+  function confirmPending(clientMsgId) {
+    const p = pending.get(clientMsgId);
+    if (!p) return;
+    pending.delete(clientMsgId);
+    p.el.remove();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Start
+
+  if (token) {
+    showLogin(false);
+    connect();
+  } else {
+    setBanner('rejected', 'Not signed in — paste an agent token');
+    showLogin(true);
+  }
+})();

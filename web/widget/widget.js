@@ -1,0 +1,692 @@
+/*
+ * Chat widget for customer sites. Embedded with two tags:
+ *
+ *   <script>window.ChatWidgetConfig = { serverBaseUrl: "https://example.com" }</script>
+ *   <script src="https://example.com/chat/widget/widget.js" async></script>
+ *
+ * It speaks the raw WebSocket protocol of docs/protocol.md on /ws-visitor/.
+ * Plain ES2020 with no dependencies and no build step: it runs on pages we do not control, so it
+ * touches nothing global except one host element and `window.ChatWidget`, keeps its UI in a
+ * shadow root (site CSS cannot reach in, ours cannot leak out) and renders data with textContent.
+ *
+ * Config (window.ChatWidgetConfig): serverBaseUrl, site ("default"), title, position
+ * ("bottom-right" | "bottom-left"), color (accent CSS colour).
+ */
+(function () {
+  'use strict';
+
+  // The same file is served under three paths; a page that includes two of them gets one widget.
+  if (window.ChatWidget && window.ChatWidget.version) return;
+
+  // currentScript is only set while this file first runs, so capture it before anything async.
+  const scriptEl = document.currentScript;
+  const config = Object.assign({}, window.ChatWidgetConfig || {});
+
+  const baseUrl = normalizeBaseUrl(config.serverBaseUrl || scriptOrigin());
+  const site = String(config.site || 'default');
+  const title = String(config.title || 'Chat with us');
+  const position = config.position === 'bottom-left' ? 'bottom-left' : 'bottom-right';
+
+  const STORE_KEY = 'chat-widget:v1:' + baseUrl + '|' + site;
+  const RECONNECT_MIN_MS = 500;
+  const RECONNECT_MAX_MS = 30000;
+  const HISTORY_PAGE = 200;
+  // Failed upgrades while the server answers plain HTTP before we suspect our stored token.
+  const TOKEN_SUSPECT_AFTER = 3;
+
+  // ---------------------------------------------------------------------------------------------
+  // State
+
+  let token = loadToken();
+  let ws = null;
+  let welcomed = false;
+  let attempt = 0;
+  let retryTimer = null;
+  let countdownTimer = null;
+  let suspectFailures = 0;
+  let tryWithoutToken = false;
+  let requestSeq = 0;
+  let typedSeq = 0;
+
+  let visitorId = null;
+  let agentsOnline = 0;
+  let currentConversationId = null;
+  let panelOpen = false;
+  let unread = 0;
+  let connection = { state: 'connecting', text: 'Connecting…' };
+
+  const conversations = new Map(); // id -> { index, status, closedNoted }
+  const messages = new Map(); // "cid:seq" -> message
+  const requests = new Map(); // request id -> { kind, ... } for acks/errors of in-flight commands
+  const pending = new Map(); // client_msg_id -> { body, el, inFlight, failed }
+
+  // ---------------------------------------------------------------------------------------------
+  // Small helpers
+
+  function scriptOrigin() {
+    let el = scriptEl;
+    if (!el || !el.src) {
+      // Some loaders inject the tag in ways that leave currentScript null; find ourselves by path.
+      el = Array.prototype.find.call(document.scripts, function (s) {
+        return /\/widget\/widget(Script)?\.js(\?|#|$)/.test(s.src);
+      });
+    }
+    try {
+      return new URL(el.src, location.href).origin;
+    } catch (_) {
+      return location.origin;
+    }
+  }
+
+  function normalizeBaseUrl(raw) {
+    try {
+      const u = new URL(String(raw), location.href);
+      return u.origin + u.pathname.replace(/\/+$/, '');
+    } catch (_) {
+      return location.origin;
+    }
+  }
+
+  // Storage can throw (disabled cookies, sandboxed iframes, Safari private mode): chat must still work.
+  function storageGet(store, key) {
+    try { return window[store].getItem(key); } catch (_) { return null; }
+  }
+  function storageSet(store, key, value) {
+    try {
+      if (value === null) window[store].removeItem(key);
+      else window[store].setItem(key, value);
+    } catch (_) { /* keep going without persistence */ }
+  }
+
+  function loadToken() {
+    try {
+      const saved = JSON.parse(storageGet('localStorage', STORE_KEY) || 'null');
+      return saved && typeof saved.token === 'string' ? saved.token : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function saveToken(value) {
+    token = value;
+    storageSet('localStorage', STORE_KEY, value ? JSON.stringify({ token: value }) : null);
+  }
+
+  function randomId(prefix) {
+    const bytes = new Uint8Array(12);
+    // randomUUID needs a secure context; customer sites may still be plain http.
+    crypto.getRandomValues(bytes);
+    return prefix + Array.from(bytes, function (b) { return b.toString(16).padStart(2, '0'); }).join('');
+  }
+
+  // Builds an element; string children become text nodes, so data can never become markup.
+  function h(tag, attrs, children) {
+    const el = document.createElement(tag);
+    if (attrs) {
+      for (const name of Object.keys(attrs)) {
+        const v = attrs[name];
+        if (v === null || v === undefined || v === false) continue;
+        if (name === 'text') el.textContent = String(v);
+        else if (name.startsWith('on')) el.addEventListener(name.slice(2), v);
+        else el.setAttribute(name, v === true ? '' : String(v));
+      }
+    }
+    for (const child of children || []) {
+      if (child === null || child === undefined) continue;
+      el.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
+    }
+    return el;
+  }
+
+  function formatTime(iso) {
+    const d = new Date(iso);
+    if (isNaN(d.getTime())) return '';
+    return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // UI
+
+  const CSS = `
+    :host { all: initial; }
+    .root {
+      --accent: #2563eb;
+      position: fixed; bottom: 20px; right: 20px; z-index: 2147483647;
+      font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+      color: #111827; -webkit-font-smoothing: antialiased;
+    }
+    .root.left { right: auto; left: 20px; }
+    *, *::before, *::after { box-sizing: border-box; }
+    [hidden] { display: none !important; }
+    button, textarea { font: inherit; color: inherit; }
+    .bubble {
+      width: 56px; height: 56px; border-radius: 50%; border: none; cursor: pointer;
+      background: var(--accent); color: #fff; box-shadow: 0 4px 14px rgba(0,0,0,.25);
+      display: flex; align-items: center; justify-content: center; position: relative;
+    }
+    .bubble:focus-visible, .send:focus-visible, .close:focus-visible { outline: 3px solid #93c5fd; outline-offset: 2px; }
+    .bubble svg { width: 28px; height: 28px; fill: currentColor; }
+    .badge {
+      position: absolute; top: -4px; right: -4px; min-width: 20px; height: 20px; padding: 0 5px;
+      border-radius: 10px; background: #dc2626; color: #fff; font-size: 12px; line-height: 20px;
+      text-align: center; font-weight: 600;
+    }
+    .panel {
+      position: absolute; bottom: 72px; right: 0; width: 360px; height: 520px;
+      max-width: calc(100vw - 40px); max-height: calc(100vh - 112px);
+      display: flex; flex-direction: column; background: #fff; border-radius: 12px; overflow: hidden;
+      box-shadow: 0 12px 40px rgba(0,0,0,.25);
+    }
+    .root.left .panel { right: auto; left: 0; }
+    .header { background: var(--accent); color: #fff; padding: 12px 14px; display: flex; align-items: flex-start; gap: 8px; }
+    .heading { flex: 1; min-width: 0; }
+    .title { margin: 0; font-size: 16px; font-weight: 600; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+    .status { font-size: 12px; opacity: .95; display: flex; align-items: center; gap: 6px; }
+    .dot { width: 8px; height: 8px; border-radius: 50%; background: #9ca3af; }
+    .status[data-online="true"] .dot { background: #4ade80; }
+    .close { background: transparent; border: none; color: #fff; font-size: 22px; line-height: 1; cursor: pointer; padding: 0 4px; }
+    .conn { font-size: 12px; padding: 4px 14px; background: #fef3c7; color: #92400e; }
+    .conn[data-state="open"] { background: #ecfdf5; color: #065f46; }
+    .list { flex: 1; overflow-y: auto; margin: 0; padding: 12px; list-style: none; background: #f9fafb; }
+    .msg { display: flex; flex-direction: column; margin: 0 0 10px; max-width: 85%; }
+    .msg[data-role="visitor"] { margin-left: auto; align-items: flex-end; }
+    .msg .who { font-size: 11px; color: #6b7280; margin: 0 4px 2px; }
+    .msg .body {
+      padding: 8px 11px; border-radius: 12px; background: #fff; border: 1px solid #e5e7eb;
+      white-space: pre-wrap; overflow-wrap: anywhere;
+    }
+    .msg[data-role="visitor"] .body { background: var(--accent); color: #fff; border-color: transparent; }
+    .msg .meta { font-size: 11px; color: #6b7280; margin: 2px 4px 0; }
+    .msg[data-pending="true"] .body { opacity: .7; }
+    .msg[data-failed="true"] .meta { color: #b91c1c; }
+    .note { text-align: center; font-size: 12px; color: #6b7280; margin: 6px 0 12px; }
+    .empty { text-align: center; font-size: 13px; color: #6b7280; margin-top: 24px; }
+    .composer { display: flex; gap: 8px; padding: 10px; border-top: 1px solid #e5e7eb; background: #fff; }
+    .input {
+      flex: 1; resize: none; height: 40px; max-height: 120px; padding: 9px 10px;
+      border: 1px solid #d1d5db; border-radius: 8px; background: #fff; outline: none;
+    }
+    .input:focus { border-color: var(--accent); box-shadow: 0 0 0 2px rgba(37,99,235,.2); }
+    .send { border: none; border-radius: 8px; padding: 0 14px; background: var(--accent); color: #fff; cursor: pointer; font-weight: 600; }
+    .send:disabled { opacity: .5; cursor: default; }
+    .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+    @media (max-width: 480px) {
+      .panel { position: fixed; inset: 0; width: auto; height: auto; max-width: none; max-height: none; border-radius: 0; }
+      /* The full-screen panel has its own close button; the bubble would cover Send. */
+      .root.open .bubble { display: none; }
+    }
+  `;
+
+  let ui = null;
+
+  function buildUi() {
+    // A custom tag name is unlikely to be matched by site selectors such as `div { ... }`.
+    const host = document.createElement('chat-widget');
+    host.setAttribute('data-testid', 'chat-widget');
+    // Inline !important beats any site rule aimed at the host; CSSOM writes are CSP-safe.
+    host.style.setProperty('all', 'initial', 'important');
+    host.style.setProperty('display', 'block', 'important');
+    // Open mode so tests (and assistive tooling) can reach in; isolation is the same either way.
+    const shadow = host.attachShadow({ mode: 'open' });
+
+    if (shadow.adoptedStyleSheets !== undefined && typeof CSSStyleSheet === 'function' && 'replaceSync' in CSSStyleSheet.prototype) {
+      // Constructed sheets are not inline <style>, so a site CSP without 'unsafe-inline' still allows them.
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(CSS);
+      shadow.adoptedStyleSheets = [sheet];
+    } else {
+      shadow.appendChild(h('style', { text: CSS }));
+    }
+
+    const panelId = 'chat-widget-panel';
+    const inputId = 'chat-widget-input';
+
+    const badge = h('span', { class: 'badge', 'aria-hidden': 'true', hidden: true });
+    const bubble = h('button', {
+      type: 'button', class: 'bubble', 'data-testid': 'chat-bubble',
+      'aria-label': 'Open chat', 'aria-controls': panelId, 'aria-expanded': 'false',
+      onclick: function () { panelOpen ? closePanel() : openPanel(); },
+    }, [badge]);
+    // Built node by node: parsing markup would throw on sites that enforce Trusted Types.
+    const SVG_NS = 'http://www.w3.org/2000/svg';
+    const icon = document.createElementNS(SVG_NS, 'svg');
+    icon.setAttribute('viewBox', '0 0 24 24');
+    icon.setAttribute('aria-hidden', 'true');
+    const path = document.createElementNS(SVG_NS, 'path');
+    path.setAttribute('d', 'M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z');
+    icon.appendChild(path);
+    bubble.insertBefore(icon, badge);
+
+    const status = h('div', { class: 'status', 'data-testid': 'chat-status', 'data-online': 'false' }, [
+      h('span', { class: 'dot', 'aria-hidden': 'true' }),
+      h('span', { class: 'status-text', text: 'Offline' }),
+    ]);
+    const conn = h('div', { class: 'conn', 'data-testid': 'chat-connection', role: 'status', 'aria-live': 'polite', 'data-state': 'connecting', text: 'Connecting…' });
+    const empty = h('li', { class: 'empty', text: 'Send us a message and we will reply here.' });
+    const list = h('ol', { class: 'list', 'data-testid': 'chat-messages', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages' }, [empty]);
+    const input = h('textarea', {
+      id: inputId, class: 'input', 'data-testid': 'chat-input', rows: '1', placeholder: 'Type a message…',
+      'aria-label': 'Message', autocomplete: 'off',
+    });
+    const sendButton = h('button', { type: 'submit', class: 'send', 'data-testid': 'chat-send', text: 'Send' });
+    const form = h('form', { class: 'composer', 'aria-label': 'Send a message' }, [input, sendButton]);
+
+    const panel = h('section', {
+      id: panelId, class: 'panel', 'data-testid': 'chat-panel', role: 'dialog', 'aria-label': title, hidden: true,
+    }, [
+      h('div', { class: 'header' }, [
+        h('div', { class: 'heading' }, [h('h2', { class: 'title', text: title }), status]),
+        h('button', { type: 'button', class: 'close', 'aria-label': 'Close chat', 'data-testid': 'chat-close', text: '×', onclick: closePanel }),
+      ]),
+      conn,
+      list,
+      form,
+    ]);
+
+    const root = h('div', { class: 'root' + (position === 'bottom-left' ? ' left' : '') }, [panel, bubble]);
+    if (config.color) root.style.setProperty('--accent', String(config.color));
+    shadow.appendChild(root);
+
+    form.addEventListener('submit', function (e) { e.preventDefault(); submitInput(); });
+    input.addEventListener('keydown', function (e) {
+      // Enter sends, Shift+Enter is a newline; never interrupt an IME composition.
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submitInput(); }
+    });
+    panel.addEventListener('keydown', function (e) {
+      if (e.key === 'Escape') { closePanel(); bubble.focus(); }
+    });
+
+    document.body.appendChild(host);
+    return { host, shadow, root, bubble, badge, panel, status, conn, list, empty, input };
+  }
+
+  function openPanel() {
+    panelOpen = true;
+    storageSet('sessionStorage', STORE_KEY + ':open', '1');
+    if (!ui) return;
+    ui.panel.hidden = false;
+    ui.root.classList.add('open');
+    ui.bubble.setAttribute('aria-expanded', 'true');
+    ui.bubble.setAttribute('aria-label', 'Close chat');
+    unread = 0;
+    renderBadge();
+    scrollToEnd();
+    ui.input.focus();
+  }
+
+  function closePanel() {
+    panelOpen = false;
+    storageSet('sessionStorage', STORE_KEY + ':open', null);
+    if (!ui) return;
+    ui.panel.hidden = true;
+    ui.root.classList.remove('open');
+    ui.bubble.setAttribute('aria-expanded', 'false');
+    renderBadge();
+  }
+
+  function renderBadge() {
+    if (!ui) return;
+    ui.badge.hidden = unread === 0;
+    ui.badge.textContent = unread > 9 ? '9+' : String(unread);
+    if (!panelOpen) ui.bubble.setAttribute('aria-label', unread ? 'Open chat (' + unread + ' unread)' : 'Open chat');
+  }
+
+  function renderStatus() {
+    if (!ui) return;
+    // Agents we cannot reach cannot answer: show Offline unless connected with someone online.
+    const online = connection.state === 'open' && agentsOnline > 0;
+    ui.status.setAttribute('data-online', String(online));
+    ui.status.querySelector('.status-text').textContent = online ? 'Online' : 'Offline';
+  }
+
+  function setConnection(state, text) {
+    connection = { state: state, text: text };
+    if (ui) {
+      ui.conn.setAttribute('data-state', state);
+      ui.conn.textContent = text;
+    }
+    renderStatus();
+  }
+
+  function scrollToEnd() {
+    if (ui) ui.list.scrollTop = ui.list.scrollHeight;
+  }
+
+  function nearBottom() {
+    return !ui || ui.list.scrollHeight - ui.list.scrollTop - ui.list.clientHeight < 60;
+  }
+
+  // Order: conversations in the order first seen, then seq; notes close their conversation;
+  // unconfirmed sends always sit at the end, in the order typed.
+  function compareKeys(a, b) {
+    return a[0] - b[0] || a[1] - b[1];
+  }
+
+  function placeInList(el, key) {
+    el._chatKey = key;
+    const list = ui.list;
+    let after = list.lastElementChild;
+    while (after && (!after._chatKey || compareKeys(after._chatKey, key) > 0)) {
+      after = after.previousElementSibling;
+    }
+    const stick = nearBottom();
+    if (after) after.after(el);
+    else list.insertBefore(el, list.firstChild);
+    ui.empty.hidden = true;
+    if (stick) scrollToEnd();
+  }
+
+  function senderLabel(m) {
+    if (m.sender && m.sender.role === 'visitor') return 'You';
+    return (m.sender && m.sender.name) || 'Agent';
+  }
+
+  function messageElement(role, who, body, meta) {
+    const metaEl = h('span', { class: 'meta', text: meta });
+    const el = h('li', { class: 'msg', 'data-testid': 'chat-message', 'data-role': role }, [
+      h('span', { class: 'who', text: who }),
+      h('div', { class: 'body', text: body }),
+      metaEl,
+    ]);
+    el._meta = metaEl;
+    return el;
+  }
+
+  function conversationIndex(cid) {
+    let c = conversations.get(cid);
+    if (!c) {
+      c = { index: conversations.size, status: 'open', closedNoted: false };
+      conversations.set(cid, c);
+    }
+    return c.index;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Messages
+
+  // Adds a committed message once, wherever it came from (ack, live event, replay, history).
+  function addMessage(m, live) {
+    if (!m || typeof m.conversation_id !== 'string' || typeof m.seq !== 'number') return;
+    const idx = conversationIndex(m.conversation_id);
+    if (m.client_msg_id && pending.has(m.client_msg_id)) {
+      // Our own send, confirmed via a live event or a replay after its ack was lost.
+      const p = pending.get(m.client_msg_id);
+      pending.delete(m.client_msg_id);
+      if (p.el) p.el.remove();
+    }
+    const key = m.conversation_id + ':' + m.seq;
+    if (messages.has(key)) return;
+    messages.set(key, m);
+    if (!currentConversationId || conversations.get(currentConversationId).index < idx) {
+      currentConversationId = m.conversation_id;
+    }
+    const role = (m.sender && m.sender.role) || 'agent';
+    const el = messageElement(role, senderLabel(m), String(m.body), formatTime(m.created_at));
+    el.setAttribute('data-seq', String(m.seq));
+    el.setAttribute('data-conversation-id', m.conversation_id);
+    placeInList(el, [idx, m.seq]);
+    if (live && role !== 'visitor' && !panelOpen) {
+      unread++;
+      renderBadge();
+    }
+  }
+
+  // Highest seq up to which we hold every message: resuming from it can never leave a hole.
+  function contiguousSeq(cid) {
+    let seq = 0;
+    while (messages.has(cid + ':' + (seq + 1))) seq++;
+    return seq;
+  }
+
+  function noteConversation(conv) {
+    if (!conv || typeof conv.id !== 'string') return;
+    const idx = conversationIndex(conv.id);
+    const c = conversations.get(conv.id);
+    c.status = conv.status;
+    if (conv.status === 'closed' && !c.closedNoted) {
+      c.closedNoted = true;
+      const el = h('li', { class: 'note', 'data-testid': 'chat-note', text: 'This conversation was closed. Send a message to start a new one.' });
+      placeInList(el, [idx, Number.MAX_SAFE_INTEGER]);
+    }
+  }
+
+  function submitInput() {
+    const body = ui.input.value;
+    if (!body.trim()) return;
+    ui.input.value = '';
+    const clientMsgId = randomId('w-');
+    const el = messageElement('visitor', 'You', body, 'sending…');
+    el.setAttribute('data-pending', 'true');
+    pending.set(clientMsgId, { body: body, el: el, inFlight: false, failed: false });
+    placeInList(el, [Number.MAX_SAFE_INTEGER, ++typedSeq]);
+    scrollToEnd();
+    flushPending();
+  }
+
+  function flushPending() {
+    if (!ws || !welcomed) return;
+    for (const [clientMsgId, p] of pending) {
+      if (p.inFlight || p.failed) continue;
+      p.inFlight = true;
+      // No conversation_id: the gateway routes to the visitor's open conversation, creating one
+      // if the previous was closed.
+      request({ type: 'send', client_msg_id: clientMsgId, body: p.body }, { kind: 'send', clientMsgId: clientMsgId });
+    }
+  }
+
+  function onSendFailed(clientMsgId, err) {
+    const p = pending.get(clientMsgId);
+    if (!p) return;
+    p.inFlight = false;
+    if (err.code === 'unavailable' || err.code === 'internal') {
+      // Nothing was written: retrying with the same client_msg_id is safe and cannot duplicate.
+      p.el._meta.textContent = 'sending… (retrying)';
+      setTimeout(flushPending, 2000);
+      return;
+    }
+    p.failed = true;
+    p.el.setAttribute('data-failed', 'true');
+    p.el._meta.textContent = 'Not sent: ' + (err.message || err.code || 'error');
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Connection
+
+  function request(frame, meta) {
+    const id = 'w' + (++requestSeq);
+    frame.id = id;
+    requests.set(id, meta || { kind: frame.type });
+    ws.send(JSON.stringify(frame));
+    return id;
+  }
+
+  function socketUrl() {
+    const u = new URL(baseUrl + '/ws-visitor/');
+    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+    u.searchParams.set('site', site);
+    if (token && !tryWithoutToken) u.searchParams.set('token', token);
+    return u.toString();
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    clearInterval(countdownTimer);
+    retryTimer = countdownTimer = null;
+    setConnection('connecting', attempt === 0 ? 'Connecting…' : 'Reconnecting…');
+    const withToken = Boolean(token && !tryWithoutToken);
+    let sock;
+    try {
+      sock = new WebSocket(socketUrl());
+    } catch (_) {
+      scheduleReconnect();
+      return;
+    }
+    ws = sock;
+    welcomed = false;
+    sock.onmessage = function (ev) {
+      if (sock !== ws) return;
+      let frame;
+      try { frame = JSON.parse(ev.data); } catch (_) { return; }
+      if (frame && typeof frame === 'object') handleFrame(frame);
+    };
+    sock.onclose = function () {
+      if (sock !== ws) return;
+      const hadWelcome = welcomed;
+      ws = null;
+      welcomed = false;
+      requests.clear();
+      for (const p of pending.values()) p.inFlight = false;
+      if (!hadWelcome) onFailedBeforeWelcome(withToken);
+      scheduleReconnect();
+    };
+  }
+
+  // The browser hides the HTTP status of a refused upgrade. A stale or foreign visitor token gets
+  // 401 forever, so if the server answers plain HTTP while refusing us, try once without the token
+  // and adopt the new identity only if that works; a merely restarting server never costs the
+  // visitor their conversation.
+  function onFailedBeforeWelcome(withToken) {
+    if (tryWithoutToken) {
+      tryWithoutToken = false; // no better without it: the token was not the problem
+      suspectFailures = 0;
+      return;
+    }
+    if (!withToken) return;
+    fetch(baseUrl + '/chat/health', { mode: 'no-cors', cache: 'no-store' }).then(function () {
+      if (++suspectFailures >= TOKEN_SUSPECT_AFTER) tryWithoutToken = true;
+    }, function () {
+      suspectFailures = 0; // server unreachable: says nothing about the token
+    });
+  }
+
+  function scheduleReconnect() {
+    const base = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * Math.pow(2, attempt));
+    // Jitter spreads the reconnect wave after a gateway restart.
+    const delay = Math.round(base / 2 + Math.random() * base / 2);
+    attempt++;
+    const due = Date.now() + delay;
+    const show = function () {
+      const secs = Math.max(1, Math.ceil((due - Date.now()) / 1000));
+      setConnection('waiting', navigator.onLine === false
+        ? 'No network. Reconnecting in ' + secs + ' s…'
+        : 'Reconnecting in ' + secs + ' s…');
+    };
+    show();
+    clearInterval(countdownTimer);
+    countdownTimer = setInterval(show, 1000);
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, delay);
+  }
+
+  function handleFrame(f) {
+    switch (f.type) {
+      case 'welcome': return onWelcome(f);
+      case 'ack': return onAck(f);
+      case 'error': return onError(f);
+      case 'message': return addMessage(f.message, true);
+      case 'conversation': return noteConversation(f.conversation);
+      case 'presence':
+        if (typeof f.agents_online === 'number') { agentsOnline = f.agents_online; renderStatus(); }
+        return;
+      default:
+        return; // newer gateways may add events; ignoring them keeps old widgets working
+    }
+  }
+
+  function onWelcome(f) {
+    welcomed = true;
+    attempt = 0;
+    suspectFailures = 0;
+    tryWithoutToken = false;
+    if (typeof f.visitor_token === 'string' && f.visitor_token) saveToken(f.visitor_token);
+    visitorId = f.visitor_id || null;
+    agentsOnline = typeof f.agents_online === 'number' ? f.agents_online : 0;
+    setConnection('open', 'Connected');
+
+    // Conversations we hold messages for: the gateway replays what we missed, then goes live.
+    const cursors = {};
+    for (const cid of conversations.keys()) cursors[cid] = contiguousSeq(cid);
+    if (Object.keys(cursors).length) request({ type: 'resume', cursors: cursors });
+
+    const conv = f.conversation;
+    if (conv && typeof conv.id === 'string') {
+      const known = conversations.has(conv.id);
+      noteConversation(conv);
+      if (!currentConversationId || conversations.get(currentConversationId).index < conversations.get(conv.id).index) {
+        currentConversationId = conv.id;
+      }
+      // Fresh page: load the conversation. Live events started with this session, so history
+      // plus live leaves no gap; duplicates at the boundary are dropped by (conversation, seq).
+      if (!known) loadHistory(conv.id, 0);
+    }
+    flushPending();
+  }
+
+  function loadHistory(cid, afterSeq) {
+    request({ type: 'history', conversation_id: cid, after_seq: afterSeq, limit: HISTORY_PAGE }, { kind: 'history', cid: cid });
+  }
+
+  function onAck(f) {
+    const meta = requests.get(f.id);
+    if (!meta) return;
+    requests.delete(f.id);
+    if (meta.kind === 'send') {
+      if (f.message) addMessage(f.message, false);
+      const p = pending.get(meta.clientMsgId);
+      if (p) { p.inFlight = false; } // ack without message: leave it queued for the next flush
+    } else if (meta.kind === 'history' && Array.isArray(f.messages)) {
+      for (const m of f.messages) addMessage(m, false);
+      if (f.messages.length >= HISTORY_PAGE) {
+        loadHistory(meta.cid, f.messages[f.messages.length - 1].seq);
+      }
+    }
+  }
+
+  function onError(f) {
+    const meta = f.id ? requests.get(f.id) : null;
+    if (!meta) {
+      if (window.console) console.warn('[chat-widget] gateway error', f.code, f.message);
+      return;
+    }
+    requests.delete(f.id);
+    if (meta.kind === 'send') onSendFailed(meta.clientMsgId, f);
+    else if (window.console) console.warn('[chat-widget]', meta.kind, 'failed:', f.code, f.message);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Start
+
+  function start() {
+    ui = buildUi();
+    renderStatus();
+    setConnection(connection.state, connection.text);
+    if (panelOpen || storageGet('sessionStorage', STORE_KEY + ':open')) openPanel();
+    connect();
+    // The network coming back is a better signal than any backoff timer.
+    window.addEventListener('online', function () { if (!ws) { attempt = 0; connect(); } });
+  }
+
+  window.ChatWidget = {
+    version: 1,
+    open: function () { openPanel(); },
+    close: function () { closePanel(); },
+    // A snapshot, for tests and debugging; mutating it changes nothing.
+    get state() {
+      return {
+        connection: connection.state,
+        connectionText: connection.text,
+        agentsOnline: agentsOnline,
+        visitorId: visitorId,
+        conversationId: currentConversationId,
+        messages: messages.size,
+        pending: pending.size,
+        open: panelOpen,
+        serverBaseUrl: baseUrl,
+        site: site,
+      };
+    },
+  };
+
+  if (document.body) start();
+  else document.addEventListener('DOMContentLoaded', start, { once: true });
+})();
