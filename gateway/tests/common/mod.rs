@@ -68,10 +68,11 @@ impl Gateway {
             let ready_tx = ready_tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if line.starts_with("SERVER_OK") {
+                    let ready = line.starts_with("SERVER_OK");
+                    output.lock().unwrap().push(line);
+                    if ready {
                         let _ = ready_tx.send(());
                     }
-                    output.lock().unwrap().push(line);
                 }
             });
         }
