@@ -232,7 +232,7 @@ impl OriginPolicy {
         }
         match self {
             Self::Any => true,
-            Self::List(list) => list.iter().any(|o| *o == origin),
+            Self::List(list) => list.contains(&origin),
             Self::LocalDevelopment => {
                 let hostname = origin_host
                     .rsplit_once(':')

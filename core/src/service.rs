@@ -384,6 +384,9 @@ fn page_limit(limit: Option<u32>) -> u32 {
 }
 
 /// What [`Session::next_event`] yields.
+// Events are moved straight to the transport and written; boxing them would add an allocation
+// per event to save stack space in a value that never sits in a collection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
     /// Write this event to the client.
