@@ -1,0 +1,646 @@
+//! [`EmbeddedStore`]: the [`Store`] in a single SQLite file, the default when no database is
+//! configured.
+//!
+//! The file is opened in WAL mode with `synchronous=FULL` (a returned `Ok` is durable), foreign
+//! keys on and a busy timeout. Its schema is versioned like Postgres's
+//! (`migrations/embedded/`) and migrated when the file is opened. Calls run on Tokio's blocking
+//! pool against one connection behind a mutex: one writer at a time, which also serializes
+//! appends to a conversation.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chat_core::model::{
+    Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, Role, Sender,
+    Visitor, VisitorId,
+};
+use chat_core::store::{Appended, ConversationFilter, Store};
+use chat_core::StoreError;
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use uuid::Uuid;
+
+use crate::migrations::{self, MigrationInfo, MigrationReport};
+use crate::time::{from_micros, now_micros};
+use crate::StorageError;
+
+/// How long SQLite waits for a lock held by another connection to the same file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+macro_rules! conversation_columns {
+    () => {
+        "id, site_id, visitor_id, status, assignee_id, assignee_name, last_seq, created_at, \
+         updated_at"
+    };
+}
+
+macro_rules! message_columns {
+    () => {
+        "conversation_id, seq, client_msg_id, sender_role, sender_id, sender_name, body, \
+         created_at"
+    };
+}
+
+const SELECT_DUPLICATE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE conversation_id = ?1 AND client_msg_id = ?2"
+);
+
+/// The [`Store`] in a single SQLite file.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), chat_storage::StorageError> {
+/// let store = chat_storage::EmbeddedStore::open("/var/lib/chat-gateway/chat.db")?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (creating it and its parent directories if needed) the store at `path` and
+    /// migrates its schema. Blocking; from async code prefer [`EmbeddedStore::open_async`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        Self::open_and_migrate(path.as_ref()).map(|(store, _)| store)
+    }
+
+    /// [`EmbeddedStore::open`] on Tokio's blocking pool.
+    pub async fn open_async(path: PathBuf) -> Result<Self, StorageError> {
+        tokio::task::spawn_blocking(move || Self::open(path))
+            .await
+            .map_err(|e| StorageError::Store(StoreError::Other(e.to_string())))?
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version this binary needs (and migrates the file to on open).
+    pub fn expected_schema_version() -> i64 {
+        migrations::latest(migrations::EMBEDDED)
+    }
+
+    /// The schema version recorded in the file.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.call(|conn| schema_version(conn).map_err(sqlite_err))
+            .await
+    }
+
+    pub(crate) fn open_and_migrate(path: &Path) -> Result<(Self, MigrationReport), StorageError> {
+        let fail = |message: String| StorageError::Embedded {
+            path: path.to_path_buf(),
+            message,
+        };
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+            }
+        }
+        let mut conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| fail(e.to_string()))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(|e| fail(format!("cannot enable WAL: {e}")))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), mode, "SQLite journal mode is not WAL");
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| fail(e.to_string()))?;
+        let report = migrate(&mut conn)?;
+        let store = Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        };
+        Ok((store, report))
+    }
+
+    /// Runs `f` with the connection on Tokio's blocking pool.
+    async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave a transaction open (dropping it rolls
+            // back), so a poisoned connection is still consistent.
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("embedded store task failed: {e}")))?
+    }
+}
+
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
+         AND name = 'chat_schema_migrations')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !exists {
+        return Ok(0);
+    }
+    conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM chat_schema_migrations",
+        [],
+        |row| row.get(0),
+    )
+}
+
+/// Applies the migrations the file lacks, each in its own (immediate, so exclusive for
+/// writers) transaction.
+fn migrate(conn: &mut Connection) -> Result<MigrationReport, StorageError> {
+    let mut applied = Vec::new();
+    for m in migrations::EMBEDDED {
+        let fail = |e: rusqlite::Error| StorageError::Migration {
+            version: m.version,
+            name: m.name,
+            message: e.to_string(),
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS chat_schema_migrations (
+                 version    INTEGER PRIMARY KEY,
+                 name       TEXT    NOT NULL,
+                 applied_at INTEGER NOT NULL
+             ) STRICT",
+        )
+        .map_err(fail)?;
+        let done: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM chat_schema_migrations WHERE version = ?1)",
+                [m.version],
+                |row| row.get(0),
+            )
+            .map_err(fail)?;
+        if done {
+            tx.commit().map_err(fail)?;
+            continue;
+        }
+        tx.execute_batch(m.sql).map_err(fail)?;
+        tx.execute(
+            "INSERT INTO chat_schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![m.version, m.name, now_micros().timestamp_micros()],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applied embedded migration"
+        );
+        applied.push(MigrationInfo {
+            version: m.version,
+            name: m.name,
+        });
+    }
+    let version = schema_version(conn).map_err(|e| StorageError::Store(sqlite_err(e)))?;
+    Ok(MigrationReport { applied, version })
+}
+
+/// Busy/locked/cannot-open errors are [`StoreError::Unavailable`], others
+/// [`StoreError::Other`].
+fn sqlite_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+fn constraint(e: &rusqlite::Error, extended_code: i32) -> bool {
+    e.sqlite_error()
+        .is_some_and(|s| s.extended_code == extended_code)
+}
+
+fn bad_data(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(format!("invalid {what} in the embedded store: {detail}"))
+}
+
+fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|e| bad_data("uuid", e))
+}
+
+fn timestamp(micros: i64) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    from_micros(micros).ok_or_else(|| bad_data("timestamp", micros))
+}
+
+/// Raw columns of a visitor row, decoded outside rusqlite's closure.
+type VisitorRow = (String, String, i64);
+
+fn read_visitor(row: &Row<'_>) -> rusqlite::Result<VisitorRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+}
+
+fn visitor_from(raw: VisitorRow) -> Result<Visitor, StoreError> {
+    Ok(Visitor {
+        id: VisitorId(parse_uuid(&raw.0)?),
+        site_id: raw.1,
+        created_at: timestamp(raw.2)?,
+    })
+}
+
+struct ConversationRow {
+    id: String,
+    site_id: String,
+    visitor_id: String,
+    status: String,
+    assignee_id: Option<String>,
+    assignee_name: Option<String>,
+    last_seq: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+fn read_conversation(row: &Row<'_>) -> rusqlite::Result<ConversationRow> {
+    Ok(ConversationRow {
+        id: row.get(0)?,
+        site_id: row.get(1)?,
+        visitor_id: row.get(2)?,
+        status: row.get(3)?,
+        assignee_id: row.get(4)?,
+        assignee_name: row.get(5)?,
+        last_seq: row.get(6)?,
+        created_at: row.get(7)?,
+        updated_at: row.get(8)?,
+    })
+}
+
+fn conversation_from(raw: ConversationRow) -> Result<Conversation, StoreError> {
+    Ok(Conversation {
+        id: ConversationId(parse_uuid(&raw.id)?),
+        site_id: raw.site_id,
+        visitor_id: VisitorId(parse_uuid(&raw.visitor_id)?),
+        status: ConversationStatus::parse(&raw.status)
+            .ok_or_else(|| bad_data("conversation status", &raw.status))?,
+        assignee: raw.assignee_id.map(|id| Agent {
+            id,
+            name: raw.assignee_name.unwrap_or_default(),
+        }),
+        last_seq: raw.last_seq,
+        created_at: timestamp(raw.created_at)?,
+        updated_at: timestamp(raw.updated_at)?,
+    })
+}
+
+struct MessageRow {
+    conversation_id: String,
+    seq: i64,
+    client_msg_id: Option<String>,
+    sender_role: String,
+    sender_id: String,
+    sender_name: Option<String>,
+    body: String,
+    created_at: i64,
+}
+
+fn read_message(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        conversation_id: row.get(0)?,
+        seq: row.get(1)?,
+        client_msg_id: row.get(2)?,
+        sender_role: row.get(3)?,
+        sender_id: row.get(4)?,
+        sender_name: row.get(5)?,
+        body: row.get(6)?,
+        created_at: row.get(7)?,
+    })
+}
+
+fn message_from(raw: MessageRow) -> Result<Message, StoreError> {
+    Ok(Message {
+        conversation_id: ConversationId(parse_uuid(&raw.conversation_id)?),
+        seq: raw.seq,
+        client_msg_id: raw.client_msg_id,
+        sender: Sender {
+            role: Role::parse(&raw.sender_role)
+                .ok_or_else(|| bad_data("role", &raw.sender_role))?,
+            id: raw.sender_id,
+            name: raw.sender_name,
+        },
+        body: raw.body,
+        created_at: timestamp(raw.created_at)?,
+    })
+}
+
+fn conversation_by_id(conn: &Connection, id: &str) -> Result<Option<Conversation>, StoreError> {
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        conversation_columns!(),
+        " FROM conversations WHERE id = ?1"
+    ))
+    .and_then(|mut stmt| stmt.query_row([id], read_conversation).optional())
+    .map_err(sqlite_err)?
+    .map(conversation_from)
+    .transpose()
+}
+
+fn duplicate_of(
+    conn: &Connection,
+    conversation_id: &str,
+    client_msg_id: &str,
+) -> Result<Option<Message>, StoreError> {
+    conn.prepare_cached(SELECT_DUPLICATE)
+        .and_then(|mut stmt| {
+            stmt.query_row(params![conversation_id, client_msg_id], read_message)
+                .optional()
+        })
+        .map_err(sqlite_err)?
+        .map(message_from)
+        .transpose()
+}
+
+fn append(conn: &mut Connection, message: NewMessage) -> Result<Appended, StoreError> {
+    let conversation_id = message.conversation_id.0.to_string();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_err)?;
+    if let Some(client_msg_id) = &message.client_msg_id {
+        if let Some(original) = duplicate_of(&tx, &conversation_id, client_msg_id)? {
+            return Ok(Appended::Duplicate(original));
+        }
+    }
+    let created_at = now_micros();
+    let seq: Option<i64> = tx
+        .prepare_cached(
+            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = ?2 WHERE id = ?1 \
+             RETURNING last_seq",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![conversation_id, created_at.timestamp_micros()],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+        .map_err(sqlite_err)?;
+    let Some(seq) = seq else {
+        return Err(StoreError::NotFound("conversation"));
+    };
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO messages (conversation_id, seq, client_msg_id, sender_role, sender_id, \
+             sender_name, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                conversation_id,
+                seq,
+                message.client_msg_id,
+                message.sender.role.as_str(),
+                message.sender.id,
+                message.sender.name,
+                message.body,
+                created_at.timestamp_micros(),
+            ])
+        });
+    match inserted {
+        Ok(_) => {
+            tx.commit().map_err(sqlite_err)?;
+            Ok(Appended::Inserted(Message {
+                conversation_id: message.conversation_id,
+                seq,
+                client_msg_id: message.client_msg_id,
+                sender: message.sender,
+                body: message.body,
+                created_at,
+            }))
+        }
+        Err(e) if constraint(&e, rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE) => {
+            // Another connection to the file committed the same client_msg_id first.
+            tx.rollback().map_err(sqlite_err)?;
+            let client_msg_id = message.client_msg_id.as_deref().unwrap_or_default();
+            match duplicate_of(conn, &conversation_id, client_msg_id)? {
+                Some(original) => Ok(Appended::Duplicate(original)),
+                None => Err(sqlite_err(e)),
+            }
+        }
+        Err(e) => Err(sqlite_err(e)),
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.call(|conn| {
+            conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
+                .map_err(sqlite_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {
+        let id = visitor.id.0.to_string();
+        let site_id = visitor.site_id.clone();
+        let created_at = visitor.created_at.timestamp_micros();
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO visitors (id, site_id, created_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .and_then(|mut stmt| stmt.execute(params![id, site_id, created_at]))
+            .map_err(sqlite_err)?;
+            let raw = conn
+                .prepare_cached("SELECT id, site_id, created_at FROM visitors WHERE id = ?1")
+                .and_then(|mut stmt| stmt.query_row([&id], read_visitor))
+                .map_err(sqlite_err)?;
+            visitor_from(raw)
+        })
+        .await
+    }
+
+    async fn create_conversation(
+        &self,
+        site_id: &str,
+        visitor_id: VisitorId,
+    ) -> Result<Conversation, StoreError> {
+        let id = ConversationId::new_random().0.to_string();
+        let site_id = site_id.to_string();
+        let visitor_id = visitor_id.0.to_string();
+        self.call(move |conn| {
+            let now = now_micros().timestamp_micros();
+            let raw = conn
+                .prepare_cached(concat!(
+                    "INSERT INTO conversations \
+                     (id, site_id, visitor_id, status, last_seq, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, 'open', 0, ?4, ?4) RETURNING ",
+                    conversation_columns!()
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![id, site_id, visitor_id, now], read_conversation)
+                });
+            match raw {
+                Ok(raw) => conversation_from(raw),
+                Err(e) if constraint(&e, rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => {
+                    Err(StoreError::NotFound("visitor"))
+                }
+                Err(e) => Err(sqlite_err(e)),
+            }
+        })
+        .await
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+        let id = id.0.to_string();
+        self.call(move |conn| conversation_by_id(conn, &id)).await
+    }
+
+    async fn open_conversation_of(
+        &self,
+        site_id: &str,
+        visitor_id: VisitorId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let site_id = site_id.to_string();
+        let visitor_id = visitor_id.0.to_string();
+        self.call(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                conversation_columns!(),
+                " FROM conversations WHERE site_id = ?1 AND visitor_id = ?2 \
+                 AND status = 'open' ORDER BY updated_at DESC, id DESC LIMIT 1"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(params![site_id, visitor_id], read_conversation)
+                    .optional()
+            })
+            .map_err(sqlite_err)?
+            .map(conversation_from)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let site_id = filter.site_id.clone();
+        let status = filter.status.map(ConversationStatus::as_str);
+        let limit = i64::from(filter.limit);
+        self.call(move |conn| {
+            let raws = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    conversation_columns!(),
+                    " FROM conversations WHERE site_id = ?1 AND (?2 IS NULL OR status = ?2) \
+                     ORDER BY updated_at DESC, id DESC LIMIT ?3"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![site_id, status, limit], read_conversation)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(sqlite_err)?;
+            raws.into_iter().map(conversation_from).collect()
+        })
+        .await
+    }
+
+    async fn assign(
+        &self,
+        id: ConversationId,
+        assignee: Option<&Agent>,
+    ) -> Result<Conversation, StoreError> {
+        let id = id.0.to_string();
+        let assignee_id = assignee.map(|a| a.id.clone());
+        let assignee_name = assignee.map(|a| a.name.clone());
+        self.call(move |conn| {
+            let now = now_micros().timestamp_micros();
+            conn.prepare_cached(concat!(
+                "UPDATE conversations SET assignee_id = ?2, assignee_name = ?3, \
+                 updated_at = ?4 WHERE id = ?1 RETURNING ",
+                conversation_columns!()
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![id, assignee_id, assignee_name, now],
+                    read_conversation,
+                )
+                .optional()
+            })
+            .map_err(sqlite_err)?
+            .map(conversation_from)
+            .unwrap_or(Err(StoreError::NotFound("conversation")))
+        })
+        .await
+    }
+
+    async fn set_status(
+        &self,
+        id: ConversationId,
+        status: ConversationStatus,
+    ) -> Result<Conversation, StoreError> {
+        let id = id.0.to_string();
+        self.call(move |conn| {
+            let now = now_micros().timestamp_micros();
+            conn.prepare_cached(concat!(
+                "UPDATE conversations SET status = ?2, updated_at = ?3 WHERE id = ?1 \
+                 RETURNING ",
+                conversation_columns!()
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(params![id, status.as_str(), now], read_conversation)
+                    .optional()
+            })
+            .map_err(sqlite_err)?
+            .map(conversation_from)
+            .unwrap_or(Err(StoreError::NotFound("conversation")))
+        })
+        .await
+    }
+
+    async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
+        self.call(move |conn| append(conn, message)).await
+    }
+
+    async fn messages_after(
+        &self,
+        conversation_id: ConversationId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let conversation_id = conversation_id.0.to_string();
+        let limit = i64::from(limit);
+        self.call(move |conn| {
+            let raws = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE conversation_id = ?1 AND seq > ?2 \
+                     ORDER BY seq LIMIT ?3"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![conversation_id, after_seq, limit], read_message)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(sqlite_err)?;
+            raws.into_iter().map(message_from).collect()
+        })
+        .await
+    }
+}

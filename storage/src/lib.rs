@@ -1,0 +1,191 @@
+//! # chat-storage
+//!
+//! Implementations of [`chat_core::store::Store`]:
+//!
+//! - [`PostgresStore`]: Postgres through a `deadpool-postgres` pool. Its schema is versioned
+//!   and migrated explicitly ([`PostgresStore::migrate`], the gateway's `chat-gateway migrate`);
+//!   [`open`] refuses a database that is behind with [`StoreError::NotMigrated`].
+//! - [`EmbeddedStore`]: a single SQLite file, the default when no database is configured. Its
+//!   schema is migrated automatically when the file is opened.
+//!
+//! Both keep the same promises and pass the same conformance suite (`tests/conformance.rs`):
+//! a returned `Ok` means committed, sequence numbers are 1, 2, 3… per conversation with no gap,
+//! and a retried `client_msg_id` returns the original message instead of writing a second one.
+//!
+//! With the `test-support` feature, [`test_support`] provides throwaway Postgres clusters for
+//! tests (this crate's and the gateway's).
+#![warn(missing_docs)]
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use chat_core::store::{Appended, ConversationFilter, Store};
+pub use chat_core::StoreError;
+
+pub mod embedded;
+mod migrations;
+pub mod postgres;
+#[cfg(feature = "test-support")]
+pub mod test_support;
+mod time;
+
+pub use embedded::EmbeddedStore;
+pub use migrations::{MigrationInfo, MigrationReport};
+pub use postgres::PostgresStore;
+
+/// Errors from building a store or migrating its schema. Errors of queries are
+/// [`StoreError`]s, as the [`Store`] trait says.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database URL could not be parsed.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    /// The connection pool could not be built.
+    #[error("cannot build the database connection pool: {0}")]
+    Pool(String),
+    /// The embedded store's file could not be opened or prepared.
+    #[error("cannot open the embedded store at {path}: {message}")]
+    Embedded {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A migration failed; it was rolled back.
+    #[error("migration {version} ({name}) failed: {message}")]
+    Migration {
+        /// The migration's version.
+        version: i64,
+        /// The migration's name.
+        name: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// The store failed: unavailable, not migrated (see [`StoreError::NotMigrated`]), or other.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Which store the gateway uses.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// Postgres at `url` (e.g. `postgres://chat@127.0.0.1:5432/chat`), with a pool of at most
+    /// `pool_size` connections.
+    Postgres {
+        /// The connection URL (`postgres://…`) or key-value string (`host=… dbname=…`).
+        url: String,
+        /// Maximum number of pooled connections.
+        pool_size: usize,
+    },
+    /// A single SQLite file at `path`; parent directories are created.
+    Embedded {
+        /// The database file.
+        path: PathBuf,
+    },
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Postgres { url, pool_size } => f
+                .debug_struct("Postgres")
+                .field("url", &redact_url(url))
+                .field("pool_size", pool_size)
+                .finish(),
+            Self::Embedded { path } => f.debug_struct("Embedded").field("path", path).finish(),
+        }
+    }
+}
+
+/// The URL with its password (if any) replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://") {
+        let rest = &url[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        if let Some(at) = authority.rfind('@') {
+            let userinfo = &authority[..at];
+            if let Some(colon) = userinfo.find(':') {
+                return format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[scheme_end + 3 + at..]
+                );
+            }
+        }
+        return url.to_string();
+    }
+    // key-value form: hide `password=...`
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Opens the configured store for the gateway.
+///
+/// For Postgres this builds the pool and checks the schema: a database that has not been
+/// migrated to this binary's version fails with
+/// `StorageError::Store(StoreError::NotMigrated { .. })`, whose message tells the operator to
+/// run `chat-gateway migrate`. An unreachable database fails with
+/// `StorageError::Store(StoreError::Unavailable(..))`. The embedded store migrates itself.
+pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StorageError> {
+    match config {
+        StoreConfig::Postgres { url, pool_size } => {
+            let store = PostgresStore::connect(url, *pool_size)?;
+            store.check_schema().await?;
+            Ok(Arc::new(store))
+        }
+        StoreConfig::Embedded { path } => {
+            let store = EmbeddedStore::open_async(path.clone()).await?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Migrates the configured store to this binary's schema version (`chat-gateway migrate`).
+/// Safe to run while gateways are running and from several processes at once.
+pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, StorageError> {
+    match config {
+        StoreConfig::Postgres { url, pool_size } => {
+            let store = PostgresStore::connect(url, (*pool_size).max(1))?;
+            store.migrate().await
+        }
+        StoreConfig::Embedded { path } => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || EmbeddedStore::open_and_migrate(&path))
+                .await
+                .map_err(|e| StorageError::Store(StoreError::Other(e.to_string())))?
+                .map(|(_, report)| report)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://chat:secret@db:5432/chat"),
+            "postgres://chat:***@db:5432/chat"
+        );
+        assert_eq!(
+            redact_url("postgres://chat@db:5432/chat"),
+            "postgres://chat@db:5432/chat"
+        );
+        assert_eq!(
+            redact_url("host=db password=secret dbname=chat"),
+            "host=db password=*** dbname=chat"
+        );
+    }
+}

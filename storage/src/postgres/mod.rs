@@ -1,0 +1,589 @@
+//! [`PostgresStore`]: the [`Store`] on Postgres, through a `deadpool-postgres` pool.
+//!
+//! The pool is lazy: [`PostgresStore::connect`] does no I/O, connections are made on demand,
+//! broken ones are discarded, and every wait (for a pool slot, a new connection, a recycled
+//! one, a query) is bounded, so while Postgres is down calls fail fast with
+//! [`StoreError::Unavailable`] and the store recovers by itself once Postgres is back.
+
+mod errors;
+mod rows;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chat_core::model::{
+    Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, Visitor,
+    VisitorId,
+};
+use chat_core::store::{Appended, ConversationFilter, Store};
+use chat_core::StoreError;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+use crate::migrations::{self, MigrationInfo, MigrationReport};
+use crate::time::truncate_micros;
+use crate::StorageError;
+pub(crate) use errors::describe as describe_error;
+use errors::{pg_err, pool_err, unique_violation};
+use rows::{conversation_from_row, message_from_row, visitor_from_row};
+
+/// How long to wait for a pool slot, a new connection or the recycling of an idle one.
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one store operation (all its queries) may take before it fails as unavailable.
+const OP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long [`Store::health`] may take.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Key of the advisory lock that serializes migrations across processes ("chatmigr").
+const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_6d69_6772;
+
+macro_rules! conversation_columns {
+    () => {
+        "id, site_id, visitor_id, status, assignee_id, assignee_name, last_seq, created_at, \
+         updated_at"
+    };
+}
+
+macro_rules! message_columns {
+    () => {
+        "conversation_id, seq, client_msg_id, sender_role, sender_id, sender_name, body, \
+         created_at"
+    };
+}
+
+const SELECT_DUPLICATE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE conversation_id = $1 AND client_msg_id = $2"
+);
+
+/// The [`Store`] on Postgres. Cheap to share behind an `Arc`; all clones of the pool are one.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), chat_storage::StorageError> {
+/// use chat_storage::PostgresStore;
+/// let store = PostgresStore::connect("postgres://chat@127.0.0.1:5432/chat", 16)?;
+/// store.migrate().await?;
+/// store.check_schema().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("PostgresStore")
+            .field("max_size", &status.max_size)
+            .field("size", &status.size)
+            .field("available", &status.available)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Builds a pool of at most `pool_size` (at least 1) connections to `url`, a
+    /// `postgres://user:password@host:port/db` URL or a `host=… dbname=…` string.
+    ///
+    /// Does no I/O: it fails only on an invalid URL, and a database that is down now or later
+    /// makes calls fail with [`StoreError::Unavailable`] until it is back. TLS is not
+    /// supported (`sslmode=require` fails to connect).
+    pub fn connect(url: &str, pool_size: usize) -> Result<Self, StorageError> {
+        let mut pg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StorageError::InvalidUrl(e.to_string()))?;
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(POOL_TIMEOUT);
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name("chat-gateway");
+        }
+        pg.keepalives(true);
+        pg.keepalives_idle(Duration::from_secs(30));
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                // `is_closed()` on checkout; a connection that fails a query with a connection
+                // error is additionally dropped from the pool (see `finish`).
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
+            .build()
+            .map_err(|e| StorageError::Pool(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    /// The schema version this binary needs.
+    pub fn expected_schema_version() -> i64 {
+        migrations::latest(migrations::POSTGRES)
+    }
+
+    /// Applies the migrations the database lacks, each in its own transaction, and records
+    /// them in `chat_schema_migrations(version, name, applied_at)`. A Postgres advisory lock
+    /// serializes concurrent runs (two gateways migrating at once are safe). Idempotent.
+    pub async fn migrate(&self) -> Result<MigrationReport, StorageError> {
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let mut applied = Vec::new();
+        for m in migrations::POSTGRES {
+            let fail = |message: String| StorageError::Migration {
+                version: m.version,
+                name: m.name,
+                message,
+            };
+            let tx = client.transaction().await.map_err(pg_err)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+                .await
+                .map_err(pg_err)?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS chat_schema_migrations (
+                     version    bigint      PRIMARY KEY,
+                     name       text        NOT NULL,
+                     applied_at timestamptz NOT NULL DEFAULT now()
+                 )",
+            )
+            .await
+            .map_err(pg_err)?;
+            let done: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM chat_schema_migrations WHERE version = $1)",
+                    &[&m.version],
+                )
+                .await
+                .map_err(pg_err)?
+                .try_get(0)
+                .map_err(pg_err)?;
+            if done {
+                tx.commit().await.map_err(pg_err)?;
+                continue;
+            }
+            tx.batch_execute(m.sql)
+                .await
+                .map_err(|e| fail(errors::describe(&e)))?;
+            tx.execute(
+                "INSERT INTO chat_schema_migrations (version, name, applied_at) \
+                 VALUES ($1, $2, clock_timestamp())",
+                &[&m.version, &m.name],
+            )
+            .await
+            .map_err(|e| fail(errors::describe(&e)))?;
+            tx.commit().await.map_err(|e| fail(errors::describe(&e)))?;
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                "applied Postgres migration"
+            );
+            applied.push(MigrationInfo {
+                version: m.version,
+                name: m.name,
+            });
+        }
+        // On the same connection: a pool of one must not wait for a second.
+        let version = read_schema_version(&client).await?;
+        Ok(MigrationReport { applied, version })
+    }
+
+    /// The schema version recorded in the database: 0 when it was never migrated.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        let result = tokio::time::timeout(OP_TIMEOUT, read_schema_version(&client)).await;
+        finish(client, result)
+    }
+
+    /// Succeeds when the database schema is at least at the version this binary needs;
+    /// otherwise [`StoreError::NotMigrated`] (whose message tells the operator to run
+    /// `chat-gateway migrate`). A newer schema is accepted: migrations are additive, so an
+    /// older gateway keeps working during a rolling upgrade.
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
+        let found = self.schema_version().await?;
+        let expected = Self::expected_schema_version();
+        if found < expected {
+            return Err(StoreError::NotMigrated { found, expected });
+        }
+        if found > expected {
+            tracing::warn!(
+                found,
+                expected,
+                "the database schema is newer than this gateway's; continuing"
+            );
+        }
+        Ok(())
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|e| match pool_err(e) {
+            StorageError::Store(e) => e,
+            other => StoreError::Other(other.to_string()),
+        })
+    }
+}
+
+/// The schema version recorded in the database: 0 when it was never migrated.
+async fn read_schema_version(client: &tokio_postgres::Client) -> Result<i64, StoreError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('chat_schema_migrations') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?
+        .try_get(0)
+        .map_err(pg_err)?;
+    if !exists {
+        return Ok(0);
+    }
+    client
+        .query_one(
+            "SELECT coalesce(max(version), 0)::bigint FROM chat_schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?
+        .try_get(0)
+        .map_err(pg_err)
+}
+
+/// Ends an operation on a pooled connection: a timed-out operation, or one that failed with a
+/// connection error, takes its connection out of the pool instead of returning it.
+fn finish<T>(
+    client: Object,
+    result: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
+) -> Result<T, StoreError> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            if matches!(e, StoreError::Unavailable(_)) || client.is_closed() {
+                drop(Object::take(client));
+            }
+            Err(e)
+        }
+        Err(_) => {
+            drop(Object::take(client));
+            Err(StoreError::Unavailable(
+                "the database did not answer in time".into(),
+            ))
+        }
+    }
+}
+
+/// Runs `$body` with a pooled connection bound to `$client`, bounded by `$timeout`.
+macro_rules! with_client {
+    ($self:ident, $timeout:expr, |$client:ident| $body:expr) => {{
+        #[allow(unused_mut)]
+        let mut $client = $self.client().await?;
+        let result = tokio::time::timeout($timeout, async { $body }).await;
+        finish($client, result)
+    }};
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        with_client!(self, HEALTH_TIMEOUT, |client| {
+            client.simple_query("SELECT 1").await.map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {
+        let created_at = truncate_micros(visitor.created_at);
+        with_client!(self, OP_TIMEOUT, |client| {
+            let insert = client
+                .prepare_cached(
+                    "INSERT INTO visitors (id, site_id, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .await
+                .map_err(pg_err)?;
+            client
+                .execute(&insert, &[&visitor.id.0, &visitor.site_id, &created_at])
+                .await
+                .map_err(pg_err)?;
+            let select = client
+                .prepare_cached("SELECT id, site_id, created_at FROM visitors WHERE id = $1")
+                .await
+                .map_err(pg_err)?;
+            let row = client
+                .query_one(&select, &[&visitor.id.0])
+                .await
+                .map_err(pg_err)?;
+            visitor_from_row(&row)
+        })
+    }
+
+    async fn create_conversation(
+        &self,
+        site_id: &str,
+        visitor_id: VisitorId,
+    ) -> Result<Conversation, StoreError> {
+        let id = ConversationId::new_random();
+        with_client!(self, OP_TIMEOUT, |client| {
+            let stmt = client
+                .prepare_cached(concat!(
+                    "INSERT INTO conversations \
+                     (id, site_id, visitor_id, status, last_seq, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'open', 0, now(), now()) RETURNING ",
+                    conversation_columns!()
+                ))
+                .await
+                .map_err(pg_err)?;
+            match client
+                .query_one(&stmt, &[&id.0, &site_id, &visitor_id.0])
+                .await
+            {
+                Ok(row) => conversation_from_row(&row),
+                Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+                    Err(StoreError::NotFound("visitor"))
+                }
+                Err(e) => Err(pg_err(e)),
+            }
+        })
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            let stmt = client
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    conversation_columns!(),
+                    " FROM conversations WHERE id = $1"
+                ))
+                .await
+                .map_err(pg_err)?;
+            let row = client.query_opt(&stmt, &[&id.0]).await.map_err(pg_err)?;
+            row.as_ref().map(conversation_from_row).transpose()
+        })
+    }
+
+    async fn open_conversation_of(
+        &self,
+        site_id: &str,
+        visitor_id: VisitorId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            let stmt = client
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    conversation_columns!(),
+                    " FROM conversations WHERE site_id = $1 AND visitor_id = $2 \
+                     AND status = 'open' ORDER BY updated_at DESC, id DESC LIMIT 1"
+                ))
+                .await
+                .map_err(pg_err)?;
+            let row = client
+                .query_opt(&stmt, &[&site_id, &visitor_id.0])
+                .await
+                .map_err(pg_err)?;
+            row.as_ref().map(conversation_from_row).transpose()
+        })
+    }
+
+    async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let status = filter.status.map(ConversationStatus::as_str);
+        let limit = i64::from(filter.limit);
+        with_client!(self, OP_TIMEOUT, |client| {
+            let stmt = client
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    conversation_columns!(),
+                    " FROM conversations WHERE site_id = $1 \
+                     AND ($2::text IS NULL OR status = $2::text) \
+                     ORDER BY updated_at DESC, id DESC LIMIT $3"
+                ))
+                .await
+                .map_err(pg_err)?;
+            let rows = client
+                .query(&stmt, &[&filter.site_id, &status, &limit])
+                .await
+                .map_err(pg_err)?;
+            rows.iter().map(conversation_from_row).collect()
+        })
+    }
+
+    async fn assign(
+        &self,
+        id: ConversationId,
+        assignee: Option<&Agent>,
+    ) -> Result<Conversation, StoreError> {
+        let assignee_id = assignee.map(|a| a.id.as_str());
+        let assignee_name = assignee.map(|a| a.name.as_str());
+        with_client!(self, OP_TIMEOUT, |client| {
+            let stmt = client
+                .prepare_cached(concat!(
+                    "UPDATE conversations SET assignee_id = $2, assignee_name = $3, \
+                     updated_at = clock_timestamp() WHERE id = $1 RETURNING ",
+                    conversation_columns!()
+                ))
+                .await
+                .map_err(pg_err)?;
+            let row = client
+                .query_opt(&stmt, &[&id.0, &assignee_id, &assignee_name])
+                .await
+                .map_err(pg_err)?;
+            match row {
+                Some(row) => conversation_from_row(&row),
+                None => Err(StoreError::NotFound("conversation")),
+            }
+        })
+    }
+
+    async fn set_status(
+        &self,
+        id: ConversationId,
+        status: ConversationStatus,
+    ) -> Result<Conversation, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            let stmt = client
+                .prepare_cached(concat!(
+                    "UPDATE conversations SET status = $2, updated_at = clock_timestamp() \
+                     WHERE id = $1 RETURNING ",
+                    conversation_columns!()
+                ))
+                .await
+                .map_err(pg_err)?;
+            let row = client
+                .query_opt(&stmt, &[&id.0, &status.as_str()])
+                .await
+                .map_err(pg_err)?;
+            match row {
+                Some(row) => conversation_from_row(&row),
+                None => Err(StoreError::NotFound("conversation")),
+            }
+        })
+    }
+
+    async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
+        let conversation_id = message.conversation_id.0;
+        with_client!(self, OP_TIMEOUT, |client| {
+            // A retry of a committed message is answered without a transaction or a lock.
+            if let Some(client_msg_id) = &message.client_msg_id {
+                let stmt = client
+                    .prepare_cached(SELECT_DUPLICATE)
+                    .await
+                    .map_err(pg_err)?;
+                if let Some(row) = client
+                    .query_opt(&stmt, &[&conversation_id, client_msg_id])
+                    .await
+                    .map_err(pg_err)?
+                {
+                    return Ok(Appended::Duplicate(message_from_row(&row)?));
+                }
+            }
+            let tx = client.transaction().await.map_err(pg_err)?;
+            // The row lock taken here serializes concurrent appends to one conversation.
+            let bump = tx
+                .prepare_cached(
+                    "UPDATE conversations SET last_seq = last_seq + 1, \
+                     updated_at = clock_timestamp() WHERE id = $1 \
+                     RETURNING last_seq, updated_at",
+                )
+                .await
+                .map_err(pg_err)?;
+            let Some(row) = tx
+                .query_opt(&bump, &[&conversation_id])
+                .await
+                .map_err(pg_err)?
+            else {
+                return Err(StoreError::NotFound("conversation"));
+            };
+            let seq: i64 = row.try_get(0).map_err(pg_err)?;
+            let created_at: chrono::DateTime<chrono::Utc> = row.try_get(1).map_err(pg_err)?;
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO messages (conversation_id, seq, client_msg_id, sender_role, \
+                     sender_id, sender_name, body, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .await
+                .map_err(pg_err)?;
+            let inserted = tx
+                .execute(
+                    &insert,
+                    &[
+                        &conversation_id,
+                        &seq,
+                        &message.client_msg_id,
+                        &message.sender.role.as_str(),
+                        &message.sender.id,
+                        &message.sender.name,
+                        &message.body,
+                        &created_at,
+                    ],
+                )
+                .await;
+            match inserted {
+                Ok(_) => {
+                    tx.commit().await.map_err(pg_err)?;
+                    Ok(Appended::Inserted(Message {
+                        conversation_id: message.conversation_id,
+                        seq,
+                        client_msg_id: message.client_msg_id.clone(),
+                        sender: message.sender.clone(),
+                        body: message.body.clone(),
+                        created_at,
+                    }))
+                }
+                Err(e) if unique_violation(&e) && message.client_msg_id.is_some() => {
+                    // A concurrent append with the same client_msg_id committed first.
+                    tx.rollback().await.map_err(pg_err)?;
+                    let stmt = client
+                        .prepare_cached(SELECT_DUPLICATE)
+                        .await
+                        .map_err(pg_err)?;
+                    let row = client
+                        .query_opt(&stmt, &[&conversation_id, &message.client_msg_id])
+                        .await
+                        .map_err(pg_err)?;
+                    match row {
+                        Some(row) => Ok(Appended::Duplicate(message_from_row(&row)?)),
+                        None => Err(StoreError::Other(format!(
+                            "unique violation on append without a visible original: {}",
+                            errors::describe(&e)
+                        ))),
+                    }
+                }
+                Err(e) => Err(pg_err(e)),
+            }
+        })
+    }
+
+    async fn messages_after(
+        &self,
+        conversation_id: ConversationId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let limit = i64::from(limit);
+        with_client!(self, OP_TIMEOUT, |client| {
+            let stmt = client
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE conversation_id = $1 AND seq > $2 \
+                     ORDER BY seq LIMIT $3"
+                ))
+                .await
+                .map_err(pg_err)?;
+            let rows = client
+                .query(&stmt, &[&conversation_id.0, &after_seq, &limit])
+                .await
+                .map_err(pg_err)?;
+            rows.iter().map(message_from_row).collect()
+        })
+    }
+}

@@ -1,0 +1,82 @@
+//! Embedded-only behaviour: the file, its settings and its migrations.
+
+use chat_core::store::Store;
+use chat_storage::{EmbeddedStore, StoreConfig};
+
+#[tokio::test]
+async fn open_creates_directories_migrates_and_sets_durability() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/chat.db");
+    let store = EmbeddedStore::open(&path).expect("open");
+    assert!(path.exists());
+    assert_eq!(store.path(), path);
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        EmbeddedStore::expected_schema_version()
+    );
+    store.health().await.unwrap();
+    drop(store);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let versions: Vec<(i64, String)> = conn
+        .prepare("SELECT version, name FROM chat_schema_migrations ORDER BY version")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(versions, vec![(1, "init".to_string())]);
+    drop(conn);
+
+    // Reopening applies nothing again.
+    let report = chat_storage::migrate(&StoreConfig::Embedded { path: path.clone() })
+        .await
+        .expect("migrate");
+    assert!(report.applied.is_empty());
+    assert_eq!(report.version, EmbeddedStore::expected_schema_version());
+}
+
+#[tokio::test]
+async fn open_via_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::Embedded {
+        path: dir.path().join("chat.db"),
+    };
+    let store = chat_storage::open(&config).await.expect("open");
+    assert_eq!(store.kind(), "embedded");
+    store.health().await.unwrap();
+    let report = chat_storage::migrate(&StoreConfig::Embedded {
+        path: dir.path().join("other.db"),
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.applied.len(), 1);
+}
+
+#[test]
+fn open_fails_clearly_on_an_unusable_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    match EmbeddedStore::open(file.join("chat.db")) {
+        Err(e) => assert!(
+            e.to_string().contains("cannot open the embedded store"),
+            "{e}"
+        ),
+        Ok(_) => panic!("opened a store under a regular file"),
+    }
+}
+
+#[test]
+fn debug_of_config_hides_passwords() {
+    let config = StoreConfig::Postgres {
+        url: "postgres://chat:hunter2@db/chat".into(),
+        pool_size: 4,
+    };
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
