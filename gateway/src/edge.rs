@@ -19,7 +19,8 @@ use chat_core::model::{Principal, Role, VisitorId};
 use chat_core::service::ChatService;
 use chat_core::transport::Transport;
 use chat_core::ChatError;
-use chat_transport_websocket::WebSocketTransport;
+use chat_transport_websocket::{Upgraded, WebSocketTransport};
+use futures_util::FutureExt;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::protocols::http::ServerSession as HttpSession;
@@ -44,8 +45,8 @@ pub struct EdgeState {
     pub visitor_origins: OriginPolicy,
     /// Who may open agent sessions.
     pub admin_origins: OriginPolicy,
-    /// The main site, `host:port`.
-    pub upstream: Option<String>,
+    /// The main site, resolved at start-up.
+    pub upstream: Option<std::net::SocketAddr>,
 }
 
 /// The gateway's `ProxyHttp` service.
@@ -88,6 +89,11 @@ impl ProxyHttp for ChatEdge {
         let method = session.req_header().method.clone();
         let route = route(&path);
         if matches!(route, Route::Upstream) {
+            if session.is_upgrade_req() {
+                // The main site's own WebSockets: Pingora's 60 s HTTP read timeout would
+                // otherwise cut them after a minute of client silence.
+                session.set_read_timeout(None);
+            }
             return Ok(false);
         }
         let read_only = method == http::Method::GET || method == http::Method::HEAD;
@@ -135,7 +141,12 @@ impl ProxyHttp for ChatEdge {
         _ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         match &self.state.upstream {
-            Some(addr) => Ok(Box::new(HttpPeer::new(addr.as_str(), false, String::new()))),
+            Some(addr) => {
+                let mut peer = HttpPeer::new(*addr, false, String::new());
+                peer.options.connection_timeout = Some(Duration::from_secs(3));
+                peer.options.total_connection_timeout = Some(Duration::from_secs(5));
+                Ok(Box::new(peer))
+            }
             None => Error::e_explain(ErrorType::ConnectNoRoute, "CHAT_UPSTREAM is not set"),
         }
     }
@@ -420,9 +431,23 @@ impl ChatEdge {
         )?;
         session.write_response_header(Box::new(resp), false).await?;
 
+        // Bytes the client sent right behind the request head sit in Pingora's body reader.
+        let mut read_ahead = Vec::new();
+        while let Some(Ok(Some(bytes))) = session
+            .as_downstream_mut()
+            .read_request_body()
+            .now_or_never()
+        {
+            read_ahead.extend_from_slice(&bytes);
+        }
         // Take the connection away from Pingora: it now belongs to the transport. Pingora
-        // finishes the request against an empty in-memory stream and never reuses it.
-        let placeholder = HttpSession::new_http1(Box::new(std::io::Cursor::new(Vec::<u8>::new())));
+        // finishes the request against an in-memory copy of the request head (its logging
+        // phase reads the header) with keep-alive off, so it never touches the socket again.
+        let raw_head = session.as_downstream().to_h1_raw();
+        let mut placeholder =
+            HttpSession::new_http1(Box::new(std::io::Cursor::new(raw_head.to_vec())));
+        placeholder.read_request().await?;
+        placeholder.set_keepalive(None);
         let taken = std::mem::replace(session.as_downstream_mut(), placeholder);
         let HttpSession::H1(h1) = taken else {
             return Error::e_explain(ErrorType::InternalError, "upgrade on a non-HTTP/1 session");
@@ -436,7 +461,15 @@ impl ChatEdge {
         let session_id = chat_session.id().to_owned();
         tracing::debug!(session = %session_id, role = role.as_str(), "websocket session opened");
         tokio::spawn(async move {
-            let end = transport.serve(Box::new(stream), chat_session).await;
+            let end = transport
+                .serve(
+                    Upgraded {
+                        stream: Box::new(stream),
+                        read_ahead,
+                    },
+                    chat_session,
+                )
+                .await;
             tracing::debug!(session = %session_id, ?end, "websocket session ended");
         });
         Ok(true)

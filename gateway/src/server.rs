@@ -64,7 +64,7 @@ pub fn serve(config: Config) -> Result<(), GatewayError> {
         visitor_tokens: VisitorTokens::new(&secrets.visitor_token),
         visitor_origins: config.visitor_origins.clone(),
         admin_origins: config.admin_origins.clone(),
-        upstream: config.upstream.clone(),
+        upstream: resolve_upstream(config.upstream.as_deref())?,
     });
 
     let conf = ServerConf {
@@ -108,6 +108,26 @@ pub fn serve(config: Config) -> Result<(), GatewayError> {
     let banner = config.clone();
     std::thread::spawn(move || announce_when_listening(&banner, &listening));
     server.run_forever();
+}
+
+/// Resolves `CHAT_UPSTREAM` once, so a typo fails at start-up rather than on every request.
+fn resolve_upstream(upstream: Option<&str>) -> Result<Option<SocketAddr>, GatewayError> {
+    use std::net::ToSocketAddrs;
+    let Some(upstream) = upstream else {
+        return Ok(None);
+    };
+    let invalid = |why: String| {
+        GatewayError::Other(format!(
+            "CHAT_UPSTREAM={upstream:?}: {why}; expected host:port"
+        ))
+    };
+    let mut addrs = upstream
+        .to_socket_addrs()
+        .map_err(|e| invalid(e.to_string()))?;
+    addrs
+        .next()
+        .map(Some)
+        .ok_or_else(|| invalid("resolves to no address".into()))
 }
 
 fn check_bindable(addr: SocketAddr) -> Result<(), GatewayError> {

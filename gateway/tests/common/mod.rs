@@ -104,6 +104,11 @@ impl Gateway {
         gateway
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         self.output.lock().unwrap().join("\n")
     }

@@ -24,6 +24,7 @@ use tokio_postgres::NoTls;
 use crate::migrations::{self, MigrationInfo, MigrationReport};
 use crate::time::truncate_micros;
 use crate::StorageError;
+#[cfg(feature = "test-support")]
 pub(crate) use errors::describe as describe_error;
 use errors::{pg_err, pool_err, unique_violation};
 use rows::{conversation_from_row, message_from_row, visitor_from_row};

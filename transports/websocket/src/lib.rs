@@ -16,7 +16,7 @@ use chat_core::service::{Outbound, Session};
 use chat_core::transport::{SessionEnd, Transport, TransportKind};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -66,17 +66,37 @@ impl WebSocketSettings {
 pub trait RawStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> RawStream for T {}
 
-/// The connection the transport serves: the raw stream right after the `101` was written.
+/// The boxed byte stream of an upgraded connection.
 pub type UpgradedStream = Box<dyn RawStream>;
+
+/// The connection the transport serves: the raw stream right after the `101` was written, and
+/// any bytes the HTTP layer had already read past the request head (a client may send its first
+/// frame in the same write as the handshake).
+pub struct Upgraded {
+    /// The stream.
+    pub stream: UpgradedStream,
+    /// Bytes already read from `stream` that belong to the WebSocket.
+    pub read_ahead: Vec<u8>,
+}
+
+impl Upgraded {
+    /// A connection with nothing read ahead.
+    pub fn new(stream: UpgradedStream) -> Self {
+        Self {
+            stream,
+            read_ahead: Vec::new(),
+        }
+    }
+}
 
 /// The raw WebSocket transport.
 ///
 /// ```no_run
 /// # async fn demo(stream: chat_transport_websocket::UpgradedStream, session: chat_core::service::Session) {
 /// use chat_core::transport::Transport;
-/// use chat_transport_websocket::{WebSocketSettings, WebSocketTransport};
+/// use chat_transport_websocket::{Upgraded, WebSocketSettings, WebSocketTransport};
 /// let transport = WebSocketTransport::new(WebSocketSettings::default());
-/// let end = transport.serve(stream, session).await;
+/// let end = transport.serve(Upgraded::new(stream), session).await;
 /// # }
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -104,20 +124,26 @@ struct Closing {
 }
 
 impl Transport for WebSocketTransport {
-    type Connection = UpgradedStream;
+    type Connection = Upgraded;
 
     fn kind(&self) -> TransportKind {
         TransportKind::WebSocket
     }
 
-    async fn serve(&self, connection: UpgradedStream, mut session: Session) -> SessionEnd {
+    async fn serve(&self, connection: Upgraded, mut session: Session) -> SessionEnd {
         let settings = &self.settings;
-        let mut ws = WebSocketStream::from_raw_socket(
-            connection,
-            Role::Server,
-            Some(settings.tungstenite_config()),
-        )
-        .await;
+        let config = Some(settings.tungstenite_config());
+        let mut ws = if connection.read_ahead.is_empty() {
+            WebSocketStream::from_raw_socket(connection.stream, Role::Server, config).await
+        } else {
+            WebSocketStream::from_partially_read(
+                connection.stream,
+                connection.read_ahead,
+                Role::Server,
+                config,
+            )
+            .await
+        };
         let mut ping = tokio::time::interval_at(
             Instant::now() + settings.ping_interval,
             settings.ping_interval,
@@ -192,21 +218,29 @@ impl Transport for WebSocketTransport {
                 }
             }
         };
-        match closing {
+        let end = match closing {
             Ok(Closing { code, reason, end }) => {
                 let frame = CloseFrame {
                     code,
                     reason: reason.into(),
                 };
                 // Best effort: the peer may already be gone.
-                let _ = timeout(settings.write_timeout, ws.close(Some(frame))).await;
+                let _ = timeout(
+                    settings.write_timeout,
+                    ws.send(WsMessage::Close(Some(frame))),
+                )
+                .await;
                 end
             }
-            Err(end) => {
-                let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
-                end
-            }
-        }
+            Err(end) => end,
+        };
+        // `SinkExt::close` also completes a close the peer started (tungstenite queues the
+        // reply); the explicit flush matters because tungstenite does not flush the reply and
+        // the edge's stream buffers writes.
+        let _ = timeout(Duration::from_secs(2), SinkExt::close(&mut ws)).await;
+        let _ = timeout(Duration::from_secs(1), ws.get_mut().flush()).await;
+        let _ = timeout(Duration::from_secs(1), ws.get_mut().shutdown()).await;
+        end
     }
 }
 

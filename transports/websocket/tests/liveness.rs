@@ -5,7 +5,7 @@ use chat_core::model::{Principal, VisitorId};
 use chat_core::service::{ChatService, ServiceConfig};
 use chat_core::transport::{SessionEnd, Transport, TransportKind};
 use chat_storage::EmbeddedStore;
-use chat_transport_websocket::{WebSocketSettings, WebSocketTransport};
+use chat_transport_websocket::{Upgraded, WebSocketSettings, WebSocketTransport};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +48,11 @@ async fn start(
         .unwrap();
     let (client, server) = tokio::io::duplex(64 * 1024);
     let transport = WebSocketTransport::new(settings);
-    let task = tokio::spawn(async move { transport.serve(Box::new(server), session).await });
+    let task = tokio::spawn(async move {
+        transport
+            .serve(Upgraded::new(Box::new(server)), session)
+            .await
+    });
     let client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
     (client, task)
 }
@@ -104,7 +108,11 @@ async fn pings_and_closes_a_silent_peer_with_1008() {
         idle_timeout: Duration::from_millis(350),
         ..WebSocketSettings::default()
     });
-    let task = tokio::spawn(async move { transport.serve(Box::new(server), session).await });
+    let task = tokio::spawn(async move {
+        transport
+            .serve(Upgraded::new(Box::new(server)), session)
+            .await
+    });
     let mut pings = 0;
     let close_code = loop {
         let frame = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut client))
@@ -202,7 +210,8 @@ async fn a_session_that_falls_behind_is_closed_with_1013_and_others_are_spared()
         }
     }
     let transport = WebSocketTransport::new(WebSocketSettings::default());
-    let task = tokio::spawn(async move { transport.serve(Box::new(server), slow).await });
+    let task =
+        tokio::spawn(async move { transport.serve(Upgraded::new(Box::new(server)), slow).await });
     let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
     assert_eq!(close_code(&mut client).await, 1013);
     assert_eq!(task.await.unwrap(), SessionEnd::Lagged);
@@ -238,4 +247,67 @@ async fn text_frames_are_answered_and_oversized_ones_closed_with_1009() {
         task.await.unwrap(),
         SessionEnd::ProtocolViolation(_)
     ));
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    let rig = rig(ServiceConfig::default()).await;
+    let (mut client, task) = start(&rig, WebSocketSettings::default()).await;
+    client.next().await.unwrap().unwrap(); // welcome
+    client.close(None).await.unwrap();
+    // The client's stream ends cleanly only once the server's close reply arrived.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), client.next()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a clean end after the close handshake, got {other:?}"),
+        }
+    }
+    assert_eq!(task.await.unwrap(), SessionEnd::ClientClosed);
+}
+
+#[tokio::test]
+async fn bytes_read_ahead_by_the_edge_are_not_lost() {
+    let rig = rig(ServiceConfig::default()).await;
+    let principal = Principal::Visitor {
+        visitor_id: VisitorId::new_random(),
+        site_id: "default".into(),
+    };
+    let session = rig
+        .service
+        .open_session(principal, None, TransportKind::WebSocket)
+        .await
+        .unwrap();
+    // A masked client text frame, as the edge would have buffered it with the request head.
+    let payload = br#"{"type":"send","id":"early","body":"first"}"#;
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let transport = WebSocketTransport::new(WebSocketSettings::default());
+    let _task = tokio::spawn(async move {
+        transport
+            .serve(
+                Upgraded {
+                    stream: Box::new(server),
+                    read_ahead: frame,
+                },
+                session,
+            )
+            .await
+    });
+    let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), client.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        if v["id"] == "early" {
+            assert_eq!(v["type"], "ack", "{v}");
+            break;
+        }
+    }
 }
