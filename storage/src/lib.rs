@@ -23,6 +23,21 @@ use std::sync::Arc;
 pub use chat_core::store::{Appended, ConversationFilter, Store};
 pub use chat_core::StoreError;
 
+// Column lists shared by both stores' queries, in the order their row readers expect.
+macro_rules! conversation_columns {
+    () => {
+        "id, site_id, visitor_id, status, assignee_id, assignee_name, last_seq, created_at, \
+         updated_at"
+    };
+}
+
+macro_rules! message_columns {
+    () => {
+        "conversation_id, seq, client_msg_id, sender_role, sender_id, sender_name, body, \
+         created_at"
+    };
+}
+
 pub mod embedded;
 mod migrations;
 pub mod postgres;

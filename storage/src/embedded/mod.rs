@@ -28,20 +28,6 @@ use crate::StorageError;
 /// How long SQLite waits for a lock held by another connection to the same file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-macro_rules! conversation_columns {
-    () => {
-        "id, site_id, visitor_id, status, assignee_id, assignee_name, last_seq, created_at, \
-         updated_at"
-    };
-}
-
-macro_rules! message_columns {
-    () => {
-        "conversation_id, seq, client_msg_id, sender_role, sender_id, sender_name, body, \
-         created_at"
-    };
-}
-
 const SELECT_DUPLICATE: &str = concat!(
     "SELECT ",
     message_columns!(),

@@ -38,20 +38,6 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Key of the advisory lock that serializes migrations across processes ("chatmigr").
 const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_6d69_6772;
 
-macro_rules! conversation_columns {
-    () => {
-        "id, site_id, visitor_id, status, assignee_id, assignee_name, last_seq, created_at, \
-         updated_at"
-    };
-}
-
-macro_rules! message_columns {
-    () => {
-        "conversation_id, seq, client_msg_id, sender_role, sender_id, sender_name, body, \
-         created_at"
-    };
-}
-
 const SELECT_DUPLICATE: &str = concat!(
     "SELECT ",
     message_columns!(),

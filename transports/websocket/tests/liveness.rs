@@ -30,6 +30,17 @@ async fn rig(config: ServiceConfig) -> Rig {
     }
 }
 
+async fn visitor_session(rig: &Rig) -> chat_core::service::Session {
+    let principal = Principal::Visitor {
+        visitor_id: VisitorId::new_random(),
+        site_id: "default".into(),
+    };
+    rig.service
+        .open_session(principal, None, TransportKind::WebSocket)
+        .await
+        .unwrap()
+}
+
 async fn start(
     rig: &Rig,
     settings: WebSocketSettings,
@@ -37,15 +48,7 @@ async fn start(
     WebSocketStream<DuplexStream>,
     tokio::task::JoinHandle<SessionEnd>,
 ) {
-    let principal = Principal::Visitor {
-        visitor_id: VisitorId::new_random(),
-        site_id: "default".into(),
-    };
-    let session = rig
-        .service
-        .open_session(principal, Some("t".into()), TransportKind::WebSocket)
-        .await
-        .unwrap();
+    let session = visitor_session(rig).await;
     let (client, server) = tokio::io::duplex(64 * 1024);
     let transport = WebSocketTransport::new(settings);
     let task = tokio::spawn(async move {
@@ -93,15 +96,7 @@ async fn read_frame(io: &mut DuplexStream) -> Option<(u8, Vec<u8>)> {
 #[tokio::test]
 async fn pings_and_closes_a_silent_peer_with_1008() {
     let rig = rig(ServiceConfig::default()).await;
-    let principal = Principal::Visitor {
-        visitor_id: VisitorId::new_random(),
-        site_id: "default".into(),
-    };
-    let session = rig
-        .service
-        .open_session(principal, None, TransportKind::WebSocket)
-        .await
-        .unwrap();
+    let session = visitor_session(&rig).await;
     let (mut client, server) = tokio::io::duplex(64 * 1024);
     let transport = WebSocketTransport::new(WebSocketSettings {
         ping_interval: Duration::from_millis(100),
@@ -269,15 +264,7 @@ async fn a_client_close_is_answered_with_a_close_frame() {
 #[tokio::test]
 async fn bytes_read_ahead_by_the_edge_are_not_lost() {
     let rig = rig(ServiceConfig::default()).await;
-    let principal = Principal::Visitor {
-        visitor_id: VisitorId::new_random(),
-        site_id: "default".into(),
-    };
-    let session = rig
-        .service
-        .open_session(principal, None, TransportKind::WebSocket)
-        .await
-        .unwrap();
+    let session = visitor_session(&rig).await;
     // A masked client text frame, as the edge would have buffered it with the request head.
     let payload = br#"{"type":"send","id":"early","body":"first"}"#;
     let mask = [1u8, 2, 3, 4];
