@@ -10,7 +10,8 @@
 //! Run with `cargo bench -p chat-gateway --bench edge`. Scale with the environment variables
 //! `BENCH_IDLE_CONNECTIONS` (default 3000), `BENCH_MESSAGES` (default 3000) and
 //! `BENCH_POSTGRES=0` (skip the Postgres run), or the arguments `--idle N`, `--messages N` and
-//! `--no-postgres`.
+//! `--no-postgres`; `BENCH_CONNECT_CONCURRENCY` (default 32 handshakes in flight) and
+//! `BENCH_SETTLE_SECS` (default 2) tune the idle-memory phase.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -32,10 +33,6 @@ use tokio_tungstenite::Connector;
 /// Idle connections opened (and kept) before the baseline RSS reading, so that one-time costs
 /// (lazy statics, first TLS handshake, thread-local buffers) are not charged to the measured ones.
 const IDLE_WARMUP: usize = 20;
-/// Handshakes in flight at once while opening idle connections.
-const CONNECT_CONCURRENCY: usize = 32;
-/// Wait after the last connection before reading the RSS again.
-const SETTLE: Duration = Duration::from_secs(2);
 /// Client source ports used per loopback address before moving on to the next 127.0.0.x.
 const PORTS_PER_SOURCE_IP: usize = 20_000;
 /// Messages sent (and discarded) before the measured ones.
@@ -47,6 +44,10 @@ struct Settings {
     idle: usize,
     messages: usize,
     postgres: bool,
+    /// Handshakes in flight at once while opening idle connections.
+    connect_concurrency: usize,
+    /// Wait after the last idle connection before reading the RSS again.
+    settle: Duration,
 }
 
 impl Settings {
@@ -66,6 +67,8 @@ impl Settings {
             idle: env_usize("BENCH_IDLE_CONNECTIONS", 3000),
             messages: env_usize("BENCH_MESSAGES", 3000),
             postgres: std::env::var("BENCH_POSTGRES").map_or(true, |v| v.trim() != "0"),
+            connect_concurrency: env_usize("BENCH_CONNECT_CONCURRENCY", 32),
+            settle: Duration::from_secs(env_usize("BENCH_SETTLE_SECS", 2) as u64),
         };
         // `cargo bench` passes `--bench`; other unknown arguments (filters) are ignored too.
         let mut args = std::env::args().skip(1);
@@ -83,7 +86,10 @@ impl Settings {
                 _ => {}
             }
         }
-        assert!(s.idle > 0 && s.messages > 0, "counts must be positive");
+        assert!(
+            s.idle > 0 && s.messages > 0 && s.connect_concurrency > 0,
+            "counts must be positive"
+        );
         s
     }
 }
@@ -105,15 +111,16 @@ fn main() {
 async fn run(settings: Settings) {
     let started = Instant::now();
     eprintln!(
-        "edge bench: {} idle connections, {} messages (+{LATENCY_WARMUP} warm-up), postgres {}, {} CPUs",
+        "edge bench: {} idle connections ({} handshakes at a time), {} messages (+{LATENCY_WARMUP} warm-up), postgres {}, {} CPUs",
         settings.idle,
+        settings.connect_concurrency,
         settings.messages,
         if settings.postgres { "on" } else { "off" },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
 
-    let plain = idle_memory(settings.idle, false).await;
-    let tls = idle_memory(settings.idle, true).await;
+    let plain = idle_memory(&settings, false).await;
+    let tls = idle_memory(&settings, true).await;
 
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), &[("CHAT_LOG", GATEWAY_LOG)]);
@@ -158,11 +165,11 @@ async fn run(settings: Settings) {
     println!();
     println!("## Idle memory per WebSocket connection (gateway VmRSS)");
     println!();
-    println!("| transport | connections | RSS before (MiB) | RSS after (MiB) | delta (MiB) | per connection (KiB) | gateway fds after | connect time (s) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| transport | connections | RSS before (MiB) | RSS after (MiB) | delta (MiB) | per connection (KiB) | gateway fds after | gateway threads after | connect time (s) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in [&plain, &tls] {
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} |",
             r.transport,
             r.connections,
             r.rss_before_kib as f64 / 1024.0,
@@ -170,6 +177,7 @@ async fn run(settings: Settings) {
             (r.rss_after_kib as f64 - r.rss_before_kib as f64) / 1024.0,
             (r.rss_after_kib as f64 - r.rss_before_kib as f64) / r.connections as f64,
             r.fds_after,
+            r.threads_after,
             r.connect_time.as_secs_f64(),
         );
     }
@@ -212,6 +220,7 @@ struct IdleResult {
     rss_before_kib: u64,
     rss_after_kib: u64,
     fds_after: usize,
+    threads_after: u64,
     connect_time: Duration,
 }
 
@@ -281,15 +290,14 @@ impl IdleConnections {
         }
     }
 
-    /// Opens `count` more connections, `CONNECT_CONCURRENCY` at a time, numbering them from
-    /// `first`.
-    async fn open(&mut self, target: &Target, first: usize, count: usize) {
+    /// Opens `count` more connections, `concurrency` at a time, numbering them from `first`.
+    async fn open(&mut self, target: &Target, first: usize, count: usize, concurrency: usize) {
         let mut handshakes = futures_util::stream::iter(first..first + count)
             .map(|i| {
                 let target = target.clone();
                 async move { target.visitor(i).await.map_err(|e| format!("#{i}: {e}")) }
             })
-            .buffer_unordered(CONNECT_CONCURRENCY);
+            .buffer_unordered(concurrency);
         while let Some(ws) = handshakes.next().await {
             let mut ws = ws.unwrap_or_else(|e| panic!("opening idle connection {e}"));
             let open = self.open.clone();
@@ -311,7 +319,9 @@ impl IdleConnections {
     }
 }
 
-async fn idle_memory(n: usize, tls: bool) -> IdleResult {
+async fn idle_memory(settings: &Settings, tls: bool) -> IdleResult {
+    let n = settings.idle;
+    let concurrency = settings.connect_concurrency;
     let transport = if tls { "wss:// (TLS)" } else { "ws://" };
     eprintln!("idle memory, {transport}: starting the gateway");
     let dir = tempfile::tempdir().unwrap();
@@ -351,16 +361,17 @@ async fn idle_memory(n: usize, tls: bool) -> IdleResult {
     let pid = gw.pid();
 
     let mut idle = IdleConnections::new();
-    idle.open(&target, 0, IDLE_WARMUP).await;
-    tokio::time::sleep(SETTLE).await;
+    idle.open(&target, 0, IDLE_WARMUP, concurrency).await;
+    tokio::time::sleep(settings.settle).await;
     let rss_before_kib = rss_kib(pid);
 
     eprintln!("idle memory, {transport}: opening {n} connections");
     let t = Instant::now();
-    idle.open(&target, IDLE_WARMUP, n).await;
+    idle.open(&target, IDLE_WARMUP, n, concurrency).await;
     let connect_time = t.elapsed();
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep(settings.settle).await;
     let rss_after_kib = rss_kib(pid);
+    let threads_after = proc_status_field(pid, "Threads:");
     let fds_after = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -387,19 +398,25 @@ async fn idle_memory(n: usize, tls: bool) -> IdleResult {
         rss_before_kib,
         rss_after_kib,
         fds_after,
+        threads_after,
         connect_time,
     }
 }
 
 /// VmRSS of `pid` in KiB.
 fn rss_kib(pid: u32) -> u64 {
+    proc_status_field(pid, "VmRSS:")
+}
+
+/// A numeric field of `/proc/<pid>/status` (`kB` units dropped).
+fn proc_status_field(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 fn raise_fd_limit(needed: u64) {
