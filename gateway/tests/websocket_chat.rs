@@ -389,3 +389,16 @@ async fn widget_console_and_health_are_served() {
         assert!(log.contains(line), "missing start-up line {line}:\n{log}");
     }
 }
+
+#[tokio::test]
+async fn sigterm_tells_every_session_to_reconnect_with_1001() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path(), &[]);
+    let token = gw.agent_token("alice", "Alice");
+    let mut visitor = Client::connect(&visitor_url(&gw), &[]).await;
+    let mut agent = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(gw.pid() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(visitor.closed_with().await, 1001);
+    assert_eq!(agent.closed_with().await, 1001);
+}
