@@ -47,14 +47,23 @@ async function startGateway() {
     CHAT_DATA_DIR: dataDir,
     CHAT_ADMIN_JWT_SECRET: randomBytes(32).toString('hex'),
   };
-  const child = spawn(BIN, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const gw = { child, env, dataDir, base: `http://127.0.0.1:${port}`, stdout: '', stderr: '' };
+  const gw = { child: null, env, dataDir, base: `http://127.0.0.1:${port}`, stdout: '', stderr: '' };
+  await launchGateway(gw);
+  return gw;
+}
+
+// Spawns the binary with gw.env and waits for its SERVER_OK line. Output accumulates on gw, so a
+// restarted gateway's log follows the previous run's.
+async function launchGateway(gw) {
+  const child = spawn(BIN, [], { env: gw.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  gw.child = child;
+  const okBefore = (gw.stdout.match(/^SERVER_OK/gm) || []).length;
   child.stderr.setEncoding('utf8').on('data', (d) => { gw.stderr += d; });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no SERVER_OK line within ${WAIT} ms`)), WAIT);
     child.stdout.setEncoding('utf8').on('data', (d) => {
       gw.stdout += d;
-      if (/^SERVER_OK/m.test(gw.stdout)) { clearTimeout(timer); resolve(); }
+      if ((gw.stdout.match(/^SERVER_OK/gm) || []).length > okBefore) { clearTimeout(timer); resolve(); }
     });
     child.once('error', (e) => { clearTimeout(timer); reject(new Error(`cannot start ${BIN}: ${e.message}`)); });
     child.once('exit', (code, signal) => {
@@ -66,11 +75,11 @@ async function startGateway() {
     child.kill('SIGKILL');
     throw e;
   });
-  return gw;
 }
 
-async function stopGateway(gw) {
-  if (!gw) return;
+// SIGTERM (SIGKILL after 10 s) and wait for the exit; keeps the data dir for a restart.
+async function terminateGateway(gw) {
+  if (!gw || !gw.child) return;
   if (gw.child.exitCode === null && gw.child.signalCode === null) {
     const exited = new Promise((resolve) => gw.child.once('exit', resolve));
     gw.child.kill('SIGTERM');
@@ -78,6 +87,19 @@ async function stopGateway(gw) {
     await exited;
     clearTimeout(timer);
   }
+}
+
+// Starts a stopped gateway again: same port, data dir, secret and the rest of its env.
+async function restartGateway(gw) {
+  assert.ok(gw.child.exitCode !== null || gw.child.signalCode !== null, 'restartGateway needs a stopped gateway');
+  gw.stdout += '\n----- restarted -----\n';
+  gw.stderr += '\n----- restarted -----\n';
+  await launchGateway(gw);
+}
+
+async function stopGateway(gw) {
+  if (!gw) return;
+  await terminateGateway(gw);
   await rm(gw.dataDir, { recursive: true, force: true });
 }
 
@@ -237,3 +259,156 @@ test('console explains a rejected token and asks for a new one', { timeout: TEST
     await ctx.close();
   }
 }));
+
+// data-seq of every message element in a list, in DOM order (null for an unconfirmed one).
+function seqsIn(locator) {
+  return locator.evaluateAll((els) => els.map((el) => el.getAttribute('data-seq')));
+}
+
+function oneToN(n) {
+  return Array.from({ length: n }, (_, i) => String(i + 1));
+}
+
+test('widget and console resume after a gateway restart without a reload', { timeout: TEST_TIMEOUT }, async () => {
+  // A gateway of its own: the shared one must stay up for the other tests.
+  const gw = await startGateway();
+  const visitorCtx = await browser.newContext();
+  const agentCtx = await browser.newContext();
+  try {
+    const token = await mintToken(gw, 'alice', 'Alice');
+
+    const visitor = await visitorCtx.newPage();
+    trackConsole(visitor, 'widget');
+    // Every frame the widget sends or receives, on every socket it opens.
+    const frames = [];
+    visitor.on('websocket', (ws) => {
+      const keep = (dir) => (f) => {
+        try { frames.push({ dir, ...JSON.parse(f.payload) }); } catch (_) { /* not JSON */ }
+      };
+      ws.on('framesent', keep('sent'));
+      ws.on('framereceived', keep('received'));
+    });
+    await visitor.goto(`${gw.base}/chat/demo/`, { timeout: WAIT });
+    await visitor.getByTestId('chat-bubble').click({ timeout: WAIT });
+    await visitor.getByTestId('chat-panel').waitFor({ state: 'visible', timeout: WAIT });
+    const conn = visitor.getByTestId('chat-connection');
+    await waitForText(conn, /^Connected$/, 'widget connection');
+
+    const agent = await agentCtx.newPage();
+    trackConsole(agent, 'console');
+    await agent.goto(`${gw.base}/chat/admin/?token=${encodeURIComponent(token)}`, { timeout: WAIT });
+    const banner = agent.getByTestId('connection-banner');
+    await waitForText(banner, /Connected as Alice/, 'console banner');
+
+    const widgetMsgs = visitor.getByTestId('chat-message');
+    const consoleMsgs = agent.getByTestId('message');
+    const widgetSeq = (seq) => visitor.locator(`[data-testid="chat-message"][data-seq="${seq}"]`);
+    const consoleSeq = (seq) => agent.locator(`[data-testid="message"][data-seq="${seq}"]`);
+
+    // Before the restart: one message each way.
+    const first = 'Visitor before the restart';
+    await visitor.getByTestId('chat-input').fill(first);
+    await visitor.getByTestId('chat-input').press('Enter');
+    await waitForText(widgetSeq(1), first, 'widget: first visitor message acknowledged');
+
+    const item = agent.getByTestId('conversation-item');
+    await item.first().waitFor({ state: 'visible', timeout: WAIT });
+    const conversationId = await item.first().getAttribute('data-conversation-id');
+    assert.ok(conversationId, 'conversation item carries its id');
+    await item.first().click();
+    await waitForText(consoleSeq(1), first, 'console: first visitor message');
+    await agent.getByTestId('assign-button').click();
+    await waitForText(agent.getByTestId('assign-button'), /Assigned to you/, 'assign button after assigning');
+
+    const reply1 = 'Agent reply before the restart';
+    await agent.getByTestId('reply-input').fill(reply1);
+    await agent.getByTestId('send-button').click();
+    await waitForText(consoleSeq(2), reply1, 'console: own reply before restart');
+    await waitForText(visitor.locator('[data-testid="chat-message"][data-role="agent"][data-seq="2"]'), reply1, 'widget: reply before restart');
+
+    // Record every banner text, so a quickly replaced "Disconnected (code …)" is still seen.
+    await agent.evaluate(() => {
+      const el = document.querySelector('[data-testid="connection-banner"]');
+      window.__bannerLog = [el.textContent];
+      new MutationObserver(() => window.__bannerLog.push(el.textContent))
+        .observe(el, { childList: true, characterData: true, subtree: true });
+    });
+
+    // Stop the gateway (SIGTERM); both pages notice without being told.
+    await terminateGateway(gw);
+    await waitForText(conn, /Reconnecting/, 'widget connection while the gateway is down');
+    assert.notEqual(await conn.getAttribute('data-state'), 'open', 'widget connection state while down');
+    assert.notEqual(await visitor.evaluate(() => window.ChatWidget.state.connection), 'open');
+    await waitForText(banner, /Disconnected|Connection failed|unreachable/, 'console banner while the gateway is down');
+    assert.notEqual(await banner.getAttribute('data-state'), 'connected', 'console banner state while down');
+    assert.doesNotMatch(await banner.textContent(), /Connected as/, 'console banner while down');
+    const bannerLog = await agent.evaluate(() => window.__bannerLog);
+    assert.ok(bannerLog.some((t) => /^Disconnected \(code \d+/.test(t)), `console said it was disconnected: ${JSON.stringify(bannerLog)}`);
+
+    // The visitor writes while the gateway is down: the message waits, visibly pending.
+    const offline = 'Typed while the gateway was down';
+    await visitor.getByTestId('chat-input').fill(offline);
+    await visitor.getByTestId('chat-input').press('Enter');
+    const pendingEl = visitor.locator('[data-testid="chat-message"][data-pending="true"]');
+    await waitForText(pendingEl, offline, 'widget: message typed while down is pending');
+    assert.equal(await pendingEl.count(), 1, 'one pending message');
+    assert.equal(await pendingEl.getAttribute('data-seq'), null, 'a pending message has no seq yet');
+    assert.equal(await visitor.evaluate(() => window.ChatWidget.state.pending), 1);
+
+    // Same port, same data dir, same secrets. Neither page is reloaded.
+    await restartGateway(gw);
+    await waitForText(conn, /^Connected$/, 'widget reconnects after the restart');
+    assert.equal(await conn.getAttribute('data-state'), 'open', 'widget connection state after the restart');
+    await waitForText(banner, /Connected as Alice/, 'console reconnects after the restart');
+
+    // The pending message is delivered once (same client_msg_id), in the same conversation.
+    await waitForText(visitor.locator('[data-testid="chat-message"][data-role="visitor"][data-seq="3"]'), offline, 'widget: pending message delivered');
+    await waitForText(consoleSeq(3), offline, 'console: message typed while down');
+    assert.equal(await pendingEl.count(), 0, 'nothing left pending in the widget');
+    assert.equal(await visitor.evaluate(() => window.ChatWidget.state.pending), 0);
+    assert.equal(await visitor.evaluate(() => window.ChatWidget.state.conversationId), conversationId);
+    // Every attempt to send it carried one client_msg_id, and the committed message is that one.
+    const offlineSends = frames.filter((f) => f.dir === 'sent' && f.type === 'send' && f.body === offline);
+    assert.ok(offlineSends.length >= 1, 'the widget sent the pending message');
+    const ids = new Set(offlineSends.map((f) => f.client_msg_id));
+    assert.equal(ids.size, 1, `one client_msg_id across retries: ${JSON.stringify([...ids])}`);
+    const committed = frames.filter((f) => f.dir === 'received' && (f.type === 'ack' || f.type === 'message')
+      && f.message && f.message.body === offline);
+    assert.ok(committed.length >= 1, 'the gateway committed the pending message');
+    assert.ok(committed.every((f) => f.message.seq === 3 && ids.has(f.message.client_msg_id)),
+      `committed once, as seq 3 with the widget's client_msg_id: ${JSON.stringify(committed)}`);
+
+    // Live traffic after the restart, both ways.
+    const reply2 = 'Agent reply after the restart';
+    await agent.getByTestId('reply-input').fill(reply2);
+    await agent.getByTestId('send-button').click();
+    await waitForText(consoleSeq(4), reply2, 'console: own reply after restart');
+    await waitForText(visitor.locator('[data-testid="chat-message"][data-role="agent"][data-seq="4"]'), reply2, 'widget: reply after restart');
+
+    const last = 'Visitor after the restart';
+    await visitor.getByTestId('chat-input').fill(last);
+    await visitor.getByTestId('chat-input').press('Enter');
+    await waitForText(widgetSeq(5), last, 'widget: visitor message after restart acknowledged');
+    await waitForText(consoleSeq(5), last, 'console: visitor message after restart');
+
+    // Let any late replay or duplicate event land before counting.
+    await visitor.waitForTimeout(1500);
+    const bodies = [first, reply1, offline, reply2, last];
+    for (const [i, body] of bodies.entries()) {
+      assert.equal(await widgetMsgs.filter({ hasText: body }).count(), 1, `widget shows ${JSON.stringify(body)} once`);
+      assert.equal(await consoleMsgs.filter({ hasText: body }).count(), 1, `console shows ${JSON.stringify(body)} once`);
+      assert.equal(await widgetSeq(i + 1).locator('.body').textContent(), body, `widget seq ${i + 1}`);
+      assert.equal(await consoleSeq(i + 1).getByTestId('message-body').textContent(), body, `console seq ${i + 1}`);
+    }
+    assert.deepEqual(await seqsIn(widgetMsgs), oneToN(bodies.length), 'widget messages: seq 1..N in order, no duplicates');
+    assert.deepEqual(await seqsIn(consoleMsgs), oneToN(bodies.length), 'console messages: seq 1..N in order, no duplicates');
+    assert.equal(await item.count(), 1, 'still exactly one conversation in the console');
+  } catch (e) {
+    dumpGatewayOutput(gw);
+    throw e;
+  } finally {
+    await visitorCtx.close();
+    await agentCtx.close();
+    await stopGateway(gw);
+  }
+});
