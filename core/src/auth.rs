@@ -13,7 +13,7 @@
 //! assert!(visitors.verify(&token, "other-site").is_err());
 //! ```
 
-use crate::model::{Agent, VisitorId};
+use crate::model::{Agent, Principal, VisitorId};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -177,6 +177,87 @@ impl VisitorTokens {
         }
         id.parse()
             .map_err(|_| AuthError::Invalid("malformed visitor id".into()))
+    }
+}
+
+/// Turns the credentials a client presents (on any transport) into a [`Principal`].
+///
+/// ```
+/// use chat_core::auth::{AgentTokens, Authenticator, VisitorTokens};
+/// let auth = Authenticator::new(AgentTokens::new(b"jwt-secret"), VisitorTokens::new(b"visitor-secret"));
+/// // No token: a new visitor, with the token to keep.
+/// let (principal, token) = auth.visitor(None, None).unwrap();
+/// let (again, _) = auth.visitor(Some(&token), None).unwrap();
+/// assert_eq!(principal, again);
+/// ```
+#[derive(Clone)]
+pub struct Authenticator {
+    agents: AgentTokens,
+    visitors: VisitorTokens,
+}
+
+impl Authenticator {
+    /// An authenticator over both token kinds.
+    pub fn new(agents: AgentTokens, visitors: VisitorTokens) -> Self {
+        Self { agents, visitors }
+    }
+
+    /// The agent tokens in use.
+    pub fn agent_tokens(&self) -> &AgentTokens {
+        &self.agents
+    }
+
+    /// An agent from a JWT.
+    pub fn agent(&self, token: Option<&str>) -> Result<Principal, AuthError> {
+        self.agents
+            .verify(token.unwrap_or(""))
+            .map(Principal::Agent)
+    }
+
+    /// A visitor of `site` (default `default`): the one a valid token names, or a new one when
+    /// no token is presented. Returns the token the client should keep.
+    pub fn visitor(
+        &self,
+        token: Option<&str>,
+        site: Option<&str>,
+    ) -> Result<(Principal, String), AuthError> {
+        let site = site.filter(|s| !s.is_empty()).unwrap_or("default");
+        if site.len() > 64
+            || !site
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(AuthError::Invalid(
+                "site must be 1..=64 of [A-Za-z0-9_-]".into(),
+            ));
+        }
+        let (visitor_id, token) = match token.filter(|t| !t.is_empty()) {
+            Some(token) => (self.visitors.verify(token, site)?, token.to_owned()),
+            None => {
+                let id = VisitorId::new_random();
+                (id, self.visitors.mint(id, site))
+            }
+        };
+        Ok((
+            Principal::Visitor {
+                visitor_id,
+                site_id: site.to_owned(),
+            },
+            token,
+        ))
+    }
+
+    /// A human-readable reason for a refused agent token, naming the fix.
+    pub fn describe_agent_refusal(error: &AuthError) -> String {
+        match error {
+            AuthError::Missing => {
+                "agent token missing: pass ?token= or Authorization: Bearer".to_string()
+            }
+            AuthError::Expired => {
+                "agent token expired: get a new one from the main site".to_string()
+            }
+            AuthError::Invalid(why) => format!("agent token invalid ({why})"),
+        }
     }
 }
 

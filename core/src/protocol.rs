@@ -133,11 +133,17 @@ impl FrameError {
 
 /// Decodes one JSON client frame, telling malformed JSON, unknown types and bad fields apart.
 pub fn decode_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
-    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| FrameError {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| FrameError {
         id: None,
         code: ErrorCode::MalformedJson,
         message: format!("frame is not valid JSON: {e}"),
     })?;
+    decode_client_value(value)
+}
+
+/// Decodes a client frame that is already JSON (transports whose framing parses JSON, such as
+/// Socket.IO, build the object from the event name and its argument).
+pub fn decode_client_value(mut value: serde_json::Value) -> Result<ClientFrame, FrameError> {
     let object = value.as_object_mut().ok_or_else(|| FrameError {
         id: None,
         code: ErrorCode::InvalidFrame,

@@ -14,8 +14,8 @@ use crate::http_util::{
 use crate::routes::{route, Route};
 use async_trait::async_trait;
 use bytes::Bytes;
-use chat_core::auth::{AgentTokens, AuthError, OriginPolicy, VisitorTokens};
-use chat_core::model::{Principal, Role, VisitorId};
+use chat_core::auth::{Authenticator, OriginPolicy};
+use chat_core::model::{Principal, Role};
 use chat_core::service::ChatService;
 use chat_core::transport::Transport;
 use chat_core::ChatError;
@@ -37,10 +37,8 @@ pub struct EdgeState {
     pub chat: ChatService,
     /// The raw WebSocket transport.
     pub websocket: WebSocketTransport,
-    /// Agent JWT verification.
-    pub agent_tokens: AgentTokens,
-    /// Visitor token minting and verification.
-    pub visitor_tokens: VisitorTokens,
+    /// Agent and visitor credentials.
+    pub auth: Authenticator,
     /// Who may open visitor sessions.
     pub visitor_origins: OriginPolicy,
     /// Who may open agent sessions.
@@ -279,18 +277,11 @@ impl ChatEdge {
         &self,
         token: Option<&str>,
     ) -> std::result::Result<chat_core::model::Agent, String> {
-        self.state
-            .agent_tokens
-            .verify(token.unwrap_or(""))
-            .map_err(|e| match e {
-                AuthError::Missing => {
-                    "agent token missing: pass ?token= or Authorization: Bearer".to_string()
-                }
-                AuthError::Expired => {
-                    "agent token expired: get a new one from the main site".to_string()
-                }
-                AuthError::Invalid(why) => format!("agent token invalid ({why})"),
-            })
+        match self.state.auth.agent(token) {
+            Ok(Principal::Agent(agent)) => Ok(agent),
+            Ok(_) => Err("not an agent token".into()),
+            Err(e) => Err(Authenticator::describe_agent_refusal(&e)),
+        }
     }
 
     fn origin_refusal(&self, session: &Session, role: Role) -> Option<String> {
@@ -368,40 +359,17 @@ impl ChatEdge {
                 }
             }
             Role::Visitor => {
-                let site = query_param(query, "site").unwrap_or_else(|| "default".into());
-                if site.is_empty()
-                    || site.len() > 64
-                    || !site
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                {
-                    return respond_error(
-                        session,
-                        400,
-                        "bad_request",
-                        "site must be 1..=64 of [A-Za-z0-9_-]",
-                    )
-                    .await;
-                }
-                let (visitor_id, token) = match query_param(query, "token").filter(|t| !t.is_empty()) {
-                    Some(token) => match self.state.visitor_tokens.verify(&token, &site) {
-                        Ok(id) => (id, token),
-                        Err(e) => {
-                            return respond_error(session, 401, "unauthorized", &format!("visitor token rejected: {e}; connect without a token to start afresh")).await
-                        }
-                    },
-                    None => {
-                        let id = VisitorId::new_random();
-                        (id, self.state.visitor_tokens.mint(id, &site))
+                let token = query_param(query, "token");
+                let site = query_param(query, "site");
+                match self.state.auth.visitor(token.as_deref(), site.as_deref()) {
+                    Ok((principal, token)) => (principal, Some(token)),
+                    Err(e) => {
+                        let message = format!(
+                            "visitor token rejected: {e}; connect without a token to start afresh"
+                        );
+                        return respond_error(session, 401, "unauthorized", &message).await;
                     }
-                };
-                (
-                    Principal::Visitor {
-                        visitor_id,
-                        site_id: site,
-                    },
-                    Some(token),
-                )
+                }
             }
         };
         let chat_session = match self

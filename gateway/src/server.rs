@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::edge::{ChatEdge, EdgeState};
 use crate::error::GatewayError;
 use crate::secrets;
-use chat_core::auth::{AgentTokens, VisitorTokens};
+use chat_core::auth::{AgentTokens, Authenticator, VisitorTokens};
 use chat_core::service::{ChatService, ServiceConfig};
 use chat_storage::StoreConfig;
 use chat_transport_websocket::{WebSocketSettings, WebSocketTransport};
@@ -60,8 +60,10 @@ pub fn serve(config: Config) -> Result<(), GatewayError> {
     let state = Arc::new(EdgeState {
         chat: chat.clone(),
         websocket,
-        agent_tokens: AgentTokens::new(&secrets.admin_jwt),
-        visitor_tokens: VisitorTokens::new(&secrets.visitor_token),
+        auth: Authenticator::new(
+            AgentTokens::new(&secrets.admin_jwt),
+            VisitorTokens::new(&secrets.visitor_token),
+        ),
         visitor_origins: config.visitor_origins.clone(),
         admin_origins: config.admin_origins.clone(),
         upstream: resolve_upstream(config.upstream.as_deref())?,
