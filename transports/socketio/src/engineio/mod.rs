@@ -1,0 +1,20 @@
+//! Engine.IO v4: packets, sessions, heartbeats, HTTP long-polling, WebSocket and the upgrade
+//! between them. HTTP-framework agnostic: see [`Engine::handle_polling`] and
+//! [`Engine::websocket_request`].
+
+mod engine;
+pub mod packet;
+mod session;
+mod ws;
+
+pub use engine::{
+    Engine, EngineConfig, EngineError, EngineRequest, EngineResponse, Incoming, Method,
+};
+pub use packet::{Handshake, Packet, PacketError, WsFrame};
+pub use session::{
+    CloseReason, EngineMessage, EngineSender, EngineSocket, SendError, TransportType,
+};
+pub use ws::{WsAccept, WsConnection};
+
+#[cfg(test)]
+mod tests;

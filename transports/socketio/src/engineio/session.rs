@@ -1,0 +1,368 @@
+//! One Engine.IO session: its state (transport, upgrade, bounded outbound queue, heartbeat)
+//! and the handles the layer above uses ([`EngineSocket`], [`EngineSender`]).
+
+use super::engine::EngineConfig;
+use super::packet::Packet;
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use tokio::sync::{mpsc, watch};
+
+/// The registry of live sessions, by sid.
+pub(crate) type Registry = Mutex<HashMap<String, Arc<Session>>>;
+
+/// Which transport currently carries a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportType {
+    /// HTTP long-polling.
+    Polling,
+    /// WebSocket (direct, or after an upgrade from polling).
+    WebSocket,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent a `close` packet.
+    ClientClosed,
+    /// The client did not answer a ping within `pingTimeout`.
+    PingTimeout,
+    /// The WebSocket carrying the session went away.
+    TransportClosed,
+    /// The client broke the protocol (malformed packet, overlapping polls…).
+    ProtocolViolation(String),
+    /// The outbound queue overflowed: the client is too slow.
+    Lagged,
+    /// The server closed the session.
+    ServerClosed,
+}
+
+/// A message carried by the engine, in either direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineMessage {
+    /// A text message (`4...`).
+    Text(String),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+/// Why a message could not be queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The session is closed.
+    #[error("session closed")]
+    Closed,
+    /// The outbound queue was full; the session has been closed.
+    #[error("outbound queue full, session closed")]
+    Lagged,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpgradeState {
+    None,
+    /// A WebSocket was opened for this session; no probe yet.
+    Requested,
+    /// The probe was answered; polls get `noop` until the upgrade completes.
+    Probing,
+}
+
+pub(crate) struct State {
+    pub(crate) transport: TransportType,
+    pub(crate) upgrade: UpgradeState,
+    pub(crate) outbound: VecDeque<Packet>,
+    pub(crate) poll_active: bool,
+    pub(crate) post_active: bool,
+    pub(crate) inbound: Option<mpsc::Sender<EngineMessage>>,
+    pub(crate) pong_received: bool,
+    pub(crate) closed: Option<CloseReason>,
+}
+
+pub(crate) struct Session {
+    pub(crate) sid: String,
+    pub(crate) config: Arc<EngineConfig>,
+    state: Mutex<State>,
+    changed: watch::Sender<()>,
+    registry: Weak<Registry>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        sid: String,
+        config: Arc<EngineConfig>,
+        transport: TransportType,
+        registry: Weak<Registry>,
+    ) -> (Arc<Session>, mpsc::Receiver<EngineMessage>) {
+        let (tx, rx) = mpsc::channel(config.inbound_queue.max(1));
+        let session = Arc::new(Session {
+            sid,
+            config,
+            state: Mutex::new(State {
+                transport,
+                upgrade: UpgradeState::None,
+                outbound: VecDeque::new(),
+                poll_active: false,
+                post_active: false,
+                inbound: Some(tx),
+                pong_received: true,
+                closed: None,
+            }),
+            changed: watch::channel(()).0,
+            registry,
+        });
+        (session, rx)
+    }
+
+    /// Locks the state; a poisoned lock (a panic elsewhere) is recovered, the state stays valid.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes every waiter (pending poll, WebSocket loop, heartbeat).
+    pub(crate) fn notify(&self) {
+        self.changed.send_replace(());
+    }
+
+    /// A receiver that sees every [`Session::notify`] after this call.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed.is_some()
+    }
+
+    /// Resolves once the session is closed.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let mut rx = self.subscribe();
+            if self.is_closed() {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Closes the session (first reason wins): stops delivery, unregisters, wakes waiters.
+    pub(crate) fn close(&self, reason: CloseReason) {
+        {
+            let mut st = self.lock();
+            if st.closed.is_some() {
+                return;
+            }
+            tracing::debug!(sid = %self.sid, ?reason, "engine.io session closed");
+            st.closed = Some(reason);
+            st.inbound = None;
+        }
+        if let Some(reg) = self.registry.upgrade() {
+            reg.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.sid);
+        }
+        self.notify();
+    }
+
+    /// Queues a packet for the client; a full queue closes the session.
+    pub(crate) fn push(&self, packet: Packet) -> Result<(), SendError> {
+        {
+            let mut st = self.lock();
+            if st.closed.is_some() {
+                return Err(SendError::Closed);
+            }
+            if st.outbound.len() >= self.config.max_buffered_packets {
+                drop(st);
+                self.close(CloseReason::Lagged);
+                return Err(SendError::Lagged);
+            }
+            st.outbound.push_back(packet);
+        }
+        self.notify();
+        Ok(())
+    }
+
+    /// Hands a message to the layer above (waits while its queue is full).
+    async fn deliver(&self, msg: EngineMessage) {
+        let tx = self.lock().inbound.clone();
+        if let Some(tx) = tx {
+            let _ = tx.send(msg).await;
+        }
+    }
+
+    /// Acts on one packet from the client, whatever the transport.
+    pub(crate) async fn on_packet(&self, packet: Packet) {
+        match packet {
+            Packet::Message(m) => self.deliver(EngineMessage::Text(m)).await,
+            Packet::Binary(b) => self.deliver(EngineMessage::Binary(b)).await,
+            Packet::Pong => {
+                self.lock().pong_received = true;
+                self.notify();
+            }
+            Packet::Close => self.close(CloseReason::ClientClosed),
+            Packet::Noop | Packet::Ping => {}
+            other => self.close(CloseReason::ProtocolViolation(format!(
+                "unexpected packet {other:?}"
+            ))),
+        }
+    }
+
+    /// Sends a ping every `pingInterval`; closes the session when a ping is not answered
+    /// within `pingTimeout`.
+    pub(crate) async fn heartbeat(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.ping_interval) => {}
+                _ = self.closed() => return,
+            }
+            {
+                let mut st = self.lock();
+                if st.closed.is_some() {
+                    return;
+                }
+                st.pong_received = false;
+                // The ping always goes out, even over a full queue: it is one small packet.
+                st.outbound.push_back(Packet::Ping);
+            }
+            self.notify();
+            // Wait for the pong (then ping again `pingInterval` later) or time out.
+            let deadline = tokio::time::Instant::now() + self.config.ping_timeout;
+            loop {
+                let mut rx = self.subscribe();
+                {
+                    let st = self.lock();
+                    if st.closed.is_some() {
+                        return;
+                    }
+                    if st.pong_received {
+                        break;
+                    }
+                }
+                tokio::select! {
+                    _ = rx.changed() => {}
+                    _ = tokio::time::sleep_until(deadline) => {
+                        self.close(CloseReason::PingTimeout);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Drains queued packets for one poll: at least one, then as many as fit in `max_payload`.
+pub(crate) fn drain_for_poll(st: &mut State, max_payload: usize) -> Vec<Packet> {
+    let mut out = Vec::new();
+    let mut size = 0usize;
+    while let Some(p) = st.outbound.front() {
+        let len = p.encode_text().len() + usize::from(!out.is_empty());
+        if !out.is_empty() && size + len > max_payload {
+            break;
+        }
+        size += len;
+        if let Some(p) = st.outbound.pop_front() {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The layer above's end of one Engine.IO session: incoming messages, and a way to send.
+///
+/// Dropping it closes the session.
+pub struct EngineSocket {
+    session: Arc<Session>,
+    rx: mpsc::Receiver<EngineMessage>,
+}
+
+impl EngineSocket {
+    pub(crate) fn new(session: Arc<Session>, rx: mpsc::Receiver<EngineMessage>) -> Self {
+        Self { session, rx }
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> &str {
+        &self.session.sid
+    }
+
+    /// The transport carrying the session now.
+    pub fn transport(&self) -> TransportType {
+        self.session.lock().transport
+    }
+
+    /// The next message from the client; `None` once the session is closed.
+    pub async fn recv(&mut self) -> Option<EngineMessage> {
+        self.rx.recv().await
+    }
+
+    /// A cloneable handle to send to this client.
+    pub fn sender(&self) -> EngineSender {
+        EngineSender {
+            session: self.session.clone(),
+        }
+    }
+
+    /// Queues a message for the client.
+    pub fn send(&self, msg: EngineMessage) -> Result<(), SendError> {
+        self.sender().send(msg)
+    }
+
+    /// Closes the session.
+    pub fn close(&self) {
+        self.session.close(CloseReason::ServerClosed);
+    }
+
+    /// Why the session ended, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.session.lock().closed.clone()
+    }
+}
+
+impl Drop for EngineSocket {
+    fn drop(&mut self) {
+        self.session.close(CloseReason::ServerClosed);
+    }
+}
+
+/// A cloneable handle that queues messages for one client.
+#[derive(Clone)]
+pub struct EngineSender {
+    session: Arc<Session>,
+}
+
+impl EngineSender {
+    /// Queues a message; fails if the session is closed or its queue is full (which closes it).
+    pub fn send(&self, msg: EngineMessage) -> Result<(), SendError> {
+        self.session.push(match msg {
+            EngineMessage::Text(t) => Packet::Message(t),
+            EngineMessage::Binary(b) => Packet::Binary(b),
+        })
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> &str {
+        &self.session.sid
+    }
+
+    /// Closes the session.
+    pub fn close(&self) {
+        self.session.close(CloseReason::ServerClosed);
+    }
+
+    /// Whether the session is closed.
+    pub fn is_closed(&self) -> bool {
+        self.session.is_closed()
+    }
+
+    /// Resolves once the session is closed.
+    pub async fn closed(&self) {
+        self.session.closed().await
+    }
+}
+
+impl std::fmt::Debug for EngineSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineSender")
+            .field("sid", &self.session.sid)
+            .finish()
+    }
+}

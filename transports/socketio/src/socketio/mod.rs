@@ -1,0 +1,15 @@
+//! Socket.IO v5 over an [`EngineSocket`](crate::engineio::EngineSocket): namespaces, CONNECT
+//! with an auth payload checked by an [`Authorizer`], events and acks in both directions,
+//! binary attachments, DISCONNECT and the connect timeout.
+
+pub mod packet;
+mod server;
+
+pub use packet::{Decoder, Packet, PacketError, PacketType};
+pub use server::{
+    AckPayload, AckResponder, Authorizer, ConnectRequest, DisconnectReason, EmitError, Emitter,
+    Socket, SocketEvent, SocketIo, SocketIoConfig, Sockets,
+};
+
+#[cfg(test)]
+mod tests;
