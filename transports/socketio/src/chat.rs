@@ -166,19 +166,16 @@ pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
                         Ok(frame) => session.handle(frame).await,
                         Err(error) => ServerEvent::Error(error),
                     };
-                    match ack {
-                        Some(ack) => {
-                            if ack.send(vec![ack_argument(&answer)], Vec::new()).is_err() {
-                                return SessionEnd::ClientClosed;
-                            }
-                        }
+                    let delivered = match ack {
+                        Some(ack) => ack.send(vec![ack_argument(&answer)], Vec::new()).is_ok(),
                         // No callback to answer: errors still reach the client as an event.
-                        None if matches!(answer, ServerEvent::Error(_)) => {
-                            if emitter.emit("error", vec![event_argument(&answer)], Vec::new()).is_err() {
-                                return SessionEnd::ClientClosed;
-                            }
-                        }
-                        None => {}
+                        None if matches!(answer, ServerEvent::Error(_)) => emitter
+                            .emit("error", vec![event_argument(&answer)], Vec::new())
+                            .is_ok(),
+                        None => true,
+                    };
+                    if !delivered {
+                        return SessionEnd::ClientClosed;
                     }
                 }
                 Some(SocketEvent::Disconnected(_)) | None => return SessionEnd::ClientClosed,
