@@ -19,6 +19,7 @@ use chat_core::model::{Principal, Role};
 use chat_core::service::ChatService;
 use chat_core::transport::Transport;
 use chat_core::ChatError;
+use chat_transport_socketio::engineio::{EngineRequest, EngineResponse, Method as EngineMethod};
 use chat_transport_websocket::{Upgraded, WebSocketTransport};
 use futures_util::FutureExt;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -41,6 +42,8 @@ pub struct EdgeState {
     pub auth: Authenticator,
     /// Who may open visitor sessions.
     pub visitor_origins: OriginPolicy,
+    /// Socket.IO engines, one per role.
+    pub socketio: crate::socketio::SocketIoEndpoints,
     /// Who may open agent sessions.
     pub admin_origins: OriginPolicy,
     /// The main site, resolved at start-up.
@@ -301,24 +304,120 @@ impl ChatEdge {
         }
     }
 
+    /// Socket.IO (Engine.IO v4) on a chat path: CORS and Origin rules here, the protocol in the
+    /// engine. Credentials travel in the Socket.IO CONNECT, not in this request.
+    async fn serve_socketio(&self, session: &mut Session, role: Role, query: &str) -> Result<bool> {
+        let origin = header(session, "origin").map(str::to_owned);
+        if let Some(refusal) = self.origin_refusal(session, role) {
+            tracing::debug!(%refusal, "socket.io request refused");
+            let body = json!({"code": 4, "message": "Forbidden", "reason": refusal}).to_string();
+            return respond(session, 403, "application/json", &[], Bytes::from(body)).await;
+        }
+        // Credentialed CORS: echo the (allowed) origin, never `*`.
+        let mut cors: Vec<(&str, String)> = Vec::new();
+        if let Some(origin) = &origin {
+            cors.push(("Access-Control-Allow-Origin", origin.clone()));
+            cors.push(("Access-Control-Allow-Credentials", "true".into()));
+            cors.push(("Vary", "Origin".into()));
+        }
+        let method = session.req_header().method.clone();
+        if method == http::Method::OPTIONS {
+            cors.push(("Access-Control-Allow-Methods", "GET, POST, OPTIONS".into()));
+            if let Some(requested) = header(session, "access-control-request-headers") {
+                cors.push(("Access-Control-Allow-Headers", requested.to_owned()));
+            }
+            cors.push(("Access-Control-Max-Age", "86400".into()));
+            let headers: Vec<(&str, &str)> = cors.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            return respond(session, 204, "text/plain", &headers, Bytes::new()).await;
+        }
+        let engine = self.state.socketio.engine(role);
+        if is_websocket_upgrade(session) {
+            let Some(key) = websocket_key(session) else {
+                return respond_error(session, 400, "bad_request", "missing Sec-WebSocket-Key")
+                    .await;
+            };
+            let accept = match engine.websocket_request(query) {
+                Ok(accept) => accept,
+                Err(refusal) => return self.write_engine_response(session, refusal, &cors).await,
+            };
+            let upgraded = take_upgraded(session, &key).await?;
+            let settings = self.state.websocket.settings().clone();
+            tokio::spawn(async move {
+                let (conn_tx, conn_rx) = tokio::sync::oneshot::channel();
+                let engine_side = tokio::spawn(async move {
+                    if let Ok(conn) = conn_rx.await {
+                        accept.serve(conn).await;
+                    }
+                });
+                crate::socketio::pump_websocket(upgraded, &settings, |conn| {
+                    let _ = conn_tx.send(conn);
+                })
+                .await;
+                let _ = engine_side.await;
+            });
+            return Ok(true);
+        }
+        let engine_method = match method {
+            http::Method::GET => EngineMethod::Get,
+            http::Method::POST => EngineMethod::Post,
+            _ => EngineMethod::Other,
+        };
+        let mut body = Vec::new();
+        if engine_method == EngineMethod::Post {
+            let limit = engine.config().max_payload + 1;
+            while let Some(chunk) = session.read_request_body().await? {
+                body.extend_from_slice(&chunk);
+                if body.len() >= limit {
+                    break;
+                }
+            }
+        }
+        let response = engine
+            .handle_polling(EngineRequest {
+                method: engine_method,
+                query: query.to_owned(),
+                body: Bytes::from(body),
+            })
+            .await;
+        self.write_engine_response(session, response, &cors).await
+    }
+
+    async fn write_engine_response(
+        &self,
+        session: &mut Session,
+        response: EngineResponse,
+        cors: &[(&str, String)],
+    ) -> Result<bool> {
+        let mut resp = ResponseHeader::build(
+            response.status,
+            Some(4 + response.headers.len() + cors.len()),
+        )?;
+        for (name, value) in response
+            .headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(cors.iter().map(|(k, v)| (*k, v.as_str())))
+        {
+            resp.insert_header(name.to_owned(), value)?;
+        }
+        resp.insert_header("Content-Length", response.body.len().to_string())?;
+        resp.insert_header("Cache-Control", "no-store")?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session
+            .write_response_body(Some(response.body), true)
+            .await?;
+        Ok(true)
+    }
+
     /// Authenticates, upgrades to WebSocket, and hands the connection to the transport.
     async fn accept_socket(&self, session: &mut Session, role: Role) -> Result<bool> {
         let query = session.req_header().uri.query().map(str::to_owned);
         let query = query.as_deref();
         if query_param(query, "EIO").is_some() {
-            return respond_error(
-                session,
-                400,
-                "bad_request",
-                "Socket.IO (EIO=) is not served by this gateway yet; use the raw WebSocket protocol",
-            )
-            .await;
+            let query = query.unwrap_or("").to_owned();
+            return self.serve_socketio(session, role, &query).await;
         }
-        let is_upgrade = session.req_header().method == http::Method::GET
-            && header_has_token(header(session, "connection"), "upgrade")
-            && header(session, "upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-        let key = header(session, "sec-websocket-key").map(str::to_owned);
-        let (true, Some(key)) = (is_upgrade, key) else {
+        let (true, Some(key)) = (is_websocket_upgrade(session), websocket_key(session)) else {
             return respond_error(
                 session,
                 400,
@@ -390,56 +489,66 @@ impl ChatEdge {
             }
         };
 
-        let mut resp = ResponseHeader::build(101, Some(3))?;
-        resp.insert_header("Upgrade", "websocket")?;
-        resp.insert_header("Connection", "Upgrade")?;
-        resp.insert_header(
-            "Sec-WebSocket-Accept",
-            tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
-        )?;
-        session.write_response_header(Box::new(resp), false).await?;
-
-        // Bytes the client sent right behind the request head sit in Pingora's body reader.
-        let mut read_ahead = Vec::new();
-        while let Some(Ok(Some(bytes))) = session
-            .as_downstream_mut()
-            .read_request_body()
-            .now_or_never()
-        {
-            read_ahead.extend_from_slice(&bytes);
-        }
-        // Take the connection away from Pingora: it now belongs to the transport. Pingora
-        // finishes the request against an in-memory copy of the request head (its logging
-        // phase reads the header) with keep-alive off, so it never touches the socket again.
-        let raw_head = session.as_downstream().to_h1_raw();
-        let mut placeholder =
-            HttpSession::new_http1(Box::new(std::io::Cursor::new(raw_head.to_vec())));
-        placeholder.read_request().await?;
-        placeholder.set_keepalive(None);
-        let taken = std::mem::replace(session.as_downstream_mut(), placeholder);
-        let HttpSession::H1(h1) = taken else {
-            return Error::e_explain(ErrorType::InternalError, "upgrade on a non-HTTP/1 session");
-        };
-        let mut stream = h1.into_inner();
-        stream
-            .flush()
-            .await
-            .map_err(|e| Error::because(ErrorType::WriteError, "flushing 101", e))?;
+        let upgraded = take_upgraded(session, &key).await?;
         let transport = self.state.websocket.clone();
         let session_id = chat_session.id().to_owned();
         tracing::debug!(session = %session_id, role = role.as_str(), "websocket session opened");
         tokio::spawn(async move {
-            let end = transport
-                .serve(
-                    Upgraded {
-                        stream: Box::new(stream),
-                        read_ahead,
-                    },
-                    chat_session,
-                )
-                .await;
+            let end = transport.serve(upgraded, chat_session).await;
             tracing::debug!(session = %session_id, ?end, "websocket session ended");
         });
         Ok(true)
     }
+}
+
+fn is_websocket_upgrade(session: &Session) -> bool {
+    session.req_header().method == http::Method::GET
+        && header_has_token(header(session, "connection"), "upgrade")
+        && header(session, "upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+}
+
+fn websocket_key(session: &Session) -> Option<String> {
+    header(session, "sec-websocket-key").map(str::to_owned)
+}
+
+/// Answers `101 Switching Protocols` and takes the connection away from Pingora.
+async fn take_upgraded(session: &mut Session, key: &str) -> Result<Upgraded> {
+    let mut resp = ResponseHeader::build(101, Some(3))?;
+    resp.insert_header("Upgrade", "websocket")?;
+    resp.insert_header("Connection", "Upgrade")?;
+    resp.insert_header(
+        "Sec-WebSocket-Accept",
+        tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
+    )?;
+    session.write_response_header(Box::new(resp), false).await?;
+
+    // Bytes the client sent right behind the request head sit in Pingora's body reader.
+    let mut read_ahead = Vec::new();
+    while let Some(Ok(Some(bytes))) = session
+        .as_downstream_mut()
+        .read_request_body()
+        .now_or_never()
+    {
+        read_ahead.extend_from_slice(&bytes);
+    }
+    // Take the connection away from Pingora: it now belongs to the transport. Pingora
+    // finishes the request against an in-memory copy of the request head (its logging
+    // phase reads the header) with keep-alive off, so it never touches the socket again.
+    let raw_head = session.as_downstream().to_h1_raw();
+    let mut placeholder = HttpSession::new_http1(Box::new(std::io::Cursor::new(raw_head.to_vec())));
+    placeholder.read_request().await?;
+    placeholder.set_keepalive(None);
+    let taken = std::mem::replace(session.as_downstream_mut(), placeholder);
+    let HttpSession::H1(h1) = taken else {
+        return Error::e_explain(ErrorType::InternalError, "upgrade on a non-HTTP/1 session");
+    };
+    let mut stream = h1.into_inner();
+    stream
+        .flush()
+        .await
+        .map_err(|e| Error::because(ErrorType::WriteError, "flushing 101", e))?;
+    Ok(Upgraded {
+        stream: Box::new(stream),
+        read_ahead,
+    })
 }

@@ -14,3 +14,4 @@ pub mod http_util;
 pub mod routes;
 pub mod secrets;
 pub mod server;
+pub mod socketio;

@@ -5,9 +5,11 @@ use crate::config::Config;
 use crate::edge::{ChatEdge, EdgeState};
 use crate::error::GatewayError;
 use crate::secrets;
+use crate::socketio::SocketIoEndpoints;
 use chat_core::auth::{AgentTokens, Authenticator, VisitorTokens};
 use chat_core::service::{ChatService, ServiceConfig};
 use chat_storage::StoreConfig;
+use chat_transport_socketio::engineio::EngineConfig;
 use chat_transport_websocket::{WebSocketSettings, WebSocketTransport};
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::Opt;
@@ -27,10 +29,10 @@ pub fn serve(config: Config) -> Result<(), GatewayError> {
             path.display()
         );
     }
-    // This runtime opens the store and then keeps running the gateway's own background tasks
-    // (signals) for the life of the process; Pingora runs request handling on its own threads.
+    // This runtime opens the store and then runs the gateway's own tasks (signals, Socket.IO
+    // sessions) for the life of the process; Pingora runs request handling on its own threads.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(config.worker_threads.max(1))
         .thread_name("chat-background")
         .enable_all()
         .build()?;
@@ -57,13 +59,30 @@ pub fn serve(config: Config) -> Result<(), GatewayError> {
         max_message_bytes: config.ws_max_frame_bytes,
         ..WebSocketSettings::default()
     });
+    let auth = Authenticator::new(
+        AgentTokens::new(&secrets.admin_jwt),
+        VisitorTokens::new(&secrets.visitor_token),
+    );
+    let socketio = {
+        let _entered = runtime.enter();
+        SocketIoEndpoints::start(
+            chat.clone(),
+            auth.clone(),
+            EngineConfig {
+                ping_interval: config.ws_ping_interval,
+                ping_timeout: config
+                    .ws_idle_timeout
+                    .saturating_sub(config.ws_ping_interval)
+                    .max(Duration::from_secs(5)),
+                ..EngineConfig::default()
+            },
+        )
+    };
     let state = Arc::new(EdgeState {
         chat: chat.clone(),
         websocket,
-        auth: Authenticator::new(
-            AgentTokens::new(&secrets.admin_jwt),
-            VisitorTokens::new(&secrets.visitor_token),
-        ),
+        auth,
+        socketio,
         visitor_origins: config.visitor_origins.clone(),
         admin_origins: config.admin_origins.clone(),
         upstream: resolve_upstream(config.upstream.as_deref())?,

@@ -4,10 +4,13 @@
 //! the table for both transports.
 //!
 //! Connection-state recovery rides on the core's per-conversation sequence numbers instead of a
-//! server-side packet buffer: the `pid` is derived from the authenticated principal and every
-//! emitted event carries, as its last argument, an offset that encodes the positions the client
-//! has been sent. A reconnecting stock client sends both back in its CONNECT; the gateway replays
-//! what was committed after those positions from the store, so recovery survives a restart.
+//! server-side packet buffer: every emitted event carries, as its last argument, an offset that
+//! encodes the positions the client has been sent, and the `pid` identifies the principal (for a
+//! visitor it is their signed visitor token, so a stock client that never stored the token still
+//! comes back as the same visitor; for an agent, a digest of the agent id, the JWT being
+//! re-presented in `auth`). A reconnecting stock client sends both back in its CONNECT; the
+//! gateway replays what was committed after those positions from the store, so recovery
+//! survives a gateway restart.
 
 use crate::socketio::{Socket, SocketEvent};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,13 +31,16 @@ use std::collections::BTreeMap;
 pub struct ChatConnection {
     /// The chat session (taken by [`serve_chat`]).
     pub session: Option<Session>,
+    /// The `pid` to send in the CONNECT answer.
+    pub pid: String,
     /// Positions decoded from the client's `offset`, when its `pid` matched.
     pub recover_from: Option<BTreeMap<ConversationId, i64>>,
 }
 
-/// The Socket.IO `pid` for a principal: stable across reconnects and gateway restarts, and
-/// meaningless without the credentials that the CONNECT re-presents.
-pub fn pid_for(principal: &Principal) -> String {
+/// The Socket.IO `pid` for an agent: stable across reconnects and gateway restarts, and
+/// meaningless without the JWT that the CONNECT re-presents. (A visitor's `pid` is their
+/// visitor token.)
+pub fn agent_pid(principal: &Principal) -> String {
     let key = match principal {
         Principal::Visitor {
             visitor_id,
@@ -69,14 +75,14 @@ pub fn decode_offset(offset: &str) -> Option<BTreeMap<ConversationId, i64>> {
 }
 
 /// Reads `pid`/`offset` from a CONNECT auth payload and returns the positions to recover from,
-/// if the `pid` is this principal's.
+/// if the `pid` is the one this connection was given.
 pub fn recovery_request(
     auth: Option<&Value>,
-    principal: &Principal,
+    expected_pid: &str,
 ) -> Option<BTreeMap<ConversationId, i64>> {
     let auth = auth?.as_object()?;
     let pid = auth.get("pid")?.as_str()?;
-    if pid != pid_for(principal) {
+    if pid != expected_pid {
         return None;
     }
     decode_offset(auth.get("offset")?.as_str()?)
@@ -227,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn recovery_needs_the_principals_own_pid() {
+    fn recovery_needs_the_pid_this_connection_was_given() {
         let alice = Principal::Agent(Agent {
             id: "alice".into(),
             name: "Alice".into(),
@@ -237,15 +243,16 @@ mod tests {
             name: "Bob".into(),
         });
         let offset = encode_offset(&BTreeMap::new());
-        let auth = json!({ "token": "t", "pid": pid_for(&alice), "offset": offset });
-        assert!(recovery_request(Some(&auth), &alice).is_some());
-        assert!(recovery_request(Some(&auth), &bob).is_none());
-        assert!(recovery_request(Some(&json!({"pid": pid_for(&alice)})), &alice).is_none());
+        let auth = json!({ "token": "t", "pid": agent_pid(&alice), "offset": offset });
+        assert!(recovery_request(Some(&auth), &agent_pid(&alice)).is_some());
+        assert!(recovery_request(Some(&auth), &agent_pid(&bob)).is_none());
+        let no_offset = json!({ "pid": agent_pid(&alice) });
+        assert!(recovery_request(Some(&no_offset), &agent_pid(&alice)).is_none());
         let visitor = Principal::Visitor {
             visitor_id: VisitorId::new_random(),
             site_id: "default".into(),
         };
-        assert_ne!(pid_for(&visitor), pid_for(&alice));
+        assert_ne!(agent_pid(&visitor), agent_pid(&alice));
     }
 
     #[test]

@@ -1,0 +1,169 @@
+//! Socket.IO on the chat paths: a request to `/ws-visitor/` or `/ws-admin/` carrying `EIO=` is
+//! served by one Engine.IO engine per role, whose sessions run the chat over Socket.IO.
+//! Authentication travels in the CONNECT auth payload (`{token, site}`) and follows the same
+//! rules as the raw transport; Origin rules and CORS are applied here, at the HTTP layer.
+
+use chat_core::auth::Authenticator;
+use chat_core::model::{Principal, Role};
+use chat_core::service::ChatService;
+use chat_core::transport::TransportKind;
+use chat_transport_socketio::chat::{agent_pid, recovery_request, serve_chat, ChatConnection};
+use chat_transport_socketio::engineio::{Engine, EngineConfig, WsConnection, WsFrame};
+use chat_transport_socketio::socketio::{ConnectRequest, SocketIo, SocketIoConfig};
+use chat_transport_websocket::{Upgraded, WebSocketSettings};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+/// The two engines, one per role.
+pub struct SocketIoEndpoints {
+    visitor: Engine,
+    admin: Engine,
+}
+
+impl SocketIoEndpoints {
+    /// Starts both engines; their sessions run as tasks on the current runtime.
+    pub fn start(chat: ChatService, auth: Authenticator, config: EngineConfig) -> Self {
+        Self {
+            visitor: start_engine(Role::Visitor, chat.clone(), auth.clone(), config.clone()),
+            admin: start_engine(Role::Agent, chat, auth, config),
+        }
+    }
+
+    /// The engine serving `role`.
+    pub fn engine(&self, role: Role) -> &Engine {
+        match role {
+            Role::Visitor => &self.visitor,
+            Role::Agent => &self.admin,
+        }
+    }
+}
+
+fn start_engine(
+    role: Role,
+    chat: ChatService,
+    auth: Authenticator,
+    config: EngineConfig,
+) -> Engine {
+    let (engine, mut incoming) = Engine::new(config);
+    let authorize = move |req: ConnectRequest| {
+        let chat = chat.clone();
+        let auth = auth.clone();
+        async move { authorize(role, &chat, &auth, req).await }
+    };
+    let (io, mut sockets) = SocketIo::with_recovery(
+        SocketIoConfig::default(),
+        authorize,
+        |connection: &ChatConnection| Some(connection.pid.clone()),
+    );
+    tokio::spawn(async move {
+        while let Some(engine_socket) = incoming.accept().await {
+            let io = io.clone();
+            tokio::spawn(async move { io.serve(engine_socket).await });
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(socket) = sockets.accept().await {
+            tokio::spawn(async move {
+                let end = serve_chat(socket).await;
+                tracing::debug!(?end, "socket.io chat session ended");
+            });
+        }
+    });
+    engine
+}
+
+async fn authorize(
+    role: Role,
+    chat: &ChatService,
+    auth: &Authenticator,
+    req: ConnectRequest,
+) -> Result<ChatConnection, String> {
+    let fields = req.auth.as_ref().and_then(Value::as_object);
+    let field = |name: &str| fields.and_then(|f| f.get(name)).and_then(Value::as_str);
+    let (principal, visitor_token, pid): (Principal, Option<String>, String) = match role {
+        Role::Agent => {
+            let principal = auth
+                .agent(field("token"))
+                .map_err(|e| Authenticator::describe_agent_refusal(&e))?;
+            let pid = agent_pid(&principal);
+            (principal, None, pid)
+        }
+        Role::Visitor => {
+            // A recovering stock client presents its pid, which for visitors is the visitor
+            // token, even when the page never stored the token itself.
+            let token = field("token").or_else(|| field("pid"));
+            let (principal, token) = auth.visitor(token, field("site")).map_err(|e| {
+                format!("visitor token rejected: {e}; connect without a token to start afresh")
+            })?;
+            (principal, Some(token.clone()), token)
+        }
+    };
+    let recover_from = recovery_request(req.auth.as_ref(), &pid);
+    let session = chat
+        .open_session(principal, visitor_token, TransportKind::SocketIo)
+        .await
+        .map_err(|e| e.client_message())?;
+    Ok(ChatConnection {
+        session: Some(session),
+        pid,
+        recover_from,
+    })
+}
+
+/// Carries an Engine.IO WebSocket over an upgraded connection until either side ends it.
+pub async fn pump_websocket(
+    upgraded: Upgraded,
+    settings: &WebSocketSettings,
+    conn_for_engine: impl FnOnce(WsConnection),
+) {
+    let config = Some(settings.tungstenite_config());
+    let mut ws = if upgraded.read_ahead.is_empty() {
+        WebSocketStream::from_raw_socket(upgraded.stream, WsRole::Server, config).await
+    } else {
+        WebSocketStream::from_partially_read(
+            upgraded.stream,
+            upgraded.read_ahead,
+            WsRole::Server,
+            config,
+        )
+        .await
+    };
+    let (to_engine, incoming) = mpsc::channel(64);
+    let (outgoing, mut from_engine) = mpsc::channel(64);
+    conn_for_engine(WsConnection { incoming, outgoing });
+    loop {
+        tokio::select! {
+            frame = ws.next() => {
+                let frame = match frame {
+                    Some(Ok(WsMessage::Text(text))) => WsFrame::Text(text.as_str().to_owned()),
+                    Some(Ok(WsMessage::Binary(bytes))) => WsFrame::Binary(bytes),
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue,
+                };
+                if to_engine.send(frame).await.is_err() {
+                    break;
+                }
+            }
+            frame = from_engine.recv() => {
+                let message = match frame {
+                    Some(WsFrame::Text(text)) => WsMessage::Text(text.into()),
+                    Some(WsFrame::Binary(bytes)) => WsMessage::Binary(bytes),
+                    None => break,
+                };
+                let sent = tokio::time::timeout(settings.write_timeout, ws.send(message)).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    break;
+                }
+            }
+        }
+    }
+    drop(to_engine);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), SinkExt::close(&mut ws)).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.get_mut().flush()).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.get_mut().shutdown()).await;
+}

@@ -1,0 +1,241 @@
+// Stock socket.io-client 4.x (from npm, pinned in package-lock.json) against the real gateway.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { io } from 'socket.io-client';
+import WebSocket from 'ws';
+import { startGateway, once, sleep } from './harness.mjs';
+
+const gateways = [];
+after(async () => { for (const gw of gateways) await gw.stop(); });
+
+async function gateway(env) {
+  const gw = await startGateway(env);
+  gateways.push(gw);
+  return gw;
+}
+
+function visitor(gw, opts = {}) {
+  return io(gw.base, { path: '/ws-visitor', reconnectionDelay: 200, reconnectionDelayMax: 1000, ...opts });
+}
+
+function agent(gw, token, opts = {}) {
+  return io(gw.base, { path: '/ws-admin', auth: { token }, reconnectionDelay: 200, reconnectionDelayMax: 1000, ...opts });
+}
+
+/** Collects `message` events by (conversation, seq), failing on a duplicate. */
+function recordMessages(socket) {
+  const seen = [];
+  socket.on('message', (payload, offset) => {
+    assert.equal(typeof offset, 'string', 'every event carries a recovery offset');
+    seen.push(payload.message);
+  });
+  return seen;
+}
+
+function seqs(messages) {
+  return messages.map((m) => m.seq);
+}
+
+for (const [label, visitorTransports, agentTransports] of [
+  ['polling only', ['polling'], ['polling']],
+  ['websocket only', ['websocket'], ['websocket']],
+  ['polling upgraded to websocket', ['polling', 'websocket'], ['polling', 'websocket']],
+]) {
+  test(`visitor and agent chat over Socket.IO: ${label}`, async () => {
+    const gw = await gateway();
+    const token = await gw.token();
+    const a = agent(gw, token, { transports: agentTransports });
+    const [agentWelcome] = await once(a, 'welcome');
+    assert.equal(agentWelcome.role, 'agent');
+    assert.equal(agentWelcome.agent.name, 'Alice');
+
+    const v = visitor(gw, { transports: visitorTransports });
+    const [welcome] = await once(v, 'welcome');
+    assert.equal(welcome.role, 'visitor');
+    assert.equal(welcome.agents_online, 1);
+    assert.ok(welcome.visitor_token);
+
+    if (visitorTransports.length === 2) {
+      if (v.io.engine.transport.name !== 'websocket') await once(v.io.engine, 'upgrade');
+      assert.equal(v.io.engine.transport.name, 'websocket');
+    }
+
+    const agentSaw = once(a, 'message');
+    const ack = await v.timeout(10_000).emitWithAck('send', { body: 'hello over socket.io', client_msg_id: 'v1' });
+    assert.equal(ack.duplicate, false);
+    assert.equal(ack.message.seq, 1);
+    const conversation = ack.message.conversation_id;
+    const [live] = await agentSaw;
+    assert.equal(live.message.body, 'hello over socket.io');
+
+    const visitorSaw = once(v, 'message', (p) => p.message.seq === 2);
+    const reply = await a.timeout(10_000).emitWithAck('send', { conversation_id: conversation, body: 'hi from alice' });
+    assert.equal(reply.message.seq, 2);
+    const [got] = await visitorSaw;
+    assert.equal(got.message.sender.name, 'Alice');
+
+    // Retrying with the same client_msg_id returns the original.
+    const retry = await v.timeout(10_000).emitWithAck('send', { body: 'hello over socket.io', client_msg_id: 'v1' });
+    assert.equal(retry.duplicate, true);
+    assert.equal(retry.message.seq, 1);
+
+    const list = await a.timeout(10_000).emitWithAck('list_conversations', { status: 'open' });
+    assert.equal(list.conversations[0].id, conversation);
+    v.close();
+    a.close();
+  });
+}
+
+test('a raw WebSocket visitor and a Socket.IO agent chat, and the reverse', async () => {
+  const gw = await gateway();
+  const token = await gw.token();
+
+  // Raw visitor, Socket.IO agent.
+  const a = agent(gw, token);
+  await once(a, 'welcome');
+  const raw = new WebSocket(`ws://127.0.0.1:${gw.port}/ws-visitor/`);
+  const rawEvents = [];
+  raw.on('message', (data) => rawEvents.push(JSON.parse(data.toString())));
+  await once(raw, 'open');
+  const agentSaw = once(a, 'message');
+  raw.send(JSON.stringify({ type: 'send', id: 'r1', body: 'raw hello' }));
+  const [live] = await agentSaw;
+  const conversation = live.message.conversation_id;
+  await a.timeout(10_000).emitWithAck('send', { conversation_id: conversation, body: 'socket.io reply' });
+  for (let i = 0; i < 100 && !rawEvents.some((e) => e.type === 'message' && e.message.seq === 2); i++) await sleep(50);
+  assert.ok(rawEvents.some((e) => e.type === 'message' && e.message.body === 'socket.io reply'));
+  raw.close();
+  a.close();
+
+  // Socket.IO visitor, raw agent.
+  const rawAgent = new WebSocket(`ws://127.0.0.1:${gw.port}/ws-admin/?token=${token}`);
+  const agentEvents = [];
+  rawAgent.on('message', (data) => agentEvents.push(JSON.parse(data.toString())));
+  await once(rawAgent, 'open');
+  const v = visitor(gw);
+  await once(v, 'welcome');
+  const ack = await v.timeout(10_000).emitWithAck('send', { body: 'sio hello' });
+  for (let i = 0; i < 100 && !agentEvents.some((e) => e.type === 'message' && e.message.body === 'sio hello'); i++) await sleep(50);
+  assert.ok(agentEvents.some((e) => e.type === 'message' && e.message.body === 'sio hello'));
+  const replied = once(v, 'message', (p) => p.message.body === 'raw reply');
+  rawAgent.send(JSON.stringify({ type: 'send', id: 'a1', conversation_id: ack.message.conversation_id, body: 'raw reply' }));
+  await replied;
+  rawAgent.close();
+  v.close();
+});
+
+test('bad input: unknown events, binary arguments and invalid fields get error acks; the socket stays up', async () => {
+  const gw = await gateway();
+  const v = visitor(gw);
+  await once(v, 'welcome');
+  const unknown = await v.timeout(10_000).emitWithAck('dance', {});
+  assert.equal(unknown.error.code, 'unknown_type');
+  const binary = await v.timeout(10_000).emitWithAck('send', { body: Buffer.from([1, 2, 3]) });
+  assert.equal(binary.error.code, 'invalid_frame');
+  const invalid = await v.timeout(10_000).emitWithAck('send', { nobody: true });
+  assert.equal(invalid.error.code, 'invalid_frame');
+  const forbidden = await v.timeout(10_000).emitWithAck('list_conversations', {});
+  assert.equal(forbidden.error.code, 'forbidden');
+  // Without an ack callback, errors arrive as an `error` event.
+  const errorEvent = once(v, 'error');
+  v.emit('send', { body: '' });
+  const [err] = await errorEvent;
+  assert.equal(err.code, 'bad_request');
+  const ok = await v.timeout(10_000).emitWithAck('send', { body: 'still fine' });
+  assert.equal(ok.message.seq, 1);
+  v.close();
+});
+
+test('wrong token and wrong origin are refused', async () => {
+  const gw = await gateway({ CHAT_ALLOWED_ORIGINS: 'https://shop.example' });
+  const bad = agent(gw, 'not-a-jwt', { reconnection: false });
+  const [err] = await once(bad, 'connect_error');
+  assert.match(err.message, /agent token invalid/);
+  bad.close();
+
+  const forged = visitor(gw, { auth: { token: 'v1.x.default.AAAA' }, reconnection: false });
+  const [err2] = await once(forged, 'connect_error');
+  assert.match(err2.message, /visitor token rejected/);
+  forged.close();
+
+  const evil = visitor(gw, { extraHeaders: { Origin: 'https://evil.example' }, transports: ['polling'], reconnection: false });
+  const [err3] = await once(evil, 'connect_error');
+  assert.ok(err3, 'connect_error for a disallowed origin');
+  evil.close();
+  const res = await fetch(`${gw.base}/ws-visitor/?EIO=4&transport=polling`, { headers: { Origin: 'https://evil.example' } });
+  assert.equal(res.status, 403);
+
+  // An allowed origin gets credentialed CORS: the origin echoed, never `*`.
+  const ok = await fetch(`${gw.base}/ws-visitor/?EIO=4&transport=polling`, { headers: { Origin: 'https://shop.example' } });
+  assert.equal(ok.status, 200);
+  assert.equal(ok.headers.get('access-control-allow-origin'), 'https://shop.example');
+  assert.equal(ok.headers.get('access-control-allow-credentials'), 'true');
+  const preflight = await fetch(`${gw.base}/ws-visitor/?EIO=4&transport=polling`, {
+    method: 'OPTIONS',
+    headers: { Origin: 'https://shop.example', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'content-type' },
+  });
+  assert.equal(preflight.status, 204);
+  assert.equal(preflight.headers.get('access-control-allow-origin'), 'https://shop.example');
+
+  const eio3 = await fetch(`${gw.base}/ws-visitor/?EIO=3&transport=polling`);
+  assert.equal(eio3.status, 400);
+  assert.deepEqual(await eio3.json(), { code: 5, message: 'Unsupported protocol version' });
+});
+
+test('recovery after a dropped connection: missed messages replayed, socket.recovered, no duplicates', async () => {
+  const gw = await gateway();
+  const token = await gw.token();
+  const a = agent(gw, token);
+  await once(a, 'welcome');
+  const v = visitor(gw);
+  const seen = recordMessages(v);
+  await once(v, 'welcome');
+  const first = await v.timeout(10_000).emitWithAck('send', { body: 'one', client_msg_id: 'one' });
+  const conversation = first.message.conversation_id;
+  for (let i = 0; i < 100 && seen.length < 1; i++) await sleep(20);
+
+  // Drop the visitor's transport; while it is away, the agent writes twice.
+  v.io.reconnection(false);
+  const gone = once(v, 'disconnect');
+  v.io.engine.close();
+  await gone;
+  await a.timeout(10_000).emitWithAck('send', { conversation_id: conversation, body: 'two' });
+  await a.timeout(10_000).emitWithAck('send', { conversation_id: conversation, body: 'three' });
+  v.io.reconnection(true);
+  const back = once(v, 'connect');
+  v.connect();
+  await back;
+  assert.equal(v.recovered, true, 'stock client reports a recovered session');
+  for (let i = 0; i < 200 && seen.length < 3; i++) await sleep(20);
+  await sleep(300);
+  assert.deepEqual(seqs(seen), [1, 2, 3]);
+  v.close();
+  a.close();
+});
+
+test('recovery survives a gateway restart', async () => {
+  const gw = await gateway();
+  const token = await gw.token();
+  const v = visitor(gw);
+  const seen = recordMessages(v);
+  await once(v, 'welcome');
+  const first = await v.timeout(10_000).emitWithAck('send', { body: 'before restart' });
+  const conversation = first.message.conversation_id;
+  for (let i = 0; i < 100 && seen.length < 1; i++) await sleep(20);
+
+  await gw.restart();
+  // A raw agent writes right after the restart, racing the visitor's reconnect.
+  const raw = new WebSocket(`ws://127.0.0.1:${gw.port}/ws-admin/?token=${token}`);
+  await once(raw, 'open');
+  for (const body of ['after restart 1', 'after restart 2']) {
+    raw.send(JSON.stringify({ type: 'send', id: body, conversation_id: conversation, body }));
+  }
+  const reconnected = await once(v, 'connect', () => true, 20_000).then(() => true);
+  assert.ok(reconnected);
+  assert.equal(v.recovered, true, 'recovered across the restart');
+  for (let i = 0; i < 200 && seen.length < 3; i++) await sleep(20);
+  await sleep(300);
+  assert.deepEqual(seqs(seen), [1, 2, 3]);
+  raw.close();
+  v.close();
+});
