@@ -10,14 +10,11 @@ use chat_core::transport::TransportKind;
 use chat_transport_socketio::chat::{agent_pid, recovery_request, serve_chat, ChatConnection};
 use chat_transport_socketio::engineio::{Engine, EngineConfig, WsConnection, WsFrame};
 use chat_transport_socketio::socketio::{ConnectRequest, SocketIo, SocketIoConfig};
-use chat_transport_websocket::{Upgraded, WebSocketSettings};
+use chat_transport_websocket::{finish_close, Upgraded, WebSocketSettings};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::WebSocketStream;
 
 /// The two engines, one per role.
 pub struct SocketIoEndpoints {
@@ -121,18 +118,7 @@ pub async fn pump_websocket(
     settings: &WebSocketSettings,
     conn_for_engine: impl FnOnce(WsConnection),
 ) {
-    let config = Some(settings.tungstenite_config());
-    let mut ws = if upgraded.read_ahead.is_empty() {
-        WebSocketStream::from_raw_socket(upgraded.stream, WsRole::Server, config).await
-    } else {
-        WebSocketStream::from_partially_read(
-            upgraded.stream,
-            upgraded.read_ahead,
-            WsRole::Server,
-            config,
-        )
-        .await
-    };
+    let mut ws = upgraded.into_websocket(settings.tungstenite_config()).await;
     let (to_engine, incoming) = mpsc::channel(64);
     let (outgoing, mut from_engine) = mpsc::channel(64);
     conn_for_engine(WsConnection { incoming, outgoing });
@@ -163,7 +149,5 @@ pub async fn pump_websocket(
         }
     }
     drop(to_engine);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), SinkExt::close(&mut ws)).await;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.get_mut().flush()).await;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.get_mut().shutdown()).await;
+    finish_close(&mut ws).await;
 }

@@ -87,6 +87,31 @@ impl Upgraded {
             read_ahead: Vec::new(),
         }
     }
+
+    /// The server side of the WebSocket on this connection (also used by the Socket.IO
+    /// transport, which speaks Engine.IO over the same kind of stream).
+    pub async fn into_websocket(self, config: WebSocketConfig) -> WebSocketStream<UpgradedStream> {
+        if self.read_ahead.is_empty() {
+            WebSocketStream::from_raw_socket(self.stream, Role::Server, Some(config)).await
+        } else {
+            WebSocketStream::from_partially_read(
+                self.stream,
+                self.read_ahead,
+                Role::Server,
+                Some(config),
+            )
+            .await
+        }
+    }
+}
+
+/// Completes the closing handshake and flushes it: `SinkExt::close` also answers a close the
+/// peer started (tungstenite queues the reply), and the explicit flush matters because
+/// tungstenite does not flush that reply while the edge's stream buffers writes.
+pub async fn finish_close(ws: &mut WebSocketStream<UpgradedStream>) {
+    let _ = timeout(Duration::from_secs(2), SinkExt::close(ws)).await;
+    let _ = timeout(Duration::from_secs(1), ws.get_mut().flush()).await;
+    let _ = timeout(Duration::from_secs(1), ws.get_mut().shutdown()).await;
 }
 
 /// The raw WebSocket transport.
@@ -132,18 +157,9 @@ impl Transport for WebSocketTransport {
 
     async fn serve(&self, connection: Upgraded, mut session: Session) -> SessionEnd {
         let settings = &self.settings;
-        let config = Some(settings.tungstenite_config());
-        let mut ws = if connection.read_ahead.is_empty() {
-            WebSocketStream::from_raw_socket(connection.stream, Role::Server, config).await
-        } else {
-            WebSocketStream::from_partially_read(
-                connection.stream,
-                connection.read_ahead,
-                Role::Server,
-                config,
-            )
-            .await
-        };
+        let mut ws = connection
+            .into_websocket(settings.tungstenite_config())
+            .await;
         let mut ping = tokio::time::interval_at(
             Instant::now() + settings.ping_interval,
             settings.ping_interval,
@@ -234,12 +250,7 @@ impl Transport for WebSocketTransport {
             }
             Err(end) => end,
         };
-        // `SinkExt::close` also completes a close the peer started (tungstenite queues the
-        // reply); the explicit flush matters because tungstenite does not flush the reply and
-        // the edge's stream buffers writes.
-        let _ = timeout(Duration::from_secs(2), SinkExt::close(&mut ws)).await;
-        let _ = timeout(Duration::from_secs(1), ws.get_mut().flush()).await;
-        let _ = timeout(Duration::from_secs(1), ws.get_mut().shutdown()).await;
+        finish_close(&mut ws).await;
         end
     }
 }
