@@ -179,6 +179,11 @@ impl Hub {
     pub fn subscriber_count(&self) -> usize {
         self.state().subscribers.len()
     }
+
+    /// How many sessions follow `topic` right now.
+    pub fn followers(&self, topic: &Topic) -> usize {
+        self.state().topics.get(topic).map_or(0, HashSet::len)
+    }
 }
 
 #[cfg(test)]

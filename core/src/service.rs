@@ -59,6 +59,44 @@ struct Inner {
     hub: Hub,
     config: ServiceConfig,
     shutdown: watch::Sender<bool>,
+    open_sessions: std::sync::Mutex<HashMap<(TransportKind, Role), u32>>,
+}
+
+/// Sessions open on this process, by transport and role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// `(transport, role, sessions)`, for every pair with at least one session.
+    pub by_transport_and_role: Vec<(TransportKind, Role, u32)>,
+}
+
+impl SessionCounts {
+    /// Sessions of `role` on any transport.
+    pub fn role_total(&self, role: Role) -> u32 {
+        self.by_transport_and_role
+            .iter()
+            .filter(|(_, r, _)| *r == role)
+            .map(|(_, _, n)| n)
+            .sum()
+    }
+}
+
+/// Where [`ChatService::send`] delivered a message besides the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// At least one of the visitor's sessions was connected and got it.
+    Live,
+    /// No visitor session was connected: it waits in the store for their next resume.
+    Stored,
+}
+
+impl Delivery {
+    /// `live` or `stored`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Stored => "stored",
+        }
+    }
 }
 
 impl ChatService {
@@ -71,6 +109,7 @@ impl ChatService {
                 hub: Hub::default(),
                 config,
                 shutdown,
+                open_sessions: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -88,6 +127,39 @@ impl ChatService {
     /// The limits in force.
     pub fn config(&self) -> &ServiceConfig {
         &self.inner.config
+    }
+
+    /// Sessions open on this process now, by transport and role.
+    pub fn session_counts(&self) -> SessionCounts {
+        let counts = self
+            .inner
+            .open_sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut by_transport_and_role: Vec<(TransportKind, Role, u32)> = counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|((t, r), n)| (*t, *r, *n))
+            .collect();
+        by_transport_and_role.sort_by_key(|(t, r, _)| (t.as_str(), r.as_str()));
+        SessionCounts {
+            by_transport_and_role,
+        }
+    }
+
+    fn count_session(&self, transport: TransportKind, role: Role, delta: i32) {
+        let mut counts = self
+            .inner
+            .open_sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let n = counts.entry((transport, role)).or_insert(0);
+        *n = n.saturating_add_signed(delta);
+    }
+
+    /// Whether the visitor has a session connected to this process now.
+    pub fn visitor_connected(&self, visitor_id: VisitorId) -> bool {
+        self.inner.hub.followers(&Topic::Visitor(visitor_id)) > 0
     }
 
     /// Tells every session to end with "going away" so that clients reconnect elsewhere.
@@ -138,6 +210,7 @@ impl ChatService {
             pending: VecDeque::new(),
             stash: None,
             counted_as_agent: false,
+            counted: false,
         };
         let welcome = match &principal {
             Principal::Visitor {
@@ -183,6 +256,8 @@ impl ChatService {
             }
         };
         session.pending.push_back(ServerEvent::Welcome(welcome));
+        self.count_session(transport, session.principal.role(), 1);
+        session.counted = true;
         Ok(session)
     }
 
@@ -291,6 +366,36 @@ impl ChatService {
             self.publish_message(message, conversation.visitor_id);
         }
         Ok(appended)
+    }
+
+    /// Like [`ChatService::send`], and says whether a session of the conversation's visitor was
+    /// connected to this process to get the message live (`None` for a duplicate, which was
+    /// delivered when it was first sent).
+    pub async fn send_reporting_delivery(
+        &self,
+        principal: &Principal,
+        conversation_id: Option<ConversationId>,
+        client_msg_id: Option<String>,
+        body: String,
+    ) -> Result<(Appended, Option<Delivery>), ChatError> {
+        let appended = self
+            .send(principal, conversation_id, client_msg_id, body)
+            .await?;
+        let delivery = match &appended {
+            Appended::Duplicate(_) => None,
+            Appended::Inserted(message) => {
+                let conversation = self
+                    .inner
+                    .store
+                    .conversation(message.conversation_id)
+                    .await?;
+                Some(match conversation {
+                    Some(c) if self.visitor_connected(c.visitor_id) => Delivery::Live,
+                    _ => Delivery::Stored,
+                })
+            }
+        };
+        Ok((appended, delivery))
     }
 
     /// Assigns a conversation to the calling agent.
@@ -418,6 +523,8 @@ pub struct Session {
     /// A hub event taken off the queue whose processing was interrupted (cancellation).
     stash: Option<Arc<HubEvent>>,
     counted_as_agent: bool,
+    /// Whether this session is in [`ChatService::session_counts`].
+    counted: bool,
 }
 
 impl Session {
@@ -654,6 +761,10 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        if self.counted {
+            self.service
+                .count_session(self.transport, self.principal.role(), -1);
+        }
         let hub = &self.service.inner.hub;
         hub.remove(self.subscriber);
         if self.counted_as_agent {

@@ -54,6 +54,8 @@ pub struct Config {
     pub admin_jwt_secret: Option<String>,
     /// Visitor token secret (`CHAT_VISITOR_TOKEN_SECRET`); derived from the JWT secret when unset.
     pub visitor_token_secret: Option<String>,
+    /// Key accepted by the HTTP API in place of an agent JWT (`CHAT_API_KEY`).
+    pub api_key: Option<String>,
     /// Widget origins (`CHAT_ALLOWED_ORIGINS`).
     pub visitor_origins: OriginPolicy,
     /// Console origins (`ADMIN_ALLOWED_ORIGINS`).
@@ -103,6 +105,7 @@ impl Config {
             db_pool_size: parse(&lookup, "CHAT_DB_POOL_SIZE", "16")?,
             admin_jwt_secret: get("CHAT_ADMIN_JWT_SECRET"),
             visitor_token_secret: get("CHAT_VISITOR_TOKEN_SECRET"),
+            api_key: get("CHAT_API_KEY"),
             visitor_origins: OriginPolicy::from_list(
                 &get("CHAT_ALLOWED_ORIGINS").unwrap_or_default(),
             ),

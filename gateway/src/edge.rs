@@ -42,6 +42,8 @@ pub struct EdgeState {
     pub auth: Authenticator,
     /// Who may open visitor sessions.
     pub visitor_origins: OriginPolicy,
+    /// `CHAT_API_KEY`: accepted by the HTTP API in place of an agent JWT.
+    pub api_key: Option<String>,
     /// Socket.IO engines, one per role.
     pub socketio: crate::socketio::SocketIoEndpoints,
     /// Who may open agent sessions.
@@ -112,6 +114,8 @@ impl ProxyHttp for ChatEdge {
             }
             Route::Health if read_only => self.health(session).await,
             Route::WhoAmI if read_only => self.whoami(session).await,
+            Route::ApiStats if read_only => self.api().stats(session).await,
+            Route::ApiMessages(id) => self.api().messages(session, &id).await,
             Route::Asset(asset) if read_only => {
                 respond(
                     session,
@@ -235,6 +239,14 @@ fn html_escape(s: &str) -> String {
 }
 
 impl ChatEdge {
+    fn api(&self) -> crate::api::Api<'_> {
+        crate::api::Api {
+            chat: &self.state.chat,
+            auth: &self.state.auth,
+            api_key: self.state.api_key.as_deref(),
+        }
+    }
+
     async fn health(&self, session: &mut Session) -> Result<bool> {
         let store = self.state.chat.store();
         let kind = store.kind();

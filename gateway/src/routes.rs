@@ -11,6 +11,10 @@ pub enum Route {
     Health,
     /// `GET /chat/api/whoami`.
     WhoAmI,
+    /// `GET /chat/api/stats`.
+    ApiStats,
+    /// `/chat/api/conversations/{id}/messages`.
+    ApiMessages(String),
     /// An embedded browser file.
     Asset(Asset),
     /// `/ws-visitor/` or `/ws-admin/`: a WebSocket for that role.
@@ -35,6 +39,15 @@ pub fn route(path: &str) -> Route {
     match path {
         "/chat/health" => Route::Health,
         "/chat/api/whoami" => Route::WhoAmI,
+        "/chat/api/stats" => Route::ApiStats,
+        _ if path.starts_with("/chat/api/conversations/") && path.ends_with("/messages") => {
+            let id = &path["/chat/api/conversations/".len()..path.len() - "/messages".len()];
+            if id.is_empty() || id.contains('/') {
+                Route::NotFound
+            } else {
+                Route::ApiMessages(id.to_owned())
+            }
+        }
         "/chat" | "/chat/" | "/chat/demo" => Route::Redirect("/chat/demo/"),
         "/chat/admin" => Route::Redirect("/chat/admin/"),
         _ if path.starts_with("/chat/") => Route::NotFound,
@@ -59,5 +72,16 @@ mod tests {
         assert!(matches!(route("/"), Route::Upstream));
         assert!(matches!(route("/chatroom"), Route::Upstream));
         assert!(matches!(route("/ws-visitors"), Route::Upstream));
+        assert!(
+            matches!(route("/chat/api/conversations/abc/messages"), Route::ApiMessages(id) if id == "abc")
+        );
+        assert!(matches!(
+            route("/chat/api/conversations//messages"),
+            Route::NotFound
+        ));
+        assert!(matches!(
+            route("/chat/api/conversations/a/b/messages"),
+            Route::NotFound
+        ));
     }
 }

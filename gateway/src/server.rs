@@ -82,6 +82,7 @@ pub fn serve(config: Config) -> Result<(), GatewayError> {
         chat: chat.clone(),
         websocket,
         auth,
+        api_key: config.api_key.clone(),
         socketio,
         visitor_origins: config.visitor_origins.clone(),
         admin_origins: config.admin_origins.clone(),

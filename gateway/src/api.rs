@@ -1,0 +1,227 @@
+//! The HTTP API for servers and older integrations: send an agent reply, read a conversation's
+//! messages, and online statistics. Authenticated with an agent JWT or the gateway's API key
+//! (`CHAT_API_KEY`). `docs/http-api.md` is the reference, with curl examples.
+
+use crate::http_util::{bearer, header, query_param, respond_error, respond_json};
+use bytes::Bytes;
+use chat_core::auth::Authenticator;
+use chat_core::model::{Agent, ConversationId, Principal, Role};
+use chat_core::service::{ChatService, Delivery};
+use chat_core::store::Appended;
+use chat_core::ChatError;
+use pingora::proxy::Session;
+use pingora::Result;
+use serde_json::{json, Value};
+
+/// Largest request body the API reads.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What the API needs from the gateway.
+pub struct Api<'a> {
+    /// The chat service.
+    pub chat: &'a ChatService,
+    /// Agent JWTs.
+    pub auth: &'a Authenticator,
+    /// `CHAT_API_KEY`, when configured.
+    pub api_key: Option<&'a str>,
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Api<'_> {
+    /// The caller, or the reason it is refused.
+    fn caller(&self, session: &Session) -> std::result::Result<Principal, String> {
+        let presented =
+            header(session, "x-api-key").or_else(|| bearer(header(session, "authorization")));
+        let Some(presented) = presented else {
+            return Err("send Authorization: Bearer <agent JWT or API key>, or X-API-Key".into());
+        };
+        if let Some(key) = self.api_key {
+            if constant_time_eq(presented.as_bytes(), key.as_bytes()) {
+                return Ok(Principal::Agent(Agent {
+                    id: "api".into(),
+                    name: "Support".into(),
+                }));
+            }
+        }
+        self.auth
+            .agent(Some(presented))
+            .map_err(|e| Authenticator::describe_agent_refusal(&e))
+    }
+
+    /// `GET /chat/api/stats`: sessions on this process by transport and role.
+    pub async fn stats(&self, session: &mut Session) -> Result<bool> {
+        if let Err(why) = self.caller(session) {
+            return respond_error(session, 401, "unauthorized", &why).await;
+        }
+        let counts = self.chat.session_counts();
+        let mut connections = serde_json::Map::new();
+        for (transport, role, n) in &counts.by_transport_and_role {
+            let entry = connections
+                .entry(transport.as_str().to_string())
+                .or_insert_with(|| json!({"visitor": 0, "agent": 0}));
+            entry[role.as_str()] = json!(n);
+        }
+        let body = json!({
+            "connections": connections,
+            "visitors_online": counts.role_total(Role::Visitor),
+            "agents_online": self.chat.hub().agents_online(),
+        });
+        respond_json(session, 200, &body).await
+    }
+
+    /// `/chat/api/conversations/{id}/messages`: `GET` reads, `POST` sends an agent reply.
+    pub async fn messages(&self, session: &mut Session, id: &str) -> Result<bool> {
+        let principal = match self.caller(session) {
+            Ok(p) => p,
+            Err(why) => return respond_error(session, 401, "unauthorized", &why).await,
+        };
+        let Ok(conversation_id) = id.parse::<ConversationId>() else {
+            return respond_error(
+                session,
+                404,
+                "not_found",
+                &format!("conversation {id} does not exist"),
+            )
+            .await;
+        };
+        let method = session.req_header().method.clone();
+        if method == http::Method::GET {
+            let query = session.req_header().uri.query().map(str::to_owned);
+            let after_seq =
+                match query_param(query.as_deref(), "after_seq").map(|v| v.parse::<i64>()) {
+                    None => 0,
+                    Some(Ok(n)) if n >= 0 => n,
+                    Some(_) => {
+                        return respond_error(
+                            session,
+                            400,
+                            "bad_request",
+                            "after_seq must be an integer >= 0",
+                        )
+                        .await
+                    }
+                };
+            let limit = match query_param(query.as_deref(), "limit").map(|v| v.parse::<u32>()) {
+                None => None,
+                Some(Ok(n)) => Some(n),
+                Some(Err(_)) => {
+                    return respond_error(
+                        session,
+                        400,
+                        "bad_request",
+                        "limit must be an integer 1..=500",
+                    )
+                    .await
+                }
+            };
+            return match self
+                .chat
+                .history(&principal, conversation_id, after_seq, limit)
+                .await
+            {
+                Ok(messages) => respond_json(session, 200, &json!({ "messages": messages })).await,
+                Err(e) => respond_chat_error(session, &e).await,
+            };
+        }
+        if method != http::Method::POST {
+            return respond_error(session, 405, "method_not_allowed", "use GET or POST").await;
+        }
+        let body = match read_body(session).await? {
+            Some(body) => body,
+            None => {
+                return respond_error(
+                    session,
+                    413,
+                    "too_large",
+                    &format!("request body over {MAX_BODY_BYTES} bytes"),
+                )
+                .await
+            }
+        };
+        let parsed: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return respond_error(
+                    session,
+                    400,
+                    "malformed_json",
+                    &format!("body is not valid JSON: {e}"),
+                )
+                .await
+            }
+        };
+        let Some(text) = parsed.get("body").and_then(Value::as_str) else {
+            return respond_error(
+                session,
+                400,
+                "invalid_frame",
+                "body must be a JSON object with a string `body`",
+            )
+            .await;
+        };
+        let client_msg_id = match parsed.get("client_msg_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                return respond_error(
+                    session,
+                    400,
+                    "invalid_frame",
+                    "client_msg_id must be a string",
+                )
+                .await
+            }
+        };
+        match self
+            .chat
+            .send_reporting_delivery(
+                &principal,
+                Some(conversation_id),
+                client_msg_id,
+                text.to_owned(),
+            )
+            .await
+        {
+            Ok((appended, delivery)) => {
+                let (status, duplicate, message) = match appended {
+                    Appended::Inserted(m) => (201, false, m),
+                    Appended::Duplicate(m) => (200, true, m),
+                };
+                let body = json!({
+                    "message": message,
+                    "duplicate": duplicate,
+                    "delivery": delivery.map(Delivery::as_str),
+                });
+                respond_json(session, status, &body).await
+            }
+            Err(e) => respond_chat_error(session, &e).await,
+        }
+    }
+}
+
+/// Reads the request body; `None` when it is over [`MAX_BODY_BYTES`].
+async fn read_body(session: &mut Session) -> Result<Option<Bytes>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY_BYTES {
+            return Ok(None);
+        }
+    }
+    Ok(Some(Bytes::from(body)))
+}
+
+async fn respond_chat_error(session: &mut Session, e: &ChatError) -> Result<bool> {
+    let status = match e.code() {
+        chat_core::ErrorCode::NotFound => 404,
+        chat_core::ErrorCode::Forbidden => 403,
+        chat_core::ErrorCode::TooLarge => 413,
+        chat_core::ErrorCode::Unavailable => 503,
+        chat_core::ErrorCode::Internal => 500,
+        _ => 400,
+    };
+    respond_error(session, status, e.code().as_str(), &e.client_message()).await
+}
