@@ -14,6 +14,7 @@ pub mod error;
 pub mod hub;
 pub mod model;
 pub mod protocol;
+pub mod rollout;
 pub mod service;
 pub mod store;
 pub mod transport;

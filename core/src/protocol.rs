@@ -243,6 +243,10 @@ pub struct Welcome {
     pub conversation: Option<Conversation>,
     /// Agents connected for the site.
     pub agents_online: u32,
+    /// Visitors: the transport this visitor should use (`CHAT_WS_ROLLOUT_PERCENT`); a client on
+    /// the other one should switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_transport: Option<crate::rollout::PreferredTransport>,
 }
 
 /// The `ack` event: the answer to a successful command. Which fields are present depends on the

@@ -24,6 +24,8 @@ pub struct ServiceConfig {
     pub session_queue: usize,
     /// Most messages one `resume` replays per conversation.
     pub max_replay_per_conversation: u32,
+    /// Which visitors are sent to WebSocket (`CHAT_WS_ROLLOUT_PERCENT`).
+    pub rollout: crate::rollout::Rollout,
 }
 
 impl Default for ServiceConfig {
@@ -32,6 +34,7 @@ impl Default for ServiceConfig {
             max_message_chars: 4000,
             session_queue: 256,
             max_replay_per_conversation: 10_000,
+            rollout: crate::rollout::Rollout::default(),
         }
     }
 }
@@ -232,6 +235,12 @@ impl ChatService {
                     agent: None,
                     conversation,
                     agents_online: hub.agents_online(),
+                    preferred_transport: Some(
+                        self.inner
+                            .config
+                            .rollout
+                            .transport_for(site_id, *visitor_id),
+                    ),
                 }
             }
             Principal::Agent(agent) => {
@@ -252,6 +261,7 @@ impl ChatService {
                     agent: Some(agent.clone()),
                     conversation: None,
                     agents_online: online,
+                    preferred_transport: None,
                 }
             }
         };

@@ -70,6 +70,8 @@ pub struct Config {
     pub ws_idle_timeout: Duration,
     /// Outbound events queued per session before it counts as too slow (`CHAT_SESSION_QUEUE`).
     pub session_queue: usize,
+    /// Share of visitors sent to WebSocket, per site (`CHAT_WS_ROLLOUT_PERCENT`).
+    pub ws_rollout: chat_core::rollout::Rollout,
     /// Pingora worker threads (`CHAT_WORKER_THREADS`).
     pub worker_threads: usize,
 }
@@ -126,6 +128,7 @@ impl Config {
             )?),
             session_queue: parse(&lookup, "CHAT_SESSION_QUEUE", "256")?,
             worker_threads: parse(&lookup, "CHAT_WORKER_THREADS", "2")?,
+            ws_rollout: parse(&lookup, "CHAT_WS_ROLLOUT_PERCENT", "100")?,
         })
     }
 }

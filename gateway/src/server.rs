@@ -50,6 +50,7 @@ pub fn serve(config: Config) -> Result<(), GatewayError> {
         ServiceConfig {
             max_message_chars: config.max_message_chars,
             session_queue: config.session_queue,
+            rollout: config.ws_rollout.clone(),
             ..ServiceConfig::default()
         },
     );

@@ -402,3 +402,31 @@ async fn sigterm_tells_every_session_to_reconnect_with_1001() {
     assert_eq!(visitor.closed_with().await, 1001);
     assert_eq!(agent.closed_with().await, 1001);
 }
+
+#[tokio::test]
+async fn welcome_tells_each_visitor_its_rollout_transport_stably() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path(), &[("CHAT_WS_ROLLOUT_PERCENT", "50")]);
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..40 {
+        let visitor = Client::connect(&visitor_url(&gw), &[]).await;
+        let preferred = visitor.welcome["preferred_transport"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let token = visitor.welcome["visitor_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        *seen.entry(preferred.clone()).or_insert(0) += 1;
+        drop(visitor);
+        // The same visitor gets the same answer on every connection.
+        let again = Client::connect(&format!("{}&token={token}", visitor_url(&gw)), &[]).await;
+        assert_eq!(again.welcome["preferred_transport"], preferred.as_str());
+    }
+    assert!(
+        seen.get("websocket").copied().unwrap_or(0) > 0
+            && seen.get("polling").copied().unwrap_or(0) > 0,
+        "{seen:?}"
+    );
+}
