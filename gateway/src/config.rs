@@ -74,6 +74,10 @@ pub struct Config {
     pub ws_rollout: chat_core::rollout::Rollout,
     /// Pingora worker threads (`CHAT_WORKER_THREADS`).
     pub worker_threads: usize,
+    /// How long a long-poll GET is held when there is nothing to send (`CHAT_POLL_HOLD_SECS`).
+    pub poll_hold: Duration,
+    /// A polling session no GET has reached for this long expires (`CHAT_POLL_SESSION_TTL_SECS`).
+    pub poll_session_ttl: Duration,
 }
 
 impl Config {
@@ -128,6 +132,12 @@ impl Config {
             )?),
             session_queue: parse(&lookup, "CHAT_SESSION_QUEUE", "256")?,
             worker_threads: parse(&lookup, "CHAT_WORKER_THREADS", "2")?,
+            poll_hold: Duration::from_secs(parse(&lookup, "CHAT_POLL_HOLD_SECS", "25")?),
+            poll_session_ttl: Duration::from_secs(parse(
+                &lookup,
+                "CHAT_POLL_SESSION_TTL_SECS",
+                "60",
+            )?),
             ws_rollout: parse(&lookup, "CHAT_WS_ROLLOUT_PERCENT", "100")?,
         })
     }

@@ -17,8 +17,9 @@ use bytes::Bytes;
 use chat_core::auth::{Authenticator, OriginPolicy};
 use chat_core::model::{Principal, Role};
 use chat_core::service::ChatService;
-use chat_core::transport::Transport;
+use chat_core::transport::{Transport, TransportKind};
 use chat_core::ChatError;
+use chat_transport_polling::{PollResponse, PollingSessions};
 use chat_transport_socketio::engineio::{EngineRequest, EngineResponse, Method as EngineMethod};
 use chat_transport_websocket::{Upgraded, WebSocketTransport};
 use futures_util::FutureExt;
@@ -38,6 +39,8 @@ pub struct EdgeState {
     pub chat: ChatService,
     /// The raw WebSocket transport.
     pub websocket: WebSocketTransport,
+    /// HTTP long-polling sessions (both roles; each session knows its principal).
+    pub polling: PollingSessions,
     /// Agent and visitor credentials.
     pub auth: Authenticator,
     /// Who may open visitor sessions.
@@ -127,6 +130,7 @@ impl ProxyHttp for ChatEdge {
                 .await
             }
             Route::Socket(role) => self.accept_socket(session, role).await,
+            Route::Poll(role) => self.serve_polling(session, role).await,
             Route::NotFound => {
                 respond_error(
                     session,
@@ -458,46 +462,13 @@ impl ChatEdge {
             tracing::debug!(%refusal, "socket refused");
             return respond_error(session, 403, "forbidden", &refusal).await;
         }
-        let (principal, visitor_token) = match role {
-            Role::Agent => {
-                let token = query_param(query, "token")
-                    .or_else(|| bearer(header(session, "authorization")).map(str::to_owned));
-                match self.verify_agent(token.as_deref()) {
-                    Ok(agent) => (Principal::Agent(agent), None),
-                    Err(message) => {
-                        return respond_error(session, 401, "unauthorized", &message).await
-                    }
-                }
-            }
-            Role::Visitor => {
-                let token = query_param(query, "token");
-                let site = query_param(query, "site");
-                match self.state.auth.visitor(token.as_deref(), site.as_deref()) {
-                    Ok((principal, token)) => (principal, Some(token)),
-                    Err(e) => {
-                        let message = format!(
-                            "visitor token rejected: {e}; connect without a token to start afresh"
-                        );
-                        return respond_error(session, 401, "unauthorized", &message).await;
-                    }
-                }
-            }
-        };
         let chat_session = match self
-            .state
-            .chat
-            .open_session(principal, visitor_token, self.state.websocket.kind())
+            .authenticate_and_open(session, role, query, self.state.websocket.kind())
             .await
         {
             Ok(s) => s,
-            Err(e) => {
-                let status = match e {
-                    ChatError::Store(_) => 503,
-                    _ => 500,
-                };
-                tracing::warn!(error = %e, "could not open session");
-                return respond_error(session, status, e.code().as_str(), &e.client_message())
-                    .await;
+            Err((status, code, message)) => {
+                return respond_error(session, status, code, &message).await
             }
         };
 
@@ -509,6 +480,144 @@ impl ChatEdge {
             let end = transport.serve(upgraded, chat_session).await;
             tracing::debug!(session = %session_id, ?end, "websocket session ended");
         });
+        Ok(true)
+    }
+}
+
+/// Why a session could not be opened: status, error code, message.
+type Refusal = (u16, &'static str, String);
+
+impl ChatEdge {
+    /// Checks the credentials of a raw-protocol session request (the same for WebSocket and
+    /// long-polling) and opens the chat session.
+    async fn authenticate_and_open(
+        &self,
+        session: &Session,
+        role: Role,
+        query: Option<&str>,
+        transport: TransportKind,
+    ) -> std::result::Result<chat_core::service::Session, Refusal> {
+        let (principal, visitor_token) = match role {
+            Role::Agent => {
+                let token = query_param(query, "token")
+                    .or_else(|| bearer(header(session, "authorization")).map(str::to_owned));
+                match self.verify_agent(token.as_deref()) {
+                    Ok(agent) => (Principal::Agent(agent), None),
+                    Err(message) => return Err((401, "unauthorized", message)),
+                }
+            }
+            Role::Visitor => {
+                let token = query_param(query, "token");
+                let site = query_param(query, "site");
+                match self.state.auth.visitor(token.as_deref(), site.as_deref()) {
+                    Ok((principal, token)) => (principal, Some(token)),
+                    Err(e) => {
+                        let message = format!(
+                            "visitor token rejected: {e}; connect without a token to start afresh"
+                        );
+                        return Err((401, "unauthorized", message));
+                    }
+                }
+            }
+        };
+        self.state
+            .chat
+            .open_session(principal, visitor_token, transport)
+            .await
+            .map_err(|e| {
+                let status = match e {
+                    ChatError::Store(_) => 503,
+                    _ => 500,
+                };
+                tracing::warn!(error = %e, "could not open session");
+                (status, e.code().as_str(), e.client_message())
+            })
+    }
+
+    /// HTTP long-polling (`docs/protocol.md`, "HTTP long-polling"): `POST` without `sid` opens
+    /// a session (credentials as for the raw WebSocket), `GET ?sid&cursor` fetches events,
+    /// `POST ?sid` submits frames. Origin rules and CORS as for Socket.IO.
+    async fn serve_polling(&self, session: &mut Session, role: Role) -> Result<bool> {
+        if let Some(refusal) = self.origin_refusal(session, role) {
+            tracing::debug!(%refusal, "polling request refused");
+            return respond_error(session, 403, "forbidden", &refusal).await;
+        }
+        let mut cors: Vec<(&'static str, String)> = Vec::new();
+        if let Some(origin) = header(session, "origin") {
+            cors.push(("Access-Control-Allow-Origin", origin.to_owned()));
+            cors.push(("Access-Control-Allow-Credentials", "true".into()));
+            cors.push(("Vary", "Origin".into()));
+        }
+        let method = session.req_header().method.clone();
+        let query = session.req_header().uri.query().unwrap_or("").to_owned();
+        let has_sid = query_param(Some(&query), "sid").is_some();
+        let polling = &self.state.polling;
+        let response = match method {
+            http::Method::OPTIONS => {
+                cors.push(("Access-Control-Allow-Methods", "GET, POST, OPTIONS".into()));
+                if let Some(requested) = header(session, "access-control-request-headers") {
+                    cors.push(("Access-Control-Allow-Headers", requested.to_owned()));
+                }
+                cors.push(("Access-Control-Max-Age", "86400".into()));
+                PollResponse {
+                    status: 204,
+                    headers: Vec::new(),
+                    body: String::new(),
+                }
+            }
+            http::Method::GET if has_sid => polling.poll(&query).await,
+            http::Method::GET => PollResponse::error(
+                400,
+                "bad_request",
+                "GET needs `sid` and `cursor`; open a session with POST first",
+            ),
+            http::Method::POST if has_sid => {
+                let limit = polling.settings().max_body_bytes;
+                let mut body = Vec::new();
+                while let Some(chunk) = session.read_request_body().await? {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > limit {
+                        // The rest stays unread: do not reuse the connection.
+                        session.set_keepalive(None);
+                        break;
+                    }
+                }
+                polling.submit(&query, &body).await
+            }
+            http::Method::POST => {
+                // An opening POST carries no frames: drain (a bounded amount of) any body so
+                // the connection can be reused.
+                let mut read = 0;
+                while let Some(chunk) = session.read_request_body().await? {
+                    read += chunk.len();
+                    if read > polling.settings().max_body_bytes {
+                        session.set_keepalive(None);
+                        break;
+                    }
+                }
+                match self
+                    .authenticate_and_open(session, role, Some(&query), TransportKind::Polling)
+                    .await
+                {
+                    Ok(chat_session) => polling.open(chat_session).await,
+                    Err((status, code, message)) => PollResponse::error(status, code, &message),
+                }
+            }
+            _ => PollResponse::error(405, "method_not_allowed", "use GET or POST"),
+        };
+        let mut resp = ResponseHeader::build(
+            response.status,
+            Some(2 + response.headers.len() + cors.len()),
+        )?;
+        for (name, value) in response.headers.iter().chain(cors.iter()) {
+            resp.insert_header(*name, value.as_str())?;
+        }
+        resp.insert_header("Content-Length", response.body.len().to_string())?;
+        resp.insert_header("X-Content-Type-Options", "nosniff")?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session
+            .write_response_body(Some(Bytes::from(response.body)), true)
+            .await?;
         Ok(true)
     }
 }

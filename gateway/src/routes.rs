@@ -19,6 +19,8 @@ pub enum Route {
     Asset(Asset),
     /// `/ws-visitor/` or `/ws-admin/`: a WebSocket for that role.
     Socket(Role),
+    /// `/ws-visitor/poll` or `/ws-admin/poll`: HTTP long-polling for that role.
+    Poll(Role),
     /// A canonical path for a short one.
     Redirect(&'static str),
     /// Under `/chat/` but nothing there.
@@ -27,6 +29,11 @@ pub enum Route {
 
 /// Routes a request path.
 pub fn route(path: &str) -> Route {
+    match path {
+        "/ws-visitor/poll" | "/ws-visitor/poll/" => return Route::Poll(Role::Visitor),
+        "/ws-admin/poll" | "/ws-admin/poll/" => return Route::Poll(Role::Agent),
+        _ => {}
+    }
     if path == "/ws-visitor" || path.starts_with("/ws-visitor/") {
         return Route::Socket(Role::Visitor);
     }
@@ -66,6 +73,15 @@ mod tests {
             Route::Socket(Role::Visitor)
         ));
         assert!(matches!(route("/ws-admin"), Route::Socket(Role::Agent)));
+        assert!(matches!(
+            route("/ws-visitor/poll"),
+            Route::Poll(Role::Visitor)
+        ));
+        assert!(matches!(route("/ws-admin/poll/"), Route::Poll(Role::Agent)));
+        assert!(matches!(
+            route("/ws-admin/poll/x"),
+            Route::Socket(Role::Agent)
+        ));
         assert!(matches!(route("/chat/health"), Route::Health));
         assert!(matches!(route("/widget/widgetScript.js"), Route::Asset(_)));
         assert!(matches!(route("/chat/nope"), Route::NotFound));

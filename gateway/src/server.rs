@@ -9,6 +9,7 @@ use crate::socketio::SocketIoEndpoints;
 use chat_core::auth::{AgentTokens, Authenticator, VisitorTokens};
 use chat_core::service::{ChatService, ServiceConfig};
 use chat_storage::StoreConfig;
+use chat_transport_polling::{PollingSessions, PollingSettings};
 use chat_transport_socketio::engineio::EngineConfig;
 use chat_transport_websocket::{WebSocketSettings, WebSocketTransport};
 use pingora::listeners::tls::TlsSettings;
@@ -79,9 +80,16 @@ pub fn serve(config: Config) -> Result<(), GatewayError> {
             },
         )
     };
+    let polling = PollingSessions::new(PollingSettings {
+        hold: config.poll_hold,
+        ttl: config.poll_session_ttl,
+        max_body_bytes: config.ws_max_frame_bytes,
+        event_log_capacity: config.session_queue,
+    });
     let state = Arc::new(EdgeState {
         chat: chat.clone(),
         websocket,
+        polling,
         auth,
         api_key: config.api_key.clone(),
         socketio,
