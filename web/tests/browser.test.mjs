@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -38,7 +39,7 @@ function freePort() {
   });
 }
 
-async function startGateway() {
+async function startGateway(extraEnv = {}) {
   const port = await freePort();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'chat-gateway-test-'));
   const env = {
@@ -46,6 +47,7 @@ async function startGateway() {
     CHAT_HTTP_LISTEN: `127.0.0.1:${port}`,
     CHAT_DATA_DIR: dataDir,
     CHAT_ADMIN_JWT_SECRET: randomBytes(32).toString('hex'),
+    ...extraEnv,
   };
   const gw = { child: null, env, dataDir, base: `http://127.0.0.1:${port}`, stdout: '', stderr: '' };
   await launchGateway(gw);
@@ -410,5 +412,324 @@ test('widget and console resume after a gateway restart without a reload', { tim
     await visitorCtx.close();
     await agentCtx.close();
     await stopGateway(gw);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// HTTP long-polling fallback
+
+// Every long-polling request a page makes to the gateway, with its answer status.
+function trackPolling(page) {
+  const log = [];
+  page.on('requestfinished', async (req) => {
+    if (!/\/ws-visitor\/poll/.test(req.url())) return;
+    const res = await req.response().catch(() => null);
+    log.push({ method: req.method(), url: req.url(), status: res ? res.status() : null });
+  });
+  return log;
+}
+
+// A customer page on the gateway's origin (served by the browser, not the gateway) that embeds
+// the widget with its own ChatWidgetConfig.
+async function serveCustomPage(page, base, widgetConfig) {
+  const url = `${base}/chat/test-page-${randomBytes(4).toString('hex')}.html`;
+  await page.route(url, (route) => route.fulfill({
+    status: 200,
+    contentType: 'text/html; charset=utf-8',
+    body: `<!doctype html><html><head><meta charset="utf-8"><title>Custom page</title></head><body>
+<h1>Custom customer page</h1>
+<script>window.ChatWidgetConfig = ${JSON.stringify(widgetConfig)};</script>
+<script src="/chat/widget/widget.js" async></script>
+</body></html>`,
+  }));
+  return url;
+}
+
+async function widgetTransport(page) {
+  return page.evaluate(() => window.ChatWidget && window.ChatWidget.state.transport);
+}
+
+// Visitor sends, the console (on its WebSocket) receives, the agent assigns and replies, the
+// widget shows the reply. Returns the conversation id.
+async function chatRoundTrip(visitor, agent, { visitorText, replyText, visitorSeq, replySeq, firstTime }) {
+  await visitor.getByTestId('chat-input').fill(visitorText);
+  await visitor.getByTestId('chat-input').press('Enter');
+  await waitForText(visitor.locator(`[data-testid="chat-message"][data-role="visitor"][data-seq="${visitorSeq}"]`), visitorText, 'widget: visitor message acknowledged');
+  const item = agent.getByTestId('conversation-item');
+  await item.first().waitFor({ state: 'visible', timeout: WAIT });
+  const conversationId = await item.first().getAttribute('data-conversation-id');
+  if (firstTime) {
+    await item.first().click();
+  }
+  await waitForText(agent.locator(`[data-testid="message"][data-seq="${visitorSeq}"]`), visitorText, 'console: visitor message');
+  if (firstTime) {
+    await agent.getByTestId('assign-button').click();
+    await waitForText(agent.getByTestId('assign-button'), /Assigned to you/, 'assign button after assigning');
+  }
+  await agent.getByTestId('reply-input').fill(replyText);
+  await agent.getByTestId('send-button').click();
+  await waitForText(agent.locator(`[data-testid="message"][data-seq="${replySeq}"]`), replyText, 'console: own reply');
+  await waitForText(visitor.locator(`[data-testid="chat-message"][data-role="agent"][data-seq="${replySeq}"]`), replyText, 'widget: reply');
+  return conversationId;
+}
+
+async function assertEachOnce(visitor, agent, bodies) {
+  // Let any late replay or duplicate event land before counting.
+  await visitor.waitForTimeout(1500);
+  const widgetMsgs = visitor.getByTestId('chat-message');
+  const consoleMsgs = agent.getByTestId('message');
+  for (const [i, body] of bodies.entries()) {
+    assert.equal(await widgetMsgs.filter({ hasText: body }).count(), 1, `widget shows ${JSON.stringify(body)} once`);
+    assert.equal(await consoleMsgs.filter({ hasText: body }).count(), 1, `console shows ${JSON.stringify(body)} once`);
+    assert.equal(await visitor.locator(`[data-testid="chat-message"][data-seq="${i + 1}"] .body`).textContent(), body, `widget seq ${i + 1}`);
+  }
+  assert.deepEqual(await seqsIn(widgetMsgs), oneToN(bodies.length), 'widget messages: seq 1..N in order, no duplicates');
+  assert.deepEqual(await seqsIn(consoleMsgs), oneToN(bodies.length), 'console messages: seq 1..N in order, no duplicates');
+}
+
+test('widget falls back to long-polling when WebSockets are blocked', { timeout: TEST_TIMEOUT }, withGatewayLog(async () => {
+  const visitorCtx = await browser.newContext();
+  const agentCtx = await browser.newContext();
+  try {
+    const visitor = await visitorCtx.newPage();
+    trackConsole(visitor, 'widget');
+    // A proxy that kills every upgrade on the visitor endpoint: the socket never gets `welcome`.
+    let blocked = 0;
+    await visitor.routeWebSocket(/\/ws-visitor\//, (ws) => { blocked++; ws.close(); });
+    const polls = trackPolling(visitor);
+
+    await visitor.goto(`${gateway.base}/chat/demo/`, { timeout: WAIT });
+    await visitor.getByTestId('chat-bubble').click({ timeout: WAIT });
+    const conn = visitor.getByTestId('chat-connection');
+    await waitForText(conn, /^Connected$/, 'widget connection over polling');
+    assert.equal(await widgetTransport(visitor), 'polling', 'state.transport');
+    assert.equal(await conn.getAttribute('data-transport'), 'polling', 'data-transport');
+    assert.ok(blocked >= 2, `the widget tried WebSocket first (${blocked} attempts)`);
+    assert.ok(polls.some((r) => r.method === 'POST' && /[?&]site=default/.test(r.url) && r.status === 200), 'a polling session was opened');
+
+    const agent = await agentCtx.newPage();
+    trackConsole(agent, 'console');
+    await agent.goto(`${gateway.base}/chat/admin/?token=${encodeURIComponent(agentToken)}`, { timeout: WAIT });
+    await waitForText(agent.getByTestId('connection-banner'), /Connected as Alice/, 'console banner');
+    await waitForText(visitor.getByTestId('chat-status'), /Online/, 'widget status with Alice online (presence over polling)');
+
+    const hello = 'Hello over long-polling <i>x</i>';
+    const reply = 'Alice answers a polling visitor';
+    await chatRoundTrip(visitor, agent, { visitorText: hello, replyText: reply, visitorSeq: 1, replySeq: 2, firstTime: true });
+    const more = 'Second message over polling';
+    await visitor.getByTestId('chat-input').fill(more);
+    await visitor.getByTestId('chat-input').press('Enter');
+    await waitForText(visitor.locator('[data-testid="chat-message"][data-seq="3"]'), more, 'widget: second message acknowledged');
+    await waitForText(agent.locator('[data-testid="message"][data-seq="3"]'), more, 'console: second message');
+
+    await assertEachOnce(visitor, agent, [hello, reply, more]);
+    assert.equal(await visitor.getByTestId('chat-messages').locator('i').count(), 0, 'no <i> element in widget');
+    assert.equal(await widgetTransport(visitor), 'polling', 'still on polling');
+    assert.equal(await visitor.evaluate(() => window.ChatWidget.state.pending), 0, 'nothing pending');
+    // The agent never leaves its WebSocket.
+    assert.ok(!polls.some((r) => /ws-admin/.test(r.url)));
+  } finally {
+    await visitorCtx.close();
+    await agentCtx.close();
+  }
+}));
+
+test('transports: ["polling"] forces long-polling, across reloads and a gateway restart', { timeout: TEST_TIMEOUT }, async () => {
+  // A gateway of its own: it gets restarted.
+  const gw = await startGateway();
+  const visitorCtx = await browser.newContext();
+  const agentCtx = await browser.newContext();
+  try {
+    const token = await mintToken(gw, 'alice', 'Alice');
+    const visitor = await visitorCtx.newPage();
+    trackConsole(visitor, 'widget');
+    const sockets = [];
+    visitor.on('websocket', (ws) => sockets.push(ws.url()));
+    const polls = trackPolling(visitor);
+    const pageUrl = await serveCustomPage(visitor, gw.base, { transports: ['polling'], title: 'Polling only' });
+
+    await visitor.goto(pageUrl, { timeout: WAIT });
+    await visitor.getByTestId('chat-bubble').click({ timeout: WAIT });
+    const conn = visitor.getByTestId('chat-connection');
+    await waitForText(conn, /^Connected$/, 'widget connection over polling');
+    assert.equal(await widgetTransport(visitor), 'polling', 'state.transport');
+    assert.equal(await conn.getAttribute('data-transport'), 'polling', 'data-transport');
+
+    const agent = await agentCtx.newPage();
+    trackConsole(agent, 'console');
+    await agent.goto(`${gw.base}/chat/admin/?token=${encodeURIComponent(token)}`, { timeout: WAIT });
+    const banner = agent.getByTestId('connection-banner');
+    await waitForText(banner, /Connected as Alice/, 'console banner');
+
+    const first = 'Forced polling, first message';
+    const reply1 = 'Reply to a forced-polling visitor';
+    const conversationId = await chatRoundTrip(visitor, agent, { visitorText: first, replyText: reply1, visitorSeq: 1, replySeq: 2, firstTime: true });
+
+    // Reload: same visitor (stored token), history over polling, no duplicates.
+    await visitor.reload({ timeout: WAIT });
+    await visitor.waitForFunction(() => window.ChatWidget && window.ChatWidget.version, null, { timeout: WAIT });
+    await visitor.evaluate(() => window.ChatWidget.open());
+    await waitForText(visitor.locator('[data-testid="chat-message"][data-seq="2"]'), reply1, 'widget history after reload');
+    assert.equal(await visitor.getByTestId('chat-message').count(), 2, 'no duplicates after reload');
+    assert.equal(await visitor.evaluate(() => window.ChatWidget.state.conversationId), conversationId);
+
+    // Gateway restart: the polling session is lost; the widget opens a new one (same token),
+    // resumes, and delivers what was typed meanwhile exactly once.
+    await terminateGateway(gw);
+    await waitForText(conn, /Reconnecting/, 'widget connection while the gateway is down');
+    const offline = 'Typed while the polling gateway was down';
+    await visitor.getByTestId('chat-input').fill(offline);
+    await visitor.getByTestId('chat-input').press('Enter');
+    await waitForText(visitor.locator('[data-testid="chat-message"][data-pending="true"]'), offline, 'pending while down');
+    await restartGateway(gw);
+    await waitForText(conn, /^Connected$/, 'widget reconnects after the restart');
+    await waitForText(banner, /Connected as Alice/, 'console reconnects after the restart');
+    await waitForText(visitor.locator('[data-testid="chat-message"][data-role="visitor"][data-seq="3"]'), offline, 'widget: pending message delivered');
+    await waitForText(agent.locator('[data-testid="message"][data-seq="3"]'), offline, 'console: message typed while down');
+
+    const reply2 = 'Reply after the restart, over polling';
+    await agent.getByTestId('reply-input').fill(reply2);
+    await agent.getByTestId('send-button').click();
+    await waitForText(visitor.locator('[data-testid="chat-message"][data-role="agent"][data-seq="4"]'), reply2, 'widget: reply after restart');
+
+    await assertEachOnce(visitor, agent, [first, reply1, offline, reply2]);
+    assert.equal(await visitor.evaluate(() => window.ChatWidget.state.pending), 0, 'nothing pending');
+    assert.equal(await widgetTransport(visitor), 'polling', 'still on polling');
+    assert.deepEqual(sockets, [], 'the widget never opened a WebSocket');
+    assert.ok(polls.filter((r) => r.method === 'POST' && /[?&]site=/.test(r.url) && r.status === 200).length >= 3,
+      'a polling session per page load and one after the restart');
+  } catch (e) {
+    dumpGatewayOutput(gw);
+    throw e;
+  } finally {
+    await visitorCtx.close();
+    await agentCtx.close();
+    await stopGateway(gw);
+  }
+});
+
+test('widget follows the rollout to long-polling and remembers it', { timeout: TEST_TIMEOUT }, async () => {
+  // Every visitor is sent to polling; WebSocket works but the gateway prefers polling.
+  const gw = await startGateway({ CHAT_WS_ROLLOUT_PERCENT: '0' });
+  const ctx = await browser.newContext();
+  try {
+    const visitor = await ctx.newPage();
+    trackConsole(visitor, 'widget');
+    const sockets = [];
+    visitor.on('websocket', (ws) => sockets.push(ws.url()));
+    await visitor.goto(`${gw.base}/chat/demo/`, { timeout: WAIT });
+    await visitor.getByTestId('chat-bubble').click({ timeout: WAIT });
+    const conn = visitor.getByTestId('chat-connection');
+    await visitor.waitForFunction(() => window.ChatWidget.state.transport === 'polling' && window.ChatWidget.state.connection === 'open', null, { timeout: WAIT });
+    assert.equal(await conn.getAttribute('data-transport'), 'polling', 'data-transport');
+    assert.equal(sockets.length, 1, 'one WebSocket, whose welcome moved the widget to polling');
+
+    const text = 'Sent after the rollout moved me';
+    await visitor.getByTestId('chat-input').fill(text);
+    await visitor.getByTestId('chat-input').press('Enter');
+    await waitForText(visitor.locator('[data-testid="chat-message"][data-seq="1"]'), text, 'widget: message acknowledged over polling');
+
+    // Next page load starts on polling directly.
+    await visitor.reload({ timeout: WAIT });
+    await visitor.waitForFunction(() => window.ChatWidget && window.ChatWidget.state.connection === 'open', null, { timeout: WAIT });
+    assert.equal(await widgetTransport(visitor), 'polling');
+    assert.equal(sockets.length, 1, 'no WebSocket after the reload');
+    await visitor.evaluate(() => window.ChatWidget.open());
+    await waitForText(visitor.locator('[data-testid="chat-message"][data-seq="1"]'), text, 'widget history after reload');
+    assert.equal(await visitor.getByTestId('chat-message').count(), 1, 'no duplicates after reload');
+    const storeKey = `chat-widget:v1:${gw.base}|default`;
+    assert.equal(await visitor.evaluate((k) => JSON.parse(localStorage.getItem(k)).transport, storeKey), 'polling', 'remembered in localStorage');
+
+    // The operator moves everyone back to WebSocket: the next polling session's welcome says so,
+    // and the widget moves over without a reload.
+    await terminateGateway(gw);
+    gw.env.CHAT_WS_ROLLOUT_PERCENT = '100';
+    await restartGateway(gw);
+    await visitor.waitForFunction(() => window.ChatWidget.state.transport === 'websocket' && window.ChatWidget.state.connection === 'open', null, { timeout: WAIT });
+    assert.equal(await conn.getAttribute('data-transport'), 'websocket', 'data-transport after the rollout change');
+    assert.equal(await visitor.evaluate((k) => JSON.parse(localStorage.getItem(k)).transport, storeKey), undefined, 'preference forgotten');
+    const after = 'Sent over WebSocket again';
+    await visitor.getByTestId('chat-input').fill(after);
+    await visitor.getByTestId('chat-input').press('Enter');
+    await waitForText(visitor.locator('[data-testid="chat-message"][data-seq="2"]'), after, 'widget: message acknowledged over WebSocket');
+    await visitor.waitForTimeout(1000);
+    assert.deepEqual(await seqsIn(visitor.getByTestId('chat-message')), ['1', '2'], 'each message once');
+  } catch (e) {
+    dumpGatewayOutput(gw);
+    throw e;
+  } finally {
+    await ctx.close();
+    await stopGateway(gw);
+  }
+});
+
+test('widget on a cross-origin page falls back to polling and returns to WebSocket once it gets through', { timeout: TEST_TIMEOUT }, async () => {
+  // The customer's site: another origin, served for real on loopback (a page fulfilled by the
+  // browser's router counts as public, and Chrome keeps public pages off loopback addresses).
+  let gw;
+  const shop = createHttpServer((req, res) => {
+    if (req.url !== '/shop.html') { res.writeHead(404); res.end(); return; }
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(`<!doctype html><html><head><meta charset="utf-8"><title>Shop</title></head><body><h1>Shop</h1>
+<script>window.ChatWidgetConfig = ${JSON.stringify({ serverBaseUrl: gw.base })};</script>
+<script src="${gw.base}/chat/widget/widget.js" async></script></body></html>`);
+  });
+  await new Promise((resolve) => shop.listen(0, '127.0.0.1', resolve));
+  const customer = `http://127.0.0.1:${shop.address().port}`;
+  gw = await startGateway({ CHAT_ALLOWED_ORIGINS: customer });
+  const visitorCtx = await browser.newContext();
+  const agentCtx = await browser.newContext();
+  try {
+    const token = await mintToken(gw, 'alice', 'Alice');
+    const visitor = await visitorCtx.newPage();
+    trackConsole(visitor, 'widget');
+    // Fake timers that run in real time until fast-forwarded past the 5-minute WebSocket retry.
+    await visitor.clock.install();
+    let blocked = true;
+    await visitor.routeWebSocket(/\/ws-visitor\//, (ws) => { if (blocked) ws.close(); else ws.connectToServer(); });
+    const polls = trackPolling(visitor);
+    await visitor.goto(`${customer}/shop.html`, { timeout: WAIT });
+    await visitor.getByTestId('chat-bubble').click({ timeout: WAIT });
+    const conn = visitor.getByTestId('chat-connection');
+    await waitForText(conn, /^Connected$/, 'widget connection over polling');
+    assert.equal(await widgetTransport(visitor), 'polling');
+
+    const agent = await agentCtx.newPage();
+    trackConsole(agent, 'console');
+    await agent.goto(`${gw.base}/chat/admin/?token=${encodeURIComponent(token)}`, { timeout: WAIT });
+    await waitForText(agent.getByTestId('connection-banner'), /Connected as Alice/, 'console banner');
+    const first = 'Cross-origin over polling';
+    const reply1 = 'Reply while the visitor polls';
+    await chatRoundTrip(visitor, agent, { visitorText: first, replyText: reply1, visitorSeq: 1, replySeq: 2, firstTime: true });
+
+    // The proxy lets upgrades through again; five minutes later the widget tries and moves over.
+    blocked = false;
+    await visitor.clock.fastForward('05:01');
+    await visitor.waitForFunction(() => window.ChatWidget.state.transport === 'websocket' && window.ChatWidget.state.connection === 'open', null, { timeout: WAIT });
+    assert.equal(await conn.getAttribute('data-transport'), 'websocket');
+    const getsAfterSwitch = polls.filter((r) => r.method === 'GET').length;
+
+    const reply2 = 'Reply after the move to WebSocket';
+    await agent.getByTestId('reply-input').fill(reply2);
+    await agent.getByTestId('send-button').click();
+    await waitForText(visitor.locator('[data-testid="chat-message"][data-role="agent"][data-seq="3"]'), reply2, 'widget: reply over WebSocket');
+    const last = 'Visitor over WebSocket again';
+    await visitor.getByTestId('chat-input').fill(last);
+    await visitor.getByTestId('chat-input').press('Enter');
+    await waitForText(visitor.locator('[data-testid="chat-message"][data-seq="4"]'), last, 'widget: message acknowledged over WebSocket');
+    await waitForText(agent.locator('[data-testid="message"][data-seq="4"]'), last, 'console: message over WebSocket');
+
+    await assertEachOnce(visitor, agent, [first, reply1, reply2, last]);
+    // The polling session was let go: at most the GET that was being held when we moved ends.
+    assert.ok(polls.filter((r) => r.method === 'GET').length <= getsAfterSwitch + 1, 'no polling after the move');
+    assert.equal(await widgetTransport(visitor), 'websocket');
+  } catch (e) {
+    dumpGatewayOutput(gw);
+    throw e;
+  } finally {
+    await visitorCtx.close();
+    await agentCtx.close();
+    await stopGateway(gw);
+    await new Promise((resolve) => shop.close(resolve));
   }
 });

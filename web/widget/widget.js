@@ -4,13 +4,17 @@
  *   <script>window.ChatWidgetConfig = { serverBaseUrl: "https://example.com" }</script>
  *   <script src="https://example.com/chat/widget/widget.js" async></script>
  *
- * It speaks the raw WebSocket protocol of docs/protocol.md on /ws-visitor/.
+ * It speaks the protocol of docs/protocol.md over one of two transports with the same frames: a raw
+ * WebSocket on /ws-visitor/ (the default) or HTTP long-polling on /ws-visitor/poll (when WebSockets
+ * are blocked on the way, or the gateway's rollout prefers it for this visitor).
  * Plain ES2020 with no dependencies and no build step: it runs on pages we do not control, so it
  * touches nothing global except one host element and `window.ChatWidget`, keeps its UI in a
  * shadow root (site CSS cannot reach in, ours cannot leak out) and renders data with textContent.
  *
  * Config (window.ChatWidgetConfig): serverBaseUrl, site ("default"), title, position
- * ("bottom-right" | "bottom-left"), color (accent CSS colour).
+ * ("bottom-right" | "bottom-left"), color (accent CSS colour), transports (["websocket", "polling"]:
+ * the transports allowed, WebSocket first; ["polling"] forces long-polling, ["websocket"] disables
+ * the fallback).
  */
 (function () {
   'use strict';
@@ -34,12 +38,45 @@
   // Failed upgrades while the server answers plain HTTP before we suspect our stored token.
   const TOKEN_SUSPECT_AFTER = 3;
 
+  const TRANSPORTS = ['websocket', 'polling'];
+  const allowedTransports = (function () {
+    const list = Array.isArray(config.transports)
+      ? config.transports.map(String).filter(function (t) { return TRANSPORTS.indexOf(t) >= 0; })
+      : [];
+    return list.length ? list : TRANSPORTS.slice();
+  })();
+  // WebSocket failures before `welcome`, in a row, while the server answers plain HTTP (a proxy
+  // that kills upgrades), before we fall back to long-polling.
+  const WS_FAILS_BEFORE_FALLBACK = 2;
+  // WebSocket sessions that die this soon after `welcome`, in a row, before we fall back too.
+  const WS_SHORT_LIVED_MS = 30000;
+  const WS_SHORT_LIVED_BEFORE_FALLBACK = 3;
+  // After a fallback, how long before we try a WebSocket again (alongside the running session).
+  const WS_RETRY_AFTER_MS = 5 * 60 * 1000;
+  const WS_PROBE_TIMEOUT_MS = 15000;
+  // The gateway holds a poll up to ~25 s; a poll unanswered after this is considered lost.
+  const POLL_HOLD_TIMEOUT_MS = 45000;
+  const POLL_REQUEST_TIMEOUT_MS = 20000;
+  // Lost polls retried (1 s, 2 s…) before the session is considered dead and reopened.
+  const POLL_RETRIES = 2;
+
   // ---------------------------------------------------------------------------------------------
   // State
 
-  let token = loadToken();
-  let ws = null;
+  let saved = loadSaved(); // { token, transport } for this visitor, in localStorage
+  let token = typeof saved.token === 'string' ? saved.token : null;
+  let transport = null; // the current transport: { kind, send(frame), close() }
+  let transportKind = 'websocket'; // the kind the next connect() opens
+  // Why we are on polling: 'only' (the only one allowed or available), 'preferred' (the gateway's
+  // rollout said so) or 'fallback' (WebSockets kept failing).
+  let pollingReason = null;
+  let wsFailStreak = 0;
+  let wsShortStreak = 0;
+  let wsRetryTimer = null;
+  let probe = null; // a WebSocket tried alongside a running polling session
+  let probeTimer = null;
   let welcomed = false;
+  let welcomedAt = 0;
   let attempt = 0;
   let retryTimer = null;
   let countdownTimer = null;
@@ -98,18 +135,33 @@
     } catch (_) { /* keep going without persistence */ }
   }
 
-  function loadToken() {
+  function loadSaved() {
     try {
-      const saved = JSON.parse(storageGet('localStorage', STORE_KEY) || 'null');
-      return saved && typeof saved.token === 'string' ? saved.token : null;
+      const value = JSON.parse(storageGet('localStorage', STORE_KEY) || 'null');
+      return value && typeof value === 'object' ? value : {};
     } catch (_) {
-      return null;
+      return {};
     }
+  }
+
+  function persist() {
+    const value = {};
+    if (saved.token) value.token = saved.token;
+    if (saved.transport === 'polling') value.transport = 'polling';
+    storageSet('localStorage', STORE_KEY, Object.keys(value).length ? JSON.stringify(value) : null);
   }
 
   function saveToken(value) {
     token = value;
-    storageSet('localStorage', STORE_KEY, value ? JSON.stringify({ token: value }) : null);
+    saved.token = value || null;
+    persist();
+  }
+
+  // The gateway's preference for this visitor, kept for the next page load.
+  function rememberTransport(kind) {
+    if (kind === 'polling' ? saved.transport === 'polling' : saved.transport !== 'polling') return;
+    saved.transport = kind === 'polling' ? 'polling' : null;
+    persist();
   }
 
   function randomId(prefix) {
@@ -346,6 +398,15 @@
       ui.conn.textContent = text;
     }
     renderStatus();
+    renderTransport();
+  }
+
+  function currentTransport() {
+    return transport ? transport.kind : transportKind;
+  }
+
+  function renderTransport() {
+    if (ui) ui.conn.setAttribute('data-transport', currentTransport());
   }
 
   function scrollToEnd() {
@@ -464,7 +525,7 @@
   }
 
   function flushPending() {
-    if (!ws || !welcomed) return;
+    if (!transport || !welcomed) return;
     for (const [clientMsgId, p] of pending) {
       if (p.inFlight || p.failed) continue;
       p.inFlight = true;
@@ -490,73 +551,439 @@
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Transports
+  //
+  // Both have one interface: open(handlers, withToken) returns { kind, send(frame), close() } at
+  // once and later calls handlers.onframe(frame) for every server event (acks and errors
+  // included) and handlers.onclose(info) once when the session ends by itself (never after
+  // close(), never synchronously). The rest of the widget does not care which one is in use.
+
+  function socketUrl(withToken) {
+    const u = new URL(baseUrl + '/ws-visitor/');
+    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+    u.searchParams.set('site', site);
+    if (withToken && token) u.searchParams.set('token', token);
+    return u.toString();
+  }
+
+  function openWebSocket(handlers, withToken) {
+    let sock = null;
+    let closed = false;
+    const t = {
+      kind: 'websocket',
+      send: function (frame) {
+        if (closed || !sock) return;
+        try { sock.send(JSON.stringify(frame)); } catch (_) { /* closing: onclose follows */ }
+      },
+      close: function () {
+        if (closed) return;
+        closed = true;
+        if (sock) { try { sock.close(); } catch (_) { /* already gone */ } }
+      },
+    };
+    const lost = function (info) {
+      if (closed) return;
+      closed = true;
+      handlers.onclose(info);
+    };
+    try {
+      sock = new WebSocket(socketUrl(withToken));
+    } catch (_) {
+      // No WebSocket at all, or one refused on the spot (CSP, a stub): a failure like any other.
+      setTimeout(function () { lost({}); }, 0);
+      return t;
+    }
+    sock.onmessage = function (ev) {
+      if (closed) return;
+      let frame;
+      try { frame = JSON.parse(ev.data); } catch (_) { return; }
+      if (frame && typeof frame === 'object') handlers.onframe(frame);
+    };
+    sock.onclose = function (ev) { lost({ code: ev.code }); };
+    return t;
+  }
+
+  function pollUrl(params) {
+    const u = new URL(baseUrl + '/ws-visitor/poll');
+    for (const k of Object.keys(params)) {
+      if (params[k] !== null && params[k] !== undefined) u.searchParams.set(k, String(params[k]));
+    }
+    return u.toString();
+  }
+
+  // fetch with a deadline; resolves { status, data } (data: parsed JSON or null), rejects when
+  // the request never got an HTTP answer.
+  function fetchJson(url, init, timeoutMs, ctrl) {
+    ctrl = ctrl || new AbortController();
+    const timer = setTimeout(function () { ctrl.abort(); }, timeoutMs);
+    // No cookies and a text/plain body: a simple request, no CORS preflight on customer sites.
+    const opts = Object.assign({ cache: 'no-store', credentials: 'omit', signal: ctrl.signal }, init);
+    return fetch(url, opts).then(function (res) {
+      return res.text().then(function (text) {
+        let data = null;
+        try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+        return { status: res.status, data: data };
+      });
+    }).finally(function () { clearTimeout(timer); });
+  }
+
+  // HTTP long-polling: POST opens a session (its answer carries `welcome`), one GET at a time
+  // streams events by cursor, and each POST of frames is answered with their acks/errors.
+  function openPolling(handlers, withToken) {
+    let sid = null;
+    let cursor = 0;
+    let closed = false;
+    let failures = 0;
+    let getCtrl = null;
+    let outbox = [];
+    let flushQueued = false;
+
+    const t = {
+      kind: 'polling',
+      send: function (frame) {
+        if (closed) return;
+        outbox.push(frame);
+        // Frames sent in one go (pending messages after a reconnect) share one POST.
+        if (!flushQueued) { flushQueued = true; Promise.resolve().then(flush); }
+      },
+      close: function () {
+        if (closed) return;
+        closed = true;
+        if (getCtrl) getCtrl.abort();
+      },
+    };
+
+    function fail(info) {
+      if (closed) return;
+      t.close();
+      handlers.onclose(info);
+    }
+
+    function deliver(events) {
+      if (!Array.isArray(events)) return;
+      for (const e of events) {
+        if (closed) return; // a frame may have replaced this transport
+        if (e && typeof e === 'object') handlers.onframe(e);
+      }
+    }
+
+    function poll() {
+      if (closed) return;
+      getCtrl = new AbortController();
+      fetchJson(pollUrl({ sid: sid, cursor: cursor }), { method: 'GET' }, POLL_HOLD_TIMEOUT_MS, getCtrl).then(function (r) {
+        if (closed) return;
+        if (r.status === 200 && r.data && Array.isArray(r.data.events)) {
+          failures = 0;
+          if (typeof r.data.cursor === 'number') cursor = r.data.cursor;
+          deliver(r.data.events);
+          poll();
+        } else if (r.status === 410) {
+          fail({ status: 410, expired: true });
+        } else {
+          retry(r.status);
+        }
+      }, function () {
+        if (!closed) retry(0);
+      });
+    }
+
+    function retry(status) {
+      if (++failures > POLL_RETRIES) return fail({ status: status });
+      setTimeout(poll, 1000 * failures);
+    }
+
+    function flush() {
+      flushQueued = false;
+      if (closed || !sid || !outbox.length) return;
+      const frames = outbox;
+      outbox = [];
+      post(frames);
+    }
+
+    function post(frames) {
+      const body = JSON.stringify(frames.length === 1 ? frames[0] : frames);
+      fetchJson(pollUrl({ sid: sid }), { method: 'POST', body: body }, POLL_REQUEST_TIMEOUT_MS).then(function (r) {
+        if (closed) return;
+        if (r.status === 200 && r.data && Array.isArray(r.data.answers)) return deliver(r.data.answers);
+        if (r.status === 410) return fail({ status: 410, expired: true });
+        if (r.status === 413 && frames.length > 1) {
+          for (const f of frames) post([f]); // find the one that is too large
+          return;
+        }
+        if (r.status === 400 || r.status === 413) {
+          // The gateway refused the body as a whole: answer each frame as the WebSocket would.
+          const code = r.status === 413 ? 'too_large' : 'bad_request';
+          const message = (r.data && r.data.message) || (r.status === 413 ? 'too large' : 'bad request');
+          return deliver(frames.filter(function (f) { return f.id; }).map(function (f) {
+            return { type: 'error', id: f.id, code: code, message: message };
+          }));
+        }
+        // Anything else (5xx, a proxy's page): nothing says the frames were handled. Reopen and
+        // resume; sends carry a client_msg_id, so resending them cannot duplicate.
+        fail({ status: r.status });
+      }, function () {
+        fail({});
+      });
+    }
+
+    const openUrl = pollUrl({ site: site, token: withToken && token ? token : null });
+    fetchJson(openUrl, { method: 'POST', body: '' }, POLL_REQUEST_TIMEOUT_MS).then(function (r) {
+      if (closed) return;
+      if (r.status !== 200 || !r.data || typeof r.data.sid !== 'string') {
+        return fail({ status: r.status, error: r.data && r.data.error });
+      }
+      sid = r.data.sid;
+      cursor = typeof r.data.cursor === 'number' ? r.data.cursor : 0;
+      deliver(r.data.events);
+      poll();
+      flush();
+    }, function () {
+      fail({});
+    });
+    return t;
+  }
+
+  function canUse(kind) {
+    if (allowedTransports.indexOf(kind) < 0) return false;
+    if (kind === 'websocket') return typeof window.WebSocket === 'function';
+    return typeof fetch === 'function' && typeof AbortController === 'function';
+  }
+
+  function chooseInitialTransport() {
+    if (!canUse('websocket') && canUse('polling')) {
+      transportKind = 'polling';
+      pollingReason = 'only';
+    } else if (saved.transport === 'polling' && canUse('polling')) {
+      transportKind = 'polling';
+      pollingReason = 'preferred';
+    } else {
+      transportKind = 'websocket';
+    }
+  }
+
+  // Opens a transport whose callbacks reach the widget only while it is the current one (or
+  // the probe).
+  function attach(kind, withToken) {
+    const opened = Date.now();
+    const handlers = {
+      onframe: function (frame) {
+        if (t === probe) onProbeFrame(t, frame);
+        else if (t === transport) handleFrame(frame);
+      },
+      onclose: function (info) {
+        if (t === probe) onProbeClosed(t);
+        else if (t === transport) onTransportClosed(t, info || {}, withToken, opened);
+      },
+    };
+    const t = kind === 'polling' ? openPolling(handlers, withToken) : openWebSocket(handlers, withToken);
+    return t;
+  }
+
+  // Forgets the current transport without the reconnect its closing would otherwise cause.
+  function dropTransport() {
+    const t = transport;
+    transport = null;
+    welcomed = false;
+    requests.clear();
+    for (const p of pending.values()) p.inFlight = false;
+    if (t) t.close();
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Connection
 
   function request(frame, meta) {
     const id = 'w' + (++requestSeq);
     frame.id = id;
     requests.set(id, meta || { kind: frame.type });
-    ws.send(JSON.stringify(frame));
+    if (transport) transport.send(frame);
     return id;
-  }
-
-  function socketUrl() {
-    const u = new URL(baseUrl + '/ws-visitor/');
-    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
-    u.searchParams.set('site', site);
-    if (token && !tryWithoutToken) u.searchParams.set('token', token);
-    return u.toString();
   }
 
   function connect() {
     clearTimeout(retryTimer);
     clearInterval(countdownTimer);
     retryTimer = countdownTimer = null;
+    if (transport) dropTransport();
     setConnection('connecting', attempt === 0 ? 'Connecting…' : 'Reconnecting…');
     const withToken = Boolean(token && !tryWithoutToken);
-    let sock;
-    try {
-      sock = new WebSocket(socketUrl());
-    } catch (_) {
-      scheduleReconnect();
-      return;
-    }
-    ws = sock;
     welcomed = false;
-    sock.onmessage = function (ev) {
-      if (sock !== ws) return;
-      let frame;
-      try { frame = JSON.parse(ev.data); } catch (_) { return; }
-      if (frame && typeof frame === 'object') handleFrame(frame);
-    };
-    sock.onclose = function () {
-      if (sock !== ws) return;
-      const hadWelcome = welcomed;
-      ws = null;
-      welcomed = false;
-      requests.clear();
-      for (const p of pending.values()) p.inFlight = false;
-      if (!hadWelcome) onFailedBeforeWelcome(withToken);
-      scheduleReconnect();
-    };
+    transport = attach(transportKind, withToken);
+    renderTransport();
+  }
+
+  function onTransportClosed(t, info, withToken, opened) {
+    const hadWelcome = welcomed;
+    transport = null;
+    welcomed = false;
+    requests.clear();
+    for (const p of pending.values()) p.inFlight = false;
+    if (t.kind === 'websocket') {
+      if (!hadWelcome) onWebSocketFailedBeforeWelcome(withToken);
+      else if (Date.now() - welcomedAt < WS_SHORT_LIVED_MS) {
+        if (++wsShortStreak >= WS_SHORT_LIVED_BEFORE_FALLBACK) fallBackIfServerUp();
+      } else {
+        wsShortStreak = 0;
+      }
+    } else if (!hadWelcome) {
+      onPollingFailedBeforeWelcome(info, withToken);
+    }
+    scheduleReconnect();
+  }
+
+  function serverReachable() {
+    return fetch(baseUrl + '/chat/health', { mode: 'no-cors', cache: 'no-store' }).then(function () {
+      return true;
+    }, function () {
+      return false;
+    });
   }
 
   // The browser hides the HTTP status of a refused upgrade. A stale or foreign visitor token gets
   // 401 forever, so if the server answers plain HTTP while refusing us, try once without the token
   // and adopt the new identity only if that works; a merely restarting server never costs the
-  // visitor their conversation.
-  function onFailedBeforeWelcome(withToken) {
+  // visitor their conversation. The same check tells a proxy that kills upgrades (the server
+  // answers HTTP) from a server that is down: only the former is worth falling back to polling.
+  function onWebSocketFailedBeforeWelcome(withToken) {
+    let suspectToken = withToken;
     if (tryWithoutToken) {
       tryWithoutToken = false; // no better without it: the token was not the problem
       suspectFailures = 0;
+      suspectToken = false;
+    }
+    const mayFallBack = transportKind === 'websocket' && canUse('polling');
+    if (!suspectToken && !mayFallBack) return;
+    serverReachable().then(function (up) {
+      if (!up) {
+        suspectFailures = 0; // server unreachable: says nothing about the token
+        wsFailStreak = 0;
+        return;
+      }
+      if (suspectToken && ++suspectFailures >= TOKEN_SUSPECT_AFTER) tryWithoutToken = true;
+      if (mayFallBack && ++wsFailStreak >= WS_FAILS_BEFORE_FALLBACK) fallBackToPolling();
+    });
+  }
+
+  function fallBackIfServerUp() {
+    if (!canUse('polling')) return;
+    serverReachable().then(function (up) { if (up) fallBackToPolling(); });
+  }
+
+  function fallBackToPolling() {
+    wsFailStreak = 0;
+    wsShortStreak = 0;
+    if (transportKind !== 'websocket' || !canUse('polling')) return;
+    if (transport && welcomed) return; // a WebSocket got through meanwhile: keep it
+    transportKind = 'polling';
+    pollingReason = 'fallback';
+    if (window.console) console.info('[chat-widget] WebSocket keeps failing; using long-polling');
+    scheduleWebSocketRetry();
+    // Waiting to retry, or trying a WebSocket again: go to polling now.
+    connect();
+  }
+
+  function onPollingFailedBeforeWelcome(info, withToken) {
+    if (info.status === 401 && withToken) {
+      // Unlike an upgrade, polling shows the status: the stored token is refused. Try without
+      // it; the new identity is adopted only when that session is welcomed.
+      tryWithoutToken = true;
       return;
     }
-    if (!withToken) return;
-    fetch(baseUrl + '/chat/health', { mode: 'no-cors', cache: 'no-store' }).then(function () {
-      if (++suspectFailures >= TOKEN_SUSPECT_AFTER) tryWithoutToken = true;
-    }, function () {
-      suspectFailures = 0; // server unreachable: says nothing about the token
-    });
+    tryWithoutToken = false;
+    if ((info.status === 404 || info.status === 405) && canUse('websocket') && pollingReason !== 'only') {
+      // A gateway without long-polling: back to WebSocket.
+      transportKind = 'websocket';
+      pollingReason = null;
+      rememberTransport('websocket');
+    }
+  }
+
+  function scheduleWebSocketRetry() {
+    clearTimeout(wsRetryTimer);
+    wsRetryTimer = setTimeout(probeWebSocket, WS_RETRY_AFTER_MS);
+  }
+
+  // On polling, tries a WebSocket alongside the running session and moves to it once it is
+  // welcomed; the polling session goes on undisturbed if the WebSocket fails.
+  function probeWebSocket() {
+    clearTimeout(wsRetryTimer);
+    wsRetryTimer = null;
+    if (probe || transportKind !== 'polling' || pollingReason === 'only' || !canUse('websocket')) return;
+    if (!transport || !welcomed) {
+      // Polling is not up either: let the reconnect loop try WebSocket.
+      transportKind = 'websocket';
+      pollingReason = null;
+      renderTransport();
+      return;
+    }
+    probe = attach('websocket', Boolean(token && !tryWithoutToken));
+    probeTimer = setTimeout(function () {
+      const p = probe;
+      if (p) onProbeClosed(p);
+      if (p) p.close();
+    }, WS_PROBE_TIMEOUT_MS);
+  }
+
+  function onProbeFrame(p, frame) {
+    if (frame.type !== 'welcome') return; // welcome is always first
+    clearTimeout(probeTimer);
+    probe = null;
+    if (frame.preferred_transport === 'polling' && canUse('polling')) {
+      // The gateway wants this visitor on polling: stay.
+      p.close();
+      pollingReason = 'preferred';
+      rememberTransport('polling');
+      return;
+    }
+    // Move over: the WebSocket session resumes from what we hold, pending sends go out on it.
+    dropTransport();
+    transport = p;
+    transportKind = 'websocket';
+    pollingReason = null;
+    wsFailStreak = 0;
+    wsShortStreak = 0;
+    rememberTransport('websocket');
+    clearTimeout(retryTimer);
+    clearInterval(countdownTimer);
+    retryTimer = countdownTimer = null;
+    renderTransport();
+    handleFrame(frame);
+  }
+
+  function onProbeClosed(p) {
+    if (p !== probe) return;
+    clearTimeout(probeTimer);
+    probe = null;
+    // Still blocked: stay on polling, try again later.
+    if (transportKind === 'polling') {
+      pollingReason = 'fallback';
+      scheduleWebSocketRetry();
+    }
+  }
+
+  // Applies welcome.preferred_transport; true when this session is being replaced.
+  function followPreference(pref) {
+    if (!transport) return false;
+    if (transport.kind === 'websocket' && pref === 'polling' && canUse('polling')) {
+      rememberTransport('polling');
+      transportKind = 'polling';
+      pollingReason = 'preferred';
+      clearTimeout(wsRetryTimer);
+      wsRetryTimer = null;
+      return true;
+    }
+    if (transport.kind !== 'polling' || pollingReason === 'only') return false;
+    if (pref === 'polling') {
+      rememberTransport('polling');
+      pollingReason = 'preferred';
+      clearTimeout(wsRetryTimer); // the gateway wants polling: no point retrying WebSocket
+      wsRetryTimer = null;
+    } else if (pref === 'websocket' && pollingReason === 'preferred') {
+      // The rollout moved this visitor to WebSocket. After a fallback, the retry timer decides.
+      rememberTransport('websocket');
+      setTimeout(probeWebSocket, 0);
+    }
+    return false;
   }
 
   function scheduleReconnect() {
@@ -595,10 +1022,17 @@
 
   function onWelcome(f) {
     welcomed = true;
+    welcomedAt = Date.now();
     attempt = 0;
     suspectFailures = 0;
     tryWithoutToken = false;
+    if (transport && transport.kind === 'websocket') wsFailStreak = 0;
     if (typeof f.visitor_token === 'string' && f.visitor_token) saveToken(f.visitor_token);
+    if (followPreference(f.preferred_transport)) {
+      // The gateway wants this visitor on polling: reopen there (same token), resume there.
+      connect();
+      return;
+    }
     visitorId = f.visitor_id || null;
     agentsOnline = typeof f.agents_online === 'number' ? f.agents_online : 0;
     setConnection('open', 'Connected');
@@ -661,9 +1095,10 @@
     renderStatus();
     setConnection(connection.state, connection.text);
     if (panelOpen || storageGet('sessionStorage', STORE_KEY + ':open')) openPanel();
+    chooseInitialTransport();
     connect();
     // The network coming back is a better signal than any backoff timer.
-    window.addEventListener('online', function () { if (!ws) { attempt = 0; connect(); } });
+    window.addEventListener('online', function () { if (!transport) { attempt = 0; connect(); } });
   }
 
   window.ChatWidget = {
@@ -683,6 +1118,7 @@
         open: panelOpen,
         serverBaseUrl: baseUrl,
         site: site,
+        transport: currentTransport(),
       };
     },
   };
