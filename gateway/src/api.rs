@@ -2,7 +2,9 @@
 //! messages, and online statistics. Authenticated with an agent JWT or the gateway's API key
 //! (`CHAT_API_KEY`). `docs/http-api.md` is the reference, with curl examples.
 
-use crate::http_util::{bearer, header, query_param, respond_error, respond_json};
+use crate::http_util::{
+    bearer, header, query_param, read_body_limited, respond_error, respond_json,
+};
 use bytes::Bytes;
 use chat_core::auth::Authenticator;
 use chat_core::model::{Agent, ConversationId, Principal, Role};
@@ -204,14 +206,8 @@ impl Api<'_> {
 
 /// Reads the request body; `None` when it is over [`MAX_BODY_BYTES`].
 async fn read_body(session: &mut Session) -> Result<Option<Bytes>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = session.read_request_body().await? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_BODY_BYTES {
-            return Ok(None);
-        }
-    }
-    Ok(Some(Bytes::from(body)))
+    let (body, over) = read_body_limited(session, MAX_BODY_BYTES).await?;
+    Ok((!over).then_some(body))
 }
 
 async fn respond_chat_error(session: &mut Session, e: &ChatError) -> Result<bool> {

@@ -9,7 +9,8 @@
 //! - [`fail_to_proxy`](ChatEdge::fail_to_proxy): a clear 502 page when the main site is down.
 
 use crate::http_util::{
-    bearer, header, header_has_token, query_param, respond, respond_error, respond_json,
+    bearer, cors_headers, header, header_has_token, query_param, read_body_limited, respond,
+    respond_error, respond_json,
 };
 use crate::routes::{route, Route};
 use async_trait::async_trait;
@@ -323,26 +324,14 @@ impl ChatEdge {
     /// Socket.IO (Engine.IO v4) on a chat path: CORS and Origin rules here, the protocol in the
     /// engine. Credentials travel in the Socket.IO CONNECT, not in this request.
     async fn serve_socketio(&self, session: &mut Session, role: Role, query: &str) -> Result<bool> {
-        let origin = header(session, "origin").map(str::to_owned);
         if let Some(refusal) = self.origin_refusal(session, role) {
             tracing::debug!(%refusal, "socket.io request refused");
             let body = json!({"code": 4, "message": "Forbidden", "reason": refusal}).to_string();
             return respond(session, 403, "application/json", &[], Bytes::from(body)).await;
         }
-        // Credentialed CORS: echo the (allowed) origin, never `*`.
-        let mut cors: Vec<(&str, String)> = Vec::new();
-        if let Some(origin) = &origin {
-            cors.push(("Access-Control-Allow-Origin", origin.clone()));
-            cors.push(("Access-Control-Allow-Credentials", "true".into()));
-            cors.push(("Vary", "Origin".into()));
-        }
         let method = session.req_header().method.clone();
+        let cors = cors_headers(session, method == http::Method::OPTIONS);
         if method == http::Method::OPTIONS {
-            cors.push(("Access-Control-Allow-Methods", "GET, POST, OPTIONS".into()));
-            if let Some(requested) = header(session, "access-control-request-headers") {
-                cors.push(("Access-Control-Allow-Headers", requested.to_owned()));
-            }
-            cors.push(("Access-Control-Max-Age", "86400".into()));
             let headers: Vec<(&str, &str)> = cors.iter().map(|(k, v)| (*k, v.as_str())).collect();
             return respond(session, 204, "text/plain", &headers, Bytes::new()).await;
         }
@@ -378,21 +367,19 @@ impl ChatEdge {
             http::Method::POST => EngineMethod::Post,
             _ => EngineMethod::Other,
         };
-        let mut body = Vec::new();
-        if engine_method == EngineMethod::Post {
-            let limit = engine.config().max_payload + 1;
-            while let Some(chunk) = session.read_request_body().await? {
-                body.extend_from_slice(&chunk);
-                if body.len() >= limit {
-                    break;
-                }
-            }
-        }
+        // One byte over maxPayload is enough for the engine to answer 413.
+        let body = if engine_method == EngineMethod::Post {
+            read_body_limited(session, engine.config().max_payload)
+                .await?
+                .0
+        } else {
+            Bytes::new()
+        };
         let response = engine
             .handle_polling(EngineRequest {
                 method: engine_method,
                 query: query.to_owned(),
-                body: Bytes::from(body),
+                body,
             })
             .await;
         self.write_engine_response(session, response, &cors).await
@@ -542,29 +529,17 @@ impl ChatEdge {
             tracing::debug!(%refusal, "polling request refused");
             return respond_error(session, 403, "forbidden", &refusal).await;
         }
-        let mut cors: Vec<(&'static str, String)> = Vec::new();
-        if let Some(origin) = header(session, "origin") {
-            cors.push(("Access-Control-Allow-Origin", origin.to_owned()));
-            cors.push(("Access-Control-Allow-Credentials", "true".into()));
-            cors.push(("Vary", "Origin".into()));
-        }
         let method = session.req_header().method.clone();
+        let cors = cors_headers(session, method == http::Method::OPTIONS);
         let query = session.req_header().uri.query().unwrap_or("").to_owned();
         let has_sid = query_param(Some(&query), "sid").is_some();
         let polling = &self.state.polling;
         let response = match method {
-            http::Method::OPTIONS => {
-                cors.push(("Access-Control-Allow-Methods", "GET, POST, OPTIONS".into()));
-                if let Some(requested) = header(session, "access-control-request-headers") {
-                    cors.push(("Access-Control-Allow-Headers", requested.to_owned()));
-                }
-                cors.push(("Access-Control-Max-Age", "86400".into()));
-                PollResponse {
-                    status: 204,
-                    headers: Vec::new(),
-                    body: String::new(),
-                }
-            }
+            http::Method::OPTIONS => PollResponse {
+                status: 204,
+                headers: Vec::new(),
+                body: String::new(),
+            },
             http::Method::GET if has_sid => polling.poll(&query).await,
             http::Method::GET => PollResponse::error(
                 400,
@@ -573,28 +548,13 @@ impl ChatEdge {
             ),
             http::Method::POST if has_sid => {
                 let limit = polling.settings().max_body_bytes;
-                let mut body = Vec::new();
-                while let Some(chunk) = session.read_request_body().await? {
-                    body.extend_from_slice(&chunk);
-                    if body.len() > limit {
-                        // The rest stays unread: do not reuse the connection.
-                        session.set_keepalive(None);
-                        break;
-                    }
-                }
+                let (body, _) = read_body_limited(session, limit).await?;
                 polling.submit(&query, &body).await
             }
             http::Method::POST => {
                 // An opening POST carries no frames: drain (a bounded amount of) any body so
                 // the connection can be reused.
-                let mut read = 0;
-                while let Some(chunk) = session.read_request_body().await? {
-                    read += chunk.len();
-                    if read > polling.settings().max_body_bytes {
-                        session.set_keepalive(None);
-                        break;
-                    }
-                }
+                read_body_limited(session, polling.settings().max_body_bytes).await?;
                 match self
                     .authenticate_and_open(session, role, Some(&query), TransportKind::Polling)
                     .await

@@ -61,6 +61,41 @@ pub async fn respond_error(
     .await
 }
 
+/// Reads the request body, stopping once it exceeds `limit` bytes. Returns the bytes read (at
+/// most `limit + 1`, so callers can tell "over the limit" apart) and whether the body was cut
+/// short; a cut-short body leaves unread bytes on the connection, so keep-alive is turned off.
+pub async fn read_body_limited(session: &mut Session, limit: usize) -> Result<(Bytes, bool)> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > limit {
+            session.set_keepalive(None);
+            return Ok((Bytes::from(body), true));
+        }
+    }
+    Ok((Bytes::from(body), false))
+}
+
+/// Credentialed CORS headers for a browser request whose `Origin` has already passed the
+/// endpoint's Origin rule: the origin echoed (never `*`), and for a preflight the methods, the
+/// requested headers and a max age.
+pub fn cors_headers(session: &Session, preflight: bool) -> Vec<(&'static str, String)> {
+    let mut cors = Vec::new();
+    if let Some(origin) = header(session, "origin") {
+        cors.push(("Access-Control-Allow-Origin", origin.to_owned()));
+        cors.push(("Access-Control-Allow-Credentials", "true".into()));
+        cors.push(("Vary", "Origin".into()));
+    }
+    if preflight {
+        cors.push(("Access-Control-Allow-Methods", "GET, POST, OPTIONS".into()));
+        if let Some(requested) = header(session, "access-control-request-headers") {
+            cors.push(("Access-Control-Allow-Headers", requested.to_owned()));
+        }
+        cors.push(("Access-Control-Max-Age", "86400".into()));
+    }
+    cors
+}
+
 /// The value of a query parameter, percent-decoded.
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
