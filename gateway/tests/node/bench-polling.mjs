@@ -183,25 +183,8 @@ async function clientProcess() {
   process.send({ ready: true });
 }
 
-function startClients() {
-  const child = fork(SELF, ['--clients'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const cl = { child };
-  cl.request = (msg) => new Promise((resolve, reject) => {
-    const onExit = (code, signal) => reject(new Error(`client process exited (code ${code}, signal ${signal})`));
-    child.once('exit', onExit);
-    child.once('message', (reply) => { child.off('exit', onExit); resolve(reply); });
-    child.send(msg);
-  });
-  cl.kill = () => new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-  return new Promise((resolve, reject) => {
-    child.once('message', () => resolve(cl));
-    child.once('exit', (code) => reject(new Error(`client process exited early (code ${code})`)));
-  });
-}
+// Imported lazily: the harness reads CHAT_GATEWAY_BIN when it loads, which main sets first.
+const startClients = async () => (await import('./harness.mjs')).forkClients(SELF);
 
 // ---------------------------------------------------------------------------------------------
 // Main: runs every case and prints the table.
