@@ -42,8 +42,10 @@ pub enum Command {
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CHAT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: journald and log files get plain text operators can grep.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
