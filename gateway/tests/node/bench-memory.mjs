@@ -25,13 +25,14 @@
 // The stock server is this file run with `--sio-server`: socket.io 4.8.4 with default options on
 // path /ws-visitor, emitting a `welcome` event on connection, in its own node process (started with
 // --expose-gc so a post-GC figure can be reported beside the plain one).
-import { spawn, fork, execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { forkClients, procStatus, softFdLimit, sh } from './bench-util.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const REPO = path.resolve(path.dirname(SELF), '..', '..', '..');
@@ -180,28 +181,10 @@ async function clientProcess() {
   process.send({ ready: true });
 }
 
-// Imported lazily: the harness reads CHAT_GATEWAY_BIN when it loads, which main sets first.
-const startClients = async () => (await import('./harness.mjs')).forkClients(SELF);
+const startClients = () => forkClients(SELF);
 
 // ---------------------------------------------------------------------------------------------
 // Main: runs every case and prints the table.
-
-function procStatus(pid) {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (name) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1]);
-  let fds = NaN;
-  try { fds = readdirSync(`/proc/${pid}/fd`).length; } catch { /* not ours */ }
-  return { rssKiB: field('VmRSS'), threads: field('Threads'), fds };
-}
-
-function softFdLimit() {
-  const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-  return !m || m[1] === 'unlimited' ? Infinity : Number(m[1]);
-}
-
-function sh(cmd, args) {
-  try { return execFileSync(cmd, args, { encoding: 'utf8' }).trim(); } catch { return '?'; }
-}
 
 const CASES = [
   { id: 'gateway-ws', server: 'gateway', kind: 'ws', label: 'gateway, raw WebSocket' },

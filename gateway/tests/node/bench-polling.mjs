@@ -31,12 +31,12 @@
 // reads both again. Reported over the window: HTTP requests answered (counted by the clients),
 // requests per minute, gateway CPU seconds per minute and average % of one core (CPU ticks /
 // `getconf CLK_TCK`), WebSocket frames received by the clients, and the gateway VmRSS at the end.
-import { fork, execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { forkClients, procStatus, softFdLimit, sh } from './bench-util.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const REPO = path.resolve(path.dirname(SELF), '..', '..', '..');
@@ -183,8 +183,7 @@ async function clientProcess() {
   process.send({ ready: true });
 }
 
-// Imported lazily: the harness reads CHAT_GATEWAY_BIN when it loads, which main sets first.
-const startClients = async () => (await import('./harness.mjs')).forkClients(SELF);
+const startClients = () => forkClients(SELF);
 
 // ---------------------------------------------------------------------------------------------
 // Main: runs every case and prints the table.
@@ -195,23 +194,6 @@ function cpuTicks(pid) {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[0] is field 3 (state), so field k is fields[k - 3].
   return Number(fields[14 - 3]) + Number(fields[15 - 3]);
-}
-
-function procStatus(pid) {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (name) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1]);
-  let fds = NaN;
-  try { fds = readdirSync(`/proc/${pid}/fd`).length; } catch { /* not ours */ }
-  return { rssKiB: field('VmRSS'), threads: field('Threads'), fds };
-}
-
-function softFdLimit() {
-  const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-  return !m || m[1] === 'unlimited' ? Infinity : Number(m[1]);
-}
-
-function sh(cmd, args) {
-  try { return execFileSync(cmd, args, { encoding: 'utf8' }).trim(); } catch { return '?'; }
 }
 
 const CASES = [

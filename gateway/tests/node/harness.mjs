@@ -1,5 +1,5 @@
 // Starts the real chat-gateway binary for the Node tests and mints agent tokens with it.
-import { spawn, execFile, fork } from 'node:child_process';
+import { spawn, execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -96,26 +96,3 @@ export function once(emitter, event, pred = () => true, ms = 10_000) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * Forks `script --clients` as a client process for the benchmarks (keeping client memory and CPU
- * out of the gateway's figures) and returns `{child, request(msg), kill()}` once it says ready.
- */
-export function forkClients(script) {
-  const child = fork(script, ['--clients'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const cl = { child };
-  cl.request = (msg) => new Promise((resolve, reject) => {
-    const onExit = (code, signal) => reject(new Error(`client process exited (code ${code}, signal ${signal})`));
-    child.once('exit', onExit);
-    child.once('message', (reply) => { child.off('exit', onExit); resolve(reply); });
-    child.send(msg);
-  });
-  cl.kill = () => new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-  return new Promise((resolve, reject) => {
-    child.once('message', () => resolve(cl));
-    child.once('exit', (code) => reject(new Error(`client process exited early (code ${code})`)));
-  });
-}
