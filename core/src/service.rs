@@ -318,6 +318,19 @@ impl ChatService {
         client_msg_id: Option<String>,
         body: String,
     ) -> Result<Appended, ChatError> {
+        self.send_to_visitor(principal, conversation_id, client_msg_id, body)
+            .await
+            .map(|(appended, _)| appended)
+    }
+
+    /// [`ChatService::send`], also returning the visitor of the conversation written to.
+    async fn send_to_visitor(
+        &self,
+        principal: &Principal,
+        conversation_id: Option<ConversationId>,
+        client_msg_id: Option<String>,
+        body: String,
+    ) -> Result<(Appended, VisitorId), ChatError> {
         let max = self.inner.config.max_message_chars;
         if body.trim().is_empty() {
             return Err(ChatError::BadRequest("message body is empty".into()));
@@ -375,7 +388,7 @@ impl ChatService {
         if let Appended::Inserted(message) = &appended {
             self.publish_message(message, conversation.visitor_id);
         }
-        Ok(appended)
+        Ok((appended, conversation.visitor_id))
     }
 
     /// Like [`ChatService::send`], and says whether a session of the conversation's visitor was
@@ -388,22 +401,13 @@ impl ChatService {
         client_msg_id: Option<String>,
         body: String,
     ) -> Result<(Appended, Option<Delivery>), ChatError> {
-        let appended = self
-            .send(principal, conversation_id, client_msg_id, body)
+        let (appended, visitor_id) = self
+            .send_to_visitor(principal, conversation_id, client_msg_id, body)
             .await?;
-        let delivery = match &appended {
+        let delivery = match appended {
             Appended::Duplicate(_) => None,
-            Appended::Inserted(message) => {
-                let conversation = self
-                    .inner
-                    .store
-                    .conversation(message.conversation_id)
-                    .await?;
-                Some(match conversation {
-                    Some(c) if self.visitor_connected(c.visitor_id) => Delivery::Live,
-                    _ => Delivery::Stored,
-                })
-            }
+            Appended::Inserted(_) if self.visitor_connected(visitor_id) => Some(Delivery::Live),
+            Appended::Inserted(_) => Some(Delivery::Stored),
         };
         Ok((appended, delivery))
     }
