@@ -50,6 +50,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Postgres pool size (`CHAT_DB_POOL_SIZE`).
     pub db_pool_size: usize,
+    /// `CHAT_DB_WRITE_BATCH`: most messages committed in one transaction (1 = one commit per
+    /// message).
+    pub write_batch: chat_storage::BatchSettings,
     /// Agent JWT secret (`CHAT_ADMIN_JWT_SECRET`); generated into the data dir when unset.
     pub admin_jwt_secret: Option<String>,
     /// Visitor token secret (`CHAT_VISITOR_TOKEN_SECRET`); derived from the JWT secret when unset.
@@ -109,6 +112,10 @@ impl Config {
                 .unwrap_or_else(|| "chat-data".into())
                 .into(),
             db_pool_size: parse(&lookup, "CHAT_DB_POOL_SIZE", "16")?,
+            write_batch: chat_storage::BatchSettings {
+                max_batch: parse::<usize>(&lookup, "CHAT_DB_WRITE_BATCH", "256")?.max(1),
+                ..chat_storage::BatchSettings::default()
+            },
             admin_jwt_secret: get("CHAT_ADMIN_JWT_SECRET"),
             visitor_token_secret: get("CHAT_VISITOR_TOKEN_SECRET"),
             api_key: get("CHAT_API_KEY"),
@@ -151,9 +158,11 @@ impl Config {
             Some(url) => chat_storage::StoreConfig::Postgres {
                 url: url.clone(),
                 pool_size: self.db_pool_size,
+                batch: self.write_batch,
             },
             None => chat_storage::StoreConfig::Embedded {
                 path: self.data_dir.join("chat.sqlite3"),
+                batch: self.write_batch,
             },
         }
     }

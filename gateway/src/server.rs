@@ -43,7 +43,9 @@ pub fn serve(config: Config) -> Result<(), GatewayError> {
         StoreConfig::Postgres { url, .. } => {
             println!("DB_OK store=postgres url={}", chat_storage::redact_url(url))
         }
-        StoreConfig::Embedded { path } => println!("DB_OK store=embedded path={}", path.display()),
+        StoreConfig::Embedded { path, .. } => {
+            println!("DB_OK store=embedded path={}", path.display())
+        }
     }
 
     let chat = ChatService::new(

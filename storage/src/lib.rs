@@ -38,6 +38,7 @@ macro_rules! message_columns {
     };
 }
 
+pub mod batch;
 pub mod embedded;
 mod migrations;
 pub mod postgres;
@@ -45,6 +46,7 @@ pub mod postgres;
 pub mod test_support;
 mod time;
 
+pub use batch::{AppendBatch, BatchSettings, BatchingStore};
 pub use embedded::EmbeddedStore;
 pub use migrations::{MigrationInfo, MigrationReport};
 pub use postgres::PostgresStore;
@@ -92,23 +94,36 @@ pub enum StoreConfig {
         url: String,
         /// Maximum number of pooled connections.
         pool_size: usize,
+        /// How concurrent appends share commits.
+        batch: BatchSettings,
     },
     /// A single SQLite file at `path`; parent directories are created.
     Embedded {
         /// The database file.
         path: PathBuf,
+        /// How concurrent appends share commits.
+        batch: BatchSettings,
     },
 }
 
 impl fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Postgres { url, pool_size } => f
+            Self::Postgres {
+                url,
+                pool_size,
+                batch,
+            } => f
                 .debug_struct("Postgres")
                 .field("url", &redact_url(url))
                 .field("pool_size", pool_size)
+                .field("batch", batch)
                 .finish(),
-            Self::Embedded { path } => f.debug_struct("Embedded").field("path", path).finish(),
+            Self::Embedded { path, batch } => f
+                .debug_struct("Embedded")
+                .field("path", path)
+                .field("batch", batch)
+                .finish(),
         }
     }
 }
@@ -152,17 +167,32 @@ pub fn redact_url(url: &str) -> String {
 /// `StorageError::Store(StoreError::NotMigrated { .. })`, whose message tells the operator to
 /// run `chat-gateway migrate`. An unreachable database fails with
 /// `StorageError::Store(StoreError::Unavailable(..))`. The embedded store migrates itself.
+///
+/// Unless `batch.max_batch` is 1, appends go through a [`BatchingStore`] (group commit); its
+/// writer tasks run on the current Tokio runtime.
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StorageError> {
     match config {
-        StoreConfig::Postgres { url, pool_size } => {
+        StoreConfig::Postgres {
+            url,
+            pool_size,
+            batch,
+        } => {
             let store = PostgresStore::connect(url, *pool_size)?;
             store.check_schema().await?;
-            Ok(Arc::new(store))
+            Ok(with_batching(store, *batch))
         }
-        StoreConfig::Embedded { path } => {
+        StoreConfig::Embedded { path, batch } => {
             let store = EmbeddedStore::open_async(path.clone()).await?;
-            Ok(Arc::new(store))
+            Ok(with_batching(store, *batch))
         }
+    }
+}
+
+fn with_batching<S: AppendBatch>(store: S, batch: BatchSettings) -> Arc<dyn Store> {
+    if batch.max_batch > 1 {
+        Arc::new(BatchingStore::spawn(store, batch))
+    } else {
+        Arc::new(store)
     }
 }
 
@@ -170,11 +200,11 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StorageError> 
 /// Safe to run while gateways are running and from several processes at once.
 pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, StorageError> {
     match config {
-        StoreConfig::Postgres { url, pool_size } => {
+        StoreConfig::Postgres { url, pool_size, .. } => {
             let store = PostgresStore::connect(url, (*pool_size).max(1))?;
             store.migrate().await
         }
-        StoreConfig::Embedded { path } => {
+        StoreConfig::Embedded { path, .. } => {
             let path = path.clone();
             tokio::task::spawn_blocking(move || EmbeddedStore::open_and_migrate(&path))
                 .await

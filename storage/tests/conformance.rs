@@ -15,7 +15,7 @@ use chat_core::model::{
 use chat_core::store::{Appended, ConversationFilter, Store};
 use chat_core::StoreError;
 use chat_storage::test_support::TestPostgres;
-use chat_storage::{EmbeddedStore, PostgresStore};
+use chat_storage::{BatchSettings, BatchingStore, EmbeddedStore, PostgresStore};
 use chrono::Utc;
 
 /// Opens stores of one kind, all over the same data.
@@ -82,6 +82,45 @@ impl Fixture for PostgresFixture {
         let store = PostgresStore::connect(&self.url, 16).expect("connect");
         store.check_schema().await.expect("schema is current");
         store
+    }
+}
+
+/// Small batches and several writers, so that the concurrency checks cross batch boundaries
+/// and writers race each other.
+const BATCHING: BatchSettings = BatchSettings {
+    max_batch: 8,
+    writers: 3,
+};
+
+/// [`EmbeddedFixture`] behind the group-commit writer.
+pub struct BatchedEmbeddedFixture(EmbeddedFixture);
+
+#[async_trait]
+impl Fixture for BatchedEmbeddedFixture {
+    type S = BatchingStore<EmbeddedStore>;
+
+    async fn new() -> Self {
+        Self(EmbeddedFixture::new().await)
+    }
+
+    async fn open(&self) -> Self::S {
+        BatchingStore::spawn(self.0.open().await, BATCHING)
+    }
+}
+
+/// [`PostgresFixture`] behind the group-commit writer.
+pub struct BatchedPostgresFixture(PostgresFixture);
+
+#[async_trait]
+impl Fixture for BatchedPostgresFixture {
+    type S = BatchingStore<PostgresStore>;
+
+    async fn new() -> Self {
+        Self(PostgresFixture::new().await)
+    }
+
+    async fn open(&self) -> Self::S {
+        BatchingStore::spawn(self.0.open().await, BATCHING)
     }
 }
 
@@ -596,6 +635,41 @@ mod checks {
         assert_eq!(next.seq, 3, "no gap after the race");
     }
 
+    pub async fn a_failing_append_spares_concurrent_ones<F: Fixture>(fx: &F) {
+        let store = Arc::new(fx.open().await);
+        let c = conversation(&*store, "site-a").await;
+        let mut missing = c.clone();
+        missing.id = ConversationId::new_random();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = Arc::clone(&store);
+            let target = if i % 3 == 0 {
+                missing.clone()
+            } else {
+                c.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                store
+                    .append_message(visitor_message(&target, Some(&format!("f-{i}")), "x"))
+                    .await
+            }));
+        }
+        let mut ok = 0;
+        for (i, t) in tasks.into_iter().enumerate() {
+            match t.await.expect("task") {
+                Ok(Appended::Inserted(_)) if i % 3 != 0 => ok += 1,
+                Err(StoreError::NotFound(_)) if i % 3 == 0 => {}
+                other => panic!("append {i}: unexpected {other:?}"),
+            }
+        }
+        let stored = store.messages_after(c.id, 0, 100).await.unwrap();
+        assert_eq!(stored.len(), ok);
+        assert_eq!(
+            stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            (1..=ok as i64).collect::<Vec<_>>()
+        );
+    }
+
     pub async fn messages_after_pages<F: Fixture>(fx: &F) {
         let store = fx.open().await;
         let c = conversation(&store, "site-a").await;
@@ -736,6 +810,28 @@ macro_rules! conformance_suite {
                 }
             )*
         }
+
+        mod embedded_batched {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $check() {
+                    let fx = BatchedEmbeddedFixture::new().await;
+                    checks::$check(&fx).await;
+                }
+            )*
+        }
+
+        mod postgres_batched {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $check() {
+                    let fx = BatchedPostgresFixture::new().await;
+                    checks::$check(&fx).await;
+                }
+            )*
+        }
     };
 }
 
@@ -752,6 +848,7 @@ conformance_suite!(
     concurrent_appends_have_no_gap,
     concurrent_duplicates_write_one_row,
     messages_after_pages,
+    a_failing_append_spares_concurrent_ones,
     append_to_missing_conversation_is_not_found,
     data_survives_reopening,
 );

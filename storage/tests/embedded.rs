@@ -33,9 +33,12 @@ async fn open_creates_directories_migrates_and_sets_durability() {
     drop(conn);
 
     // Reopening applies nothing again.
-    let report = chat_storage::migrate(&StoreConfig::Embedded { path: path.clone() })
-        .await
-        .expect("migrate");
+    let report = chat_storage::migrate(&StoreConfig::Embedded {
+        path: path.clone(),
+        batch: Default::default(),
+    })
+    .await
+    .expect("migrate");
     assert!(report.applied.is_empty());
     assert_eq!(report.version, EmbeddedStore::expected_schema_version());
 }
@@ -45,12 +48,14 @@ async fn open_via_config() {
     let dir = tempfile::tempdir().unwrap();
     let config = StoreConfig::Embedded {
         path: dir.path().join("chat.db"),
+        batch: Default::default(),
     };
     let store = chat_storage::open(&config).await.expect("open");
     assert_eq!(store.kind(), "embedded");
     store.health().await.unwrap();
     let report = chat_storage::migrate(&StoreConfig::Embedded {
         path: dir.path().join("other.db"),
+        batch: Default::default(),
     })
     .await
     .unwrap();
@@ -76,6 +81,7 @@ fn debug_of_config_hides_passwords() {
     let config = StoreConfig::Postgres {
         url: "postgres://chat:hunter2@db/chat".into(),
         pool_size: 4,
+        batch: Default::default(),
     };
     let shown = format!("{config:?}");
     assert!(!shown.contains("hunter2"), "{shown}");

@@ -38,6 +38,7 @@ async fn check_schema_reports_not_migrated_until_migrated() {
     let config = StoreConfig::Postgres {
         url: url.clone(),
         pool_size: 2,
+        batch: Default::default(),
     };
     match chat_storage::open(&config).await {
         Err(e @ StorageError::Store(StoreError::NotMigrated { .. })) => {
@@ -91,9 +92,13 @@ async fn migrate_is_idempotent_and_safe_concurrently() {
     let again = stores[0].migrate().await.expect("migrate again");
     assert!(again.applied.is_empty());
     assert_eq!(again.version, PostgresStore::expected_schema_version());
-    let via_config = chat_storage::migrate(&StoreConfig::Postgres { url, pool_size: 1 })
-        .await
-        .expect("migrate via config");
+    let via_config = chat_storage::migrate(&StoreConfig::Postgres {
+        url,
+        pool_size: 1,
+        batch: Default::default(),
+    })
+    .await
+    .expect("migrate via config");
     assert!(via_config.applied.is_empty());
     stores[0].check_schema().await.expect("current");
 }
@@ -204,7 +209,13 @@ async fn connect_is_lazy_and_an_unreachable_server_is_unavailable() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(10));
-    match chat_storage::open(&StoreConfig::Postgres { url, pool_size: 2 }).await {
+    match chat_storage::open(&StoreConfig::Postgres {
+        url,
+        pool_size: 2,
+        batch: Default::default(),
+    })
+    .await
+    {
         Err(StorageError::Store(StoreError::Unavailable(_))) => {}
         Err(e) => panic!("expected Unavailable, got {e:?}"),
         Ok(_) => panic!("opened an unreachable database"),

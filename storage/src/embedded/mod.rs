@@ -357,18 +357,17 @@ fn duplicate_of(
         .transpose()
 }
 
-fn append(conn: &mut Connection, message: NewMessage) -> Result<Appended, StoreError> {
+/// Appends one message inside the caller's transaction (which holds SQLite's write lock, so
+/// the duplicate check and the insert cannot race another writer).
+fn append_in(conn: &Connection, message: NewMessage) -> Result<Appended, StoreError> {
     let conversation_id = message.conversation_id.0.to_string();
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sqlite_err)?;
     if let Some(client_msg_id) = &message.client_msg_id {
-        if let Some(original) = duplicate_of(&tx, &conversation_id, client_msg_id)? {
+        if let Some(original) = duplicate_of(conn, &conversation_id, client_msg_id)? {
             return Ok(Appended::Duplicate(original));
         }
     }
     let created_at = now_micros();
-    let seq: Option<i64> = tx
+    let seq: Option<i64> = conn
         .prepare_cached(
             "UPDATE conversations SET last_seq = last_seq + 1, updated_at = ?2 WHERE id = ?1 \
              RETURNING last_seq",
@@ -384,45 +383,88 @@ fn append(conn: &mut Connection, message: NewMessage) -> Result<Appended, StoreE
     let Some(seq) = seq else {
         return Err(StoreError::NotFound("conversation"));
     };
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO messages (conversation_id, seq, client_msg_id, sender_role, sender_id, \
-             sender_name, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                conversation_id,
-                seq,
-                message.client_msg_id,
-                message.sender.role.as_str(),
-                message.sender.id,
-                message.sender.name,
-                message.body,
-                created_at.timestamp_micros(),
-            ])
-        });
-    match inserted {
-        Ok(_) => {
-            tx.commit().map_err(sqlite_err)?;
-            Ok(Appended::Inserted(Message {
-                conversation_id: message.conversation_id,
-                seq,
-                client_msg_id: message.client_msg_id,
-                sender: message.sender,
-                body: message.body,
-                created_at,
-            }))
+    conn.prepare_cached(
+        "INSERT INTO messages (conversation_id, seq, client_msg_id, sender_role, sender_id, \
+         sender_name, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            conversation_id,
+            seq,
+            message.client_msg_id,
+            message.sender.role.as_str(),
+            message.sender.id,
+            message.sender.name,
+            message.body,
+            created_at.timestamp_micros(),
+        ])
+    })
+    .map_err(sqlite_err)?;
+    Ok(Appended::Inserted(Message {
+        conversation_id: message.conversation_id,
+        seq,
+        client_msg_id: message.client_msg_id,
+        sender: message.sender,
+        body: message.body,
+        created_at,
+    }))
+}
+
+/// Appends `batch` in one transaction (one fsync), each message under its own savepoint so
+/// that one failing message leaves the others in the commit.
+fn append_batch(
+    conn: &mut Connection,
+    batch: Vec<NewMessage>,
+) -> Vec<Result<Appended, StoreError>> {
+    let count = batch.len();
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let why = sqlite_err(e).to_string();
+            return (0..count)
+                .map(|_| Err(StoreError::Other(why.clone())))
+                .collect();
         }
-        Err(e) if constraint(&e, rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE) => {
-            // Another connection to the file committed the same client_msg_id first.
-            tx.rollback().map_err(sqlite_err)?;
-            let client_msg_id = message.client_msg_id.as_deref().unwrap_or_default();
-            match duplicate_of(conn, &conversation_id, client_msg_id)? {
-                Some(original) => Ok(Appended::Duplicate(original)),
-                None => Err(sqlite_err(e)),
+    };
+    let mut results = Vec::with_capacity(count);
+    for message in batch {
+        let result = match tx.savepoint() {
+            Ok(sp) => match append_in(&sp, message) {
+                Ok(appended) => sp.commit().map_err(sqlite_err).map(|()| appended),
+                // Dropping the savepoint rolls back this message only.
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(sqlite_err(e)),
+        };
+        results.push(result);
+    }
+    if let Err(e) = tx.commit() {
+        let why = sqlite_err(e).to_string();
+        return results
+            .into_iter()
+            .map(|r| match r {
+                // Nothing of the transaction is committed, not even an insert that succeeded.
+                Ok(Appended::Inserted(_)) | Err(_) => Err(StoreError::Other(why.clone())),
+                duplicate @ Ok(Appended::Duplicate(_)) => duplicate,
+            })
+            .collect();
+    }
+    results
+}
+
+#[async_trait]
+impl crate::batch::AppendBatch for EmbeddedStore {
+    async fn append_batch(&self, batch: Vec<NewMessage>) -> Vec<Result<Appended, StoreError>> {
+        let count = batch.len();
+        match self.call(move |conn| Ok(append_batch(conn, batch))).await {
+            Ok(results) => results,
+            Err(e) => {
+                let why = e.to_string();
+                (0..count)
+                    .map(|_| Err(StoreError::Other(why.clone())))
+                    .collect()
             }
         }
-        Err(e) => Err(sqlite_err(e)),
     }
 }
 
@@ -601,7 +643,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
-        self.call(move |conn| append(conn, message)).await
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_err)?;
+            let appended = append_in(&tx, message)?;
+            tx.commit().map_err(sqlite_err)?;
+            Ok(appended)
+        })
+        .await
     }
 
     async fn messages_after(

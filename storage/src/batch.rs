@@ -1,0 +1,214 @@
+//! Group commit: [`BatchingStore`] lets many concurrent `append_message` calls share one
+//! transaction, so that message throughput grows with concurrency instead of being capped by
+//! the latency of one commit.
+//!
+//! Each call still returns only after *its* message is committed (promise 1). A writer task
+//! takes the first queued append, then everything else already queued (up to
+//! [`BatchSettings::max_batch`]), and commits them together; appends that arrive while a batch
+//! commits form the next one. A lone sender therefore waits for one commit, as without
+//! batching, while 256 concurrent senders share a handful of commits.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chat_core::model::{
+    Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, Visitor,
+    VisitorId,
+};
+use chat_core::store::{Appended, ConversationFilter, Store};
+use chat_core::StoreError;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+/// A store that can commit several appends in one transaction.
+///
+/// `append_batch` returns one result per message, in the order given. An `Ok` result means
+/// the message is committed; a message that fails (say, its conversation does not exist) must
+/// not make the others fail, except when the whole commit fails.
+#[async_trait]
+pub trait AppendBatch: Store {
+    /// Appends `batch` in as few transactions as possible (ideally one).
+    async fn append_batch(&self, batch: Vec<NewMessage>) -> Vec<Result<Appended, StoreError>>;
+}
+
+/// How [`BatchingStore`] batches (`CHAT_DB_WRITE_BATCH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Most messages in one commit. 1 turns batching off: every message is its own commit.
+    pub max_batch: usize,
+    /// Writer tasks committing batches concurrently (each holds one connection while it
+    /// commits).
+    pub writers: usize,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            max_batch: 256,
+            writers: 2,
+        }
+    }
+}
+
+struct PendingAppend {
+    message: NewMessage,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// Wraps a store so that `append_message` goes through batching writer tasks; every other
+/// method goes straight to the inner store.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), chat_storage::StorageError> {
+/// use chat_storage::batch::{BatchSettings, BatchingStore};
+/// use chat_storage::EmbeddedStore;
+/// let store = BatchingStore::spawn(EmbeddedStore::open("/tmp/chat.db")?, BatchSettings::default());
+/// # Ok(()) }
+/// ```
+pub struct BatchingStore<S> {
+    inner: Arc<S>,
+    queue: mpsc::Sender<PendingAppend>,
+}
+
+impl<S: AppendBatch> BatchingStore<S> {
+    /// Starts the writer tasks on the current Tokio runtime. They stop when the store is
+    /// dropped, after committing what was queued.
+    pub fn spawn(inner: S, settings: BatchSettings) -> Self {
+        let inner = Arc::new(inner);
+        let max_batch = settings.max_batch.max(1);
+        // Bounded, so a store slower than the senders pushes back on them instead of queueing
+        // without limit.
+        let (queue, rx) = mpsc::channel(max_batch * settings.writers.max(1) * 4);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..settings.writers.max(1) {
+            tokio::spawn(write_batches(inner.clone(), rx.clone(), max_batch));
+        }
+        Self { inner, queue }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+async fn write_batches<S: AppendBatch>(
+    store: Arc<S>,
+    queue: Arc<Mutex<mpsc::Receiver<PendingAppend>>>,
+    max_batch: usize,
+) {
+    loop {
+        let batch = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < max_batch {
+                match queue.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let (messages, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|p| (p.message, p.reply)).unzip();
+        let size = messages.len();
+        let started = Instant::now();
+        let results = store.append_batch(messages).await;
+        tracing::trace!(
+            size,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "committed a batch of appends"
+        );
+        for (reply, result) in replies.into_iter().zip(results) {
+            // The caller may have gone away (its connection closed); the message is committed
+            // or not regardless, and its retry will find it.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+#[async_trait]
+impl<S: AppendBatch> Store for BatchingStore<S> {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.inner.health().await
+    }
+
+    async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {
+        self.inner.ensure_visitor(visitor).await
+    }
+
+    async fn create_conversation(
+        &self,
+        site_id: &str,
+        visitor_id: VisitorId,
+    ) -> Result<Conversation, StoreError> {
+        self.inner.create_conversation(site_id, visitor_id).await
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+        self.inner.conversation(id).await
+    }
+
+    async fn open_conversation_of(
+        &self,
+        site_id: &str,
+        visitor_id: VisitorId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        self.inner.open_conversation_of(site_id, visitor_id).await
+    }
+
+    async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        self.inner.list_conversations(filter).await
+    }
+
+    async fn assign(
+        &self,
+        id: ConversationId,
+        assignee: Option<&Agent>,
+    ) -> Result<Conversation, StoreError> {
+        self.inner.assign(id, assignee).await
+    }
+
+    async fn set_status(
+        &self,
+        id: ConversationId,
+        status: ConversationStatus,
+    ) -> Result<Conversation, StoreError> {
+        self.inner.set_status(id, status).await
+    }
+
+    async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(PendingAppend { message, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable(
+                "the store's writer stopped before answering; retry with the same client_msg_id"
+                    .into(),
+            )
+        })?
+    }
+
+    async fn messages_after(
+        &self,
+        conversation_id: ConversationId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.inner
+            .messages_after(conversation_id, after_seq, limit)
+            .await
+    }
+}
