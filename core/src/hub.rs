@@ -163,6 +163,20 @@ impl Hub {
         delivered
     }
 
+    /// Drops every subscriber as lagged (each session then ends with "reconnect and resume").
+    /// Returns how many there were.
+    pub fn evict_all(&self) -> usize {
+        let mut state = self.state();
+        let ids: Vec<SubscriberId> = state.subscribers.keys().copied().collect();
+        for id in &ids {
+            if let Some(sub) = state.subscribers.get(id) {
+                sub.lagged.store(true, Ordering::Release);
+            }
+            Self::remove_locked(&mut state, *id);
+        }
+        ids.len()
+    }
+
     /// Counts an agent session in or out; returns the new number of online agents.
     pub fn agent_presence(&self, delta: i32) -> u32 {
         let mut state = self.state();

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod bus;
 pub mod error;
 pub mod hub;
 pub mod model;

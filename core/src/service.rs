@@ -1,6 +1,7 @@
 //! The chat service: authorizes commands, persists through the [`Store`], then fans out through
 //! the [`Hub`]. A [`Session`] is the seam every transport talks to.
 
+use crate::bus::{Bus, BusEvent, Inbound};
 use crate::error::{ChatError, ErrorCode, StoreError};
 use crate::hub::{Hub, HubEvent, Topic};
 use crate::model::{
@@ -12,7 +13,8 @@ use crate::store::{Appended, ConversationFilter, Store};
 use crate::transport::TransportKind;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// Limits of the chat service.
@@ -63,7 +65,18 @@ struct Inner {
     config: ServiceConfig,
     shutdown: watch::Sender<bool>,
     open_sessions: std::sync::Mutex<HashMap<(TransportKind, Role), u32>>,
+    bus: Option<Arc<dyn Bus>>,
+    /// Agents connected to other processes, by process, with when each was last heard from.
+    remote_agents: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
 }
+
+/// A retried send younger than this is fanned out again (see `send_to_visitor`).
+const REPUBLISH_DUPLICATES_WITHIN: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
+/// How often a process tells the others how many agents it has (its heartbeat).
+const PRESENCE_HEARTBEAT: Duration = Duration::from_secs(5);
+/// A process not heard from for this long counts as gone, with its agents.
+const PRESENCE_EXPIRY: Duration = Duration::from_secs(15);
 
 /// Sessions open on this process, by transport and role.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,8 +116,24 @@ impl Delivery {
 }
 
 impl ChatService {
-    /// A service over `store` with a fresh hub.
+    /// A service over `store` with a fresh hub, alone: events reach this process's sessions.
     pub fn new(store: Arc<dyn Store>, config: ServiceConfig) -> Self {
+        Self::build(store, config, None)
+    }
+
+    /// A service that also shares events and agent presence with other gateway processes over
+    /// `bus`. Spawns its bus tasks on the current Tokio runtime.
+    pub fn with_bus(store: Arc<dyn Store>, config: ServiceConfig, bus: Arc<dyn Bus>) -> Self {
+        let inbound = bus.take_inbound();
+        let service = Self::build(store, config, Some(bus));
+        if let Some(inbound) = inbound {
+            tokio::spawn(run_inbound(Arc::downgrade(&service.inner), inbound));
+        }
+        tokio::spawn(run_presence_heartbeat(Arc::downgrade(&service.inner)));
+        service
+    }
+
+    fn build(store: Arc<dyn Store>, config: ServiceConfig, bus: Option<Arc<dyn Bus>>) -> Self {
         let (shutdown, _) = watch::channel(false);
         Self {
             inner: Arc::new(Inner {
@@ -113,8 +142,15 @@ impl ChatService {
                 config,
                 shutdown,
                 open_sessions: std::sync::Mutex::new(HashMap::new()),
+                bus,
+                remote_agents: std::sync::Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Agents connected now, on this process and (with a bus) on every live process.
+    pub fn agents_online(&self) -> u32 {
+        self.inner.agents_online()
     }
 
     /// The store behind the service.
@@ -234,7 +270,7 @@ impl ChatService {
                     visitor_token,
                     agent: None,
                     conversation,
-                    agents_online: hub.agents_online(),
+                    agents_online: self.inner.agents_online(),
                     preferred_transport: Some(
                         self.inner
                             .config
@@ -246,13 +282,7 @@ impl ChatService {
             Principal::Agent(agent) => {
                 hub.subscribe(sub.id, Topic::Agents);
                 session.counted_as_agent = true;
-                let online = hub.agent_presence(1);
-                hub.publish(
-                    &[Topic::Visitors],
-                    HubEvent::Presence {
-                        agents_online: online,
-                    },
-                );
+                let online = self.inner.local_agents_changed(hub.agent_presence(1));
                 Welcome {
                     role: Role::Agent,
                     session_id,
@@ -272,17 +302,22 @@ impl ChatService {
     }
 
     fn publish_message(&self, message: &Message, visitor_id: VisitorId) {
-        self.inner.hub.publish(
-            &[Topic::Visitor(visitor_id), Topic::Agents],
-            HubEvent::Message(message.clone()),
-        );
+        self.inner
+            .publish_message_locally(message.clone(), visitor_id);
+        if let Some(bus) = &self.inner.bus {
+            bus.publish(BusEvent::Message {
+                visitor_id,
+                message: message.clone(),
+            });
+        }
     }
 
     fn publish_conversation(&self, conversation: &Conversation) {
-        self.inner.hub.publish(
-            &[Topic::Visitor(conversation.visitor_id), Topic::Agents],
-            HubEvent::Conversation(conversation.clone()),
-        );
+        self.inner
+            .publish_conversation_locally(conversation.clone());
+        if let Some(bus) = &self.inner.bus {
+            bus.publish(BusEvent::Conversation(conversation.clone()));
+        }
     }
 
     /// Reads a conversation the principal may see: visitors only their own.
@@ -385,8 +420,17 @@ impl ChatService {
                 body,
             })
             .await?;
-        if let Appended::Inserted(message) = &appended {
-            self.publish_message(message, conversation.visitor_id);
+        match &appended {
+            Appended::Inserted(message) => self.publish_message(message, conversation.visitor_id),
+            // A recent duplicate is fanned out again: its first attempt may have committed and
+            // then lost its fan-out (the process died, or the commit's answer never arrived).
+            // Sessions that already have it drop it by its seq.
+            Appended::Duplicate(message)
+                if chrono::Utc::now() - message.created_at < REPUBLISH_DUPLICATES_WITHIN =>
+            {
+                self.publish_message(message, conversation.visitor_id)
+            }
+            Appended::Duplicate(_) => {}
         }
         Ok((appended, conversation.visitor_id))
     }
@@ -745,7 +789,11 @@ impl Session {
                                     .map(|message| ServerEvent::Message { message }),
                             ),
                             Err(error) => {
-                                tracing::warn!(session = %self.id, %error, "gap fill failed; client will resume");
+                                // Delivering past a hole would break "no gap": end the session
+                                // instead, and the client resumes from its cursor.
+                                tracing::warn!(session = %self.id, %error, "gap fill failed; telling the client to resume");
+                                self.lagged.store(true, Ordering::Release);
+                                return out;
                             }
                         }
                     }
@@ -782,13 +830,140 @@ impl Drop for Session {
         let hub = &self.service.inner.hub;
         hub.remove(self.subscriber);
         if self.counted_as_agent {
-            let online = hub.agent_presence(-1);
-            hub.publish(
-                &[Topic::Visitors],
-                HubEvent::Presence {
-                    agents_online: online,
-                },
-            );
+            self.service
+                .inner
+                .local_agents_changed(hub.agent_presence(-1));
         }
+    }
+}
+
+impl Inner {
+    fn publish_message_locally(&self, message: Message, visitor_id: VisitorId) {
+        self.hub.publish(
+            &[Topic::Visitor(visitor_id), Topic::Agents],
+            HubEvent::Message(message),
+        );
+    }
+
+    fn publish_conversation_locally(&self, conversation: Conversation) {
+        self.hub.publish(
+            &[Topic::Visitor(conversation.visitor_id), Topic::Agents],
+            HubEvent::Conversation(conversation),
+        );
+    }
+
+    /// Agents on other live processes; forgets processes not heard from in time.
+    fn remote_agents(&self) -> u32 {
+        let mut remote = self
+            .remote_agents
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        remote.retain(|_, (_, heard)| heard.elapsed() < PRESENCE_EXPIRY);
+        remote.values().map(|(n, _)| n).sum()
+    }
+
+    fn agents_online(&self) -> u32 {
+        self.hub.agents_online() + self.remote_agents()
+    }
+
+    fn announce_presence(&self) -> u32 {
+        let online = self.agents_online();
+        self.hub.publish(
+            &[Topic::Visitors],
+            HubEvent::Presence {
+                agents_online: online,
+            },
+        );
+        online
+    }
+
+    /// This process's agent count changed to `local`: tells local visitors the new total and
+    /// other processes the new local count. Returns the total.
+    fn local_agents_changed(&self, local: u32) -> u32 {
+        if let Some(bus) = &self.bus {
+            bus.publish(BusEvent::Presence {
+                node: bus.node_id().to_string(),
+                agents_online: local,
+            });
+        }
+        self.announce_presence()
+    }
+}
+
+/// Feeds events from other processes into this process's hub.
+async fn run_inbound(inner: Weak<Inner>, mut inbound: mpsc::Receiver<Inbound>) {
+    while let Some(item) = inbound.recv().await {
+        let Some(inner) = inner.upgrade() else { return };
+        match item {
+            Inbound::Event(BusEvent::Message {
+                visitor_id,
+                message,
+            }) => inner.publish_message_locally(message, visitor_id),
+            Inbound::Event(BusEvent::MessageRef {
+                visitor_id,
+                conversation_id,
+                seq,
+            }) => match inner
+                .store
+                .messages_after(conversation_id, seq - 1, 1)
+                .await
+            {
+                Ok(mut found) if !found.is_empty() => {
+                    inner.publish_message_locally(found.remove(0), visitor_id)
+                }
+                // Sessions following the conversation recover it by gap fill or resume.
+                Ok(_) => {
+                    tracing::warn!(%conversation_id, seq, "bus message reference not in the store")
+                }
+                Err(error) => {
+                    tracing::warn!(%conversation_id, seq, %error, "cannot read a bus message reference")
+                }
+            },
+            Inbound::Event(BusEvent::Conversation(conversation)) => {
+                inner.publish_conversation_locally(conversation)
+            }
+            Inbound::Event(BusEvent::Presence {
+                node,
+                agents_online,
+            }) => {
+                let before = inner.agents_online();
+                inner
+                    .remote_agents
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(node, (agents_online, Instant::now()));
+                if inner.agents_online() != before {
+                    inner.announce_presence();
+                }
+            }
+            Inbound::Gap => {
+                let evicted = inner.hub.evict_all();
+                tracing::warn!(
+                    evicted,
+                    "the bus between gateway processes may have lost events; sessions were told to resume"
+                );
+            }
+        }
+    }
+}
+
+/// Tells other processes this process's agent count now and then, and notices processes that
+/// went silent (their agents are no longer online).
+async fn run_presence_heartbeat(inner: Weak<Inner>) {
+    let mut last_total = None;
+    loop {
+        tokio::time::sleep(PRESENCE_HEARTBEAT).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if let Some(bus) = &inner.bus {
+            bus.publish(BusEvent::Presence {
+                node: bus.node_id().to_string(),
+                agents_online: inner.hub.agents_online(),
+            });
+        }
+        let total = inner.agents_online();
+        if last_total.is_some_and(|last| last != total) {
+            inner.announce_presence();
+        }
+        last_total = Some(total);
     }
 }

@@ -48,15 +48,26 @@ pub fn serve(config: Config) -> Result<(), GatewayError> {
         }
     }
 
-    let chat = ChatService::new(
-        store,
-        ServiceConfig {
-            max_message_chars: config.max_message_chars,
-            session_queue: config.session_queue,
-            rollout: config.ws_rollout.clone(),
-            ..ServiceConfig::default()
-        },
-    );
+    let service_config = ServiceConfig {
+        max_message_chars: config.max_message_chars,
+        session_queue: config.session_queue,
+        rollout: config.ws_rollout.clone(),
+        ..ServiceConfig::default()
+    };
+    // With Postgres, other gateway processes may share the database: events and agent presence
+    // travel between them on LISTEN/NOTIFY.
+    let chat = match &store_config {
+        StoreConfig::Postgres { url, .. } => {
+            let _entered = runtime.enter();
+            let bus = runtime.block_on(chat_storage::PostgresBus::start(url))?;
+            tracing::info!(
+                node = chat_core::bus::Bus::node_id(&bus),
+                "joined the gateway bus (Postgres LISTEN/NOTIFY)"
+            );
+            ChatService::with_bus(store, service_config, Arc::new(bus))
+        }
+        StoreConfig::Embedded { .. } => ChatService::new(store, service_config),
+    };
     let websocket = WebSocketTransport::new(WebSocketSettings {
         ping_interval: config.ws_ping_interval,
         idle_timeout: config.ws_idle_timeout,

@@ -49,7 +49,7 @@ mod time;
 pub use batch::{AppendBatch, BatchSettings, BatchingStore};
 pub use embedded::EmbeddedStore;
 pub use migrations::{MigrationInfo, MigrationReport};
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresBus, PostgresStore};
 
 /// Errors from building a store or migrating its schema. Errors of queries are
 /// [`StoreError`]s, as the [`Store`] trait says.

@@ -5,8 +5,11 @@
 //! one, a query) is bounded, so while Postgres is down calls fail fast with
 //! [`StoreError::Unavailable`] and the store recovers by itself once Postgres is back.
 
+mod bus;
 mod errors;
 mod rows;
+
+pub use bus::PostgresBus;
 
 use std::time::Duration;
 

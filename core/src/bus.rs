@@ -1,0 +1,149 @@
+//! The fan-out bus between gateway processes.
+//!
+//! The [`Hub`](crate::hub::Hub) delivers events to the sessions of one process. With several
+//! gateway processes on one database, each process also publishes what it commits on a
+//! [`Bus`], and every other process feeds what it receives into its own hub. The bus carries
+//! only notifications: the store stays the source of truth, so an event the bus loses is
+//! recovered by the receiving session's gap fill or by the client's resume, never lost.
+//!
+//! Implementations: Postgres LISTEN/NOTIFY in `chat-storage` (needs no extra service). A Redis
+//! or NATS bus would implement the same trait.
+
+use crate::model::{Conversation, ConversationId, Message, VisitorId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// An event crossing processes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BusEvent {
+    /// A message was committed.
+    Message {
+        /// The visitor whose conversation it is (for routing to their sessions).
+        visitor_id: VisitorId,
+        /// The committed message.
+        message: Message,
+    },
+    /// A message was committed, too large to travel inline: receivers read it from the store.
+    MessageRef {
+        /// The visitor whose conversation it is.
+        visitor_id: VisitorId,
+        /// Its conversation.
+        conversation_id: ConversationId,
+        /// Its sequence number.
+        seq: i64,
+    },
+    /// A conversation was created or changed.
+    Conversation(Conversation),
+    /// How many agents are connected to the publishing process. Sent on every change and as a
+    /// heartbeat; a process not heard from for a while counts as gone.
+    Presence {
+        /// The publishing process.
+        node: String,
+        /// Agents connected to it.
+        agents_online: u32,
+    },
+}
+
+impl BusEvent {
+    /// The same event in a form small enough for `limit` bytes of JSON: a message too large
+    /// becomes a [`BusEvent::MessageRef`]. Returns the JSON.
+    ///
+    /// ```
+    /// use chat_core::bus::BusEvent;
+    /// let presence = BusEvent::Presence { node: "n1".into(), agents_online: 2 };
+    /// let json = presence.to_json_within(8000);
+    /// assert_eq!(serde_json::from_str::<BusEvent>(&json).unwrap(), presence);
+    /// ```
+    pub fn to_json_within(&self, limit: usize) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        if json.len() <= limit {
+            return json;
+        }
+        match self {
+            Self::Message {
+                visitor_id,
+                message,
+            } => serde_json::to_string(&Self::MessageRef {
+                visitor_id: *visitor_id,
+                conversation_id: message.conversation_id,
+                seq: message.seq,
+            })
+            .unwrap_or_default(),
+            // Conversations and presence are small (ids, names, timestamps).
+            _ => json,
+        }
+    }
+}
+
+/// What a process receives from the bus.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// An event published by another process.
+    Event(BusEvent),
+    /// The bus may have lost events (its connection broke and came back): every local session
+    /// must resume from the store.
+    Gap,
+}
+
+/// A fan-out bus between gateway processes.
+///
+/// ```
+/// use chat_core::bus::{Bus, BusEvent, Inbound};
+/// struct Nowhere;
+/// impl Bus for Nowhere {
+///     fn node_id(&self) -> &str { "solo" }
+///     fn publish(&self, _event: BusEvent) {}
+///     fn take_inbound(&self) -> Option<tokio::sync::mpsc::Receiver<Inbound>> { None }
+/// }
+/// ```
+pub trait Bus: Send + Sync + 'static {
+    /// This process's identity on the bus (unique per process start).
+    fn node_id(&self) -> &str;
+
+    /// Sends `event` to every other process. Never waits: the bus queues it (bounded) and a
+    /// lost event is recovered from the store by the receivers.
+    fn publish(&self, event: BusEvent);
+
+    /// The stream of events from other processes; the chat service takes it once.
+    fn take_inbound(&self) -> Option<mpsc::Receiver<Inbound>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Role, Sender};
+
+    #[test]
+    fn large_messages_travel_as_references() {
+        let message = Message {
+            conversation_id: ConversationId::new_random(),
+            seq: 7,
+            client_msg_id: Some("c".into()),
+            sender: Sender {
+                role: Role::Visitor,
+                id: "v".into(),
+                name: None,
+            },
+            body: "é".repeat(4000),
+            created_at: chrono::Utc::now(),
+        };
+        let visitor_id = VisitorId::new_random();
+        let event = BusEvent::Message {
+            visitor_id,
+            message: message.clone(),
+        };
+        let small = event.to_json_within(100_000);
+        assert_eq!(serde_json::from_str::<BusEvent>(&small).unwrap(), event);
+        let json = event.to_json_within(7_900);
+        assert!(json.len() < 7_900);
+        assert_eq!(
+            serde_json::from_str::<BusEvent>(&json).unwrap(),
+            BusEvent::MessageRef {
+                visitor_id,
+                conversation_id: message.conversation_id,
+                seq: 7
+            }
+        );
+    }
+}

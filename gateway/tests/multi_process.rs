@@ -1,0 +1,163 @@
+//! Two gateway processes on one Postgres: events cross between them on the LISTEN/NOTIFY bus,
+//! agent presence is shared and expires when a process dies, and a client resumes on the other
+//! process after its own was killed.
+
+mod common;
+
+use chat_storage::test_support::TestPostgres;
+use common::{Client, Gateway};
+use serde_json::json;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn migrate(url: &str, data: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
+        .envs([("CHAT_DATABASE_URL", url), ("CHAT_DATA_DIR", data)])
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two gateways sharing the database and the data directory (so the same secrets).
+fn two_gateways(url: &str, dir: &std::path::Path) -> (Gateway, Gateway) {
+    migrate(url, &dir.display().to_string());
+    let a = Gateway::start(dir, &[("CHAT_DATABASE_URL", url)]);
+    let b = Gateway::start(dir, &[("CHAT_DATABASE_URL", url)]);
+    (a, b)
+}
+
+#[tokio::test]
+async fn a_visitor_on_one_process_and_an_agent_on_another_chat_and_share_presence() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_gateways(&url, dir.path());
+
+    let mut visitor = Client::connect(&a.ws("/ws-visitor/"), &[]).await;
+    assert_eq!(visitor.welcome["agents_online"], 0);
+    let token = b.agent_token("alice", "Alice");
+    let mut agent = Client::connect(&b.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    // Presence crosses processes.
+    visitor
+        .wait_for(|e| e["type"] == "presence" && e["agents_online"] == 1)
+        .await;
+
+    let ack = visitor
+        .request(json!({"type":"send","client_msg_id":"v1","body":"hello from A"}))
+        .await;
+    assert_eq!(ack["message"]["seq"], 1, "{ack}");
+    let conversation = ack["message"]["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let seen = agent
+        .wait_for(|e| e["type"] == "message" && e["message"]["seq"] == 1)
+        .await;
+    assert_eq!(seen["message"]["body"], "hello from A");
+
+    let reply = agent
+        .request(json!({"type":"send","conversation_id":conversation,"client_msg_id":"a1","body":"hi from B"}))
+        .await;
+    assert_eq!(reply["message"]["seq"], 2, "{reply}");
+    let got = visitor
+        .wait_for(|e| e["type"] == "message" && e["message"]["seq"] == 2)
+        .await;
+    assert_eq!(got["message"]["body"], "hi from B");
+
+    // A message larger than a notification can carry travels by reference.
+    let big = "é".repeat(3_900);
+    let ack = visitor
+        .request(json!({"type":"send","client_msg_id":"v2","body":big}))
+        .await;
+    assert_eq!(ack["message"]["seq"], 3, "{ack}");
+    let seen = agent
+        .wait_for(|e| e["type"] == "message" && e["message"]["seq"] == 3)
+        .await;
+    assert_eq!(seen["message"]["body"], big);
+
+    // The agent's process dies without a word: its agents stop counting once it goes silent.
+    let started = Instant::now();
+    drop(agent);
+    b.stop();
+    loop {
+        // A request now and then keeps the client's 10-second read timeout from firing.
+        visitor
+            .request(json!({"type":"history","conversation_id":conversation}))
+            .await;
+        if visitor
+            .backlog
+            .iter()
+            .any(|e| e["type"] == "presence" && e["agents_online"] == 0)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "presence still counts the dead process's agent"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    drop(a);
+}
+
+#[tokio::test]
+async fn a_client_resumes_on_the_other_process_after_its_own_is_killed() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_gateways(&url, dir.path());
+
+    let token = b.agent_token("bob", "Bob");
+    let mut agent = Client::connect(&b.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let mut visitor = Client::connect(&a.ws("/ws-visitor/"), &[]).await;
+    let vtoken = visitor.welcome["visitor_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = visitor
+        .request(json!({"type":"send","client_msg_id":"m1","body":"one"}))
+        .await;
+    let conversation = first["message"]["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    agent
+        .wait_for(|e| e["type"] == "message" && e["message"]["seq"] == 1)
+        .await;
+
+    // Process A is killed; the agent keeps writing while the visitor is away.
+    a.stop();
+    for i in 2..=4 {
+        let ack = agent
+            .request(json!({"type":"send","conversation_id":conversation,"client_msg_id":format!("a{i}"),"body":format!("reply {i}")}))
+            .await;
+        assert_eq!(ack["message"]["seq"], i);
+    }
+
+    // The visitor comes back on B, resumes from seq 1 and gets exactly 2, 3, 4, then live 5.
+    let mut visitor = Client::connect(&b.ws(&format!("/ws-visitor/?token={vtoken}")), &[]).await;
+    let resumed = visitor
+        .request(json!({"type":"resume","cursors":{conversation.clone(): 1}}))
+        .await;
+    assert_eq!(resumed["replayed"], 3, "{resumed}");
+    // A retry of the first message (its ack might have been lost with A) is not a duplicate.
+    let retry = visitor
+        .request(json!({"type":"send","client_msg_id":"m1","body":"one"}))
+        .await;
+    assert_eq!(retry["duplicate"], true, "{retry}");
+    assert_eq!(retry["message"]["seq"], 1);
+    agent
+        .request(json!({"type":"send","conversation_id":conversation,"client_msg_id":"a5","body":"live"}))
+        .await;
+    let mut seqs = Vec::new();
+    while seqs.last() != Some(&5) {
+        let e = visitor.wait_for(|e| e["type"] == "message").await;
+        seqs.push(e["message"]["seq"].as_i64().unwrap());
+    }
+    assert_eq!(seqs, [2, 3, 4, 5]);
+}

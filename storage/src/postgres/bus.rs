@@ -1,0 +1,245 @@
+//! [`PostgresBus`]: the [`Bus`] between gateway processes on Postgres LISTEN/NOTIFY, so that
+//! several gateways sharing one database need no other service.
+//!
+//! Each process keeps two dedicated connections (outside the pool): one `LISTEN`s on the
+//! `chat_events` channel, one sends `pg_notify` for what this process committed, many events
+//! per round trip. A notification carries the event as JSON when it fits (Postgres limits a
+//! payload to 8000 bytes); a larger message travels as its position and receivers read it from
+//! the store. When the listening connection breaks, notifications sent meanwhile are lost: after
+//! reconnecting, the bus reports [`Inbound::Gap`] and the chat service tells every local session
+//! to resume from the store.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chat_core::bus::{Bus, BusEvent, Inbound};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::StorageError;
+
+/// The notification channel every gateway process listens on.
+pub const CHANNEL: &str = "chat_events";
+/// Largest event JSON sent inline; Postgres refuses payloads of 8000 bytes or more, and the
+/// envelope adds the node id.
+const INLINE_LIMIT: usize = 7_800;
+/// Events waiting to be published; beyond this they are dropped (receivers recover from the
+/// store).
+const OUTBOUND_QUEUE: usize = 16_384;
+/// Most events sent in one `pg_notify` round trip.
+const PUBLISH_BATCH: usize = 512;
+/// Wait between reconnection attempts.
+const RECONNECT_DELAY: Duration = Duration::from_millis(500);
+
+#[derive(Deserialize)]
+struct Envelope {
+    /// The publishing node.
+    o: String,
+    /// The event.
+    e: BusEvent,
+}
+
+/// The [`Bus`] on Postgres LISTEN/NOTIFY.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), chat_storage::StorageError> {
+/// use chat_storage::postgres::PostgresBus;
+/// let bus = PostgresBus::start("postgres://chat@127.0.0.1:5432/chat").await?;
+/// # Ok(()) }
+/// ```
+pub struct PostgresBus {
+    node_id: String,
+    outbound: mpsc::Sender<BusEvent>,
+    inbound: Mutex<Option<mpsc::Receiver<Inbound>>>,
+}
+
+impl std::fmt::Debug for PostgresBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBus")
+            .field("node_id", &self.node_id)
+            .finish()
+    }
+}
+
+impl PostgresBus {
+    /// Connects, starts listening, and spawns the bus tasks on the current Tokio runtime.
+    /// Returns once this process is listening, so nothing published after that is missed.
+    pub async fn start(url: &str) -> Result<Self, StorageError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StorageError::InvalidUrl(e.to_string()))?;
+        let node_id = uuid::Uuid::new_v4().simple().to_string();
+        let (inbound_tx, inbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let listening = listen(&config)
+            .await
+            .map_err(|e| StorageError::Store(super::errors::pg_err(e)))?;
+        tokio::spawn(run_listener(
+            config.clone(),
+            node_id.clone(),
+            inbound_tx,
+            listening,
+        ));
+        let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
+        tokio::spawn(run_publisher(config, node_id.clone(), outbound_rx));
+        Ok(Self {
+            node_id,
+            outbound,
+            inbound: Mutex::new(Some(inbound_rx)),
+        })
+    }
+}
+
+impl Bus for PostgresBus {
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    fn publish(&self, event: BusEvent) {
+        if self.outbound.try_send(event).is_err() {
+            tracing::warn!("the bus's outbound queue is full; an event was dropped (other processes recover it from the store)");
+        }
+    }
+
+    fn take_inbound(&self) -> Option<mpsc::Receiver<Inbound>> {
+        self.inbound
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}
+
+/// A connection that has run `LISTEN`, with its notifications forwarded to the receiver.
+struct Listening {
+    _client: tokio_postgres::Client,
+    notifications: mpsc::UnboundedReceiver<String>,
+}
+
+async fn listen(config: &tokio_postgres::Config) -> Result<Listening, tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (tx, notifications) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        // Driving the connection is what receives notifications; it ends when the connection
+        // breaks, which closes `notifications`.
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_string()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "the bus's listening connection broke");
+                    return;
+                }
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    Ok(Listening {
+        _client: client,
+        notifications,
+    })
+}
+
+async fn run_listener(
+    config: tokio_postgres::Config,
+    node_id: String,
+    inbound: mpsc::Sender<Inbound>,
+    mut listening: Listening,
+) {
+    loop {
+        while let Some(payload) = listening.notifications.recv().await {
+            let envelope: Envelope = match serde_json::from_str(&payload) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    tracing::warn!(%error, "ignoring an unreadable bus notification");
+                    continue;
+                }
+            };
+            if envelope.o == node_id {
+                continue;
+            }
+            if inbound.send(Inbound::Event(envelope.e)).await.is_err() {
+                return; // the chat service is gone
+            }
+        }
+        listening = loop {
+            tokio::time::sleep(RECONNECT_DELAY).await;
+            if inbound.is_closed() {
+                return;
+            }
+            match listen(&config).await {
+                Ok(listening) => break listening,
+                Err(error) => {
+                    tracing::debug!(%error, "the bus cannot listen yet; retrying");
+                }
+            }
+        };
+        tracing::info!("the bus is listening again");
+        if inbound.send(Inbound::Gap).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn run_publisher(
+    config: tokio_postgres::Config,
+    node_id: String,
+    mut outbound: mpsc::Receiver<BusEvent>,
+) {
+    let mut client: Option<tokio_postgres::Client> = None;
+    while let Some(first) = outbound.recv().await {
+        let mut payloads = Vec::with_capacity(16);
+        let mut next = Some(first);
+        while let Some(event) = next {
+            let json = event.to_json_within(INLINE_LIMIT);
+            payloads.push(format!("{{\"o\":\"{node_id}\",\"e\":{json}}}"));
+            next = if payloads.len() < PUBLISH_BATCH {
+                outbound.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        for attempt in 1..=3 {
+            if client.as_ref().is_none_or(|c| c.is_closed()) {
+                client = match config.connect(NoTls).await {
+                    Ok((c, connection)) => {
+                        tokio::spawn(async move {
+                            let _ = connection.await;
+                        });
+                        Some(c)
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, attempt, "the bus cannot connect to publish");
+                        None
+                    }
+                };
+            }
+            if let Some(c) = &client {
+                let sent = c
+                    .execute(
+                        "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i",
+                        &[&CHANNEL, &payloads],
+                    )
+                    .await;
+                match sent {
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::debug!(%error, attempt, "publishing on the bus failed");
+                        client = None;
+                    }
+                }
+            }
+            if attempt == 3 {
+                tracing::warn!(
+                    events = payloads.len(),
+                    "the bus could not publish; other processes recover these events from the store"
+                );
+            } else {
+                tokio::time::sleep(RECONNECT_DELAY).await;
+            }
+        }
+    }
+}
