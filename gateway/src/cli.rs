@@ -21,7 +21,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway (the default).
-    Serve,
+    Serve {
+        /// Take over the listening sockets of a running gateway (zero-downtime upgrade): start
+        /// the new binary with `serve --upgrade`, then send SIGQUIT to the old process. Both
+        /// must use the same `CHAT_UPGRADE_SOCK`.
+        #[arg(long)]
+        upgrade: bool,
+    },
     /// Apply pending database migrations to `CHAT_DATABASE_URL` and exit.
     Migrate,
     /// Print an agent JWT signed with the gateway's secret, for development.
@@ -52,8 +58,8 @@ pub fn init_logging() {
 
 /// Runs the chosen command.
 pub fn run(cli: Cli, config: Config) -> Result<(), GatewayError> {
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => server::serve(config),
+    match cli.command.unwrap_or(Command::Serve { upgrade: false }) {
+        Command::Serve { upgrade } => server::serve(config, upgrade),
         Command::Migrate => migrate(&config),
         Command::Token {
             agent,

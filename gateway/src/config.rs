@@ -53,6 +53,9 @@ pub struct Config {
     /// `CHAT_DB_WRITE_BATCH`: most messages committed in one transaction (1 = one commit per
     /// message).
     pub write_batch: chat_storage::BatchSettings,
+    /// `CHAT_UPGRADE_SOCK`: the Unix socket a new gateway (`serve --upgrade`) receives the
+    /// listening sockets on; default `CHAT_DATA_DIR/upgrade.sock`.
+    pub upgrade_sock: PathBuf,
     /// Agent JWT secret (`CHAT_ADMIN_JWT_SECRET`); generated into the data dir when unset.
     pub admin_jwt_secret: Option<String>,
     /// Visitor token secret (`CHAT_VISITOR_TOKEN_SECRET`); derived from the JWT secret when unset.
@@ -103,14 +106,18 @@ impl Config {
             (None, None) => None,
             _ => return Err(ConfigError::HalfTls),
         };
+        let data_dir: PathBuf = get("CHAT_DATA_DIR")
+            .unwrap_or_else(|| "chat-data".into())
+            .into();
         Ok(Self {
             http_listen: parse(&lookup, "CHAT_HTTP_LISTEN", "127.0.0.1:8080")?,
+            upgrade_sock: get("CHAT_UPGRADE_SOCK")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("upgrade.sock")),
             tls,
             upstream: get("CHAT_UPSTREAM"),
             database_url: get("CHAT_DATABASE_URL"),
-            data_dir: get("CHAT_DATA_DIR")
-                .unwrap_or_else(|| "chat-data".into())
-                .into(),
+            data_dir,
             db_pool_size: parse(&lookup, "CHAT_DB_POOL_SIZE", "16")?,
             write_batch: chat_storage::BatchSettings {
                 max_batch: parse::<usize>(&lookup, "CHAT_DB_WRITE_BATCH", "256")?.max(1),

@@ -20,8 +20,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Runs the gateway until the process is told to stop.
-pub fn serve(config: Config) -> Result<(), GatewayError> {
+/// How long Pingora keeps accepting after handing its sockets to the new process on SIGQUIT
+/// (its `CLOSE_TIMEOUT`), plus a margin: sessions are told to reconnect only once this process
+/// no longer accepts, so that they land on the new one.
+const UPGRADE_HANDOVER: Duration = Duration::from_millis(5_500);
+
+/// Runs the gateway until the process is told to stop. With `upgrade`, takes the listening
+/// sockets over from the running gateway (see `CHAT_UPGRADE_SOCK`).
+pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     let secrets = secrets::load(&config)?;
     if let Some(path) = &secrets.generated_at {
         tracing::warn!(
@@ -115,20 +121,36 @@ pub fn serve(config: Config) -> Result<(), GatewayError> {
         threads: config.worker_threads.max(1),
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(5),
+        upgrade_sock: config.upgrade_sock.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(Some(Opt::default()), conf);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    if upgrade {
+        println!(
+            "UPGRADE_WAITING sock={}: send SIGQUIT to the running gateway",
+            config.upgrade_sock.display()
+        );
+    }
+    // With `upgrade`, this waits for the old process's listening sockets.
     server.bootstrap();
     let mut edge = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         ChatEdge::new(state),
         "chat-gateway",
     );
-    check_bindable(config.http_listen)?;
+    if !upgrade {
+        check_bindable(config.http_listen)?;
+    }
     edge.add_tcp(&config.http_listen.to_string());
     let mut listening = vec![config.http_listen];
     if let Some(tls) = &config.tls {
-        check_bindable(tls.listen)?;
+        if !upgrade {
+            check_bindable(tls.listen)?;
+        }
         let cert = tls.cert.display().to_string();
         let key = tls.key.display().to_string();
         let mut settings = TlsSettings::intermediate(&cert, &key)
@@ -140,14 +162,28 @@ pub fn serve(config: Config) -> Result<(), GatewayError> {
     server.add_service(edge);
 
     runtime.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
         // Pingora drains connections on SIGTERM; sessions are told to reconnect at once so that
-        // clients resume elsewhere instead of waiting for the drain to cut them.
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            term.recv().await;
-            chat.begin_shutdown();
+        // clients resume elsewhere instead of waiting for the drain to cut them. On SIGQUIT
+        // (graceful upgrade) Pingora hands the sockets over and keeps accepting a few seconds
+        // more; sessions are told to reconnect once only the new process accepts.
+        let (Ok(mut term), Ok(mut quit)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::quit()))
+        else {
+            tracing::error!("cannot install the SIGTERM/SIGQUIT handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: telling every session to reconnect elsewhere");
+            }
+            _ = quit.recv() => {
+                tracing::info!("SIGQUIT: handing the sockets to the new process");
+                tokio::time::sleep(UPGRADE_HANDOVER).await;
+                tracing::info!("telling every session to reconnect to the new process");
+            }
         }
+        chat.begin_shutdown();
     });
     let banner = config.clone();
     std::thread::spawn(move || announce_when_listening(&banner, &listening));

@@ -52,56 +52,79 @@ impl Gateway {
     }
 
     pub fn start_with_env(port: u16, env: HashMap<String, String>, data_dir: &Path) -> Gateway {
+        let mut gateway = Self::spawn(port, env, data_dir, &[]);
+        gateway.wait_for_line("SERVER_OK", Duration::from_secs(60));
+        gateway
+    }
+
+    /// Starts the binary with `args` and returns at once, without waiting for `SERVER_OK`.
+    pub fn spawn(
+        port: u16,
+        env: HashMap<String, String>,
+        data_dir: &Path,
+        args: &[&str],
+    ) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
+            .args(args)
             .envs(&env)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn chat-gateway");
         let output = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let output = output.clone();
-            let ready_tx = ready_tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let ready = line.starts_with("SERVER_OK");
                     output.lock().unwrap().push(line);
-                    if ready {
-                        let _ = ready_tx.send(());
-                    }
                 }
             });
         }
-        let mut gateway = Gateway {
+        Gateway {
             child,
             port,
             env,
             output,
             data_dir: data_dir.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        }
+    }
+
+    /// Waits until the gateway printed a line starting with `prefix`; panics if it exits or
+    /// `timeout` passes first.
+    pub fn wait_for_line(&mut self, prefix: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
         loop {
-            if ready_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
-                break;
+            if self
+                .output
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.starts_with(prefix))
+            {
+                return;
             }
-            if let Ok(Some(status)) = gateway.child.try_wait() {
+            if let Some(status) = self.exit_status() {
                 panic!(
-                    "gateway exited with {status} before SERVER_OK:\n{}",
-                    gateway.log()
+                    "gateway exited with {status} before {prefix}:\n{}",
+                    self.log()
                 );
             }
             if Instant::now() > deadline {
                 panic!(
-                    "gateway did not print SERVER_OK within 60 s:\n{}",
-                    gateway.log()
+                    "gateway did not print {prefix} within {timeout:?}:\n{}",
+                    self.log()
                 );
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        gateway
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// The gateway's process id.
@@ -258,6 +281,25 @@ impl Client {
         self.send_raw(&command.to_string()).await;
         self.wait_for(|ev| ev["id"] == json!(id) && (ev["type"] == "ack" || ev["type"] == "error"))
             .await
+    }
+
+    /// The next JSON event, or the close code if the connection closes first.
+    pub async fn next_or_close(&mut self) -> Result<Value, u16> {
+        if !self.backlog.is_empty() {
+            return Ok(self.backlog.remove(0));
+        }
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await {
+                Ok(Some(Ok(WsMessage::Text(t)))) => {
+                    return Ok(serde_json::from_str(t.as_str()).unwrap())
+                }
+                Ok(Some(Ok(WsMessage::Close(Some(frame))))) => return Err(u16::from(frame.code)),
+                Ok(Some(Ok(WsMessage::Close(None)))) | Ok(None) => return Err(1005),
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(e))) => panic!("socket error before close: {e}"),
+                Err(_) => panic!("no event within 10 s"),
+            }
+        }
     }
 
     /// Reads until the connection closes; returns the close code.
