@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod error;
 pub mod hub;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod rollout;

@@ -125,6 +125,7 @@ pub fn serve(config: Config) -> Result<(), GatewayError> {
         listening.push(tls.listen);
     }
     server.add_service(edge);
+    crate::metrics::start(&config, &mut server, &runtime, &chat)?;
 
     runtime.spawn(async move {
         // Pingora drains connections on SIGTERM; sessions are told to reconnect at once so that

@@ -358,6 +358,7 @@ fn duplicate_of(
 }
 
 fn append(conn: &mut Connection, message: NewMessage) -> Result<Appended, StoreError> {
+    let started = std::time::Instant::now();
     let conversation_id = message.conversation_id.0.to_string();
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -404,6 +405,7 @@ fn append(conn: &mut Connection, message: NewMessage) -> Result<Appended, StoreE
     match inserted {
         Ok(_) => {
             tx.commit().map_err(sqlite_err)?;
+            chat_core::metrics::observe_store_commit("embedded", 1, started.elapsed());
             Ok(Appended::Inserted(Message {
                 conversation_id: message.conversation_id,
                 seq,
@@ -602,6 +604,29 @@ impl Store for EmbeddedStore {
 
     async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
         self.call(move |conn| append(conn, message)).await
+    }
+
+    async fn open_conversation_count(&self) -> Result<Option<u64>, StoreError> {
+        self.call(|conn| {
+            conn.query_row(
+                "SELECT count(*) FROM conversations WHERE status = 'open'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| Some(n.max(0) as u64))
+            .map_err(sqlite_err)
+        })
+        .await
+    }
+
+    fn pool_status(&self) -> Option<chat_core::store::PoolStatus> {
+        // One connection behind a mutex: idle when nobody holds it.
+        let idle = usize::from(self.conn.try_lock().is_ok());
+        Some(chat_core::store::PoolStatus {
+            open: 1,
+            idle,
+            max: 1,
+        })
     }
 
     async fn messages_after(
