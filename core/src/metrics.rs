@@ -322,7 +322,7 @@ pub fn init() {
                 DELIVERY_SECONDS.with_label_values(&[direction, transport.as_str()]);
             }
         }
-        for class in ["2xx", "3xx", "4xx", "5xx"] {
+        for class in ["2xx", "3xx", "4xx", "5xx", "error"] {
             UPSTREAM_REQUESTS.with_label_values(&[class]);
             UPSTREAM_SECONDS.with_label_values(&[class]);
         }
@@ -341,6 +341,13 @@ pub fn init() {
             let _ = prometheus::default_registry().register(Box::new(process));
         }
     });
+}
+
+/// Creates the store series of `store` (`postgres` or `embedded`) from start-up, so that rates
+/// over them start at zero rather than at the first commit.
+pub fn init_store(store: &'static str) {
+    STORE_COMMIT_SECONDS.with_label_values(&[store]);
+    STORE_COMMIT_BATCH.with_label_values(&[store]);
 }
 
 /// Everything registered, in the Prometheus text format.

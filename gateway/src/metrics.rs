@@ -59,6 +59,7 @@ pub fn start(
 ) -> Result<(), GatewayError> {
     metrics::set_histograms_enabled(config.metrics_histograms);
     metrics::init();
+    metrics::init_store(chat.store().kind());
     let Some(listen) = config.metrics_listen else {
         return Ok(());
     };
