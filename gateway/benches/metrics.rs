@@ -55,6 +55,8 @@ fn main() {
                 &[
                     ("CHAT_LOG", "warn"),
                     ("CHAT_METRICS_HISTOGRAMS", histograms),
+                    // Nobody may be dropped as a slow consumer while the machine is saturated.
+                    ("CHAT_SESSION_QUEUE", "16384"),
                 ],
             );
             let rate = runtime.block_on(deliveries_per_second(&gw, agents, messages));
