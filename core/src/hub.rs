@@ -198,6 +198,16 @@ impl Hub {
     pub fn followers(&self, topic: &Topic) -> usize {
         self.state().topics.get(topic).map_or(0, HashSet::len)
     }
+
+    /// Distinct visitors with at least one session now.
+    pub fn visitors_online(&self) -> usize {
+        let state = self.state();
+        state
+            .topics
+            .keys()
+            .filter(|topic| matches!(topic, Topic::Visitor(_)))
+            .count()
+    }
 }
 
 #[cfg(test)]

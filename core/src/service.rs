@@ -194,6 +194,7 @@ impl ChatService {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let n = counts.entry((transport, role)).or_insert(0);
         *n = n.saturating_add_signed(delta);
+        crate::metrics::count_session(transport, role, delta);
     }
 
     /// Whether the visitor has a session connected to this process now.
@@ -636,6 +637,9 @@ impl Session {
                     .send(principal, conversation_id, client_msg_id, body)
                     .await?;
                 let duplicate = matches!(appended, Appended::Duplicate(_));
+                if !duplicate {
+                    crate::metrics::message_committed(principal.role(), self.transport.as_str());
+                }
                 let message = match appended {
                     Appended::Inserted(m) | Appended::Duplicate(m) => m,
                 };
@@ -721,6 +725,7 @@ impl Session {
         }
         // Only now, with every read done, change state: a failed resume leaves nothing half-done.
         let count = replay.len() as u64;
+        crate::metrics::replayed(self.transport, count);
         for (conversation_id, position) in positions {
             self.delivered.insert(conversation_id, position);
         }
@@ -800,6 +805,7 @@ impl Session {
                     _ => {}
                 }
                 self.delivered.insert(conversation, message.seq);
+                crate::metrics::observe_delivery(message, self.principal.role(), self.transport);
                 out.push(ServerEvent::Message {
                     message: message.clone(),
                 });

@@ -109,4 +109,27 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError>;
+
+    /// Conversations with status `open`, for the `chat_conversations_open` gauge; `None` when
+    /// the store cannot count them cheaply.
+    async fn open_conversation_count(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    /// The connection pool now, for the `chat_store_pool_connections` gauge; `None` for stores
+    /// without a pool.
+    fn pool_status(&self) -> Option<PoolStatus> {
+        None
+    }
+}
+
+/// A store's connection pool at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections that exist now.
+    pub open: usize,
+    /// Of those, connections idle and available now.
+    pub idle: usize,
+    /// The most connections the pool opens.
+    pub max: usize,
 }

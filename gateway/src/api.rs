@@ -189,7 +189,10 @@ impl Api<'_> {
         {
             Ok((appended, delivery)) => {
                 let (status, duplicate, message) = match appended {
-                    Appended::Inserted(m) => (201, false, m),
+                    Appended::Inserted(m) => {
+                        chat_core::metrics::message_committed(principal.role(), "http_api");
+                        (201, false, m)
+                    }
                     Appended::Duplicate(m) => (200, true, m),
                 };
                 let body = json!({

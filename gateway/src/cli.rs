@@ -44,16 +44,25 @@ pub enum Command {
     },
 }
 
-/// Logs go to stderr; `CHAT_LOG` sets the filter (`info` by default, e.g. `info,chat_gateway=debug`).
+/// Logs go to stderr; `CHAT_LOG` sets the filter per module (`info` by default, e.g.
+/// `info,chat_gateway=debug`) and `CHAT_LOG_FORMAT=json` writes one JSON object per line instead
+/// of text.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CHAT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: journald and log files get plain text operators can grep.
-    let _ = tracing_subscriber::fmt()
+    let json = std::env::var("CHAT_LOG_FORMAT")
+        .is_ok_and(|format| format.trim().eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().with_current_span(false).try_init()
+    } else {
+        // Colours only on a terminal: journald and log files get plain text operators can grep.
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }
 
 /// Runs the chosen command.

@@ -84,6 +84,10 @@ pub struct Config {
     pub poll_hold: Duration,
     /// A polling session no GET has reached for this long expires (`CHAT_POLL_SESSION_TTL_SECS`).
     pub poll_session_ttl: Duration,
+    /// Listener of `/metrics` (`CHAT_METRICS_LISTEN`); `None` when set to `off`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Whether latency and size histograms are observed (`CHAT_METRICS_HISTOGRAMS`).
+    pub metrics_histograms: bool,
 }
 
 impl Config {
@@ -153,6 +157,11 @@ impl Config {
                 "60",
             )?),
             ws_rollout: parse(&lookup, "CHAT_WS_ROLLOUT_PERCENT", "100")?,
+            metrics_listen: match get("CHAT_METRICS_LISTEN") {
+                Some(v) if v.trim().eq_ignore_ascii_case("off") => None,
+                _ => Some(parse(&lookup, "CHAT_METRICS_LISTEN", "127.0.0.1:9464")?),
+            },
+            metrics_histograms: on_off(&lookup, "CHAT_METRICS_HISTOGRAMS", true)?,
         })
     }
 }
@@ -172,6 +181,25 @@ impl Config {
                 batch: self.write_batch,
             },
         }
+    }
+}
+
+fn on_off(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    let Some(value) = lookup(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(default);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            name,
+            value,
+            reason: "expected on or off".into(),
+        }),
     }
 }
 
@@ -215,6 +243,19 @@ mod tests {
         assert_eq!(c.http_listen.to_string(), "127.0.0.1:8080");
         assert!(c.tls.is_none() && c.database_url.is_none() && c.upstream.is_none());
         assert_eq!(c.visitor_origins, OriginPolicy::LocalDevelopment);
+        assert_eq!(c.metrics_listen.unwrap().to_string(), "127.0.0.1:9464");
+        assert!(c.metrics_histograms);
+    }
+
+    #[test]
+    fn metrics_can_be_turned_off() {
+        let c = config(&[
+            ("CHAT_METRICS_LISTEN", "off"),
+            ("CHAT_METRICS_HISTOGRAMS", "off"),
+        ])
+        .unwrap();
+        assert!(c.metrics_listen.is_none() && !c.metrics_histograms);
+        assert!(config(&[("CHAT_METRICS_HISTOGRAMS", "maybe")]).is_err());
     }
 
     #[test]

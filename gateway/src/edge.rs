@@ -16,6 +16,7 @@ use crate::routes::{route, Route};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chat_core::auth::{Authenticator, OriginPolicy};
+use chat_core::metrics::{self, HandshakeFailure};
 use chat_core::model::{Principal, Role};
 use chat_core::service::ChatService;
 use chat_core::transport::{Transport, TransportKind};
@@ -31,7 +32,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 /// Everything the edge needs to answer chat requests.
@@ -69,10 +70,23 @@ impl ChatEdge {
 }
 
 /// Per-request state.
-#[derive(Default)]
 pub struct RequestCtx {
     /// The request arrived over TLS.
     tls: bool,
+    /// When the request head was read.
+    started: Instant,
+    /// The chat route's metric name; `None` for requests proxied to the main site.
+    route: Option<&'static str>,
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self {
+            tls: false,
+            started: Instant::now(),
+            route: None,
+        }
+    }
 }
 
 fn is_tls(session: &Session) -> bool {
@@ -92,9 +106,11 @@ impl ProxyHttp for ChatEdge {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.tls = is_tls(session);
+        ctx.started = Instant::now();
         let path = session.req_header().uri.path().to_owned();
         let method = session.req_header().method.clone();
         let route = route(&path);
+        ctx.route = route.metric_name();
         if matches!(route, Route::Upstream) {
             if session.is_upgrade_req() {
                 // The main site's own WebSockets: Pingora's 60 s HTTP read timeout would
@@ -184,6 +200,19 @@ impl ProxyHttp for ChatEdge {
             upstream_request.insert_header("X-Forwarded-Host", host)?;
         }
         Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map(|r| r.status.as_u16());
+        match ctx.route {
+            Some(route) => {
+                // An upgraded connection left Pingora after its 101, which Pingora no longer
+                // sees; every other chat answer went through the session.
+                let upgraded = route.starts_with("socket_") && status.is_none();
+                metrics::http_request(route, status.unwrap_or(if upgraded { 101 } else { 0 }));
+            }
+            None => metrics::upstream_request(status, ctx.started.elapsed()),
+        }
     }
 
     async fn fail_to_proxy(
@@ -326,6 +355,11 @@ impl ChatEdge {
     async fn serve_socketio(&self, session: &mut Session, role: Role, query: &str) -> Result<bool> {
         if let Some(refusal) = self.origin_refusal(session, role) {
             tracing::debug!(%refusal, "socket.io request refused");
+            metrics::handshake_failed(
+                TransportKind::SocketIo,
+                role,
+                HandshakeFailure::ForbiddenOrigin,
+            );
             let body = json!({"code": 4, "message": "Forbidden", "reason": refusal}).to_string();
             return respond(session, 403, "application/json", &[], Bytes::from(body)).await;
         }
@@ -338,16 +372,26 @@ impl ChatEdge {
         let engine = self.state.socketio.engine(role);
         if is_websocket_upgrade(session) {
             let Some(key) = websocket_key(session) else {
+                metrics::handshake_failed(
+                    TransportKind::SocketIo,
+                    role,
+                    HandshakeFailure::BadRequest,
+                );
                 return respond_error(session, 400, "bad_request", "missing Sec-WebSocket-Key")
                     .await;
             };
             let accept = match engine.websocket_request(query) {
                 Ok(accept) => accept,
-                Err(refusal) => return self.write_engine_response(session, refusal, &cors).await,
+                Err(refusal) => {
+                    let reason = HandshakeFailure::from_status(refusal.status);
+                    metrics::handshake_failed(TransportKind::SocketIo, role, reason);
+                    return self.write_engine_response(session, refusal, &cors).await;
+                }
             };
             let upgraded = take_upgraded(session, &key).await?;
             let settings = self.state.websocket.settings().clone();
             tokio::spawn(async move {
+                let _open = metrics::connection_opened(TransportKind::SocketIo, role);
                 let (conn_tx, conn_rx) = tokio::sync::oneshot::channel();
                 let engine_side = tokio::spawn(async move {
                     if let Ok(conn) = conn_rx.await {
@@ -375,6 +419,8 @@ impl ChatEdge {
         } else {
             Bytes::new()
         };
+        let opening = query_param(Some(query), "sid").is_none();
+        let _open = metrics::connection_opened(TransportKind::SocketIo, role);
         let response = engine
             .handle_polling(EngineRequest {
                 method: engine_method,
@@ -382,6 +428,10 @@ impl ChatEdge {
                 body,
             })
             .await;
+        if opening && response.status >= 400 {
+            let reason = HandshakeFailure::from_status(response.status);
+            metrics::handshake_failed(TransportKind::SocketIo, role, reason);
+        }
         self.write_engine_response(session, response, &cors).await
     }
 
@@ -421,6 +471,7 @@ impl ChatEdge {
             return self.serve_socketio(session, role, &query).await;
         }
         let (true, Some(key)) = (is_websocket_upgrade(session), websocket_key(session)) else {
+            metrics::handshake_failed(TransportKind::WebSocket, role, HandshakeFailure::BadRequest);
             return respond_error(
                 session,
                 400,
@@ -430,6 +481,7 @@ impl ChatEdge {
             .await;
         };
         if header(session, "sec-websocket-version") != Some("13") {
+            metrics::handshake_failed(TransportKind::WebSocket, role, HandshakeFailure::BadRequest);
             return respond(
                 session,
                 426,
@@ -443,10 +495,16 @@ impl ChatEdge {
             .await;
         }
         if !matches!(session.as_downstream(), HttpSession::H1(_)) {
+            metrics::handshake_failed(TransportKind::WebSocket, role, HandshakeFailure::BadRequest);
             return respond_error(session, 400, "bad_request", "WebSocket needs HTTP/1.1").await;
         }
         if let Some(refusal) = self.origin_refusal(session, role) {
             tracing::debug!(%refusal, "socket refused");
+            metrics::handshake_failed(
+                TransportKind::WebSocket,
+                role,
+                HandshakeFailure::ForbiddenOrigin,
+            );
             return respond_error(session, 403, "forbidden", &refusal).await;
         }
         let chat_session = match self
@@ -455,7 +513,9 @@ impl ChatEdge {
         {
             Ok(s) => s,
             Err((status, code, message)) => {
-                return respond_error(session, status, code, &message).await
+                let reason = HandshakeFailure::from_status(status);
+                metrics::handshake_failed(TransportKind::WebSocket, role, reason);
+                return respond_error(session, status, code, &message).await;
             }
         };
 
@@ -464,7 +524,9 @@ impl ChatEdge {
         let session_id = chat_session.id().to_owned();
         tracing::debug!(session = %session_id, role = role.as_str(), "websocket session opened");
         tokio::spawn(async move {
+            let _open = metrics::connection_opened(TransportKind::WebSocket, role);
             let end = transport.serve(upgraded, chat_session).await;
+            metrics::session_ended(TransportKind::WebSocket, role, &end);
             tracing::debug!(session = %session_id, ?end, "websocket session ended");
         });
         Ok(true)
@@ -527,6 +589,11 @@ impl ChatEdge {
     async fn serve_polling(&self, session: &mut Session, role: Role) -> Result<bool> {
         if let Some(refusal) = self.origin_refusal(session, role) {
             tracing::debug!(%refusal, "polling request refused");
+            metrics::handshake_failed(
+                TransportKind::Polling,
+                role,
+                HandshakeFailure::ForbiddenOrigin,
+            );
             return respond_error(session, 403, "forbidden", &refusal).await;
         }
         let method = session.req_header().method.clone();
@@ -534,6 +601,7 @@ impl ChatEdge {
         let query = session.req_header().uri.query().unwrap_or("").to_owned();
         let has_sid = query_param(Some(&query), "sid").is_some();
         let polling = &self.state.polling;
+        let _open = metrics::connection_opened(TransportKind::Polling, role);
         let response = match method {
             http::Method::OPTIONS => PollResponse {
                 status: 204,
@@ -560,7 +628,11 @@ impl ChatEdge {
                     .await
                 {
                     Ok(chat_session) => polling.open(chat_session).await,
-                    Err((status, code, message)) => PollResponse::error(status, code, &message),
+                    Err((status, code, message)) => {
+                        let reason = HandshakeFailure::from_status(status);
+                        metrics::handshake_failed(TransportKind::Polling, role, reason);
+                        PollResponse::error(status, code, &message)
+                    }
                 }
             }
             _ => PollResponse::error(405, "method_not_allowed", "use GET or POST"),

@@ -12,6 +12,7 @@ pub mod config;
 pub mod edge;
 pub mod error;
 pub mod http_util;
+pub mod metrics;
 pub mod routes;
 pub mod secrets;
 pub mod server;

@@ -27,6 +27,42 @@ pub enum Route {
     NotFound,
 }
 
+impl Route {
+    /// The `route` label of `chat_http_requests_total`: a fixed name per route, never the path.
+    /// `None` for [`Route::Upstream`], which has metrics of its own.
+    pub fn metric_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::Upstream => return None,
+            Self::Health => "health",
+            Self::WhoAmI => "whoami",
+            Self::ApiStats => "api_stats",
+            Self::ApiMessages(_) => "api_messages",
+            Self::Asset(_) => "asset",
+            Self::Socket(Role::Visitor) => "socket_visitor",
+            Self::Socket(Role::Agent) => "socket_agent",
+            Self::Poll(Role::Visitor) => "poll_visitor",
+            Self::Poll(Role::Agent) => "poll_agent",
+            Self::Redirect(_) => "redirect",
+            Self::NotFound => "not_found",
+        })
+    }
+}
+
+/// Every value of [`Route::metric_name`].
+pub const ROUTE_METRIC_NAMES: [&str; 11] = [
+    "health",
+    "whoami",
+    "api_stats",
+    "api_messages",
+    "asset",
+    "socket_visitor",
+    "socket_agent",
+    "poll_visitor",
+    "poll_agent",
+    "redirect",
+    "not_found",
+];
+
 /// Routes a request path.
 pub fn route(path: &str) -> Route {
     match path {

@@ -160,6 +160,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         listening.push(tls.listen);
     }
     server.add_service(edge);
+    crate::metrics::start(&config, &mut server, &runtime, &chat, upgrade)?;
 
     runtime.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};

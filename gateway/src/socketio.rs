@@ -4,6 +4,7 @@
 //! rules as the raw transport; Origin rules and CORS are applied here, at the HTTP layer.
 
 use chat_core::auth::Authenticator;
+use chat_core::metrics::{self, HandshakeFailure, HandshakeFailure::Unauthorized};
 use chat_core::model::{Principal, Role};
 use chat_core::service::ChatService;
 use chat_core::transport::TransportKind;
@@ -67,6 +68,7 @@ fn start_engine(
         while let Some(socket) = sockets.accept().await {
             tokio::spawn(async move {
                 let end = serve_chat(socket).await;
+                chat_core::metrics::session_ended(TransportKind::SocketIo, role, &end);
                 tracing::debug!(?end, "socket.io chat session ended");
             });
         }
@@ -84,9 +86,10 @@ async fn authorize(
     let field = |name: &str| fields.and_then(|f| f.get(name)).and_then(Value::as_str);
     let (principal, visitor_token, pid): (Principal, Option<String>, String) = match role {
         Role::Agent => {
-            let principal = auth
-                .agent(field("token"))
-                .map_err(|e| Authenticator::describe_agent_refusal(&e))?;
+            let principal = auth.agent(field("token")).map_err(|e| {
+                metrics::handshake_failed(TransportKind::SocketIo, role, Unauthorized);
+                Authenticator::describe_agent_refusal(&e)
+            })?;
             let pid = agent_pid(&principal);
             (principal, None, pid)
         }
@@ -95,6 +98,7 @@ async fn authorize(
             // token, even when the page never stored the token itself.
             let token = field("token").or_else(|| field("pid"));
             let (principal, token) = auth.visitor(token, field("site")).map_err(|e| {
+                metrics::handshake_failed(TransportKind::SocketIo, role, Unauthorized);
                 format!("visitor token rejected: {e}; connect without a token to start afresh")
             })?;
             (principal, Some(token.clone()), token)
@@ -104,7 +108,14 @@ async fn authorize(
     let session = chat
         .open_session(principal, visitor_token, TransportKind::SocketIo)
         .await
-        .map_err(|e| e.client_message())?;
+        .map_err(|e| {
+            let reason = match e {
+                chat_core::ChatError::Store(_) => HandshakeFailure::Unavailable,
+                _ => HandshakeFailure::Internal,
+            };
+            metrics::handshake_failed(TransportKind::SocketIo, role, reason);
+            e.client_message()
+        })?;
     Ok(ChatConnection {
         session: Some(session),
         pid,

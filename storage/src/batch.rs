@@ -117,6 +117,12 @@ async fn write_batches<S: AppendBatch>(
         let size = messages.len();
         let started = Instant::now();
         let results = store.append_batch(messages).await;
+        if results
+            .iter()
+            .any(|r| matches!(r, Ok(Appended::Inserted(_))))
+        {
+            chat_core::metrics::observe_store_commit(store.kind(), size, started.elapsed());
+        }
         tracing::trace!(
             size,
             elapsed_us = started.elapsed().as_micros() as u64,
@@ -210,5 +216,13 @@ impl<S: AppendBatch> Store for BatchingStore<S> {
         self.inner
             .messages_after(conversation_id, after_seq, limit)
             .await
+    }
+
+    async fn open_conversation_count(&self) -> Result<Option<u64>, StoreError> {
+        self.inner.open_conversation_count().await
+    }
+
+    fn pool_status(&self) -> Option<chat_core::store::PoolStatus> {
+        self.inner.pool_status()
     }
 }

@@ -47,6 +47,7 @@ async function startGateway(extraEnv = {}) {
     CHAT_HTTP_LISTEN: `127.0.0.1:${port}`,
     CHAT_DATA_DIR: dataDir,
     CHAT_ADMIN_JWT_SECRET: randomBytes(32).toString('hex'),
+    CHAT_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
     ...extraEnv,
   };
   const gw = { child: null, env, dataDir, base: `http://127.0.0.1:${port}`, stdout: '', stderr: '' };

@@ -45,6 +45,11 @@ impl Gateway {
         env.insert("CHAT_DATA_DIR".into(), data_dir.display().to_string());
         env.insert("CHAT_ADMIN_JWT_SECRET".into(), SECRET.into());
         env.insert("CHAT_LOG".into(), "info,chat_gateway=debug".into());
+        // Every gateway gets its own metrics port: tests run in parallel.
+        env.insert(
+            "CHAT_METRICS_LISTEN".into(),
+            format!("127.0.0.1:{}", free_port()),
+        );
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }
@@ -138,6 +143,16 @@ impl Gateway {
 
     pub fn http(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// `http://…/metrics` on the metrics listener.
+    pub fn metrics_url(&self) -> String {
+        format!(
+            "http://{}/metrics",
+            self.env
+                .get("CHAT_METRICS_LISTEN")
+                .expect("CHAT_METRICS_LISTEN is set")
+        )
     }
 
     pub fn ws(&self, path: &str) -> String {

@@ -31,6 +31,8 @@ export async function startGateway(extraEnv = {}) {
     CHAT_DATA_DIR: dataDir,
     CHAT_ADMIN_JWT_SECRET: randomBytes(32).toString('hex'),
     CHAT_LOG: 'info,chat_gateway=debug',
+    // Its own metrics port: several gateways may run at once.
+    CHAT_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
     ...extraEnv,
   };
   const gw = { env, port, dataDir, base: `http://127.0.0.1:${port}`, log: '', child: null };

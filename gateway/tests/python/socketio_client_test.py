@@ -25,7 +25,8 @@ def main():
     port = free_port()
     data = tempfile.mkdtemp(prefix="chat-gateway-py-")
     env = dict(os.environ, CHAT_HTTP_LISTEN=f"127.0.0.1:{port}", CHAT_DATA_DIR=data,
-               CHAT_ADMIN_JWT_SECRET="python-test-secret-0123456789")
+               CHAT_ADMIN_JWT_SECRET="python-test-secret-0123456789",
+               CHAT_METRICS_LISTEN=f"127.0.0.1:{free_port()}")
     gateway = subprocess.Popen([BIN], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 30

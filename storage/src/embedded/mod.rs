@@ -643,15 +643,44 @@ impl Store for EmbeddedStore {
     }
 
     async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
-        self.call(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sqlite_err)?;
-            let appended = append_in(&tx, message)?;
-            tx.commit().map_err(sqlite_err)?;
-            Ok(appended)
+        let started = std::time::Instant::now();
+        let appended = self
+            .call(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_err)?;
+                let appended = append_in(&tx, message)?;
+                tx.commit().map_err(sqlite_err)?;
+                Ok(appended)
+            })
+            .await;
+        if let Ok(Appended::Inserted(_)) = &appended {
+            chat_core::metrics::observe_store_commit("embedded", 1, started.elapsed());
+        }
+        appended
+    }
+
+    async fn open_conversation_count(&self) -> Result<Option<u64>, StoreError> {
+        self.call(|conn| {
+            conn.query_row(
+                "SELECT count(*) FROM conversations WHERE status = 'open'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| Some(n.max(0) as u64))
+            .map_err(sqlite_err)
         })
         .await
+    }
+
+    fn pool_status(&self) -> Option<chat_core::store::PoolStatus> {
+        // One connection behind a mutex: idle when nobody holds it.
+        let idle = usize::from(self.conn.try_lock().is_ok());
+        Some(chat_core::store::PoolStatus {
+            open: 1,
+            idle,
+            max: 1,
+        })
     }
 
     async fn messages_after(

@@ -310,6 +310,29 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn open_conversation_count(&self) -> Result<Option<u64>, StoreError> {
+        with_client!(self, HEALTH_TIMEOUT, |client| {
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM conversations WHERE status = 'open'",
+                    &[],
+                )
+                .await
+                .map_err(pg_err)?;
+            let n: i64 = row.try_get(0).map_err(pg_err)?;
+            Ok(Some(n.max(0) as u64))
+        })
+    }
+
+    fn pool_status(&self) -> Option<chat_core::store::PoolStatus> {
+        let status = self.pool.status();
+        Some(chat_core::store::PoolStatus {
+            open: status.size,
+            idle: status.available,
+            max: status.max_size,
+        })
+    }
+
     async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {
         let created_at = truncate_micros(visitor.created_at);
         with_client!(self, OP_TIMEOUT, |client| {
@@ -482,6 +505,7 @@ impl Store for PostgresStore {
 
     async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
         let conversation_id = message.conversation_id.0;
+        let started = std::time::Instant::now();
         with_client!(self, OP_TIMEOUT, |client| {
             // A retry of a committed message is answered without a transaction or a lock.
             if let Some(client_msg_id) = &message.client_msg_id {
@@ -542,6 +566,7 @@ impl Store for PostgresStore {
             match inserted {
                 Ok(_) => {
                     tx.commit().await.map_err(pg_err)?;
+                    chat_core::metrics::observe_store_commit("postgres", 1, started.elapsed());
                     Ok(Appended::Inserted(Message {
                         conversation_id: message.conversation_id,
                         seq,

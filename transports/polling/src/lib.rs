@@ -318,8 +318,10 @@ impl PollingSessions {
             submissions: rx,
         };
         let task_sid = sid.clone();
+        let role = session.principal().role();
         tokio::spawn(async move {
             let end = registry.transport.serve(connection, session).await;
+            chat_core::metrics::session_ended(TransportKind::Polling, role, &end);
             registry.sessions().remove(&task_sid);
             tracing::debug!(sid = %task_sid, ?end, "polling session ended");
         });
