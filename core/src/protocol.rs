@@ -47,6 +47,13 @@ pub enum ClientCommand {
     Resume {
         /// Conversation id to the last sequence number seen.
         cursors: BTreeMap<ConversationId, i64>,
+        /// Agents only: also replay a `conversation` event for every conversation of `site`
+        /// changed after this instant (the list changes missed while away), oldest first.
+        #[serde(default)]
+        conversations_since: Option<chrono::DateTime<chrono::Utc>>,
+        /// The site for `conversations_since` (default `default`).
+        #[serde(default)]
+        site: Option<String>,
     },
     /// Read a page of a conversation's messages after a sequence number.
     History {
@@ -366,7 +373,7 @@ mod tests {
         let f =
             decode_client_frame(&format!(r#"{{"type":"resume","cursors":{{"{id}":7}}}}"#)).unwrap();
         match f.command {
-            ClientCommand::Resume { cursors } => assert_eq!(cursors.get(&id), Some(&7)),
+            ClientCommand::Resume { cursors, .. } => assert_eq!(cursors.get(&id), Some(&7)),
             other => panic!("unexpected {other:?}"),
         }
     }

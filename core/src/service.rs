@@ -649,7 +649,14 @@ impl Session {
                     ..Ack::default()
                 })
             }
-            ClientCommand::Resume { cursors } => {
+            ClientCommand::Resume {
+                cursors,
+                conversations_since,
+                site,
+            } => {
+                if let Some(since) = conversations_since {
+                    self.replay_conversation_changes(site, since).await?;
+                }
                 let replayed = self.resume(cursors).await?;
                 Ok(Ack {
                     replayed: Some(replayed),
@@ -688,6 +695,30 @@ impl Session {
                 ..Ack::default()
             }),
         }
+    }
+
+    /// Queues a `conversation` event for each conversation of `site` changed after `since`,
+    /// oldest first: the list changes an agent missed while disconnected.
+    async fn replay_conversation_changes(
+        &mut self,
+        site: Option<SiteId>,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), ChatError> {
+        let site = site.unwrap_or_else(|| "default".to_string());
+        let mut changed: Vec<Conversation> = self
+            .service
+            .list(&self.principal, site, None, Some(500))
+            .await?
+            .into_iter()
+            .filter(|c| c.updated_at > since)
+            .collect();
+        changed.reverse();
+        self.pending.extend(
+            changed
+                .into_iter()
+                .map(|conversation| ServerEvent::Conversation { conversation }),
+        );
+        Ok(())
     }
 
     /// Replays what the client missed, then lets live events through with no gap and no

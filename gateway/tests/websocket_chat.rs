@@ -430,3 +430,52 @@ async fn welcome_tells_each_visitor_its_rollout_transport_stably() {
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn an_agent_resuming_gets_the_conversation_changes_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path(), &[]);
+    let token = gw.agent_token("carol", "Carol");
+    let mut visitor = Client::connect(&gw.ws("/ws-visitor/"), &[]).await;
+    let old = visitor
+        .request(json!({"type":"send","body":"before the agent left"}))
+        .await;
+    let old_conversation = old["message"]["conversation_id"].clone();
+    // The old conversation was last changed exactly then.
+    let since = old["message"]["created_at"].clone();
+
+    // While no agent is connected: the visitor closes the old conversation and opens a new one.
+    visitor
+        .request(json!({"type":"close","conversation_id":old_conversation}))
+        .await;
+    let new = visitor
+        .request(json!({"type":"send","body":"while the agent was away"}))
+        .await;
+    let new_conversation = new["message"]["conversation_id"].clone();
+    assert_ne!(new_conversation, old_conversation);
+
+    let mut agent = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let ack = agent
+        .request(json!({"type":"resume","cursors":{},"conversations_since":since}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let mut changed = Vec::new();
+    while changed.len() < 2 {
+        let e = agent.wait_for(|e| e["type"] == "conversation").await;
+        changed.push((e["conversation"]["id"].clone(), e["conversation"]["status"].clone()));
+    }
+    assert_eq!(
+        changed,
+        [
+            (old_conversation, json!("closed")),
+            (new_conversation, json!("open"))
+        ],
+        "oldest change first"
+    );
+
+    // Visitors cannot list conversations, so they cannot ask for this either.
+    let refused = visitor
+        .request(json!({"type":"resume","cursors":{},"conversations_since":since}))
+        .await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+}

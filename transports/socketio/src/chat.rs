@@ -152,7 +152,11 @@ pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
         let answer = session
             .handle(ClientFrame {
                 id: None,
-                command: ClientCommand::Resume { cursors: from },
+                command: ClientCommand::Resume {
+                    cursors: from,
+                    conversations_since: None,
+                    site: None,
+                },
             })
             .await;
         if let ServerEvent::Error(e) = answer {
