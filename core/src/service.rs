@@ -70,6 +70,9 @@ struct Inner {
     remote_agents: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
 }
 
+/// How long a new session holds live events back waiting for the client's `resume`.
+const RESUME_GRACE: Duration = Duration::from_secs(1);
+
 /// A retried send younger than this is fanned out again (see `send_to_visitor`).
 const REPUBLISH_DUPLICATES_WITHIN: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
 
@@ -247,6 +250,8 @@ impl ChatService {
             lagged: sub.lagged,
             shutdown: self.inner.shutdown.subscribe(),
             delivered: HashMap::new(),
+            live_from: HashMap::new(),
+            resume_grace: Some(tokio::time::Instant::now() + RESUME_GRACE),
             pending: VecDeque::new(),
             stash: None,
             counted_as_agent: false,
@@ -578,6 +583,13 @@ pub struct Session {
     shutdown: watch::Receiver<bool>,
     /// Per conversation, the highest `seq` handed to the transport: the resume boundary.
     delivered: HashMap<ConversationId, i64>,
+    /// Per conversation first delivered live (no cursor known then), the first `seq` delivered:
+    /// from it up to `delivered`, the client has every message (gaps are filled).
+    live_from: HashMap<ConversationId, i64>,
+    /// Until this instant, or until the client's first `resume` or `send`, live events wait in
+    /// the queue: a client that reconnects sends `resume` right after `welcome`, and a message
+    /// delivered live before it would arrive ahead of the older ones the replay brings.
+    resume_grace: Option<tokio::time::Instant>,
     pending: VecDeque<ServerEvent>,
     /// A hub event taken off the queue whose processing was interrupted (cancellation).
     stash: Option<Arc<HubEvent>>,
@@ -606,6 +618,12 @@ impl Session {
     /// command causes (replayed messages) follow through [`Session::next_event`].
     pub async fn handle(&mut self, frame: ClientFrame) -> ServerEvent {
         let id = frame.id;
+        if matches!(
+            frame.command,
+            ClientCommand::Resume { .. } | ClientCommand::Send { .. }
+        ) {
+            self.resume_grace = None;
+        }
         match self.execute(frame.command).await {
             Ok(mut ack) => {
                 ack.id = id;
@@ -741,6 +759,13 @@ impl Session {
             self.service
                 .authorized_conversation(&self.principal, conversation_id)
                 .await?;
+            // What this session already handed over for the conversation is not sent again:
+            // everything up to `delivered` when an earlier resume set it, or from `live_from`
+            // up to `delivered` when it was first delivered live.
+            let given = self.delivered.get(&conversation_id).map(|&upto| {
+                let from = self.live_from.get(&conversation_id).copied().unwrap_or(1);
+                from..=upto
+            });
             let mut position = cursor;
             let mut read = 0u32;
             while read < cap {
@@ -750,7 +775,13 @@ impl Session {
                 let Some(last) = page.last() else { break };
                 position = last.seq;
                 read += page.len() as u32;
-                replay.extend(page);
+                replay.extend(
+                    page.into_iter()
+                        .filter(|m| !given.as_ref().is_some_and(|g| g.contains(&m.seq))),
+                );
+            }
+            if let Some(given) = &given {
+                position = position.max(*given.end());
             }
             positions.push((conversation_id, position));
         }
@@ -759,6 +790,7 @@ impl Session {
         crate::metrics::replayed(self.transport, count);
         for (conversation_id, position) in positions {
             self.delivered.insert(conversation_id, position);
+            self.live_from.remove(&conversation_id);
         }
         self.pending.extend(
             replay
@@ -780,6 +812,16 @@ impl Session {
             }
             if self.lagged.load(Ordering::Acquire) {
                 return Outbound::Lagged;
+            }
+            if let Some(until) = self.resume_grace {
+                if tokio::time::Instant::now() < until && self.stash.is_none() {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until) => self.resume_grace = None,
+                        _ = self.shutdown.changed() => {}
+                    }
+                    continue;
+                }
+                self.resume_grace = None;
             }
             let event = match self.stash.take() {
                 Some(event) => event,
@@ -834,6 +876,9 @@ impl Session {
                         }
                     }
                     _ => {}
+                }
+                if seen.is_none() {
+                    self.live_from.insert(conversation, message.seq);
                 }
                 self.delivered.insert(conversation, message.seq);
                 crate::metrics::observe_delivery(message, self.principal.role(), self.transport);

@@ -462,7 +462,10 @@ async fn an_agent_resuming_gets_the_conversation_changes_it_missed() {
     let mut changed = Vec::new();
     while changed.len() < 2 {
         let e = agent.wait_for(|e| e["type"] == "conversation").await;
-        changed.push((e["conversation"]["id"].clone(), e["conversation"]["status"].clone()));
+        changed.push((
+            e["conversation"]["id"].clone(),
+            e["conversation"]["status"].clone(),
+        ));
     }
     assert_eq!(
         changed,
@@ -478,4 +481,49 @@ async fn an_agent_resuming_gets_the_conversation_changes_it_missed() {
         .request(json!({"type":"resume","cursors":{},"conversations_since":since}))
         .await;
     assert_eq!(refused["code"], "forbidden", "{refused}");
+}
+
+#[tokio::test]
+async fn a_message_committed_between_welcome_and_resume_arrives_once_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path(), &[]);
+    let token = gw.agent_token("dave", "Dave");
+    let mut agent = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let mut visitor = Client::connect(&gw.ws("/ws-visitor/"), &[]).await;
+    let vtoken = visitor.welcome["visitor_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut conversation = json!(null);
+    for i in 1..=3 {
+        let ack = visitor
+            .request(json!({"type":"send","client_msg_id":format!("v{i}"),"body":"v"}))
+            .await;
+        conversation = ack["message"]["conversation_id"].clone();
+    }
+    drop(visitor);
+    for i in 4..=5 {
+        agent
+            .request(json!({"type":"send","conversation_id":conversation,"body":format!("a{i}")}))
+            .await;
+    }
+    // The visitor is back; seq 6 is committed after its welcome and before its resume.
+    let mut visitor = Client::connect(&gw.ws(&format!("/ws-visitor/?token={vtoken}")), &[]).await;
+    agent
+        .request(json!({"type":"send","conversation_id":conversation,"body":"a6"}))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let ack = visitor
+        .request(json!({"type":"resume","cursors":{conversation.as_str().unwrap(): 3}}))
+        .await;
+    assert_eq!(ack["replayed"], 3, "{ack}");
+    agent
+        .request(json!({"type":"send","conversation_id":conversation,"body":"a7"}))
+        .await;
+    let mut seqs = Vec::new();
+    while seqs.last() != Some(&7) {
+        let e = visitor.wait_for(|e| e["type"] == "message").await;
+        seqs.push(e["message"]["seq"].as_i64().unwrap());
+    }
+    assert_eq!(seqs, [4, 5, 6, 7], "in order, each once");
 }

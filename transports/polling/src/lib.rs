@@ -194,8 +194,16 @@ impl Transport for PollingTransport {
         let ttl = self.settings.ttl;
         let end = loop {
             let expires_at = shared.expires_at(ttl);
+            // Events are taken from the session only while the log has room: a long replay
+            // then flows as fast as the client acknowledges it instead of overflowing the log.
+            // Live events wait in the session's own bounded queue meanwhile.
+            let acknowledged = shared.changed.notified();
+            tokio::pin!(acknowledged);
+            acknowledged.as_mut().enable();
+            let room = shared.log().has_room();
             tokio::select! {
-                outbound = session.next_event() => match outbound {
+                _ = &mut acknowledged, if !room => {}
+                outbound = session.next_event(), if room => match outbound {
                     Outbound::Event(event) => {
                         let pushed = shared.log().push(event.to_json());
                         if pushed.is_err() {
@@ -374,10 +382,19 @@ impl PollingSessions {
                         &format!("`cursor` {cursor} is past the last event {}", log.last()),
                     );
                 }
-                log.acknowledge(cursor);
+                let freed = log.acknowledge(cursor) > 0;
                 let (last, events) = log.after(cursor);
                 if !events.is_empty() {
+                    if freed {
+                        shared.changed.notify_waiters();
+                    }
                     return PollResponse::batch(last, &events);
+                }
+                if freed {
+                    // The session may be waiting for room in the log (a long replay).
+                    drop(log);
+                    shared.changed.notify_waiters();
+                    continue;
                 }
             }
             if shared.generation.load(Ordering::Acquire) != generation {

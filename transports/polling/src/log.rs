@@ -50,16 +50,24 @@ impl EventLog {
         self.events.len()
     }
 
+    /// Whether another event fits.
+    pub fn has_room(&self) -> bool {
+        self.events.len() < self.capacity
+    }
+
     /// Whether no event is kept.
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
     }
 
-    /// Discards every event with an index up to `cursor`.
-    pub fn acknowledge(&mut self, cursor: u64) {
+    /// Discards every event with an index up to `cursor`; returns how many were discarded.
+    pub fn acknowledge(&mut self, cursor: u64) -> usize {
+        let mut discarded = 0;
         while self.events.front().is_some_and(|(i, _)| *i <= cursor) {
             self.events.pop_front();
+            discarded += 1;
         }
+        discarded
     }
 
     /// The events after `cursor` that are still kept, in order, with the index of the last one
