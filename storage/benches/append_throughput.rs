@@ -116,6 +116,13 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let pool_size = 16;
+    let batch = BatchSettings {
+        writers: std::env::var("BENCH_WRITERS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(BatchSettings::default().writers),
+        ..BatchSettings::default()
+    };
     let pg = TestPostgres::start();
     let url = pg.fresh_database();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -136,7 +143,8 @@ fn main() {
     });
     println!(
         "append throughput, {seconds} s per case, Postgres pool {pool_size}, fsync={fsync}, \
-         embedded synchronous=FULL"
+         embedded synchronous=FULL, group commit: {} writers, batches of at most {}",
+        batch.writers, batch.max_batch
     );
     println!("| store | mode | senders | messages/s | ack p50 ms | ack p99 ms |");
     println!("|---|---|---:|---:|---:|---:|");
@@ -147,7 +155,7 @@ fn main() {
             report("postgres", "commit per message", senders, &o);
             let batched = BatchingStore::spawn(
                 PostgresStore::connect(&url, pool_size).expect("connect"),
-                BatchSettings::default(),
+                batch,
             );
             let o = run_case(Arc::new(batched), senders, seconds).await;
             report("postgres", "group commit", senders, &o);
@@ -160,7 +168,7 @@ fn main() {
             report("embedded", "commit per message", senders, &o);
             let batched = BatchingStore::spawn(
                 EmbeddedStore::open_async(path).await.expect("embedded"),
-                BatchSettings::default(),
+                batch,
             );
             let o = run_case(Arc::new(batched), senders, seconds).await;
             report("embedded", "group commit", senders, &o);
