@@ -252,6 +252,7 @@ impl ChatService {
             delivered: HashMap::new(),
             live_from: HashMap::new(),
             resume_grace: Some(tokio::time::Instant::now() + RESUME_GRACE),
+            held: VecDeque::new(),
             pending: VecDeque::new(),
             stash: None,
             counted_as_agent: false,
@@ -590,6 +591,8 @@ pub struct Session {
     /// the queue: a client that reconnects sends `resume` right after `welcome`, and a message
     /// delivered live before it would arrive ahead of the older ones the replay brings.
     resume_grace: Option<tokio::time::Instant>,
+    /// Messages that arrived during `resume_grace`, in order (at most `session_queue`).
+    held: VecDeque<Arc<HubEvent>>,
     pending: VecDeque<ServerEvent>,
     /// A hub event taken off the queue whose processing was interrupted (cancellation).
     stash: Option<Arc<HubEvent>>,
@@ -813,18 +816,19 @@ impl Session {
             if self.lagged.load(Ordering::Acquire) {
                 return Outbound::Lagged;
             }
-            if let Some(until) = self.resume_grace {
-                if tokio::time::Instant::now() < until && self.stash.is_none() {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(until) => self.resume_grace = None,
-                        _ = self.shutdown.changed() => {}
-                    }
-                    continue;
-                }
+            let now = tokio::time::Instant::now();
+            let grace_until = self.resume_grace.filter(|until| now < *until);
+            if grace_until.is_none() {
                 self.resume_grace = None;
             }
             let event = match self.stash.take() {
                 Some(event) => event,
+                None if grace_until.is_none() && !self.held.is_empty() => {
+                    match self.held.pop_front() {
+                        Some(event) => event,
+                        None => continue,
+                    }
+                }
                 None => {
                     tokio::select! {
                         event = self.rx.recv() => match event {
@@ -832,9 +836,23 @@ impl Session {
                             None => return Outbound::Lagged,
                         },
                         _ = self.shutdown.changed() => continue,
+                        _ = tokio::time::sleep_until(grace_until.unwrap_or(now)), if grace_until.is_some() => {
+                            self.resume_grace = None;
+                            continue;
+                        }
                     }
                 }
             };
+            if grace_until.is_some() && matches!(*event, HubEvent::Message(_)) {
+                // Conversation and presence changes go through at once; messages wait for the
+                // resume that decides where the client's replay ends.
+                if self.held.len() >= self.service.inner.config.session_queue {
+                    self.lagged.store(true, Ordering::Release);
+                } else {
+                    self.held.push_back(event);
+                }
+                continue;
+            }
             self.stash = Some(event.clone());
             let events = self.absorb(&event).await;
             self.stash = None;
