@@ -70,8 +70,9 @@ struct Inner {
     remote_agents: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
 }
 
-/// How long a new session holds live events back waiting for the client's `resume`.
-const RESUME_GRACE: Duration = Duration::from_secs(1);
+/// How long a new session holds live messages back waiting for the client's `resume`: long
+/// enough for a client that lists before it resumes, on a gateway busy with a reconnect storm.
+const RESUME_GRACE: Duration = Duration::from_secs(3);
 
 /// A retried send younger than this is fanned out again (see `send_to_visitor`).
 const REPUBLISH_DUPLICATES_WITHIN: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
@@ -615,6 +616,12 @@ impl Session {
     /// The transport carrying the session.
     pub fn transport(&self) -> TransportKind {
         self.transport
+    }
+
+    /// Lets live messages through at once, for a transport whose client cannot have missed
+    /// anything (a first connection) or has already resumed another way.
+    pub fn end_resume_grace(&mut self) {
+        self.resume_grace = None;
     }
 
     /// Answers one decoded client frame with exactly one `ack` or `error` event. Events that the

@@ -134,6 +134,9 @@ async fn a_polling_visitor_and_a_websocket_agent_chat_both_ways() {
     let gw = start(dir.path());
     let token = gw.agent_token("alice", "Alice");
     let mut agent = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    // As the protocol asks, a client resumes right after `welcome` (here with nothing to resume);
+    // until then live messages are held back.
+    agent.request(json!({"type":"resume","cursors":{}})).await;
 
     let mut visitor = Poller::open(&gw, "/ws-visitor/poll?site=default").await;
     assert_eq!(visitor.welcome["role"], "visitor");

@@ -333,11 +333,11 @@
     showLogin(false);
 
     // Replay what the open pane missed while we were away; the list is simply fetched again.
-    if (selectedId) {
-      const cursors = {};
-      cursors[selectedId] = contiguousSeq();
-      request('resume', { cursors: cursors }).catch(logFailure('resume'));
-    }
+    // Always resume (with no cursor when no pane is open): until its first resume the gateway
+    // holds live messages back, so that replayed and live ones arrive in order.
+    const cursors = {};
+    if (selectedId) cursors[selectedId] = contiguousSeq();
+    request('resume', { cursors: cursors }).catch(logFailure('resume'));
     refreshList().then(function () {
       const remembered = storageGet(SELECTED_KEY);
       if (!selectedId && remembered && conversations.has(remembered)) openConversation(remembered);

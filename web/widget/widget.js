@@ -1040,7 +1040,8 @@
     // Conversations we hold messages for: the gateway replays what we missed, then goes live.
     const cursors = {};
     for (const cid of conversations.keys()) cursors[cid] = contiguousSeq(cid);
-    if (Object.keys(cursors).length) request({ type: 'resume', cursors: cursors });
+    // Sent even when empty: until its first resume the gateway holds live messages back.
+    request({ type: 'resume', cursors: cursors });
 
     const conv = f.conversation;
     if (conv && typeof conv.id === 'string') {

@@ -167,6 +167,9 @@ pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
                 "recovery refused"
             );
         }
+    } else {
+        // Without an offset the client holds nothing a replay could be ordered against.
+        session.end_resume_grace();
     }
     loop {
         tokio::select! {
