@@ -23,10 +23,12 @@ let requestIds = 0;
 
 class Pending {
   constructor() { this.map = new Map(); }
-  add(id, ms, what) {
+  // `onAnswer` runs synchronously with the answer, before any frame that follows it is handled
+  // (a promise continuation would run only after the rest of the TCP chunk was dispatched).
+  add(id, ms, what, onAnswer) {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => { this.map.delete(id); reject(Object.assign(new Error(`${what}: no answer within ${ms} ms`), { code: 'timeout' })); }, ms);
-      this.map.set(id, { resolve, reject, timer });
+      this.map.set(id, { resolve, reject, timer, onAnswer });
     });
   }
   answer(id, value) {
@@ -34,6 +36,7 @@ class Pending {
     if (!p) return;
     this.map.delete(id);
     clearTimeout(p.timer);
+    if (p.onAnswer) p.onAnswer(value);
     p.resolve(value);
   }
   failAll(err) {
@@ -77,10 +80,10 @@ class RawWsConn {
     this.pending.failAll(new Closed(info.why));
     this.client.onClosed(this, info);
   }
-  request(type, fields, ms = REQUEST_TIMEOUT_MS) {
+  request(type, fields, ms = REQUEST_TIMEOUT_MS, onAnswer = null) {
     if (this.closed || this.ws.readyState !== WebSocket.OPEN) return Promise.reject(new Closed('not open'));
     const id = `r${++requestIds}`;
-    const p = this.pending.add(id, ms, type);
+    const p = this.pending.add(id, ms, type, onAnswer);
     this.ws.send(JSON.stringify({ type, id, ...fields }));
     return p;
   }
@@ -177,10 +180,10 @@ class PollConn {
     this.pending.failAll(new Closed(info.why));
     this.client.onClosed(this, info);
   }
-  request(type, fields, ms = REQUEST_TIMEOUT_MS) {
+  request(type, fields, ms = REQUEST_TIMEOUT_MS, onAnswer = null) {
     if (this.closed || !this.sid) return Promise.reject(new Closed('not open'));
     const id = `r${++requestIds}`;
-    const p = this.pending.add(id, ms, type);
+    const p = this.pending.add(id, ms, type, onAnswer);
     this.call(this.url({ sid: this.sid }), { method: 'POST', body: JSON.stringify({ type, id, ...fields }) }, ms).then((r) => {
       if (this.closed) return;
       if (r.status === 200 && Array.isArray(r.data?.answers)) {
@@ -235,13 +238,15 @@ class SioDriver {
       s.on(type, (payload) => client.onFrame(this, { type, ...payload }));
     }
   }
-  async request(type, fields, ms = REQUEST_TIMEOUT_MS) {
-    if (!this.socket.connected) throw new Closed('not connected');
-    try {
-      return await this.socket.timeout(ms).emitWithAck(type, fields);
-    } catch (e) {
-      throw Object.assign(new Error(`${type}: ${e.message}`), { code: 'timeout' });
-    }
+  request(type, fields, ms = REQUEST_TIMEOUT_MS, onAnswer = null) {
+    if (!this.socket.connected) return Promise.reject(new Closed('not connected'));
+    return new Promise((resolve, reject) => {
+      this.socket.timeout(ms).emit(type, fields, (err, answer) => {
+        if (err) return reject(Object.assign(new Error(`${type}: ${err.message}`), { code: 'timeout' }));
+        if (onAnswer) onAnswer(answer);
+        return resolve(answer);
+      });
+    });
   }
   cut() {
     const engine = this.socket.io.engine;
@@ -393,12 +398,12 @@ export class ChatClient {
         if (Object.keys(cursors).length === 0) {
           this.resumeDone(connSeq, first);
         } else {
-          this.resumeCursors = cursors;
-          const ack = await conn.request('resume', { cursors }, 10_000);
-          if (connSeq !== this.connSeq) return;
+          const ack = await conn.request('resume', { cursors }, 10_000, (a) => {
+            if (connSeq !== this.connSeq || a.error) return;
+            this.replayLeft = a.replayed;
+            this.resumeDone(connSeq, first);
+          });
           if (ack.error) throw Object.assign(new Error(`resume refused: ${ack.error.code} ${ack.error.message}`), { code: ack.error.code });
-          this.replayLeft = ack.replayed;
-          this.resumeDone(connSeq, first);
         }
       }
       if (this.role === 'agent') await this.discover(conn, connSeq);
@@ -425,8 +430,9 @@ export class ChatClient {
     }
     if (Object.keys(fresh).length === 0) return;
     for (const id of Object.keys(fresh)) this.conv(id);
-    const r = await conn.request('resume', { cursors: fresh }, 10_000);
-    if (connSeq === this.connSeq && !r.error) this.replayLeft += r.replayed;
+    await conn.request('resume', { cursors: fresh }, 10_000, (r) => {
+      if (connSeq === this.connSeq && !r.error) this.replayLeft += r.replayed;
+    });
   }
 
   onMessage(conn, m) {
@@ -517,9 +523,10 @@ export class ChatClient {
     for (const [id, c] of this.convs) cursors[id] = c.contiguous;
     if (!Object.keys(cursors).length) { this.finalReplayed = 0; return; }
     const connSeq = this.connSeq;
-    const ack = await this.conn.request('resume', { cursors }, 10_000);
+    const ack = await this.conn.request('resume', { cursors }, 10_000, (a) => {
+      if (connSeq === this.connSeq && !a.error) this.replayLeft += a.replayed;
+    });
     if (ack.error) throw new Error(`${this.name}: final resume refused: ${ack.error.code}`);
-    if (connSeq === this.connSeq) this.replayLeft += ack.replayed;
     this.finalReplayed = ack.replayed;
     this.finalCursors = cursors;
   }
