@@ -306,6 +306,8 @@ export class ChatClient {
     this.replyQueue = [];
     this.sendCount = 0;
     this.finalReplayed = null;
+    this.finalResumeSent = false;
+    this.finalFresh = 0; // messages first seen in the final resume's replay: live delivery missed them
     this.violations = []; // in-run protocol surprises (error answers)
   }
 
@@ -379,6 +381,9 @@ export class ChatClient {
     this.attempt = 0;
     this.connReady = true;
     this.connGw = conn.gw;
+    // Agents: conversations unknown at connection start are resumed only after list_conversations.
+    this.knownAtStart = new Set(this.convs.keys());
+    this.discovered = this.role !== 'agent';
     if (this.role === 'visitor') {
       if (w.visitor_token) {
         this.visitorToken = w.visitor_token;
@@ -406,7 +411,10 @@ export class ChatClient {
           if (ack.error) throw Object.assign(new Error(`resume refused: ${ack.error.code} ${ack.error.message}`), { code: ack.error.code });
         }
       }
-      if (this.role === 'agent') await this.discover(conn, connSeq);
+      if (this.role === 'agent') {
+        await this.discover(conn, connSeq);
+        if (connSeq === this.connSeq) this.discovered = true;
+      }
     } catch (e) {
       if (e.code !== 'disconnected' && e.code !== 'timeout') this.violations.push(`${this.name}: ${e.message}`);
       // A resume that timed out leaves the connection useless for the check: drop it.
@@ -426,12 +434,14 @@ export class ChatClient {
     if (connSeq !== this.connSeq || ack.error) return;
     const fresh = {};
     for (const c of ack.conversations) {
-      if (!this.convs.has(c.id) && c.last_seq > 0) fresh[c.id] = 0;
+      if (!this.knownAtStart.has(c.id) && c.last_seq > 0) fresh[c.id] = this.convs.get(c.id)?.contiguous ?? 0;
     }
     if (Object.keys(fresh).length === 0) return;
     for (const id of Object.keys(fresh)) this.conv(id);
     await conn.request('resume', { cursors: fresh }, 10_000, (r) => {
-      if (connSeq === this.connSeq && !r.error) this.replayLeft += r.replayed;
+      if (connSeq !== this.connSeq || r.error) return;
+      this.replayLeft += r.replayed;
+      this.discovered = true;
     });
   }
 
@@ -441,8 +451,12 @@ export class ChatClient {
     const c = this.conv(m.conversation_id);
     const replay = this.replayLeft > 0;
     if (replay) this.replayLeft--;
-    c.events.push([this.connSeq, m.seq, this.connResumed ? 0 : 1, replay ? 1 : 0]);
+    // Before the resume that covers this conversation was answered, an event is live traffic the
+    // replay may repeat (the boundary race): flag it.
+    const pre = !this.connResumed || (!this.discovered && !this.knownAtStart?.has(m.conversation_id));
+    c.events.push([this.connSeq, m.seq, pre ? 1 : 0, replay ? 1 : 0]);
     const fresh = !c.seen.has(m.seq);
+    if (fresh && this.finalResumeSent) this.finalFresh++;
     c.add(m.seq);
     this.world.observe(this, m, now, replay || !this.connResumed);
     if (fresh && this.role === 'agent' && m.sender?.role === 'visitor' && !replay) this.world.maybeReply(this, m);
@@ -523,6 +537,7 @@ export class ChatClient {
     for (const [id, c] of this.convs) cursors[id] = c.contiguous;
     if (!Object.keys(cursors).length) { this.finalReplayed = 0; return; }
     const connSeq = this.connSeq;
+    this.finalResumeSent = true;
     const ack = await this.conn.request('resume', { cursors }, 10_000, (a) => {
       if (connSeq === this.connSeq && !a.error) this.replayLeft += a.replayed;
     });

@@ -417,7 +417,7 @@ function report(db) {
         while (have.has(contiguous + 1)) contiguous++;
       }
     }
-    if (c.finalReplayed) add('missedLive', `${c.name} (${c.role}, ${c.transport}, gateway ${'AB'[c.connGw]}): the final resume replayed ${c.finalReplayed} message(s) live delivery never brought`);
+    if (c.finalFresh) add('missedLive', `${c.name} (${c.role}, ${c.transport}, gateway ${'AB'[c.connGw]}): the final resume brought ${c.finalFresh} message(s) live delivery never had (it replayed ${c.finalReplayed})`);
     for (const m of c.violations) add('other', m);
   }
   for (const m of faults.unexpectedExits) add('other', m);
@@ -450,7 +450,7 @@ function report(db) {
   for (const c of clients) for (const [why, n] of Object.entries(c.closes)) closes[why] = (closes[why] || 0) + n;
   const recovered = clients.reduce((s, c) => s + c.recovered, 0);
   const reconnects = clients.reduce((s, c) => s + c.reconnects, 0);
-  const finalReplayed = clients.reduce((s, c) => s + (c.finalReplayed || 0), 0);
+  const finalFresh = clients.reduce((s, c) => s + c.finalFresh, 0);
 
   const total = Object.values(v).reduce((s, a) => s + a.length, 0);
   console.log('');
@@ -470,7 +470,7 @@ function report(db) {
     `sent=${sent}`, `acknowledged=${acked}`, `retried=${retried}`, `killed=${faults.killed}`,
     `recovered=${recovered}/${reconnects}`, `cuts=${faults.cuts}`, `stalls=${faults.stalls}`, `closed_1013=${closes['close 1013'] || 0}`, `expired_410=${closes['expired (410)'] || 0}`,
     `lost=${lost}`, `duplicated=${duplicated}`,
-    `(lost_stored=${v.lostStored.length + v.wrongSeq.length} lost_delivery=${v.lostDelivery.length} dup_stored=${v.dupStored.length} dup_delivery=${v.dupDelivery.length} boundary_races=${boundaryRaces} out_of_order=${v.order.length} missed_live=${finalReplayed} phantom=${v.phantom.length} unacked=${v.unacked.length} committed_unacked=${committedUnacked})`,
+    `(lost_stored=${v.lostStored.length + v.wrongSeq.length} lost_delivery=${v.lostDelivery.length} dup_stored=${v.dupStored.length} dup_delivery=${v.dupDelivery.length} boundary_races=${boundaryRaces} out_of_order=${v.order.length} missed_live=${finalFresh} phantom=${v.phantom.length} unacked=${v.unacked.length} committed_unacked=${committedUnacked})`,
     `p50_calm=${calm.p50}ms p99_calm=${calm.p99}ms p50_stall=${stall.p50}ms p99_stall=${stall.p99}ms p99_ratio=${ratio.toFixed(2)}`,
     `restart_to_all_resumed_ms=min:${Math.min(...rt)},median:${med(rt)},max:${Math.max(...rt)}`,
     `kill_to_all_resumed_ms=min:${Math.min(...kt)},median:${med(kt)},max:${Math.max(...kt)}`,
