@@ -460,6 +460,19 @@ function report(db) {
 
   const total = Object.values(v).reduce((s, a) => s + a.length, 0);
   console.log('');
+  // What the gateways logged at WARN and above (and anything CHAT_LOG lets through), by message.
+  for (const [i, gw] of gateways.entries()) {
+    const counts = new Map();
+    for (const line of gw.log.split('\n')) {
+      // eslint-disable-next-line no-control-regex
+      const plain = line.replace(/\x1b\[[0-9;]*m/g, '');
+      if (!/\b(WARN|ERROR|DEBUG)\b/.test(plain)) continue;
+      const key = plain.replace(/^\S*\d{4}-\d\d-\d\dT\S+\s+/, '').replace(/=("[^"]*"|\S+)/g, '=…').slice(0, 200);
+      counts.set(key, (counts.get(key) || 0) + 1);
+    }
+    const top = [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8);
+    if (top.length) log(`gateway ${'AB'[i]} log (${process.env.CHAT_LOG || 'warn'}):\n${top.map(([k, n]) => `    ${String(n).padStart(6)} × ${k}`).join('\n')}`);
+  }
   log(`database: ${db.conversations.size} conversations, ${db.rows} messages; ${deliveries} (client, message) deliveries checked`);
   log(`connection ends: ${Object.entries(closes).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}=${n}`).join(' ')}`);
   log(`latency (send → live delivery to other non-stalled clients): calm p50=${calm.p50}ms p99=${calm.p99}ms (n=${calm.n}); with stalls p50=${stall.p50}ms p99=${stall.p99}ms (n=${stall.n}); ratio p99=${ratio.toFixed(2)}; chaos p50=${chaos.p50}ms p99=${chaos.p99}ms (n=${chaos.n})`);
