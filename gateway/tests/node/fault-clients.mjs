@@ -356,6 +356,7 @@ export class ChatClient {
 
   onSioDisconnect(driver, reason) {
     this.closes[reason] = (this.closes[reason] || 0) + 1;
+    if (this.world.verbose) this.world.log(`${this.name} (${this.transport}) disconnected: ${reason} in phase ${this.world.phase}`);
     this.connReady = false;
     this.connResumed = false;
   }
@@ -400,9 +401,20 @@ export class ChatClient {
       } else {
         const cursors = {};
         for (const [id, c] of this.convs) cursors[id] = c.contiguous;
-        if (Object.keys(cursors).length === 0) {
-          this.resumeDone(connSeq, first);
-        } else {
+        if (this.role === 'agent') {
+          // The session holds live events back until the first resume (docs/protocol.md): list
+          // the conversations first, so that those created while away are resumed in the same
+          // breath and nothing of theirs arrives live ahead of older messages.
+          const list = await conn.request('list_conversations', { limit: 500 }, 10_000);
+          if (connSeq !== this.connSeq) return;
+          for (const c of list.conversations || []) {
+            if (!(c.id in cursors) && c.last_seq > 0) { cursors[c.id] = 0; this.conv(c.id); }
+          }
+          this.knownAtStart = new Set(Object.keys(cursors));
+        }
+        // Always resume, even with nothing to resume: the gateway holds a new session's live
+        // events back until its first resume or send (at most 1 s, docs/protocol.md).
+        {
           const ack = await conn.request('resume', { cursors }, 10_000, (a) => {
             if (connSeq !== this.connSeq || a.error) return;
             this.replayLeft = a.replayed;

@@ -90,6 +90,8 @@ const world = {
   shownMismatch: [],
   latency: { calm: [], stall: [], chaos: [] },
   agents: [],
+  verbose: opt.verbose,
+  log,
   base: (i) => `http://127.0.0.1:${gateways[i].port}`,
   pickGateway: () => (opt.single ? 0 : (rand() < 0.5 ? 0 : 1)),
   registerBody(cmid, body) { this.bodies.set(cmid, body); },

@@ -1,9 +1,11 @@
-// Reproduces the long-polling resume livelock the fault-injection run ran into: a polling client
-// that is more than CHAT_SESSION_QUEUE messages behind can never catch up. `resume` queues the whole
+// The long-polling resume livelock the fault-injection run ran into (fixed in 2ed6ca8; this checks
+// it stays fixed): a polling client more than CHAT_SESSION_QUEUE messages behind could never catch
+// up. `resume` queues the whole
 // replay at once into the session's event log, which holds at most CHAT_SESSION_QUEUE
 // unacknowledged events; the log overflows before the client's next GET, the session ends, and
 // the GET gets 410. The client opens a new session and resumes from the same cursor (it received
-// nothing), and the same happens again. Exits 1 when it reproduces, 0 when the client catches up.
+// nothing), and the same happens again. Now the replay must flow through GETs that follow the cursor.
+// Exits 1 when the client does not get all 20 messages, 0 when it catches up.
 //
 //   CHAT_GATEWAY_BIN=target/debug/chat-gateway node gateway/tests/node/repro-poll-resume-overflow.mjs
 import WebSocket from 'ws';
@@ -30,11 +32,21 @@ try {
     const open = await (await fetch(`${base}?site=default&token=${encodeURIComponent(welcome.visitor_token)}`, { method: 'POST', body: '' })).json();
     const post = await fetch(`${base}?sid=${open.sid}`, { method: 'POST', body: JSON.stringify({ type: 'resume', id: 'r', cursors: { [conversation]: 0 } }) });
     const answer = await post.json();
-    const get = await fetch(`${base}?sid=${open.sid}&cursor=${open.cursor}`);
-    const body = await get.json();
-    const seqs = (body.events || []).filter((e) => e.type === 'message').map((e) => e.message.seq);
-    console.log(`attempt ${attempt}: resume ${post.status} replayed=${answer.answers?.[0]?.replayed}; GET ${get.status} ${get.status === 200 ? `messages ${seqs.join(',')}` : JSON.stringify(body)}`);
-    caughtUp = get.status === 200 && seqs.length === 20;
+    // Follow the event stream, as a client does, until the 20 messages are in or the session ends.
+    let cursor = open.cursor;
+    let status = 200;
+    const seqs = [];
+    let body = null;
+    for (let gets = 0; gets < 20 && seqs.length < 20 && status === 200; gets++) {
+      const get = await fetch(`${base}?sid=${open.sid}&cursor=${cursor}`);
+      status = get.status;
+      body = await get.json();
+      if (status !== 200) break;
+      cursor = body.cursor;
+      seqs.push(...body.events.filter((e) => e.type === 'message').map((e) => e.message.seq));
+    }
+    console.log(`attempt ${attempt}: resume ${post.status} replayed=${answer.answers?.[0]?.replayed}; GETs ended ${status}; messages ${seqs.join(',')}${status === 200 ? '' : ` ${JSON.stringify(body)}`}`);
+    caughtUp = seqs.length === 20 && seqs.every((q, i) => q === i + 1);
   }
   console.log(caughtUp ? 'not reproduced: the polling client caught up' : 'REPRODUCED: a polling client 20 messages behind with CHAT_SESSION_QUEUE=8 never gets its replay (410 every time)');
   process.exitCode = caughtUp ? 0 : 1;
