@@ -375,6 +375,7 @@ export class ChatClient {
   async onWelcome(conn, w) {
     const sio = conn instanceof SioDriver;
     if (!sio && conn !== this.conn) return;
+    const welcomedAt = Date.now();
     if (!sio) this.connSeq++;
     const connSeq = this.connSeq;
     const first = connSeq === 1;
@@ -393,7 +394,8 @@ export class ChatClient {
       this.visitorId = w.visitor_id;
       if (w.conversation?.id) this.conv(w.conversation.id);
     }
-    this.flushReady();
+    // Sends wait for the resume: a `send` would end the gateway's hold on live events before the
+    // `resume` arrived (docs/protocol.md), and on polling the two POSTs are not ordered.
     try {
       if (sio && this.sioRecovered) {
         // The stock client's recovery: the gateway replayed from the offset before anything live.
@@ -415,6 +417,8 @@ export class ChatClient {
         // Always resume, even with nothing to resume: the gateway holds a new session's live
         // events back until its first resume or send (at most 1 s, docs/protocol.md).
         {
+          // How long after `welcome` the resume went out (the gateway holds live events 1 s).
+          this.world.resumeDelays.push(Date.now() - welcomedAt);
           const ack = await conn.request('resume', { cursors }, 10_000, (a) => {
             if (connSeq !== this.connSeq || a.error) return;
             this.replayLeft = a.replayed;
@@ -436,6 +440,7 @@ export class ChatClient {
 
   resumeDone(connSeq, first) {
     this.connResumed = true;
+    this.flushReady();
     this.resumes.push(Date.now());
     if (!first) this.recovered++;
   }
@@ -477,7 +482,7 @@ export class ChatClient {
   // --- sending -------------------------------------------------------------------------------
 
   ready() {
-    if (this.connReady && this.conn && (!(this.conn instanceof SioDriver) || this.conn.socket.connected)) return Promise.resolve();
+    if (this.connReady && this.connResumed && this.conn && (!(this.conn instanceof SioDriver) || this.conn.socket.connected)) return Promise.resolve();
     return new Promise((r) => this.readyWaiters.push(r));
   }
 
@@ -495,7 +500,7 @@ export class ChatClient {
     this.world.registerBody(cmid, body);
     while (Date.now() < deadline) {
       await Promise.race([this.ready(), new Promise((r) => setTimeout(r, 1000))]);
-      if (!this.connReady || !this.conn) continue;
+      if (!this.connReady || !this.connResumed || !this.conn) continue;
       rec.attempts++;
       if (rec.attempts > 1) this.retries++;
       this.world.attemptAt.set(cmid, Date.now());
