@@ -618,6 +618,44 @@ impl Session {
         self.transport
     }
 
+    /// Recovers a client that says it has `cursors` and was last sent something at
+    /// `since_unix_ms`: like `resume`, and for an agent also every conversation changed since
+    /// then, its messages replayed from the start when the client had none of them (a
+    /// conversation created while it was away). Answers like [`Session::handle`].
+    pub async fn recover(
+        &mut self,
+        mut cursors: BTreeMap<ConversationId, i64>,
+        since_unix_ms: Option<i64>,
+    ) -> ServerEvent {
+        let since = since_unix_ms.and_then(chrono::DateTime::from_timestamp_millis);
+        let since = since.filter(|_| self.principal.role() == Role::Agent);
+        if let Some(since) = since {
+            match self
+                .service
+                .list(&self.principal, "default".into(), None, Some(500))
+                .await
+            {
+                Ok(changed) => {
+                    for c in changed.iter().filter(|c| c.updated_at > since) {
+                        cursors.entry(c.id).or_insert(0);
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(session = %self.id, %error, "cannot list changes to recover")
+                }
+            }
+        }
+        self.handle(ClientFrame {
+            id: None,
+            command: ClientCommand::Resume {
+                cursors,
+                conversations_since: since,
+                site: None,
+            },
+        })
+        .await
+    }
+
     /// Lets live messages through at once, for a transport whose client cannot have missed
     /// anything (a first connection) or has already resumed another way.
     pub fn end_resume_grace(&mut self) {

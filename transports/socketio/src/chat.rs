@@ -16,9 +16,7 @@ use crate::socketio::{Socket, SocketEvent};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chat_core::model::{ConversationId, Principal};
-use chat_core::protocol::{
-    decode_client_value, ClientCommand, ClientFrame, ErrorEvent, ServerEvent,
-};
+use chat_core::protocol::{decode_client_value, ClientFrame, ErrorEvent, ServerEvent};
 use chat_core::service::{Outbound, Session};
 use chat_core::transport::SessionEnd;
 use chat_core::ErrorCode;
@@ -33,8 +31,17 @@ pub struct ChatConnection {
     pub session: Option<Session>,
     /// The `pid` to send in the CONNECT answer.
     pub pid: String,
-    /// Positions decoded from the client's `offset`, when its `pid` matched.
-    pub recover_from: Option<BTreeMap<ConversationId, i64>>,
+    /// What the client's `offset` says it has, when its `pid` matched.
+    pub recover_from: Option<Recovery>,
+}
+
+/// What a recovering client has, decoded from its `offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Per conversation, the last `seq` the client was sent.
+    pub positions: BTreeMap<ConversationId, i64>,
+    /// When the offset was made (Unix milliseconds); `None` for offsets of older gateways.
+    pub made_at_ms: Option<i64>,
 }
 
 /// The Socket.IO `pid` for an agent: stable across reconnects and gateway restarts, and
@@ -52,34 +59,55 @@ pub fn agent_pid(principal: &Principal) -> String {
     URL_SAFE_NO_PAD.encode(&digest[..18])
 }
 
-/// Encodes per-conversation positions as an opaque offset string.
+/// Encodes per-conversation positions, and the time now, as an opaque offset string. The time
+/// lets a recovering agent be sent the conversations that changed since, including ones it had
+/// never seen.
 pub fn encode_offset(positions: &BTreeMap<ConversationId, i64>) -> String {
     let map: Map<String, Value> = positions
         .iter()
         .map(|(id, seq)| (id.to_string(), json!(seq)))
         .collect();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     format!(
-        "c1.{}",
-        URL_SAFE_NO_PAD.encode(Value::Object(map).to_string())
+        "c2.{}",
+        URL_SAFE_NO_PAD.encode(json!({ "p": map, "t": now_ms }).to_string())
     )
 }
 
-/// Decodes an offset made by [`encode_offset`]; `None` for anything else.
-pub fn decode_offset(offset: &str) -> Option<BTreeMap<ConversationId, i64>> {
-    let bytes = URL_SAFE_NO_PAD.decode(offset.strip_prefix("c1.")?).ok()?;
+/// Decodes an offset made by [`encode_offset`] (or the older `c1.` form, without a time);
+/// `None` for anything else.
+pub fn decode_offset(offset: &str) -> Option<Recovery> {
+    let (with_time, encoded) = match offset.split_at_checked(3)? {
+        ("c2.", rest) => (true, rest),
+        ("c1.", rest) => (false, rest),
+        _ => return None,
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
     if bytes.len() > 64 * 1024 {
         return None;
     }
-    let map: BTreeMap<ConversationId, i64> = serde_json::from_slice(&bytes).ok()?;
-    map.values().all(|seq| *seq >= 0).then_some(map)
+    let (positions, made_at_ms) = if with_time {
+        #[derive(serde::Deserialize)]
+        struct Offset {
+            p: BTreeMap<ConversationId, i64>,
+            t: i64,
+        }
+        let o: Offset = serde_json::from_slice(&bytes).ok()?;
+        (o.p, Some(o.t))
+    } else {
+        (serde_json::from_slice(&bytes).ok()?, None)
+    };
+    positions.values().all(|seq| *seq >= 0).then_some(Recovery {
+        positions,
+        made_at_ms,
+    })
 }
 
 /// Reads `pid`/`offset` from a CONNECT auth payload and returns the positions to recover from,
 /// if the `pid` is the one this connection was given.
-pub fn recovery_request(
-    auth: Option<&Value>,
-    expected_pid: &str,
-) -> Option<BTreeMap<ConversationId, i64>> {
+pub fn recovery_request(auth: Option<&Value>, expected_pid: &str) -> Option<Recovery> {
     let auth = auth?.as_object()?;
     let pid = auth.get("pid")?.as_str()?;
     if pid != expected_pid {
@@ -140,6 +168,9 @@ pub fn event_argument(event: &ServerEvent) -> Value {
     value
 }
 
+/// How far before an offset's time a recovering agent's "changed since" starts.
+const RECOVERY_MARGIN_MS: i64 = 30_000;
+
 /// Drives one chat session over a connected Socket.IO socket until either side ends it.
 pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
     let Some(mut session) = socket.data.session.take() else {
@@ -148,17 +179,10 @@ pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
     let emitter = socket.emitter();
     let mut positions: BTreeMap<ConversationId, i64> = BTreeMap::new();
     if let Some(from) = socket.data.recover_from.take() {
-        positions = from.clone();
-        let answer = session
-            .handle(ClientFrame {
-                id: None,
-                command: ClientCommand::Resume {
-                    cursors: from,
-                    conversations_since: None,
-                    site: None,
-                },
-            })
-            .await;
+        positions = from.positions.clone();
+        // A margin for clocks of other processes and the database.
+        let since = from.made_at_ms.map(|t| t - RECOVERY_MARGIN_MS);
+        let answer = session.recover(from.positions, since).await;
         if let ServerEvent::Error(e) = answer {
             // Recovery is best effort: the client still has `resume` and `history`.
             tracing::debug!(
@@ -223,13 +247,28 @@ pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
 mod tests {
     use super::*;
     use chat_core::model::{Agent, VisitorId};
+    use chat_core::protocol::ClientCommand;
 
     #[test]
     fn offsets_round_trip_and_garbage_is_refused() {
         let mut positions = BTreeMap::new();
         positions.insert(ConversationId::new_random(), 7);
         positions.insert(ConversationId::new_random(), 0);
-        assert_eq!(decode_offset(&encode_offset(&positions)), Some(positions));
+        let decoded = decode_offset(&encode_offset(&positions)).unwrap();
+        assert_eq!(decoded.positions, positions);
+        assert!(decoded.made_at_ms.is_some_and(|t| t > 1_700_000_000_000));
+        // Offsets of the previous format still recover (without a time).
+        let old = format!(
+            "c1.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_string(&positions).unwrap())
+        );
+        assert_eq!(
+            decode_offset(&old),
+            Some(Recovery {
+                positions,
+                made_at_ms: None
+            })
+        );
         assert_eq!(decode_offset("c1.!!!"), None);
         assert_eq!(decode_offset("42"), None);
         let negative = format!(
