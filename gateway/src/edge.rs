@@ -219,11 +219,28 @@ impl ProxyHttp for ChatEdge {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy
     where
         Self::CTX: Send + Sync,
     {
+        if let Some(route) = ctx.route {
+            // A chat route failed while answering (typically the client went away mid-write):
+            // nothing was proxied, and a 502 page cannot follow a response already started.
+            let client_gone = matches!(
+                e.etype(),
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+            );
+            if client_gone {
+                tracing::debug!(route, error = %e, "the client went away during a chat request");
+            } else {
+                tracing::warn!(route, error = %e, "a chat request failed");
+            }
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let reason = match (&self.state.upstream, e.etype()) {
             (None, _) => {
                 "No main site is configured behind this gateway (CHAT_UPSTREAM is not set)."
