@@ -32,18 +32,9 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { forkClients, procStatus, softFdLimit, sh } from './bench-util.mjs';
+import { REPO, envNum, forkClients, gitRevision, procStatus, sh, sleep, softFdLimit } from './bench-util.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
-const REPO = path.resolve(path.dirname(SELF), '..', '..', '..');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const envInt = (name, dflt) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${v}`);
-  return n;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Stock socket.io server (its own process).
@@ -204,11 +195,11 @@ async function main() {
   // harness.mjs reads CHAT_GATEWAY_BIN when it is loaded, so load it only now.
   const { startGateway, freePort } = await import('./harness.mjs');
 
-  const N = envInt('BENCH_CONNECTIONS', 1000);
-  const WARMUP = envInt('BENCH_WARMUP', 20);
-  const SETTLE = envInt('BENCH_SETTLE_SECS', 3);
-  const CONCURRENCY = Math.max(1, envInt('BENCH_CONNECT_CONCURRENCY', 32));
-  const PER_PROCESS = Math.max(1, envInt('BENCH_PER_CLIENT_PROCESS', 4000));
+  const N = envNum('BENCH_CONNECTIONS', 1000);
+  const WARMUP = envNum('BENCH_WARMUP', 20);
+  const SETTLE = envNum('BENCH_SETTLE_SECS', 3);
+  const CONCURRENCY = Math.max(1, envNum('BENCH_CONNECT_CONCURRENCY', 32));
+  const PER_PROCESS = Math.max(1, envNum('BENCH_PER_CLIENT_PROCESS', 4000));
   const only = (process.env.BENCH_CASES || '').split(',').map((s) => s.trim()).filter(Boolean);
   const cases = only.length ? CASES.filter((c) => only.includes(c.id)) : CASES;
   if (!cases.length) throw new Error(`BENCH_CASES matched nothing; ids: ${CASES.map((c) => c.id).join(', ')}`);
@@ -228,8 +219,7 @@ async function main() {
     free: sh('free', ['-g']),
     kernel: os.release(),
     node: process.version,
-    commit: sh('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD']),
-    dirty: sh('git', ['-C', REPO, 'status', '--porcelain', '--untracked-files=no']) !== '',
+    ...gitRevision(),
     bin,
   };
   console.log(`# idle memory per connection: ${N} connections per case (+${WARMUP} warm-up), settle ${SETTLE} s, ${CONCURRENCY} handshakes in flight`);

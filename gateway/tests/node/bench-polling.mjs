@@ -36,18 +36,9 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { forkClients, procStatus, softFdLimit, sh } from './bench-util.mjs';
+import { REPO, envNum, forkClients, gitRevision, procStatus, sh, sleep, softFdLimit } from './bench-util.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
-const REPO = path.resolve(path.dirname(SELF), '..', '..', '..');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const envNum = (name, dflt) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${v}`);
-  return n;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Client process: opens idle visitors on request from the parent and counts what they do.
@@ -238,8 +229,7 @@ async function main() {
     cpu: os.cpus()[0]?.model ?? '?',
     kernel: os.release(),
     node: process.version,
-    commit: sh('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD']),
-    dirty: sh('git', ['-C', REPO, 'status', '--porcelain', '--untracked-files=no']) !== '',
+    ...gitRevision(),
   };
   console.log(`# idle visitors: ${N} per case, window ${SECONDS} s, start staggered over ${STAGGER} s, settle ${SETTLE} s, short-poll interval ${SHORT_SECS} s, CLK_TCK ${TCK}`);
   console.log(`# ${machine.date}  nproc=${machine.nproc}  ${machine.cpu}  linux ${machine.kernel}  node ${machine.node}`);

@@ -3,6 +3,30 @@
 // out of the server's figures. Kept apart from harness.mjs, which the tests use.
 import { fork, execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root. */
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A non-negative number from the environment, or `dflt` when unset. */
+export function envNum(name, dflt) {
+  const v = process.env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${v}`);
+  return n;
+}
+
+/** `git rev-parse` and dirtiness of the checkout, for a result's provenance. */
+export function gitRevision() {
+  return {
+    commit: sh('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD']),
+    dirty: sh('git', ['-C', REPO, 'status', '--porcelain', '--untracked-files=no']) !== '',
+  };
+}
 
 /** VmRSS (KiB), thread count and open descriptors of `pid`. */
 export function procStatus(pid) {
