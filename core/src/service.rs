@@ -627,33 +627,27 @@ impl Session {
         mut cursors: BTreeMap<ConversationId, i64>,
         since_unix_ms: Option<i64>,
     ) -> ServerEvent {
-        let since = since_unix_ms.and_then(chrono::DateTime::from_timestamp_millis);
-        let since = since.filter(|_| self.principal.role() == Role::Agent);
+        self.resume_grace = None;
+        let since = since_unix_ms
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .filter(|_| self.principal.role() == Role::Agent);
+        let mut result = Ok(());
         if let Some(since) = since {
-            match self
-                .service
-                .list(&self.principal, "default".into(), None, Some(500))
-                .await
-            {
-                Ok(changed) => {
-                    for c in changed.iter().filter(|c| c.updated_at > since) {
-                        cursors.entry(c.id).or_insert(0);
-                    }
-                }
-                Err(error) => {
-                    tracing::debug!(session = %self.id, %error, "cannot list changes to recover")
-                }
-            }
+            result = self
+                .replay_conversation_changes(None, since, Some(&mut cursors))
+                .await;
         }
-        self.handle(ClientFrame {
-            id: None,
-            command: ClientCommand::Resume {
-                cursors,
-                conversations_since: since,
-                site: None,
-            },
-        })
-        .await
+        let result = match result {
+            Ok(()) => self.resume(cursors).await,
+            Err(error) => Err(error),
+        };
+        self.answer(
+            None,
+            result.map(|replayed| Ack {
+                replayed: Some(replayed),
+                ..Ack::default()
+            }),
+        )
     }
 
     /// Lets live messages through at once, for a transport whose client cannot have missed
@@ -672,7 +666,13 @@ impl Session {
         ) {
             self.resume_grace = None;
         }
-        match self.execute(frame.command).await {
+        let result = self.execute(frame.command).await;
+        self.answer(id, result)
+    }
+
+    /// The `ack` or `error` event answering command `id`.
+    fn answer(&self, id: Option<String>, result: Result<Ack, ChatError>) -> ServerEvent {
+        match result {
             Ok(mut ack) => {
                 ack.id = id;
                 ServerEvent::Ack(ack)
@@ -721,7 +721,7 @@ impl Session {
                 site,
             } => {
                 if let Some(since) = conversations_since {
-                    self.replay_conversation_changes(site, since).await?;
+                    self.replay_conversation_changes(site, since, None).await?;
                 }
                 let replayed = self.resume(cursors).await?;
                 Ok(Ack {
@@ -765,10 +765,13 @@ impl Session {
 
     /// Queues a `conversation` event for each conversation of `site` changed after `since`,
     /// oldest first: the list changes an agent missed while disconnected.
+    /// With `unseen`, each changed conversation missing from those cursors is added at 0, so
+    /// that its messages are replayed too (a recovering client that never saw it).
     async fn replay_conversation_changes(
         &mut self,
         site: Option<SiteId>,
         since: chrono::DateTime<chrono::Utc>,
+        unseen: Option<&mut BTreeMap<ConversationId, i64>>,
     ) -> Result<(), ChatError> {
         let site = site.unwrap_or_else(|| "default".to_string());
         let mut changed: Vec<Conversation> = self
@@ -779,6 +782,11 @@ impl Session {
             .filter(|c| c.updated_at > since)
             .collect();
         changed.reverse();
+        if let Some(cursors) = unseen {
+            for c in &changed {
+                cursors.entry(c.id).or_insert(0);
+            }
+        }
         self.pending.extend(
             changed
                 .into_iter()

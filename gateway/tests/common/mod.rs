@@ -320,12 +320,8 @@ impl Client {
     /// Reads until the connection closes; returns the close code.
     pub async fn closed_with(&mut self) -> u16 {
         loop {
-            match tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await {
-                Ok(Some(Ok(WsMessage::Close(Some(frame))))) => return u16::from(frame.code),
-                Ok(Some(Ok(WsMessage::Close(None)))) | Ok(None) => return 1005,
-                Ok(Some(Ok(_))) => continue,
-                Ok(Some(Err(e))) => panic!("socket error before close: {e}"),
-                Err(_) => panic!("not closed within 10 s"),
+            if let Err(code) = self.next_or_close().await {
+                return code;
             }
         }
     }

@@ -264,25 +264,41 @@ async fn read_schema_version(client: &tokio_postgres::Client) -> Result<i64, Sto
         .map_err(pg_err)
 }
 
+/// An operation's error, as far as the pool cares: whether the connection is to be discarded.
+trait OperationError {
+    /// The connection failed (its error, not the query's): do not reuse it.
+    fn is_unavailable(&self) -> bool;
+    /// The error of an operation that did not finish in time.
+    fn timed_out() -> Self;
+}
+
+impl OperationError for StoreError {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
+    fn timed_out() -> Self {
+        StoreError::Unavailable("the database did not answer in time".into())
+    }
+}
+
 /// Ends an operation on a pooled connection: a timed-out operation, or one that failed with a
 /// connection error, takes its connection out of the pool instead of returning it.
-fn finish<T>(
+fn finish<T, E: OperationError>(
     client: Object,
-    result: Result<Result<T, StoreError>, tokio::time::error::Elapsed>,
-) -> Result<T, StoreError> {
+    result: Result<Result<T, E>, tokio::time::error::Elapsed>,
+) -> Result<T, E> {
     match result {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => {
-            if matches!(e, StoreError::Unavailable(_)) || client.is_closed() {
+            if e.is_unavailable() || client.is_closed() {
                 drop(Object::take(client));
             }
             Err(e)
         }
         Err(_) => {
             drop(Object::take(client));
-            Err(StoreError::Unavailable(
-                "the database did not answer in time".into(),
-            ))
+            Err(E::timed_out())
         }
     }
 }
@@ -637,6 +653,16 @@ enum BatchFailure {
     Unavailable(StoreError),
 }
 
+impl OperationError for BatchFailure {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, BatchFailure::Unavailable(_))
+    }
+
+    fn timed_out() -> Self {
+        BatchFailure::Unavailable(StoreError::timed_out())
+    }
+}
+
 /// Attempts at a whole batch before falling back to one transaction per message.
 const BATCH_ATTEMPTS: usize = 3;
 
@@ -700,21 +726,8 @@ impl PostgresStore {
             tx.commit().await.map_err(classify)?;
             Ok(results)
         };
-        match tokio::time::timeout(OP_TIMEOUT, attempt).await {
-            Ok(Ok(results)) => Ok(results),
-            Ok(Err(failure)) => {
-                if matches!(failure, BatchFailure::Unavailable(_)) || client.is_closed() {
-                    drop(Object::take(client));
-                }
-                Err(failure)
-            }
-            Err(_) => {
-                drop(Object::take(client));
-                Err(BatchFailure::Unavailable(StoreError::Unavailable(
-                    "the database did not answer in time".into(),
-                )))
-            }
-        }
+        let result = tokio::time::timeout(OP_TIMEOUT, attempt).await;
+        finish(client, result)
     }
 }
 
