@@ -75,6 +75,12 @@ impl AgentTokens {
 
     /// Checks signature, algorithm and expiry; returns the agent the token names.
     pub fn verify(&self, token: &str) -> Result<Agent, AuthError> {
+        self.verify_with_expiry(token).map(|(agent, _)| agent)
+    }
+
+    /// Like [`AgentTokens::verify`], also returning the token's `exp` (Unix seconds): sessions
+    /// opened with it end then unless the client presents a fresh token (`auth`).
+    pub fn verify_with_expiry(&self, token: &str) -> Result<(Agent, u64), AuthError> {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
@@ -91,10 +97,13 @@ impl AgentTokens {
             .name
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| claims.sub.clone());
-        Ok(Agent {
-            id: claims.sub,
-            name: name.chars().take(80).collect(),
-        })
+        Ok((
+            Agent {
+                id: claims.sub,
+                name: name.chars().take(80).collect(),
+            },
+            claims.exp,
+        ))
     }
 
     /// Mints a token valid for `ttl`, as the main site would.

@@ -16,6 +16,9 @@ pub enum ErrorCode {
     BadRequest,
     /// Credentials are missing, expired or invalid.
     Unauthorized,
+    /// The agent token the session was opened with has expired (the session then closes with
+    /// 4001); reconnect with a fresh token, or renew it in time with `auth`.
+    TokenExpired,
     /// The principal may not do this (another visitor's conversation, agent-only command…).
     Forbidden,
     /// The conversation does not exist.
@@ -37,6 +40,7 @@ impl ErrorCode {
             Self::InvalidFrame => "invalid_frame",
             Self::BadRequest => "bad_request",
             Self::Unauthorized => "unauthorized",
+            Self::TokenExpired => "token_expired",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::TooLarge => "too_large",

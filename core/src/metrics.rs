@@ -27,13 +27,14 @@ pub const TRANSPORTS: [TransportKind; 3] = [
 /// Every role.
 pub const ROLES: [Role; 2] = [Role::Visitor, Role::Agent];
 /// Values of the `reason` label of `chat_disconnects_total`.
-pub const DISCONNECT_REASONS: [&str; 6] = [
+pub const DISCONNECT_REASONS: [&str; 7] = [
     "client_closed",
     "peer_timeout",
     "protocol_violation",
     "slow_consumer",
     "shutting_down",
     "connection_error",
+    "token_expired",
 ];
 /// Values of the `direction` label.
 pub const DIRECTIONS: [&str; 2] = ["visitor_to_agent", "agent_to_visitor"];
@@ -388,6 +389,7 @@ pub fn disconnect_reason(end: &SessionEnd) -> &'static str {
         SessionEnd::Lagged => "slow_consumer",
         SessionEnd::ShuttingDown => "shutting_down",
         SessionEnd::ConnectionError(_) => "connection_error",
+        SessionEnd::CredentialsExpired => "token_expired",
     }
 }
 

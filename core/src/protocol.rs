@@ -55,7 +55,9 @@ pub enum ClientCommand {
         #[serde(default)]
         site: Option<String>,
     },
-    /// Read a page of a conversation's messages after a sequence number.
+    /// Read a page of a conversation's messages after a sequence number. A page holds at most
+    /// `limit` messages and at most the answer budget in bytes (`CHAT_WS_MAX_FRAME_BYTES`, at
+    /// least one message); `more: true` in the ack says to ask again from the last `seq`.
     History {
         /// The conversation.
         conversation_id: ConversationId,
@@ -88,6 +90,12 @@ pub enum ClientCommand {
         /// The conversation.
         conversation_id: ConversationId,
     },
+    /// Agents: present a fresh JWT before the session's one expires, so the session goes on
+    /// past the old token's `exp` (it must name the same agent).
+    Auth {
+        /// The new agent JWT.
+        token: String,
+    },
 }
 
 impl ClientCommand {
@@ -100,6 +108,7 @@ impl ClientCommand {
             Self::ListConversations { .. } => "list_conversations",
             Self::Assign { .. } => "assign",
             Self::Close { .. } => "close",
+            Self::Auth { .. } => "auth",
         }
     }
 }
@@ -112,6 +121,7 @@ pub const CLIENT_COMMAND_TYPES: &[&str] = &[
     "list_conversations",
     "assign",
     "close",
+    "auth",
 ];
 
 /// Why a client frame could not be decoded. Carries the request id when one could be read,
@@ -272,6 +282,13 @@ pub struct Ack {
     /// `history`: the page of messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<Message>>,
+    /// `history`: true when the page was cut (by `limit` or by bytes) and more messages follow
+    /// the last one; ask again with `after_seq` set to its `seq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more: Option<bool>,
+    /// `auth`: until when (Unix seconds) the session's credentials are now valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
     /// `assign`, `close`: the conversation's new state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation: Option<Conversation>,

@@ -8,6 +8,7 @@ use crate::model::{
     Conversation, ConversationId, ConversationStatus, Message, NewMessage, Principal, Role, SiteId,
     Visitor, VisitorId,
 };
+use crate::auth::AgentTokens;
 use crate::protocol::{Ack, ClientCommand, ClientFrame, ErrorEvent, ServerEvent, Welcome};
 use crate::store::{Appended, ConversationFilter, Store};
 use crate::transport::TransportKind;
@@ -24,8 +25,10 @@ pub struct ServiceConfig {
     pub max_message_chars: usize,
     /// Events a session may have queued before it counts as too slow (`CHAT_SESSION_QUEUE`).
     pub session_queue: usize,
-    /// Most messages one `resume` replays per conversation.
-    pub max_replay_per_conversation: u32,
+    /// Largest answer a command gets, in bytes of JSON (`CHAT_WS_MAX_FRAME_BYTES`): a `history`
+    /// page is cut to fit (at least one message), so no answer is larger than what a transport
+    /// writes. `resume` replays stream from the store one page at a time instead.
+    pub max_answer_bytes: usize,
     /// Which visitors are sent to WebSocket (`CHAT_WS_ROLLOUT_PERCENT`).
     pub rollout: crate::rollout::Rollout,
 }
@@ -35,7 +38,7 @@ impl Default for ServiceConfig {
         Self {
             max_message_chars: 4000,
             session_queue: 256,
-            max_replay_per_conversation: 10_000,
+            max_answer_bytes: 64 * 1024,
             rollout: crate::rollout::Rollout::default(),
         }
     }
@@ -68,7 +71,18 @@ struct Inner {
     bus: Option<Arc<dyn Bus>>,
     /// Agents connected to other processes, by process, with when each was last heard from.
     remote_agents: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
+    /// What verifies the fresh token of an `auth` command (set once at start-up).
+    agent_tokens: std::sync::OnceLock<AgentTokens>,
 }
+
+/// Messages read from the store at a time while a `resume` replay streams: what a session holds
+/// in memory for its replay is one page, whatever the replay's length.
+const REPLAY_PAGE: u32 = 50;
+
+/// A live message whose predecessors this session has not seen is delivered after them, read
+/// from the store; a hole larger than this ends the session instead (the client resumes, which
+/// streams in pages).
+const MAX_GAP_FILL: i64 = 200;
 
 /// How long a new session holds live messages back waiting for the client's `resume`: long
 /// enough for a client that lists before it resumes, on a gateway busy with a reconnect storm.
@@ -148,8 +162,15 @@ impl ChatService {
                 open_sessions: std::sync::Mutex::new(HashMap::new()),
                 bus,
                 remote_agents: std::sync::Mutex::new(HashMap::new()),
+                agent_tokens: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Lets agent sessions renew their credentials with the `auth` command, verified by
+    /// `tokens` (the same that admitted them). Without it, `auth` is refused.
+    pub fn verify_agent_tokens_with(&self, tokens: AgentTokens) {
+        let _ = self.inner.agent_tokens.set(tokens);
     }
 
     /// Agents connected now, on this process and (with a bus) on every live process.
@@ -256,6 +277,9 @@ impl ChatService {
             held: VecDeque::new(),
             pending: VecDeque::new(),
             stash: None,
+            replay: VecDeque::new(),
+            credentials_expired: false,
+            expires: None,
             counted_as_agent: false,
             counted: false,
         };
@@ -526,21 +550,55 @@ impl ChatService {
             .await?)
     }
 
-    /// A page of a conversation's messages.
+    /// A page of a conversation's messages after `after_seq`: at most `limit` (default 100, at
+    /// most 500) and at most [`ServiceConfig::max_answer_bytes`] of JSON, but never empty while
+    /// messages follow.
     pub async fn history(
         &self,
         principal: &Principal,
         id: ConversationId,
         after_seq: i64,
         limit: Option<u32>,
-    ) -> Result<Vec<Message>, ChatError> {
+    ) -> Result<HistoryPage, ChatError> {
         self.authorized_conversation(principal, id).await?;
-        Ok(self
+        let limit = page_limit(limit);
+        // One more than asked tells whether the page is the last.
+        let mut messages = self
             .inner
             .store
-            .messages_after(id, after_seq.max(0), page_limit(limit))
-            .await?)
+            .messages_after(id, after_seq.max(0), limit + 1)
+            .await?;
+        let mut more = messages.len() > limit as usize;
+        let mut budget = self.inner.config.max_answer_bytes;
+        let mut fits = 0;
+        for message in messages.iter().take(limit as usize) {
+            let size = message_json_len(message);
+            if fits > 0 && size > budget {
+                break;
+            }
+            budget = budget.saturating_sub(size);
+            fits += 1;
+        }
+        if fits < messages.len() {
+            more = true;
+            messages.truncate(fits);
+        }
+        Ok(HistoryPage { messages, more })
     }
+}
+
+/// A page of messages and whether more follow it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPage {
+    /// The messages, oldest first.
+    pub messages: Vec<Message>,
+    /// More messages follow the last one: ask again from its `seq`.
+    pub more: bool,
+}
+
+/// The bytes `message` takes in an answer (its JSON plus a separator).
+fn message_json_len(message: &Message) -> usize {
+    serde_json::to_vec(message).map_or(0, |json| json.len()) + 1
 }
 
 fn not_found(id: ConversationId) -> impl Fn(StoreError) -> ChatError {
@@ -567,6 +625,19 @@ pub enum Outbound {
     Lagged,
     /// The gateway is shutting down: close with "going away".
     ShuttingDown,
+    /// The agent's token expired and no fresh one came (`auth`): close with 4001
+    /// `token_expired`; the client reconnects with a new token and resumes.
+    CredentialsExpired,
+}
+
+/// What is left of a `resume` replay for one conversation: messages after `after` up to and
+/// including `upto`, except those in `skip` (already handed to the client by this session).
+#[derive(Debug, Clone)]
+struct ReplayRange {
+    conversation: ConversationId,
+    after: i64,
+    upto: i64,
+    skip: Option<std::ops::RangeInclusive<i64>>,
 }
 
 /// One client's session: the seam between a transport and the chat.
@@ -597,6 +668,12 @@ pub struct Session {
     pending: VecDeque<ServerEvent>,
     /// A hub event taken off the queue whose processing was interrupted (cancellation).
     stash: Option<Arc<HubEvent>>,
+    /// Replays still to stream from the store, in order, one page at a time.
+    replay: VecDeque<ReplayRange>,
+    /// The expiry notice was handed out: the next call reports [`Outbound::CredentialsExpired`].
+    credentials_expired: bool,
+    /// When the credentials the session was opened (or last renewed) with expire.
+    expires: Option<tokio::time::Instant>,
     counted_as_agent: bool,
     /// Whether this session is in [`ChatService::session_counts`].
     counted: bool,
@@ -616,6 +693,12 @@ impl Session {
     /// The transport carrying the session.
     pub fn transport(&self) -> TransportKind {
         self.transport
+    }
+
+    /// Ends the session when its credentials expire at `exp` (Unix seconds) unless the client
+    /// renews them first with `auth`. For agent sessions, opened with a JWT.
+    pub fn expire_at(&mut self, exp: u64) {
+        self.expires = Some(instant_of_unix(exp));
     }
 
     /// Recovers a client that says it has `cursors` and was last sent something at
@@ -733,14 +816,16 @@ impl Session {
                 conversation_id,
                 after_seq,
                 limit,
-            } => Ok(Ack {
-                messages: Some(
-                    service
-                        .history(principal, conversation_id, after_seq, limit)
-                        .await?,
-                ),
-                ..Ack::default()
-            }),
+            } => {
+                let page = service
+                    .history(principal, conversation_id, after_seq, limit)
+                    .await?;
+                Ok(Ack {
+                    messages: Some(page.messages),
+                    more: Some(page.more),
+                    ..Ack::default()
+                })
+            }
             ClientCommand::ListConversations {
                 site,
                 status,
@@ -760,7 +845,39 @@ impl Session {
                 conversation: Some(service.close(principal, conversation_id).await?),
                 ..Ack::default()
             }),
+            ClientCommand::Auth { token } => {
+                let exp = self.renew(&token)?;
+                Ok(Ack {
+                    expires_at: Some(exp),
+                    ..Ack::default()
+                })
+            }
         }
+    }
+
+    /// Checks a fresh agent token for this session and moves its expiry to the token's.
+    fn renew(&mut self, token: &str) -> Result<u64, ChatError> {
+        let Principal::Agent(agent) = &self.principal else {
+            return Err(ChatError::Forbidden(
+                "only agent sessions renew credentials; visitor tokens do not expire".into(),
+            ));
+        };
+        let Some(tokens) = self.service.inner.agent_tokens.get() else {
+            return Err(ChatError::BadRequest(
+                "this gateway does not renew credentials".into(),
+            ));
+        };
+        let (renewed, exp) = tokens.verify_with_expiry(token).map_err(|e| {
+            ChatError::Unauthorized(crate::auth::Authenticator::describe_agent_refusal(&e))
+        })?;
+        if renewed.id != agent.id {
+            return Err(ChatError::Forbidden(format!(
+                "the token names agent {}, this session is agent {}",
+                renewed.id, agent.id
+            )));
+        }
+        self.expires = Some(instant_of_unix(exp));
+        Ok(exp)
     }
 
     /// Queues a `conversation` event for each conversation of `site` changed after `since`,
@@ -798,70 +915,134 @@ impl Session {
     /// Replays what the client missed, then lets live events through with no gap and no
     /// duplicate: the session is already subscribed, so anything committed after the reads
     /// below arrives live, and live events at or below the replayed position are dropped.
+    ///
+    /// The replay streams: each conversation's end is fixed now (its `last_seq`), and
+    /// [`Session::next_event`] reads the messages from the store one page at a time as the
+    /// client takes them, before any live event. Returns how many messages will be replayed.
     async fn resume(&mut self, cursors: BTreeMap<ConversationId, i64>) -> Result<u64, ChatError> {
         if cursors.len() > 500 {
             return Err(ChatError::BadRequest(
                 "resume at most 500 conversations at once".into(),
             ));
         }
-        let store = self.service.inner.store.clone();
-        let cap = self.service.inner.config.max_replay_per_conversation;
-        let mut replay = Vec::new();
-        let mut positions = Vec::new();
+        let mut ranges = Vec::with_capacity(cursors.len());
+        let mut count = 0u64;
         for (conversation_id, cursor) in cursors {
             if cursor < 0 {
                 return Err(ChatError::BadRequest("cursors must be >= 0".into()));
             }
-            self.service
+            let conversation = self
+                .service
                 .authorized_conversation(&self.principal, conversation_id)
                 .await?;
             // What this session already handed over for the conversation is not sent again:
             // everything up to `delivered` when an earlier resume set it, or from `live_from`
             // up to `delivered` when it was first delivered live.
-            let given = self.delivered.get(&conversation_id).map(|&upto| {
+            let skip = self.delivered.get(&conversation_id).map(|&upto| {
                 let from = self.live_from.get(&conversation_id).copied().unwrap_or(1);
                 from..=upto
             });
-            let mut position = cursor;
-            let mut read = 0u32;
-            while read < cap {
-                let page = store
-                    .messages_after(conversation_id, position, 500.min(cap - read))
-                    .await?;
-                let Some(last) = page.last() else { break };
-                position = last.seq;
-                read += page.len() as u32;
-                replay.extend(
-                    page.into_iter()
-                        .filter(|m| !given.as_ref().is_some_and(|g| g.contains(&m.seq))),
-                );
+            // Sequence numbers have no holes, so the count is known without reading.
+            let upto = conversation.last_seq;
+            let mut missing = (upto - cursor).max(0);
+            if let Some(skip) = &skip {
+                let overlap = (*skip.end()).min(upto) - (*skip.start()).max(cursor + 1) + 1;
+                missing -= overlap.max(0);
             }
-            if let Some(given) = &given {
-                position = position.max(*given.end());
-            }
-            positions.push((conversation_id, position));
+            count += missing as u64;
+            ranges.push(ReplayRange {
+                conversation: conversation_id,
+                after: cursor,
+                upto,
+                skip,
+            });
         }
         // Only now, with every read done, change state: a failed resume leaves nothing half-done.
-        let count = replay.len() as u64;
         crate::metrics::replayed(self.transport, count);
-        for (conversation_id, position) in positions {
-            self.delivered.insert(conversation_id, position);
-            self.live_from.remove(&conversation_id);
+        for range in ranges {
+            let handed = self
+                .delivered
+                .get(&range.conversation)
+                .copied()
+                .unwrap_or(0);
+            self.delivered
+                .insert(range.conversation, range.upto.max(handed));
+            self.live_from.remove(&range.conversation);
+            if range.after < range.upto {
+                self.replay.push_back(range);
+            }
         }
-        self.pending.extend(
-            replay
-                .into_iter()
-                .map(|message| ServerEvent::Message { message }),
-        );
         Ok(count)
+    }
+
+    /// Reads the next page of the replay into `pending`. Cancel-safe: state changes only once
+    /// the page has been read.
+    async fn stream_replay(&mut self) {
+        let Some(range) = self.replay.front() else {
+            return;
+        };
+        let want = REPLAY_PAGE.min((range.upto - range.after).clamp(0, i64::from(u32::MAX)) as u32);
+        let read = self
+            .service
+            .inner
+            .store
+            .messages_after(range.conversation, range.after, want)
+            .await;
+        let page = match read {
+            Ok(page) => page,
+            Err(error) => {
+                // A replay cut short would leave a hole: end the session, and the client
+                // resumes from what it got.
+                tracing::warn!(session = %self.id, %error, "replay read failed; telling the client to resume");
+                self.replay.clear();
+                self.lagged.store(true, Ordering::Release);
+                return;
+            }
+        };
+        let Some(range) = self.replay.front_mut() else {
+            return;
+        };
+        let upto = range.upto;
+        let last = page.last().map_or(upto, |m| m.seq);
+        for message in page {
+            if message.seq > upto || range.skip.as_ref().is_some_and(|s| s.contains(&message.seq))
+            {
+                continue;
+            }
+            self.pending.push_back(ServerEvent::Message { message });
+        }
+        range.after = last;
+        if last >= upto {
+            self.replay.pop_front();
+        }
     }
 
     /// The next thing to tell the client. Cancel-safe: an event taken from the queue is kept
     /// until it has been fully processed.
     pub async fn next_event(&mut self) -> Outbound {
         loop {
+            if self.expires.is_some_and(|at| tokio::time::Instant::now() >= at) {
+                self.expires = None;
+                self.pending.clear();
+                self.replay.clear();
+                self.credentials_expired = true;
+                return Outbound::Event(ServerEvent::Error(ErrorEvent {
+                    id: None,
+                    code: ErrorCode::TokenExpired,
+                    message: "agent token expired: reconnect with a fresh token, or send `auth` \
+                              with one before the old token expires"
+                        .into(),
+                }));
+            }
+            if self.credentials_expired {
+                return Outbound::CredentialsExpired;
+            }
             if let Some(event) = self.pending.pop_front() {
                 return Outbound::Event(event);
+            }
+            if !self.replay.is_empty() {
+                self.stream_replay().await;
+                continue;
             }
             if *self.shutdown.borrow() {
                 return Outbound::ShuttingDown;
@@ -889,6 +1070,7 @@ impl Session {
                             None => return Outbound::Lagged,
                         },
                         _ = self.shutdown.changed() => continue,
+                        _ = tokio::time::sleep_until(self.expires.unwrap_or(now)), if self.expires.is_some() => continue,
                         _ = tokio::time::sleep_until(grace_until.unwrap_or(now)), if grace_until.is_some() => {
                             self.resume_grace = None;
                             continue;
@@ -923,6 +1105,11 @@ impl Session {
                 let mut out = Vec::new();
                 match seen {
                     Some(seen) if message.seq <= seen => return out,
+                    Some(seen) if message.seq > seen + 1 + MAX_GAP_FILL => {
+                        tracing::debug!(session = %self.id, seen, seq = message.seq, "gap too large to fill live; telling the client to resume");
+                        self.lagged.store(true, Ordering::Release);
+                        return out;
+                    }
                     Some(seen) if message.seq > seen + 1 => {
                         match self
                             .service
@@ -1119,4 +1306,13 @@ async fn run_presence_heartbeat(inner: Weak<Inner>) {
         }
         last_total = Some(total);
     }
+}
+
+/// The Tokio instant of a Unix time in seconds (now, when it is already past).
+fn instant_of_unix(unix_secs: u64) -> tokio::time::Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let left = Duration::from_secs(unix_secs).saturating_sub(now);
+    tokio::time::Instant::now() + left
 }

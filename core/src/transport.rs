@@ -42,6 +42,8 @@ pub enum SessionEnd {
     Lagged,
     /// The gateway is shutting down.
     ShuttingDown,
+    /// The agent's token expired and was not renewed.
+    CredentialsExpired,
     /// The connection failed (reset, I/O error).
     ConnectionError(String),
 }

@@ -124,7 +124,10 @@ impl Api<'_> {
                 .history(&principal, conversation_id, after_seq, limit)
                 .await
             {
-                Ok(messages) => respond_json(session, 200, &json!({ "messages": messages })).await,
+                Ok(page) => {
+                    let body = json!({ "messages": page.messages, "more": page.more });
+                    respond_json(session, 200, &body).await
+                }
                 Err(e) => respond_chat_error(session, &e).await,
             };
         }

@@ -84,6 +84,8 @@ pub struct Config {
     pub poll_hold: Duration,
     /// A polling session no GET has reached for this long expires (`CHAT_POLL_SESSION_TTL_SECS`).
     pub poll_session_ttl: Duration,
+    /// Most client frames in one long-polling POST (`CHAT_POLL_MAX_FRAMES_PER_POST`).
+    pub poll_max_frames_per_post: usize,
     /// Listener of `/metrics` (`CHAT_METRICS_LISTEN`); `None` when set to `off`.
     pub metrics_listen: Option<SocketAddr>,
     /// Whether latency and size histograms are observed (`CHAT_METRICS_HISTOGRAMS`).
@@ -156,6 +158,7 @@ impl Config {
                 "CHAT_POLL_SESSION_TTL_SECS",
                 "60",
             )?),
+            poll_max_frames_per_post: parse(&lookup, "CHAT_POLL_MAX_FRAMES_PER_POST", "16")?,
             ws_rollout: parse(&lookup, "CHAT_WS_ROLLOUT_PERCENT", "100")?,
             metrics_listen: match get("CHAT_METRICS_LISTEN") {
                 Some(v) if v.trim().eq_ignore_ascii_case("off") => None,

@@ -334,20 +334,21 @@ impl ChatEdge {
             .map(str::to_owned)
             .or_else(|| query_param(session.req_header().uri.query(), "token"));
         match self.verify_agent(token.as_deref()) {
-            Ok(agent) => respond_json(session, 200, &json!({ "agent": agent })).await,
+            Ok((agent, _)) => respond_json(session, 200, &json!({ "agent": agent })).await,
             Err(message) => respond_error(session, 401, "unauthorized", &message).await,
         }
     }
 
+    /// The agent a token names and when it expires (Unix seconds), or why it is refused.
     fn verify_agent(
         &self,
         token: Option<&str>,
-    ) -> std::result::Result<chat_core::model::Agent, String> {
-        match self.state.auth.agent(token) {
-            Ok(Principal::Agent(agent)) => Ok(agent),
-            Ok(_) => Err("not an agent token".into()),
-            Err(e) => Err(Authenticator::describe_agent_refusal(&e)),
-        }
+    ) -> std::result::Result<(chat_core::model::Agent, u64), String> {
+        self.state
+            .auth
+            .agent_tokens()
+            .verify_with_expiry(token.unwrap_or(""))
+            .map_err(|e| Authenticator::describe_agent_refusal(&e))
     }
 
     fn origin_refusal(&self, session: &Session, role: Role) -> Option<String> {
@@ -563,12 +564,12 @@ impl ChatEdge {
         query: Option<&str>,
         transport: TransportKind,
     ) -> std::result::Result<chat_core::service::Session, Refusal> {
-        let (principal, visitor_token) = match role {
+        let (principal, visitor_token, expires) = match role {
             Role::Agent => {
                 let token = query_param(query, "token")
                     .or_else(|| bearer(header(session, "authorization")).map(str::to_owned));
                 match self.verify_agent(token.as_deref()) {
-                    Ok(agent) => (Principal::Agent(agent), None),
+                    Ok((agent, exp)) => (Principal::Agent(agent), None, Some(exp)),
                     Err(message) => return Err((401, "unauthorized", message)),
                 }
             }
@@ -576,7 +577,7 @@ impl ChatEdge {
                 let token = query_param(query, "token");
                 let site = query_param(query, "site");
                 match self.state.auth.visitor(token.as_deref(), site.as_deref()) {
-                    Ok((principal, token)) => (principal, Some(token)),
+                    Ok((principal, token)) => (principal, Some(token), None),
                     Err(e) => {
                         let message = format!(
                             "visitor token rejected: {e}; connect without a token to start afresh"
@@ -586,7 +587,8 @@ impl ChatEdge {
                 }
             }
         };
-        self.state
+        let mut chat_session = self
+            .state
             .chat
             .open_session(principal, visitor_token, transport)
             .await
@@ -597,7 +599,11 @@ impl ChatEdge {
                 };
                 tracing::warn!(error = %e, "could not open session");
                 (status, e.code().as_str(), e.client_message())
-            })
+            })?;
+        if let Some(exp) = expires {
+            chat_session.expire_at(exp);
+        }
+        Ok(chat_session)
     }
 
     /// HTTP long-polling (`docs/protocol.md`, "HTTP long-polling"): `POST` without `sid` opens

@@ -58,7 +58,8 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         max_message_chars: config.max_message_chars,
         session_queue: config.session_queue,
         rollout: config.ws_rollout.clone(),
-        ..ServiceConfig::default()
+        // No answer is larger than the largest frame a client may send.
+        max_answer_bytes: config.ws_max_frame_bytes,
     };
     // With Postgres, other gateway processes may share the database: events and agent presence
     // travel between them on LISTEN/NOTIFY.
@@ -84,6 +85,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         AgentTokens::new(&secrets.admin_jwt),
         VisitorTokens::new(&secrets.visitor_token),
     );
+    chat.verify_agent_tokens_with(auth.agent_tokens().clone());
     let socketio = {
         let _entered = runtime.enter();
         SocketIoEndpoints::start(
@@ -95,6 +97,8 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
                     .ws_idle_timeout
                     .saturating_sub(config.ws_ping_interval)
                     .max(Duration::from_secs(5)),
+                // Socket.IO's maxPayload: the same bound as every other transport's frames.
+                max_payload: config.ws_max_frame_bytes,
                 ..EngineConfig::default()
             },
         )
@@ -104,6 +108,9 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         ttl: config.poll_session_ttl,
         max_body_bytes: config.ws_max_frame_bytes,
         event_log_capacity: config.session_queue,
+        event_log_max_bytes: config.ws_max_frame_bytes.saturating_mul(16),
+        max_frames_per_post: config.poll_max_frames_per_post,
+        max_answer_bytes: config.ws_max_frame_bytes,
     });
     let state = Arc::new(EdgeState {
         chat: chat.clone(),

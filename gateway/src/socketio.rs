@@ -84,12 +84,18 @@ async fn authorize(
 ) -> Result<ChatConnection, String> {
     let fields = req.auth.as_ref().and_then(Value::as_object);
     let field = |name: &str| fields.and_then(|f| f.get(name)).and_then(Value::as_str);
+    let mut expires = None;
     let (principal, visitor_token, pid): (Principal, Option<String>, String) = match role {
         Role::Agent => {
-            let principal = auth.agent(field("token")).map_err(|e| {
-                metrics::handshake_failed(TransportKind::SocketIo, role, Unauthorized);
-                Authenticator::describe_agent_refusal(&e)
-            })?;
+            let (agent, exp) = auth
+                .agent_tokens()
+                .verify_with_expiry(field("token").unwrap_or(""))
+                .map_err(|e| {
+                    metrics::handshake_failed(TransportKind::SocketIo, role, Unauthorized);
+                    Authenticator::describe_agent_refusal(&e)
+                })?;
+            expires = Some(exp);
+            let principal = Principal::Agent(agent);
             let pid = agent_pid(&principal);
             (principal, None, pid)
         }
@@ -105,7 +111,7 @@ async fn authorize(
         }
     };
     let recover_from = recovery_request(req.auth.as_ref(), &pid);
-    let session = chat
+    let mut session = chat
         .open_session(principal, visitor_token, TransportKind::SocketIo)
         .await
         .map_err(|e| {
@@ -116,6 +122,9 @@ async fn authorize(
             metrics::handshake_failed(TransportKind::SocketIo, role, reason);
             e.client_message()
         })?;
+    if let Some(exp) = expires {
+        session.expire_at(exp);
+    }
     Ok(ChatConnection {
         session: Some(session),
         pid,

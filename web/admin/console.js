@@ -23,6 +23,7 @@
     1009: 'message too large',
     1011: 'gateway error',
     1013: 'fell too far behind',
+    4001: 'token expired',
   };
 
   const $ = function (id) { return document.getElementById(id); };
@@ -228,7 +229,14 @@
       const hadWelcome = welcomed;
       ws = null;
       onSocketGone();
-      if (hadWelcome) {
+      if (ev.code === 4001) {
+        // The token expired: a new one from the main site continues where this left off
+        // (conversations stay on screen; the next session resumes from them).
+        token = null;
+        storageSet(TOKEN_KEY, null);
+        showLogin(true);
+        setBanner('rejected', 'Your token expired — paste a fresh one to continue where you were');
+      } else if (hadWelcome) {
         const reason = ev.reason || CLOSE_REASONS[ev.code] || 'unknown reason';
         scheduleReconnect('Disconnected (code ' + ev.code + ': ' + reason + ')');
       } else {
@@ -453,7 +461,10 @@
       if (selectedId !== id) return;
       const list = ack.messages || [];
       for (const m of list) addPaneMessage(m);
-      if (list.length >= HISTORY_PAGE) loadHistory(id, list[list.length - 1].seq);
+      // A page is cut by count or by bytes (CHAT_WS_MAX_FRAME_BYTES); `more` says another
+      // follows.
+      const more = typeof ack.more === 'boolean' ? ack.more : list.length >= HISTORY_PAGE;
+      if (more && list.length) loadHistory(id, list[list.length - 1].seq);
     }, function (err) {
       // A disconnect is healed by `resume` after reconnecting; anything else the agent should see.
       if (err.code !== 'disconnected' && selectedId === id) showPaneError('Could not load history: ' + (err.message || err.code));

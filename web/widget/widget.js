@@ -35,6 +35,7 @@
   const RECONNECT_MIN_MS = 500;
   const RECONNECT_MAX_MS = 30000;
   const HISTORY_PAGE = 200;
+  const MAX_FRAMES_PER_POST = 16;
   // Failed upgrades while the server answers plain HTTP before we suspect our stored token.
   const TOKEN_SUSPECT_AFTER = 3;
 
@@ -695,16 +696,20 @@
     function flush() {
       flushQueued = false;
       if (closed || !sid || !outbox.length) return;
-      const frames = outbox;
-      outbox = [];
-      post(frames);
+      // The gateway takes at most CHAT_POLL_MAX_FRAMES_PER_POST (default 16) frames a POST;
+      // the rest follows once this one is answered.
+      post(outbox.splice(0, MAX_FRAMES_PER_POST));
     }
 
     function post(frames) {
       const body = JSON.stringify(frames.length === 1 ? frames[0] : frames);
       fetchJson(pollUrl({ sid: sid }), { method: 'POST', body: body }, POLL_REQUEST_TIMEOUT_MS).then(function (r) {
         if (closed) return;
-        if (r.status === 200 && r.data && Array.isArray(r.data.answers)) return deliver(r.data.answers);
+        if (r.status === 200 && r.data && Array.isArray(r.data.answers)) {
+          deliver(r.data.answers);
+          if (outbox.length) flush();
+          return;
+        }
         if (r.status === 410) return fail({ status: 410, expired: true });
         if (r.status === 413 && frames.length > 1) {
           for (const f of frames) post([f]); // find the one that is too large
@@ -1071,7 +1076,10 @@
       if (p) { p.inFlight = false; } // ack without message: leave it queued for the next flush
     } else if (meta.kind === 'history' && Array.isArray(f.messages)) {
       for (const m of f.messages) addMessage(m, false);
-      if (f.messages.length >= HISTORY_PAGE) {
+      // A page is cut by count or by bytes; `more` says another follows (older gateways
+      // without it: a full page).
+      const more = typeof f.more === 'boolean' ? f.more : f.messages.length >= HISTORY_PAGE;
+      if (more && f.messages.length) {
         loadHistory(meta.cid, f.messages[f.messages.length - 1].seq);
       }
     }

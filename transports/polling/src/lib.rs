@@ -41,6 +41,15 @@ pub struct PollingSettings {
     pub max_body_bytes: usize,
     /// Unacknowledged events kept per session before it ends as lagged (`CHAT_SESSION_QUEUE`).
     pub event_log_capacity: usize,
+    /// Bytes of unacknowledged events a session keeps; past it, events wait in the core
+    /// session's own bounded queue until the client acknowledges.
+    pub event_log_max_bytes: usize,
+    /// Most client frames in one `POST ?sid` (`CHAT_POLL_MAX_FRAMES_PER_POST`); more: 413.
+    pub max_frames_per_post: usize,
+    /// Largest answer body, in bytes (`CHAT_WS_MAX_FRAME_BYTES`): a GET returns the events that
+    /// fit (at least one), and the frames of a POST whose answers pass it are not run (each gets
+    /// a `too_large` error to send again).
+    pub max_answer_bytes: usize,
 }
 
 impl Default for PollingSettings {
@@ -50,6 +59,9 @@ impl Default for PollingSettings {
             ttl: Duration::from_secs(60),
             max_body_bytes: 64 * 1024,
             event_log_capacity: 256,
+            event_log_max_bytes: 1024 * 1024,
+            max_frames_per_post: 16,
+            max_answer_bytes: 64 * 1024,
         }
     }
 }
@@ -213,17 +225,26 @@ impl Transport for PollingTransport {
                     }
                     Outbound::Lagged => break SessionEnd::Lagged,
                     Outbound::ShuttingDown => break SessionEnd::ShuttingDown,
+                    // The `token_expired` error event is in the log for the client to read.
+                    Outbound::CredentialsExpired => break SessionEnd::CredentialsExpired,
                 },
                 submission = submissions.recv() => {
                     let Some((frames, reply)) = submission else {
                         break SessionEnd::ClientClosed;
                     };
                     let mut answers = Vec::with_capacity(frames.len());
+                    let mut answered_bytes = 0usize;
                     for frame in frames {
-                        answers.push(match frame {
+                        let answer = match frame {
+                            // The answer is full: the rest is not run, so a retry is safe.
+                            Ok(frame) if answered_bytes >= self.settings.max_answer_bytes => {
+                                answer_budget_spent(frame.id, self.settings.max_answer_bytes)
+                            }
                             Ok(frame) => session.handle(frame).await.to_json(),
                             Err(error) => error,
-                        });
+                        };
+                        answered_bytes += answer.len() + 1;
+                        answers.push(answer);
                     }
                     let _ = reply.send(answers);
                 }
@@ -295,14 +316,14 @@ impl PollingSessions {
     /// [welcome]}`.
     pub async fn open(&self, mut session: Session) -> PollResponse {
         let settings = self.settings();
-        let mut log = EventLog::new(settings.event_log_capacity);
+        let mut log = EventLog::new(settings.event_log_capacity, settings.event_log_max_bytes);
         // The welcome event is queued by `open_session`: this returns at once.
         let welcome = match session.next_event().await {
             Outbound::Event(event) => event.to_json(),
             Outbound::ShuttingDown => {
                 return PollResponse::error(503, "unavailable", "gateway restarting; retry")
             }
-            Outbound::Lagged => {
+            Outbound::Lagged | Outbound::CredentialsExpired => {
                 return PollResponse::error(503, "unavailable", "session could not start")
             }
         };
@@ -383,7 +404,7 @@ impl PollingSessions {
                     );
                 }
                 let freed = log.acknowledge(cursor) > 0;
-                let (last, events) = log.after(cursor);
+                let (last, events) = log.after(cursor, self.settings().max_answer_bytes);
                 if !events.is_empty() {
                     if freed {
                         shared.changed.notify_waiters();
@@ -438,6 +459,18 @@ impl PollingSessions {
             serde_json::Value::Array(values) => values,
             other => vec![other],
         };
+        let most = self.settings().max_frames_per_post;
+        if values.len() > most {
+            return PollResponse::error(
+                413,
+                "too_large",
+                &format!(
+                    "{} frames in one POST; at most {most} (CHAT_POLL_MAX_FRAMES_PER_POST): \
+                     nothing was run, send them in smaller batches",
+                    values.len()
+                ),
+            );
+        }
         let frames = values
             .into_iter()
             .map(|v| decode_client_value(v).map_err(|e| e.to_event().to_json()))
@@ -453,6 +486,19 @@ impl PollingSessions {
             Err(_) => PollResponse::expired(),
         }
     }
+}
+
+/// The error answering a frame that was not run because its POST's answer was already full.
+fn answer_budget_spent(id: Option<String>, budget: usize) -> String {
+    chat_core::protocol::ServerEvent::Error(chat_core::protocol::ErrorEvent {
+        id,
+        code: chat_core::ErrorCode::TooLarge,
+        message: format!(
+            "not run: the answers to this POST already fill {budget} bytes \
+             (CHAT_WS_MAX_FRAME_BYTES); send this frame again"
+        ),
+    })
+    .to_json()
 }
 
 /// The raw value of a query parameter (sids and cursors need no percent-decoding).

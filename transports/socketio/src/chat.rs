@@ -238,6 +238,12 @@ pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
                     emitter.engine().close();
                     return SessionEnd::ShuttingDown;
                 }
+                Outbound::CredentialsExpired => {
+                    // A server-side DISCONNECT: stock clients do not reconnect on their own
+                    // (the old token would be refused); the page connects with a fresh one.
+                    let _ = emitter.disconnect();
+                    return SessionEnd::CredentialsExpired;
+                }
             },
         }
     }

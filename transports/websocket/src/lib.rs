@@ -24,6 +24,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
+/// Close code of a session whose agent token expired without a fresh one (`auth`): reconnect
+/// with a new token and resume.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+
 /// Limits and timers of the WebSocket transport.
 #[derive(Debug, Clone)]
 pub struct WebSocketSettings {
@@ -218,6 +222,11 @@ impl Transport for WebSocketTransport {
                         code: CloseCode::Away,
                         reason: "gateway restarting; reconnect and resume",
                         end: SessionEnd::ShuttingDown,
+                    }),
+                    Outbound::CredentialsExpired => break Ok(Closing {
+                        code: CloseCode::Library(CLOSE_TOKEN_EXPIRED),
+                        reason: "token_expired",
+                        end: SessionEnd::CredentialsExpired,
                     }),
                 },
                 _ = ping.tick() => {

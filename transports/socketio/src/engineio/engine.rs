@@ -25,6 +25,10 @@ pub struct EngineConfig {
     pub max_packets_per_payload: usize,
     /// The per-session outbound queue, in packets; a client that lets it fill is closed.
     pub max_buffered_packets: usize,
+    /// The per-session outbound queue, in bytes: a packet that would take the queue past it
+    /// closes the session as for [`EngineConfig::max_buffered_packets`] (one packet alone always
+    /// fits).
+    pub max_buffered_bytes: usize,
     /// The per-session queue of messages not yet taken by the layer above.
     pub inbound_queue: usize,
     /// New sessions not yet taken from [`Incoming`]; over it, handshakes get 503.
@@ -43,6 +47,7 @@ impl Default for EngineConfig {
             max_payload: 1_000_000,
             max_packets_per_payload: 256,
             max_buffered_packets: 1024,
+            max_buffered_bytes: 4 * 1024 * 1024,
             inbound_queue: 64,
             accept_queue: 1024,
             upgrade_timeout: Duration::from_secs(10),

@@ -80,6 +80,17 @@ pub enum Packet {
     Noop,
 }
 
+impl Packet {
+    /// Roughly the bytes the packet takes queued: its data, or a few bytes for a control packet.
+    pub fn queued_len(&self) -> usize {
+        match self {
+            Self::Message(text) => text.len() + 1,
+            Self::Binary(bytes) => bytes.len() + 1,
+            _ => 8,
+        }
+    }
+}
+
 /// One WebSocket data frame as the engine sees it, so the WebSocket side can be driven without
 /// a socket (the gateway pumps a real WebSocket into and out of channels of these).
 #[derive(Debug, Clone, PartialEq, Eq)]

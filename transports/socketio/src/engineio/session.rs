@@ -170,7 +170,11 @@ impl Session {
             if st.closed.is_some() {
                 return Err(SendError::Closed);
             }
-            if st.outbound.len() >= self.config.max_buffered_packets {
+            let queued_bytes: usize = st.outbound.iter().map(Packet::queued_len).sum();
+            if st.outbound.len() >= self.config.max_buffered_packets
+                || (!st.outbound.is_empty()
+                    && queued_bytes + packet.queued_len() > self.config.max_buffered_bytes)
+            {
                 drop(st);
                 self.close(CloseReason::Lagged);
                 return Err(SendError::Lagged);

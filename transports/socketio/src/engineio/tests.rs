@@ -301,6 +301,23 @@ async fn full_outbound_queue_closes_the_session() {
 }
 
 #[tokio::test]
+async fn outbound_queue_is_bounded_in_bytes_too() {
+    let config = EngineConfig {
+        max_buffered_bytes: 100,
+        ..EngineConfig::default()
+    };
+    let (engine, mut incoming) = Engine::new(config);
+    let (_sid, socket) = handshake(&engine, &mut incoming).await;
+    // One packet alone always fits, however large.
+    socket.send(EngineMessage::Text("x".repeat(500))).unwrap();
+    assert_eq!(
+        socket.send(EngineMessage::Text("y".into())),
+        Err(SendError::Lagged)
+    );
+    assert_eq!(socket.close_reason(), Some(CloseReason::Lagged));
+}
+
+#[tokio::test]
 async fn concurrent_get_closes_the_session() {
     let (engine, mut incoming) = Engine::new(EngineConfig::default());
     let (sid, mut socket) = handshake(&engine, &mut incoming).await;
