@@ -1,6 +1,7 @@
 //! The chat service: authorizes commands, persists through the [`Store`], then fans out through
 //! the [`Hub`]. A [`Session`] is the seam every transport talks to.
 
+use crate::auth::AgentTokens;
 use crate::bus::{Bus, BusEvent, Inbound};
 use crate::error::{ChatError, ErrorCode, StoreError};
 use crate::hub::{Hub, HubEvent, Topic};
@@ -8,7 +9,6 @@ use crate::model::{
     Conversation, ConversationId, ConversationStatus, Message, NewMessage, Principal, Role, SiteId,
     Visitor, VisitorId,
 };
-use crate::auth::AgentTokens;
 use crate::protocol::{Ack, ClientCommand, ClientFrame, ErrorEvent, ServerEvent, Welcome};
 use crate::store::{Appended, ConversationFilter, Store};
 use crate::transport::TransportKind;
@@ -1005,7 +1005,11 @@ impl Session {
         let upto = range.upto;
         let last = page.last().map_or(upto, |m| m.seq);
         for message in page {
-            if message.seq > upto || range.skip.as_ref().is_some_and(|s| s.contains(&message.seq))
+            if message.seq > upto
+                || range
+                    .skip
+                    .as_ref()
+                    .is_some_and(|s| s.contains(&message.seq))
             {
                 continue;
             }
@@ -1021,7 +1025,10 @@ impl Session {
     /// until it has been fully processed.
     pub async fn next_event(&mut self) -> Outbound {
         loop {
-            if self.expires.is_some_and(|at| tokio::time::Instant::now() >= at) {
+            if self
+                .expires
+                .is_some_and(|at| tokio::time::Instant::now() >= at)
+            {
                 self.expires = None;
                 self.pending.clear();
                 self.replay.clear();
