@@ -445,36 +445,10 @@ impl PollingSessions {
             Ok(shared) => shared,
             Err(response) => return response,
         };
-        let value: serde_json::Value = match serde_json::from_slice(body) {
-            Ok(value) => value,
-            Err(e) => {
-                return PollResponse::error(
-                    400,
-                    "malformed_json",
-                    &format!("body is not valid JSON: {e}"),
-                )
-            }
+        let frames = match parse_submission(body, self.settings().max_frames_per_post) {
+            Ok(frames) => frames,
+            Err(refusal) => return refusal,
         };
-        let values = match value {
-            serde_json::Value::Array(values) => values,
-            other => vec![other],
-        };
-        let most = self.settings().max_frames_per_post;
-        if values.len() > most {
-            return PollResponse::error(
-                413,
-                "too_large",
-                &format!(
-                    "{} frames in one POST; at most {most} (CHAT_POLL_MAX_FRAMES_PER_POST): \
-                     nothing was run, send them in smaller batches",
-                    values.len()
-                ),
-            );
-        }
-        let frames = values
-            .into_iter()
-            .map(|v| decode_client_value(v).map_err(|e| e.to_event().to_json()))
-            .collect();
         let (reply, answers) = oneshot::channel();
         if shared.submissions.send((frames, reply)).await.is_err() {
             return PollResponse::expired();
@@ -486,6 +460,41 @@ impl PollingSessions {
             Err(_) => PollResponse::expired(),
         }
     }
+}
+
+/// The frames of a `POST ?sid` body (one JSON object or an array of them), each decoded or
+/// answered by the error event JSON it gets; the body as a whole refused with 400 (not JSON) or
+/// 413 (more than `max_frames`). Fuzzed by `transports/polling/fuzz`.
+pub fn parse_submission(
+    body: &[u8],
+    max_frames: usize,
+) -> Result<Vec<Result<ClientFrame, String>>, PollResponse> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        PollResponse::error(
+            400,
+            "malformed_json",
+            &format!("body is not valid JSON: {e}"),
+        )
+    })?;
+    let values = match value {
+        serde_json::Value::Array(values) => values,
+        other => vec![other],
+    };
+    if values.len() > max_frames {
+        return Err(PollResponse::error(
+            413,
+            "too_large",
+            &format!(
+                "{} frames in one POST; at most {max_frames} (CHAT_POLL_MAX_FRAMES_PER_POST): \
+                 nothing was run, send them in smaller batches",
+                values.len()
+            ),
+        ));
+    }
+    Ok(values
+        .into_iter()
+        .map(|v| decode_client_value(v).map_err(|e| e.to_event().to_json()))
+        .collect())
 }
 
 /// The error answering a frame that was not run because its POST's answer was already full.
@@ -502,7 +511,7 @@ fn answer_budget_spent(id: Option<String>, budget: usize) -> String {
 }
 
 /// The raw value of a query parameter (sids and cursors need no percent-decoding).
-fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+pub fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query
         .split('&')
         .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
