@@ -21,8 +21,9 @@ export function freePort() {
   });
 }
 
-/** Starts a gateway; `gw.restart()` starts it again on the same port and data directory. */
-export async function startGateway(extraEnv = {}) {
+/** Starts a gateway (`bin`, by default `BIN`); `gw.restart()` starts it again on the same port
+ * and data directory. */
+export async function startGateway(extraEnv = {}, bin = BIN) {
   const port = await freePort();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'chat-gateway-node-'));
   const env = {
@@ -35,13 +36,13 @@ export async function startGateway(extraEnv = {}) {
     CHAT_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
     ...extraEnv,
   };
-  const gw = { env, port, dataDir, base: `http://127.0.0.1:${port}`, log: '', child: null };
+  const gw = { env, bin, port, dataDir, base: `http://127.0.0.1:${port}`, log: '', child: null };
   gw.launch = () => launch(gw);
   gw.kill = (signal = 'SIGKILL') => kill(gw, signal);
   gw.restart = async () => { await kill(gw, 'SIGKILL'); await launch(gw); };
   gw.stop = async () => { await kill(gw, 'SIGTERM'); await rm(dataDir, { recursive: true, force: true }); };
   gw.token = (agent = 'alice', name = 'Alice') => new Promise((resolve, reject) => {
-    execFile(BIN, ['token', '--agent', agent, '--name', name], { env }, (err, stdout, stderr) => {
+    execFile(gw.bin, ['token', '--agent', agent, '--name', name], { env }, (err, stdout, stderr) => {
       if (err) reject(new Error(`token failed: ${stderr}`));
       else resolve(stdout.trim());
     });
@@ -51,7 +52,7 @@ export async function startGateway(extraEnv = {}) {
 }
 
 function launch(gw) {
-  const child = spawn(BIN, [], { env: gw.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(gw.bin, [], { env: gw.env, stdio: ['ignore', 'pipe', 'pipe'] });
   gw.child = child;
   child.stderr.setEncoding('utf8').on('data', (d) => { gw.log += d; });
   return new Promise((resolve, reject) => {
