@@ -104,6 +104,10 @@ impl ProxyHttp for ChatEdge {
         RequestCtx::default()
     }
 
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        crate::redact::request_summary(session)
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.tls = is_tls(session);
         ctx.started = Instant::now();

@@ -13,6 +13,7 @@ pub mod edge;
 pub mod error;
 pub mod http_util;
 pub mod metrics;
+pub mod redact;
 pub mod routes;
 pub mod secrets;
 pub mod server;
