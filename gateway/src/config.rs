@@ -88,6 +88,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Whether latency and size histograms are observed (`CHAT_METRICS_HISTOGRAMS`).
     pub metrics_histograms: bool,
+    /// Proxies whose `X-Forwarded-For` is believed (`CHAT_TRUSTED_PROXIES`).
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
 impl Config {
@@ -162,6 +164,7 @@ impl Config {
                 _ => Some(parse(&lookup, "CHAT_METRICS_LISTEN", "127.0.0.1:9464")?),
             },
             metrics_histograms: on_off(&lookup, "CHAT_METRICS_HISTOGRAMS", true)?,
+            trusted_proxies: parse(&lookup, "CHAT_TRUSTED_PROXIES", "")?,
         })
     }
 }
@@ -245,6 +248,7 @@ mod tests {
         assert_eq!(c.visitor_origins, OriginPolicy::LocalDevelopment);
         assert_eq!(c.metrics_listen.unwrap().to_string(), "127.0.0.1:9464");
         assert!(c.metrics_histograms);
+        assert!(c.trusted_proxies.is_empty());
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct EdgeState {
     pub admin_origins: OriginPolicy,
     /// The main site, resolved at start-up.
     pub upstream: Option<std::net::SocketAddr>,
+    /// Proxies whose `X-Forwarded-For` is believed (`CHAT_TRUSTED_PROXIES`).
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
 /// The gateway's `ProxyHttp` service.
@@ -187,23 +189,12 @@ impl ProxyHttp for ChatEdge {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string());
-        if let Some(ip) = client_ip {
-            let forwarded_for = match header(session, "x-forwarded-for") {
-                Some(existing) if !existing.trim().is_empty() => format!("{existing}, {ip}"),
-                _ => ip,
-            };
-            upstream_request.insert_header("X-Forwarded-For", forwarded_for)?;
-        }
-        upstream_request
-            .insert_header("X-Forwarded-Proto", if ctx.tls { "https" } else { "http" })?;
-        if let Some(host) = header(session, "host").map(str::to_owned) {
-            upstream_request.insert_header("X-Forwarded-Host", host)?;
-        }
-        Ok(())
+        crate::client_addr::set_forwarding_headers(
+            session,
+            upstream_request,
+            &self.state.trusted_proxies,
+            ctx.tls,
+        )
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {

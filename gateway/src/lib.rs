@@ -8,6 +8,7 @@
 pub mod api;
 pub mod assets;
 pub mod cli;
+pub mod client_addr;
 pub mod config;
 pub mod edge;
 pub mod error;

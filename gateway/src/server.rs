@@ -115,6 +115,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         visitor_origins: config.visitor_origins.clone(),
         admin_origins: config.admin_origins.clone(),
         upstream: resolve_upstream(config.upstream.as_deref())?,
+        trusted_proxies: config.trusted_proxies.clone(),
     });
 
     let conf = ServerConf {
