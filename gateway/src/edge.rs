@@ -57,6 +57,8 @@ pub struct EdgeState {
     pub upstream: Option<std::net::SocketAddr>,
     /// Proxies whose `X-Forwarded-For` is believed (`CHAT_TRUSTED_PROXIES`).
     pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// Connection deadlines.
+    pub timeouts: crate::config::EdgeTimeouts,
 }
 
 /// The gateway's `ProxyHttp` service.
@@ -106,6 +108,32 @@ impl ProxyHttp for ChatEdge {
         RequestCtx::default()
     }
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        crate::deadlines::apply_to_request(session, &self.state.timeouts);
+        Ok(())
+    }
+
+    fn persist_connection_context(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        Some(Box::new(crate::deadlines::KeptAlive))
+    }
+
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        prev: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        crate::deadlines::head_arrived(prev);
+    }
+
     fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
         crate::redact::request_summary(session)
     }
@@ -118,11 +146,6 @@ impl ProxyHttp for ChatEdge {
         let route = route(&path);
         ctx.route = route.metric_name();
         if matches!(route, Route::Upstream) {
-            if session.is_upgrade_req() {
-                // The main site's own WebSockets: Pingora's 60 s HTTP read timeout would
-                // otherwise cut them after a minute of client silence.
-                session.set_read_timeout(None);
-            }
             return Ok(false);
         }
         let read_only = method == http::Method::GET || method == http::Method::HEAD;
@@ -169,14 +192,19 @@ impl ProxyHttp for ChatEdge {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         match &self.state.upstream {
             Some(addr) => {
+                let t = &self.state.timeouts;
                 let mut peer = HttpPeer::new(*addr, false, String::new());
-                peer.options.connection_timeout = Some(Duration::from_secs(3));
-                peer.options.total_connection_timeout = Some(Duration::from_secs(5));
+                peer.options.connection_timeout = Some(t.upstream_connect);
+                peer.options.total_connection_timeout = Some(t.upstream_connect * 2);
+                // Pingora fixes the upstream read timeout when it connects and offers no way to
+                // lift it after a 101: an upgrade request has none (its downstream side keeps
+                // one until the main site answered 101, see `response_filter`).
+                peer.options.read_timeout = (!session.is_upgrade_req()).then_some(t.upstream_read);
                 Ok(Box::new(peer))
             }
             None => Error::e_explain(ErrorType::ConnectNoRoute, "CHAT_UPSTREAM is not set"),
@@ -195,6 +223,21 @@ impl ProxyHttp for ChatEdge {
             &self.state.trusted_proxies,
             ctx.tls,
         )
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.route.is_none() && upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS
+        {
+            // The main site's own WebSocket really was upgraded: the body read timeout would
+            // otherwise cut it after `CHAT_HEADER_TIMEOUT_SECS` of client silence.
+            session.set_read_timeout(None);
+        }
+        Ok(())
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {

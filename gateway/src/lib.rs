@@ -10,6 +10,7 @@ pub mod assets;
 pub mod cli;
 pub mod client_addr;
 pub mod config;
+pub mod deadlines;
 pub mod edge;
 pub mod error;
 pub mod http_util;
