@@ -32,7 +32,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
 /// Everything the edge needs to answer chat requests.
@@ -336,29 +336,15 @@ impl ChatEdge {
         }
     }
 
+    /// `GET /chat/health`: the status word; the details only for an authorized caller
+    /// (`crate::health`).
     async fn health(&self, session: &mut Session) -> Result<bool> {
-        let store = self.state.chat.store();
-        let kind = store.kind();
-        let check = tokio::time::timeout(Duration::from_secs(3), store.health()).await;
-        let (status, state, error) = match check {
-            Ok(Ok(())) => (200, "up", None),
-            Ok(Err(e)) => (503, "down", Some(e.to_string())),
-            Err(_) => (
-                503,
-                "down",
-                Some("health check timed out after 3 s".to_string()),
-            ),
+        let (status, details) = crate::health::check(&self.state.chat).await;
+        let body = if header(session, "authorization").is_some() && self.api().authorized(session) {
+            details
+        } else {
+            crate::health::public(status)
         };
-        let mut body = json!({
-            "status": if status == 200 { "ok" } else { "unavailable" },
-            "store": { "kind": kind, "state": state },
-            "sessions": self.state.chat.hub().subscriber_count(),
-            "agents_online": self.state.chat.hub().agents_online(),
-            "version": env!("CARGO_PKG_VERSION"),
-        });
-        if let Some(error) = error {
-            body["store"]["error"] = json!(error);
-        }
         respond_json(session, status, &body).await
     }
 

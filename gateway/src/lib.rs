@@ -13,6 +13,7 @@ pub mod config;
 pub mod deadlines;
 pub mod edge;
 pub mod error;
+pub mod health;
 pub mod http_util;
 pub mod metrics;
 pub mod redact;
