@@ -166,11 +166,13 @@ impl ProxyHttp for ChatEdge {
             Route::ApiStats if read_only => self.api().stats(session).await,
             Route::ApiMessages(id) => self.api().messages(session, &id).await,
             Route::Asset(asset) if read_only => {
+                let mut headers = vec![("Cache-Control", "no-cache")];
+                headers.extend_from_slice(asset.headers);
                 respond(
                     session,
                     200,
                     asset.content_type,
-                    &[("Cache-Control", "no-cache")],
+                    &headers,
                     Bytes::from_static(asset.body.as_bytes()),
                 )
                 .await
