@@ -547,3 +547,59 @@ async fn the_store_file_and_the_generated_secret_are_private() {
         }
     }
 }
+
+#[test]
+fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    use std::io::{Read, Write};
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let tls_port = common::free_port();
+    let _gw = Gateway::start(
+        dir.path(),
+        &[
+            ("CHAT_TLS_CERT", &cert_path.display().to_string()),
+            ("CHAT_TLS_KEY", &key_path.display().to_string()),
+            ("CHAT_TLS_LISTEN", &format!("127.0.0.1:{tls_port}")),
+            ("CHAT_H2_IDLE_TIMEOUT_SECS", "2"),
+        ],
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let sock = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    // The HTTP/2 preface and an empty SETTINGS frame, then nothing.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!("HTTP/2 connection still open after {:?}", start.elapsed())
+            }
+            Err(_) => break,
+        }
+    }
+    let idle = start.elapsed();
+    eprintln!("idle HTTP/2 connection closed after {idle:?}");
+    assert!(
+        idle >= Duration::from_millis(1500) && idle < Duration::from_millis(4000),
+        "{idle:?}"
+    );
+}
