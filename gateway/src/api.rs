@@ -53,6 +53,11 @@ impl Api<'_> {
             .map_err(|e| Authenticator::describe_agent_refusal(&e))
     }
 
+    /// Whether the request carries an agent JWT or the API key.
+    pub fn authorized(&self, session: &Session) -> bool {
+        self.caller(session).is_ok()
+    }
+
     /// `GET /chat/api/stats`: sessions on this process by transport and role.
     pub async fn stats(&self, session: &mut Session) -> Result<bool> {
         if let Err(why) = self.caller(session) {

@@ -35,6 +35,37 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
+/// Connection deadlines of the edge (see the README's configuration table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeTimeouts {
+    /// `CHAT_KEEPALIVE_TIMEOUT_SECS`: an idle HTTP/1.1 connection between requests is closed
+    /// after this long; the next request's head must also be complete by then.
+    pub keepalive: Duration,
+    /// `CHAT_HEADER_TIMEOUT_SECS`: the first request head of a connection must be complete
+    /// this long after the connection was accepted; also the longest wait for each read of a
+    /// request body.
+    pub header: Duration,
+    /// `CHAT_H2_IDLE_TIMEOUT_SECS`: an HTTP/2 connection with no open stream for this long is
+    /// closed.
+    pub h2_idle: Duration,
+    /// `CHAT_UPSTREAM_CONNECT_TIMEOUT_SECS`: connecting to the main site.
+    pub upstream_connect: Duration,
+    /// `CHAT_UPSTREAM_READ_TIMEOUT_SECS`: each read from the main site.
+    pub upstream_read: Duration,
+}
+
+impl Default for EdgeTimeouts {
+    fn default() -> Self {
+        Self {
+            keepalive: Duration::from_secs(60),
+            header: Duration::from_secs(10),
+            h2_idle: Duration::from_secs(120),
+            upstream_connect: Duration::from_secs(3),
+            upstream_read: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Everything the gateway reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -90,6 +121,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Whether latency and size histograms are observed (`CHAT_METRICS_HISTOGRAMS`).
     pub metrics_histograms: bool,
+    /// Proxies whose `X-Forwarded-For` is believed (`CHAT_TRUSTED_PROXIES`).
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// Connection deadlines.
+    pub timeouts: EdgeTimeouts,
 }
 
 impl Config {
@@ -165,6 +200,14 @@ impl Config {
                 _ => Some(parse(&lookup, "CHAT_METRICS_LISTEN", "127.0.0.1:9464")?),
             },
             metrics_histograms: on_off(&lookup, "CHAT_METRICS_HISTOGRAMS", true)?,
+            trusted_proxies: parse(&lookup, "CHAT_TRUSTED_PROXIES", "")?,
+            timeouts: EdgeTimeouts {
+                keepalive: secs(&lookup, "CHAT_KEEPALIVE_TIMEOUT_SECS", "60")?,
+                header: secs(&lookup, "CHAT_HEADER_TIMEOUT_SECS", "10")?,
+                h2_idle: secs(&lookup, "CHAT_H2_IDLE_TIMEOUT_SECS", "120")?,
+                upstream_connect: secs(&lookup, "CHAT_UPSTREAM_CONNECT_TIMEOUT_SECS", "3")?,
+                upstream_read: secs(&lookup, "CHAT_UPSTREAM_READ_TIMEOUT_SECS", "60")?,
+            },
         })
     }
 }
@@ -204,6 +247,23 @@ fn on_off(
             reason: "expected on or off".into(),
         }),
     }
+}
+
+/// A timeout in whole seconds, at least 1.
+fn secs(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let n: u64 = parse(lookup, name, default)?;
+    if n == 0 {
+        return Err(ConfigError::Invalid {
+            name,
+            value: "0".into(),
+            reason: "must be at least 1 (seconds)".into(),
+        });
+    }
+    Ok(Duration::from_secs(n))
 }
 
 fn parse<T: std::str::FromStr>(
@@ -248,6 +308,31 @@ mod tests {
         assert_eq!(c.visitor_origins, OriginPolicy::LocalDevelopment);
         assert_eq!(c.metrics_listen.unwrap().to_string(), "127.0.0.1:9464");
         assert!(c.metrics_histograms);
+        assert!(c.trusted_proxies.is_empty());
+        assert_eq!(c.timeouts, EdgeTimeouts::default());
+        assert_eq!(c.timeouts.keepalive, Duration::from_secs(60));
+        assert_eq!(c.timeouts.header, Duration::from_secs(10));
+        assert_eq!(c.timeouts.h2_idle, Duration::from_secs(120));
+        assert_eq!(c.timeouts.upstream_connect, Duration::from_secs(3));
+        assert_eq!(c.timeouts.upstream_read, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn edge_settings_parse_and_refuse_nonsense() {
+        let c = config(&[
+            ("CHAT_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1/32"),
+            ("CHAT_KEEPALIVE_TIMEOUT_SECS", "2"),
+            ("CHAT_HEADER_TIMEOUT_SECS", "3"),
+        ])
+        .unwrap();
+        assert!(c.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
+        assert_eq!(c.timeouts.keepalive, Duration::from_secs(2));
+        assert_eq!(c.timeouts.header, Duration::from_secs(3));
+        let e = config(&[("CHAT_TRUSTED_PROXIES", "10.0.0.0/40")]).unwrap_err();
+        assert!(e.to_string().starts_with("CHAT_TRUSTED_PROXIES="), "{e}");
+        let e = config(&[("CHAT_KEEPALIVE_TIMEOUT_SECS", "0")]).unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
+        assert!(config(&[("CHAT_UPSTREAM_READ_TIMEOUT_SECS", "soon")]).is_err());
     }
 
     #[test]

@@ -32,7 +32,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
 /// Everything the edge needs to answer chat requests.
@@ -55,6 +55,10 @@ pub struct EdgeState {
     pub admin_origins: OriginPolicy,
     /// The main site, resolved at start-up.
     pub upstream: Option<std::net::SocketAddr>,
+    /// Proxies whose `X-Forwarded-For` is believed (`CHAT_TRUSTED_PROXIES`).
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// Connection deadlines.
+    pub timeouts: crate::config::EdgeTimeouts,
 }
 
 /// The gateway's `ProxyHttp` service.
@@ -104,6 +108,36 @@ impl ProxyHttp for ChatEdge {
         RequestCtx::default()
     }
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        crate::deadlines::apply_to_request(session, &self.state.timeouts);
+        Ok(())
+    }
+
+    fn persist_connection_context(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        Some(Box::new(crate::deadlines::KeptAlive))
+    }
+
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        prev: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        crate::deadlines::head_arrived(prev);
+    }
+
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        crate::redact::request_summary(session)
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.tls = is_tls(session);
         ctx.started = Instant::now();
@@ -112,11 +146,6 @@ impl ProxyHttp for ChatEdge {
         let route = route(&path);
         ctx.route = route.metric_name();
         if matches!(route, Route::Upstream) {
-            if session.is_upgrade_req() {
-                // The main site's own WebSockets: Pingora's 60 s HTTP read timeout would
-                // otherwise cut them after a minute of client silence.
-                session.set_read_timeout(None);
-            }
             return Ok(false);
         }
         let read_only = method == http::Method::GET || method == http::Method::HEAD;
@@ -137,11 +166,13 @@ impl ProxyHttp for ChatEdge {
             Route::ApiStats if read_only => self.api().stats(session).await,
             Route::ApiMessages(id) => self.api().messages(session, &id).await,
             Route::Asset(asset) if read_only => {
+                let mut headers = vec![("Cache-Control", "no-cache")];
+                headers.extend_from_slice(asset.headers);
                 respond(
                     session,
                     200,
                     asset.content_type,
-                    &[("Cache-Control", "no-cache")],
+                    &headers,
                     Bytes::from_static(asset.body.as_bytes()),
                 )
                 .await
@@ -163,14 +194,19 @@ impl ProxyHttp for ChatEdge {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         match &self.state.upstream {
             Some(addr) => {
+                let t = &self.state.timeouts;
                 let mut peer = HttpPeer::new(*addr, false, String::new());
-                peer.options.connection_timeout = Some(Duration::from_secs(3));
-                peer.options.total_connection_timeout = Some(Duration::from_secs(5));
+                peer.options.connection_timeout = Some(t.upstream_connect);
+                peer.options.total_connection_timeout = Some(t.upstream_connect * 2);
+                // Pingora fixes the upstream read timeout when it connects and offers no way to
+                // lift it after a 101: an upgrade request has none (its downstream side keeps
+                // one until the main site answered 101, see `response_filter`).
+                peer.options.read_timeout = (!session.is_upgrade_req()).then_some(t.upstream_read);
                 Ok(Box::new(peer))
             }
             None => Error::e_explain(ErrorType::ConnectNoRoute, "CHAT_UPSTREAM is not set"),
@@ -183,21 +219,25 @@ impl ProxyHttp for ChatEdge {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string());
-        if let Some(ip) = client_ip {
-            let forwarded_for = match header(session, "x-forwarded-for") {
-                Some(existing) if !existing.trim().is_empty() => format!("{existing}, {ip}"),
-                _ => ip,
-            };
-            upstream_request.insert_header("X-Forwarded-For", forwarded_for)?;
-        }
-        upstream_request
-            .insert_header("X-Forwarded-Proto", if ctx.tls { "https" } else { "http" })?;
-        if let Some(host) = header(session, "host").map(str::to_owned) {
-            upstream_request.insert_header("X-Forwarded-Host", host)?;
+        crate::client_addr::set_forwarding_headers(
+            session,
+            upstream_request,
+            &self.state.trusted_proxies,
+            ctx.tls,
+        )
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.route.is_none() && upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS
+        {
+            // The main site's own WebSocket really was upgraded: the body read timeout would
+            // otherwise cut it after `CHAT_HEADER_TIMEOUT_SECS` of client silence.
+            session.set_read_timeout(None);
         }
         Ok(())
     }
@@ -298,29 +338,15 @@ impl ChatEdge {
         }
     }
 
+    /// `GET /chat/health`: the status word; the details only for an authorized caller
+    /// (`crate::health`).
     async fn health(&self, session: &mut Session) -> Result<bool> {
-        let store = self.state.chat.store();
-        let kind = store.kind();
-        let check = tokio::time::timeout(Duration::from_secs(3), store.health()).await;
-        let (status, state, error) = match check {
-            Ok(Ok(())) => (200, "up", None),
-            Ok(Err(e)) => (503, "down", Some(e.to_string())),
-            Err(_) => (
-                503,
-                "down",
-                Some("health check timed out after 3 s".to_string()),
-            ),
+        let (status, details) = crate::health::check(&self.state.chat).await;
+        let body = if header(session, "authorization").is_some() && self.api().authorized(session) {
+            details
+        } else {
+            crate::health::public(status)
         };
-        let mut body = json!({
-            "status": if status == 200 { "ok" } else { "unavailable" },
-            "store": { "kind": kind, "state": state },
-            "sessions": self.state.chat.hub().subscriber_count(),
-            "agents_online": self.state.chat.hub().agents_online(),
-            "version": env!("CARGO_PKG_VERSION"),
-        });
-        if let Some(error) = error {
-            body["store"]["error"] = json!(error);
-        }
         respond_json(session, status, &body).await
     }
 

@@ -8,11 +8,15 @@
 pub mod api;
 pub mod assets;
 pub mod cli;
+pub mod client_addr;
 pub mod config;
+pub mod deadlines;
 pub mod edge;
 pub mod error;
+pub mod health;
 pub mod http_util;
 pub mod metrics;
+pub mod redact;
 pub mod routes;
 pub mod secrets;
 pub mod server;

@@ -1,5 +1,6 @@
 //! The metrics listener (`CHAT_METRICS_LISTEN`): `GET /metrics` in the Prometheus text format,
-//! on a listener of its own so that it is never exposed with the public one. The metrics
+//! and the detailed health report at `/health` and `/chat/health`, on a listener of its own so
+//! that it is never exposed with the public one. The metrics
 //! themselves live in [`chat_core::metrics`]; `docs/metrics.md` documents each.
 
 use crate::config::Config;
@@ -36,13 +37,21 @@ impl ServeHttp for MetricsApp {
                 "text/plain; version=0.0.4; charset=utf-8",
                 metrics::encode().into_bytes(),
             )
+        } else if path == "/health" || path == "/chat/health" {
+            let (status, body) = crate::health::check(&self.chat).await;
+            (status, "application/json", body.to_string().into_bytes())
         } else {
-            (404, "text/plain", b"metrics are at /metrics\n".to_vec())
+            (
+                404,
+                "text/plain",
+                b"metrics are at /metrics, health at /health\n".to_vec(),
+            )
         };
         Response::builder()
             .status(status)
             .header("Content-Type", content_type)
             .header("Content-Length", body.len().to_string())
+            .header("Cache-Control", "no-store")
             .body(body)
             .unwrap_or_default()
     }

@@ -58,7 +58,7 @@ fn read_or_create(path: &Path) -> std::io::Result<Vec<u8>> {
         Err(e) => return Err(e),
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        chat_storage::files::create_private_dir(dir)?;
     }
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
@@ -102,5 +102,18 @@ mod tests {
         let c = load(&config).unwrap();
         assert_eq!(c.admin_jwt, b"configured");
         assert!(c.generated_at.is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn generated_secret_and_data_dir_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let mut config = Config::from_lookup(|_| None).unwrap();
+        config.data_dir = root.path().join("data");
+        load(&config).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&config.data_dir), 0o700);
+        assert_eq!(mode(&config.data_dir.join(DEV_SECRET_FILE)), 0o600);
     }
 }

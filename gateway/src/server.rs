@@ -2,6 +2,7 @@
 //! prints the start-up lines operators grep for.
 
 use crate::config::Config;
+use crate::deadlines::HeadDeadline;
 use crate::edge::{ChatEdge, EdgeState};
 use crate::error::GatewayError;
 use crate::secrets;
@@ -122,6 +123,8 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         visitor_origins: config.visitor_origins.clone(),
         admin_origins: config.admin_origins.clone(),
         upstream: resolve_upstream(config.upstream.as_deref())?,
+        trusted_proxies: config.trusted_proxies.clone(),
+        timeouts: config.timeouts,
     });
 
     let conf = ServerConf {
@@ -144,10 +147,14 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     }
     // With `upgrade`, this waits for the old process's listening sockets.
     server.bootstrap();
-    let mut edge = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        ChatEdge::new(state),
-        "chat-gateway",
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, ChatEdge::new(state));
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2_idle_timeout = Some(config.timeouts.h2_idle);
+    proxy.server_options = Some(options);
+    // Every HTTP/1 request head gets a total deadline (`crate::deadlines`).
+    let mut edge = pingora::services::listening::Service::new(
+        "chat-gateway".to_string(),
+        HeadDeadline::new(proxy, config.timeouts),
     );
     if !upgrade {
         check_bindable(config.http_listen)?;

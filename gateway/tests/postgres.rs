@@ -92,9 +92,11 @@ async fn unmigrated_database_is_refused_then_migrated_chat_survives_restart() {
     assert_eq!(first["message"]["body"], "on postgres");
 }
 
+/// The detailed health report, on the metrics listener (the public `/chat/health` tells only
+/// the status).
 async fn health(gw: &Gateway) -> (u16, serde_json::Value) {
     let resp = reqwest::Client::new()
-        .get(gw.http("/chat/health"))
+        .get(gw.metrics_url().replace("/metrics", "/health"))
         .timeout(Duration::from_secs(10))
         .send()
         .await
@@ -140,6 +142,10 @@ async fn health_reports_503_while_postgres_is_down_and_200_when_it_is_back() {
     pg.stop_server();
     let body = wait_for_health(&gw, 503).await;
     assert_eq!(body["store"]["state"], "down", "{body}");
+    // The public route says only that much.
+    let public = reqwest::get(gw.http("/chat/health")).await.unwrap();
+    assert_eq!(public.status(), 503);
+    assert_eq!(public.text().await.unwrap(), r#"{"status":"unavailable"}"#);
     // A send while the store is down is refused with `unavailable`, never acknowledged.
     let e = visitor
         .request(json!({"type":"send","client_msg_id":"down-1","body":"lost?"}))

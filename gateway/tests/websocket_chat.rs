@@ -364,7 +364,12 @@ async fn widget_console_and_health_are_served() {
     }
     let console = reqwest::get(gw.http("/chat/admin/")).await.unwrap();
     assert_eq!(console.status(), 200);
-    let health: serde_json::Value = reqwest::get(gw.http("/chat/health"))
+    // Publicly the status only; the details on the metrics listener.
+    let public = reqwest::get(gw.http("/chat/health")).await.unwrap();
+    assert_eq!(public.status(), 200);
+    assert_eq!(public.text().await.unwrap(), r#"{"status":"ok"}"#);
+    let health_url = gw.metrics_url().replace("/metrics", "/health");
+    let health: serde_json::Value = reqwest::get(health_url)
         .await
         .unwrap()
         .json()

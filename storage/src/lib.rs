@@ -40,6 +40,7 @@ macro_rules! message_columns {
 
 pub mod batch;
 pub mod embedded;
+pub mod files;
 mod migrations;
 pub mod postgres;
 #[cfg(feature = "test-support")]
@@ -128,36 +129,102 @@ impl fmt::Debug for StoreConfig {
     }
 }
 
-/// The URL with its password (if any) replaced by `***`, for logs.
+/// The URL with its password (if any) replaced by `***`, for logs: the password of the
+/// user-info part (which may itself contain `/`, `?`, `#` or `@`), `password=` /
+/// `sslpassword=` query parameters, and `password=` in the key-value form (quoted or not).
 pub fn redact_url(url: &str) -> String {
     if let Some(scheme_end) = url.find("://") {
+        let prefix = &url[..scheme_end + 3];
         let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let authority = &rest[..authority_end];
-        if let Some(at) = authority.rfind('@') {
-            let userinfo = &authority[..at];
-            if let Some(colon) = userinfo.find(':') {
-                return format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[scheme_end + 3 + at..]
-                );
+        // The user-info ends at the last `@`: passwords are often not percent-encoded, so `/`,
+        // `?`, `#` or `@` inside one must not end it early. (An `@` in a query value makes this
+        // hide more than the password, which is harmless in a log.)
+        let userinfo_end = rest.rfind('@');
+        let (authority, tail) = match userinfo_end {
+            Some(at) => {
+                let userinfo = &rest[..at];
+                let redacted = match userinfo.find(':') {
+                    Some(colon) => format!("{}:***", &userinfo[..colon]),
+                    None => userinfo.to_string(),
+                };
+                (format!("{redacted}@"), &rest[at + 1..])
             }
-        }
-        return url.to_string();
+            None => (String::new(), rest),
+        };
+        let tail = match tail.split_once('?') {
+            Some((path, query)) => {
+                let query: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((k, _)) if k.to_ascii_lowercase().contains("password") => {
+                            format!("{k}=***")
+                        }
+                        _ => pair.to_string(),
+                    })
+                    .collect();
+                format!("{path}?{}", query.join("&"))
+            }
+            None => tail.to_string(),
+        };
+        return format!("{prefix}{authority}{tail}");
     }
-    // key-value form: hide `password=...`
-    url.split_whitespace()
-        .map(|kv| {
-            if kv.starts_with("password=") {
-                "password=***"
-            } else {
-                kv
+    redact_key_value(url)
+}
+
+/// `password=...` (or `password = '...'`) of a libpq key-value connection string.
+fn redact_key_value(conninfo: &str) -> String {
+    let mut out = String::with_capacity(conninfo.len());
+    let mut rest = conninfo;
+    while let Some(found) = find_password_key(rest) {
+        let (before, after) = rest.split_at(found);
+        out.push_str(before);
+        let eq = after.find('=').unwrap_or(after.len() - 1);
+        out.push_str(&after[..=eq]);
+        let value = after[eq + 1..].trim_start();
+        let skipped = after[eq + 1..].len() - value.len();
+        out.push_str(&after[eq + 1..eq + 1 + skipped]);
+        out.push_str("***");
+        let consumed = if let Some(quoted) = value.strip_prefix('\'') {
+            // Quoted value: up to the closing unescaped quote.
+            let mut end = quoted.len();
+            let mut escaped = false;
+            for (i, c) in quoted.char_indices() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '\'' if !escaped => {
+                        end = i + 1;
+                        break;
+                    }
+                    _ => escaped = false,
+                }
             }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+            1 + end
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        rest = &value[consumed.min(value.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Byte offset of a `password` / `sslpassword` key (followed by optional spaces and `=`).
+fn find_password_key(s: &str) -> Option<usize> {
+    let lower = s.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(i) = lower[from..].find("password") {
+        let start = from + i;
+        let after = lower[start + "password".len()..].trim_start();
+        if after.starts_with('=') {
+            // Back up to the start of the key (e.g. `sslpassword`).
+            let key_start = lower[..start]
+                .rfind(|c: char| c.is_whitespace())
+                .map_or(0, |w| w + 1);
+            return Some(key_start);
+        }
+        from = start + "password".len();
+    }
+    None
 }
 
 /// Opens the configured store for the gateway.
@@ -231,6 +298,34 @@ mod tests {
         assert_eq!(
             redact_url("host=db password=secret dbname=chat"),
             "host=db password=*** dbname=chat"
+        );
+        // Passwords with the characters that end a URL authority, and in the query.
+        for (url, secret) in [
+            ("postgres://chat:se/cr?et@db:5432/chat", "se/cr?et"),
+            (
+                "postgres://chat:p@ss#word@db/chat?sslmode=require",
+                "p@ss#word",
+            ),
+            ("postgresql://db/chat?user=chat&password=hunter2", "hunter2"),
+            (
+                "postgresql://db/chat?sslpassword=hunter2&sslmode=verify-full",
+                "hunter2",
+            ),
+            ("host=db password = 'two words' dbname=chat", "two words"),
+            ("host=db PASSWORD='it\\'s' dbname=chat", "it"),
+            ("host=db sslpassword=hunter2", "hunter2"),
+        ] {
+            let redacted = redact_url(url);
+            assert!(!redacted.contains(secret), "{url} -> {redacted}");
+            assert!(redacted.contains("***"), "{url} -> {redacted}");
+        }
+        assert_eq!(
+            redact_url("postgres://chat:p@ss@db/chat?sslmode=require"),
+            "postgres://chat:***@db/chat?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("host=db password = 'two words' dbname=chat"),
+            "host=db password = *** dbname=chat"
         );
     }
 }

@@ -91,10 +91,18 @@ impl EmbeddedStore {
             message,
         };
         if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
-            }
+            crate::files::create_private_dir(parent)
+                .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        // Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the mode of
+        // the database file.
+        crate::files::create_private_file(path)
+            .map_err(|e| fail(format!("cannot create {}: {e}", path.display())))?;
+        if crate::files::readable_by_others(path) {
+            tracing::warn!(
+                path = %path.display(),
+                "the store file is readable by other users; chmod 600 it"
+            );
         }
         let mut conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
         conn.busy_timeout(BUSY_TIMEOUT)

@@ -1,0 +1,280 @@
+//! Who the client is, and the forwarding headers the main site sees.
+//!
+//! The client address is the TCP peer, unless the peer is a trusted proxy
+//! (`CHAT_TRUSTED_PROXIES`): then `X-Forwarded-For` is walked right to left, skipping trusted
+//! addresses, and the first untrusted one is the client (if all are trusted, the leftmost).
+//! Anything left of the client in `X-Forwarded-For` was written by the client itself and is
+//! never believed.
+
+use ipnet::IpNet;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// The proxies whose `X-Forwarded-For` is believed (`CHAT_TRUSTED_PROXIES`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+}
+
+impl TrustedProxies {
+    /// No trusted proxy: the TCP peer is always the client.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Whether `ip` is a trusted proxy. An IPv4-mapped IPv6 address counts as its IPv4 form.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.nets.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.nets.is_empty()
+    }
+}
+
+impl FromStr for TrustedProxies {
+    type Err = String;
+
+    /// A comma-separated list of CIDR blocks (`10.0.0.0/8, 127.0.0.1/32, ::1/128`); a bare
+    /// address means that one address.
+    fn from_str(list: &str) -> Result<Self, String> {
+        let mut nets = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let net = match item.parse::<IpNet>() {
+                Ok(net) => net.trunc(),
+                Err(_) => match item.parse::<IpAddr>() {
+                    Ok(ip) => IpNet::from(ip),
+                    Err(_) => {
+                        return Err(format!(
+                            "{item:?} is not a CIDR block (e.g. 10.0.0.0/8) or an address"
+                        ))
+                    }
+                },
+            };
+            nets.push(net);
+        }
+        Ok(Self { nets })
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The TCP peer's address.
+pub fn peer_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| canonical(a.ip()))
+}
+
+/// The client address of a request: the TCP peer, or, when the peer is a trusted proxy, what
+/// its `X-Forwarded-For` says (see the module documentation). `None` when the peer is not an
+/// IP socket (a Unix socket).
+pub fn client_ip(session: &Session, trusted: &TrustedProxies) -> Option<IpAddr> {
+    let peer = peer_ip(session)?;
+    Some(resolve(peer, &forwarded_for(session), trusted).client)
+}
+
+/// Every `X-Forwarded-For` entry of the request, left to right (several headers are read in
+/// order).
+fn forwarded_for(session: &Session) -> Vec<String> {
+    session
+        .req_header()
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The outcome of walking `X-Forwarded-For`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The client.
+    pub client: IpAddr,
+    /// `X-Forwarded-For` for the main site: the received entries from the client on (as IP
+    /// addresses), then the peer. Just the peer when the peer is not trusted.
+    pub chain: Vec<IpAddr>,
+}
+
+/// Walks `xff` (left to right as received) for a request from `peer`.
+pub fn resolve(peer: IpAddr, xff: &[String], trusted: &TrustedProxies) -> Resolved {
+    let peer = canonical(peer);
+    if !trusted.contains(peer) {
+        return Resolved {
+            client: peer,
+            chain: vec![peer],
+        };
+    }
+    // An entry that is not an address (garbage, `unknown`, a port glued on) ends the walk: what
+    // lies left of it cannot be trusted either.
+    let entries: Vec<Option<IpAddr>> = xff.iter().map(|s| parse_entry(s)).collect();
+    let mut client_index = None;
+    for (i, entry) in entries.iter().enumerate().rev() {
+        match entry {
+            Some(ip) if trusted.contains(*ip) => client_index = Some(i),
+            Some(_) => {
+                client_index = Some(i);
+                break;
+            }
+            None => break,
+        }
+    }
+    match client_index {
+        Some(i) => {
+            let mut chain: Vec<IpAddr> = entries[i..].iter().flatten().copied().collect();
+            chain.push(peer);
+            Resolved {
+                client: chain[0],
+                chain,
+            }
+        }
+        // No usable entry: the trusted peer itself is the client.
+        None => Resolved {
+            client: peer,
+            chain: vec![peer],
+        },
+    }
+}
+
+/// An `X-Forwarded-For` entry as an address; tolerates `[v6]` and `v4:port` forms.
+fn parse_entry(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Ok(sock) = entry.parse::<std::net::SocketAddr>() {
+        return Some(canonical(sock.ip()));
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .and_then(|s| s.parse::<IpAddr>().ok())
+        .map(canonical)
+}
+
+/// Sets the forwarding headers of a request proxied to the main site: `X-Forwarded-For`
+/// rebuilt (see [`Resolved::chain`]; a client-sent one is dropped unless the peer is trusted),
+/// `X-Real-IP` (the client), `X-Forwarded-Proto`, `X-Forwarded-Host`; a client-sent
+/// `Forwarded` is removed (nothing here writes one, and the main site must not believe it).
+pub fn set_forwarding_headers(
+    session: &Session,
+    upstream_request: &mut RequestHeader,
+    trusted: &TrustedProxies,
+    tls: bool,
+) -> pingora::Result<()> {
+    for name in ["forwarded", "x-real-ip", "x-forwarded-for"] {
+        while upstream_request.remove_header(name).is_some() {}
+    }
+    if let Some(peer) = peer_ip(session) {
+        let resolved = resolve(peer, &forwarded_for(session), trusted);
+        let chain: Vec<String> = resolved.chain.iter().map(IpAddr::to_string).collect();
+        upstream_request.insert_header("X-Forwarded-For", chain.join(", "))?;
+        upstream_request.insert_header("X-Real-IP", resolved.client.to_string())?;
+    }
+    upstream_request.insert_header("X-Forwarded-Proto", if tls { "https" } else { "http" })?;
+    let host = session
+        .req_header()
+        .headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        // HTTP/2 carries the host in the URI (`:authority`).
+        .or_else(|| session.req_header().uri.authority().map(|a| a.to_string()));
+    match host {
+        Some(host) => upstream_request.insert_header("X-Forwarded-Host", host)?,
+        None => {
+            upstream_request.remove_header("x-forwarded-host");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn xff(s: &str) -> Vec<String> {
+        s.split(',').map(|p| p.trim().to_owned()).collect()
+    }
+
+    fn chain(r: &Resolved) -> String {
+        r.chain
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    #[test]
+    fn parses_cidr_lists() {
+        let t: TrustedProxies = "10.0.0.0/8, 127.0.0.1/32,::1/128, 192.168.1.7"
+            .parse()
+            .unwrap();
+        assert!(t.contains(ip("10.1.2.3")));
+        assert!(t.contains(ip("127.0.0.1")));
+        assert!(!t.contains(ip("127.0.0.2")));
+        assert!(t.contains(ip("::1")));
+        assert!(t.contains(ip("192.168.1.7")));
+        assert!(
+            t.contains(ip("::ffff:10.9.9.9")),
+            "IPv4-mapped counts as IPv4"
+        );
+        assert!(!t.contains(ip("11.0.0.1")));
+        assert!("".parse::<TrustedProxies>().unwrap().is_empty());
+        assert!("10.0.0.0/33".parse::<TrustedProxies>().is_err());
+        assert!("proxy.example".parse::<TrustedProxies>().is_err());
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_claims() {
+        let t: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+        let r = resolve(ip("203.0.113.9"), &xff("1.2.3.4, 10.0.0.1"), &t);
+        assert_eq!(r.client, ip("203.0.113.9"));
+        assert_eq!(chain(&r), "203.0.113.9");
+        let r = resolve(ip("203.0.113.9"), &[], &TrustedProxies::none());
+        assert_eq!(chain(&r), "203.0.113.9");
+    }
+
+    #[test]
+    fn a_trusted_peer_is_walked_right_to_left() {
+        let t: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+        // Spoofed 6.6.6.6 left of the real client stays out.
+        let r = resolve(ip("10.0.0.2"), &xff("6.6.6.6, 198.51.100.4, 10.0.0.1"), &t);
+        assert_eq!(r.client, ip("198.51.100.4"));
+        assert_eq!(chain(&r), "198.51.100.4, 10.0.0.1, 10.0.0.2");
+        // All trusted: the leftmost.
+        let r = resolve(ip("10.0.0.2"), &xff("10.0.0.5, 10.0.0.1"), &t);
+        assert_eq!(r.client, ip("10.0.0.5"));
+        assert_eq!(chain(&r), "10.0.0.5, 10.0.0.1, 10.0.0.2");
+        // No header: the proxy itself.
+        let r = resolve(ip("10.0.0.2"), &[], &t);
+        assert_eq!(r.client, ip("10.0.0.2"));
+        // Garbage stops the walk; what is right of it is still used.
+        let r = resolve(ip("10.0.0.2"), &xff("198.51.100.4, nonsense, 10.0.0.1"), &t);
+        assert_eq!(r.client, ip("10.0.0.1"));
+        let r = resolve(ip("10.0.0.2"), &xff("garbage"), &t);
+        assert_eq!(r.client, ip("10.0.0.2"));
+        // Ports and brackets are tolerated.
+        let r = resolve(ip("10.0.0.2"), &xff("198.51.100.4:5555"), &t);
+        assert_eq!(r.client, ip("198.51.100.4"));
+        let r = resolve(ip("10.0.0.2"), &xff("[2001:db8::1]"), &t);
+        assert_eq!(r.client, ip("2001:db8::1"));
+    }
+}
