@@ -28,6 +28,9 @@ pub struct ServiceConfig {
     pub max_replay_per_conversation: u32,
     /// Which visitors are sent to WebSocket (`CHAT_WS_ROLLOUT_PERCENT`).
     pub rollout: crate::rollout::Rollout,
+    /// Sends per visitor session (`CHAT_SEND_RATE_PER_SEC`, `CHAT_SEND_BURST`); `None`: no
+    /// limit. Agents are authenticated staff and are not limited.
+    pub visitor_send_rate: Option<crate::rate::RateLimit>,
 }
 
 impl Default for ServiceConfig {
@@ -37,6 +40,7 @@ impl Default for ServiceConfig {
             session_queue: 256,
             max_replay_per_conversation: 10_000,
             rollout: crate::rollout::Rollout::default(),
+            visitor_send_rate: None,
         }
     }
 }
@@ -220,20 +224,8 @@ impl ChatService {
         transport: TransportKind,
     ) -> Result<Session, ChatError> {
         let hub = &self.inner.hub;
-        if let Principal::Visitor {
-            visitor_id,
-            site_id,
-        } = &principal
-        {
-            self.inner
-                .store
-                .ensure_visitor(&Visitor {
-                    id: *visitor_id,
-                    site_id: site_id.clone(),
-                    created_at: chrono::Utc::now(),
-                })
-                .await?;
-        }
+        // No visitor row yet: it is written with the visitor's first conversation (see
+        // `send_to_visitor`), so connecting alone leaves nothing in the store.
         // Subscribe before reading state, so nothing committed in between is missed.
         let sub = hub.register(self.inner.config.session_queue);
         let session_id = format!(
@@ -258,6 +250,13 @@ impl ChatService {
             stash: None,
             counted_as_agent: false,
             counted: false,
+            send_bucket: match (&principal, self.inner.config.visitor_send_rate) {
+                (Principal::Visitor { .. }, Some(limit)) => {
+                    Some(crate::rate::TokenBucket::new(limit, Instant::now()))
+                }
+                _ => None,
+            },
+            admission: None,
         };
         let welcome = match &principal {
             Principal::Visitor {
@@ -408,6 +407,15 @@ impl ChatService {
             ) => match store.open_conversation_of(site_id, *visitor_id).await? {
                 Some(c) => c,
                 None => {
+                    // The visitor's first conversation: the visitor row is written now, not on
+                    // connect (`ensure_visitor` is idempotent).
+                    store
+                        .ensure_visitor(&Visitor {
+                            id: *visitor_id,
+                            site_id: site_id.clone(),
+                            created_at: chrono::Utc::now(),
+                        })
+                        .await?;
                     let c = store.create_conversation(site_id, *visitor_id).await?;
                     self.publish_conversation(&c);
                     c
@@ -600,6 +608,11 @@ pub struct Session {
     counted_as_agent: bool,
     /// Whether this session is in [`ChatService::session_counts`].
     counted: bool,
+    /// Visitor sends (`ServiceConfig::visitor_send_rate`).
+    send_bucket: Option<crate::rate::TokenBucket>,
+    /// Whatever the gateway's admission holds for the life of the session (its connection
+    /// slot), released when the session is dropped.
+    admission: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Session {
@@ -616,6 +629,12 @@ impl Session {
     /// The transport carrying the session.
     pub fn transport(&self) -> TransportKind {
         self.transport
+    }
+
+    /// Keeps `guard` (e.g. a connection slot) until the session is dropped, whichever task
+    /// ends up owning it.
+    pub fn hold(&mut self, guard: impl std::any::Any + Send + Sync) {
+        self.admission = Some(Box::new(guard));
     }
 
     /// Recovers a client that says it has `cursors` and was last sent something at
@@ -685,6 +704,7 @@ impl Session {
                     id,
                     code: error.code(),
                     message: error.client_message(),
+                    retry_after_ms: error.retry_after().map(|d| d.as_millis() as u64),
                 })
             }
         }
@@ -699,6 +719,15 @@ impl Session {
                 client_msg_id,
                 body,
             } => {
+                if let Some(bucket) = &mut self.send_bucket {
+                    if let Err(retry_after) = bucket.try_take(Instant::now()) {
+                        crate::metrics::send_rate_limited(self.transport);
+                        return Err(ChatError::RateLimited {
+                            what: "sending too fast".into(),
+                            retry_after,
+                        });
+                    }
+                }
                 let appended = service
                     .send(principal, conversation_id, client_msg_id, body)
                     .await?;
