@@ -5,13 +5,16 @@
 //! `/ws-admin/`) and reverse-proxies everything else to the main site.
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod api;
 pub mod assets;
 pub mod cli;
 pub mod config;
 pub mod edge;
+pub mod endpoints;
 pub mod error;
 pub mod http_util;
+pub mod limits;
 pub mod metrics;
 pub mod routes;
 pub mod secrets;

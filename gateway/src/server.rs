@@ -1,9 +1,11 @@
 //! `chat-gateway serve`: opens the store, builds the chat service and the Pingora server, and
 //! prints the start-up lines operators grep for.
 
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::edge::{ChatEdge, EdgeState};
 use crate::error::GatewayError;
+use crate::limits::Limits;
 use crate::secrets;
 use crate::socketio::SocketIoEndpoints;
 use chat_core::auth::{AgentTokens, Authenticator, VisitorTokens};
@@ -58,6 +60,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         max_message_chars: config.max_message_chars,
         session_queue: config.session_queue,
         rollout: config.ws_rollout.clone(),
+        visitor_send_rate: config.send_rate,
         ..ServiceConfig::default()
     };
     // With Postgres, other gateway processes may share the database: events and agent presence
@@ -80,15 +83,28 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         max_message_bytes: config.ws_max_frame_bytes,
         ..WebSocketSettings::default()
     });
+    if secrets.admin_jwt.len() < 32 {
+        tracing::warn!(
+            bytes = secrets.admin_jwt.len(),
+            "CHAT_ADMIN_JWT_SECRET is shorter than 32 bytes: HS256 agent tokens signed with it \
+             can be brute-forced; use at least 32 random bytes"
+        );
+    }
     let auth = Authenticator::new(
-        AgentTokens::new(&secrets.admin_jwt),
+        AgentTokens::with_rules(&secrets.admin_jwt, &config.agent_token_rules),
         VisitorTokens::new(&secrets.visitor_token),
     );
+    let admission = Arc::new(Admission {
+        chat: chat.clone(),
+        limits: Limits::new(config.limits),
+        auth,
+        visitor_origins: config.visitor_origins.clone(),
+        admin_origins: config.admin_origins.clone(),
+    });
     let socketio = {
         let _entered = runtime.enter();
         SocketIoEndpoints::start(
-            chat.clone(),
-            auth.clone(),
+            admission.clone(),
             EngineConfig {
                 ping_interval: config.ws_ping_interval,
                 ping_timeout: config
@@ -109,11 +125,10 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         chat: chat.clone(),
         websocket,
         polling,
-        auth,
+        admission,
         api_key: config.api_key.clone(),
         socketio,
-        visitor_origins: config.visitor_origins.clone(),
-        admin_origins: config.admin_origins.clone(),
+        api_sends: crate::api::ApiSendLimits::new(config.send_rate),
         upstream: resolve_upstream(config.upstream.as_deref())?,
     });
 

@@ -120,6 +120,8 @@ struct Shared {
     last_get: Mutex<Instant>,
     closed: AtomicBool,
     submissions: mpsc::Sender<Submission>,
+    /// The role of the session's principal: a sid is only good on its own role's path.
+    role: chat_core::model::Role,
 }
 
 impl Shared {
@@ -290,6 +292,13 @@ impl PollingSessions {
             .ok_or_else(PollResponse::expired)
     }
 
+    /// The role of the session a query's `sid` names, if it is open: the gateway refuses a sid
+    /// used on the other role's path.
+    pub fn role_of(&self, query: &str) -> Option<chat_core::model::Role> {
+        let sid = query_value(query, "sid")?;
+        self.sessions().get(sid).map(|shared| shared.role)
+    }
+
     /// Starts serving an authenticated core `session` (opened with [`TransportKind::Polling`])
     /// on the current runtime and answers the opening request: `{"sid", "cursor": 1, "events":
     /// [welcome]}`.
@@ -308,7 +317,9 @@ impl PollingSessions {
         };
         let _ = log.push(welcome.clone());
         let (tx, rx) = mpsc::channel(4);
+        let role = session.principal().role();
         let shared = Arc::new(Shared {
+            role,
             log: Mutex::new(log),
             changed: Notify::new(),
             generation: AtomicU64::new(0),
@@ -326,7 +337,6 @@ impl PollingSessions {
             submissions: rx,
         };
         let task_sid = sid.clone();
-        let role = session.principal().role();
         tokio::spawn(async move {
             let end = registry.transport.serve(connection, session).await;
             chat_core::metrics::session_ended(TransportKind::Polling, role, &end);
