@@ -476,6 +476,22 @@ async fn a_polling_sid_is_refused_on_the_other_roles_path() {
             "{path}"
         );
     }
+    // A visitor sid named with another site is refused too.
+    let (status, _, body) = call(
+        &http,
+        reqwest::Method::GET,
+        &gw.http(&format!(
+            "/ws-visitor/poll?sid={visitor_sid}&cursor=1&site=other"
+        )),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (403, &json!("forbidden")),
+        "{body}"
+    );
     // On its own path, each still works.
     let (status, _, body) = call(
         &http,

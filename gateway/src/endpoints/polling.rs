@@ -2,15 +2,15 @@
 //! (`docs/protocol.md`, "HTTP long-polling"). `POST` without `sid` opens a session through the
 //! admission path (credentials as for the raw WebSocket; the core session holds the connection
 //! slot until the polling session ends or expires), `GET ?sid&cursor` fetches events,
-//! `POST ?sid` submits frames. A `sid` is only good on its own role's path. Origin rules and
-//! CORS as for Socket.IO.
+//! `POST ?sid` submits frames. A `sid` is only good on its own role's path (and, when the request
+//! names a `site`, for its own site). Origin rules and CORS as for Socket.IO.
 
 use crate::admission::{Attempt, Credentials};
 use crate::edge::ChatEdge;
 use crate::http_util::{bearer, cors_headers, header, query_param, read_body_limited};
 use bytes::Bytes;
 use chat_core::metrics;
-use chat_core::model::Role;
+use chat_core::model::{Principal, Role};
 use chat_core::transport::TransportKind;
 use chat_transport_polling::PollResponse;
 use pingora::http::ResponseHeader;
@@ -34,7 +34,15 @@ impl ChatEdge {
             }
         }
         let _open = metrics::connection_opened(TransportKind::Polling, role);
-        let wrong_role = has_sid && polling.role_of(&query).is_some_and(|r| r != role);
+        // A sid is only good on the path of its role and, when the request names a site, for
+        // that site.
+        let owner = has_sid.then(|| polling.principal_of(&query)).flatten();
+        let wrong_role = owner.as_ref().is_some_and(|p| p.role() != role);
+        let site = query_param(Some(&query), "site");
+        let wrong_site = match (&owner, &site) {
+            (Some(Principal::Visitor { site_id, .. }), Some(site)) => site_id != site,
+            _ => false,
+        };
         let response =
             match method {
                 http::Method::OPTIONS => PollResponse {
@@ -52,6 +60,11 @@ impl ChatEdge {
                 ),
                     )
                 }
+                _ if wrong_site => PollResponse::error(
+                    403,
+                    "forbidden",
+                    "this polling session belongs to another site",
+                ),
                 http::Method::GET if has_sid => polling.poll(&query).await,
                 http::Method::GET => PollResponse::error(
                     400,

@@ -120,8 +120,8 @@ struct Shared {
     last_get: Mutex<Instant>,
     closed: AtomicBool,
     submissions: mpsc::Sender<Submission>,
-    /// The role of the session's principal: a sid is only good on its own role's path.
-    role: chat_core::model::Role,
+    /// The session's principal: a sid is only good on its own role's path and site.
+    principal: chat_core::model::Principal,
 }
 
 impl Shared {
@@ -292,11 +292,13 @@ impl PollingSessions {
             .ok_or_else(PollResponse::expired)
     }
 
-    /// The role of the session a query's `sid` names, if it is open: the gateway refuses a sid
-    /// used on the other role's path.
-    pub fn role_of(&self, query: &str) -> Option<chat_core::model::Role> {
+    /// The principal of the session a query's `sid` names, if it is open: the gateway refuses
+    /// a sid used on the other role's path or with another site.
+    pub fn principal_of(&self, query: &str) -> Option<chat_core::model::Principal> {
         let sid = query_value(query, "sid")?;
-        self.sessions().get(sid).map(|shared| shared.role)
+        self.sessions()
+            .get(sid)
+            .map(|shared| shared.principal.clone())
     }
 
     /// Starts serving an authenticated core `session` (opened with [`TransportKind::Polling`])
@@ -319,7 +321,7 @@ impl PollingSessions {
         let (tx, rx) = mpsc::channel(4);
         let role = session.principal().role();
         let shared = Arc::new(Shared {
-            role,
+            principal: session.principal().clone(),
             log: Mutex::new(log),
             changed: Notify::new(),
             generation: AtomicU64::new(0),
