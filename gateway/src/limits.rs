@@ -29,8 +29,24 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Chat sessions open at once from one client address.
     pub max_connections_per_ip: usize,
-    /// Session opens per client address per minute (a bucket of this many, refilled evenly).
+    /// Session opens per client address per minute, refilled evenly; the bucket holds this
+    /// many or `max_connections_per_ip`, whichever is more.
     pub opens_per_ip_per_min: u32,
+}
+
+impl LimitsConfig {
+    /// The bucket of session opens per address: `opens_per_ip_per_min` a minute, and a burst of
+    /// at least `max_connections_per_ip`, so that every session an address may hold can
+    /// reconnect at once (a gateway restart tells every session to reconnect).
+    pub fn open_rate(&self) -> RateLimit {
+        let burst = u32::try_from(self.max_connections_per_ip)
+            .unwrap_or(u32::MAX)
+            .max(self.opens_per_ip_per_min);
+        RateLimit {
+            burst,
+            ..RateLimit::per_minute(self.opens_per_ip_per_min)
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -163,7 +179,7 @@ impl Limits {
         let address = address.map(key);
         if let Some(ip) = address {
             table.sweep(now);
-            let opens = RateLimit::per_minute(config.opens_per_ip_per_min);
+            let opens = config.open_rate();
             let entry = table.by_address.entry(ip).or_insert_with(|| Entry {
                 open: 0,
                 opens: TokenBucket::new(opens, now),
@@ -259,8 +275,15 @@ mod tests {
     }
 
     #[test]
+    fn a_full_address_can_reconnect_at_once() {
+        let rate = LimitsConfig::default().open_rate();
+        assert_eq!(rate.burst, 200);
+        assert!((rate.per_sec - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn opens_are_rate_limited_per_address() {
-        let l = limits(100, 100, 2);
+        let l = limits(100, 2, 2);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let t0 = Instant::now();
         drop(l.acquire_at(Some(a), t0).unwrap());
