@@ -52,6 +52,12 @@ pub struct AgentClaims {
     /// Not before, seconds since the Unix epoch (honoured when present).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
+    /// Audience (checked by the validation when `CHAT_ADMIN_JWT_AUDIENCE` is set; minted then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<serde_json::Value>,
+    /// Issuer (checked by the validation when `CHAT_ADMIN_JWT_ISSUER` is set; minted then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
 }
 
 /// What an agent JWT must satisfy besides its signature and `exp`.
@@ -92,7 +98,7 @@ pub struct AgentTokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
-    max_ttl: Duration,
+    rules: AgentTokenRules,
 }
 
 impl AgentTokens {
@@ -128,7 +134,7 @@ impl AgentTokens {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
-            max_ttl: rules.max_ttl,
+            rules: rules.clone(),
         }
     }
 
@@ -167,12 +173,12 @@ impl AgentTokens {
         }
         let from = claims.iat.unwrap_or_else(now_secs);
         let lifetime = claims.exp.saturating_sub(from);
-        if lifetime > self.max_ttl.as_secs() {
+        if lifetime > self.rules.max_ttl.as_secs() {
             return Err(AuthError::Invalid(format!(
                 "lifetime of {lifetime} s (exp - {}) is over the accepted {} s \
                  (CHAT_ADMIN_JWT_MAX_TTL_SECS); mint shorter-lived tokens",
                 if claims.iat.is_some() { "iat" } else { "now" },
-                self.max_ttl.as_secs()
+                self.rules.max_ttl.as_secs()
             )));
         }
         let name = claims
@@ -188,8 +194,16 @@ impl AgentTokens {
         })
     }
 
-    /// Mints a token valid for `ttl`, as the main site would.
+    /// Mints a token valid for `ttl`, as the main site would (with the configured `aud` and
+    /// `iss`). A `ttl` over the accepted lifetime is refused: such a token would be.
     pub fn mint(&self, agent_id: &str, name: &str, ttl: Duration) -> Result<String, AuthError> {
+        if ttl > self.rules.max_ttl {
+            return Err(AuthError::Invalid(format!(
+                "a lifetime of {} s is over the accepted {} s (CHAT_ADMIN_JWT_MAX_TTL_SECS)",
+                ttl.as_secs(),
+                self.rules.max_ttl.as_secs()
+            )));
+        }
         let now = now_secs();
         let claims = AgentClaims {
             sub: agent_id.to_owned(),
@@ -197,6 +211,8 @@ impl AgentTokens {
             exp: now + ttl.as_secs(),
             iat: Some(now),
             nbf: None,
+            aud: self.rules.audience.clone().map(serde_json::Value::String),
+            iss: self.rules.issuer.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Invalid(e.to_string()))
@@ -440,6 +456,8 @@ mod tests {
                 exp: now - 3600,
                 iat: None,
                 nbf: None,
+                aud: None,
+                iss: None,
             },
             &EncodingKey::from_secret(b"k1"),
         )
@@ -466,6 +484,8 @@ mod tests {
                 exp: now + 600,
                 iat: None,
                 nbf: None,
+                aud: None,
+                iss: None,
             },
             &EncodingKey::from_secret(b"k1"),
         )
@@ -496,6 +516,8 @@ mod tests {
                 exp: now_secs() + 60,
                 iat: None,
                 nbf: None,
+                aud: None,
+                iss: None,
             },
             &EncodingKey::from_secret(b"k1"),
         )
@@ -553,6 +575,12 @@ mod tests {
         long_no_iat.as_object_mut().unwrap().remove("iat");
         long_no_iat["exp"] = (now + 7200).into();
         assert!(refusal(long_no_iat).contains("exp - now"));
+        // Minted tokens carry the configured audience and issuer, and respect the lifetime.
+        let minted = tokens.mint("bob", "Bob", Duration::from_secs(600)).unwrap();
+        assert_eq!(tokens.verify(&minted).unwrap().id, "bob");
+        assert!(tokens
+            .mint("bob", "Bob", Duration::from_secs(7200))
+            .is_err());
         // Without rules, `aud` and `iss` are not required and any value passes.
         let lax = AgentTokens::new(b"k1");
         assert!(lax.verify(&sign(&good, b"k1")).is_ok());

@@ -613,6 +613,10 @@ async fn agent_tokens_with_wrong_audience_issuer_future_nbf_or_long_lifetime_are
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["expires_at"], now + 900, "{body}");
+    // `chat-gateway token` mints with the configured audience and issuer.
+    let minted = gw.agent_token("bob", "Bob");
+    let bob = Client::connect(&gw.ws(&format!("/ws-admin/?token={minted}")), &[]).await;
+    assert_eq!(bob.welcome["agent"]["id"], "bob");
 
     let with = |key: &str, value: Value| {
         let mut claims = good.clone();
