@@ -49,6 +49,47 @@ pub struct AgentClaims {
     /// Issued at, seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Not before, seconds since the Unix epoch (honoured when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Audience (checked by the validation when `CHAT_ADMIN_JWT_AUDIENCE` is set; minted then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<serde_json::Value>,
+    /// Issuer (checked by the validation when `CHAT_ADMIN_JWT_ISSUER` is set; minted then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+}
+
+/// What an agent JWT must satisfy besides its signature and `exp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentTokenRules {
+    /// Required `aud` (`CHAT_ADMIN_JWT_AUDIENCE`), when set.
+    pub audience: Option<String>,
+    /// Required `iss` (`CHAT_ADMIN_JWT_ISSUER`), when set.
+    pub issuer: Option<String>,
+    /// Longest accepted lifetime, `exp - iat` (or `exp - now` without `iat`)
+    /// (`CHAT_ADMIN_JWT_MAX_TTL_SECS`).
+    pub max_ttl: Duration,
+}
+
+impl Default for AgentTokenRules {
+    fn default() -> Self {
+        Self {
+            audience: None,
+            issuer: None,
+            max_ttl: Duration::from_secs(86_400),
+        }
+    }
+}
+
+/// A verified agent token: who, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedAgent {
+    /// The agent the token names.
+    pub agent: Agent,
+    /// The token's `exp`, seconds since the Unix epoch: a session opened with it should end
+    /// then (or be re-authenticated).
+    pub expires_at: u64,
 }
 
 /// Verifies (and, for development, mints) agent JWTs signed HS256 with `CHAT_ADMIN_JWT_SECRET`.
@@ -57,63 +98,121 @@ pub struct AgentTokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    rules: AgentTokenRules,
 }
 
 impl AgentTokens {
-    /// Uses `secret` as the HS256 key.
+    /// Uses `secret` as the HS256 key, with the default [`AgentTokenRules`].
     pub fn new(secret: &[u8]) -> Self {
+        Self::with_rules(secret, &AgentTokenRules::default())
+    }
+
+    /// Uses `secret` as the HS256 key; tokens must also satisfy `rules`.
+    pub fn with_rules(secret: &[u8], rules: &AgentTokenRules) -> Self {
         // Pinning the algorithm list to HS256 is what refuses `alg: none` and RS/HS confusion.
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 5;
+        validation.validate_nbf = true;
+        match &rules.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+            }
+            // Without a configured audience, a token carrying `aud` is still accepted.
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &rules.issuer {
+            validation.set_issuer(&[iss]);
+            let mut required = vec!["exp", "sub", "iss"];
+            if rules.audience.is_some() {
+                required.push("aud");
+            }
+            validation.set_required_spec_claims(&required);
+        }
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            rules: rules.clone(),
         }
     }
 
     /// Checks signature, algorithm and expiry; returns the agent the token names.
     pub fn verify(&self, token: &str) -> Result<Agent, AuthError> {
-        self.verify_with_expiry(token).map(|(agent, _)| agent)
+        self.verify_with_expiry(token).map(|v| v.agent)
     }
 
-    /// Like [`AgentTokens::verify`], also returning the token's `exp` (Unix seconds): sessions
-    /// opened with it end then unless the client presents a fresh token (`auth`).
-    pub fn verify_with_expiry(&self, token: &str) -> Result<(Agent, u64), AuthError> {
+    /// Checks signature, algorithm, `exp`, `nbf`, `aud`, `iss` and the lifetime; returns the
+    /// agent the token names and when the token expires.
+    pub fn verify_with_expiry(&self, token: &str) -> Result<VerifiedAgent, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
         let data = jsonwebtoken::decode::<AgentClaims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => {
+                    AuthError::Invalid("not valid yet (`nbf` is in the future)".into())
+                }
+                ErrorKind::InvalidAudience => AuthError::Invalid(
+                    "wrong audience (`aud` must be CHAT_ADMIN_JWT_AUDIENCE)".into(),
+                ),
+                ErrorKind::InvalidIssuer => {
+                    AuthError::Invalid("wrong issuer (`iss` must be CHAT_ADMIN_JWT_ISSUER)".into())
+                }
+                ErrorKind::MissingRequiredClaim(claim) => {
+                    AuthError::Invalid(format!("missing required claim `{claim}`"))
+                }
                 other => AuthError::Invalid(format!("{other:?}")),
             })?;
         let claims = data.claims;
         if claims.sub.is_empty() || claims.sub.len() > 128 {
             return Err(AuthError::Invalid("`sub` must be 1..=128 bytes".into()));
         }
+        let from = claims.iat.unwrap_or_else(now_secs);
+        let lifetime = claims.exp.saturating_sub(from);
+        if lifetime > self.rules.max_ttl.as_secs() {
+            return Err(AuthError::Invalid(format!(
+                "lifetime of {lifetime} s (exp - {}) is over the accepted {} s \
+                 (CHAT_ADMIN_JWT_MAX_TTL_SECS); mint shorter-lived tokens",
+                if claims.iat.is_some() { "iat" } else { "now" },
+                self.rules.max_ttl.as_secs()
+            )));
+        }
         let name = claims
             .name
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| claims.sub.clone());
-        Ok((
-            Agent {
+        Ok(VerifiedAgent {
+            agent: Agent {
                 id: claims.sub,
                 name: name.chars().take(80).collect(),
             },
-            claims.exp,
-        ))
+            expires_at: claims.exp,
+        })
     }
 
-    /// Mints a token valid for `ttl`, as the main site would.
+    /// Mints a token valid for `ttl`, as the main site would (with the configured `aud` and
+    /// `iss`). A `ttl` over the accepted lifetime is refused: such a token would be.
     pub fn mint(&self, agent_id: &str, name: &str, ttl: Duration) -> Result<String, AuthError> {
+        if ttl > self.rules.max_ttl {
+            return Err(AuthError::Invalid(format!(
+                "a lifetime of {} s is over the accepted {} s (CHAT_ADMIN_JWT_MAX_TTL_SECS)",
+                ttl.as_secs(),
+                self.rules.max_ttl.as_secs()
+            )));
+        }
         let now = now_secs();
         let claims = AgentClaims {
             sub: agent_id.to_owned(),
             name: Some(name.to_owned()),
             exp: now + ttl.as_secs(),
             iat: Some(now),
+            nbf: None,
+            aud: self.rules.audience.clone().map(serde_json::Value::String),
+            iss: self.rules.issuer.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Invalid(e.to_string()))
@@ -218,9 +317,15 @@ impl Authenticator {
 
     /// An agent from a JWT.
     pub fn agent(&self, token: Option<&str>) -> Result<Principal, AuthError> {
+        self.agent_with_expiry(token)
+            .map(|(principal, _)| principal)
+    }
+
+    /// An agent from a JWT, with the token's `exp` (seconds since the Unix epoch).
+    pub fn agent_with_expiry(&self, token: Option<&str>) -> Result<(Principal, u64), AuthError> {
         self.agents
-            .verify(token.unwrap_or(""))
-            .map(Principal::Agent)
+            .verify_with_expiry(token.unwrap_or(""))
+            .map(|v| (Principal::Agent(v.agent), v.expires_at))
     }
 
     /// A visitor of `site` (default `default`): the one a valid token names, or a new one when
@@ -350,6 +455,9 @@ mod tests {
                 name: None,
                 exp: now - 3600,
                 iat: None,
+                nbf: None,
+                aud: None,
+                iss: None,
             },
             &EncodingKey::from_secret(b"k1"),
         )
@@ -375,6 +483,9 @@ mod tests {
                 name: None,
                 exp: now + 600,
                 iat: None,
+                nbf: None,
+                aud: None,
+                iss: None,
             },
             &EncodingKey::from_secret(b"k1"),
         )
@@ -404,6 +515,9 @@ mod tests {
                 name: None,
                 exp: now_secs() + 60,
                 iat: None,
+                nbf: None,
+                aud: None,
+                iss: None,
             },
             &EncodingKey::from_secret(b"k1"),
         )
@@ -415,6 +529,64 @@ mod tests {
                 name: "bob".into()
             }
         );
+    }
+
+    fn sign(claims: &serde_json::Value, key: &[u8]) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(key),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn audience_issuer_nbf_and_lifetime_rules() {
+        let now = now_secs();
+        let rules = AgentTokenRules {
+            audience: Some("chat".into()),
+            issuer: Some("https://shop.example".into()),
+            max_ttl: Duration::from_secs(3600),
+        };
+        let tokens = AgentTokens::with_rules(b"k1", &rules);
+        let good = serde_json::json!({"sub":"a","exp":now+600,"iat":now,"aud":"chat","iss":"https://shop.example"});
+        let verified = tokens.verify_with_expiry(&sign(&good, b"k1")).unwrap();
+        assert_eq!(verified.expires_at, now + 600);
+        let refusal = |claims: serde_json::Value| match tokens.verify(&sign(&claims, b"k1")) {
+            Err(AuthError::Invalid(why)) => why,
+            other => panic!("{claims}: {other:?}"),
+        };
+        let mut wrong_aud = good.clone();
+        wrong_aud["aud"] = "other".into();
+        assert!(refusal(wrong_aud).contains("audience"));
+        let mut no_aud = good.clone();
+        no_aud.as_object_mut().unwrap().remove("aud");
+        assert!(refusal(no_aud).contains("aud"));
+        let mut wrong_iss = good.clone();
+        wrong_iss["iss"] = "https://evil.example".into();
+        assert!(refusal(wrong_iss).contains("issuer"));
+        let mut future = good.clone();
+        future["nbf"] = (now + 600).into();
+        assert!(refusal(future).contains("nbf"));
+        let mut long = good.clone();
+        long["exp"] = (now + 7200).into();
+        assert!(refusal(long).contains("CHAT_ADMIN_JWT_MAX_TTL_SECS"));
+        let mut long_no_iat = good.clone();
+        long_no_iat.as_object_mut().unwrap().remove("iat");
+        long_no_iat["exp"] = (now + 7200).into();
+        assert!(refusal(long_no_iat).contains("exp - now"));
+        // Minted tokens carry the configured audience and issuer, and respect the lifetime.
+        let minted = tokens.mint("bob", "Bob", Duration::from_secs(600)).unwrap();
+        assert_eq!(tokens.verify(&minted).unwrap().id, "bob");
+        assert!(tokens
+            .mint("bob", "Bob", Duration::from_secs(7200))
+            .is_err());
+        // Without rules, `aud` and `iss` are not required and any value passes.
+        let lax = AgentTokens::new(b"k1");
+        assert!(lax.verify(&sign(&good, b"k1")).is_ok());
+        let mut long_day = good.clone();
+        long_day["exp"] = (now + 2 * 86_400).into();
+        assert!(lax.verify(&sign(&long_day, b"k1")).is_err());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum ErrorCode {
     TooLarge,
     /// The store is unreachable; retry with the same `client_msg_id`.
     Unavailable,
+    /// Too many requests (sends, session opens): retry after `retry_after_ms`.
+    RateLimited,
     /// A bug or an unexpected failure; logged on the gateway.
     Internal,
 }
@@ -45,6 +47,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::TooLarge => "too_large",
             Self::Unavailable => "unavailable",
+            Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
         }
     }
@@ -90,6 +93,15 @@ pub enum ChatError {
     /// See [`ErrorCode::TooLarge`].
     #[error("{0}")]
     TooLarge(String),
+    /// See [`ErrorCode::RateLimited`]: the command was not executed; retry it (with the same
+    /// `client_msg_id`) after `retry_after`.
+    #[error("{what}; retry in {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// What was limited, for the message.
+        what: String,
+        /// When a retry will be accepted.
+        retry_after: std::time::Duration,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -104,12 +116,21 @@ impl ChatError {
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::TooLarge(_) => ErrorCode::TooLarge,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Store(StoreError::NotFound(what)) => {
                 let _ = what;
                 ErrorCode::NotFound
             }
             Self::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,
             Self::Store(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// For [`ChatError::RateLimited`], when a retry will be accepted.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod hub;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
+pub mod rate;
 pub mod rollout;
 pub mod service;
 pub mod store;

@@ -141,6 +141,31 @@ pub static HANDSHAKE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// `chat_commands_refused_total{transport, reason}` (counter): commands of an open session (or
+/// HTTP API requests) refused by a limit, not executed. `transport` is one of
+/// [`MESSAGE_TRANSPORTS`]; `reason` is `rate_limited` (`CHAT_SEND_RATE_PER_SEC`).
+pub static COMMANDS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "chat_commands_refused_total",
+        "Commands refused by a limit (not executed), by reason.",
+        &["transport", "reason"],
+    )
+});
+
+/// A visitor's send on `transport` was refused by the send rate limit.
+pub fn send_rate_limited(transport: TransportKind) {
+    COMMANDS_REFUSED
+        .with_label_values(&[transport.as_str(), "rate_limited"])
+        .inc();
+}
+
+/// A send through the HTTP API was refused by the send rate limit.
+pub fn api_send_rate_limited() {
+    COMMANDS_REFUSED
+        .with_label_values(&["http_api", "rate_limited"])
+        .inc();
+}
+
 /// `chat_slow_consumer_disconnects_total{transport, role}` (counter): sessions ended because
 /// their outbound queue overflowed (`CHAT_SESSION_QUEUE`). Emitted with the disconnect.
 pub static SLOW_CONSUMER_DISCONNECTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -318,6 +343,7 @@ pub fn init() {
         for direction in DIRECTIONS {
             for transport in MESSAGE_TRANSPORTS {
                 MESSAGES.with_label_values(&[direction, transport]);
+                COMMANDS_REFUSED.with_label_values(&[transport, "rate_limited"]);
             }
             for transport in TRANSPORTS {
                 DELIVERY_SECONDS.with_label_values(&[direction, transport.as_str()]);
@@ -417,16 +443,25 @@ pub enum HandshakeFailure {
     Unavailable,
     /// Anything else (500).
     Internal,
+    /// Too many session opens from one client address (`CHAT_SESSION_OPENS_PER_IP_PER_MIN`, 429).
+    RateLimited,
+    /// Too many sessions open from one client address (`CHAT_MAX_CONNECTIONS_PER_IP`, 429).
+    TooManyFromAddress,
+    /// The gateway holds its most sessions (`CHAT_MAX_CONNECTIONS`, 503).
+    TooManyConnections,
 }
 
 impl HandshakeFailure {
     /// Every reason.
-    pub const ALL: [HandshakeFailure; 5] = [
+    pub const ALL: [HandshakeFailure; 8] = [
         Self::Unauthorized,
         Self::ForbiddenOrigin,
         Self::BadRequest,
         Self::Unavailable,
         Self::Internal,
+        Self::RateLimited,
+        Self::TooManyFromAddress,
+        Self::TooManyConnections,
     ];
 
     /// The `reason` label.
@@ -437,6 +472,9 @@ impl HandshakeFailure {
             Self::BadRequest => "bad_request",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::RateLimited => "rate_limited",
+            Self::TooManyFromAddress => "too_many_from_address",
+            Self::TooManyConnections => "too_many_connections",
         }
     }
 
@@ -445,6 +483,7 @@ impl HandshakeFailure {
         match status {
             401 => Self::Unauthorized,
             403 => Self::ForbiddenOrigin,
+            429 => Self::RateLimited,
             503 => Self::Unavailable,
             400..=499 => Self::BadRequest,
             _ => Self::Internal,
@@ -524,6 +563,7 @@ fn status_label(status: u16) -> &'static str {
         405 => "405",
         410 => "410",
         413 => "413",
+        429 => "429",
         426 => "426",
         500 => "500",
         502 => "502",

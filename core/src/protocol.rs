@@ -144,6 +144,7 @@ impl FrameError {
             id: self.id.clone(),
             code: self.code,
             message: self.message.clone(),
+            retry_after_ms: None,
         })
     }
 }
@@ -310,6 +311,9 @@ pub struct ErrorEvent {
     pub code: ErrorCode,
     /// Human-readable reason.
     pub message: String,
+    /// `rate_limited`: milliseconds until the command will be accepted again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ServerEvent {

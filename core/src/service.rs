@@ -31,6 +31,9 @@ pub struct ServiceConfig {
     pub max_answer_bytes: usize,
     /// Which visitors are sent to WebSocket (`CHAT_WS_ROLLOUT_PERCENT`).
     pub rollout: crate::rollout::Rollout,
+    /// Sends per visitor session (`CHAT_SEND_RATE_PER_SEC`, `CHAT_SEND_BURST`); `None`: no
+    /// limit. Agents are authenticated staff and are not limited.
+    pub visitor_send_rate: Option<crate::rate::RateLimit>,
 }
 
 impl Default for ServiceConfig {
@@ -40,6 +43,7 @@ impl Default for ServiceConfig {
             session_queue: 256,
             max_answer_bytes: 64 * 1024,
             rollout: crate::rollout::Rollout::default(),
+            visitor_send_rate: None,
         }
     }
 }
@@ -241,20 +245,8 @@ impl ChatService {
         transport: TransportKind,
     ) -> Result<Session, ChatError> {
         let hub = &self.inner.hub;
-        if let Principal::Visitor {
-            visitor_id,
-            site_id,
-        } = &principal
-        {
-            self.inner
-                .store
-                .ensure_visitor(&Visitor {
-                    id: *visitor_id,
-                    site_id: site_id.clone(),
-                    created_at: chrono::Utc::now(),
-                })
-                .await?;
-        }
+        // No visitor row yet: it is written with the visitor's first conversation (see
+        // `send_to_visitor`), so connecting alone leaves nothing in the store.
         // Subscribe before reading state, so nothing committed in between is missed.
         let sub = hub.register(self.inner.config.session_queue);
         let session_id = format!(
@@ -282,6 +274,13 @@ impl ChatService {
             expires: None,
             counted_as_agent: false,
             counted: false,
+            send_bucket: match (&principal, self.inner.config.visitor_send_rate) {
+                (Principal::Visitor { .. }, Some(limit)) => {
+                    Some(crate::rate::TokenBucket::new(limit, Instant::now()))
+                }
+                _ => None,
+            },
+            admission: None,
         };
         let welcome = match &principal {
             Principal::Visitor {
@@ -432,6 +431,15 @@ impl ChatService {
             ) => match store.open_conversation_of(site_id, *visitor_id).await? {
                 Some(c) => c,
                 None => {
+                    // The visitor's first conversation: the visitor row is written now, not on
+                    // connect (`ensure_visitor` is idempotent).
+                    store
+                        .ensure_visitor(&Visitor {
+                            id: *visitor_id,
+                            site_id: site_id.clone(),
+                            created_at: chrono::Utc::now(),
+                        })
+                        .await?;
                     let c = store.create_conversation(site_id, *visitor_id).await?;
                     self.publish_conversation(&c);
                     c
@@ -677,6 +685,11 @@ pub struct Session {
     counted_as_agent: bool,
     /// Whether this session is in [`ChatService::session_counts`].
     counted: bool,
+    /// Visitor sends (`ServiceConfig::visitor_send_rate`).
+    send_bucket: Option<crate::rate::TokenBucket>,
+    /// Whatever the gateway's admission holds for the life of the session (its connection
+    /// slot), released when the session is dropped.
+    admission: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Session {
@@ -699,6 +712,12 @@ impl Session {
     /// renews them first with `auth`. For agent sessions, opened with a JWT.
     pub fn expire_at(&mut self, exp: u64) {
         self.expires = Some(instant_of_unix(exp));
+    }
+
+    /// Keeps `guard` (e.g. a connection slot) until the session is dropped, whichever task
+    /// ends up owning it.
+    pub fn hold(&mut self, guard: impl std::any::Any + Send + Sync) {
+        self.admission = Some(Box::new(guard));
     }
 
     /// Recovers a client that says it has `cursors` and was last sent something at
@@ -768,6 +787,7 @@ impl Session {
                     id,
                     code: error.code(),
                     message: error.client_message(),
+                    retry_after_ms: error.retry_after().map(|d| d.as_millis() as u64),
                 })
             }
         }
@@ -782,6 +802,15 @@ impl Session {
                 client_msg_id,
                 body,
             } => {
+                if let Some(bucket) = &mut self.send_bucket {
+                    if let Err(retry_after) = bucket.try_take(Instant::now()) {
+                        crate::metrics::send_rate_limited(self.transport);
+                        return Err(ChatError::RateLimited {
+                            what: "sending too fast".into(),
+                            retry_after,
+                        });
+                    }
+                }
                 let appended = service
                     .send(principal, conversation_id, client_msg_id, body)
                     .await?;
@@ -867,9 +896,10 @@ impl Session {
                 "this gateway does not renew credentials".into(),
             ));
         };
-        let (renewed, exp) = tokens.verify_with_expiry(token).map_err(|e| {
+        let verified = tokens.verify_with_expiry(token).map_err(|e| {
             ChatError::Unauthorized(crate::auth::Authenticator::describe_agent_refusal(&e))
         })?;
+        let (renewed, exp) = (verified.agent, verified.expires_at);
         if renewed.id != agent.id {
             return Err(ChatError::Forbidden(format!(
                 "the token names agent {}, this session is agent {}",
@@ -1036,6 +1066,7 @@ impl Session {
                 return Outbound::Event(ServerEvent::Error(ErrorEvent {
                     id: None,
                     code: ErrorCode::TokenExpired,
+                    retry_after_ms: None,
                     message: "agent token expired: reconnect with a fresh token, or send `auth` \
                               with one before the old token expires"
                         .into(),

@@ -2,18 +2,58 @@
 //! messages, and online statistics. Authenticated with an agent JWT or the gateway's API key
 //! (`CHAT_API_KEY`). `docs/http-api.md` is the reference, with curl examples.
 
+use crate::admission::{Admission, Refusal};
 use crate::http_util::{
     bearer, header, query_param, read_body_limited, respond_error, respond_json,
 };
 use bytes::Bytes;
-use chat_core::auth::Authenticator;
 use chat_core::model::{Agent, ConversationId, Principal, Role};
+use chat_core::rate::{RateLimit, TokenBucket};
 use chat_core::service::{ChatService, Delivery};
 use chat_core::store::Appended;
 use chat_core::ChatError;
 use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Most agents whose API send buckets are kept; past it, full (idle) buckets are forgotten.
+const MAX_TRACKED_SENDERS: usize = 4096;
+
+/// Send rate of agents posting through the HTTP API with a JWT, per agent: the visitors' send
+/// rate (`CHAT_SEND_RATE_PER_SEC`, `CHAT_SEND_BURST`). Callers with `CHAT_API_KEY` (the site's
+/// own servers) are not limited.
+pub struct ApiSendLimits {
+    limit: Option<RateLimit>,
+    buckets: Mutex<HashMap<String, TokenBucket>>,
+}
+
+impl ApiSendLimits {
+    /// Buckets of `limit` (`None`: no limit).
+    pub fn new(limit: Option<RateLimit>) -> Self {
+        Self {
+            limit,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn take(&self, agent_id: &str) -> Result<(), std::time::Duration> {
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_TRACKED_SENDERS && !buckets.contains_key(agent_id) {
+            buckets.retain(|_, b| !b.is_full(now));
+        }
+        buckets
+            .entry(agent_id.to_owned())
+            .or_insert_with(|| TokenBucket::new(limit, now))
+            .try_take(now)
+    }
+}
 
 /// Largest request body the API reads.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -22,10 +62,12 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct Api<'a> {
     /// The chat service.
     pub chat: &'a ChatService,
-    /// Agent JWTs.
-    pub auth: &'a Authenticator,
+    /// The admission path (agent JWTs).
+    pub admission: &'a Admission,
     /// `CHAT_API_KEY`, when configured.
     pub api_key: Option<&'a str>,
+    /// Send buckets of agents posting with a JWT.
+    pub sends: &'a ApiSendLimits,
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -48,9 +90,10 @@ impl Api<'_> {
                 }));
             }
         }
-        self.auth
+        self.admission
             .agent(Some(presented))
-            .map_err(|e| Authenticator::describe_agent_refusal(&e))
+            .map(|(agent, _)| Principal::Agent(agent))
+            .map_err(|refusal| refusal.to_string())
     }
 
     /// Whether the request carries an agent JWT or the API key.
@@ -172,6 +215,22 @@ impl Api<'_> {
             )
             .await;
         };
+        let keyed = self.api_key.is_some_and(|key| {
+            let presented =
+                header(session, "x-api-key").or_else(|| bearer(header(session, "authorization")));
+            presented.is_some_and(|p| constant_time_eq(p.as_bytes(), key.as_bytes()))
+        });
+        if let (false, Principal::Agent(agent)) = (keyed, &principal) {
+            if let Err(retry_after) = self.sends.take(&agent.id) {
+                chat_core::metrics::api_send_rate_limited();
+                let refusal = Refusal::RateLimited {
+                    what: "this agent is sending too fast (CHAT_SEND_RATE_PER_SEC)".into(),
+                    retry_after,
+                };
+                tracing::debug!(%refusal, "HTTP API send refused");
+                return refusal.respond(session).await;
+            }
+        }
         let client_msg_id = match parsed.get("client_msg_id") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -226,6 +285,7 @@ async fn respond_chat_error(session: &mut Session, e: &ChatError) -> Result<bool
         chat_core::ErrorCode::NotFound => 404,
         chat_core::ErrorCode::Forbidden => 403,
         chat_core::ErrorCode::TooLarge => 413,
+        chat_core::ErrorCode::RateLimited => 429,
         chat_core::ErrorCode::Unavailable => 503,
         chat_core::ErrorCode::Internal => 500,
         _ => 400,

@@ -77,7 +77,7 @@ pub fn run(cli: Cli, config: Config) -> Result<(), GatewayError> {
         } => {
             let secrets = secrets::load(&config)?;
             let name = name.unwrap_or_else(|| agent.clone());
-            let token = AgentTokens::new(&secrets.admin_jwt)
+            let token = AgentTokens::with_rules(&secrets.admin_jwt, &config.agent_token_rules)
                 .mint(&agent, &name, Duration::from_secs(ttl_minutes * 60))
                 .map_err(|e| GatewayError::Other(e.to_string()))?;
             println!("{token}");

@@ -125,6 +125,15 @@ pub struct Config {
     pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// Connection deadlines.
     pub timeouts: EdgeTimeouts,
+    /// Admission limits (`CHAT_MAX_CONNECTIONS`, `CHAT_MAX_CONNECTIONS_PER_IP`,
+    /// `CHAT_SESSION_OPENS_PER_IP_PER_MIN`).
+    pub limits: crate::limits::LimitsConfig,
+    /// Visitor sends per session (`CHAT_SEND_RATE_PER_SEC`, `CHAT_SEND_BURST`); `None` when the
+    /// rate is 0 (off).
+    pub send_rate: Option<chat_core::rate::RateLimit>,
+    /// Agent JWT rules (`CHAT_ADMIN_JWT_AUDIENCE`, `CHAT_ADMIN_JWT_ISSUER`,
+    /// `CHAT_ADMIN_JWT_MAX_TTL_SECS`).
+    pub agent_token_rules: chat_core::auth::AgentTokenRules,
 }
 
 impl Config {
@@ -207,6 +216,35 @@ impl Config {
                 h2_idle: secs(&lookup, "CHAT_H2_IDLE_TIMEOUT_SECS", "120")?,
                 upstream_connect: secs(&lookup, "CHAT_UPSTREAM_CONNECT_TIMEOUT_SECS", "3")?,
                 upstream_read: secs(&lookup, "CHAT_UPSTREAM_READ_TIMEOUT_SECS", "60")?,
+            },
+            limits: crate::limits::LimitsConfig {
+                max_connections: parse(&lookup, "CHAT_MAX_CONNECTIONS", "10000")?,
+                max_connections_per_ip: parse(&lookup, "CHAT_MAX_CONNECTIONS_PER_IP", "200")?,
+                opens_per_ip_per_min: parse(&lookup, "CHAT_SESSION_OPENS_PER_IP_PER_MIN", "120")?,
+            },
+            send_rate: {
+                let per_sec: f64 = parse(&lookup, "CHAT_SEND_RATE_PER_SEC", "5")?;
+                let burst: u32 = parse(&lookup, "CHAT_SEND_BURST", "20")?;
+                if !per_sec.is_finite() || per_sec < 0.0 {
+                    return Err(ConfigError::Invalid {
+                        name: "CHAT_SEND_RATE_PER_SEC",
+                        value: per_sec.to_string(),
+                        reason: "expected a number >= 0 (0 turns the limit off)".into(),
+                    });
+                }
+                (per_sec > 0.0).then_some(chat_core::rate::RateLimit {
+                    per_sec,
+                    burst: burst.max(1),
+                })
+            },
+            agent_token_rules: chat_core::auth::AgentTokenRules {
+                audience: get("CHAT_ADMIN_JWT_AUDIENCE"),
+                issuer: get("CHAT_ADMIN_JWT_ISSUER"),
+                max_ttl: Duration::from_secs(parse(
+                    &lookup,
+                    "CHAT_ADMIN_JWT_MAX_TTL_SECS",
+                    "86400",
+                )?),
             },
         })
     }
@@ -315,6 +353,13 @@ mod tests {
         assert_eq!(c.timeouts.h2_idle, Duration::from_secs(120));
         assert_eq!(c.timeouts.upstream_connect, Duration::from_secs(3));
         assert_eq!(c.timeouts.upstream_read, Duration::from_secs(60));
+        assert_eq!(c.limits.max_connections, 10_000);
+        assert_eq!(c.limits.max_connections_per_ip, 200);
+        assert_eq!(c.limits.opens_per_ip_per_min, 120);
+        let send = c.send_rate.unwrap();
+        assert_eq!((send.per_sec, send.burst), (5.0, 20));
+        assert_eq!(c.agent_token_rules.max_ttl, Duration::from_secs(86_400));
+        assert!(c.agent_token_rules.audience.is_none() && c.agent_token_rules.issuer.is_none());
     }
 
     #[test]
@@ -333,6 +378,20 @@ mod tests {
         let e = config(&[("CHAT_KEEPALIVE_TIMEOUT_SECS", "0")]).unwrap_err();
         assert!(e.to_string().contains("at least 1"), "{e}");
         assert!(config(&[("CHAT_UPSTREAM_READ_TIMEOUT_SECS", "soon")]).is_err());
+    }
+
+    #[test]
+    fn limits_can_be_set_and_send_rate_turned_off() {
+        let c = config(&[
+            ("CHAT_MAX_CONNECTIONS_PER_IP", "3"),
+            ("CHAT_SEND_RATE_PER_SEC", "0"),
+            ("CHAT_ADMIN_JWT_AUDIENCE", "chat"),
+        ])
+        .unwrap();
+        assert_eq!(c.limits.max_connections_per_ip, 3);
+        assert!(c.send_rate.is_none());
+        assert_eq!(c.agent_token_rules.audience.as_deref(), Some("chat"));
+        assert!(config(&[("CHAT_SEND_RATE_PER_SEC", "-1")]).is_err());
     }
 
     #[test]

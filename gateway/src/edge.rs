@@ -3,37 +3,31 @@
 //!
 //! Phases, in the order Pingora runs them:
 //! - [`request_filter`](ChatEdge::request_filter): routes the request; chat routes are answered
-//!   here (HTTP, or a WebSocket upgrade handed to the transport) and end the phase chain.
+//!   in-process and end the phase chain: health, whoami and the HTTP API here, the session
+//!   endpoints in [`crate::endpoints`] (one file per transport), all admitted through
+//!   [`crate::admission`].
 //! - [`upstream_peer`](ChatEdge::upstream_peer): the main site (`CHAT_UPSTREAM`).
 //! - [`upstream_request_filter`](ChatEdge::upstream_request_filter): forwarded headers.
 //! - [`fail_to_proxy`](ChatEdge::fail_to_proxy): a clear 502 page when the main site is down.
 
-use crate::http_util::{
-    bearer, cors_headers, header, header_has_token, query_param, read_body_limited, respond,
-    respond_error, respond_json,
-};
+use crate::admission::{Admission, Attempt};
+use crate::http_util::{bearer, header, query_param, respond, respond_error, respond_json};
 use crate::routes::{route, Route};
 use async_trait::async_trait;
 use bytes::Bytes;
-use chat_core::auth::{Authenticator, OriginPolicy};
-use chat_core::metrics::{self, HandshakeFailure};
-use chat_core::model::{Principal, Role};
+use chat_core::metrics;
+use chat_core::model::Role;
 use chat_core::service::ChatService;
-use chat_core::transport::{Transport, TransportKind};
-use chat_core::ChatError;
-use chat_transport_polling::{PollResponse, PollingSessions};
-use chat_transport_socketio::engineio::{EngineRequest, EngineResponse, Method as EngineMethod};
-use chat_transport_websocket::{Upgraded, WebSocketTransport};
-use futures_util::FutureExt;
+use chat_core::transport::TransportKind;
+use chat_transport_polling::PollingSessions;
+use chat_transport_websocket::WebSocketTransport;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::protocols::http::ServerSession as HttpSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::AsyncWriteExt;
 
 /// Everything the edge needs to answer chat requests.
 pub struct EdgeState {
@@ -43,16 +37,14 @@ pub struct EdgeState {
     pub websocket: WebSocketTransport,
     /// HTTP long-polling sessions (both roles; each session knows its principal).
     pub polling: PollingSessions,
-    /// Agent and visitor credentials.
-    pub auth: Authenticator,
-    /// Who may open visitor sessions.
-    pub visitor_origins: OriginPolicy,
+    /// The one admission path: limits, Origin, credentials, tenant scope, session.
+    pub admission: Arc<Admission>,
     /// `CHAT_API_KEY`: accepted by the HTTP API in place of an agent JWT.
     pub api_key: Option<String>,
     /// Socket.IO engines, one per role.
     pub socketio: crate::socketio::SocketIoEndpoints,
-    /// Who may open agent sessions.
-    pub admin_origins: OriginPolicy,
+    /// Per-agent send buckets of the HTTP API.
+    pub api_sends: crate::api::ApiSendLimits,
     /// The main site, resolved at start-up.
     pub upstream: Option<std::net::SocketAddr>,
     /// Proxies whose `X-Forwarded-For` is believed (`CHAT_TRUSTED_PROXIES`).
@@ -63,7 +55,7 @@ pub struct EdgeState {
 
 /// The gateway's `ProxyHttp` service.
 pub struct ChatEdge {
-    state: Arc<EdgeState>,
+    pub(crate) state: Arc<EdgeState>,
 }
 
 impl ChatEdge {
@@ -333,8 +325,9 @@ impl ChatEdge {
     fn api(&self) -> crate::api::Api<'_> {
         crate::api::Api {
             chat: &self.state.chat,
-            auth: &self.state.auth,
+            admission: &self.state.admission,
             api_key: self.state.api_key.as_deref(),
+            sends: &self.state.api_sends,
         }
     }
 
@@ -353,404 +346,31 @@ impl ChatEdge {
     /// `GET /chat/api/whoami`: which agent a token names, or why it is refused. Lets the
     /// console explain a failed WebSocket upgrade, whose status browsers hide.
     async fn whoami(&self, session: &mut Session) -> Result<bool> {
-        if let Some(refusal) = self.origin_refusal(session, Role::Agent) {
-            return respond_error(session, 403, "forbidden", &refusal).await;
+        let admission = &self.state.admission;
+        let attempt = Attempt::of(
+            session,
+            &self.state.trusted_proxies,
+            Role::Agent,
+            TransportKind::WebSocket,
+        );
+        if let Err(refusal) =
+            admission.check_origin(attempt.role, attempt.origin.as_deref(), &attempt.host)
+        {
+            return refusal.respond(session).await;
         }
         let token = bearer(header(session, "authorization"))
             .map(str::to_owned)
             .or_else(|| query_param(session.req_header().uri.query(), "token"));
-        match self.verify_agent(token.as_deref()) {
-            Ok((agent, _)) => respond_json(session, 200, &json!({ "agent": agent })).await,
-            Err(message) => respond_error(session, 401, "unauthorized", &message).await,
-        }
-    }
-
-    /// The agent a token names and when it expires (Unix seconds), or why it is refused.
-    fn verify_agent(
-        &self,
-        token: Option<&str>,
-    ) -> std::result::Result<(chat_core::model::Agent, u64), String> {
-        self.state
-            .auth
-            .agent_tokens()
-            .verify_with_expiry(token.unwrap_or(""))
-            .map_err(|e| Authenticator::describe_agent_refusal(&e))
-    }
-
-    fn origin_refusal(&self, session: &Session, role: Role) -> Option<String> {
-        let origin = header(session, "origin");
-        let host = header(session, "host").unwrap_or("");
-        let (policy, variable) = match role {
-            Role::Visitor => (&self.state.visitor_origins, "CHAT_ALLOWED_ORIGINS"),
-            Role::Agent => (&self.state.admin_origins, "ADMIN_ALLOWED_ORIGINS"),
-        };
-        if policy.allows(origin, host) {
-            None
-        } else {
-            Some(format!(
-                "origin {} is not allowed; add it to {variable}",
-                origin.unwrap_or("")
-            ))
-        }
-    }
-
-    /// Socket.IO (Engine.IO v4) on a chat path: CORS and Origin rules here, the protocol in the
-    /// engine. Credentials travel in the Socket.IO CONNECT, not in this request.
-    async fn serve_socketio(&self, session: &mut Session, role: Role, query: &str) -> Result<bool> {
-        if let Some(refusal) = self.origin_refusal(session, role) {
-            tracing::debug!(%refusal, "socket.io request refused");
-            metrics::handshake_failed(
-                TransportKind::SocketIo,
-                role,
-                HandshakeFailure::ForbiddenOrigin,
-            );
-            let body = json!({"code": 4, "message": "Forbidden", "reason": refusal}).to_string();
-            return respond(session, 403, "application/json", &[], Bytes::from(body)).await;
-        }
-        let method = session.req_header().method.clone();
-        let cors = cors_headers(session, method == http::Method::OPTIONS);
-        if method == http::Method::OPTIONS {
-            let headers: Vec<(&str, &str)> = cors.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            return respond(session, 204, "text/plain", &headers, Bytes::new()).await;
-        }
-        let engine = self.state.socketio.engine(role);
-        if is_websocket_upgrade(session) {
-            let Some(key) = websocket_key(session) else {
-                metrics::handshake_failed(
-                    TransportKind::SocketIo,
-                    role,
-                    HandshakeFailure::BadRequest,
-                );
-                return respond_error(session, 400, "bad_request", "missing Sec-WebSocket-Key")
-                    .await;
-            };
-            let accept = match engine.websocket_request(query) {
-                Ok(accept) => accept,
-                Err(refusal) => {
-                    let reason = HandshakeFailure::from_status(refusal.status);
-                    metrics::handshake_failed(TransportKind::SocketIo, role, reason);
-                    return self.write_engine_response(session, refusal, &cors).await;
-                }
-            };
-            let upgraded = take_upgraded(session, &key).await?;
-            let settings = self.state.websocket.settings().clone();
-            tokio::spawn(async move {
-                let _open = metrics::connection_opened(TransportKind::SocketIo, role);
-                let (conn_tx, conn_rx) = tokio::sync::oneshot::channel();
-                let engine_side = tokio::spawn(async move {
-                    if let Ok(conn) = conn_rx.await {
-                        accept.serve(conn).await;
-                    }
-                });
-                crate::socketio::pump_websocket(upgraded, &settings, |conn| {
-                    let _ = conn_tx.send(conn);
-                })
-                .await;
-                let _ = engine_side.await;
-            });
-            return Ok(true);
-        }
-        let engine_method = match method {
-            http::Method::GET => EngineMethod::Get,
-            http::Method::POST => EngineMethod::Post,
-            _ => EngineMethod::Other,
-        };
-        // One byte over maxPayload is enough for the engine to answer 413.
-        let body = if engine_method == EngineMethod::Post {
-            read_body_limited(session, engine.config().max_payload)
-                .await?
-                .0
-        } else {
-            Bytes::new()
-        };
-        let opening = query_param(Some(query), "sid").is_none();
-        let _open = metrics::connection_opened(TransportKind::SocketIo, role);
-        let response = engine
-            .handle_polling(EngineRequest {
-                method: engine_method,
-                query: query.to_owned(),
-                body,
-            })
-            .await;
-        if opening && response.status >= 400 {
-            let reason = HandshakeFailure::from_status(response.status);
-            metrics::handshake_failed(TransportKind::SocketIo, role, reason);
-        }
-        self.write_engine_response(session, response, &cors).await
-    }
-
-    async fn write_engine_response(
-        &self,
-        session: &mut Session,
-        response: EngineResponse,
-        cors: &[(&str, String)],
-    ) -> Result<bool> {
-        let mut resp = ResponseHeader::build(
-            response.status,
-            Some(4 + response.headers.len() + cors.len()),
-        )?;
-        for (name, value) in response
-            .headers
-            .iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .chain(cors.iter().map(|(k, v)| (*k, v.as_str())))
-        {
-            resp.insert_header(name.to_owned(), value)?;
-        }
-        resp.insert_header("Content-Length", response.body.len().to_string())?;
-        resp.insert_header("Cache-Control", "no-store")?;
-        session.write_response_header(Box::new(resp), false).await?;
-        session
-            .write_response_body(Some(response.body), true)
-            .await?;
-        Ok(true)
-    }
-
-    /// Authenticates, upgrades to WebSocket, and hands the connection to the transport.
-    async fn accept_socket(&self, session: &mut Session, role: Role) -> Result<bool> {
-        let query = session.req_header().uri.query().map(str::to_owned);
-        let query = query.as_deref();
-        if query_param(query, "EIO").is_some() {
-            let query = query.unwrap_or("").to_owned();
-            return self.serve_socketio(session, role, &query).await;
-        }
-        let (true, Some(key)) = (is_websocket_upgrade(session), websocket_key(session)) else {
-            metrics::handshake_failed(TransportKind::WebSocket, role, HandshakeFailure::BadRequest);
-            return respond_error(
-                session,
-                400,
-                "bad_request",
-                "this endpoint speaks WebSocket: send a GET with Upgrade: websocket",
-            )
-            .await;
-        };
-        if header(session, "sec-websocket-version") != Some("13") {
-            metrics::handshake_failed(TransportKind::WebSocket, role, HandshakeFailure::BadRequest);
-            return respond(
-                session,
-                426,
-                "application/json",
-                &[("Sec-WebSocket-Version", "13")],
-                Bytes::from(
-                    json!({"error":"bad_request","message":"WebSocket version 13 required"})
-                        .to_string(),
-                ),
-            )
-            .await;
-        }
-        if !matches!(session.as_downstream(), HttpSession::H1(_)) {
-            metrics::handshake_failed(TransportKind::WebSocket, role, HandshakeFailure::BadRequest);
-            return respond_error(session, 400, "bad_request", "WebSocket needs HTTP/1.1").await;
-        }
-        if let Some(refusal) = self.origin_refusal(session, role) {
-            tracing::debug!(%refusal, "socket refused");
-            metrics::handshake_failed(
-                TransportKind::WebSocket,
-                role,
-                HandshakeFailure::ForbiddenOrigin,
-            );
-            return respond_error(session, 403, "forbidden", &refusal).await;
-        }
-        let chat_session = match self
-            .authenticate_and_open(session, role, query, self.state.websocket.kind())
-            .await
-        {
-            Ok(s) => s,
-            Err((status, code, message)) => {
-                let reason = HandshakeFailure::from_status(status);
-                metrics::handshake_failed(TransportKind::WebSocket, role, reason);
-                return respond_error(session, status, code, &message).await;
+        match admission.agent(token.as_deref()) {
+            Ok((agent, expires_at)) => {
+                respond_json(
+                    session,
+                    200,
+                    &json!({ "agent": agent, "expires_at": expires_at }),
+                )
+                .await
             }
-        };
-
-        let upgraded = take_upgraded(session, &key).await?;
-        let transport = self.state.websocket.clone();
-        let session_id = chat_session.id().to_owned();
-        tracing::debug!(session = %session_id, role = role.as_str(), "websocket session opened");
-        tokio::spawn(async move {
-            let _open = metrics::connection_opened(TransportKind::WebSocket, role);
-            let end = transport.serve(upgraded, chat_session).await;
-            metrics::session_ended(TransportKind::WebSocket, role, &end);
-            tracing::debug!(session = %session_id, ?end, "websocket session ended");
-        });
-        Ok(true)
-    }
-}
-
-/// Why a session could not be opened: status, error code, message.
-type Refusal = (u16, &'static str, String);
-
-impl ChatEdge {
-    /// Checks the credentials of a raw-protocol session request (the same for WebSocket and
-    /// long-polling) and opens the chat session.
-    async fn authenticate_and_open(
-        &self,
-        session: &Session,
-        role: Role,
-        query: Option<&str>,
-        transport: TransportKind,
-    ) -> std::result::Result<chat_core::service::Session, Refusal> {
-        let (principal, visitor_token, expires) = match role {
-            Role::Agent => {
-                let token = query_param(query, "token")
-                    .or_else(|| bearer(header(session, "authorization")).map(str::to_owned));
-                match self.verify_agent(token.as_deref()) {
-                    Ok((agent, exp)) => (Principal::Agent(agent), None, Some(exp)),
-                    Err(message) => return Err((401, "unauthorized", message)),
-                }
-            }
-            Role::Visitor => {
-                let token = query_param(query, "token");
-                let site = query_param(query, "site");
-                match self.state.auth.visitor(token.as_deref(), site.as_deref()) {
-                    Ok((principal, token)) => (principal, Some(token), None),
-                    Err(e) => {
-                        let message = format!(
-                            "visitor token rejected: {e}; connect without a token to start afresh"
-                        );
-                        return Err((401, "unauthorized", message));
-                    }
-                }
-            }
-        };
-        let mut chat_session = self
-            .state
-            .chat
-            .open_session(principal, visitor_token, transport)
-            .await
-            .map_err(|e| {
-                let status = match e {
-                    ChatError::Store(_) => 503,
-                    _ => 500,
-                };
-                tracing::warn!(error = %e, "could not open session");
-                (status, e.code().as_str(), e.client_message())
-            })?;
-        if let Some(exp) = expires {
-            chat_session.expire_at(exp);
+            Err(refusal) => refusal.respond(session).await,
         }
-        Ok(chat_session)
     }
-
-    /// HTTP long-polling (`docs/protocol.md`, "HTTP long-polling"): `POST` without `sid` opens
-    /// a session (credentials as for the raw WebSocket), `GET ?sid&cursor` fetches events,
-    /// `POST ?sid` submits frames. Origin rules and CORS as for Socket.IO.
-    async fn serve_polling(&self, session: &mut Session, role: Role) -> Result<bool> {
-        if let Some(refusal) = self.origin_refusal(session, role) {
-            tracing::debug!(%refusal, "polling request refused");
-            metrics::handshake_failed(
-                TransportKind::Polling,
-                role,
-                HandshakeFailure::ForbiddenOrigin,
-            );
-            return respond_error(session, 403, "forbidden", &refusal).await;
-        }
-        let method = session.req_header().method.clone();
-        let cors = cors_headers(session, method == http::Method::OPTIONS);
-        let query = session.req_header().uri.query().unwrap_or("").to_owned();
-        let has_sid = query_param(Some(&query), "sid").is_some();
-        let polling = &self.state.polling;
-        let _open = metrics::connection_opened(TransportKind::Polling, role);
-        let response = match method {
-            http::Method::OPTIONS => PollResponse {
-                status: 204,
-                headers: Vec::new(),
-                body: String::new(),
-            },
-            http::Method::GET if has_sid => polling.poll(&query).await,
-            http::Method::GET => PollResponse::error(
-                400,
-                "bad_request",
-                "GET needs `sid` and `cursor`; open a session with POST first",
-            ),
-            http::Method::POST if has_sid => {
-                let limit = polling.settings().max_body_bytes;
-                let (body, _) = read_body_limited(session, limit).await?;
-                polling.submit(&query, &body).await
-            }
-            http::Method::POST => {
-                // An opening POST carries no frames: drain (a bounded amount of) any body so
-                // the connection can be reused.
-                read_body_limited(session, polling.settings().max_body_bytes).await?;
-                match self
-                    .authenticate_and_open(session, role, Some(&query), TransportKind::Polling)
-                    .await
-                {
-                    Ok(chat_session) => polling.open(chat_session).await,
-                    Err((status, code, message)) => {
-                        let reason = HandshakeFailure::from_status(status);
-                        metrics::handshake_failed(TransportKind::Polling, role, reason);
-                        PollResponse::error(status, code, &message)
-                    }
-                }
-            }
-            _ => PollResponse::error(405, "method_not_allowed", "use GET or POST"),
-        };
-        let mut resp = ResponseHeader::build(
-            response.status,
-            Some(2 + response.headers.len() + cors.len()),
-        )?;
-        for (name, value) in response.headers.iter().chain(cors.iter()) {
-            resp.insert_header(*name, value.as_str())?;
-        }
-        resp.insert_header("Content-Length", response.body.len().to_string())?;
-        resp.insert_header("X-Content-Type-Options", "nosniff")?;
-        session.write_response_header(Box::new(resp), false).await?;
-        session
-            .write_response_body(Some(Bytes::from(response.body)), true)
-            .await?;
-        Ok(true)
-    }
-}
-
-fn is_websocket_upgrade(session: &Session) -> bool {
-    session.req_header().method == http::Method::GET
-        && header_has_token(header(session, "connection"), "upgrade")
-        && header(session, "upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
-}
-
-fn websocket_key(session: &Session) -> Option<String> {
-    header(session, "sec-websocket-key").map(str::to_owned)
-}
-
-/// Answers `101 Switching Protocols` and takes the connection away from Pingora.
-async fn take_upgraded(session: &mut Session, key: &str) -> Result<Upgraded> {
-    let mut resp = ResponseHeader::build(101, Some(3))?;
-    resp.insert_header("Upgrade", "websocket")?;
-    resp.insert_header("Connection", "Upgrade")?;
-    resp.insert_header(
-        "Sec-WebSocket-Accept",
-        tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
-    )?;
-    session.write_response_header(Box::new(resp), false).await?;
-
-    // Bytes the client sent right behind the request head sit in Pingora's body reader.
-    let mut read_ahead = Vec::new();
-    while let Some(Ok(Some(bytes))) = session
-        .as_downstream_mut()
-        .read_request_body()
-        .now_or_never()
-    {
-        read_ahead.extend_from_slice(&bytes);
-    }
-    // Take the connection away from Pingora: it now belongs to the transport. Pingora
-    // finishes the request against an in-memory copy of the request head (its logging
-    // phase reads the header) with keep-alive off, so it never touches the socket again.
-    let raw_head = session.as_downstream().to_h1_raw();
-    let mut placeholder = HttpSession::new_http1(Box::new(std::io::Cursor::new(raw_head.to_vec())));
-    placeholder.read_request().await?;
-    placeholder.set_keepalive(None);
-    let taken = std::mem::replace(session.as_downstream_mut(), placeholder);
-    let HttpSession::H1(h1) = taken else {
-        return Error::e_explain(ErrorType::InternalError, "upgrade on a non-HTTP/1 session");
-    };
-    let mut stream = h1.into_inner();
-    stream
-        .flush()
-        .await
-        .map_err(|e| Error::because(ErrorType::WriteError, "flushing 101", e))?;
-    Ok(Upgraded {
-        stream: Box::new(stream),
-        read_ahead,
-    })
 }

@@ -5,6 +5,7 @@
 //! `/ws-admin/`) and reverse-proxies everything else to the main site.
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod api;
 pub mod assets;
 pub mod cli;
@@ -12,9 +13,11 @@ pub mod client_addr;
 pub mod config;
 pub mod deadlines;
 pub mod edge;
+pub mod endpoints;
 pub mod error;
 pub mod health;
 pub mod http_util;
+pub mod limits;
 pub mod metrics;
 pub mod redact;
 pub mod routes;

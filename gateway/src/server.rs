@@ -1,10 +1,12 @@
 //! `chat-gateway serve`: opens the store, builds the chat service and the Pingora server, and
 //! prints the start-up lines operators grep for.
 
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::deadlines::HeadDeadline;
 use crate::edge::{ChatEdge, EdgeState};
 use crate::error::GatewayError;
+use crate::limits::Limits;
 use crate::secrets;
 use crate::socketio::SocketIoEndpoints;
 use chat_core::auth::{AgentTokens, Authenticator, VisitorTokens};
@@ -61,6 +63,8 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         rollout: config.ws_rollout.clone(),
         // No answer is larger than the largest frame a client may send.
         max_answer_bytes: config.ws_max_frame_bytes,
+        visitor_send_rate: config.send_rate,
+        ..ServiceConfig::default()
     };
     // With Postgres, other gateway processes may share the database: events and agent presence
     // travel between them on LISTEN/NOTIFY.
@@ -82,16 +86,29 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         max_message_bytes: config.ws_max_frame_bytes,
         ..WebSocketSettings::default()
     });
+    if secrets.admin_jwt.len() < 32 {
+        tracing::warn!(
+            bytes = secrets.admin_jwt.len(),
+            "CHAT_ADMIN_JWT_SECRET is shorter than 32 bytes: HS256 agent tokens signed with it \
+             can be brute-forced; use at least 32 random bytes"
+        );
+    }
     let auth = Authenticator::new(
-        AgentTokens::new(&secrets.admin_jwt),
+        AgentTokens::with_rules(&secrets.admin_jwt, &config.agent_token_rules),
         VisitorTokens::new(&secrets.visitor_token),
     );
     chat.verify_agent_tokens_with(auth.agent_tokens().clone());
+    let admission = Arc::new(Admission {
+        chat: chat.clone(),
+        limits: Limits::new(config.limits),
+        auth,
+        visitor_origins: config.visitor_origins.clone(),
+        admin_origins: config.admin_origins.clone(),
+    });
     let socketio = {
         let _entered = runtime.enter();
         SocketIoEndpoints::start(
-            chat.clone(),
-            auth.clone(),
+            admission.clone(),
             EngineConfig {
                 ping_interval: config.ws_ping_interval,
                 ping_timeout: config
@@ -117,11 +134,10 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         chat: chat.clone(),
         websocket,
         polling,
-        auth,
+        admission,
         api_key: config.api_key.clone(),
         socketio,
-        visitor_origins: config.visitor_origins.clone(),
-        admin_origins: config.admin_origins.clone(),
+        api_sends: crate::api::ApiSendLimits::new(config.send_rate),
         upstream: resolve_upstream(config.upstream.as_deref())?,
         trusted_proxies: config.trusted_proxies.clone(),
         timeouts: config.timeouts,

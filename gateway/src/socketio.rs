@@ -1,12 +1,12 @@
 //! Socket.IO on the chat paths: a request to `/ws-visitor/` or `/ws-admin/` carrying `EIO=` is
 //! served by one Engine.IO engine per role, whose sessions run the chat over Socket.IO.
-//! Authentication travels in the CONNECT auth payload (`{token, site}`) and follows the same
-//! rules as the raw transport; Origin rules and CORS are applied here, at the HTTP layer.
+//! Credentials travel in the CONNECT auth payload (`{token, site}`) and pass the same
+//! admission as the raw transport ([`crate::admission::Admission::connect`]); limits, Origin
+//! rules and CORS are applied at the HTTP layer (`endpoints/socketio.rs`).
 
-use chat_core::auth::Authenticator;
-use chat_core::metrics::{self, HandshakeFailure, HandshakeFailure::Unauthorized};
-use chat_core::model::{Principal, Role};
-use chat_core::service::ChatService;
+use crate::admission::{Admission, Credentials};
+use crate::limits::Slot;
+use chat_core::model::Role;
 use chat_core::transport::TransportKind;
 use chat_transport_socketio::chat::{agent_pid, recovery_request, serve_chat, ChatConnection};
 use chat_transport_socketio::engineio::{Engine, EngineConfig, WsConnection, WsFrame};
@@ -14,22 +14,47 @@ use chat_transport_socketio::socketio::{ConnectRequest, SocketIo, SocketIoConfig
 use chat_transport_websocket::{finish_close, Upgraded, WebSocketSettings};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// How often connection slots of ended Engine.IO polling sessions are given back.
+const SLOT_SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The two engines, one per role.
 pub struct SocketIoEndpoints {
     visitor: Engine,
     admin: Engine,
+    /// Connection slots of Engine.IO sessions opened by a polling handshake, by role and sid:
+    /// held while the engine has the session.
+    slots: Arc<Mutex<HashMap<(Role, String), Slot>>>,
 }
 
 impl SocketIoEndpoints {
     /// Starts both engines; their sessions run as tasks on the current runtime.
-    pub fn start(chat: ChatService, auth: Authenticator, config: EngineConfig) -> Self {
-        Self {
-            visitor: start_engine(Role::Visitor, chat.clone(), auth.clone(), config.clone()),
-            admin: start_engine(Role::Agent, chat, auth, config),
-        }
+    pub fn start(admission: Arc<Admission>, config: EngineConfig) -> Self {
+        let endpoints = Self {
+            visitor: start_engine(Role::Visitor, admission.clone(), config.clone()),
+            admin: start_engine(Role::Agent, admission, config),
+            slots: Arc::default(),
+        };
+        let slots = Arc::downgrade(&endpoints.slots);
+        let (visitor, admin) = (endpoints.visitor.clone(), endpoints.admin.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SLOT_SWEEP_EVERY).await;
+                let Some(slots) = slots.upgrade() else { return };
+                slots.lock().unwrap_or_else(|p| p.into_inner()).retain(
+                    |(role, sid), _| match role {
+                        Role::Visitor => visitor.has_session(sid),
+                        Role::Agent => admin.has_session(sid),
+                    },
+                );
+            }
+        });
+        endpoints
     }
 
     /// The engine serving `role`.
@@ -39,19 +64,21 @@ impl SocketIoEndpoints {
             Role::Agent => &self.admin,
         }
     }
+
+    /// Keeps `slot` for as long as the engine of `role` has the session `sid`.
+    pub fn hold_slot(&self, role: Role, sid: String, slot: Slot) {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((role, sid), slot);
+    }
 }
 
-fn start_engine(
-    role: Role,
-    chat: ChatService,
-    auth: Authenticator,
-    config: EngineConfig,
-) -> Engine {
+fn start_engine(role: Role, admission: Arc<Admission>, config: EngineConfig) -> Engine {
     let (engine, mut incoming) = Engine::new(config);
     let authorize = move |req: ConnectRequest| {
-        let chat = chat.clone();
-        let auth = auth.clone();
-        async move { authorize(role, &chat, &auth, req).await }
+        let admission = admission.clone();
+        async move { authorize(role, &admission, req).await }
     };
     let (io, mut sockets) = SocketIo::with_recovery(
         SocketIoConfig::default(),
@@ -76,62 +103,40 @@ fn start_engine(
     engine
 }
 
+/// A Socket.IO CONNECT: credentials, tenant scope and the session, through the admission path;
+/// a refusal becomes the CONNECT_ERROR message.
 async fn authorize(
     role: Role,
-    chat: &ChatService,
-    auth: &Authenticator,
+    admission: &Admission,
     req: ConnectRequest,
 ) -> Result<ChatConnection, String> {
     let fields = req.auth.as_ref().and_then(Value::as_object);
     let field = |name: &str| fields.and_then(|f| f.get(name)).and_then(Value::as_str);
-    let mut expires = None;
-    let (principal, visitor_token, pid): (Principal, Option<String>, String) = match role {
-        Role::Agent => {
-            let (agent, exp) = auth
-                .agent_tokens()
-                .verify_with_expiry(field("token").unwrap_or(""))
-                .map_err(|e| {
-                    metrics::handshake_failed(TransportKind::SocketIo, role, Unauthorized);
-                    Authenticator::describe_agent_refusal(&e)
-                })?;
-            expires = Some(exp);
-            let principal = Principal::Agent(agent);
-            let pid = agent_pid(&principal);
-            (principal, None, pid)
-        }
-        Role::Visitor => {
+    let credentials = Credentials {
+        token: match role {
+            Role::Agent => field("token"),
             // A recovering stock client presents its pid, which for visitors is the visitor
             // token, even when the page never stored the token itself.
-            let token = field("token").or_else(|| field("pid"));
-            let (principal, token) = auth.visitor(token, field("site")).map_err(|e| {
-                metrics::handshake_failed(TransportKind::SocketIo, role, Unauthorized);
-                format!("visitor token rejected: {e}; connect without a token to start afresh")
-            })?;
-            (principal, Some(token.clone()), token)
+            Role::Visitor => field("token").or_else(|| field("pid")),
         }
+        .map(str::to_owned),
+        site: field("site").map(str::to_owned),
+    };
+    let (session, admitted) = admission
+        .connect(role, TransportKind::SocketIo, &credentials)
+        .await
+        .map_err(|refusal| refusal.socketio_message())?;
+    let pid = match admitted.visitor_token {
+        Some(token) => token,
+        None => agent_pid(&admitted.principal),
     };
     let recover_from = recovery_request(req.auth.as_ref(), &pid);
-    let mut session = chat
-        .open_session(principal, visitor_token, TransportKind::SocketIo)
-        .await
-        .map_err(|e| {
-            let reason = match e {
-                chat_core::ChatError::Store(_) => HandshakeFailure::Unavailable,
-                _ => HandshakeFailure::Internal,
-            };
-            metrics::handshake_failed(TransportKind::SocketIo, role, reason);
-            e.client_message()
-        })?;
-    if let Some(exp) = expires {
-        session.expire_at(exp);
-    }
     Ok(ChatConnection {
         session: Some(session),
         pid,
         recover_from,
     })
 }
-
 /// Carries an Engine.IO WebSocket over an upgraded connection until either side ends it.
 pub async fn pump_websocket(
     upgraded: Upgraded,

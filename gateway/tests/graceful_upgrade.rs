@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 #[tokio::test]
 async fn sessions_move_to_the_new_process_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let old = Gateway::start(dir.path(), &[]);
+    // This visitor sends every 50 ms, faster than any person: the visitor send rate limit
+    // (`CHAT_SEND_RATE_PER_SEC`, tested in hostile_limits.rs) is off here.
+    let old = Gateway::start(dir.path(), &[("CHAT_SEND_RATE_PER_SEC", "0")]);
     let mut visitor = Client::connect(&old.ws("/ws-visitor/"), &[]).await;
     let token = visitor.welcome["visitor_token"]
         .as_str()

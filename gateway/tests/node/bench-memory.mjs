@@ -193,7 +193,7 @@ async function main() {
     process.exit(2);
   }
   // harness.mjs reads CHAT_GATEWAY_BIN when it is loaded, so load it only now.
-  const { startGateway, freePort } = await import('./harness.mjs');
+  const { startGateway, freePort, MANY_CLIENTS_FROM_ONE_ADDRESS } = await import('./harness.mjs');
 
   const N = envNum('BENCH_CONNECTIONS', 1000);
   const WARMUP = envNum('BENCH_WARMUP', 20);
@@ -236,7 +236,7 @@ async function main() {
     let pid;
     let gw;
     if (c.server === 'gateway') {
-      gw = await startGateway({ CHAT_LOG: 'warn' });
+      gw = await startGateway({ CHAT_LOG: 'warn', ...MANY_CLIENTS_FROM_ONE_ADDRESS });
       pid = gw.child.pid;
     } else {
       srv = await startSioServer(await freePort());

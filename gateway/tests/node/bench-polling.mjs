@@ -201,7 +201,7 @@ async function main() {
     process.exit(2);
   }
   // harness.mjs reads CHAT_GATEWAY_BIN when it is loaded, so load it only now.
-  const { startGateway } = await import('./harness.mjs');
+  const { startGateway, MANY_CLIENTS_FROM_ONE_ADDRESS } = await import('./harness.mjs');
 
   const N = envNum('BENCH_VISITORS', 1000);
   const SECONDS = envNum('BENCH_SECONDS', 60);
@@ -239,7 +239,7 @@ async function main() {
   const results = [];
   for (const c of cases) {
     process.stdout.write(`\n${c.label}: starting gateway… `);
-    const gw = await startGateway({ CHAT_LOG: 'warn', ...c.env });
+    const gw = await startGateway({ CHAT_LOG: 'warn', ...MANY_CLIENTS_FROM_ONE_ADDRESS, ...c.env });
     const pid = gw.child.pid;
     const clients = [];
     try {

@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { BIN, startGateway, sleep } from './harness.mjs';
+import { BIN, startGateway, sleep, MANY_CLIENTS_FROM_ONE_ADDRESS } from './harness.mjs';
 import { startPostgres } from './fault-pg.mjs';
 import { ChatClient, TRANSPORTS } from './fault-clients.mjs';
 
@@ -205,6 +205,7 @@ async function main() {
   pg = await startPostgres(log);
   const secret = randomBytes(32).toString('hex');
   const env = {
+    ...MANY_CLIENTS_FROM_ONE_ADDRESS,
     CHAT_DATABASE_URL: pg.url,
     CHAT_ADMIN_JWT_SECRET: secret,
     CHAT_VISITOR_TOKEN_SECRET: randomBytes(32).toString('hex'),

@@ -21,6 +21,16 @@ export function freePort() {
   });
 }
 
+/**
+ * Admission limits for runs whose many clients all come from 127.0.0.1, each standing for a
+ * different visitor (fault injection, benchmarks): one address here is hundreds on the internet.
+ */
+export const MANY_CLIENTS_FROM_ONE_ADDRESS = {
+  CHAT_MAX_CONNECTIONS: '100000',
+  CHAT_MAX_CONNECTIONS_PER_IP: '100000',
+  CHAT_SESSION_OPENS_PER_IP_PER_MIN: '1000000',
+};
+
 /** Starts a gateway (`bin`, by default `BIN`); `gw.restart()` starts it again on the same port
  * and data directory. */
 export async function startGateway(extraEnv = {}, bin = BIN) {

@@ -132,6 +132,8 @@ struct Shared {
     last_get: Mutex<Instant>,
     closed: AtomicBool,
     submissions: mpsc::Sender<Submission>,
+    /// The session's principal: a sid is only good on its own role's path and site.
+    principal: chat_core::model::Principal,
 }
 
 impl Shared {
@@ -311,6 +313,15 @@ impl PollingSessions {
             .ok_or_else(PollResponse::expired)
     }
 
+    /// The principal of the session a query's `sid` names, if it is open: the gateway refuses
+    /// a sid used on the other role's path or with another site.
+    pub fn principal_of(&self, query: &str) -> Option<chat_core::model::Principal> {
+        let sid = query_value(query, "sid")?;
+        self.sessions()
+            .get(sid)
+            .map(|shared| shared.principal.clone())
+    }
+
     /// Starts serving an authenticated core `session` (opened with [`TransportKind::Polling`])
     /// on the current runtime and answers the opening request: `{"sid", "cursor": 1, "events":
     /// [welcome]}`.
@@ -329,7 +340,9 @@ impl PollingSessions {
         };
         let _ = log.push(welcome.clone());
         let (tx, rx) = mpsc::channel(4);
+        let role = session.principal().role();
         let shared = Arc::new(Shared {
+            principal: session.principal().clone(),
             log: Mutex::new(log),
             changed: Notify::new(),
             generation: AtomicU64::new(0),
@@ -347,7 +360,6 @@ impl PollingSessions {
             submissions: rx,
         };
         let task_sid = sid.clone();
-        let role = session.principal().role();
         tokio::spawn(async move {
             let end = registry.transport.serve(connection, session).await;
             chat_core::metrics::session_ended(TransportKind::Polling, role, &end);
@@ -502,6 +514,7 @@ fn answer_budget_spent(id: Option<String>, budget: usize) -> String {
     chat_core::protocol::ServerEvent::Error(chat_core::protocol::ErrorEvent {
         id,
         code: chat_core::ErrorCode::TooLarge,
+        retry_after_ms: None,
         message: format!(
             "not run: the answers to this POST already fill {budget} bytes \
              (CHAT_WS_MAX_FRAME_BYTES); send this frame again"

@@ -126,6 +126,7 @@ pub fn frame_from_event(
         id: None,
         code: ErrorCode::InvalidFrame,
         message,
+        retry_after_ms: None,
     };
     if binary {
         return Err(invalid(
@@ -147,6 +148,7 @@ pub fn frame_from_event(
         id: None,
         code: e.code,
         message: e.message,
+        retry_after_ms: None,
     })
 }
 
@@ -347,6 +349,7 @@ mod tests {
             id: Some("1".into()),
             code: ErrorCode::NotFound,
             message: "nope".into(),
+            retry_after_ms: None,
         });
         assert_eq!(
             ack_argument(&err),

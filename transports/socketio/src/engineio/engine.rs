@@ -243,6 +243,12 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the session `sid` is open (the gateway releases what it holds for a session
+    /// once it is gone).
+    pub fn has_session(&self, sid: &str) -> bool {
+        self.registry().contains_key(sid)
+    }
+
     pub(crate) fn session(&self, sid: &str) -> Option<Arc<Session>> {
         self.registry().get(sid).cloned()
     }

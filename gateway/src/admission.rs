@@ -1,0 +1,478 @@
+//! The one admission path into a chat session, whatever the transport:
+//!
+//! client address → connection and rate limits ([`crate::limits`]) → Origin → credentials →
+//! tenant scope (the visitor's site) → the session opened.
+//!
+//! Every refusal is a [`Refusal`], which maps in one place onto each wire form: HTTP status and
+//! `{"error": code, "message": ...}` body ([`Refusal::respond`]), `Retry-After`, the Socket.IO
+//! CONNECT_ERROR message, the `reason` of `chat_handshake_failures_total`, and one log line
+//! (`debug` for the client's faults, `warn` for the gateway's). The admission functions that
+//! open sessions count and log their refusals themselves, so an endpoint only writes them.
+
+use crate::client_addr::TrustedProxies;
+use crate::http_util::{header, respond};
+use crate::limits::{LimitRefusal, Limits, Slot};
+use bytes::Bytes;
+use chat_core::auth::{AuthError, Authenticator, OriginPolicy};
+use chat_core::metrics::{self, HandshakeFailure};
+use chat_core::model::{Agent, Principal, Role};
+use chat_core::service::{ChatService, Session};
+use chat_core::transport::TransportKind;
+use chat_core::ChatError;
+use pingora::proxy::Session as HttpSession;
+use serde_json::json;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Why a request does not get a session (or, for the HTTP API and `whoami`, an answer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// `CHAT_MAX_CONNECTIONS`: the gateway holds its most sessions.
+    #[error(
+        "the gateway holds its most chat sessions ({limit}, CHAT_MAX_CONNECTIONS); retry later"
+    )]
+    TooManyConnections {
+        /// The limit.
+        limit: usize,
+    },
+    /// `CHAT_MAX_CONNECTIONS_PER_IP`: this address holds its most sessions.
+    #[error("too many chat sessions open from this address ({limit}, CHAT_MAX_CONNECTIONS_PER_IP); close one first")]
+    TooManyFromAddress {
+        /// The limit.
+        limit: usize,
+    },
+    /// `CHAT_SESSION_OPENS_PER_IP_PER_MIN` (sessions) or `CHAT_SEND_RATE_PER_SEC` (HTTP API
+    /// sends): too many in too little time.
+    #[error("{what}; retry in {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// What was limited.
+        what: String,
+        /// When a retry will be accepted.
+        retry_after: Duration,
+    },
+    /// The `Origin` is not allowed for this role.
+    #[error("origin {origin} is not allowed; add it to {variable}")]
+    ForbiddenOrigin {
+        /// The `Origin` header.
+        origin: String,
+        /// `CHAT_ALLOWED_ORIGINS` or `ADMIN_ALLOWED_ORIGINS`.
+        variable: &'static str,
+    },
+    /// Missing, expired or invalid credentials, or a visitor token for another site.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Not a usable request (no upgrade, wrong WebSocket version…).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The store could not open the session.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Refusal {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::TooManyConnections { .. } | Self::Unavailable(_) => 503,
+            Self::TooManyFromAddress { .. } | Self::RateLimited { .. } => 429,
+            Self::ForbiddenOrigin { .. } => 403,
+            Self::Unauthorized(_) => 401,
+            Self::BadRequest(_) => 400,
+            Self::Internal(_) => 500,
+        }
+    }
+
+    /// The `error` code of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooManyConnections { .. } | Self::Unavailable(_) => "unavailable",
+            Self::TooManyFromAddress { .. } => "too_many_connections",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::ForbiddenOrigin { .. } => "forbidden",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::BadRequest(_) => "bad_request",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The `reason` of `chat_handshake_failures_total`.
+    pub fn metric_reason(&self) -> HandshakeFailure {
+        match self {
+            Self::TooManyConnections { .. } => HandshakeFailure::TooManyConnections,
+            Self::TooManyFromAddress { .. } => HandshakeFailure::TooManyFromAddress,
+            Self::RateLimited { .. } => HandshakeFailure::RateLimited,
+            Self::ForbiddenOrigin { .. } => HandshakeFailure::ForbiddenOrigin,
+            Self::Unauthorized(_) => HandshakeFailure::Unauthorized,
+            Self::BadRequest(_) => HandshakeFailure::BadRequest,
+            Self::Unavailable(_) => HandshakeFailure::Unavailable,
+            Self::Internal(_) => HandshakeFailure::Internal,
+        }
+    }
+
+    /// When a retry makes sense (`Retry-After`, `retry_after_ms`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::TooManyConnections { .. } => Some(Duration::from_secs(5)),
+            _ => None,
+        }
+    }
+
+    /// The message of a Socket.IO `CONNECT_ERROR`.
+    pub fn socketio_message(&self) -> String {
+        self.to_string()
+    }
+
+    /// The JSON body: `{"error": code, "message": ..., "retry_after_ms"?}`.
+    pub fn body(&self) -> serde_json::Value {
+        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+        if let Some(after) = self.retry_after() {
+            body["retry_after_ms"] = json!(after.as_millis() as u64);
+        }
+        body
+    }
+
+    /// Response headers besides the content type: `Retry-After` (whole seconds, rounded up).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self.retry_after() {
+            Some(after) => vec![(
+                "Retry-After",
+                after.as_secs_f64().ceil().max(1.0).to_string(),
+            )],
+            None => Vec::new(),
+        }
+    }
+
+    /// Counts the refusal of a session request on `transport` for `role` and logs it once.
+    pub fn record(&self, transport: TransportKind, role: Role) {
+        metrics::handshake_failed(transport, role, self.metric_reason());
+        match self {
+            Self::Unavailable(_) | Self::Internal(_) => tracing::warn!(
+                transport = transport.as_str(),
+                role = role.as_str(),
+                refusal = %self,
+                "chat session refused"
+            ),
+            _ => tracing::debug!(
+                transport = transport.as_str(),
+                role = role.as_str(),
+                reason = self.metric_reason().as_str(),
+                refusal = %self,
+                "chat session refused"
+            ),
+        }
+    }
+
+    /// Writes the refusal as an HTTP answer with the JSON error body.
+    pub async fn respond(&self, session: &mut HttpSession) -> pingora::Result<bool> {
+        self.respond_with(session, &[]).await
+    }
+
+    /// [`Refusal::respond`] with extra headers (CORS).
+    pub async fn respond_with(
+        &self,
+        session: &mut HttpSession,
+        extra: &[(&str, String)],
+    ) -> pingora::Result<bool> {
+        let headers = self.headers();
+        let mut all: Vec<(&str, &str)> = vec![("Cache-Control", "no-store")];
+        all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
+        all.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+        respond(
+            session,
+            self.status(),
+            "application/json",
+            &all,
+            Bytes::from(self.body().to_string()),
+        )
+        .await
+    }
+
+    fn from_limit(refusal: LimitRefusal) -> Self {
+        match refusal {
+            LimitRefusal::TooManyConnections { limit } => Self::TooManyConnections { limit },
+            LimitRefusal::TooManyFromAddress { limit } => Self::TooManyFromAddress { limit },
+            LimitRefusal::RateLimited {
+                retry_after,
+                per_min,
+            } => Self::RateLimited {
+                what: format!(
+                    "too many chat sessions opened from this address ({per_min} a minute, \
+                     CHAT_SESSION_OPENS_PER_IP_PER_MIN)"
+                ),
+                retry_after,
+            },
+        }
+    }
+
+    fn from_open(error: &ChatError) -> Self {
+        match error {
+            ChatError::Store(_) => Self::Unavailable(error.client_message()),
+            _ => Self::Internal(error.client_message()),
+        }
+    }
+}
+
+/// The credentials a session request presents: a token and, for visitors, the site.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// Agent JWT, or the visitor token to keep (none: a new visitor).
+    pub token: Option<String>,
+    /// The visitor's site (tenant); `default` when absent.
+    pub site: Option<String>,
+}
+
+/// What a request is, before its credentials: the role and transport it asks for, where it
+/// comes from, and its `Origin`/`Host`.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// Visitor or agent path.
+    pub role: Role,
+    /// The transport the session would run on.
+    pub transport: TransportKind,
+    /// The client address: the TCP peer, or what a trusted proxy says
+    /// ([`crate::client_addr::client_ip`]).
+    pub client: Option<IpAddr>,
+    /// The `Origin` header.
+    pub origin: Option<String>,
+    /// The `Host` header.
+    pub host: String,
+}
+
+impl Attempt {
+    /// The attempt an HTTP request makes on `role`'s path over `transport`; the client address
+    /// is taken from `X-Forwarded-For` only when the peer is one of `trusted`.
+    pub fn of(
+        session: &HttpSession,
+        trusted: &TrustedProxies,
+        role: Role,
+        transport: TransportKind,
+    ) -> Self {
+        Self {
+            role,
+            transport,
+            client: crate::client_addr::client_ip(session, trusted),
+            origin: header(session, "origin").map(str::to_owned),
+            host: header(session, "host").unwrap_or("").to_owned(),
+        }
+    }
+}
+
+/// An authenticated principal, scoped to its site, not yet a session.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    /// Who.
+    pub principal: Principal,
+    /// For visitors, the token the client keeps.
+    pub visitor_token: Option<String>,
+    /// For agents, the JWT's `exp` (seconds since the Unix epoch).
+    pub agent_expires_at: Option<u64>,
+}
+
+/// Everything admission decides with. One per process.
+pub struct Admission {
+    /// The chat service sessions are opened on.
+    pub chat: ChatService,
+    /// Connection and rate limits.
+    pub limits: Limits,
+    /// Agent and visitor credentials.
+    pub auth: Authenticator,
+    /// Who may open visitor sessions.
+    pub visitor_origins: OriginPolicy,
+    /// Who may open agent sessions.
+    pub admin_origins: OriginPolicy,
+}
+
+impl Admission {
+    /// Steps 1–2: a place among the open sessions for the client address, and one of its
+    /// session opens.
+    pub fn limit(&self, client: Option<IpAddr>) -> Result<Slot, Refusal> {
+        self.limits.acquire(client).map_err(Refusal::from_limit)
+    }
+
+    /// Step 3: the `Origin` rules of `role`.
+    pub fn check_origin(
+        &self,
+        role: Role,
+        origin: Option<&str>,
+        host: &str,
+    ) -> Result<(), Refusal> {
+        let (policy, variable) = match role {
+            Role::Visitor => (&self.visitor_origins, "CHAT_ALLOWED_ORIGINS"),
+            Role::Agent => (&self.admin_origins, "ADMIN_ALLOWED_ORIGINS"),
+        };
+        if policy.allows(origin, host) {
+            Ok(())
+        } else {
+            Err(Refusal::ForbiddenOrigin {
+                origin: origin.unwrap_or("").to_owned(),
+                variable,
+            })
+        }
+    }
+
+    /// Steps 4–5: the credentials, and the tenant they are scoped to (a visitor token is valid
+    /// for its own site only; agents are not bound to one site).
+    pub fn authenticate(&self, role: Role, credentials: &Credentials) -> Result<Admitted, Refusal> {
+        match role {
+            Role::Agent => {
+                let (agent, expires_at) = self.agent(credentials.token.as_deref())?;
+                Ok(Admitted {
+                    principal: Principal::Agent(agent),
+                    visitor_token: None,
+                    agent_expires_at: Some(expires_at),
+                })
+            }
+            Role::Visitor => {
+                let (principal, token) = self
+                    .auth
+                    .visitor(credentials.token.as_deref(), credentials.site.as_deref())
+                    .map_err(|e| {
+                        Refusal::Unauthorized(format!(
+                            "visitor token rejected: {e}; connect without a token to start afresh"
+                        ))
+                    })?;
+                Ok(Admitted {
+                    principal,
+                    visitor_token: Some(token),
+                    agent_expires_at: None,
+                })
+            }
+        }
+    }
+
+    /// An agent JWT's agent and `exp`, or why it is refused (the HTTP API and `whoami` too).
+    pub fn agent(&self, token: Option<&str>) -> Result<(Agent, u64), Refusal> {
+        match self.auth.agent_with_expiry(token) {
+            Ok((Principal::Agent(agent), exp)) => Ok((agent, exp)),
+            Ok(_) => Err(Refusal::Unauthorized("not an agent token".into())),
+            Err(e) => Err(Refusal::Unauthorized(describe(&e))),
+        }
+    }
+
+    /// Step 6: the session, holding `slot` for its life.
+    pub async fn open(
+        &self,
+        admitted: Admitted,
+        transport: TransportKind,
+        slot: Option<Slot>,
+    ) -> Result<Session, Refusal> {
+        let mut session = self
+            .chat
+            .open_session(admitted.principal, admitted.visitor_token, transport)
+            .await
+            .map_err(|e| Refusal::from_open(&e))?;
+        if let Some(slot) = slot {
+            session.hold(slot);
+        }
+        // An agent session lasts as long as its token, unless renewed with `auth`.
+        if let Some(exp) = admitted.agent_expires_at {
+            session.expire_at(exp);
+        }
+        Ok(session)
+    }
+
+    /// The whole path for a request that opens a session at once (raw WebSocket, long-polling
+    /// open). Refusals are counted and logged here.
+    pub async fn admit(
+        &self,
+        attempt: &Attempt,
+        credentials: &Credentials,
+    ) -> Result<Session, Refusal> {
+        let result = async {
+            let slot = self.limit(attempt.client)?;
+            self.check_origin(attempt.role, attempt.origin.as_deref(), &attempt.host)?;
+            let admitted = self.authenticate(attempt.role, credentials)?;
+            self.open(admitted, attempt.transport, Some(slot)).await
+        }
+        .await;
+        if let Err(refusal) = &result {
+            refusal.record(attempt.transport, attempt.role);
+        }
+        result
+    }
+
+    /// Steps 1–3 for a connection whose credentials come later (an Engine.IO handshake: the
+    /// Socket.IO CONNECT carries them, see [`Admission::connect`]). The slot is held for the
+    /// life of the Engine.IO session. Refusals are counted and logged here.
+    pub fn admit_connection(&self, attempt: &Attempt) -> Result<Slot, Refusal> {
+        let result = self.limit(attempt.client).and_then(|slot| {
+            self.check_origin(attempt.role, attempt.origin.as_deref(), &attempt.host)
+                .map(|()| slot)
+        });
+        if let Err(refusal) = &result {
+            refusal.record(attempt.transport, attempt.role);
+        }
+        result
+    }
+
+    /// Step 3 alone, for the later requests of an admitted connection (Engine.IO and
+    /// long-polling requests carrying a `sid`). Refusals are counted and logged here.
+    pub fn admit_request(&self, attempt: &Attempt) -> Result<(), Refusal> {
+        let result = self.check_origin(attempt.role, attempt.origin.as_deref(), &attempt.host);
+        if let Err(refusal) = &result {
+            refusal.record(attempt.transport, attempt.role);
+        }
+        result
+    }
+
+    /// Steps 4–6 for a Socket.IO CONNECT on a connection [`Admission::admit_connection`]
+    /// admitted. Refusals are counted and logged here.
+    pub async fn connect(
+        &self,
+        role: Role,
+        transport: TransportKind,
+        credentials: &Credentials,
+    ) -> Result<(Session, Admitted), Refusal> {
+        let result = match self.authenticate(role, credentials) {
+            Ok(admitted) => self
+                .open(admitted.clone(), transport, None)
+                .await
+                .map(|session| (session, admitted)),
+            Err(refusal) => Err(refusal),
+        };
+        if let Err(refusal) = &result {
+            refusal.record(transport, role);
+        }
+        result
+    }
+}
+
+fn describe(error: &AuthError) -> String {
+    Authenticator::describe_agent_refusal(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_refusal_has_one_status_code_and_reason() {
+        let rate = Refusal::RateLimited {
+            what: "x".into(),
+            retry_after: Duration::from_millis(1500),
+        };
+        assert_eq!((rate.status(), rate.code()), (429, "rate_limited"));
+        assert_eq!(rate.headers(), vec![("Retry-After", "2".to_string())]);
+        assert_eq!(rate.body()["retry_after_ms"], 1500);
+        assert_eq!(rate.metric_reason().as_str(), "rate_limited");
+        let per_ip = Refusal::TooManyFromAddress { limit: 2 };
+        assert_eq!(
+            (per_ip.status(), per_ip.code()),
+            (429, "too_many_connections")
+        );
+        assert_eq!(per_ip.metric_reason().as_str(), "too_many_from_address");
+        let total = Refusal::TooManyConnections { limit: 2 };
+        assert_eq!(total.status(), 503);
+        assert_eq!(total.metric_reason().as_str(), "too_many_connections");
+        let origin = Refusal::ForbiddenOrigin {
+            origin: "https://evil.example".into(),
+            variable: "CHAT_ALLOWED_ORIGINS",
+        };
+        assert_eq!((origin.status(), origin.code()), (403, "forbidden"));
+        assert!(origin.socketio_message().contains("CHAT_ALLOWED_ORIGINS"));
+    }
+}

@@ -1,0 +1,129 @@
+//! `/ws-visitor/poll` and `/ws-admin/poll`: the raw protocol over HTTP long-polling
+//! (`docs/protocol.md`, "HTTP long-polling"). `POST` without `sid` opens a session through the
+//! admission path (credentials as for the raw WebSocket; the core session holds the connection
+//! slot until the polling session ends or expires), `GET ?sid&cursor` fetches events,
+//! `POST ?sid` submits frames. A `sid` is only good on its own role's path (and, when the request
+//! names a `site`, for its own site). Origin rules and CORS as for Socket.IO.
+
+use crate::admission::{Attempt, Credentials};
+use crate::edge::ChatEdge;
+use crate::http_util::{bearer, cors_headers, header, query_param, read_body_limited};
+use bytes::Bytes;
+use chat_core::metrics;
+use chat_core::model::{Principal, Role};
+use chat_core::transport::TransportKind;
+use chat_transport_polling::PollResponse;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+impl ChatEdge {
+    /// Serves one long-polling request.
+    pub(crate) async fn serve_polling(&self, session: &mut Session, role: Role) -> Result<bool> {
+        let admission = &self.state.admission;
+        let method = session.req_header().method.clone();
+        let cors = cors_headers(session, method == http::Method::OPTIONS);
+        let query = session.req_header().uri.query().unwrap_or("").to_owned();
+        let has_sid = query_param(Some(&query), "sid").is_some();
+        let polling = &self.state.polling;
+        let attempt = Attempt::of(
+            session,
+            &self.state.trusted_proxies,
+            role,
+            TransportKind::Polling,
+        );
+        let opening = method == http::Method::POST && !has_sid;
+        if !opening {
+            if let Err(refusal) = admission.admit_request(&attempt) {
+                return refusal.respond_with(session, &cors).await;
+            }
+        }
+        let _open = metrics::connection_opened(TransportKind::Polling, role);
+        // A sid is only good on the path of its role and, when the request names a site, for
+        // that site.
+        let owner = has_sid.then(|| polling.principal_of(&query)).flatten();
+        let wrong_role = owner.as_ref().is_some_and(|p| p.role() != role);
+        let site = query_param(Some(&query), "site");
+        let wrong_site = match (&owner, &site) {
+            (Some(Principal::Visitor { site_id, .. }), Some(site)) => site_id != site,
+            _ => false,
+        };
+        let response =
+            match method {
+                http::Method::OPTIONS => PollResponse {
+                    status: 204,
+                    headers: Vec::new(),
+                    body: String::new(),
+                },
+                _ if wrong_role => {
+                    PollResponse::error(
+                        403,
+                        "forbidden",
+                        &format!(
+                    "this polling session belongs to the other role's path; use /ws-{}/poll",
+                    if role == Role::Visitor { "admin" } else { "visitor" }
+                ),
+                    )
+                }
+                _ if wrong_site => PollResponse::error(
+                    403,
+                    "forbidden",
+                    "this polling session belongs to another site",
+                ),
+                http::Method::GET if has_sid => polling.poll(&query).await,
+                http::Method::GET => PollResponse::error(
+                    400,
+                    "bad_request",
+                    "GET needs `sid` and `cursor`; open a session with POST first",
+                ),
+                http::Method::POST if has_sid => {
+                    let limit = polling.settings().max_body_bytes;
+                    let (body, _) = read_body_limited(session, limit).await?;
+                    polling.submit(&query, &body).await
+                }
+                http::Method::POST => {
+                    // An opening POST carries no frames: drain (a bounded amount of) any body so
+                    // the connection can be reused.
+                    read_body_limited(session, polling.settings().max_body_bytes).await?;
+                    let credentials = Credentials {
+                        token: match role {
+                            Role::Agent => query_param(Some(&query), "token").or_else(|| {
+                                bearer(header(session, "authorization")).map(str::to_owned)
+                            }),
+                            Role::Visitor => query_param(Some(&query), "token"),
+                        },
+                        site: query_param(Some(&query), "site"),
+                    };
+                    match admission.admit(&attempt, &credentials).await {
+                        Ok(chat_session) => polling.open(chat_session).await,
+                        Err(refusal) => PollResponse {
+                            status: refusal.status(),
+                            headers: [
+                                ("Content-Type", "application/json".to_string()),
+                                ("Cache-Control", "no-store".to_string()),
+                            ]
+                            .into_iter()
+                            .chain(refusal.headers())
+                            .collect(),
+                            body: refusal.body().to_string(),
+                        },
+                    }
+                }
+                _ => PollResponse::error(405, "method_not_allowed", "use GET or POST"),
+            };
+        let mut resp = ResponseHeader::build(
+            response.status,
+            Some(2 + response.headers.len() + cors.len()),
+        )?;
+        for (name, value) in response.headers.iter().chain(cors.iter()) {
+            resp.insert_header(*name, value.as_str())?;
+        }
+        resp.insert_header("Content-Length", response.body.len().to_string())?;
+        resp.insert_header("X-Content-Type-Options", "nosniff")?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session
+            .write_response_body(Some(Bytes::from(response.body)), true)
+            .await?;
+        Ok(true)
+    }
+}

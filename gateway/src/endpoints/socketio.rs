@@ -1,0 +1,210 @@
+//! Socket.IO (Engine.IO v4) on the chat paths: a request carrying `EIO=`. The Engine.IO
+//! handshake (a request without `sid`) passes the first admission steps — limits and Origin —
+//! and takes the connection slot the Engine.IO session holds for its life; credentials come in
+//! the Socket.IO CONNECT ([`crate::socketio`]), which opens the chat session. Later requests
+//! (with `sid`) pass the Origin rules only. CORS is answered here.
+
+use super::{is_websocket_upgrade, take_upgraded, websocket_key};
+use crate::admission::{Attempt, Refusal};
+use crate::edge::ChatEdge;
+use crate::http_util::{cors_headers, query_param, read_body_limited, respond};
+use bytes::Bytes;
+use chat_core::metrics::{self, HandshakeFailure};
+use chat_core::model::Role;
+use chat_core::transport::TransportKind;
+use chat_transport_socketio::engineio::{EngineRequest, EngineResponse, Method as EngineMethod};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+use serde_json::json;
+
+/// A refusal in the shape Engine.IO clients expect (`code`, `message`), with the chat's
+/// `error` code and reason besides.
+fn engine_refusal(refusal: &Refusal) -> EngineResponse {
+    let engine_code = if matches!(refusal, Refusal::ForbiddenOrigin { .. }) {
+        4
+    } else {
+        3
+    };
+    let mut body = refusal.body();
+    body["code"] = json!(engine_code);
+    body["message"] = json!(match refusal.status() {
+        403 => "Forbidden",
+        429 => "Too Many Requests",
+        503 => "Service Unavailable",
+        _ => "Bad request",
+    });
+    body["reason"] = json!(refusal.to_string());
+    EngineResponse {
+        status: refusal.status(),
+        headers: std::iter::once(("Content-Type", "application/json".to_string()))
+            .chain(refusal.headers())
+            .collect(),
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+impl ChatEdge {
+    /// Serves one Engine.IO request (polling, or a WebSocket upgrade).
+    pub(crate) async fn serve_socketio(
+        &self,
+        session: &mut Session,
+        role: Role,
+        query: &str,
+    ) -> Result<bool> {
+        let admission = &self.state.admission;
+        let method = session.req_header().method.clone();
+        let opening = query_param(Some(query), "sid").is_none();
+        let attempt = Attempt::of(
+            session,
+            &self.state.trusted_proxies,
+            role,
+            TransportKind::SocketIo,
+        );
+        // A preflight or a request of an existing Engine.IO session: Origin only. A handshake
+        // also takes a connection slot.
+        let slot = if opening && method != http::Method::OPTIONS {
+            admission.admit_connection(&attempt).map(Some)
+        } else {
+            admission.admit_request(&attempt).map(|()| None)
+        };
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                return self
+                    .write_engine_response(session, engine_refusal(&refusal), &[])
+                    .await
+            }
+        };
+        let cors = cors_headers(session, method == http::Method::OPTIONS);
+        if method == http::Method::OPTIONS {
+            let headers: Vec<(&str, &str)> = cors.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            return respond(session, 204, "text/plain", &headers, Bytes::new()).await;
+        }
+        let engine = self.state.socketio.engine(role);
+        if is_websocket_upgrade(session) {
+            let Some(key) = websocket_key(session) else {
+                let refusal = Refusal::BadRequest("missing Sec-WebSocket-Key".into());
+                refusal.record(TransportKind::SocketIo, role);
+                return refusal.respond(session).await;
+            };
+            let accept = match engine.websocket_request(query) {
+                Ok(accept) => accept,
+                Err(refusal) => {
+                    let reason = HandshakeFailure::from_status(refusal.status);
+                    metrics::handshake_failed(TransportKind::SocketIo, role, reason);
+                    return self.write_engine_response(session, refusal, &cors).await;
+                }
+            };
+            let upgraded = take_upgraded(session, &key).await?;
+            let settings = self.state.websocket.settings().clone();
+            tokio::spawn(async move {
+                // A WebSocket-only Engine.IO session lives as long as this task: it holds the
+                // slot. (An upgrade of a polling session holds none: its handshake's does.)
+                let _slot = slot;
+                let _open = metrics::connection_opened(TransportKind::SocketIo, role);
+                let (conn_tx, conn_rx) = tokio::sync::oneshot::channel();
+                let engine_side = tokio::spawn(async move {
+                    if let Ok(conn) = conn_rx.await {
+                        accept.serve(conn).await;
+                    }
+                });
+                crate::socketio::pump_websocket(upgraded, &settings, |conn| {
+                    let _ = conn_tx.send(conn);
+                })
+                .await;
+                let _ = engine_side.await;
+            });
+            return Ok(true);
+        }
+        let engine_method = match method {
+            http::Method::GET => EngineMethod::Get,
+            http::Method::POST => EngineMethod::Post,
+            _ => EngineMethod::Other,
+        };
+        // One byte over maxPayload is enough for the engine to answer 413.
+        let body = if engine_method == EngineMethod::Post {
+            read_body_limited(session, engine.config().max_payload)
+                .await?
+                .0
+        } else {
+            Bytes::new()
+        };
+        let _open = metrics::connection_opened(TransportKind::SocketIo, role);
+        let response = engine
+            .handle_polling(EngineRequest {
+                method: engine_method,
+                query: query.to_owned(),
+                body,
+            })
+            .await;
+        if opening && response.status >= 400 {
+            let reason = HandshakeFailure::from_status(response.status);
+            metrics::handshake_failed(TransportKind::SocketIo, role, reason);
+        }
+        if let Some(slot) = slot {
+            // A polling handshake: the Engine.IO session it opened holds the slot.
+            if let Some(sid) = handshake_sid(&response) {
+                self.state.socketio.hold_slot(role, sid, slot);
+            }
+        }
+        self.write_engine_response(session, response, &cors).await
+    }
+
+    pub(crate) async fn write_engine_response(
+        &self,
+        session: &mut Session,
+        response: EngineResponse,
+        cors: &[(&str, String)],
+    ) -> Result<bool> {
+        let mut resp = ResponseHeader::build(
+            response.status,
+            Some(4 + response.headers.len() + cors.len()),
+        )?;
+        for (name, value) in response
+            .headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(cors.iter().map(|(k, v)| (*k, v.as_str())))
+        {
+            resp.insert_header(name.to_owned(), value)?;
+        }
+        resp.insert_header("Content-Length", response.body.len().to_string())?;
+        resp.insert_header("Cache-Control", "no-store")?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session
+            .write_response_body(Some(response.body), true)
+            .await?;
+        Ok(true)
+    }
+}
+
+/// The session id of a successful Engine.IO polling handshake (`0{"sid":...}`).
+fn handshake_sid(response: &EngineResponse) -> Option<String> {
+    if response.status != 200 {
+        return None;
+    }
+    let text = std::str::from_utf8(&response.body).ok()?;
+    let open: serde_json::Value = serde_json::from_str(text.strip_prefix('0')?).ok()?;
+    open.get("sid")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_sid_of_a_handshake() {
+        let response = EngineResponse {
+            status: 200,
+            headers: vec![],
+            body: Bytes::from_static(br#"0{"sid":"abc","upgrades":["websocket"]}"#),
+        };
+        assert_eq!(handshake_sid(&response).as_deref(), Some("abc"));
+        let refused = EngineResponse {
+            status: 400,
+            ..response
+        };
+        assert_eq!(handshake_sid(&refused), None);
+    }
+}

@@ -1,0 +1,80 @@
+//! `/ws-visitor/` and `/ws-admin/` over raw WebSocket: the handshake is checked, the session is
+//! admitted ([`crate::admission`]) before the `101`, then the connection goes to the transport.
+//! A request carrying `EIO=` is Socket.IO's ([`super::socketio`]).
+
+use super::{is_websocket_upgrade, take_upgraded, websocket_key};
+use crate::admission::{Attempt, Credentials, Refusal};
+use crate::edge::ChatEdge;
+use crate::http_util::{bearer, header, query_param, respond};
+use bytes::Bytes;
+use chat_core::metrics;
+use chat_core::model::Role;
+use chat_core::transport::{Transport, TransportKind};
+use pingora::protocols::http::ServerSession as HttpSession;
+use pingora::proxy::Session;
+use pingora::Result;
+use serde_json::json;
+
+impl ChatEdge {
+    /// Admits, upgrades to WebSocket, and hands the connection to the transport.
+    pub(crate) async fn accept_socket(&self, session: &mut Session, role: Role) -> Result<bool> {
+        let query = session.req_header().uri.query().map(str::to_owned);
+        let query = query.as_deref();
+        if query_param(query, "EIO").is_some() {
+            let query = query.unwrap_or("").to_owned();
+            return self.serve_socketio(session, role, &query).await;
+        }
+        let transport = self.state.websocket.kind();
+        let (true, Some(key)) = (is_websocket_upgrade(session), websocket_key(session)) else {
+            let refusal = Refusal::BadRequest(
+                "this endpoint speaks WebSocket: send a GET with Upgrade: websocket".into(),
+            );
+            refusal.record(transport, role);
+            return refusal.respond(session).await;
+        };
+        if header(session, "sec-websocket-version") != Some("13") {
+            let refusal = Refusal::BadRequest("WebSocket version 13 required".into());
+            refusal.record(transport, role);
+            return respond(
+                session,
+                426,
+                "application/json",
+                &[("Sec-WebSocket-Version", "13")],
+                Bytes::from(
+                    json!({"error":"bad_request","message":refusal.to_string()}).to_string(),
+                ),
+            )
+            .await;
+        }
+        if !matches!(session.as_downstream(), HttpSession::H1(_)) {
+            let refusal = Refusal::BadRequest("WebSocket needs HTTP/1.1".into());
+            refusal.record(transport, role);
+            return refusal.respond(session).await;
+        }
+        let credentials = Credentials {
+            token: match role {
+                Role::Agent => query_param(query, "token")
+                    .or_else(|| bearer(header(session, "authorization")).map(str::to_owned)),
+                Role::Visitor => query_param(query, "token"),
+            },
+            site: query_param(query, "site"),
+        };
+        let attempt = Attempt::of(session, &self.state.trusted_proxies, role, transport);
+        let chat_session = match self.state.admission.admit(&attempt, &credentials).await {
+            Ok(chat_session) => chat_session,
+            Err(refusal) => return refusal.respond(session).await,
+        };
+
+        let upgraded = take_upgraded(session, &key).await?;
+        let transport = self.state.websocket.clone();
+        let session_id = chat_session.id().to_owned();
+        tracing::debug!(session = %session_id, role = role.as_str(), "websocket session opened");
+        tokio::spawn(async move {
+            let _open = metrics::connection_opened(TransportKind::WebSocket, role);
+            let end = transport.serve(upgraded, chat_session).await;
+            metrics::session_ended(TransportKind::WebSocket, role, &end);
+            tracing::debug!(session = %session_id, ?end, "websocket session ended");
+        });
+        Ok(true)
+    }
+}
