@@ -64,7 +64,6 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         // No answer is larger than the largest frame a client may send.
         max_answer_bytes: config.ws_max_frame_bytes,
         visitor_send_rate: config.send_rate,
-        ..ServiceConfig::default()
     };
     // With Postgres, other gateway processes may share the database: events and agent presence
     // travel between them on LISTEN/NOTIFY.
