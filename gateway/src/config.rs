@@ -417,4 +417,42 @@ mod tests {
             Err(ConfigError::HalfTls)
         ));
     }
+
+    /// Every variable the gateway reads (a `"CHAT_…"` or `"ADMIN_…"` literal in its sources) has
+    /// a row in the README's configuration table.
+    #[test]
+    fn every_variable_read_is_in_the_readme_table() {
+        let readme = include_str!("../../README.md");
+        let sources = [
+            include_str!("config.rs"),
+            include_str!("main.rs"),
+            include_str!("cli.rs"),
+            include_str!("secrets.rs"),
+            include_str!("server.rs"),
+            include_str!("admission.rs"),
+            include_str!("edge.rs"),
+        ];
+        let mut names = Vec::new();
+        for source in sources {
+            for (i, _) in source.match_indices('"') {
+                let rest = &source[i + 1..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                let closed = rest[name.len()..].starts_with('"');
+                let variable = name.starts_with("CHAT_") || name.starts_with("ADMIN_");
+                if closed && variable && !name.ends_with('_') {
+                    names.push(name);
+                }
+            }
+        }
+        assert!(names.len() > 30, "found only {names:?}");
+        for name in names {
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "{name} is read but has no row in README.md's configuration table"
+            );
+        }
+    }
 }

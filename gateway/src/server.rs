@@ -83,6 +83,8 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         ping_interval: config.ws_ping_interval,
         idle_timeout: config.ws_idle_timeout,
         max_message_bytes: config.ws_max_frame_bytes,
+        // A message whose every character is JSON-escaped (`\u0000`: 6 bytes), and its fields.
+        max_event_bytes: config.max_message_chars.saturating_mul(6) + 1024,
         ..WebSocketSettings::default()
     });
     if secrets.admin_jwt.len() < 32 {

@@ -664,3 +664,63 @@ async fn agent_tokens_with_wrong_audience_issuer_future_nbf_or_long_lifetime_are
         assert!(body["message"].as_str().unwrap().contains(reason), "{case}");
     }
 }
+
+/// The per-address cap counts the client address: behind a trusted proxy, the one the proxy puts
+/// in `X-Forwarded-For`; from an untrusted peer, the peer (a forged header changes nothing).
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_cap_counts_the_forwarded_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(
+        dir.path(),
+        &[
+            ("CHAT_MAX_CONNECTIONS_PER_IP", "1"),
+            ("CHAT_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ],
+    );
+    let url = gw.ws(visitor_path());
+    let from = |client: &str| [("X-Forwarded-For", client.to_owned())];
+    let a = from("203.0.113.5");
+    let first = connect_raw(&url, &[(a[0].0, a[0].1.as_str())]).await;
+    let _first = first.expect("first session of 203.0.113.5");
+    let second = connect_raw(&url, &[(a[0].0, a[0].1.as_str())]).await;
+    let (status, _, body) = refusal(second.expect_err("a second session of 203.0.113.5"));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("too_many_connections"))
+    );
+    // Another client behind the same proxy has its own place; the proxy's address is not one.
+    let b = from("198.51.100.7, 203.0.113.9");
+    let _other = connect_raw(&url, &[(b[0].0, b[0].1.as_str())])
+        .await
+        .expect("203.0.113.9 (the rightmost untrusted entry) is another client");
+
+    // 127.0.0.2 is not a trusted proxy: its forged header is ignored and it counts as itself.
+    let _own = forwarded_from(&gw, OTHER, "192.0.2.1")
+        .await
+        .expect("127.0.0.2's first session");
+    let (status, _, _) = refusal(
+        forwarded_from(&gw, OTHER, "192.0.2.2")
+            .await
+            .expect_err("a forged X-Forwarded-For does not make a new client"),
+    );
+    assert_eq!(status, 429);
+}
+
+/// A visitor WebSocket from `from` carrying `X-Forwarded-For: forwarded`.
+async fn forwarded_from(gw: &Gateway, from: &str, forwarded: &str) -> Result<Ws, WsError> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    let stream = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], gw.port)))
+        .await
+        .unwrap();
+    let mut request = gw.ws(visitor_path()).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("X-Forwarded-For", forwarded.parse().unwrap());
+    tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+        .await
+        .map(|(ws, _)| ws)
+}

@@ -40,6 +40,11 @@ pub struct WebSocketSettings {
     pub max_message_bytes: usize,
     /// A write that cannot complete within this time ends the session.
     pub write_timeout: Duration,
+    /// The largest single event the gateway writes besides an answer, in bytes (one message
+    /// at `CHAT_MAX_MESSAGE_CHARS` with every character JSON-escaped): the write buffer holds an
+    /// answer of `max_message_bytes` plus one such event, twice, so no frame the gateway
+    /// produces can overflow it.
+    pub max_event_bytes: usize,
 }
 
 impl Default for WebSocketSettings {
@@ -49,18 +54,25 @@ impl Default for WebSocketSettings {
             idle_timeout: Duration::from_secs(60),
             max_message_bytes: 64 * 1024,
             write_timeout: Duration::from_secs(10),
+            max_event_bytes: 4000 * 6 + 1024,
         }
     }
 }
 
 impl WebSocketSettings {
+    /// Bytes the write buffer may hold: two of the largest frames the gateway writes (an answer
+    /// cut at `max_message_bytes` plus the one message it always carries) and 64 KiB.
+    pub fn write_buffer_limit(&self) -> usize {
+        (self.max_message_bytes + self.max_event_bytes) * 2 + 64 * 1024
+    }
+
     /// The tungstenite configuration: a 4 KiB read buffer and a bounded write buffer instead of
     /// the 128 KiB / unbounded defaults, which would cost ~135 KiB per idle connection.
     pub fn tungstenite_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .read_buffer_size(4 * 1024)
             .write_buffer_size(0)
-            .max_write_buffer_size(self.max_message_bytes * 2 + 64 * 1024)
+            .max_write_buffer_size(self.write_buffer_limit())
             .max_message_size(Some(self.max_message_bytes))
             .max_frame_size(Some(self.max_message_bytes))
     }
