@@ -3,6 +3,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
+import { createHmac } from 'node:crypto';
 import { startGateway, once, sleep } from './harness.mjs';
 
 const gateways = [];
@@ -180,6 +181,42 @@ test('wrong token and wrong origin are refused', async () => {
   const eio3 = await fetch(`${gw.base}/ws-visitor/?EIO=3&transport=polling`);
   assert.equal(eio3.status, 400);
   assert.deepEqual(await eio3.json(), { code: 5, message: 'Unsupported protocol version' });
+});
+
+/** An HS256 agent JWT signed with the gateway's secret, expiring in `ttlSecs`. */
+function shortToken(gw, sub, ttlSecs) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, name: sub, iat: now, exp: now + ttlSecs })}`;
+  const sig = createHmac('sha256', gw.env.CHAT_ADMIN_JWT_SECRET).update(input).digest('base64url');
+  return `${input}.${sig}`;
+}
+
+test('an agent token expiring ends the Socket.IO session with a server disconnect; auth renews it', async () => {
+  const gw = await gateway();
+  const a = agent(gw, shortToken(gw, 'alice', 2));
+  await once(a, 'welcome');
+  // Both may arrive in one polling payload: listen for both before waiting.
+  const expired = once(a, 'error');
+  const disconnected = once(a, 'disconnect');
+  const [notice] = await expired;
+  assert.equal(notice.code, 'token_expired');
+  const [reason] = await disconnected;
+  // A server-side disconnect: the stock client does not reconnect with the old token.
+  assert.equal(reason, 'io server disconnect');
+  await sleep(500);
+  assert.equal(a.connected, false);
+  a.close();
+
+  const b = agent(gw, shortToken(gw, 'bob', 2));
+  await once(b, 'welcome');
+  const renewed = await b.timeout(10_000).emitWithAck('auth', { token: shortToken(gw, 'bob', 600) });
+  assert.ok(renewed.expires_at > Date.now() / 1000 + 500, JSON.stringify(renewed));
+  await sleep(3000);
+  assert.equal(b.connected, true);
+  const list = await b.timeout(10_000).emitWithAck('list_conversations', {});
+  assert.ok(Array.isArray(list.conversations), JSON.stringify(list));
+  b.close();
 });
 
 test('recovery after a dropped connection: missed messages replayed, socket.recovered, no duplicates', async () => {
