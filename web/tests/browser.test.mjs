@@ -11,7 +11,7 @@ import { spawn, execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, createHmac } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -258,6 +258,52 @@ test('console explains a rejected token and asks for a new one', { timeout: TEST
     // No retry loop: the banner keeps saying why instead of counting down.
     await page.waitForTimeout(2000);
     assert.match(await page.getByTestId('connection-banner').textContent(), /Token rejected \(401\).*paste a new token/);
+  } finally {
+    await ctx.close();
+  }
+}));
+
+// An HS256 agent JWT signed with the gateway's secret, expiring in `ttlSecs`.
+function shortToken(gw, sub, name, ttlSecs) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, name, iat: now, exp: now + ttlSecs })}`;
+  return `${input}.${createHmac('sha256', gw.env.CHAT_ADMIN_JWT_SECRET).update(input).digest('base64url')}`;
+}
+
+test('console asks for a fresh token when its token expires and continues where it was', { timeout: TEST_TIMEOUT }, withGatewayLog(async () => {
+  // A visitor (over long-polling, from here) with a conversation of one message.
+  const opened = await (await fetch(`${gateway.base}/ws-visitor/poll`, { method: 'POST' })).json();
+  const send = (body, id) => fetch(`${gateway.base}/ws-visitor/poll?sid=${opened.sid}`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ type: 'send', id, client_msg_id: id, body }),
+  }).then((r) => r.json());
+  const first = await send('before the token expired', 'e1');
+  const conversationId = first.answers[0].message.conversation_id;
+
+  const ctx = await browser.newContext();
+  try {
+    const page = await ctx.newPage();
+    trackConsole(page, 'console');
+    await page.goto(`${gateway.base}/chat/admin/?token=${shortToken(gateway, 'carol', 'Carol', 6)}`, { timeout: WAIT });
+    await waitForText(page.getByTestId('connection-banner'), /Connected as Carol/, 'console banner');
+    const item = page.locator(`[data-testid="conversation-item"][data-conversation-id="${conversationId}"]`);
+    await item.click({ timeout: WAIT });
+    await waitForText(page.locator('[data-testid="message"][data-seq="1"]'), 'before the token expired', 'message before expiry');
+
+    // The token runs out: the gateway closes with 4001 and the console asks for a new one.
+    await waitForText(page.getByTestId('connection-banner'), /token expired/i, 'banner after expiry');
+    await page.getByTestId('login-token').waitFor({ state: 'visible', timeout: WAIT });
+    // Meanwhile the visitor writes again.
+    await send('while the console waited for a token', 'e2');
+
+    await page.getByTestId('login-token').fill(shortToken(gateway, 'carol', 'Carol', 600));
+    await page.getByTestId('login-submit').click();
+    await waitForText(page.getByTestId('connection-banner'), /Connected as Carol/, 'console banner with the fresh token');
+    // Same place: the conversation is still open in the pane, and what was missed arrives.
+    await waitForText(page.locator('[data-testid="message"][data-seq="1"]'), 'before the token expired', 'message kept');
+    await waitForText(page.locator('[data-testid="message"][data-seq="2"]'), 'while the console waited for a token', 'missed message');
+    assert.equal(await page.getByTestId('message').count(), 2, 'no duplicates after the new token');
   } finally {
     await ctx.close();
   }
