@@ -3,82 +3,11 @@
 
 mod common;
 
-use common::{Client, Gateway};
+use common::{header_value, start_upstream, Client, Gateway};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use std::sync::Arc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-/// A real HTTP/1.1 upstream: records each request head, answers 200, and echoes WebSockets.
-async fn start_upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let seen = heads.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                loop {
-                    let mut buf = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !buf.ends_with(b"\r\n\r\n") {
-                        match stream.read(&mut byte).await {
-                            Ok(1) => buf.push(byte[0]),
-                            _ => return,
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&buf).into_owned();
-                    seen.lock().unwrap().push(head.clone());
-                    // Pingora reuses upstream connections, so any request on a connection may
-                    // be the upgrade.
-                    if let Some(key) = header_value(&head, "sec-websocket-key") {
-                        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(
-                            key.as_bytes(),
-                        );
-                        let resp = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
-                        stream.write_all(resp.as_bytes()).await.unwrap();
-                        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-                            stream,
-                            tokio_tungstenite::tungstenite::protocol::Role::Server,
-                            None,
-                        )
-                        .await;
-                        while let Some(Ok(msg)) = ws.next().await {
-                            if let WsMessage::Text(t) = msg {
-                                ws.send(WsMessage::Text(format!("upstream echo: {t}").into()))
-                                    .await
-                                    .unwrap();
-                            }
-                        }
-                        return;
-                    }
-                    let body = "hello from the main site";
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if stream.write_all(resp.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (port, heads)
-}
-
-fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|line| {
-        let (k, v) = line.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
 
 #[tokio::test]
 async fn everything_else_is_proxied_with_forwarded_headers() {

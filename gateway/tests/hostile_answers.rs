@@ -5,7 +5,7 @@ mod common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::{Client, Gateway, SECRET};
+use common::{metrics_text, Client, Gateway, SECRET};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -271,12 +271,7 @@ async fn an_agent_session_ends_when_its_token_expires_unless_renewed_with_auth()
     assert_eq!(refused["code"], "forbidden", "{refused}");
 
     // The expiry is counted as a disconnect reason.
-    let metrics = reqwest::get(gateway.metrics_url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&gateway).await;
     assert!(
         metrics
             .lines()

@@ -5,84 +5,13 @@
 
 mod common;
 
-use common::Gateway;
+use common::{header_value, start_upstream, Gateway};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-/// An HTTP/1.1 upstream that records each request head, answers 200, and echoes WebSockets.
-async fn start_upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let seen = heads.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                loop {
-                    let Some(head) = read_head(&mut stream).await else {
-                        return;
-                    };
-                    seen.lock().unwrap().push(head.clone());
-                    if let Some(key) = header_value(&head, "sec-websocket-key") {
-                        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(
-                            key.as_bytes(),
-                        );
-                        let resp = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
-                        stream.write_all(resp.as_bytes()).await.unwrap();
-                        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-                            stream,
-                            tokio_tungstenite::tungstenite::protocol::Role::Server,
-                            None,
-                        )
-                        .await;
-                        while let Some(Ok(msg)) = ws.next().await {
-                            if let WsMessage::Text(t) = msg {
-                                let echo = format!("upstream echo: {t}");
-                                if ws.send(WsMessage::Text(echo.into())).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        return;
-                    }
-                    let body = "hello from the main site";
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if stream.write_all(resp.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (port, heads)
-}
-
-async fn read_head(stream: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte).await {
-            Ok(1) => buf.push(byte[0]),
-            _ => return None,
-        }
-    }
-    Some(String::from_utf8_lossy(&buf).into_owned())
-}
-
-fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|line| {
-        let (k, v) = line.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
 
 fn header_count(head: &str, name: &str) -> usize {
     head.lines()

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{connect_raw, Client, Gateway, Ws, SECRET};
+use common::{call, connect_raw, metric, Client, Gateway, Ws, SECRET};
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -62,56 +62,6 @@ fn http_from(from: Option<&str>) -> reqwest::Client {
         builder = builder.local_address(from.parse::<IpAddr>().unwrap());
     }
     builder.build().unwrap()
-}
-
-/// Status, `Retry-After` and JSON body of one HTTP request.
-async fn call(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    body: Option<String>,
-    headers: &[(&str, &str)],
-) -> (u16, Option<String>, Value) {
-    let mut request = http.request(method, url);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    if let Some(body) = body {
-        request = request
-            .header("Content-Type", "application/json")
-            .body(body);
-    }
-    let response = tokio::time::timeout(Duration::from_secs(15), request.send())
-        .await
-        .expect("no answer within 15 s")
-        .expect("request failed");
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    let text = response.text().await.unwrap();
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, retry_after, value)
-}
-
-/// The value of one sample of `/metrics` (0 when absent).
-async fn metric(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = reqwest::get(gw.metrics_url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Client, Gateway};
+use common::{call, Client, Gateway};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -32,38 +32,11 @@ struct Poller {
     welcome: Value,
 }
 
-async fn send_raw(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    body: Option<String>,
-    headers: &[(&str, &str)],
-) -> (u16, Value) {
-    let mut request = http.request(method, url);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    if let Some(body) = body {
-        request = request
-            .header("Content-Type", "application/json")
-            .body(body);
-    }
-    let response = tokio::time::timeout(Duration::from_secs(15), request.send())
-        .await
-        .expect("no answer within 15 s")
-        .expect("request failed");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, value)
-}
-
 impl Poller {
     /// Opens a session at `path` (`/ws-visitor/poll?...`).
     async fn open(gw: &Gateway, path: &str) -> Poller {
         let http = reqwest::Client::new();
-        let (status, body) =
-            send_raw(&http, reqwest::Method::POST, &gw.http(path), None, &[]).await;
+        let (status, _, body) = call(&http, reqwest::Method::POST, &gw.http(path), None, &[]).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["cursor"], 1, "{body}");
         let welcome = body["events"][0].clone();
@@ -80,7 +53,8 @@ impl Poller {
 
     async fn get_at(&self, cursor: u64) -> (u16, Value) {
         let url = format!("{}?sid={}&cursor={cursor}", self.url, self.sid);
-        send_raw(&self.http, reqwest::Method::GET, &url, None, &[]).await
+        let (status, _, body) = call(&self.http, reqwest::Method::GET, &url, None, &[]).await;
+        (status, body)
     }
 
     /// One GET from the current cursor; advances it and returns the events.
@@ -109,7 +83,9 @@ impl Poller {
 
     async fn post(&self, body: String) -> (u16, Value) {
         let url = format!("{}?sid={}", self.url, self.sid);
-        send_raw(&self.http, reqwest::Method::POST, &url, Some(body), &[]).await
+        let (status, _, body) =
+            call(&self.http, reqwest::Method::POST, &url, Some(body), &[]).await;
+        (status, body)
     }
 
     /// Submits one command and returns its answer.
@@ -142,7 +118,7 @@ async fn a_polling_visitor_and_a_websocket_agent_chat_both_ways() {
     assert_eq!(visitor.welcome["role"], "visitor");
     assert_eq!(visitor.welcome["agents_online"], 1);
 
-    let (status, stats) = send_raw(
+    let (status, _, stats) = call(
         &visitor.http,
         reqwest::Method::GET,
         &gw.http("/chat/api/stats"),
@@ -180,7 +156,7 @@ async fn a_polling_visitor_and_a_websocket_agent_chat_both_ways() {
 
     // An agent can poll too (token in the Authorization header).
     let http = reqwest::Client::new();
-    let (status, body) = send_raw(
+    let (status, _, body) = call(
         &http,
         reqwest::Method::POST,
         &gw.http("/ws-admin/poll/"),
@@ -248,8 +224,8 @@ async fn a_newer_get_answers_the_older_one_at_once() {
         let url = format!("{}?sid={}&cursor=1", visitor.url, visitor.sid);
         tokio::spawn(async move {
             let started = Instant::now();
-            let answer = send_raw(&http, reqwest::Method::GET, &url, None, &[]).await;
-            (answer, started.elapsed())
+            let (status, _, body) = call(&http, reqwest::Method::GET, &url, None, &[]).await;
+            ((status, body), started.elapsed())
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -298,7 +274,7 @@ async fn an_expired_session_answers_410_and_a_new_one_resumes() {
         .post(json!({"type":"send","body":"x"}).to_string())
         .await;
     assert_eq!(status, 410, "{body}");
-    let (status, stats) = send_raw(
+    let (status, _, stats) = call(
         &visitor.http,
         reqwest::Method::GET,
         &gw.http("/chat/api/stats"),
@@ -364,7 +340,7 @@ async fn bad_input_gets_clear_answers() {
     let http = reqwest::Client::new();
     // Unknown sid: 410.
     for method in [reqwest::Method::GET, reqwest::Method::POST] {
-        let (status, body) = send_raw(
+        let (status, _, body) = call(
             &http,
             method,
             &gw.http("/ws-visitor/poll?sid=0123456789abcdef&cursor=1"),
@@ -376,7 +352,7 @@ async fn bad_input_gets_clear_answers() {
         assert_eq!(body["error"], "session_expired");
     }
     // Wrong origin: 403.
-    let (status, body) = send_raw(
+    let (status, _, body) = call(
         &http,
         reqwest::Method::POST,
         &gw.http("/ws-visitor/poll?site=default"),
@@ -399,7 +375,7 @@ async fn bad_input_gets_clear_answers() {
         "https://shop.example"
     );
     // Bad agent token: 401.
-    let (status, body) = send_raw(
+    let (status, _, body) = call(
         &http,
         reqwest::Method::POST,
         &gw.http("/ws-admin/poll?token=not-a-jwt"),

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{connect_raw, free_port, Client, Gateway};
+use common::{connect_raw, free_port, metrics_text, Client, Gateway};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -629,12 +629,7 @@ async fn docs_metrics_md_lists_exactly_the_exported_metrics_and_labels() {
     let gw = start_gateway(dir.path(), upstream);
     let (_open, _) = traffic(&gw).await;
     // The store gauges are refreshed every 5 s, the first time at start-up.
-    let text = reqwest::get(gw.metrics_url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&gw).await;
     let exported = exported(&text);
     let documented = documented();
     assert!(

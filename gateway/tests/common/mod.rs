@@ -326,3 +326,138 @@ impl Client {
         }
     }
 }
+
+/// Status, `Retry-After` and JSON body (a JSON string if not JSON) of one HTTP request.
+pub async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> (u16, Option<String>, Value) {
+    let mut request = http.request(method, url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("Content-Type", "application/json")
+            .body(body);
+    }
+    let response = tokio::time::timeout(Duration::from_secs(15), request.send())
+        .await
+        .expect("no answer within 15 s")
+        .expect("request failed");
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, retry_after, value)
+}
+
+/// The text of the gateway's `/metrics`.
+pub async fn metrics_text(gw: &Gateway) -> String {
+    reqwest::get(gw.metrics_url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of one sample of `/metrics`, summed over the series matching `labels` (0 when
+/// absent).
+pub async fn metric(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics_text(gw)
+        .await
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A main site upstream on a loopback port (HTTP/1.1): records each request head, echoes
+/// WebSockets (`upstream echo: …`) and answers anything else 200 `hello from the main site`.
+pub async fn start_upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Some(head) = read_head(&mut stream).await else {
+                        return;
+                    };
+                    seen.lock().unwrap().push(head.clone());
+                    // Pingora reuses upstream connections, so any request on a connection may
+                    // be the upgrade.
+                    if let Some(key) = header_value(&head, "sec-websocket-key") {
+                        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(
+                            key.as_bytes(),
+                        );
+                        let resp = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+                        stream.write_all(resp.as_bytes()).await.unwrap();
+                        let mut ws = WebSocketStream::from_raw_socket(
+                            stream,
+                            tokio_tungstenite::tungstenite::protocol::Role::Server,
+                            None,
+                        )
+                        .await;
+                        while let Some(Ok(msg)) = ws.next().await {
+                            if let WsMessage::Text(t) = msg {
+                                let echo = format!("upstream echo: {t}");
+                                if ws.send(WsMessage::Text(echo.into())).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        return;
+                    }
+                    let body = "hello from the main site";
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, heads)
+}
+
+/// Reads one HTTP request head up to the blank line; `None` if the connection ends first.
+async fn read_head(stream: &mut TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => buf.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The value of header `name` (any case) in a request or response head.
+pub fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
