@@ -53,11 +53,14 @@ async function deliveriesPerSec(gw) {
   const agent = await open(`${base}/ws-admin/?token=${token}`);
   let delivered = 0;
   const total = VISITORS * MESSAGES;
-  const allDelivered = new Promise((resolve) => {
+  const allDelivered = new Promise((resolve, reject) => {
     agent.on('message', (data) => {
       if (JSON.parse(String(data)).type === 'message' && ++delivered === total) resolve();
     });
+    agent.on('close', (code) => reject(new Error(`the agent's session closed (${code}) after ${delivered} of ${total}`)));
   });
+  // As every client does after `welcome`: the session holds live messages back until then.
+  agent.send(JSON.stringify({ type: 'resume', id: 'resume', cursors: {} }));
   const visitors = await Promise.all(Array.from({ length: VISITORS }, () => open(`${base}/ws-visitor/`)));
   const started = process.hrtime.bigint();
   await Promise.all(visitors.map((ws, v) => new Promise((resolve, reject) => {
@@ -107,5 +110,6 @@ for (const v of variants) {
   const r = results.get(v.name);
   const h = median(r.handshakes);
   const d = median(r.deliveries);
-  console.log(`${v.name.padEnd(11)} handshakes/s ${h.toFixed(0).padStart(6)} (${(h / median(ref.handshakes)).toFixed(2)}×)   deliveries/s ${d.toFixed(0).padStart(6)} (${(d / median(ref.deliveries)).toFixed(2)}×)   ${v.bin}`);
+  const span = (xs) => `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`;
+  console.log(`${v.name.padEnd(11)} handshakes/s ${h.toFixed(0).padStart(6)} (${(h / median(ref.handshakes)).toFixed(2)}×, ${span(r.handshakes)})   deliveries/s ${d.toFixed(0).padStart(6)} (${(d / median(ref.deliveries)).toFixed(2)}×, ${span(r.deliveries)})   ${v.bin}`);
 }
