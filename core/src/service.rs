@@ -31,8 +31,8 @@ pub struct ServiceConfig {
     pub max_answer_bytes: usize,
     /// Which visitors are sent to WebSocket (`CHAT_WS_ROLLOUT_PERCENT`).
     pub rollout: crate::rollout::Rollout,
-    /// Sends per visitor session (`CHAT_SEND_RATE_PER_SEC`, `CHAT_SEND_BURST`); `None`: no
-    /// limit. Agents are authenticated staff and are not limited.
+    /// Sends per visitor, over all their sessions on this process (`CHAT_SEND_RATE_PER_SEC`,
+    /// `CHAT_SEND_BURST`); `None`: no limit. Agents are authenticated staff and are not limited.
     pub visitor_send_rate: Option<crate::rate::RateLimit>,
 }
 
@@ -77,7 +77,14 @@ struct Inner {
     remote_agents: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
     /// What verifies the fresh token of an `auth` command (set once at start-up).
     agent_tokens: std::sync::OnceLock<AgentTokens>,
+    /// Send buckets by visitor (`ServiceConfig::visitor_send_rate`), shared by all of a
+    /// visitor's sessions on this process, so reconnecting does not refill one.
+    visitor_sends: std::sync::Mutex<HashMap<VisitorId, crate::rate::TokenBucket>>,
 }
+
+/// Visitors whose send bucket is kept at most; past it, full buckets (which a fresh one would
+/// replace exactly) are forgotten.
+const MAX_VISITOR_SEND_BUCKETS: usize = 65_536;
 
 /// Messages read from the store at a time while a `resume` replay streams: what a session holds
 /// in memory for its replay is one page, whatever the replay's length.
@@ -167,6 +174,7 @@ impl ChatService {
                 bus,
                 remote_agents: std::sync::Mutex::new(HashMap::new()),
                 agent_tokens: std::sync::OnceLock::new(),
+                visitor_sends: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -274,12 +282,6 @@ impl ChatService {
             expires: None,
             counted_as_agent: false,
             counted: false,
-            send_bucket: match (&principal, self.inner.config.visitor_send_rate) {
-                (Principal::Visitor { .. }, Some(limit)) => {
-                    Some(crate::rate::TokenBucket::new(limit, Instant::now()))
-                }
-                _ => None,
-            },
             admission: None,
         };
         let welcome = match &principal {
@@ -685,8 +687,6 @@ pub struct Session {
     counted_as_agent: bool,
     /// Whether this session is in [`ChatService::session_counts`].
     counted: bool,
-    /// Visitor sends (`ServiceConfig::visitor_send_rate`).
-    send_bucket: Option<crate::rate::TokenBucket>,
     /// Whatever the gateway's admission holds for the life of the session (its connection
     /// slot), released when the session is dropped.
     admission: Option<Box<dyn std::any::Any + Send + Sync>>,
@@ -802,14 +802,12 @@ impl Session {
                 client_msg_id,
                 body,
             } => {
-                if let Some(bucket) = &mut self.send_bucket {
-                    if let Err(retry_after) = bucket.try_take(Instant::now()) {
-                        crate::metrics::send_rate_limited(self.transport);
-                        return Err(ChatError::RateLimited {
-                            what: "sending too fast".into(),
-                            retry_after,
-                        });
-                    }
+                if let Err(retry_after) = service.inner.take_visitor_send(principal) {
+                    crate::metrics::send_rate_limited(self.transport);
+                    return Err(ChatError::RateLimited {
+                        what: "sending too fast".into(),
+                        retry_after,
+                    });
                 }
                 let appended = service
                     .send(principal, conversation_id, client_msg_id, body)
@@ -1216,6 +1214,33 @@ impl Drop for Session {
 }
 
 impl Inner {
+    /// Takes a send from the visitor's bucket, or says when one will be available. Agents, and
+    /// every sender when no rate is configured, are not limited.
+    fn take_visitor_send(&self, principal: &Principal) -> Result<(), Duration> {
+        let (Principal::Visitor { visitor_id, .. }, Some(limit)) =
+            (principal, self.config.visitor_send_rate)
+        else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut buckets = self
+            .visitor_sends
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if buckets.len() >= MAX_VISITOR_SEND_BUCKETS && !buckets.contains_key(visitor_id) {
+            buckets.retain(|_, bucket| !bucket.is_full(now));
+            if buckets.len() >= MAX_VISITOR_SEND_BUCKETS {
+                // Every tracked visitor is sending right now: forget them all rather than
+                // grow without bound (lenient for a moment, never unbounded).
+                buckets.clear();
+            }
+        }
+        buckets
+            .entry(*visitor_id)
+            .or_insert_with(|| crate::rate::TokenBucket::new(limit, now))
+            .try_take(now)
+    }
+
     fn publish_message_locally(&self, message: Message, visitor_id: VisitorId) {
         self.hub.publish(
             &[Topic::Visitor(visitor_id), Topic::Agents],

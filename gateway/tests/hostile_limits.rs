@@ -301,13 +301,33 @@ async fn sends_over_the_rate_get_rate_limited_and_the_session_stays_usable() {
         ack["duplicate"], false,
         "the refused send wrote nothing: {ack}"
     );
+    // The bucket is the visitor's, not the connection's: reconnecting with the same visitor
+    // token does not refill it.
+    let token = visitor.welcome["visitor_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut again =
+        Client::connect(&gw.ws(&format!("{}&token={token}", visitor_path())), &[]).await;
+    // A fresh bucket would take both (burst 3); the visitor's own has at most one token unless
+    // the machine stalled for 4 s.
+    let mut codes = Vec::new();
+    for id in ["m4", "m5"] {
+        let answer = again
+            .request(json!({"type":"send","client_msg_id":id,"body":id}))
+            .await;
+        codes.push(answer["code"].as_str().unwrap_or("ack").to_owned());
+    }
+    assert!(codes.iter().any(|c| c == "rate_limited"), "{codes:?}");
+    let accepted = codes.iter().filter(|c| *c == "ack").count();
+    drop(again);
     // Other commands are not limited.
     let history = visitor
         .request(json!({"type":"history","conversation_id":conversation}))
         .await;
     assert_eq!(
         history["messages"].as_array().unwrap().len(),
-        4,
+        4 + accepted,
         "{history}"
     );
 
