@@ -152,6 +152,37 @@ pub static COMMANDS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// `chat_http_connections_open` (gauge): TCP connections the public listeners hold now (after
+/// the TLS handshake, until they close or a chat WebSocket leaves the HTTP layer). Emitted by
+/// the gateway's connection caps.
+pub static HTTP_CONNECTIONS_OPEN: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "chat_http_connections_open",
+        "TCP connections held by the public listeners.",
+    )
+});
+
+/// `chat_http_connections_refused_total{reason}` (counter): connections closed at once by the
+/// caps `CHAT_MAX_HTTP_CONNECTIONS` (`too_many_connections`) and
+/// `CHAT_MAX_HTTP_CONNECTIONS_PER_IP` (`too_many_from_address`).
+pub static HTTP_CONNECTIONS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "chat_http_connections_refused_total",
+        "Connections refused by the connection caps, by reason.",
+        &["reason"],
+    )
+});
+
+/// The public listeners hold `open` connections.
+pub fn set_http_connections(open: usize) {
+    HTTP_CONNECTIONS_OPEN.set(i64::try_from(open).unwrap_or(i64::MAX));
+}
+
+/// A connection was refused by a connection cap (`reason`).
+pub fn http_connection_refused(reason: &'static str) {
+    HTTP_CONNECTIONS_REFUSED.with_label_values(&[reason]).inc();
+}
+
 /// A visitor's send on `transport` was refused by the send rate limit.
 pub fn send_rate_limited(transport: TransportKind) {
     COMMANDS_REFUSED
@@ -359,6 +390,10 @@ pub fn init() {
         LazyLock::force(&STORE_COMMIT_SECONDS);
         LazyLock::force(&STORE_COMMIT_BATCH);
         LazyLock::force(&HTTP_REQUESTS);
+        LazyLock::force(&HTTP_CONNECTIONS_OPEN);
+        for reason in ["too_many_connections", "too_many_from_address"] {
+            HTTP_CONNECTIONS_REFUSED.with_label_values(&[reason]);
+        }
         LazyLock::force(&STORE_UP);
         LazyLock::force(&STORE_POOL);
         HISTOGRAMS_ENABLED.set(i64::from(histograms_enabled()));

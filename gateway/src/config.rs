@@ -125,6 +125,9 @@ pub struct Config {
     pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// Connection deadlines.
     pub timeouts: EdgeTimeouts,
+    /// TCP connections the public listeners hold (`CHAT_MAX_HTTP_CONNECTIONS`,
+    /// `CHAT_MAX_HTTP_CONNECTIONS_PER_IP`).
+    pub connection_caps: crate::connections::ConnectionCaps,
     /// Admission limits (`CHAT_MAX_CONNECTIONS`, `CHAT_MAX_CONNECTIONS_PER_IP`,
     /// `CHAT_SESSION_OPENS_PER_IP_PER_MIN`).
     pub limits: crate::limits::LimitsConfig,
@@ -216,6 +219,10 @@ impl Config {
                 h2_idle: secs(&lookup, "CHAT_H2_IDLE_TIMEOUT_SECS", "120")?,
                 upstream_connect: secs(&lookup, "CHAT_UPSTREAM_CONNECT_TIMEOUT_SECS", "3")?,
                 upstream_read: secs(&lookup, "CHAT_UPSTREAM_READ_TIMEOUT_SECS", "60")?,
+            },
+            connection_caps: crate::connections::ConnectionCaps {
+                total: parse(&lookup, "CHAT_MAX_HTTP_CONNECTIONS", "8192")?,
+                per_ip: parse(&lookup, "CHAT_MAX_HTTP_CONNECTIONS_PER_IP", "1024")?,
             },
             limits: crate::limits::LimitsConfig {
                 max_connections: parse(&lookup, "CHAT_MAX_CONNECTIONS", "10000")?,

@@ -11,6 +11,7 @@ pub mod assets;
 pub mod cli;
 pub mod client_addr;
 pub mod config;
+pub mod connections;
 pub mod deadlines;
 pub mod edge;
 pub mod endpoints;

@@ -118,7 +118,7 @@ impl std::fmt::Debug for Slot {
 }
 
 /// The key an address counts under: itself for IPv4, its /64 for IPv6.
-fn key(ip: IpAddr) -> IpAddr {
+pub fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -176,7 +176,7 @@ impl Limits {
                 limit: config.max_connections,
             });
         }
-        let address = address.map(key);
+        let address = address.map(address_key);
         if let Some(ip) = address {
             table.sweep(now);
             let opens = config.open_rate();

@@ -3,6 +3,7 @@
 
 use crate::admission::Admission;
 use crate::config::Config;
+use crate::connections::{ConnectionCapped, ConnectionTable};
 use crate::deadlines::HeadDeadline;
 use crate::edge::{ChatEdge, EdgeState};
 use crate::error::GatewayError;
@@ -169,9 +170,11 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     options.h2_idle_timeout = Some(config.timeouts.h2_idle);
     proxy.server_options = Some(options);
     // Every HTTP/1 request head gets a total deadline (`crate::deadlines`).
+    // ... and every connection counts against the connection caps (`crate::connections`).
+    let connections = ConnectionTable::new(config.connection_caps, config.trusted_proxies.clone());
     let mut edge = pingora::services::listening::Service::new(
         "chat-gateway".to_string(),
-        HeadDeadline::new(proxy, config.timeouts),
+        ConnectionCapped::new(HeadDeadline::new(proxy, config.timeouts), connections),
     );
     if !upgrade {
         check_bindable(config.http_listen)?;

@@ -532,3 +532,86 @@ fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
         "{idle:?}"
     );
 }
+
+/// A TCP connection to the gateway from `from` (a loopback address of this machine).
+async fn tcp_from(gw: &Gateway, from: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], gw.port)))
+        .await
+        .unwrap()
+}
+
+/// Reads what the gateway sends until it closes the connection (at most 5 s).
+async fn read_to_close(s: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the gateway kept the connection open");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn idle_connections_are_capped_per_address_and_in_total() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(
+        dir.path(),
+        &[
+            ("CHAT_MAX_HTTP_CONNECTIONS_PER_IP", "3"),
+            ("CHAT_MAX_HTTP_CONNECTIONS", "5"),
+        ],
+    );
+    // Three idle connections (nothing sent: a slow client, or an attacker holding sockets).
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tcp_from(&gw, "127.0.0.1").await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The fourth from the same address is answered 503 with the reason and closed.
+    let mut fourth = tcp_from(&gw, "127.0.0.1").await;
+    let answer = read_to_close(&mut fourth).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too_many_from_address"), "{answer}");
+    assert!(
+        answer.contains("CHAT_MAX_HTTP_CONNECTIONS_PER_IP"),
+        "{answer}"
+    );
+    // Another address is unaffected.
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let health = other.get(gw.http("/chat/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    drop(other);
+    // Two more from a third address reach the total of 5; the next one, from anywhere, is
+    // refused for the total.
+    let _c = tcp_from(&gw, "127.0.0.3").await;
+    let _d = tcp_from(&gw, "127.0.0.3").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut over = tcp_from(&gw, "127.0.0.4").await;
+    let answer = read_to_close(&mut over).await;
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    // Closing a connection gives its place back.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = tcp_from(&gw, "127.0.0.1").await;
+    again
+        .write_all(b"GET /chat/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut again).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Counted by reason.
+    let metrics = common::metrics_text(&gw).await;
+    for reason in ["too_many_from_address", "too_many_connections"] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&format!(
+                "chat_http_connections_refused_total{{reason=\"{reason}\"}} 1"
+            ))),
+            "{reason}: {metrics}"
+        );
+    }
+}

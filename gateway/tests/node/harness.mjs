@@ -29,6 +29,8 @@ export const MANY_CLIENTS_FROM_ONE_ADDRESS = {
   CHAT_MAX_CONNECTIONS: '100000',
   CHAT_MAX_CONNECTIONS_PER_IP: '100000',
   CHAT_SESSION_OPENS_PER_IP_PER_MIN: '1000000',
+  CHAT_MAX_HTTP_CONNECTIONS: '100000',
+  CHAT_MAX_HTTP_CONNECTIONS_PER_IP: '100000',
 };
 
 /** Starts a gateway (`bin`, by default `BIN`); `gw.restart()` starts it again on the same port

@@ -1,0 +1,244 @@
+//! Caps on the TCP connections the edge holds (`CHAT_MAX_HTTP_CONNECTIONS`,
+//! `CHAT_MAX_HTTP_CONNECTIONS_PER_IP`): every connection to the public listeners — pages of the
+//! main site, assets, the HTTP API, long-polling, WebSocket handshakes — counts from the moment
+//! Pingora hands it over (after the TLS handshake) until it closes or leaves Pingora (a chat
+//! WebSocket, which the chat session limits count from then on).
+//!
+//! The chat session limits of [`crate::limits`] bound what a client can open inside the chat;
+//! these bound the file descriptors and the per-connection state one client address can pin
+//! with idle or half-open HTTP connections. A connection over a cap is answered with a `503` that
+//! says why (HTTP/1; an HTTP/2 connection is closed) and closed without reading its request.
+//!
+//! Per address, the TCP peer counts: request headers have not been read yet. A peer in
+//! `CHAT_TRUSTED_PROXIES` (a load balancer carrying many clients) is only under the total cap.
+
+use crate::client_addr::TrustedProxies;
+use async_trait::async_trait;
+use chat_core::metrics;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::protocols::ALPN;
+use pingora::server::ShutdownWatch;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncWriteExt;
+
+/// The caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionCaps {
+    /// Connections held at once (`CHAT_MAX_HTTP_CONNECTIONS`).
+    pub total: usize,
+    /// Connections held at once from one TCP peer address (`CHAT_MAX_HTTP_CONNECTIONS_PER_IP`;
+    /// IPv6 per /64).
+    pub per_ip: usize,
+}
+
+/// Why a connection was refused: the `reason` of `chat_http_connections_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionRefusal {
+    /// The edge holds `CHAT_MAX_HTTP_CONNECTIONS`.
+    TooManyConnections,
+    /// The address holds `CHAT_MAX_HTTP_CONNECTIONS_PER_IP`.
+    TooManyFromAddress,
+}
+
+impl ConnectionRefusal {
+    /// The metric reason and error code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TooManyConnections => "too_many_connections",
+            Self::TooManyFromAddress => "too_many_from_address",
+        }
+    }
+
+    fn message(self, caps: ConnectionCaps) -> String {
+        match self {
+            Self::TooManyConnections => format!(
+                "the gateway holds its most connections ({}, CHAT_MAX_HTTP_CONNECTIONS); retry later",
+                caps.total
+            ),
+            Self::TooManyFromAddress => format!(
+                "too many connections from this address ({}, CHAT_MAX_HTTP_CONNECTIONS_PER_IP); \
+                 close idle ones first",
+                caps.per_ip
+            ),
+        }
+    }
+}
+
+/// Who holds how many connections.
+#[derive(Debug, Default)]
+struct Table {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// The counts, shared by every connection of the listeners.
+#[derive(Debug)]
+pub struct ConnectionTable {
+    caps: ConnectionCaps,
+    trusted: TrustedProxies,
+    table: Mutex<Table>,
+}
+
+/// One connection's place; given back when dropped.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    table: Arc<ConnectionTable>,
+    address: Option<IpAddr>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut table = self.table.lock();
+        table.total = table.total.saturating_sub(1);
+        if let Some(address) = self.address {
+            if let Some(n) = table.by_address.get_mut(&address) {
+                *n -= 1;
+                if *n == 0 {
+                    table.by_address.remove(&address);
+                }
+            }
+        }
+        metrics::set_http_connections(table.total);
+    }
+}
+
+impl ConnectionTable {
+    /// An empty table with these caps; peers in `trusted` are counted in the total only.
+    pub fn new(caps: ConnectionCaps, trusted: TrustedProxies) -> Arc<Self> {
+        Arc::new(Self {
+            caps,
+            trusted,
+            table: Mutex::new(Table::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for a connection from `peer`, or why there is none.
+    pub fn acquire(
+        self: &Arc<Self>,
+        peer: Option<IpAddr>,
+    ) -> Result<ConnectionSlot, ConnectionRefusal> {
+        let address = peer
+            .filter(|ip| !self.trusted.contains(*ip))
+            .map(crate::limits::address_key);
+        let mut table = self.lock();
+        if table.total >= self.caps.total {
+            return Err(ConnectionRefusal::TooManyConnections);
+        }
+        if let Some(address) = address {
+            let held = table.by_address.entry(address).or_insert(0);
+            if *held >= self.caps.per_ip {
+                return Err(ConnectionRefusal::TooManyFromAddress);
+            }
+            *held += 1;
+        }
+        table.total += 1;
+        metrics::set_http_connections(table.total);
+        Ok(ConnectionSlot {
+            table: self.clone(),
+            address,
+        })
+    }
+}
+
+/// The edge's app, behind the connection caps.
+pub struct ConnectionCapped<A> {
+    inner: Arc<A>,
+    table: Arc<ConnectionTable>,
+}
+
+impl<A> ConnectionCapped<A> {
+    /// Wraps `inner`.
+    pub fn new(inner: A, table: Arc<ConnectionTable>) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            table,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().cloned())
+            .and_then(|a| a.as_inet().map(|a| a.ip()));
+        let _slot = match self.table.acquire(peer) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                metrics::http_connection_refused(refusal.as_str());
+                tracing::debug!(?peer, reason = refusal.as_str(), "connection refused");
+                if !matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+                    let body = serde_json::json!({
+                        "error": refusal.as_str(),
+                        "message": refusal.message(self.table.caps),
+                    })
+                    .to_string();
+                    let answer = format!(
+                        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let write = async {
+                        stream.write_all(answer.as_bytes()).await?;
+                        stream.flush().await
+                    };
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), write).await;
+                }
+                return None;
+            }
+        };
+        self.inner.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_count_per_address_and_in_total_and_give_places_back() {
+        let trusted: TrustedProxies = "10.0.0.1".parse().unwrap();
+        let table = ConnectionTable::new(
+            ConnectionCaps {
+                total: 3,
+                per_ip: 2,
+            },
+            trusted,
+        );
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = table.acquire(Some(a)).unwrap();
+        let _second = table.acquire(Some(a)).unwrap();
+        assert_eq!(
+            table.acquire(Some(a)).unwrap_err(),
+            ConnectionRefusal::TooManyFromAddress
+        );
+        let _third = table.acquire(Some(b)).unwrap();
+        assert_eq!(
+            table.acquire(Some(b)).unwrap_err(),
+            ConnectionRefusal::TooManyConnections
+        );
+        drop(first);
+        // A trusted proxy is only under the total cap.
+        let proxy = "10.0.0.1".parse().unwrap();
+        let _via_proxy = table.acquire(Some(proxy)).unwrap();
+        assert_eq!(table.lock().total, 3);
+        assert_eq!(table.lock().by_address.get(&a), Some(&1));
+    }
+}
