@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{header_value, start_upstream, Gateway};
+use common::{header_value, start_upstream, tcp_from, Gateway};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -531,18 +531,6 @@ fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
         idle >= Duration::from_millis(1500) && idle < Duration::from_millis(4000),
         "{idle:?}"
     );
-}
-
-/// A TCP connection to the gateway from `from` (a loopback address of this machine).
-async fn tcp_from(gw: &Gateway, from: &str) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket
-        .bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))
-        .unwrap();
-    socket
-        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], gw.port)))
-        .await
-        .unwrap()
 }
 
 /// Reads what the gateway sends until it closes the connection (at most 5 s).

@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::{call, connect_raw, metric, Client, Gateway, Ws, SECRET};
+use common::{call, connect_raw, metric, tcp_from, Client, Gateway, Ws, SECRET};
 use serde_json::{json, Value};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -23,15 +23,8 @@ fn visitor_path() -> &'static str {
 
 /// A WebSocket to the gateway from `from` (a loopback address of this machine).
 async fn connect_from(gw: &Gateway, from: &str, path: &str) -> Result<Ws, WsError> {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::new(from.parse().unwrap(), 0))
-        .unwrap();
-    let stream = socket
-        .connect(SocketAddr::from(([127, 0, 0, 1], gw.port)))
-        .await
-        .unwrap();
     let request = gw.ws(path).into_client_request().unwrap();
+    let stream = tcp_from(gw, from).await;
     tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
         .await
         .map(|(ws, _)| ws)
@@ -678,18 +671,11 @@ async fn behind_a_trusted_proxy_the_cap_counts_the_forwarded_address() {
 
 /// A visitor WebSocket from `from` carrying `X-Forwarded-For: forwarded`.
 async fn forwarded_from(gw: &Gateway, from: &str, forwarded: &str) -> Result<Ws, WsError> {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::new(from.parse().unwrap(), 0))
-        .unwrap();
-    let stream = socket
-        .connect(SocketAddr::from(([127, 0, 0, 1], gw.port)))
-        .await
-        .unwrap();
     let mut request = gw.ws(visitor_path()).into_client_request().unwrap();
     request
         .headers_mut()
         .insert("X-Forwarded-For", forwarded.parse().unwrap());
+    let stream = tcp_from(gw, from).await;
     tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
         .await
         .map(|(ws, _)| ws)

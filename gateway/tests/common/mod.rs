@@ -461,3 +461,15 @@ pub fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
         k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
 }
+
+/// A TCP connection to the gateway from `from` (a loopback address of this machine).
+pub async fn tcp_from(gw: &Gateway, from: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], gw.port)))
+        .await
+        .unwrap()
+}
