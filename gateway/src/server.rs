@@ -289,7 +289,14 @@ fn announce_when_listening(config: &Config, listening: &[SocketAddr]) {
         http.ip().to_string()
     };
     println!("Demo page:     http://{host}:{}/chat/demo/", http.port());
-    println!("Agent console: http://{host}:{}/chat/admin/  (token: chat-gateway token --agent alice --name Alice)", http.port());
+    // The binary as it was started, so the hint works without it on PATH.
+    let exe = std::env::args()
+        .next()
+        .unwrap_or_else(|| "chat-gateway".into());
+    println!(
+        "Agent console: http://{host}:{}/chat/admin/  (token: {exe} token --agent alice --name Alice)",
+        http.port()
+    );
     match &config.upstream {
         Some(upstream) => println!("Main site:     every other path is proxied to {upstream}"),
         None => println!("Main site:     CHAT_UPSTREAM is not set; other paths answer 502"),
