@@ -549,14 +549,27 @@ async fn idle_connections_are_capped_per_address_and_in_total() {
         &[
             ("CHAT_MAX_HTTP_CONNECTIONS_PER_IP", "3"),
             ("CHAT_MAX_HTTP_CONNECTIONS", "5"),
+            // The held connections must outlive the test, however slow the machine.
+            ("CHAT_HEADER_TIMEOUT_SECS", "120"),
         ],
     );
+    let health = |from: &'static str| {
+        let gw = &gw;
+        async move {
+            let mut s = tcp_from(gw, from).await;
+            s.write_all(b"GET /chat/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            read_to_close(&mut s).await
+        }
+    };
+    wait_http_connections(&gw, 0).await;
     // Three idle connections (nothing sent: a slow client, or an attacker holding sockets).
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(tcp_from(&gw, "127.0.0.1").await);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_http_connections(&gw, 3).await;
     // The fourth from the same address is answered 503 with the reason and closed.
     let mut fourth = tcp_from(&gw, "127.0.0.1").await;
     let answer = read_to_close(&mut fourth).await;
@@ -567,30 +580,21 @@ async fn idle_connections_are_capped_per_address_and_in_total() {
         "{answer}"
     );
     // Another address is unaffected.
-    let other = reqwest::Client::builder()
-        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
-        .build()
-        .unwrap();
-    let health = other.get(gw.http("/chat/health")).send().await.unwrap();
-    assert_eq!(health.status(), 200);
-    drop(other);
+    let answer = health("127.0.0.2").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    wait_http_connections(&gw, 3).await;
     // Two more from a third address reach the total of 5; the next one, from anywhere, is
     // refused for the total.
     let _c = tcp_from(&gw, "127.0.0.3").await;
     let _d = tcp_from(&gw, "127.0.0.3").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_http_connections(&gw, 5).await;
     let mut over = tcp_from(&gw, "127.0.0.4").await;
     let answer = read_to_close(&mut over).await;
     assert!(answer.contains("too_many_connections"), "{answer}");
     // Closing a connection gives its place back.
     drop(held.pop());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut again = tcp_from(&gw, "127.0.0.1").await;
-    again
-        .write_all(b"GET /chat/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let answer = read_to_close(&mut again).await;
+    wait_http_connections(&gw, 4).await;
+    let answer = health("127.0.0.1").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // Counted by reason.
     let metrics = common::metrics_text(&gw).await;
@@ -601,5 +605,19 @@ async fn idle_connections_are_capped_per_address_and_in_total() {
             ))),
             "{reason}: {metrics}"
         );
+    }
+}
+
+/// Waits (up to 10 s) until the gateway holds `n` connections on its public listeners.
+async fn wait_http_connections(gw: &Gateway, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = format!("chat_http_connections_open {n}");
+    loop {
+        let metrics = common::metrics_text(gw).await;
+        if metrics.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {line}: {metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
