@@ -240,9 +240,10 @@ async fn an_agent_session_ends_when_its_token_expires_unless_renewed_with_auth()
     assert_eq!(agent.closed_with().await, 4001);
     assert!(started.elapsed() < Duration::from_secs(5));
 
-    // Renewed in time with a fresh token of the same agent: the session goes on.
+    // Renewed in time with a fresh token of the same agent: the session goes on past the old
+    // token's expiry (5 s: room for a slow machine to send the commands below before it).
     let mut agent = Client::connect(
-        &gateway.ws(&format!("/ws-admin/?token={}", jwt("bob", now() + 2))),
+        &gateway.ws(&format!("/ws-admin/?token={}", jwt("bob", now() + 5))),
         &[],
     )
     .await;
@@ -259,7 +260,7 @@ async fn an_agent_session_ends_when_its_token_expires_unless_renewed_with_auth()
         .request(json!({"type": "auth", "token": jwt("bob", fresh_until)}))
         .await;
     assert_eq!(ack["expires_at"], fresh_until, "{ack}");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
     let ack = agent.request(json!({"type": "list_conversations"})).await;
     assert_eq!(ack["type"], "ack", "{ack}");
 

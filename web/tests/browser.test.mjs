@@ -285,7 +285,7 @@ test('console asks for a fresh token when its token expires and continues where 
   try {
     const page = await ctx.newPage();
     trackConsole(page, 'console');
-    await page.goto(`${gateway.base}/chat/admin/?token=${shortToken(gateway, 'carol', 'Carol', 6)}`, { timeout: WAIT });
+    await page.goto(`${gateway.base}/chat/admin/?token=${shortToken(gateway, 'carol', 'Carol', 12)}`, { timeout: WAIT });
     await waitForText(page.getByTestId('connection-banner'), /Connected as Carol/, 'console banner');
     const item = page.locator(`[data-testid="conversation-item"][data-conversation-id="${conversationId}"]`);
     await item.click({ timeout: WAIT });
