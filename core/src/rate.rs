@@ -81,6 +81,46 @@ impl TokenBucket {
     }
 }
 
+/// One bucket per key (a visitor, an agent), all of one limit, behind one lock. Bounded: past
+/// `max_keys`, full buckets (which a fresh one would replace exactly) are forgotten, and if every
+/// tracked key is mid-burst, all of them (lenient for a moment, never unbounded).
+#[derive(Debug)]
+pub struct KeyedBuckets<K> {
+    limit: Option<RateLimit>,
+    max_keys: usize,
+    buckets: std::sync::Mutex<std::collections::HashMap<K, TokenBucket>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> KeyedBuckets<K> {
+    /// Buckets of `limit` (`None`: nothing is limited), for at most `max_keys` keys at once.
+    pub fn new(limit: Option<RateLimit>, max_keys: usize) -> Self {
+        Self {
+            limit,
+            max_keys,
+            buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Takes a token from `key`'s bucket, or says how long until one is available.
+    pub fn take(&self, key: &K) -> Result<(), Duration> {
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= self.max_keys && !buckets.contains_key(key) {
+            buckets.retain(|_, bucket| !bucket.is_full(now));
+            if buckets.len() >= self.max_keys {
+                buckets.clear();
+            }
+        }
+        buckets
+            .entry(key.clone())
+            .or_insert_with(|| TokenBucket::new(limit, now))
+            .try_take(now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +160,23 @@ mod tests {
             t0,
         );
         assert!(b.try_take(t0).is_err());
+    }
+
+    #[test]
+    fn keyed_buckets_are_per_key_and_bounded() {
+        let buckets = KeyedBuckets::new(
+            Some(RateLimit {
+                per_sec: 0.001,
+                burst: 1,
+            }),
+            2,
+        );
+        assert!(buckets.take(&"a").is_ok());
+        assert!(buckets.take(&"a").is_err());
+        assert!(buckets.take(&"b").is_ok());
+        // A third key over the bound: the table forgets rather than grows.
+        assert!(buckets.take(&"c").is_ok());
+        assert!(buckets.buckets.lock().unwrap().len() <= 2);
+        assert!(KeyedBuckets::<&str>::new(None, 1).take(&"x").is_ok());
     }
 }

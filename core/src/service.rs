@@ -79,7 +79,7 @@ struct Inner {
     agent_tokens: std::sync::OnceLock<AgentTokens>,
     /// Send buckets by visitor (`ServiceConfig::visitor_send_rate`), shared by all of a
     /// visitor's sessions on this process, so reconnecting does not refill one.
-    visitor_sends: std::sync::Mutex<HashMap<VisitorId, crate::rate::TokenBucket>>,
+    visitor_sends: crate::rate::KeyedBuckets<VisitorId>,
 }
 
 /// Visitors whose send bucket is kept at most; past it, full buckets (which a fresh one would
@@ -163,6 +163,8 @@ impl ChatService {
     }
 
     fn build(store: Arc<dyn Store>, config: ServiceConfig, bus: Option<Arc<dyn Bus>>) -> Self {
+        let visitor_sends =
+            crate::rate::KeyedBuckets::new(config.visitor_send_rate, MAX_VISITOR_SEND_BUCKETS);
         let (shutdown, _) = watch::channel(false);
         Self {
             inner: Arc::new(Inner {
@@ -174,7 +176,7 @@ impl ChatService {
                 bus,
                 remote_agents: std::sync::Mutex::new(HashMap::new()),
                 agent_tokens: std::sync::OnceLock::new(),
-                visitor_sends: std::sync::Mutex::new(HashMap::new()),
+                visitor_sends,
             }),
         }
     }
@@ -1217,28 +1219,10 @@ impl Inner {
     /// Takes a send from the visitor's bucket, or says when one will be available. Agents, and
     /// every sender when no rate is configured, are not limited.
     fn take_visitor_send(&self, principal: &Principal) -> Result<(), Duration> {
-        let (Principal::Visitor { visitor_id, .. }, Some(limit)) =
-            (principal, self.config.visitor_send_rate)
-        else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        let mut buckets = self
-            .visitor_sends
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if buckets.len() >= MAX_VISITOR_SEND_BUCKETS && !buckets.contains_key(visitor_id) {
-            buckets.retain(|_, bucket| !bucket.is_full(now));
-            if buckets.len() >= MAX_VISITOR_SEND_BUCKETS {
-                // Every tracked visitor is sending right now: forget them all rather than
-                // grow without bound (lenient for a moment, never unbounded).
-                buckets.clear();
-            }
+        match principal {
+            Principal::Visitor { visitor_id, .. } => self.visitor_sends.take(visitor_id),
+            Principal::Agent(_) => Ok(()),
         }
-        buckets
-            .entry(*visitor_id)
-            .or_insert_with(|| crate::rate::TokenBucket::new(limit, now))
-            .try_take(now)
     }
 
     fn publish_message_locally(&self, message: Message, visitor_id: VisitorId) {

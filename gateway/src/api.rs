@@ -8,16 +8,13 @@ use crate::http_util::{
 };
 use bytes::Bytes;
 use chat_core::model::{Agent, ConversationId, Principal, Role};
-use chat_core::rate::{RateLimit, TokenBucket};
+use chat_core::rate::{KeyedBuckets, RateLimit};
 use chat_core::service::{ChatService, Delivery};
 use chat_core::store::Appended;
 use chat_core::ChatError;
 use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
 
 /// Most agents whose API send buckets are kept; past it, full (idle) buckets are forgotten.
 const MAX_TRACKED_SENDERS: usize = 4096;
@@ -25,33 +22,16 @@ const MAX_TRACKED_SENDERS: usize = 4096;
 /// Send rate of agents posting through the HTTP API with a JWT, per agent: the visitors' send
 /// rate (`CHAT_SEND_RATE_PER_SEC`, `CHAT_SEND_BURST`). Callers with `CHAT_API_KEY` (the site's
 /// own servers) are not limited.
-pub struct ApiSendLimits {
-    limit: Option<RateLimit>,
-    buckets: Mutex<HashMap<String, TokenBucket>>,
-}
+pub struct ApiSendLimits(KeyedBuckets<String>);
 
 impl ApiSendLimits {
     /// Buckets of `limit` (`None`: no limit).
     pub fn new(limit: Option<RateLimit>) -> Self {
-        Self {
-            limit,
-            buckets: Mutex::new(HashMap::new()),
-        }
+        Self(KeyedBuckets::new(limit, MAX_TRACKED_SENDERS))
     }
 
     fn take(&self, agent_id: &str) -> Result<(), std::time::Duration> {
-        let Some(limit) = self.limit else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= MAX_TRACKED_SENDERS && !buckets.contains_key(agent_id) {
-            buckets.retain(|_, b| !b.is_full(now));
-        }
-        buckets
-            .entry(agent_id.to_owned())
-            .or_insert_with(|| TokenBucket::new(limit, now))
-            .try_take(now)
+        self.0.take(&agent_id.to_owned())
     }
 }
 

@@ -13,15 +13,15 @@
 //! `CHAT_TRUSTED_PROXIES` (a load balancer carrying many clients) is only under the total cap.
 
 use crate::client_addr::TrustedProxies;
+use crate::limits::{LimitRefusal, Limits, Slot};
 use async_trait::async_trait;
 use chat_core::metrics;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::protocols::ALPN;
 use pingora::server::ShutdownWatch;
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
 /// The caps.
@@ -67,42 +67,12 @@ impl ConnectionRefusal {
     }
 }
 
-/// Who holds how many connections.
-#[derive(Debug, Default)]
-struct Table {
-    total: usize,
-    by_address: HashMap<IpAddr, usize>,
-}
-
-/// The counts, shared by every connection of the listeners.
-#[derive(Debug)]
+/// The counts, shared by every connection of the listeners: the admission path's counting
+/// table ([`Limits::counting`], without its open rate), and the proxies exempt per address.
 pub struct ConnectionTable {
     caps: ConnectionCaps,
     trusted: TrustedProxies,
-    table: Mutex<Table>,
-}
-
-/// One connection's place; given back when dropped.
-#[derive(Debug)]
-pub struct ConnectionSlot {
-    table: Arc<ConnectionTable>,
-    address: Option<IpAddr>,
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        let mut table = self.table.lock();
-        table.total = table.total.saturating_sub(1);
-        if let Some(address) = self.address {
-            if let Some(n) = table.by_address.get_mut(&address) {
-                *n -= 1;
-                if *n == 0 {
-                    table.by_address.remove(&address);
-                }
-            }
-        }
-        metrics::set_http_connections(table.total);
-    }
+    counts: Limits,
 }
 
 impl ConnectionTable {
@@ -111,39 +81,27 @@ impl ConnectionTable {
         Arc::new(Self {
             caps,
             trusted,
-            table: Mutex::new(Table::default()),
+            counts: Limits::counting(caps.total, caps.per_ip),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    /// Connections held now.
+    pub fn open(&self) -> usize {
+        self.counts.open()
     }
 
-    /// A place for a connection from `peer`, or why there is none.
-    pub fn acquire(
-        self: &Arc<Self>,
-        peer: Option<IpAddr>,
-    ) -> Result<ConnectionSlot, ConnectionRefusal> {
-        let address = peer
-            .filter(|ip| !self.trusted.contains(*ip))
-            .map(crate::limits::address_key);
-        let mut table = self.lock();
-        if table.total >= self.caps.total {
-            return Err(ConnectionRefusal::TooManyConnections);
-        }
-        if let Some(address) = address {
-            let held = table.by_address.entry(address).or_insert(0);
-            if *held >= self.caps.per_ip {
-                return Err(ConnectionRefusal::TooManyFromAddress);
-            }
-            *held += 1;
-        }
-        table.total += 1;
-        metrics::set_http_connections(table.total);
-        Ok(ConnectionSlot {
-            table: self.clone(),
-            address,
-        })
+    /// A place for a connection from `peer` (given back when dropped), or why there is none.
+    pub fn acquire(&self, peer: Option<IpAddr>) -> Result<Slot, ConnectionRefusal> {
+        let address = peer.filter(|ip| !self.trusted.contains(*ip));
+        self.counts
+            .acquire(address)
+            .map_err(|refusal| match refusal {
+                LimitRefusal::TooManyFromAddress { .. } => ConnectionRefusal::TooManyFromAddress,
+                // Counting only: no open rate, so the rest is the total.
+                LimitRefusal::TooManyConnections { .. } | LimitRefusal::RateLimited { .. } => {
+                    ConnectionRefusal::TooManyConnections
+                }
+            })
     }
 }
 
@@ -174,7 +132,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A> {
             .get_socket_digest()
             .and_then(|d| d.peer_addr().cloned())
             .and_then(|a| a.as_inet().map(|a| a.ip()));
-        let _slot = match self.table.acquire(peer) {
+        let slot = match self.table.acquire(peer) {
             Ok(slot) => slot,
             Err(refusal) => {
                 metrics::http_connection_refused(refusal.as_str());
@@ -199,7 +157,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A> {
                 return None;
             }
         };
-        self.inner.process_new(stream, shutdown).await
+        metrics::set_http_connections(self.table.open());
+        let reuse = self.inner.process_new(stream, shutdown).await;
+        drop(slot);
+        metrics::set_http_connections(self.table.open());
+        reuse
     }
 
     async fn cleanup(&self) {
@@ -238,7 +200,11 @@ mod tests {
         // A trusted proxy is only under the total cap.
         let proxy = "10.0.0.1".parse().unwrap();
         let _via_proxy = table.acquire(Some(proxy)).unwrap();
-        assert_eq!(table.lock().total, 3);
-        assert_eq!(table.lock().by_address.get(&a), Some(&1));
+        assert_eq!(table.open(), 3);
+        // The total is reached again: the next one is refused for it.
+        assert_eq!(
+            table.acquire(Some(a)).unwrap_err(),
+            ConnectionRefusal::TooManyConnections
+        );
     }
 }

@@ -83,7 +83,8 @@ pub enum LimitRefusal {
 
 struct Entry {
     open: usize,
-    opens: TokenBucket,
+    /// `None` when opens are not rate limited ([`Limits::counting`]).
+    opens: Option<TokenBucket>,
 }
 
 struct Table {
@@ -93,6 +94,8 @@ struct Table {
 
 struct Shared {
     config: LimitsConfig,
+    /// Whether opens spend from the per-address bucket.
+    rate_opens: bool,
     open: AtomicUsize,
     table: Mutex<Table>,
 }
@@ -134,9 +137,25 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
 impl Limits {
     /// Limits with these settings.
     pub fn new(config: LimitsConfig) -> Self {
+        Self::build(config, true)
+    }
+
+    /// Only counts: at most `total` slots, `per_address` of them per address, no open rate
+    /// (the TCP connection caps of [`crate::connections`]).
+    pub fn counting(total: usize, per_address: usize) -> Self {
+        let config = LimitsConfig {
+            max_connections: total,
+            max_connections_per_ip: per_address,
+            opens_per_ip_per_min: 0,
+        };
+        Self::build(config, false)
+    }
+
+    fn build(config: LimitsConfig, rate_opens: bool) -> Self {
         Self {
             shared: Arc::new(Shared {
                 config,
+                rate_opens,
                 open: AtomicUsize::new(0),
                 table: Mutex::new(Table {
                     by_address: HashMap::new(),
@@ -179,17 +198,17 @@ impl Limits {
         let address = address.map(address_key);
         if let Some(ip) = address {
             table.sweep(now);
-            let opens = config.open_rate();
+            let rate_opens = self.shared.rate_opens;
             let entry = table.by_address.entry(ip).or_insert_with(|| Entry {
                 open: 0,
-                opens: TokenBucket::new(opens, now),
+                opens: rate_opens.then(|| TokenBucket::new(config.open_rate(), now)),
             });
             if entry.open >= config.max_connections_per_ip {
                 return Err(LimitRefusal::TooManyFromAddress {
                     limit: config.max_connections_per_ip,
                 });
             }
-            if let Err(retry_after) = entry.opens.try_take(now) {
+            if let Some(Err(retry_after)) = entry.opens.as_mut().map(|b| b.try_take(now)) {
                 return Err(LimitRefusal::RateLimited {
                     retry_after,
                     per_min: config.opens_per_ip_per_min,
@@ -222,7 +241,7 @@ impl Table {
             self.swept = now;
         } else if now.saturating_duration_since(self.swept) >= SWEEP_EVERY {
             self.by_address
-                .retain(|_, e| e.open > 0 || !e.opens.is_full(now));
+                .retain(|_, e| e.open > 0 || e.opens.as_ref().is_some_and(|b| !b.is_full(now)));
             self.swept = now;
         }
     }
