@@ -173,6 +173,24 @@ pub static HTTP_CONNECTIONS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| 
     )
 });
 
+/// `chat_config_reloads_total{part, result}` (counter): reloads on SIGHUP, per reloadable part
+/// (`certificates`, `config`) and result (`ok`, `refused`: the old setting was kept). Emitted by
+/// the gateway's `reload` module.
+pub static CONFIG_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "chat_config_reloads_total",
+        "Reloads of a part of the configuration, by part and result.",
+        &["part", "result"],
+    )
+});
+
+/// A reload of `part` was applied (`ok`) or refused.
+pub fn config_reload(part: &'static str, ok: bool) {
+    CONFIG_RELOADS
+        .with_label_values(&[part, if ok { "ok" } else { "refused" }])
+        .inc();
+}
+
 /// The public listeners hold `open` connections.
 pub fn set_http_connections(open: usize) {
     HTTP_CONNECTIONS_OPEN.set(i64::try_from(open).unwrap_or(i64::MAX));
@@ -393,6 +411,11 @@ pub fn init() {
         LazyLock::force(&HTTP_CONNECTIONS_OPEN);
         for reason in ["too_many_connections", "too_many_from_address"] {
             HTTP_CONNECTIONS_REFUSED.with_label_values(&[reason]);
+        }
+        for part in ["certificates", "config"] {
+            for result in ["ok", "refused"] {
+                CONFIG_RELOADS.with_label_values(&[part, result]);
+            }
         }
         LazyLock::force(&STORE_UP);
         LazyLock::force(&STORE_POOL);

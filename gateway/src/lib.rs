@@ -21,6 +21,7 @@ pub mod http_util;
 pub mod limits;
 pub mod metrics;
 pub mod redact;
+pub mod reload;
 pub mod routes;
 pub mod secrets;
 pub mod server;

@@ -8,6 +8,7 @@ use crate::deadlines::HeadDeadline;
 use crate::edge::{ChatEdge, EdgeState};
 use crate::error::GatewayError;
 use crate::limits::Limits;
+use crate::reload::Reloader;
 use crate::secrets;
 use crate::socketio::SocketIoEndpoints;
 use chat_core::auth::{AgentTokens, Authenticator, VisitorTokens};
@@ -42,6 +43,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     }
     // This runtime opens the store and then runs the gateway's own tasks (signals, Socket.IO
     // sessions) for the life of the process; Pingora runs request handling on its own threads.
+    let reloader = Reloader::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads.max(1))
         .thread_name("chat-background")
@@ -194,6 +196,24 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         listening.push(tls.listen);
     }
     server.add_service(edge);
+    // SIGHUP re-reads what can change without a restart (`crate::reload`); each part registers
+    // itself above.
+    {
+        let reloader = reloader.clone();
+        runtime.spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                tracing::error!("cannot install the SIGHUP handler: reload needs a restart");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading");
+                let reloader = reloader.clone();
+                // Reloading reads files; keep it off the async workers.
+                let _ = tokio::task::spawn_blocking(move || reloader.reload_all()).await;
+            }
+        });
+    }
     crate::metrics::start(&config, &mut server, &runtime, &chat, upgrade)?;
 
     runtime.spawn(async move {
