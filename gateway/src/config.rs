@@ -2,6 +2,7 @@
 //! every variable read here appears there.
 
 use chat_core::auth::OriginPolicy;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +20,9 @@ pub enum ConfigError {
         /// What was expected.
         reason: String,
     },
+    /// `CHAT_CONFIG_FILE` cannot be read.
+    #[error("CHAT_CONFIG_FILE: {0}")]
+    File(#[from] crate::config_file::ConfigFileError),
     /// Only one of certificate and key is set.
     #[error("CHAT_TLS_CERT and CHAT_TLS_KEY must be set together")]
     HalfTls,
@@ -140,9 +144,11 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads the process environment.
+    /// Reads the process environment, with `CHAT_CONFIG_FILE`'s values over it
+    /// ([`current_settings`]).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let settings = current_settings()?;
+        Self::from_lookup(|name| settings.get(name).cloned())
     }
 
     /// Reads variables through `lookup` (tests pass a map).
@@ -255,6 +261,30 @@ impl Config {
             },
         })
     }
+}
+
+/// The settings the gateway runs with now: the process environment's `CHAT_*` and `ADMIN_*`
+/// variables, and over them the values of `CHAT_CONFIG_FILE` when it is set
+/// (`crate::config_file`), re-read on every call.
+pub fn current_settings() -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut settings: BTreeMap<String, String> = std::env::vars()
+        .filter(|(name, _)| is_setting(name))
+        .collect();
+    if let Some(path) = settings.get(CONFIG_FILE).filter(|p| !p.trim().is_empty()) {
+        let file = crate::config_file::read(std::path::Path::new(path.trim()))?;
+        settings.extend(
+            file.into_iter()
+                .filter(|(name, _)| is_setting(name) && name != CONFIG_FILE),
+        );
+    }
+    Ok(settings)
+}
+
+/// `CHAT_CONFIG_FILE`: the environment file read at start and on SIGHUP.
+pub const CONFIG_FILE: &str = "CHAT_CONFIG_FILE";
+
+fn is_setting(name: &str) -> bool {
+    name.starts_with("CHAT_") || name.starts_with("ADMIN_")
 }
 
 impl Config {
@@ -438,6 +468,7 @@ mod tests {
             include_str!("server.rs"),
             include_str!("admission.rs"),
             include_str!("edge.rs"),
+            include_str!("config_reload.rs"),
         ];
         let mut names = Vec::new();
         for source in sources {

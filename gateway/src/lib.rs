@@ -11,6 +11,8 @@ pub mod assets;
 pub mod cli;
 pub mod client_addr;
 pub mod config;
+pub mod config_file;
+pub mod config_reload;
 pub mod connections;
 pub mod deadlines;
 pub mod edge;

@@ -1,8 +1,9 @@
 //! `chat-gateway serve`: opens the store, builds the chat service and the Pingora server, and
 //! prints the start-up lines operators grep for.
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Origins};
 use crate::config::Config;
+use crate::config_reload::ConfigReload;
 use crate::connections::{ConnectionCapped, ConnectionTable};
 use crate::deadlines::HeadDeadline;
 use crate::edge::{ChatEdge, EdgeState};
@@ -106,9 +107,12 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         chat: chat.clone(),
         limits: Limits::new(config.limits),
         auth,
-        visitor_origins: config.visitor_origins.clone(),
-        admin_origins: config.admin_origins.clone(),
+        origins: std::sync::RwLock::new(Origins {
+            visitor: config.visitor_origins.clone(),
+            admin: config.admin_origins.clone(),
+        }),
     });
+    reloader.register(Arc::new(ConfigReload::new(admission.clone(), chat.clone())));
     let socketio = {
         let _entered = runtime.enter();
         SocketIoEndpoints::start(
