@@ -438,6 +438,9 @@ mod tests {
             include_str!("server.rs"),
             include_str!("admission.rs"),
             include_str!("edge.rs"),
+            include_str!("check.rs"),
+            include_str!("check/origins.rs"),
+            include_str!("check/token.rs"),
         ];
         let mut names = Vec::new();
         for source in sources {
