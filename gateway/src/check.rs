@@ -300,15 +300,20 @@ fn upstream(ctx: &Context<'_>, report: &mut Report) {
         return;
     };
     // The gateway proxies to the first address, so that is the one that must answer.
+    let upstream = if first.to_string() == upstream {
+        upstream.to_string()
+    } else {
+        format!("{upstream} ({first})")
+    };
     match TcpStream::connect_timeout(first, ctx.timeout) {
         Ok(_) => report.ok(
             "upstream",
-            format!("main site {upstream} ({first}) accepts connections"),
+            format!("main site {upstream} accepts connections"),
         ),
         Err(e) => report.warn(
             "upstream",
             format!(
-                "main site {upstream} ({first}) does not accept connections ({}): chat works, \
+                "main site {upstream} does not accept connections ({}): chat works, \
                  the site answers 502 until it does",
                 describe_io(&e)
             ),
