@@ -52,20 +52,33 @@ async fn readiness_goes_503_on_sigterm_while_liveness_stays_200() {
     assert_eq!(public_ready.status(), 200);
 
     // Connections kept alive to the metrics listener, as a load balancer's health checker
-    // keeps them: they are still served while the process drains.
+    // keeps them: they are still served while the process drains (for about 1 s, Pingora's
+    // grace period). Several, because each answered after Pingora saw the signal is closed.
     let metrics = gw.env["CHAT_METRICS_LISTEN"].clone();
-    let mut ready = TcpStream::connect(&metrics).await.unwrap();
+    let mut ready = Vec::new();
+    for _ in 0..8 {
+        let mut conn = TcpStream::connect(&metrics).await.unwrap();
+        let (status, body) = get(&mut conn, "/health/ready").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(r#""shutting_down":false"#), "{body}");
+        ready.push(conn);
+    }
     let mut live = TcpStream::connect(&metrics).await.unwrap();
-    let (status, body) = get(&mut ready, "/health/ready").await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains(r#""shutting_down":false"#), "{body}");
     assert_eq!(get(&mut live, "/health/live").await.0, 200);
 
     // SAFETY: signalling a child process we own.
     assert_eq!(unsafe { libc::kill(gw.pid() as i32, libc::SIGTERM) }, 0);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, body) = get(&mut ready, "/health/ready").await;
-    assert_eq!(status, 503, "{body}");
+    let mut answers = Vec::new();
+    for mut conn in ready {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (status, body) = get(&mut conn, "/health/ready").await;
+        answers.push((status, body));
+        if status == 503 {
+            break;
+        }
+    }
+    let (status, body) = answers.last().unwrap();
+    assert_eq!(*status, 503, "readiness never went 503: {answers:?}");
     assert!(body.contains(r#""shutting_down":true"#), "{body}");
     assert!(
         body.contains(r#""state":"up""#),
