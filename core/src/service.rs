@@ -269,6 +269,12 @@ impl ChatService {
         self.inner.shutdown.send_replace(true);
     }
 
+    /// Whether [`ChatService::begin_shutdown`] was called: the process is going away, so a
+    /// readiness probe should send new clients elsewhere.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
     /// Opens a session for an authenticated principal. For visitors, `visitor_token` is the token
     /// the client will be told to keep (minted or presented). The first event is `welcome`.
     pub async fn open_session(

@@ -469,6 +469,9 @@ mod tests {
             include_str!("admission.rs"),
             include_str!("edge.rs"),
             include_str!("config_reload.rs"),
+            include_str!("check.rs"),
+            include_str!("check/origins.rs"),
+            include_str!("check/token.rs"),
         ];
         let mut names = Vec::new();
         for source in sources {

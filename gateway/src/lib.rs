@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod api;
 pub mod assets;
+pub mod check;
 pub mod cli;
 pub mod client_addr;
 pub mod config;

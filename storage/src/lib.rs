@@ -43,6 +43,7 @@ pub mod embedded;
 pub mod files;
 mod migrations;
 pub mod postgres;
+mod status;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 mod time;
@@ -51,6 +52,7 @@ pub use batch::{AppendBatch, BatchSettings, BatchingStore};
 pub use embedded::EmbeddedStore;
 pub use migrations::{MigrationInfo, MigrationReport};
 pub use postgres::{PostgresBus, PostgresStore};
+pub use status::{schema_status, SchemaStatus};
 
 /// Errors from building a store or migrating its schema. Errors of queries are
 /// [`StoreError`]s, as the [`Store`] trait says.
