@@ -160,6 +160,46 @@ async fn postgres_over_tls() {
         other => panic!("expected the event on the other bus, got {other:?}"),
     }
 
+    // Directly with the public connector: the session is TLS, and SCRAM with channel binding
+    // (tls-server-end-point) works, as a managed database's password login does.
+    let (config, tls) =
+        chat_storage::postgres::tls::configure(&verify_full, None).expect("configure");
+    let (client, connection) = config.connect(tls).await.expect("connect");
+    tokio::spawn(connection);
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the session is encrypted");
+    client
+        .batch_execute(
+            "SET password_encryption = 'scram-sha-256'; \
+             CREATE ROLE chat_scram LOGIN PASSWORD 'scram secret'; \
+             GRANT ALL ON SCHEMA public TO chat_scram",
+        )
+        .await
+        .unwrap();
+    let scram = url_on(
+        &url.replacen("postgres@", "chat_scram:scram%20secret@", 1),
+        "localhost",
+        "sslmode=verify-full&channel_binding=require",
+    );
+    PostgresStore::connect_with_ca(&scram, 1, Some(&pki.ca_file))
+        .unwrap()
+        .health()
+        .await
+        .expect("SCRAM-SHA-256-PLUS with channel binding over verify-full");
+    let wrong_password = scram.replace("scram%20secret", "wrong");
+    let message = health_error(&wrong_password, Some(&pki.ca_file)).await;
+    assert!(
+        message.contains("password authentication failed"),
+        "{message}"
+    );
+
     // require: encrypted, certificate not checked (libpq).
     let require = url_on(&url, "127.0.0.1", "sslmode=require");
     PostgresStore::connect(&require, 1)

@@ -9,6 +9,7 @@ use super::TestPostgres;
 impl TestPostgres {
     /// Turns TLS on in the throwaway cluster with this certificate chain and key (PEM), makes
     /// it refuse plain TCP connections (`hostssl` trust, `hostnossl` reject), and restarts it.
+    /// The role `chat_scram`, if a test creates it, must log in with a SCRAM password.
     /// The files go into the data directory, owned by the server's user, the key mode 0600
     /// (Postgres refuses a key others can read). Panics on an external server.
     pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) {
@@ -34,8 +35,9 @@ impl TestPostgres {
         write(
             "pg_hba.conf",
             "# chat-storage test_support: TLS only over TCP\n\
-             local     all all              trust\n\
-             hostssl   all all 127.0.0.1/32 trust\n\
+             local     all all                     trust\n\
+             hostssl   all chat_scram 127.0.0.1/32 scram-sha-256\n\
+             hostssl   all all        127.0.0.1/32 trust\n\
              hostnossl all all 127.0.0.1/32 reject\n",
             0o600,
         );
