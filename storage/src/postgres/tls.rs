@@ -331,11 +331,7 @@ impl RustlsConnect {
                 } => format!(
                     "server name {} does not match certificate names [{}] (sslmode={})",
                     expected.to_str(),
-                    presented
-                        .iter()
-                        .map(|name| presented_name(name))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    presented_names(presented),
                     self.mode
                 ),
                 CertificateError::NotValidForName => format!(
@@ -349,6 +345,29 @@ impl RustlsConnect {
         }
     }
 }
+
+/// The certificate's names for a log line: the server chose them, so at most
+/// [`MAX_NAMES_SHOWN`] of them, each cut at [`MAX_NAME_CHARS`], control characters replaced.
+fn presented_names(presented: &[String]) -> String {
+    let mut shown: Vec<String> = presented
+        .iter()
+        .take(MAX_NAMES_SHOWN)
+        .map(|name| {
+            presented_name(name)
+                .chars()
+                .take(MAX_NAME_CHARS)
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect()
+        })
+        .collect();
+    if presented.len() > MAX_NAMES_SHOWN {
+        shown.push(format!("… {} more", presented.len() - MAX_NAMES_SHOWN));
+    }
+    shown.join(", ")
+}
+
+const MAX_NAMES_SHOWN: usize = 8;
+const MAX_NAME_CHARS: usize = 100;
 
 /// `DnsName("db.example.com")` / `IpAddress(10.0.0.1)` (webpki's form) as the bare name.
 fn presented_name(name: &str) -> &str {
@@ -438,5 +457,12 @@ mod tests {
         );
         assert_eq!(presented_name("DnsName(\"localhost\")"), "localhost");
         assert_eq!(presented_name("IpAddress(10.0.0.1)"), "10.0.0.1");
+        let hostile: Vec<String> = (0..20)
+            .map(|i| format!("DnsName(\"evil{i}\nFAKE LOG LINE{}\")", "x".repeat(500)))
+            .collect();
+        let shown = presented_names(&hostile);
+        assert!(!shown.contains('\n'), "{shown}");
+        assert!(shown.len() < 1_000, "{}", shown.len());
+        assert!(shown.ends_with("… 12 more"), "{shown}");
     }
 }
