@@ -81,6 +81,9 @@ pub struct Config {
     pub upstream: Option<String>,
     /// Postgres URL (`CHAT_DATABASE_URL`); the embedded store when unset.
     pub database_url: Option<String>,
+    /// Root CA file (PEM) for the Postgres server's certificate when the URL has no
+    /// `sslrootcert` (`CHAT_DATABASE_CA`).
+    pub database_ca: Option<PathBuf>,
     /// Directory of the embedded store and generated secrets (`CHAT_DATA_DIR`).
     pub data_dir: PathBuf,
     /// Postgres pool size (`CHAT_DB_POOL_SIZE`).
@@ -176,6 +179,7 @@ impl Config {
             tls,
             upstream: get("CHAT_UPSTREAM"),
             database_url: get("CHAT_DATABASE_URL"),
+            database_ca: get("CHAT_DATABASE_CA").map(PathBuf::from),
             data_dir,
             db_pool_size: parse(&lookup, "CHAT_DB_POOL_SIZE", "16")?,
             write_batch: chat_storage::BatchSettings {
@@ -296,6 +300,7 @@ impl Config {
                 url: url.clone(),
                 pool_size: self.db_pool_size,
                 batch: self.write_batch,
+                ca: self.database_ca.clone(),
             },
             None => chat_storage::StoreConfig::Embedded {
                 path: self.data_dir.join("chat.sqlite3"),

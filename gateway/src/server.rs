@@ -72,9 +72,10 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     // With Postgres, other gateway processes may share the database: events and agent presence
     // travel between them on LISTEN/NOTIFY.
     let chat = match &store_config {
-        StoreConfig::Postgres { url, .. } => {
+        StoreConfig::Postgres { url, ca, .. } => {
             let _entered = runtime.enter();
-            let bus = runtime.block_on(chat_storage::PostgresBus::start(url))?;
+            let bus =
+                runtime.block_on(chat_storage::PostgresBus::start_with_ca(url, ca.as_deref()))?;
             tracing::info!(
                 node = chat_core::bus::Bus::node_id(&bus),
                 "joined the gateway bus (Postgres LISTEN/NOTIFY)"
