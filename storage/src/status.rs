@@ -45,8 +45,8 @@ impl SchemaStatus {
 /// alone otherwise; unlike [`crate::open`], nothing is created or migrated.
 pub async fn schema_status(config: &StoreConfig) -> Result<SchemaStatus, StorageError> {
     match config {
-        StoreConfig::Postgres { url, .. } => {
-            let store = PostgresStore::connect(url, 1)?;
+        StoreConfig::Postgres { url, ca, .. } => {
+            let store = PostgresStore::connect_with_ca(url, 1, ca.as_deref())?;
             let found = store.schema_version().await?;
             Ok(SchemaStatus::new(true, found, migrations::POSTGRES))
         }
