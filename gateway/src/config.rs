@@ -137,6 +137,8 @@ pub struct Config {
     /// Agent JWT rules (`CHAT_ADMIN_JWT_AUDIENCE`, `CHAT_ADMIN_JWT_ISSUER`,
     /// `CHAT_ADMIN_JWT_MAX_TTL_SECS`).
     pub agent_token_rules: chat_core::auth::AgentTokenRules,
+    /// How the agent console gets its token (`CHAT_ADMIN_TOKEN_URL`, `CHAT_ADMIN_LOGIN_URL`).
+    pub console_sign_in: crate::console_sign_in::ConsoleSignIn,
 }
 
 impl Config {
@@ -253,6 +255,11 @@ impl Config {
                     "86400",
                 )?),
             },
+            // Unset is the default; set but empty means none, so `lookup`, not `get`.
+            console_sign_in: crate::console_sign_in::ConsoleSignIn::from_vars(
+                lookup("CHAT_ADMIN_TOKEN_URL"),
+                lookup("CHAT_ADMIN_LOGIN_URL"),
+            )?,
         })
     }
 }
@@ -438,6 +445,7 @@ mod tests {
             include_str!("server.rs"),
             include_str!("admission.rs"),
             include_str!("edge.rs"),
+            include_str!("console_sign_in.rs"),
         ];
         let mut names = Vec::new();
         for source in sources {

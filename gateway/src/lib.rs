@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client_addr;
 pub mod config;
 pub mod connections;
+pub mod console_sign_in;
 pub mod deadlines;
 pub mod edge;
 pub mod endpoints;
