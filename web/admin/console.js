@@ -20,7 +20,8 @@
   const PENDING_KEY_BASE = 1e15; // sort key offset that keeps unconfirmed replies after every seq
   const REFRESH_RETRY_MIN_MS = 2000;
   const REFRESH_RETRY_MAX_MS = 30000;
-  // A site token this close to its expiry is replaced before (re)connecting with it.
+  // A site token this close to its expiry (at most a quarter of its life) is replaced before
+  // (re)connecting with it.
   const STALE_MARGIN_MS = 10000;
 
   const CONFIG = readConfig();
@@ -271,7 +272,9 @@
   }
 
   function siteTokenStale() {
-    return Boolean(siteToken && siteToken.lifetimeMs && Date.now() > siteToken.receivedAt + siteToken.lifetimeMs - STALE_MARGIN_MS);
+    if (!siteToken || !siteToken.lifetimeMs) return false;
+    const margin = Math.min(STALE_MARGIN_MS, siteToken.lifetimeMs / 4);
+    return Date.now() > siteToken.receivedAt + siteToken.lifetimeMs - margin;
   }
 
   // Gets a site token, then connects; 401/403 stops at the sign-in panel, other failures retry.
@@ -282,7 +285,7 @@
       if (generation !== siteGeneration || tokenSource !== 'site') return;
       adoptSiteToken(got);
       els.useToken.hidden = true;
-      connect();
+      connect(true); // this token, however short-lived: never straight back to the main site
     }, function (err) {
       if (generation !== siteGeneration || tokenSource !== 'site') return;
       if (err.kind === 'signin') {
@@ -367,11 +370,12 @@
     onSocketGone();
   }
 
-  function connect() {
+  // `fresh`: the token was fetched just now and is used as it is.
+  function connect(fresh) {
     clearTimeout(retryTimer);
     clearInterval(countdownTimer);
     retryTimer = countdownTimer = null;
-    if (tokenSource === 'site' && (!token || siteTokenStale())) { connectWithSiteToken(); return; }
+    if (tokenSource === 'site' && (!token || (fresh !== true && siteTokenStale()))) { connectWithSiteToken(); return; }
     if (!token) { showLogin(true); return; }
     setBanner('connecting', 'Connecting…');
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -397,9 +401,10 @@
       ws = null;
       onSocketGone();
       if (ev.code === 4001 && tokenSource === 'site') {
-        // Not renewed in time (laptop asleep, main site down): fetch a new one and resume.
+        // Not renewed in time (laptop asleep, main site down): fetch a new one and resume. Through
+        // the back-off, so that tokens that keep expiring at once cannot spin.
         token = null;
-        connect();
+        scheduleReconnect('Token expired — getting a fresh one from the main site', 'connecting');
       } else if (ev.code === 4001) {
         // The token expired: a new one from the main site continues where this left off
         // (conversations stay on screen; the next session resumes from them).

@@ -32,7 +32,10 @@ const EXP_LEEWAY_SECS = 5;
 const LOGIN_PATH = '/login?callbackUrl=%2Fchat%2Fadmin%2F';
 
 const SECRET = randomBytes(32).toString('hex');
-const SESSIONS = { 's-alice': { id: 'alice', name: 'Alice' } };
+// Dave's tokens are shorter-lived: his test lets one run out.
+const SESSIONS = { 's-alice': { id: 'alice', name: 'Alice' }, 's-dave': { id: 'dave', name: 'Dave', ttl: 8 } };
+// Sessions for which the main site answers 503 (down) for now.
+const UNAVAILABLE = new Set();
 
 let site; // { server, base, port, tokenRequests: [{ at, cookie, status, exp }] }
 let gateway; // { child, base, dataDir, stdout, stderr }
@@ -76,6 +79,11 @@ function startMainSite() {
       s.tokenRequests.push(entry);
       res.setHeader('Cache-Control', 'no-store');
       res.setHeader('Content-Type', 'application/json');
+      if (UNAVAILABLE.has(session)) {
+        entry.status = 503;
+        res.writeHead(503).end('{"error":"maintenance"}');
+        return;
+      }
       if (session === 'broken') {
         entry.status = 500;
         res.writeHead(500).end('{"error":"database down"}');
@@ -89,7 +97,7 @@ function startMainSite() {
       }
       const now = Math.floor(Date.now() / 1000);
       entry.status = 200;
-      entry.exp = now + TOKEN_TTL_SECS;
+      entry.exp = now + (agent.ttl || TOKEN_TTL_SECS);
       const token = signJwt({ sub: agent.id, name: agent.name, iat: now, exp: entry.exp });
       res.writeHead(200).end(JSON.stringify({ token, expires_at: entry.exp }));
       return;
@@ -163,7 +171,7 @@ function withGatewayLog(fn) {
       await fn(t);
     } catch (e) {
       dumpGatewayOutput(gateway);
-      console.error('main site token requests:', JSON.stringify(site?.tokenRequests));
+      console.error(`main site token requests (${site?.tokenRequests.length}, the last 20):`, JSON.stringify(site?.tokenRequests.slice(-20)));
       throw e;
     }
   };
@@ -266,6 +274,9 @@ test('console signs in with the main-site session and renews its token without r
     await waitForText(page.getByTestId('connection-banner'), /Connected as Alice/, 'banner still connected');
 
     assert.equal(sockets.length, 1, 'the console never reconnected');
+    // Renewed about every half-life, not in a loop: the first token, one at 10 s, one at 20 s.
+    const aliceAsked = site.tokenRequests.filter((r) => r.cookie === 's-alice').length;
+    assert.ok(aliceAsked >= 2 && aliceAsked <= 5, `token requests: ${aliceAsked}`);
     assert.equal(sockets[0].closed, false, 'its WebSocket is still open');
     assert.ok(sockets[0].sent.every((f) => !f || f.type !== 'auth' || typeof f.token === 'string'));
     // The visitor sees the agent's reply.
@@ -325,6 +336,36 @@ test('console reports a failing token URL, retries, and still accepts a pasted t
     const asked = site.tokenRequests.filter((r) => r.cookie === 'broken').length;
     await page.waitForTimeout(1500);
     assert.equal(site.tokenRequests.filter((r) => r.cookie === 'broken').length, asked, 'no more token requests once pasted');
+  } finally {
+    await ctx.close();
+  }
+}));
+
+test('console whose renewal failed fetches a fresh token after the 4001 and resumes', { timeout: 60_000 }, withGatewayLog(async () => {
+  const ctx = await browser.newContext();
+  try {
+    await ctx.addCookies([{ name: 'site_session', value: 's-dave', url: gateway.base }]);
+    const page = await ctx.newPage();
+    trackConsole(page, 'console');
+    const sockets = watchSockets(page);
+    await page.goto(`${gateway.base}/chat/admin/`, { timeout: WAIT });
+    await waitForText(page.getByTestId('connection-banner'), /Connected as Dave/, 'console banner');
+
+    // The main site goes down: renewals fail, and the gateway ends the session at expiry.
+    UNAVAILABLE.add('s-dave');
+    await waitUntil(() => sockets[0] && sockets[0].closed, 'the session to end when its token expired');
+    assert.ok(sockets[0].received.some((f) => f && f.type === 'error' && f.code === 'token_expired'), 'ended by token_expired');
+    assert.ok(site.tokenRequests.some((r) => r.cookie === 's-dave' && r.status === 503), 'a renewal was tried');
+
+    // Back up: the console gets a fresh token and reconnects by itself, no paste form.
+    UNAVAILABLE.delete('s-dave');
+    await waitUntil(() => sockets.length >= 2, 'a new WebSocket');
+    await waitForText(page.getByTestId('connection-banner'), /Connected as Dave/, 'banner after reconnecting');
+    assert.equal(await page.getByTestId('login').isVisible(), false, 'no paste form');
+    assert.equal(await page.getByTestId('signin').isVisible(), false, 'no sign-in panel');
+    // Even 8-second tokens are fetched a handful of times, not in a loop.
+    const daveAsked = site.tokenRequests.filter((r) => r.cookie === 's-dave').length;
+    assert.ok(daveAsked < 15, `token requests: ${daveAsked}`);
   } finally {
     await ctx.close();
   }
