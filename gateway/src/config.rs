@@ -144,6 +144,8 @@ pub struct Config {
     /// Agent JWT rules (`CHAT_ADMIN_JWT_AUDIENCE`, `CHAT_ADMIN_JWT_ISSUER`,
     /// `CHAT_ADMIN_JWT_MAX_TTL_SECS`).
     pub agent_token_rules: chat_core::auth::AgentTokenRules,
+    /// How the agent console gets its token (`CHAT_ADMIN_TOKEN_URL`, `CHAT_ADMIN_LOGIN_URL`).
+    pub console_sign_in: crate::console_sign_in::ConsoleSignIn,
 }
 
 impl Config {
@@ -263,6 +265,11 @@ impl Config {
                     "86400",
                 )?),
             },
+            // Unset is the default; set but empty means none, so `lookup`, not `get`.
+            console_sign_in: crate::console_sign_in::ConsoleSignIn::from_vars(
+                lookup("CHAT_ADMIN_TOKEN_URL"),
+                lookup("CHAT_ADMIN_LOGIN_URL"),
+            )?,
         })
     }
 }
@@ -477,6 +484,7 @@ mod tests {
             include_str!("check.rs"),
             include_str!("check/origins.rs"),
             include_str!("check/token.rs"),
+            include_str!("console_sign_in.rs"),
         ];
         let mut names = Vec::new();
         for source in sources {

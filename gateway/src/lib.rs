@@ -15,6 +15,7 @@ pub mod config;
 pub mod config_file;
 pub mod config_reload;
 pub mod connections;
+pub mod console_sign_in;
 pub mod deadlines;
 pub mod edge;
 pub mod endpoints;

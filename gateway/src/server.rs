@@ -152,6 +152,8 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         timeouts: config.timeouts,
     });
 
+    crate::console_sign_in::install(&config.console_sign_in, state.upstream.is_some());
+
     let conf = ServerConf {
         threads: config.worker_threads.max(1),
         grace_period_seconds: Some(1),
