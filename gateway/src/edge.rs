@@ -51,6 +51,8 @@ pub struct EdgeState {
     pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// Connection deadlines.
     pub timeouts: crate::config::EdgeTimeouts,
+    /// The access log (`CHAT_ACCESS_LOG`).
+    pub access_log: crate::access_log::AccessLog,
 }
 
 /// The gateway's `ProxyHttp` service.
@@ -73,6 +75,8 @@ pub struct RequestCtx {
     started: Instant,
     /// The chat route's metric name; `None` for requests proxied to the main site.
     route: Option<&'static str>,
+    /// The main site's share of the request, for the access log.
+    upstream_time: crate::access_log::UpstreamTimer,
 }
 
 impl Default for RequestCtx {
@@ -81,6 +85,7 @@ impl Default for RequestCtx {
             tls: false,
             started: Instant::now(),
             route: None,
+            upstream_time: Default::default(),
         }
     }
 }
@@ -187,8 +192,9 @@ impl ProxyHttp for ChatEdge {
     async fn upstream_peer(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        ctx.upstream_time.start();
         match &self.state.upstream {
             Some(addr) => {
                 let t = &self.state.timeouts;
@@ -234,6 +240,19 @@ impl ProxyHttp for ChatEdge {
         Ok(())
     }
 
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if end_of_stream {
+            ctx.upstream_time.finish();
+        }
+        Ok(None)
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map(|r| r.status.as_u16());
         match ctx.route {
@@ -242,9 +261,20 @@ impl ProxyHttp for ChatEdge {
                 // sees; every other chat answer went through the session.
                 let upgraded = route.starts_with("socket_") && status.is_none();
                 metrics::http_request(route, status.unwrap_or(if upgraded { 101 } else { 0 }));
+                if upgraded {
+                    // Its access log line is written when the session ends (`endpoints`).
+                    return;
+                }
             }
             None => metrics::upstream_request(status, ctx.started.elapsed()),
         }
+        self.state.access_log.request(
+            session,
+            &self.state.trusted_proxies,
+            status,
+            ctx.started,
+            ctx.upstream_time.elapsed(),
+        );
     }
 
     async fn fail_to_proxy(
