@@ -94,10 +94,11 @@ pub struct Entry {
     pub path: String,
     /// `HTTP/1.1`, `HTTP/2.0`…
     pub protocol: &'static str,
-    /// The status answered (`101` for a session, `499` when no response was written).
+    /// The status answered (`101` for a WebSocket session, `499` when no response was written).
     pub status: u16,
-    /// Body bytes sent to the client (for a session: every byte after the `101`).
-    pub bytes_sent: u64,
+    /// Body bytes sent to the client (for a WebSocket session: every byte after the `101`);
+    /// `None` when not counted (a long-polling session, whose requests have their own lines).
+    pub bytes_sent: Option<u64>,
     /// Bytes received from the client after the `101` (sessions only).
     pub bytes_received: Option<u64>,
     /// From the request head to the end of the response (or of the session).
@@ -211,7 +212,7 @@ impl AccessLog {
             protocol: protocol(head.version),
             // As Nginx: 499 when the client went away before an answer was written.
             status: status.unwrap_or(499),
-            bytes_sent: session.as_downstream().body_bytes_sent() as u64,
+            bytes_sent: Some(session.as_downstream().body_bytes_sent() as u64),
             bytes_received: None,
             duration: started.elapsed(),
             upstream,
@@ -221,8 +222,8 @@ impl AccessLog {
         });
     }
 
-    /// Starts the record of a chat WebSocket session about to be upgraded; call
-    /// [`SessionRecord::end`] when it ends.
+    /// Starts the record of a chat session: a WebSocket about to be upgraded, or a long-polling
+    /// session being opened. Call [`SessionRecord::end`] when it ends.
     pub fn begin_session(
         &self,
         session: &Session,
@@ -230,11 +231,21 @@ impl AccessLog {
         transport: TransportKind,
         role: Role,
     ) -> SessionRecord {
+        let head = session.req_header();
         SessionRecord {
             log: self.clone(),
             started: Instant::now(),
             client: crate::client_addr::client_ip(session, trusted),
-            path: session.req_header().uri.path().to_owned(),
+            method: head.method.as_str().to_owned(),
+            path: head.uri.path().to_owned(),
+            protocol: protocol(head.version),
+            // A long-polling session was opened by a request answered 200.
+            status: if transport == TransportKind::Polling {
+                200
+            } else {
+                101
+            },
+            counted: false,
             referer: header(session, "referer"),
             user_agent: header(session, "user-agent"),
             transport: transport.as_str(),
@@ -275,7 +286,12 @@ pub struct SessionRecord {
     log: AccessLog,
     started: Instant,
     client: Option<IpAddr>,
+    method: String,
     path: String,
+    protocol: &'static str,
+    status: u16,
+    /// Whether the connection's bytes are counted ([`SessionRecord::count`]).
+    counted: bool,
     referer: Option<String>,
     user_agent: Option<String>,
     transport: &'static str,
@@ -285,10 +301,11 @@ pub struct SessionRecord {
 
 impl SessionRecord {
     /// The connection, counting the bytes it carries (when the log is on).
-    pub fn count(&self, upgraded: Upgraded) -> Upgraded {
+    pub fn count(&mut self, upgraded: Upgraded) -> Upgraded {
         if !self.log.enabled() {
             return upgraded;
         }
+        self.counted = true;
         self.counts
             .received
             .fetch_add(upgraded.read_ahead.len() as u64, Ordering::Relaxed);
@@ -303,16 +320,16 @@ impl SessionRecord {
 
     /// Writes the session's line; `reason` is a `chat_disconnects_total` reason word.
     pub fn end(self, reason: &'static str) {
+        let counted = |n: &AtomicU64| self.counted.then(|| n.load(Ordering::Relaxed));
         self.log.record(Entry {
             time: SystemTime::now(),
             client: self.client,
-            method: "GET".into(),
+            method: self.method,
             path: self.path,
-            // WebSocket upgrades only happen over HTTP/1.1.
-            protocol: "HTTP/1.1",
-            status: 101,
-            bytes_sent: self.counts.sent.load(Ordering::Relaxed),
-            bytes_received: Some(self.counts.received.load(Ordering::Relaxed)),
+            protocol: self.protocol,
+            status: self.status,
+            bytes_sent: counted(&self.counts.sent),
+            bytes_received: counted(&self.counts.received),
             duration: self.started.elapsed(),
             upstream: None,
             referer: self.referer,
@@ -423,7 +440,7 @@ mod tests {
             path: path.into(),
             protocol: "HTTP/1.1",
             status: 200,
-            bytes_sent: 0,
+            bytes_sent: Some(0),
             bytes_received: None,
             duration: Duration::ZERO,
             upstream: None,

@@ -9,6 +9,8 @@
 //! - [`upstream_peer`](ChatEdge::upstream_peer): the main site (`CHAT_UPSTREAM`).
 //! - [`upstream_request_filter`](ChatEdge::upstream_request_filter): forwarded headers.
 //! - [`fail_to_proxy`](ChatEdge::fail_to_proxy): a clear 502 page when the main site is down.
+//! - [`logging`](ChatEdge::logging): request metrics and the access log line
+//!   ([`crate::access_log`]; an upgraded chat WebSocket gets its line when the session ends).
 
 use crate::admission::{Admission, Attempt};
 use crate::http_util::{bearer, header, query_param, respond, respond_error, respond_json};

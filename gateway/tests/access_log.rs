@@ -267,6 +267,89 @@ async fn requests_and_sessions_get_one_line_each_and_no_token() {
     assert_eq!(lines.len(), 8, "{text}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reopens_the_log_file_for_logrotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let gw = Gateway::start(dir.path(), &[("CHAT_ACCESS_LOG", log.to_str().unwrap())]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640, "client addresses are not for everyone");
+    reqwest::get(gw.http("/chat/health?before")).await.unwrap();
+    wait_for_line(&log, |l| l.contains("/chat/health")).await;
+    // What logrotate does: move the file, then signal.
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(gw.pid() as i32, libc::SIGHUP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log.exists() {
+        assert!(Instant::now() < deadline, "not reopened:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    reqwest::get(gw.http("/chat/nothing")).await.unwrap();
+    let line = wait_for_line(&log, |l| l.contains("/chat/nothing")).await;
+    assert!(line.contains("\" 404 "), "{line}");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(!old.contains("/chat/nothing"), "{old}");
+    assert!(gw.log().contains("reloaded: reopened"), "{}", gw.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_long_polling_session_gets_its_own_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let gw = Gateway::start(
+        dir.path(),
+        &[
+            ("CHAT_ACCESS_LOG", log.to_str().unwrap()),
+            ("CHAT_POLL_SESSION_TTL_SECS", "1"),
+            ("CHAT_POLL_HOLD_SECS", "1"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let opened: Value = http
+        .post(gw.http("/ws-visitor/poll?site=default"))
+        .header("User-Agent", UA)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sid = opened["sid"].as_str().unwrap().to_owned();
+    let token = opened["events"][0]["visitor_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    http.get(gw.http(&format!("/ws-visitor/poll?sid={sid}&cursor=1")))
+        .send()
+        .await
+        .unwrap();
+    // No more GETs: the session expires after its TTL.
+    let line = wait_for_line(&log, |l| l.contains("transport=polling")).await;
+    assert!(
+        line.contains(&format!(
+            "\"POST /ws-visitor/poll HTTP/1.1\" 200 - \"-\" \"{UA}\" "
+        )),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("transport=polling role=visitor reason=peer_timeout"),
+        "{line}"
+    );
+    let duration: f64 = tail(&line)[0].parse().unwrap();
+    assert!(duration >= 1.0, "{line}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    // The opening POST, the GET, and the session.
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(
+        text.contains("\"GET /ws-visitor/poll HTTP/1.1\" 200 "),
+        "{text}"
+    );
+    assert!(!text.contains(&sid) && !text.contains(&token), "{text}");
+}
+
 async fn next_text(ws: &mut common::Ws) -> String {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())

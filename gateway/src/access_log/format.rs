@@ -56,7 +56,13 @@ fn common(e: &Entry, out: &mut String) {
     escape_into(out, &e.method, MAX_METHOD);
     out.push(' ');
     escape_into(out, &e.path, MAX_PATH);
-    let _ = write!(out, " {}\" {} {} \"", e.protocol, e.status, e.bytes_sent);
+    let _ = write!(out, " {}\" {} ", e.protocol, e.status);
+    match e.bytes_sent {
+        Some(bytes) => {
+            let _ = write!(out, "{bytes} \"");
+        }
+        None => out.push_str("- \""),
+    }
     escape_or_dash(out, e.referer.as_deref());
     out.push_str("\" \"");
     escape_or_dash(out, e.user_agent.as_deref());
@@ -225,7 +231,7 @@ mod tests {
             path: "/pricing".into(),
             protocol: "HTTP/1.1",
             status: 200,
-            bytes_sent: 1234,
+            bytes_sent: Some(1234),
             bytes_received: None,
             duration: Duration::from_millis(12),
             upstream: Some(Duration::from_millis(9)),

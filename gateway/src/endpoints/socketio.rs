@@ -96,7 +96,7 @@ impl ChatEdge {
                     return self.write_engine_response(session, refusal, &cors).await;
                 }
             };
-            let record = self.state.access_log.begin_session(
+            let mut record = self.state.access_log.begin_session(
                 session,
                 &self.state.trusted_proxies,
                 TransportKind::SocketIo,

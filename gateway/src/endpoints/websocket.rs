@@ -65,7 +65,7 @@ impl ChatEdge {
             Err(refusal) => return refusal.respond(session).await,
         };
 
-        let record = self.state.access_log.begin_session(
+        let mut record = self.state.access_log.begin_session(
             session,
             &self.state.trusted_proxies,
             TransportKind::WebSocket,
