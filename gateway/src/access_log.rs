@@ -9,25 +9,22 @@
 //! counted when it is full.
 
 mod format;
+mod session;
 mod writer;
 
 pub use format::Format;
+pub use session::SessionRecord;
 
 use crate::client_addr::TrustedProxies;
 use crate::reload::Reload;
 use chat_core::model::Role;
 use chat_core::transport::TransportKind;
-use chat_transport_websocket::Upgraded;
 use pingora::proxy::Session;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Lines queued for the writer; beyond this they are dropped (and counted).
 pub const QUEUE_LINES: usize = 8192;
@@ -216,7 +213,7 @@ impl AccessLog {
             bytes_received: None,
             duration: started.elapsed(),
             upstream,
-            referer: header(session, "referer"),
+            referer: referer(session),
             user_agent: header(session, "user-agent"),
             session: None,
         });
@@ -246,7 +243,7 @@ impl AccessLog {
                 101
             },
             counted: false,
-            referer: header(session, "referer"),
+            referer: referer(session),
             user_agent: header(session, "user-agent"),
             transport: transport.as_str(),
             role: role.as_str(),
@@ -265,6 +262,16 @@ fn protocol(version: http::Version) -> &'static str {
     }
 }
 
+/// The `Referer` without its query string or fragment: the page that linked here may carry a
+/// token in its URL (a console opened with `?token=`), which every request it makes repeats.
+fn referer(session: &Session) -> Option<String> {
+    header(session, "referer").map(|r| without_query(&r).to_owned())
+}
+
+fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or_default()
+}
+
 /// A header's value, lossily decoded (escaping happens when the line is written).
 fn header(session: &Session, name: &str) -> Option<String> {
     session
@@ -272,119 +279,6 @@ fn header(session: &Session, name: &str) -> Option<String> {
         .headers
         .get(name)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-}
-
-/// Bytes through an upgraded connection.
-#[derive(Default)]
-struct Counts {
-    sent: AtomicU64,
-    received: AtomicU64,
-}
-
-/// A chat WebSocket session being recorded: what the request said, and its byte counts.
-pub struct SessionRecord {
-    log: AccessLog,
-    started: Instant,
-    client: Option<IpAddr>,
-    method: String,
-    path: String,
-    protocol: &'static str,
-    status: u16,
-    /// Whether the connection's bytes are counted ([`SessionRecord::count`]).
-    counted: bool,
-    referer: Option<String>,
-    user_agent: Option<String>,
-    transport: &'static str,
-    role: &'static str,
-    counts: Arc<Counts>,
-}
-
-impl SessionRecord {
-    /// The connection, counting the bytes it carries (when the log is on).
-    pub fn count(&mut self, upgraded: Upgraded) -> Upgraded {
-        if !self.log.enabled() {
-            return upgraded;
-        }
-        self.counted = true;
-        self.counts
-            .received
-            .fetch_add(upgraded.read_ahead.len() as u64, Ordering::Relaxed);
-        Upgraded {
-            stream: Box::new(Counted {
-                inner: upgraded.stream,
-                counts: self.counts.clone(),
-            }),
-            read_ahead: upgraded.read_ahead,
-        }
-    }
-
-    /// Writes the session's line; `reason` is a `chat_disconnects_total` reason word.
-    pub fn end(self, reason: &'static str) {
-        let counted = |n: &AtomicU64| self.counted.then(|| n.load(Ordering::Relaxed));
-        self.log.record(Entry {
-            time: SystemTime::now(),
-            client: self.client,
-            method: self.method,
-            path: self.path,
-            protocol: self.protocol,
-            status: self.status,
-            bytes_sent: counted(&self.counts.sent),
-            bytes_received: counted(&self.counts.received),
-            duration: self.started.elapsed(),
-            upstream: None,
-            referer: self.referer,
-            user_agent: self.user_agent,
-            session: Some(SessionFields {
-                transport: self.transport,
-                role: self.role,
-                reason,
-            }),
-        });
-    }
-}
-
-/// A stream that counts what goes through it.
-struct Counted<S> {
-    inner: S,
-    counts: Arc<Counts>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let read = buf.filled().len().saturating_sub(before);
-        self.counts
-            .received
-            .fetch_add(read as u64, Ordering::Relaxed);
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &polled {
-            self.counts.sent.fetch_add(*n as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 /// Times the main site's part of a proxied request: from choosing the upstream to the end of
@@ -420,6 +314,19 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::sync::Mutex;
+
+    #[test]
+    fn a_referer_loses_its_query_and_fragment() {
+        assert_eq!(
+            without_query("https://shop.example/chat/admin/?token=eyJ.x.y#top"),
+            "https://shop.example/chat/admin/"
+        );
+        assert_eq!(
+            without_query("https://a.example/p#t=1"),
+            "https://a.example/p"
+        );
+        assert_eq!(without_query("https://a.example/p"), "https://a.example/p");
+    }
 
     #[test]
     fn targets_parse() {

@@ -69,7 +69,10 @@ async fn requests_and_sessions_get_one_line_each_and_no_token() {
         .header("Authorization", "Bearer header-secret-2")
         .header("Cookie", "session=cookie-secret-3")
         .header("User-Agent", UA)
-        .header("Referer", "https://example.com/from")
+        .header(
+            "Referer",
+            "https://example.com/from?token=referer-secret-8#frag",
+        )
         .header("X-Forwarded-For", "198.51.100.7")
         .send()
         .await
@@ -251,6 +254,7 @@ async fn requests_and_sessions_get_one_line_each_and_no_token() {
         "not-a-valid-jwt-secret-5",
         "sio-secret-6",
         "site-ws-secret-7",
+        "referer-secret-8",
         agent_token.as_str(),
         visitor_token.as_str(),
         "token=",
