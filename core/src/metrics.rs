@@ -184,6 +184,24 @@ pub static CONFIG_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// `chat_access_log_dropped_total` (counter): access log lines dropped because the writer
+/// could not keep up (its bounded queue was full, e.g. nobody reads the gateway's stdout).
+/// Emitted by the gateway's `access_log` module; requests never wait for the log.
+pub static ACCESS_LOG_DROPPED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    register(
+        prometheus::IntCounter::new(
+            "chat_access_log_dropped_total",
+            "Access log lines dropped because the log writer could not keep up.",
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// An access log line was dropped (the writer's queue was full).
+pub fn access_log_dropped() {
+    ACCESS_LOG_DROPPED.inc();
+}
+
 /// A reload of `part` was applied (`ok`) or refused.
 pub fn config_reload(part: &'static str, ok: bool) {
     CONFIG_RELOADS
@@ -412,7 +430,8 @@ pub fn init() {
         for reason in ["too_many_connections", "too_many_from_address"] {
             HTTP_CONNECTIONS_REFUSED.with_label_values(&[reason]);
         }
-        for part in ["certificates", "config"] {
+        LazyLock::force(&ACCESS_LOG_DROPPED);
+        for part in ["certificates", "config", "access_log"] {
             for result in ["ok", "refused"] {
                 CONFIG_RELOADS.with_label_values(&[part, result]);
             }

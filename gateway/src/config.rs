@@ -146,6 +146,8 @@ pub struct Config {
     pub agent_token_rules: chat_core::auth::AgentTokenRules,
     /// How the agent console gets its token (`CHAT_ADMIN_TOKEN_URL`, `CHAT_ADMIN_LOGIN_URL`).
     pub console_sign_in: crate::console_sign_in::ConsoleSignIn,
+    /// The access log (`CHAT_ACCESS_LOG`, `CHAT_ACCESS_LOG_FORMAT`).
+    pub access_log: crate::access_log::AccessLogConfig,
 }
 
 impl Config {
@@ -270,6 +272,10 @@ impl Config {
                 lookup("CHAT_ADMIN_TOKEN_URL"),
                 lookup("CHAT_ADMIN_LOGIN_URL"),
             )?,
+            access_log: crate::access_log::AccessLogConfig {
+                target: parse(&lookup, "CHAT_ACCESS_LOG", "stdout")?,
+                format: parse(&lookup, "CHAT_ACCESS_LOG_FORMAT", "common")?,
+            },
         })
     }
 }
@@ -409,6 +415,30 @@ mod tests {
         assert_eq!((send.per_sec, send.burst), (5.0, 20));
         assert_eq!(c.agent_token_rules.max_ttl, Duration::from_secs(86_400));
         assert!(c.agent_token_rules.audience.is_none() && c.agent_token_rules.issuer.is_none());
+        assert_eq!(
+            c.access_log.target,
+            crate::access_log::Target::Stdout,
+            "the access log is on by default, as Nginx's was"
+        );
+        assert_eq!(c.access_log.format, crate::access_log::Format::Common);
+    }
+
+    #[test]
+    fn access_log_can_go_to_a_file_as_json_or_be_off() {
+        let c = config(&[
+            ("CHAT_ACCESS_LOG", "/var/log/chat/access.log"),
+            ("CHAT_ACCESS_LOG_FORMAT", "json"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.access_log.target,
+            crate::access_log::Target::File("/var/log/chat/access.log".into())
+        );
+        assert_eq!(c.access_log.format, crate::access_log::Format::Json);
+        let off = config(&[("CHAT_ACCESS_LOG", "off")]).unwrap();
+        assert_eq!(off.access_log.target, crate::access_log::Target::Off);
+        let e = config(&[("CHAT_ACCESS_LOG_FORMAT", "xml")]).unwrap_err();
+        assert!(e.to_string().starts_with("CHAT_ACCESS_LOG_FORMAT="), "{e}");
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`upstream_peer`](ChatEdge::upstream_peer): the main site (`CHAT_UPSTREAM`).
 //! - [`upstream_request_filter`](ChatEdge::upstream_request_filter): forwarded headers.
 //! - [`fail_to_proxy`](ChatEdge::fail_to_proxy): a clear 502 page when the main site is down.
+//! - [`logging`](ChatEdge::logging): request metrics and the access log line
+//!   ([`crate::access_log`]; an upgraded chat WebSocket gets its line when the session ends).
 
 use crate::admission::{Admission, Attempt};
 use crate::http_util::{bearer, header, query_param, respond, respond_error, respond_json};
@@ -51,6 +53,8 @@ pub struct EdgeState {
     pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// Connection deadlines.
     pub timeouts: crate::config::EdgeTimeouts,
+    /// The access log (`CHAT_ACCESS_LOG`).
+    pub access_log: crate::access_log::AccessLog,
 }
 
 /// The gateway's `ProxyHttp` service.
@@ -73,6 +77,8 @@ pub struct RequestCtx {
     started: Instant,
     /// The chat route's metric name; `None` for requests proxied to the main site.
     route: Option<&'static str>,
+    /// The main site's share of the request, for the access log.
+    upstream_time: crate::access_log::UpstreamTimer,
 }
 
 impl Default for RequestCtx {
@@ -81,6 +87,7 @@ impl Default for RequestCtx {
             tls: false,
             started: Instant::now(),
             route: None,
+            upstream_time: Default::default(),
         }
     }
 }
@@ -188,8 +195,9 @@ impl ProxyHttp for ChatEdge {
     async fn upstream_peer(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        ctx.upstream_time.start();
         match &self.state.upstream {
             Some(addr) => {
                 let t = &self.state.timeouts;
@@ -235,6 +243,19 @@ impl ProxyHttp for ChatEdge {
         Ok(())
     }
 
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if end_of_stream {
+            ctx.upstream_time.finish();
+        }
+        Ok(None)
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map(|r| r.status.as_u16());
         match ctx.route {
@@ -243,9 +264,20 @@ impl ProxyHttp for ChatEdge {
                 // sees; every other chat answer went through the session.
                 let upgraded = route.starts_with("socket_") && status.is_none();
                 metrics::http_request(route, status.unwrap_or(if upgraded { 101 } else { 0 }));
+                if upgraded {
+                    // Its access log line is written when the session ends (`endpoints`).
+                    return;
+                }
             }
             None => metrics::upstream_request(status, ctx.started.elapsed()),
         }
+        self.state.access_log.request(
+            session,
+            &self.state.trusted_proxies,
+            status,
+            ctx.started,
+            ctx.upstream_time.elapsed(),
+        );
     }
 
     async fn fail_to_proxy(

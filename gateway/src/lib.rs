@@ -5,6 +5,7 @@
 //! `/ws-admin/`) and reverse-proxies everything else to the main site.
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod admission;
 pub mod api;
 pub mod assets;

@@ -139,6 +139,15 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         max_frames_per_post: config.poll_max_frames_per_post,
         max_answer_bytes: config.ws_max_frame_bytes,
     });
+    // The access log's writer thread; SIGHUP reopens its file (for logrotate).
+    let (access_log, reopen_access_log) = crate::access_log::AccessLog::start(&config.access_log)
+        .map_err(|e| {
+        GatewayError::Other(format!(
+            "cannot open the access log {:?} (CHAT_ACCESS_LOG): {e}",
+            config.access_log.target
+        ))
+    })?;
+    reloader.register(reopen_access_log);
     let state = Arc::new(EdgeState {
         chat: chat.clone(),
         websocket,
@@ -150,6 +159,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         upstream: resolve_upstream(config.upstream.as_deref())?,
         trusted_proxies: config.trusted_proxies.clone(),
         timeouts: config.timeouts,
+        access_log,
     });
 
     crate::console_sign_in::install(&config.console_sign_in, state.upstream.is_some());

@@ -137,42 +137,48 @@ async fn authorize(
         recover_from,
     })
 }
-/// Carries an Engine.IO WebSocket over an upgraded connection until either side ends it.
+/// Carries an Engine.IO WebSocket over an upgraded connection until either side ends it, and
+/// says which did (for the access log): `client_closed` (a close frame or the end of the
+/// stream), `connection_error` (a read error or a write that failed or timed out), or
+/// `server_closed` (the Engine.IO session ended: ping timeout, shutdown, a protocol violation;
+/// `chat_disconnects_total` has the chat session's own reason).
 pub async fn pump_websocket(
     upgraded: Upgraded,
     settings: &WebSocketSettings,
     conn_for_engine: impl FnOnce(WsConnection),
-) {
+) -> &'static str {
     let mut ws = upgraded.into_websocket(settings.tungstenite_config()).await;
     let (to_engine, incoming) = mpsc::channel(64);
     let (outgoing, mut from_engine) = mpsc::channel(64);
     conn_for_engine(WsConnection { incoming, outgoing });
-    loop {
+    let reason = loop {
         tokio::select! {
             frame = ws.next() => {
                 let frame = match frame {
                     Some(Ok(WsMessage::Text(text))) => WsFrame::Text(text.as_str().to_owned()),
                     Some(Ok(WsMessage::Binary(bytes))) => WsFrame::Binary(bytes),
-                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(WsMessage::Close(_))) | None => break "client_closed",
+                    Some(Err(_)) => break "connection_error",
                     Some(Ok(_)) => continue,
                 };
                 if to_engine.send(frame).await.is_err() {
-                    break;
+                    break "server_closed";
                 }
             }
             frame = from_engine.recv() => {
                 let message = match frame {
                     Some(WsFrame::Text(text)) => WsMessage::Text(text.into()),
                     Some(WsFrame::Binary(bytes)) => WsMessage::Binary(bytes),
-                    None => break,
+                    None => break "server_closed",
                 };
                 let sent = tokio::time::timeout(settings.write_timeout, ws.send(message)).await;
                 if !matches!(sent, Ok(Ok(()))) {
-                    break;
+                    break "connection_error";
                 }
             }
         }
-    }
+    };
     drop(to_engine);
     finish_close(&mut ws).await;
+    reason
 }

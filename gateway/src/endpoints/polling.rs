@@ -95,7 +95,21 @@ impl ChatEdge {
                         site: query_param(Some(&query), "site"),
                     };
                     match admission.admit(&attempt, &credentials).await {
-                        Ok(chat_session) => polling.open(chat_session).await,
+                        Ok(chat_session) => {
+                            // The session outlives this request: its own line is written when
+                            // it ends (each of its requests also has one).
+                            let record = self.state.access_log.begin_session(
+                                session,
+                                &self.state.trusted_proxies,
+                                TransportKind::Polling,
+                                role,
+                            );
+                            polling
+                                .open_then(chat_session, move |end| {
+                                    record.end(metrics::disconnect_reason(end))
+                                })
+                                .await
+                        }
                         Err(refusal) => PollResponse {
                             status: refusal.status(),
                             headers: [

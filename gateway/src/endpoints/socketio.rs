@@ -96,7 +96,13 @@ impl ChatEdge {
                     return self.write_engine_response(session, refusal, &cors).await;
                 }
             };
-            let upgraded = take_upgraded(session, &key).await?;
+            let mut record = self.state.access_log.begin_session(
+                session,
+                &self.state.trusted_proxies,
+                TransportKind::SocketIo,
+                role,
+            );
+            let upgraded = record.count(take_upgraded(session, &key).await?);
             let settings = self.state.websocket.settings().clone();
             tokio::spawn(async move {
                 // A WebSocket-only Engine.IO session lives as long as this task: it holds the
@@ -109,11 +115,12 @@ impl ChatEdge {
                         accept.serve(conn).await;
                     }
                 });
-                crate::socketio::pump_websocket(upgraded, &settings, |conn| {
+                let reason = crate::socketio::pump_websocket(upgraded, &settings, |conn| {
                     let _ = conn_tx.send(conn);
                 })
                 .await;
                 let _ = engine_side.await;
+                record.end(reason);
             });
             return Ok(true);
         }

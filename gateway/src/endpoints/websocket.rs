@@ -65,7 +65,13 @@ impl ChatEdge {
             Err(refusal) => return refusal.respond(session).await,
         };
 
-        let upgraded = take_upgraded(session, &key).await?;
+        let mut record = self.state.access_log.begin_session(
+            session,
+            &self.state.trusted_proxies,
+            TransportKind::WebSocket,
+            role,
+        );
+        let upgraded = record.count(take_upgraded(session, &key).await?);
         let transport = self.state.websocket.clone();
         let session_id = chat_session.id().to_owned();
         tracing::debug!(session = %session_id, role = role.as_str(), "websocket session opened");
@@ -73,6 +79,7 @@ impl ChatEdge {
             let _open = metrics::connection_opened(TransportKind::WebSocket, role);
             let end = transport.serve(upgraded, chat_session).await;
             metrics::session_ended(TransportKind::WebSocket, role, &end);
+            record.end(metrics::disconnect_reason(&end));
             tracing::debug!(session = %session_id, ?end, "websocket session ended");
         });
         Ok(true)

@@ -325,7 +325,17 @@ impl PollingSessions {
     /// Starts serving an authenticated core `session` (opened with [`TransportKind::Polling`])
     /// on the current runtime and answers the opening request: `{"sid", "cursor": 1, "events":
     /// [welcome]}`.
-    pub async fn open(&self, mut session: Session) -> PollResponse {
+    pub async fn open(&self, session: Session) -> PollResponse {
+        self.open_then(session, |_| {}).await
+    }
+
+    /// [`open`](Self::open), then calls `on_end` with why the session ended, once it has (the
+    /// gateway's access log writes its line then).
+    pub async fn open_then(
+        &self,
+        mut session: Session,
+        on_end: impl FnOnce(&SessionEnd) + Send + 'static,
+    ) -> PollResponse {
         let settings = self.settings();
         let mut log = EventLog::new(settings.event_log_capacity, settings.event_log_max_bytes);
         // The welcome event is queued by `open_session`: this returns at once.
@@ -364,6 +374,7 @@ impl PollingSessions {
             let end = registry.transport.serve(connection, session).await;
             chat_core::metrics::session_ended(TransportKind::Polling, role, &end);
             registry.sessions().remove(&task_sid);
+            on_end(&end);
             tracing::debug!(sid = %task_sid, ?end, "polling session ended");
         });
         PollResponse::json(
