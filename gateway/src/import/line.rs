@@ -82,7 +82,9 @@ pub fn parse(text: &str, max_body_chars: usize) -> Result<ImportedMessage, Strin
     let line: Line = serde_json::from_str(text).map_err(|e| {
         // serde's "at line 1 column N" would be mistaken for the file's line number.
         let full = e.to_string();
-        let what = full.rsplit_once(" at line ").map_or(full.as_str(), |(what, _)| what);
+        let what = full
+            .rsplit_once(" at line ")
+            .map_or(full.as_str(), |(what, _)| what);
         format!("not a valid line: {what} (column {})", e.column())
     })?;
     for (field, value) in [
@@ -99,9 +101,9 @@ pub fn parse(text: &str, max_body_chars: usize) -> Result<ImportedMessage, Strin
         || !line
             .site
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
     {
-        return Err("site must be 1 to 64 of A-Z a-z 0-9 - _ .".into());
+        return Err("site must be 1 to 64 of A-Z a-z 0-9 - _".into());
     }
     if line.body.trim().is_empty() {
         return Err("body is empty".into());
