@@ -214,7 +214,20 @@ async fn sample_imported_twice_gives_the_same_rows_and_is_read_by_visitor_and_ag
         .await;
     assert_eq!(sent["message"]["seq"], 4, "{sent}");
     assert_eq!(sent["message"]["conversation_id"], conv1.as_str());
-    assert!(import_ok(&env, SAMPLE).contains("messages_new=0 messages_existing=5"));
+    // This time from standard input, as `… | chat-gateway import -`.
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
+        .args(["import", "-"])
+        .envs(env.iter().copied())
+        .env("CHAT_ADMIN_JWT_SECRET", SECRET)
+        .stdin(std::fs::File::open(SAMPLE).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("messages_new=0 messages_existing=5"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(seqs(&api_messages(&gw, &jwt, &conv1).await), [1, 2, 3, 4]);
 }
 

@@ -165,6 +165,19 @@ pub async fn import_twice_gives_the_same_rows<F: Fixture>(fx: &F) {
     );
     assert_eq!(get(&store, a.conversation).await.last_seq, 4);
     assert_eq!(all_messages(&store, a.conversation).await.len(), 4);
+
+    // The same message twice in one call: written once.
+    let c = Old::new("site-a");
+    let twice = c.message("c1", false, "said twice", at(50, 0));
+    let outcome = import(&store, &[twice.clone(), twice]).await;
+    match &outcome[..] {
+        [first @ Imported::Inserted { .. }, Imported::Existing(again)] => {
+            assert_eq!(inserted_message(first), again);
+            assert_eq!(again.seq, 1);
+        }
+        other => panic!("expected Inserted then Existing, got {other:?}"),
+    }
+    assert_eq!(all_messages(&store, c.conversation).await.len(), 1);
 }
 
 /// A message older than its conversation's newest one is refused (its number would contradict
@@ -186,18 +199,22 @@ pub async fn import_refuses_what_would_break_the_order<F: Fixture>(fx: &F) {
     let late = import(
         &store,
         &[
+            a.message("a3", false, "in order, before the refusal", at(25, 0)),
             a.message("a0", false, "older than the newest", at(15, 0)),
-            a.message("a3", false, "never attempted", at(30, 0)),
+            a.message("a4", false, "never attempted", at(30, 0)),
         ],
     )
     .await;
-    assert_eq!(late.len(), 1, "{late:?}");
-    match &late[0] {
+    assert_eq!(late.len(), 2, "{late:?}");
+    assert_eq!(inserted_message(&late[0]).seq, 3);
+    match &late[1] {
         Imported::Refused(why) => assert!(why.contains("sort the export"), "{why}"),
         other => panic!("expected Refused, got {other:?}"),
     }
-    assert_eq!(get(&store, a.conversation).await.last_seq, 2);
-    assert_eq!(all_messages(&store, a.conversation).await.len(), 2);
+    let stored = all_messages(&store, a.conversation).await;
+    assert_eq!(stored.len(), 3, "what came before the refusal is committed");
+    assert_eq!(stored[2].body, "in order, before the refusal");
+    assert_eq!(get(&store, a.conversation).await.last_seq, 3);
 
     // The same conversation id claimed by another visitor, or the visitor on another site.
     let mut other_visitor = a.message("x1", false, "hijack", at(40, 0));
@@ -214,7 +231,7 @@ pub async fn import_refuses_what_would_break_the_order<F: Fixture>(fx: &F) {
             .conversation(wrong.conversation_id)
             .await
             .unwrap()
-            .is_none_or(|c| c.last_seq == 2));
+            .is_none_or(|c| c.last_seq == 3));
     }
-    assert_eq!(all_messages(&store, a.conversation).await.len(), 2);
+    assert_eq!(all_messages(&store, a.conversation).await.len(), 3);
 }
