@@ -43,23 +43,44 @@ pub fn client_msg_id(old_id: &str) -> String {
     format!("import:{old_id}")
 }
 
+/// An old id: Prisma's are strings (cuid, uuid) or integers (`autoincrement()`), and an export
+/// that does not cast them to text writes them as JSON numbers.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OldId {
+    Text(String),
+    Number(i64),
+}
+
+impl OldId {
+    fn into_string(self) -> String {
+        match self {
+            Self::Text(text) => text,
+            Self::Number(n) => n.to_string(),
+        }
+    }
+}
+
 /// One line as written by the export (unknown fields are ignored).
 #[derive(Debug, Deserialize)]
 struct Line {
-    conversation_id: String,
+    conversation_id: OldId,
     #[serde(default = "default_site")]
     site: String,
-    visitor_id: String,
+    /// Missing or null (a conversation without a user): the conversation is its own anonymous
+    /// visitor, `anonymous-<conversation_id>`.
+    #[serde(default)]
+    visitor_id: Option<OldId>,
     /// Accepted and not stored: visitors are anonymous here.
     #[serde(default)]
     #[allow(dead_code)]
     visitor_name: Option<String>,
     sender: Role,
     #[serde(default)]
-    agent_id: Option<String>,
+    agent_id: Option<OldId>,
     #[serde(default)]
     agent_name: Option<String>,
-    message_id: String,
+    message_id: OldId,
     body: String,
     created_at: String,
     #[serde(default = "default_status")]
@@ -87,10 +108,16 @@ pub fn parse(text: &str, max_body_chars: usize) -> Result<ImportedMessage, Strin
             .map_or(full.as_str(), |(what, _)| what);
         format!("not a valid line: {what} (column {})", e.column())
     })?;
+    let old_conversation = line.conversation_id.into_string();
+    let old_visitor = line
+        .visitor_id
+        .map(OldId::into_string)
+        .unwrap_or_else(|| format!("anonymous-{old_conversation}"));
+    let old_message = line.message_id.into_string();
     for (field, value) in [
-        ("conversation_id", &line.conversation_id),
-        ("visitor_id", &line.visitor_id),
-        ("message_id", &line.message_id),
+        ("conversation_id", &old_conversation),
+        ("visitor_id", &old_visitor),
+        ("message_id", &old_message),
     ] {
         if value.trim().is_empty() || value.len() > MAX_ID_BYTES {
             return Err(format!("{field} must be 1 to {MAX_ID_BYTES} bytes"));
@@ -117,7 +144,7 @@ pub fn parse(text: &str, max_body_chars: usize) -> Result<ImportedMessage, Strin
     let created_at = DateTime::parse_from_rfc3339(&line.created_at)
         .map_err(|e| format!("created_at is not an RFC 3339 time: {e}"))?
         .with_timezone(&Utc);
-    let visitor = visitor_id(&line.site, &line.visitor_id);
+    let visitor = visitor_id(&line.site, &old_visitor);
     let sender = match line.sender {
         Role::Visitor => Sender {
             role: Role::Visitor,
@@ -127,6 +154,7 @@ pub fn parse(text: &str, max_body_chars: usize) -> Result<ImportedMessage, Strin
         Role::Agent => {
             let id = line
                 .agent_id
+                .map(OldId::into_string)
                 .filter(|id| !id.trim().is_empty())
                 .unwrap_or_else(|| DEFAULT_AGENT_ID.into());
             let name = line
@@ -146,11 +174,11 @@ pub fn parse(text: &str, max_body_chars: usize) -> Result<ImportedMessage, Strin
         }
     };
     Ok(ImportedMessage {
-        conversation_id: conversation_id(&line.site, &line.conversation_id),
+        conversation_id: conversation_id(&line.site, &old_conversation),
         site_id: line.site,
         visitor_id: visitor,
         status: line.status,
-        client_msg_id: client_msg_id(&line.message_id),
+        client_msg_id: client_msg_id(&old_message),
         sender,
         body: line.body,
         created_at,
@@ -247,6 +275,14 @@ mod tests {
         assert_eq!(m.created_at.to_rfc3339(), "2024-05-01T08:00:00.500+00:00");
         assert_eq!(m.client_msg_id, "import:m1");
         assert_eq!(m.status, ConversationStatus::Open);
+        // Integer ids (Prisma's autoincrement) and a conversation without a user.
+        let numeric = r#"{"conversation_id":12,"visitor_id":null,"sender":"agent","agent_id":3,"message_id":99,"body":"Hi","created_at":"2024-05-01T10:00:00Z"}"#;
+        let m = parse(numeric, 4000).unwrap();
+        assert_eq!(m.conversation_id, conversation_id("default", "12"));
+        assert_eq!(m.visitor_id, visitor_id("default", "anonymous-12"));
+        assert_eq!(m.client_msg_id, "import:99");
+        assert_eq!(m.sender.id, "3");
+        assert_eq!(m.status, ConversationStatus::Closed);
         for (bad, why) in [
             ("not json", "not a valid line"),
             (&good.replace("\"agent\"", "\"admin\""), "not a valid line"),
