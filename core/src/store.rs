@@ -3,10 +3,11 @@
 
 use crate::error::StoreError;
 use crate::model::{
-    Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, SiteId, Visitor,
-    VisitorId,
+    Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, Sender, SiteId,
+    Visitor, VisitorId,
 };
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 /// Result of [`Store::append_message`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,48 @@ impl Appended {
             Self::Inserted(m) | Self::Duplicate(m) => m,
         }
     }
+}
+
+/// One message of a chat history brought from another system (`chat-gateway import`), with
+/// the ids it maps to already chosen by the importer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedMessage {
+    /// The site of the conversation and the visitor.
+    pub site_id: SiteId,
+    /// The conversation; created (with `visitor_id`, `status`) when it does not exist yet.
+    pub conversation_id: ConversationId,
+    /// The visitor who started the conversation; created when missing.
+    pub visitor_id: VisitorId,
+    /// The status a conversation created by the import gets; an existing one keeps its own.
+    pub status: ConversationStatus,
+    /// The idempotency key: a message with this key already in the conversation is not written
+    /// again.
+    pub client_msg_id: String,
+    /// Who wrote it.
+    pub sender: Sender,
+    /// The text.
+    pub body: String,
+    /// The original time, kept (at microsecond precision).
+    pub created_at: DateTime<Utc>,
+}
+
+/// What [`Store::import_messages`] did with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Imported {
+    /// Written with the conversation's next sequence number; `conversation_created` when this
+    /// message created its conversation.
+    Inserted {
+        /// The committed message.
+        message: Message,
+        /// Whether the conversation was created for it.
+        conversation_created: bool,
+    },
+    /// Its `client_msg_id` was already in the conversation; this is the stored one.
+    Existing(Message),
+    /// Not written, with the reason: it is older than the conversation's newest message (the
+    /// sequence would contradict the timestamps), or its conversation or visitor exists with
+    /// another visitor or site.
+    Refused(String),
 }
 
 /// Which conversations [`Store::list_conversations`] returns.
@@ -109,6 +152,24 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError>;
+
+    /// Imports messages in order, in one transaction: each gets the next sequence number of
+    /// its conversation (so a file sorted by time per conversation numbers them in time order,
+    /// and live chat continues after them) and keeps its `created_at`; conversations and
+    /// visitors are created as needed; a `client_msg_id` already present is
+    /// [`Imported::Existing`] and writes nothing, so importing the same messages twice leaves
+    /// the same rows. Stops at the first [`Imported::Refused`]: the answer then has fewer
+    /// entries than `messages`, the refused one last, and nothing after it was attempted.
+    async fn import_messages(
+        &self,
+        messages: &[ImportedMessage],
+    ) -> Result<Vec<Imported>, StoreError> {
+        let _ = messages;
+        Err(StoreError::Other(format!(
+            "the {} store cannot import messages",
+            self.kind()
+        )))
+    }
 
     /// Conversations with status `open`, for the `chat_conversations_open` gauge; `None` when
     /// the store cannot count them cheaply.

@@ -1,4 +1,4 @@
-//! Command line: `serve` (the default), `migrate`, `token`, `check`.
+//! Command line: `serve` (the default), `migrate`, `token`, `check`, `import`.
 
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -53,6 +53,18 @@ pub enum Command {
         #[arg(long, default_value_t = 5)]
         timeout_secs: u64,
     },
+    /// Load a chat history exported from the old chat server (JSON lines, see docs/import.md)
+    /// into the store, migrating it first. Running it again with the same file adds nothing.
+    Import {
+        /// The export file, or `-` for standard input.
+        file: String,
+        /// Report bad lines on stderr and go on, instead of stopping at the first one.
+        #[arg(long)]
+        skip_bad: bool,
+        /// Lines committed per transaction.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        batch: u64,
+    },
 }
 
 /// Logs go to stderr; `CHAT_LOG` sets the filter per module (`info` by default, e.g.
@@ -98,6 +110,19 @@ pub fn run(cli: Cli, config: Config) -> Result<(), GatewayError> {
             token,
             timeout_secs,
         } => check(&config, token, timeout_secs),
+        Command::Import {
+            file,
+            skip_bad,
+            batch,
+        } => crate::import::run(
+            &config,
+            &crate::import::ImportOptions {
+                source: file,
+                skip_bad,
+                batch_lines: batch as usize,
+            },
+        )
+        .map(|_| ()),
     }
 }
 

@@ -23,6 +23,7 @@ pub mod endpoints;
 pub mod error;
 pub mod health;
 pub mod http_util;
+pub mod import;
 pub mod limits;
 pub mod metrics;
 pub mod redact;

@@ -218,6 +218,13 @@ impl<S: AppendBatch> Store for BatchingStore<S> {
             .await
     }
 
+    async fn import_messages(
+        &self,
+        messages: &[chat_core::store::ImportedMessage],
+    ) -> Result<Vec<chat_core::store::Imported>, StoreError> {
+        self.inner.import_messages(messages).await
+    }
+
     async fn open_conversation_count(&self) -> Result<Option<u64>, StoreError> {
         self.inner.open_conversation_count().await
     }

@@ -20,7 +20,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use chat_core::store::{Appended, ConversationFilter, Store};
+pub use chat_core::store::{Appended, ConversationFilter, Imported, ImportedMessage, Store};
 pub use chat_core::StoreError;
 
 // Column lists shared by both stores' queries, in the order their row readers expect.
@@ -41,6 +41,7 @@ macro_rules! message_columns {
 pub mod batch;
 pub mod embedded;
 pub mod files;
+mod import;
 mod migrations;
 pub mod postgres;
 mod status;

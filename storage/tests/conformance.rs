@@ -224,8 +224,12 @@ async fn tick() {
     tokio::time::sleep(Duration::from_millis(3)).await;
 }
 
+#[path = "conformance/import.rs"]
+mod import;
+
 /// The checks, each generic over the fixture.
 mod checks {
+    pub use super::import::*;
     use super::*;
 
     pub async fn health_and_kind<F: Fixture>(fx: &F) {
@@ -851,4 +855,6 @@ conformance_suite!(
     a_failing_append_spares_concurrent_ones,
     append_to_missing_conversation_is_not_found,
     data_survives_reopening,
+    import_twice_gives_the_same_rows,
+    import_refuses_what_would_break_the_order,
 );

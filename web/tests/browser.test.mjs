@@ -11,7 +11,7 @@ import { spawn, execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
-import { randomBytes, createHmac } from 'node:crypto';
+import { randomBytes, createHmac, createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -778,5 +778,62 @@ test('widget on a cross-origin page falls back to polling and returns to WebSock
     await agentCtx.close();
     await stopGateway(gw);
     await new Promise((resolve) => shop.close(resolve));
+  }
+});
+
+// The gateway's id of an imported conversation (docs/import.md: UUIDv5 of the old id).
+function uuidv5(namespace, name) {
+  const ns = Buffer.from(namespace.replace(/-/g, ''), 'hex');
+  const hash = createHash('sha1').update(Buffer.concat([ns, Buffer.from(name, 'utf8')])).digest();
+  hash[6] = (hash[6] & 0x0f) | 0x50;
+  hash[8] = (hash[8] & 0x3f) | 0x80;
+  const hex = hash.subarray(0, 16).toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function importedConversationId(site, oldId) {
+  const ns = uuidv5('6ba7b811-9dad-11d1-80b4-00c04fd430c8', 'chat-gateway import'); // URL namespace
+  return uuidv5(ns, `conversation\n${site}\n${oldId}`);
+}
+
+test('console shows a history brought over with chat-gateway import', { timeout: TEST_TIMEOUT }, async () => {
+  const gw = await startGateway();
+  const agentCtx = await browser.newContext();
+  try {
+    const sample = path.join(REPO, 'gateway', 'tests', 'fixtures', 'import-sample.jsonl');
+    const imported = await new Promise((resolve, reject) => {
+      execFile(BIN, ['import', sample], { env: gw.env, timeout: WAIT }, (err, stdout, stderr) => {
+        if (err) return reject(new Error(`import failed: ${err.message}\n${stderr}`));
+        resolve(stdout.trim());
+      });
+    });
+    assert.match(imported, /^IMPORT_OK lines=6 messages_new=5 /);
+
+    const token = await mintToken(gw, 'alice', 'Alice');
+    const agent = await agentCtx.newPage();
+    trackConsole(agent, 'console');
+    await agent.goto(`${gw.base}/chat/admin/?token=${encodeURIComponent(token)}`, { timeout: WAIT });
+    await waitForText(agent.getByTestId('connection-banner'), /Connected as Alice/, 'console banner');
+    await agent.getByTestId('conversation-filter').selectOption('all');
+
+    const open = agent.locator(`[data-testid="conversation-item"][data-conversation-id="${importedConversationId('default', 'conv-1')}"]`);
+    await open.waitFor({ state: 'visible', timeout: WAIT });
+    await open.click();
+    await waitForText(agent.locator('[data-testid="message"][data-seq="1"]'), 'Hello, my order #42 is late', 'imported visitor message');
+    await waitForText(agent.locator('[data-testid="message"][data-role="agent"][data-seq="2"]'), 'Sorry about that <b>Ann</b>', 'imported agent message, literal');
+    await waitForText(agent.locator('[data-testid="message"][data-seq="3"]'), 'merci ✓', 'imported last message');
+    assert.equal(await agent.getByTestId('message').count(), 3, 'each imported message once');
+    assert.equal(await agent.getByTestId('message-list').locator('b').count(), 0, 'imported markup stays text');
+
+    const closed = agent.locator(`[data-testid="conversation-item"][data-conversation-id="${importedConversationId('default', 'conv-2')}"]`);
+    assert.equal(await closed.getAttribute('data-status'), 'closed');
+    await closed.click();
+    await waitForText(agent.locator('[data-testid="message"][data-seq="2"]'), 'Yes, in 3–5 days.', 'imported closed conversation');
+  } catch (e) {
+    dumpGatewayOutput(gw);
+    throw e;
+  } finally {
+    await agentCtx.close();
+    await stopGateway(gw);
   }
 });

@@ -7,6 +7,8 @@
 //! pool against one connection behind a mutex: one writer at a time, which also serializes
 //! appends to a conversation.
 
+mod import;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +18,7 @@ use chat_core::model::{
     Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, Role, Sender,
     Visitor, VisitorId,
 };
-use chat_core::store::{Appended, ConversationFilter, Store};
+use chat_core::store::{Appended, ConversationFilter, Imported, ImportedMessage, Store};
 use chat_core::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use uuid::Uuid;
@@ -494,6 +496,14 @@ impl Store for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+
+    async fn import_messages(
+        &self,
+        messages: &[ImportedMessage],
+    ) -> Result<Vec<Imported>, StoreError> {
+        let messages = messages.to_vec();
+        self.call(move |conn| import::import(conn, &messages)).await
     }
 
     async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {

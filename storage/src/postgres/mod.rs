@@ -8,6 +8,7 @@
 mod bus;
 mod conninfo;
 mod errors;
+mod import;
 mod rows;
 pub mod tls;
 
@@ -20,7 +21,7 @@ use chat_core::model::{
     Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, Visitor,
     VisitorId,
 };
-use chat_core::store::{Appended, ConversationFilter, Store};
+use chat_core::store::{Appended, ConversationFilter, Imported, ImportedMessage, Store};
 use chat_core::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
@@ -629,6 +630,18 @@ impl Store for PostgresStore {
                 }
                 Err(e) => Err(pg_err(e)),
             }
+        })
+    }
+
+    async fn import_messages(
+        &self,
+        messages: &[ImportedMessage],
+    ) -> Result<Vec<Imported>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            let tx = client.transaction().await.map_err(pg_err)?;
+            let results = import::import_in(&tx, messages).await?;
+            tx.commit().await.map_err(pg_err)?;
+            Ok(results)
         })
     }
 
