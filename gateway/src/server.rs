@@ -145,6 +145,18 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         upstream: resolve_upstream(config.upstream.as_deref())?,
         trusted_proxies: config.trusted_proxies.clone(),
         timeouts: config.timeouts,
+        plain_http: crate::https_redirect::PlainHttp {
+            redirect_to_port: config
+                .tls
+                .as_ref()
+                .filter(|tls| tls.https_redirect)
+                .map(|tls| tls.https_port),
+            acme_dir: config.acme_dir.clone(),
+        },
+        hsts: config.tls.as_ref().and_then(|tls| {
+            crate::edge_response::hsts_value(tls.hsts_max_age, tls.hsts_include_subdomains)
+        }),
+        compression: config.compression,
     });
 
     let conf = ServerConf {
@@ -187,10 +199,24 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         if !upgrade {
             check_bindable(tls.listen)?;
         }
-        let cert = tls.cert.display().to_string();
-        let key = tls.key.display().to_string();
-        let mut settings = TlsSettings::intermediate(&cert, &key)
-            .map_err(|e| GatewayError::Tls(format!("cannot use {cert} / {key}: {e}")))?;
+        // Certificates chosen by SNI from a table that SIGHUP and file changes replace
+        // (`crate::tls`); a connection keeps the certificate it was accepted with.
+        let certificates = crate::tls::Certificates::load(tls.certs.clone())?;
+        for cert in certificates.summaries() {
+            tracing::info!(
+                file = %cert.cert.display(),
+                names = %cert.names.join(" "),
+                days_left = cert.remaining().as_secs() / 86_400,
+                "certificate loaded"
+            );
+        }
+        reloader.register(certificates.clone());
+        if let Some(every) = tls.reload_check {
+            crate::tls::watch(certificates.clone(), every);
+        }
+        let mut settings =
+            TlsSettings::intermediate("", "").map_err(|e| GatewayError::Tls(e.to_string()))?;
+        settings.set_cert_resolver(certificates.resolver());
         settings.enable_h2();
         edge.add_tls_with_settings(&tls.listen.to_string(), None, settings);
         listening.push(tls.listen);
