@@ -1,5 +1,5 @@
 //! Which responses are compressed, and how: what Nginx's `gzip on; brotli on;` with a type list
-//! did for the main site. The encoders are Pingora's (gzip and brotli are always built in).
+//! did for the main site. gzip (zlib-ng) and brotli are the crates Pingora already builds.
 //!
 //! A response is compressed when compression is on (`CHAT_COMPRESSION`), the request was not
 //! `HEAD` and accepts `br` or `gzip` (brotli preferred), and the response
@@ -12,12 +12,16 @@
 //! - announces at least `CHAT_COMPRESSION_MIN_BYTES` (a chunked body of unknown length counts
 //!   as large).
 
+use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::protocols::http::compression::{Algorithm, Encode};
+use std::io::Write;
 
 /// gzip level 6 and brotli quality 5: Nginx's usual settings, cheap enough for every response.
 const GZIP_LEVEL: u32 = 6;
 const BROTLI_QUALITY: u32 = 5;
+/// Brotli's window (2^22 bytes, its default) and internal buffer.
+const BROTLI_WINDOW_BITS: u32 = 22;
+const BROTLI_BUFFER: usize = 4096;
 
 /// A content coding the gateway produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +42,56 @@ impl Encoding {
     }
 
     /// A streaming encoder.
-    pub fn encoder(self) -> Option<Box<dyn Encode + Send + Sync>> {
+    pub fn encoder(self) -> Encoder {
         match self {
-            Encoding::Brotli => Algorithm::Brotli.compressor(BROTLI_QUALITY),
-            Encoding::Gzip => Algorithm::Gzip.compressor(GZIP_LEVEL),
+            Encoding::Brotli => Encoder::Brotli(Box::new(brotli::CompressorWriter::new(
+                Vec::new(),
+                BROTLI_BUFFER,
+                BROTLI_QUALITY,
+                BROTLI_WINDOW_BITS,
+            ))),
+            Encoding::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::new(GZIP_LEVEL),
+            )),
         }
+    }
+}
+
+/// A response body being compressed. Each [`encode`](Encoder::encode) returns what is ready;
+/// the last one ends the stream (pingora's own brotli encoder only flushes, which leaves a
+/// stream strict decoders refuse).
+pub enum Encoder {
+    /// gzip.
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    /// brotli.
+    Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
+    /// Ended.
+    Done,
+}
+
+impl Encoder {
+    /// Feeds `input`; with `end`, finishes the stream.
+    pub fn encode(&mut self, input: &[u8], end: bool) -> std::io::Result<Bytes> {
+        let mut out = match self {
+            Encoder::Gzip(gz) => {
+                gz.write_all(input)?;
+                std::mem::take(gz.get_mut())
+            }
+            Encoder::Brotli(br) => {
+                br.write_all(input)?;
+                std::mem::take(br.get_mut())
+            }
+            Encoder::Done => return Ok(Bytes::new()),
+        };
+        if end {
+            match std::mem::replace(self, Encoder::Done) {
+                Encoder::Gzip(gz) => out.extend(gz.finish()?),
+                Encoder::Brotli(br) => out.extend(br.into_inner()),
+                Encoder::Done => {}
+            }
+        }
+        Ok(Bytes::from(out))
     }
 }
 
@@ -231,6 +280,31 @@ mod tests {
             256
         ));
         assert!(!compressible(&resp(200, &[]), 256), "no type");
+    }
+
+    #[test]
+    fn encoders_end_their_streams() {
+        use std::io::Read;
+        let text = "chat gateway ".repeat(500);
+        for encoding in [Encoding::Brotli, Encoding::Gzip] {
+            let mut encoder = encoding.encoder();
+            let (a, b) = text.as_bytes().split_at(1000);
+            let mut out = encoder.encode(a, false).unwrap().to_vec();
+            out.extend(encoder.encode(b, false).unwrap());
+            out.extend(encoder.encode(&[], true).unwrap());
+            assert!(encoder.encode(b"late", true).unwrap().is_empty());
+            let mut back = String::new();
+            match encoding {
+                Encoding::Brotli => brotli::Decompressor::new(&out[..], 4096)
+                    .read_to_string(&mut back)
+                    .unwrap(),
+                Encoding::Gzip => flate2::read::GzDecoder::new(&out[..])
+                    .read_to_string(&mut back)
+                    .unwrap(),
+            };
+            assert_eq!(back, text, "{encoding:?}");
+            assert!(out.len() < 200, "{encoding:?}: {} bytes", out.len());
+        }
     }
 
     #[test]

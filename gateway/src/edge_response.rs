@@ -3,12 +3,11 @@
 //! proxy path and `crate::http_util::respond` go through it; the edge's request filter tells it
 //! per request what applies ([`EdgeResponse::configure`]).
 
-use crate::compression::{self, Encoding};
+use crate::compression::{self, Encoder, Encoding};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::modules::http::{HttpModule, HttpModuleBuilder, Module};
-use pingora::protocols::http::compression::Encode;
-use pingora::Result;
+use pingora::{Error, ErrorType, Result};
 
 /// Per-request state of the module.
 #[derive(Default)]
@@ -18,7 +17,7 @@ pub struct EdgeResponse {
     /// `Some(min_bytes, coding)` when compression applies to this request; the coding is
     /// `None` when the client accepts none (the response still says `Vary: Accept-Encoding`).
     compress: Option<(u64, Option<Encoding>)>,
-    encoder: Option<Box<dyn Encode + Send + Sync>>,
+    encoder: Option<Encoder>,
     finished: bool,
 }
 
@@ -67,10 +66,8 @@ impl HttpModule for EdgeResponse {
             if compression::compressible(resp, min_bytes) {
                 compression::add_vary(resp)?;
                 if let (false, Some(encoding)) = (end_of_stream, encoding) {
-                    self.encoder = encoding.encoder();
-                    if self.encoder.is_some() {
-                        compression::adjust_header(resp, encoding)?;
-                    }
+                    self.encoder = Some(encoding.encoder());
+                    compression::adjust_header(resp, encoding)?;
                 }
             }
         }
@@ -85,7 +82,7 @@ impl HttpModule for EdgeResponse {
             return Ok(());
         }
         let input = body.as_deref().unwrap_or(&[]);
-        *body = Some(encoder.encode(input, end)?);
+        *body = Some(encoder.encode(input, end).map_err(compression_failed)?);
         self.finished = end;
         Ok(())
     }
@@ -94,11 +91,18 @@ impl HttpModule for EdgeResponse {
         match self.encoder.as_mut() {
             Some(encoder) if !self.finished => {
                 self.finished = true;
-                encoder.encode(&[], true).map(Some)
+                encoder
+                    .encode(&[], true)
+                    .map(Some)
+                    .map_err(compression_failed)
             }
             _ => Ok(None),
         }
     }
+}
+
+fn compression_failed(e: std::io::Error) -> Box<Error> {
+    Error::because(ErrorType::InternalError, "compressing a response", e)
 }
 
 /// Makes one [`EdgeResponse`] per request.

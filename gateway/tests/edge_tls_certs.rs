@@ -399,6 +399,23 @@ async fn port_80_redirects_all_but_acme_and_hsts_is_on_tls_only() {
             "{path}"
         );
     }
+    // Compression over HTTP/2 too (the widget is a compressible chat asset).
+    let widget = roots
+        .get(format!(
+            "https://shop.example:{tls_port}/chat/widget/widget.js"
+        ))
+        .header("Accept-Encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(widget.version(), reqwest::Version::HTTP_2);
+    assert_eq!(widget.headers()["content-encoding"], "br");
+    let body = widget.bytes().await.unwrap();
+    let mut js = String::new();
+    brotli::Decompressor::new(&body[..], 4096)
+        .read_to_string(&mut js)
+        .unwrap();
+    assert!(js.len() > 1000, "{} bytes of widget", js.len());
 }
 
 #[tokio::test(flavor = "multi_thread")]
