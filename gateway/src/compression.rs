@@ -19,8 +19,9 @@ use std::io::Write;
 /// gzip level 6 and brotli quality 5: Nginx's usual settings, cheap enough for every response.
 const GZIP_LEVEL: u32 = 6;
 const BROTLI_QUALITY: u32 = 5;
-/// Brotli's window (2^22 bytes, its default) and internal buffer.
-const BROTLI_WINDOW_BITS: u32 = 22;
+/// Brotli's window (2^19 bytes, as Pingora and ngx_brotli use: the encoder's memory per response
+/// grows with it) and internal buffer.
+const BROTLI_WINDOW_BITS: u32 = 19;
 const BROTLI_BUFFER: usize = 4096;
 
 /// A content coding the gateway produces.

@@ -203,12 +203,14 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         // (`crate::tls`); a connection keeps the certificate it was accepted with.
         let certificates = crate::tls::Certificates::load(tls.certs.clone())?;
         for cert in certificates.summaries() {
-            tracing::info!(
-                file = %cert.cert.display(),
-                names = %cert.names.join(" "),
-                days_left = cert.remaining().as_secs() / 86_400,
-                "certificate loaded"
-            );
+            let days_left = cert.remaining().as_secs() / 86_400;
+            let (file, names) = (cert.cert.display(), cert.names.join(" "));
+            if cert.remaining().is_zero() {
+                // Served anyway, as Nginx does: browsers will refuse it, but so would a missing one.
+                tracing::warn!(%file, %names, "certificate EXPIRED: renew it");
+            } else {
+                tracing::info!(%file, %names, days_left, "certificate loaded");
+            }
         }
         reloader.register(certificates.clone());
         if let Some(every) = tls.reload_check {
