@@ -290,7 +290,8 @@ impl std::fmt::Debug for Certificates {
     }
 }
 
-/// One file's identity for change detection: path, modification time, length.
+/// One file's identity for change detection: the file a path resolves to (certbot's `live/`
+/// symlinks move to a new `archive/` file on renewal), modification time, length.
 type FileStamp = (PathBuf, Option<SystemTime>, u64);
 
 fn stamps(pairs: &[CertPair]) -> Vec<FileStamp> {
@@ -301,7 +302,8 @@ fn stamps(pairs: &[CertPair]) -> Vec<FileStamp> {
             // `metadata` follows certbot's `live/` symlinks to the `archive/` file they name.
             let meta = std::fs::metadata(path).ok();
             let mtime = meta.as_ref().and_then(|m| m.modified().ok());
-            (path.clone(), mtime, meta.map_or(0, |m| m.len()))
+            let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            (target, mtime, meta.map_or(0, |m| m.len()))
         })
         .collect()
 }

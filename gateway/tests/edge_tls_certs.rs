@@ -269,6 +269,54 @@ async fn sighup_reloads_the_certificates_and_refuses_a_broken_set() {
     assert_eq!(served(port, "shop.example"), v2);
 }
 
+/// certbot's layout: `archive/<name>/fullchainN.pem` + `privkeyN.pem`, and `live/<name>/`
+/// symlinks to the newest; a renewal writes `N+1` and moves the symlinks.
+fn certbot_issue(root: &Path, name: &str, n: u32, hosts: &[&str]) -> Vec<u8> {
+    let archive = root.join("archive").join(name);
+    let live = root.join("live").join(name);
+    std::fs::create_dir_all(&archive).unwrap();
+    std::fs::create_dir_all(&live).unwrap();
+    let cert = archive.join(format!("fullchain{n}.pem"));
+    let key = archive.join(format!("privkey{n}.pem"));
+    let der = write_pair(&cert, &key, hosts);
+    for (link, target) in [("fullchain.pem", &cert), ("privkey.pem", &key)] {
+        let tmp = live.join(format!("{link}.new"));
+        std::os::unix::fs::symlink(target, &tmp).unwrap();
+        std::fs::rename(&tmp, live.join(link)).unwrap();
+    }
+    der
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certbot_live_directory_is_followed_through_renewals_and_new_sites() {
+    let dir = tempfile::tempdir().unwrap();
+    let letsencrypt = dir.path().join("letsencrypt");
+    let shop_v1 = certbot_issue(&letsencrypt, "shop.example", 1, &["shop.example"]);
+    let tls_port = common::free_port();
+    let gw = Gateway::start(
+        dir.path(),
+        &[
+            (
+                "CHAT_TLS_CERT_DIR",
+                &letsencrypt.join("live").display().to_string(),
+            ),
+            ("CHAT_TLS_LISTEN", &format!("127.0.0.1:{tls_port}")),
+            ("CHAT_TLS_RELOAD_CHECK_SECS", "1"),
+        ],
+    );
+    assert_eq!(served(tls_port, "shop.example"), shop_v1);
+
+    let shop_v2 = certbot_issue(&letsencrypt, "shop.example", 2, &["shop.example"]);
+    wait_until("the renewal is served", &gw, || {
+        served(tls_port, "shop.example") == shop_v2
+    });
+    let blog = certbot_issue(&letsencrypt, "blog.example", 1, &["blog.example"]);
+    wait_until("a new site's certificate is served", &gw, || {
+        served(tls_port, "blog.example") == blog
+    });
+    assert_eq!(served(tls_port, "shop.example"), shop_v2);
+}
+
 /// A raw HTTP/1.1 request on the plain listener; returns the whole answer.
 fn raw(port: u16, request: &str) -> String {
     let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
