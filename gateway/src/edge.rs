@@ -151,12 +151,14 @@ impl ProxyHttp for ChatEdge {
         let route = route(&path);
         ctx.route = route.metric_name();
         self.configure_response(session, ctx.tls, &method, &route);
-        if self
+        if let Some(answered) = self
             .state
             .plain_http
             .answer(session, ctx.tls, &self.state.trusted_proxies)
             .await?
         {
+            // Counted as the gateway's own answer, not as a request to the main site.
+            ctx.route = Some(answered);
             return Ok(true);
         }
         if matches!(route, Route::Upstream) {

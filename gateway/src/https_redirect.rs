@@ -34,28 +34,32 @@ pub struct PlainHttp {
 }
 
 impl PlainHttp {
-    /// Answers the request if it is an ACME challenge served from the directory or a request to
-    /// redirect; `Ok(false)` lets routing go on. `tls`: the request came over TLS (only ACME
-    /// files are served there, nothing is redirected).
+    /// Answers the request if it is an ACME challenge served from the directory
+    /// (`Some("acme_challenge")`) or a request to redirect (`Some("https_redirect")`, also when
+    /// its `Host` is refused); `None` lets routing go on. `tls`: the request came over TLS
+    /// (only ACME files are served there, nothing is redirected).
     pub async fn answer(
         &self,
         session: &mut Session,
         tls: bool,
         trusted: &TrustedProxies,
-    ) -> Result<bool> {
+    ) -> Result<Option<&'static str>> {
         let path = session.req_header().uri.path();
         if let Some(token) = path.strip_prefix(ACME_PREFIX) {
             return match &self.acme_dir {
-                Some(dir) => serve_acme(session, dir, token.to_owned()).await,
+                Some(dir) => {
+                    serve_acme(session, dir, token.to_owned()).await?;
+                    Ok(Some("acme_challenge"))
+                }
                 // Proxied: the main site (or its own certbot webroot) answers.
-                None => Ok(false),
+                None => Ok(None),
             };
         }
         let Some(port) = self.redirect_to_port else {
-            return Ok(false);
+            return Ok(None);
         };
         if tls || path == "/chat/health" || behind_tls_proxy(session, trusted) {
-            return Ok(false);
+            return Ok(None);
         }
         let req = session.req_header();
         let host = req
@@ -65,7 +69,8 @@ impl PlainHttp {
             .map(str::to_owned)
             .or_else(|| req.uri.authority().map(|a| a.to_string()));
         let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        match redirect_location(host.as_deref(), target, port) {
+        let location = redirect_location(host.as_deref(), target, port);
+        match location {
             Some(location) => {
                 respond(
                     session,
@@ -74,7 +79,7 @@ impl PlainHttp {
                     &[("Location", &location)],
                     Bytes::from_static(b"Moved to HTTPS\n"),
                 )
-                .await
+                .await?;
             }
             None => {
                 respond(
@@ -84,9 +89,10 @@ impl PlainHttp {
                     &[],
                     Bytes::from_static(b"A valid Host header is required\n"),
                 )
-                .await
+                .await?;
             }
         }
+        Ok(Some("https_redirect"))
     }
 }
 

@@ -408,6 +408,35 @@ async fn port_80_redirects_all_but_acme_and_hsts_is_on_tls_only() {
         assert!(!answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
     }
 
+    // The gateway's own answers, not requests to the main site.
+    assert!(
+        metric(
+            &gw,
+            "chat_http_requests_total",
+            &[("route", "https_redirect"), ("status", "301")]
+        )
+        .await
+            >= 1.0
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "chat_http_requests_total",
+            &[("route", "https_redirect"), ("status", "400")]
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "chat_http_requests_total",
+            &[("route", "acme_challenge"), ("status", "200")]
+        )
+        .await,
+        1.0
+    );
+
     // Local probes of health stay on plain HTTP.
     let health = plain.get(gw.http("/chat/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
