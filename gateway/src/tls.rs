@@ -382,9 +382,12 @@ pub fn watch(certs: Arc<Certificates>, every: Duration) {
     }
 }
 
+/// One log line: the first few certificates with their names and days left.
 fn describe(summaries: &[CertSummary]) -> String {
-    let each: Vec<String> = summaries
+    const LISTED: usize = 10;
+    let mut each: Vec<String> = summaries
         .iter()
+        .take(LISTED)
         .map(|s| {
             format!(
                 "{} ({}, expires in {} days)",
@@ -394,6 +397,9 @@ fn describe(summaries: &[CertSummary]) -> String {
             )
         })
         .collect();
+    if summaries.len() > LISTED {
+        each.push(format!("and {} more", summaries.len() - LISTED));
+    }
     format!("{} certificate(s): {}", summaries.len(), each.join("; "))
 }
 
