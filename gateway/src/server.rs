@@ -216,6 +216,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         if let Some(every) = tls.reload_check {
             crate::tls::watch(certificates.clone(), every);
         }
+        // No paths: with a resolver set, pingora reads no certificate file itself.
         let mut settings =
             TlsSettings::intermediate("", "").map_err(|e| GatewayError::Tls(e.to_string()))?;
         settings.set_cert_resolver(certificates.resolver());
