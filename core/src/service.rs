@@ -29,7 +29,8 @@ pub struct ServiceConfig {
     /// page is cut to fit (at least one message), so no answer is larger than what a transport
     /// writes. `resume` replays stream from the store one page at a time instead.
     pub max_answer_bytes: usize,
-    /// Which visitors are sent to WebSocket (`CHAT_WS_ROLLOUT_PERCENT`).
+    /// Which visitors are sent to WebSocket (`CHAT_WS_ROLLOUT_PERCENT`), at start; replaced
+    /// while running with [`ChatService::set_rollout`].
     pub rollout: crate::rollout::Rollout,
     /// Sends per visitor, over all their sessions on this process (`CHAT_SEND_RATE_PER_SEC`,
     /// `CHAT_SEND_BURST`); `None`: no limit. Agents are authenticated staff and are not limited.
@@ -80,6 +81,8 @@ struct Inner {
     /// Send buckets by visitor (`ServiceConfig::visitor_send_rate`), shared by all of a
     /// visitor's sessions on this process, so reconnecting does not refill one.
     visitor_sends: crate::rate::KeyedBuckets<VisitorId>,
+    /// The rollout in force: `config.rollout` at start, replaced on reload.
+    rollout: std::sync::RwLock<Arc<crate::rollout::Rollout>>,
 }
 
 /// Visitors whose send bucket is kept at most; past it, full buckets (which a fresh one would
@@ -170,13 +173,14 @@ impl ChatService {
             inner: Arc::new(Inner {
                 store,
                 hub: Hub::default(),
-                config,
                 shutdown,
                 open_sessions: std::sync::Mutex::new(HashMap::new()),
                 bus,
                 remote_agents: std::sync::Mutex::new(HashMap::new()),
                 agent_tokens: std::sync::OnceLock::new(),
                 visitor_sends,
+                rollout: std::sync::RwLock::new(Arc::new(config.rollout.clone())),
+                config,
             }),
         }
     }
@@ -202,7 +206,26 @@ impl ChatService {
         &self.inner.hub
     }
 
-    /// The limits in force.
+    /// The share of visitors sent to WebSocket now.
+    pub fn rollout(&self) -> Arc<crate::rollout::Rollout> {
+        self.inner
+            .rollout
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces the rollout (a reload of `CHAT_WS_ROLLOUT_PERCENT`): sessions opened from now
+    /// on are told the new transport; open sessions keep theirs until they reconnect.
+    pub fn set_rollout(&self, rollout: crate::rollout::Rollout) {
+        *self
+            .inner
+            .rollout
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(rollout);
+    }
+
+    /// The limits in force (`rollout` as at start: see [`rollout`](Self::rollout)).
     pub fn config(&self) -> &ServiceConfig {
         &self.inner.config
     }
@@ -244,6 +267,12 @@ impl ChatService {
     /// Tells every session to end with "going away" so that clients reconnect elsewhere.
     pub fn begin_shutdown(&self) {
         self.inner.shutdown.send_replace(true);
+    }
+
+    /// Whether [`ChatService::begin_shutdown`] was called: the process is going away, so a
+    /// readiness probe should send new clients elsewhere.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
     }
 
     /// Opens a session for an authenticated principal. For visitors, `visitor_token` is the token
@@ -306,12 +335,7 @@ impl ChatService {
                     agent: None,
                     conversation,
                     agents_online: self.inner.agents_online(),
-                    preferred_transport: Some(
-                        self.inner
-                            .config
-                            .rollout
-                            .transport_for(site_id, *visitor_id),
-                    ),
+                    preferred_transport: Some(self.rollout().transport_for(site_id, *visitor_id)),
                 }
             }
             Principal::Agent(agent) => {

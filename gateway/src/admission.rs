@@ -22,6 +22,7 @@ use chat_core::ChatError;
 use pingora::proxy::Session as HttpSession;
 use serde_json::json;
 use std::net::IpAddr;
+use std::sync::RwLock;
 use std::time::Duration;
 
 /// Why a request does not get a session (or, for the HTTP API and `whoami`, an answer).
@@ -280,13 +281,29 @@ pub struct Admission {
     pub limits: Limits,
     /// Agent and visitor credentials.
     pub auth: Authenticator,
+    /// Who may open sessions of each role; replaced whole on reload ([`Admission::set_origins`]).
+    pub origins: RwLock<Origins>,
+}
+
+/// The `Origin` rules of both roles (`CHAT_ALLOWED_ORIGINS`, `ADMIN_ALLOWED_ORIGINS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origins {
     /// Who may open visitor sessions.
-    pub visitor_origins: OriginPolicy,
+    pub visitor: OriginPolicy,
     /// Who may open agent sessions.
-    pub admin_origins: OriginPolicy,
+    pub admin: OriginPolicy,
 }
 
 impl Admission {
+    /// Replaces the `Origin` rules (a reload): handshakes from now on are checked against
+    /// `origins`; sessions already open stay open.
+    pub fn set_origins(&self, origins: Origins) {
+        *self
+            .origins
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = origins;
+    }
+
     /// Steps 1–2: a place among the open sessions for the client address, and one of its
     /// session opens.
     pub fn limit(&self, client: Option<IpAddr>) -> Result<Slot, Refusal> {
@@ -300,9 +317,13 @@ impl Admission {
         origin: Option<&str>,
         host: &str,
     ) -> Result<(), Refusal> {
+        let origins = self
+            .origins
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (policy, variable) = match role {
-            Role::Visitor => (&self.visitor_origins, "CHAT_ALLOWED_ORIGINS"),
-            Role::Agent => (&self.admin_origins, "ADMIN_ALLOWED_ORIGINS"),
+            Role::Visitor => (&origins.visitor, "CHAT_ALLOWED_ORIGINS"),
+            Role::Agent => (&origins.admin, "ADMIN_ALLOWED_ORIGINS"),
         };
         if policy.allows(origin, host) {
             Ok(())

@@ -4,9 +4,10 @@
 //! loader, embedded on third-party sites, carries no frame or policy header that would break it
 //! there.
 
+use crate::console_sign_in::ConsoleSignIn;
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 /// An embedded file.
 pub struct Asset {
@@ -27,16 +28,49 @@ const WIDGET: Asset = Asset {
 const CONSOLE_HTML: &str = include_str!("../../web/admin/index.html");
 const DEMO_HTML: &str = include_str!("../../web/demo/index.html");
 
-/// The agent console's policy: only its own script and style, chat sockets, never framed.
-pub const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'; \
-     base-uri 'none'; form-action 'self'; object-src 'none'";
+/// The console's sign-in settings (`CHAT_ADMIN_TOKEN_URL`, `CHAT_ADMIN_LOGIN_URL`), fixed at
+/// start-up. A process-wide value because [`lookup`] routes a bare path, and the settings are
+/// read once like the embedded files themselves.
+static CONSOLE_SIGN_IN: OnceLock<ConsolePage> = OnceLock::new();
 
-const CONSOLE_HEADERS: &[(&str, &str)] = &[
-    ("Content-Security-Policy", CONSOLE_CSP),
-    ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
-];
+/// What the console's sign-in settings make of its page.
+struct ConsolePage {
+    /// `/chat/admin/config.js`.
+    config_js: String,
+    /// The page's Content-Security-Policy.
+    csp: String,
+}
+
+/// Sets the console's sign-in settings; the first call wins (the gateway calls it once, before
+/// serving). Until then the console is told to ask for a pasted token.
+pub fn configure_console(sign_in: &ConsoleSignIn) -> bool {
+    CONSOLE_SIGN_IN
+        .set(ConsolePage {
+            config_js: sign_in.config_js(),
+            csp: sign_in.console_csp(),
+        })
+        .is_ok()
+}
+
+fn console_page() -> &'static ConsolePage {
+    CONSOLE_SIGN_IN.get_or_init(|| {
+        let paste_only = ConsoleSignIn::paste_only();
+        ConsolePage {
+            config_js: paste_only.config_js(),
+            csp: paste_only.console_csp(),
+        }
+    })
+}
+
+/// The agent console's headers: only its own script and style, chat sockets (and the token
+/// URL's origin), never framed.
+static CONSOLE_HEADERS: LazyLock<[(&str, &str); 3]> = LazyLock::new(|| {
+    [
+        ("Content-Security-Policy", console_page().csp.as_str()),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "no-referrer"),
+    ]
+});
 
 /// The demo page's policy: its inline widget configuration and site stylesheet are allowed by
 /// hash (nothing else inline), the widget from this origin, chat sockets.
@@ -102,11 +136,21 @@ pub fn lookup(path: &str) -> Option<Asset> {
         "/chat/admin/" | "/chat/admin/index.html" => Asset {
             content_type: "text/html; charset=utf-8",
             body: CONSOLE_HTML,
-            headers: CONSOLE_HEADERS,
+            headers: CONSOLE_HEADERS.as_slice(),
+        },
+        "/chat/admin/config.js" => Asset {
+            content_type: "application/javascript; charset=utf-8",
+            body: console_page().config_js.as_str(),
+            headers: &[],
         },
         "/chat/admin/console.js" => Asset {
             content_type: "application/javascript; charset=utf-8",
             body: include_str!("../../web/admin/console.js"),
+            headers: &[],
+        },
+        "/chat/admin/site-token.js" => Asset {
+            content_type: "application/javascript; charset=utf-8",
+            body: include_str!("../../web/admin/site-token.js"),
             headers: &[],
         },
         "/chat/admin/console.css" => Asset {
@@ -163,5 +207,20 @@ mod tests {
             .any(|(k, v)| *k == "Content-Security-Policy" && v.contains("'sha256-")));
         let console = lookup("/chat/admin/").unwrap();
         assert!(console.headers.contains(&("X-Frame-Options", "DENY")));
+    }
+
+    #[test]
+    fn the_console_reads_its_sign_in_settings_before_it_starts() {
+        use super::*;
+        // `defer` scripts run in document order: config.js sets what console.js reads.
+        let config_at = CONSOLE_HTML.find("src=\"./config.js\"").unwrap();
+        let site_token_at = CONSOLE_HTML.find("src=\"./site-token.js\"").unwrap();
+        let console_at = CONSOLE_HTML.find("src=\"./console.js\"").unwrap();
+        assert!(config_at < console_at && site_token_at < console_at);
+        assert!(lookup("/chat/admin/site-token.js").is_some());
+        let config = lookup("/chat/admin/config.js").unwrap();
+        assert!(config.content_type.starts_with("application/javascript"));
+        assert!(config.body.contains("window.ChatConsoleConfig = {"));
+        assert!(include_str!("../../web/admin/console.js").contains("window.ChatConsoleConfig"));
     }
 }

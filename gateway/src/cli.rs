@@ -1,4 +1,4 @@
-//! Command line: `serve` (the default), `migrate`, `token`.
+//! Command line: `serve` (the default), `migrate`, `token`, `check`.
 
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -42,6 +42,17 @@ pub enum Command {
         #[arg(long, default_value_t = 15)]
         ttl_minutes: u64,
     },
+    /// Check the configuration and environment (store, secret, origins, upstream, ports) and
+    /// print each finding with its fix; exit 1 when one is an error (see `crate::check`).
+    Check {
+        /// A sample agent token from the main site, to see whether it verifies and why not;
+        /// `-` reads it from stdin (keeps it out of `ps` and the shell history).
+        #[arg(long)]
+        token: Option<String>,
+        /// Longest wait for each network probe (store, upstream), in seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout_secs: u64,
+    },
 }
 
 /// Logs go to stderr; `CHAT_LOG` sets the filter per module (`info` by default, e.g.
@@ -83,7 +94,50 @@ pub fn run(cli: Cli, config: Config) -> Result<(), GatewayError> {
             println!("{token}");
             Ok(())
         }
+        Command::Check {
+            token,
+            timeout_secs,
+        } => check(&config, token, timeout_secs),
     }
+}
+
+/// `chat-gateway check`: the findings on stdout, one per line, then a summary; an error when
+/// any finding is one (exit status 1).
+fn check(config: &Config, token: Option<String>, timeout_secs: u64) -> Result<(), GatewayError> {
+    use crate::check::{Context, Severity};
+    let token = match token.as_deref() {
+        Some("-") => {
+            let mut line = String::new();
+            // A JWT is a few hundred bytes; a bounded read keeps a wrong pipe from eating memory.
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(std::io::stdin(), 64 * 1024),
+                &mut line,
+            )?;
+            Some(line.trim().to_string())
+        }
+        other => other.map(str::to_string),
+    };
+    let var = |name: &str| std::env::var(name).ok();
+    let report = crate::check::run(&Context {
+        config,
+        token: token.as_deref(),
+        timeout: Duration::from_secs(timeout_secs.max(1)),
+        var: &var,
+    });
+    for finding in &report.findings {
+        println!("{finding}");
+    }
+    let (errors, warnings) = (report.count(Severity::Error), report.count(Severity::Warn));
+    println!(
+        "CHECK {} errors={errors} warnings={warnings}",
+        if errors == 0 { "OK" } else { "FAILED" }
+    );
+    if errors > 0 {
+        return Err(GatewayError::Other(format!(
+            "check found {errors} error(s): chat would break (the lines starting with `error`)"
+        )));
+    }
+    Ok(())
 }
 
 fn migrate(config: &Config) -> Result<(), GatewayError> {

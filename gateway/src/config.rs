@@ -2,6 +2,7 @@
 //! every variable read here appears there.
 
 use chat_core::auth::OriginPolicy;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +20,9 @@ pub enum ConfigError {
         /// What was expected.
         reason: String,
     },
+    /// `CHAT_CONFIG_FILE` cannot be read.
+    #[error("CHAT_CONFIG_FILE: {0}")]
+    File(#[from] crate::config_file::ConfigFileError),
     /// Only one of certificate and key is set.
     #[error("CHAT_TLS_CERT and CHAT_TLS_KEY must be set together")]
     HalfTls,
@@ -102,6 +106,9 @@ pub struct Config {
     pub upstream: Option<String>,
     /// Postgres URL (`CHAT_DATABASE_URL`); the embedded store when unset.
     pub database_url: Option<String>,
+    /// Root CA file (PEM) for the Postgres server's certificate when the URL has no
+    /// `sslrootcert` (`CHAT_DATABASE_CA`).
+    pub database_ca: Option<PathBuf>,
     /// Directory of the embedded store and generated secrets (`CHAT_DATA_DIR`).
     pub data_dir: PathBuf,
     /// Postgres pool size (`CHAT_DB_POOL_SIZE`).
@@ -162,12 +169,16 @@ pub struct Config {
     /// Agent JWT rules (`CHAT_ADMIN_JWT_AUDIENCE`, `CHAT_ADMIN_JWT_ISSUER`,
     /// `CHAT_ADMIN_JWT_MAX_TTL_SECS`).
     pub agent_token_rules: chat_core::auth::AgentTokenRules,
+    /// How the agent console gets its token (`CHAT_ADMIN_TOKEN_URL`, `CHAT_ADMIN_LOGIN_URL`).
+    pub console_sign_in: crate::console_sign_in::ConsoleSignIn,
 }
 
 impl Config {
-    /// Reads the process environment.
+    /// Reads the process environment, with `CHAT_CONFIG_FILE`'s values over it
+    /// ([`current_settings`]).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let settings = current_settings()?;
+        Self::from_lookup(|name| settings.get(name).cloned())
     }
 
     /// Reads variables through `lookup` (tests pass a map).
@@ -226,6 +237,7 @@ impl Config {
             },
             upstream: get("CHAT_UPSTREAM"),
             database_url: get("CHAT_DATABASE_URL"),
+            database_ca: get("CHAT_DATABASE_CA").map(PathBuf::from),
             data_dir,
             db_pool_size: parse(&lookup, "CHAT_DB_POOL_SIZE", "16")?,
             write_batch: chat_storage::BatchSettings {
@@ -309,8 +321,37 @@ impl Config {
                     "86400",
                 )?),
             },
+            // Unset is the default; set but empty means none, so `lookup`, not `get`.
+            console_sign_in: crate::console_sign_in::ConsoleSignIn::from_vars(
+                lookup("CHAT_ADMIN_TOKEN_URL"),
+                lookup("CHAT_ADMIN_LOGIN_URL"),
+            )?,
         })
     }
+}
+
+/// The settings the gateway runs with now: the process environment's `CHAT_*` and `ADMIN_*`
+/// variables, and over them the values of `CHAT_CONFIG_FILE` when it is set
+/// (`crate::config_file`), re-read on every call.
+pub fn current_settings() -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut settings: BTreeMap<String, String> = std::env::vars()
+        .filter(|(name, _)| is_setting(name))
+        .collect();
+    if let Some(path) = settings.get(CONFIG_FILE).filter(|p| !p.trim().is_empty()) {
+        let file = crate::config_file::read(std::path::Path::new(path.trim()))?;
+        settings.extend(
+            file.into_iter()
+                .filter(|(name, _)| is_setting(name) && name != CONFIG_FILE),
+        );
+    }
+    Ok(settings)
+}
+
+/// `CHAT_CONFIG_FILE`: the environment file read at start and on SIGHUP.
+pub const CONFIG_FILE: &str = "CHAT_CONFIG_FILE";
+
+fn is_setting(name: &str) -> bool {
+    name.starts_with("CHAT_") || name.starts_with("ADMIN_")
 }
 
 impl Config {
@@ -322,6 +363,7 @@ impl Config {
                 url: url.clone(),
                 pool_size: self.db_pool_size,
                 batch: self.write_batch,
+                ca: self.database_ca.clone(),
             },
             None => chat_storage::StoreConfig::Embedded {
                 path: self.data_dir.join("chat.sqlite3"),
@@ -525,6 +567,11 @@ mod tests {
             include_str!("tls.rs"),
             include_str!("https_redirect.rs"),
             include_str!("compression.rs"),
+            include_str!("config_reload.rs"),
+            include_str!("check.rs"),
+            include_str!("check/origins.rs"),
+            include_str!("check/token.rs"),
+            include_str!("console_sign_in.rs"),
         ];
         let mut names = Vec::new();
         for source in sources {

@@ -178,6 +178,7 @@ impl ProxyHttp for ChatEdge {
                 .await
             }
             Route::Health if read_only => self.health(session).await,
+            Route::Live if read_only => respond_json(session, 200, &crate::health::live()).await,
             Route::WhoAmI if read_only => self.whoami(session).await,
             Route::ApiStats if read_only => self.api().stats(session).await,
             Route::ApiMessages(id) => self.api().messages(session, &id).await,

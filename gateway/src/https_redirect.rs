@@ -3,7 +3,7 @@
 //!
 //! - `/.well-known/acme-challenge/<token>`: served from `CHAT_ACME_DIR` (certbot's `--webroot`),
 //!   or proxied to the main site when that is unset, so that certificates can be renewed;
-//! - `/chat/health`: answered in place, for local probes (`curl http://127.0.0.1:8080/...`,
+//! - `/chat/health`, `/chat/health/live`, `/chat/health/ready`: answered in place, for local probes (`curl http://127.0.0.1:8080/...`,
 //!   container health checks) that should not need a certificate for `localhost`;
 //! - a request from a trusted proxy (`CHAT_TRUSTED_PROXIES`) saying `X-Forwarded-Proto: https`:
 //!   a load balancer already terminated TLS, redirecting would loop.
@@ -58,7 +58,8 @@ impl PlainHttp {
         let Some(port) = self.redirect_to_port else {
             return Ok(None);
         };
-        if tls || path == "/chat/health" || behind_tls_proxy(session, trusted) {
+        let health = path == "/chat/health" || path.starts_with("/chat/health/");
+        if tls || health || behind_tls_proxy(session, trusted) {
             return Ok(None);
         }
         let req = session.req_header();

@@ -8,11 +8,15 @@
 pub mod admission;
 pub mod api;
 pub mod assets;
+pub mod check;
 pub mod cli;
 pub mod client_addr;
 pub mod compression;
 pub mod config;
+pub mod config_file;
+pub mod config_reload;
 pub mod connections;
+pub mod console_sign_in;
 pub mod deadlines;
 pub mod edge;
 pub mod edge_response;

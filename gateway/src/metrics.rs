@@ -1,5 +1,6 @@
 //! The metrics listener (`CHAT_METRICS_LISTEN`): `GET /metrics` in the Prometheus text format,
-//! and the detailed health report at `/health` and `/chat/health`, on a listener of its own so
+//! and the detailed health report at `/health` and `/chat/health` (readiness; also at
+//! `/health/ready`, with liveness at `/health/live`), on a listener of its own so
 //! that it is never exposed with the public one. The metrics
 //! themselves live in [`chat_core::metrics`]; `docs/metrics.md` documents each.
 
@@ -37,7 +38,16 @@ impl ServeHttp for MetricsApp {
                 "text/plain; version=0.0.4; charset=utf-8",
                 metrics::encode().into_bytes(),
             )
-        } else if path == "/health" || path == "/chat/health" {
+        } else if matches!(path, "/health/live" | "/chat/health/live") {
+            (
+                200,
+                "application/json",
+                crate::health::live().to_string().into_bytes(),
+            )
+        } else if matches!(
+            path,
+            "/health" | "/chat/health" | "/health/ready" | "/chat/health/ready"
+        ) {
             let (status, body) = crate::health::check(&self.chat).await;
             (status, "application/json", body.to_string().into_bytes())
         } else {

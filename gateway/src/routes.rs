@@ -7,8 +7,10 @@ use chat_core::model::Role;
 pub enum Route {
     /// Not chat's: reverse-proxied to `CHAT_UPSTREAM`.
     Upstream,
-    /// `GET /chat/health`.
+    /// `GET /chat/health` and `/chat/health/ready`: readiness.
     Health,
+    /// `GET /chat/health/live`: liveness.
+    Live,
     /// `GET /chat/api/whoami`.
     WhoAmI,
     /// `GET /chat/api/stats`.
@@ -34,6 +36,7 @@ impl Route {
         Some(match self {
             Self::Upstream => return None,
             Self::Health => "health",
+            Self::Live => "health_live",
             Self::WhoAmI => "whoami",
             Self::ApiStats => "api_stats",
             Self::ApiMessages(_) => "api_messages",
@@ -49,8 +52,9 @@ impl Route {
 }
 
 /// Every value of [`Route::metric_name`].
-pub const ROUTE_METRIC_NAMES: [&str; 11] = [
+pub const ROUTE_METRIC_NAMES: [&str; 12] = [
     "health",
+    "health_live",
     "whoami",
     "api_stats",
     "api_messages",
@@ -80,7 +84,8 @@ pub fn route(path: &str) -> Route {
         return Route::Asset(asset);
     }
     match path {
-        "/chat/health" => Route::Health,
+        "/chat/health" | "/chat/health/ready" => Route::Health,
+        "/chat/health/live" => Route::Live,
         "/chat/api/whoami" => Route::WhoAmI,
         "/chat/api/stats" => Route::ApiStats,
         _ if path.starts_with("/chat/api/conversations/") && path.ends_with("/messages") => {
@@ -103,6 +108,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_route_label_is_documented() {
+        let doc = include_str!("../../docs/metrics.md");
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with("| `route` |"))
+            .expect("docs/metrics.md lists the route label's values");
+        for name in ROUTE_METRIC_NAMES {
+            assert!(row.contains(&format!("`{name}`")), "{name} is not in {row}");
+        }
+    }
+
+    #[test]
     fn chat_paths_stay_and_the_rest_goes_upstream() {
         assert!(matches!(
             route("/ws-visitor/"),
@@ -119,6 +136,8 @@ mod tests {
             Route::Socket(Role::Agent)
         ));
         assert!(matches!(route("/chat/health"), Route::Health));
+        assert!(matches!(route("/chat/health/ready"), Route::Health));
+        assert!(matches!(route("/chat/health/live"), Route::Live));
         assert!(matches!(route("/widget/widgetScript.js"), Route::Asset(_)));
         assert!(matches!(route("/chat/nope"), Route::NotFound));
         assert!(matches!(route("/"), Route::Upstream));

@@ -1,8 +1,9 @@
 //! `chat-gateway serve`: opens the store, builds the chat service and the Pingora server, and
 //! prints the start-up lines operators grep for.
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Origins};
 use crate::config::Config;
+use crate::config_reload::ConfigReload;
 use crate::connections::{ConnectionCapped, ConnectionTable};
 use crate::deadlines::HeadDeadline;
 use crate::edge::{ChatEdge, EdgeState};
@@ -71,9 +72,10 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     // With Postgres, other gateway processes may share the database: events and agent presence
     // travel between them on LISTEN/NOTIFY.
     let chat = match &store_config {
-        StoreConfig::Postgres { url, .. } => {
+        StoreConfig::Postgres { url, ca, .. } => {
             let _entered = runtime.enter();
-            let bus = runtime.block_on(chat_storage::PostgresBus::start(url))?;
+            let bus =
+                runtime.block_on(chat_storage::PostgresBus::start_with_ca(url, ca.as_deref()))?;
             tracing::info!(
                 node = chat_core::bus::Bus::node_id(&bus),
                 "joined the gateway bus (Postgres LISTEN/NOTIFY)"
@@ -106,9 +108,12 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         chat: chat.clone(),
         limits: Limits::new(config.limits),
         auth,
-        visitor_origins: config.visitor_origins.clone(),
-        admin_origins: config.admin_origins.clone(),
+        origins: std::sync::RwLock::new(Origins {
+            visitor: config.visitor_origins.clone(),
+            admin: config.admin_origins.clone(),
+        }),
     });
+    reloader.register(Arc::new(ConfigReload::new(admission.clone(), chat.clone())));
     let socketio = {
         let _entered = runtime.enter();
         SocketIoEndpoints::start(
@@ -158,6 +163,8 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         }),
         compression: config.compression,
     });
+
+    crate::console_sign_in::install(&config.console_sign_in, state.upstream.is_some());
 
     let conf = ServerConf {
         threads: config.worker_threads.max(1),

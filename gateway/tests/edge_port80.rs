@@ -167,9 +167,11 @@ async fn port_80_redirects_all_but_acme_and_hsts_is_on_tls_only() {
     );
 
     // Local probes of health stay on plain HTTP.
-    let health = plain.get(gw.http("/chat/health")).send().await.unwrap();
-    assert_eq!(health.status(), 200);
-    assert!(health.headers().get("strict-transport-security").is_none());
+    for probe in ["/chat/health", "/chat/health/live", "/chat/health/ready"] {
+        let health = plain.get(gw.http(probe)).send().await.unwrap();
+        assert_eq!(health.status(), 200, "{probe}");
+        assert!(health.headers().get("strict-transport-security").is_none());
+    }
 
     // TLS terminated by a trusted load balancer: proxied, not redirected.
     let behind = plain

@@ -146,6 +146,15 @@ async fn health_reports_503_while_postgres_is_down_and_200_when_it_is_back() {
     let public = reqwest::get(gw.http("/chat/health")).await.unwrap();
     assert_eq!(public.status(), 503);
     assert_eq!(public.text().await.unwrap(), r#"{"status":"unavailable"}"#);
+    // Readiness says the same; liveness stays 200 (the process serves): no restart needed.
+    let ready = reqwest::get(gw.http("/chat/health/ready")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let live = reqwest::get(gw.http("/chat/health/live")).await.unwrap();
+    assert_eq!(live.status(), 200);
+    let live = reqwest::get(gw.metrics_url().replace("/metrics", "/health/live"))
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
     // A send while the store is down is refused with `unavailable`, never acknowledged.
     let e = visitor
         .request(json!({"type":"send","client_msg_id":"down-1","body":"lost?"}))

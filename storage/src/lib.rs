@@ -43,6 +43,7 @@ pub mod embedded;
 pub mod files;
 mod migrations;
 pub mod postgres;
+mod status;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 mod time;
@@ -51,6 +52,7 @@ pub use batch::{AppendBatch, BatchSettings, BatchingStore};
 pub use embedded::EmbeddedStore;
 pub use migrations::{MigrationInfo, MigrationReport};
 pub use postgres::{PostgresBus, PostgresStore};
+pub use status::{schema_status, SchemaStatus};
 
 /// Errors from building a store or migrating its schema. Errors of queries are
 /// [`StoreError`]s, as the [`Store`] trait says.
@@ -80,6 +82,14 @@ pub enum StorageError {
         /// What went wrong.
         message: String,
     },
+    /// The database's TLS settings cannot be used: an unknown `sslmode`, a CA file that is
+    /// missing, unreadable or holds no certificate.
+    #[error("database TLS: {0}")]
+    Tls(String),
+    /// A TLS handshake with the database failed; says why (the certificate is not signed by
+    /// the CA, the server name does not match the certificate's names, ...).
+    #[error("{0}")]
+    TlsHandshake(String),
     /// The store failed: unavailable, not migrated (see [`StoreError::NotMigrated`]), or other.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -97,6 +107,9 @@ pub enum StoreConfig {
         pool_size: usize,
         /// How concurrent appends share commits.
         batch: BatchSettings,
+        /// Root CA file (PEM) for the server's certificate when the URL has no `sslrootcert`
+        /// (the gateway's `CHAT_DATABASE_CA`); see [`postgres::tls`].
+        ca: Option<PathBuf>,
     },
     /// A single SQLite file at `path`; parent directories are created.
     Embedded {
@@ -114,11 +127,13 @@ impl fmt::Debug for StoreConfig {
                 url,
                 pool_size,
                 batch,
+                ca,
             } => f
                 .debug_struct("Postgres")
                 .field("url", &redact_url(url))
                 .field("pool_size", pool_size)
                 .field("batch", batch)
+                .field("ca", ca)
                 .finish(),
             Self::Embedded { path, batch } => f
                 .debug_struct("Embedded")
@@ -243,8 +258,9 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StorageError> 
             url,
             pool_size,
             batch,
+            ca,
         } => {
-            let store = PostgresStore::connect(url, *pool_size)?;
+            let store = PostgresStore::connect_with_ca(url, *pool_size, ca.as_deref())?;
             store.check_schema().await?;
             Ok(with_batching(store, *batch))
         }
@@ -267,8 +283,10 @@ fn with_batching<S: AppendBatch>(store: S, batch: BatchSettings) -> Arc<dyn Stor
 /// Safe to run while gateways are running and from several processes at once.
 pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, StorageError> {
     match config {
-        StoreConfig::Postgres { url, pool_size, .. } => {
-            let store = PostgresStore::connect(url, (*pool_size).max(1))?;
+        StoreConfig::Postgres {
+            url, pool_size, ca, ..
+        } => {
+            let store = PostgresStore::connect_with_ca(url, (*pool_size).max(1), ca.as_deref())?;
             store.migrate().await
         }
         StoreConfig::Embedded { path, .. } => {

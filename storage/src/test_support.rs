@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 /// How long starting, stopping or reaching a server may take before a test fails.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+mod tls;
+
 /// A Postgres server for tests: an existing one (`CHAT_TEST_DATABASE_URL`) or a throwaway
 /// cluster owned by this value.
 pub struct TestPostgres {
@@ -536,13 +538,14 @@ fn execute(url: &str, sql: &str) -> Result<(), String> {
     let url = url.to_string();
     let sql = sql.to_string();
     on_runtime(move || async move {
-        let (client, connection) = tokio::time::timeout(
-            READY_TIMEOUT,
-            tokio_postgres::connect(&url, tokio_postgres::NoTls),
-        )
-        .await
-        .map_err(|_| "timed out connecting".to_string())?
-        .map_err(|e| crate::postgres::describe_error(&e))?;
+        // The store's own TLS handling: a cluster that accepts only TLS (see `enable_tls`) is
+        // reached with the default sslmode=prefer.
+        let (config, tls) =
+            crate::postgres::tls::configure(&url, None).map_err(|e| e.to_string())?;
+        let (client, connection) = tokio::time::timeout(READY_TIMEOUT, config.connect(tls))
+            .await
+            .map_err(|_| "timed out connecting".to_string())?
+            .map_err(|e| crate::postgres::describe_error(&e))?;
         let conn = tokio::spawn(connection);
         let result = client
             .batch_execute(&sql)

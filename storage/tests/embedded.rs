@@ -82,6 +82,7 @@ fn debug_of_config_hides_passwords() {
         url: "postgres://chat:hunter2@db/chat".into(),
         pool_size: 4,
         batch: Default::default(),
+        ca: None,
     };
     let shown = format!("{config:?}");
     assert!(!shown.contains("hunter2"), "{shown}");

@@ -39,6 +39,7 @@ async fn check_schema_reports_not_migrated_until_migrated() {
         url: url.clone(),
         pool_size: 2,
         batch: Default::default(),
+        ca: None,
     };
     match chat_storage::open(&config).await {
         Err(e @ StorageError::Store(StoreError::NotMigrated { .. })) => {
@@ -96,6 +97,7 @@ async fn migrate_is_idempotent_and_safe_concurrently() {
         url,
         pool_size: 1,
         batch: Default::default(),
+        ca: None,
     })
     .await
     .expect("migrate via config");
@@ -213,6 +215,7 @@ async fn connect_is_lazy_and_an_unreachable_server_is_unavailable() {
         url,
         pool_size: 2,
         batch: Default::default(),
+        ca: None,
     })
     .await
     {

@@ -2,6 +2,11 @@
  * Agent console, served at /chat/admin/. Speaks the raw WebSocket protocol of docs/protocol.md on
  * /ws-admin/ with an agent JWT. Plain ES2020, no build step. All data is rendered with
  * textContent: message bodies and names come from anonymous visitors.
+ *
+ * The token comes from the main site (window.ChatConsoleConfig.tokenUrl, written by the gateway
+ * in ./config.js from CHAT_ADMIN_TOKEN_URL; fetched with the agent's site cookies by
+ * ./site-token.js) and is renewed over the open socket with `auth` before it expires, or is
+ * pasted (development). See docs/agent-sign-in.md.
  */
 (function () {
   'use strict';
@@ -13,6 +18,14 @@
   const HISTORY_PAGE = 500;
   const LIST_LIMIT = 500;
   const PENDING_KEY_BASE = 1e15; // sort key offset that keeps unconfirmed replies after every seq
+  const REFRESH_RETRY_MIN_MS = 2000;
+  const REFRESH_RETRY_MAX_MS = 30000;
+  // A site token this close to its expiry (at most a quarter of its life) is replaced before
+  // (re)connecting with it.
+  const STALE_MARGIN_MS = 10000;
+
+  const CONFIG = readConfig();
+  const SiteToken = window.ChatSiteToken; // ./site-token.js
 
   // Why a socket closed, in words an agent can act on (the close reason, when sent, wins).
   const CLOSE_REASONS = {
@@ -30,6 +43,12 @@
   const els = {
     banner: $('banner'),
     signout: $('signout'),
+    useToken: $('use-token'),
+    signin: $('signin'),
+    signinLink: $('signin-link'),
+    signinRetry: $('signin-retry'),
+    signinPaste: $('signin-paste'),
+    loginSite: $('login-site'),
     login: $('login'),
     loginForm: $('login-form'),
     tokenInput: $('token-input'),
@@ -50,6 +69,12 @@
   };
 
   let token = takeTokenFromUrl() || storageGet(TOKEN_KEY);
+  // 'site': fetched from CONFIG.tokenUrl and renewed; 'pasted': typed in or given in the URL.
+  let tokenSource = token ? 'pasted' : null;
+  let siteToken = null; // { receivedAt, lifetimeMs } of the current site token (lifetime 0: unknown)
+  let siteGeneration = 0; // bumped to drop the answer of a token fetch that is no longer wanted
+  let refreshTimer = null;
+  let refreshAttempt = 0;
   let ws = null;
   let welcomed = false;
   let me = null; // { id, name } from welcome
@@ -69,6 +94,13 @@
 
   // ---------------------------------------------------------------------------------------------
   // Helpers
+
+  // Settings from ./config.js; missing or odd values mean pasting only.
+  function readConfig() {
+    const c = (typeof window.ChatConsoleConfig === 'object' && window.ChatConsoleConfig) || {};
+    const url = function (v) { return typeof v === 'string' && v ? v : null; };
+    return { tokenUrl: url(c.tokenUrl), loginUrl: url(c.loginUrl) };
+  }
 
   function storageGet(key) {
     try { return sessionStorage.getItem(key); } catch (_) { return null; }
@@ -157,21 +189,31 @@
     els.banner.textContent = text;
   }
 
-  function showLogin(show) {
-    els.login.hidden = !show;
-    els.app.hidden = show;
-    els.signout.hidden = show;
-    if (show) {
+  // One of 'app', 'login' (paste a token) and 'signin' (sign in on the main site) is shown.
+  function showPanel(name) {
+    els.login.hidden = name !== 'login';
+    els.signin.hidden = name !== 'signin';
+    els.app.hidden = name !== 'app';
+    els.signout.hidden = name !== 'app';
+    if (name !== 'app') els.useToken.hidden = true;
+    if (name === 'login') {
+      els.loginSite.hidden = !CONFIG.tokenUrl;
       els.tokenInput.value = '';
       els.tokenInput.focus();
     }
+  }
+
+  function showLogin(show) {
+    showPanel(show ? 'login' : 'app');
   }
 
   els.loginForm.addEventListener('submit', function (e) {
     e.preventDefault();
     const value = els.tokenInput.value.trim();
     if (!value) return;
+    leaveSiteMode();
     token = value;
+    tokenSource = 'pasted';
     storageSet(TOKEN_KEY, token);
     showLogin(false);
     attempt = 0;
@@ -180,11 +222,138 @@
 
   els.signout.addEventListener('click', function () {
     stop();
+    leaveSiteMode();
     token = null;
+    tokenSource = null;
     storageSet(TOKEN_KEY, null);
-    setBanner('rejected', 'Signed out — paste a token to connect');
+    setBanner('rejected', CONFIG.tokenUrl ? 'Signed out' : 'Signed out — paste a token to connect');
     showLogin(true);
   });
+
+  function pasteInstead() {
+    stop();
+    leaveSiteMode();
+    token = null;
+    tokenSource = null;
+    setBanner('rejected', 'Paste an agent token to connect');
+    showLogin(true);
+  }
+  els.useToken.addEventListener('click', pasteInstead);
+  els.signinPaste.addEventListener('click', pasteInstead);
+  els.signinRetry.addEventListener('click', signInWithSite);
+  els.loginSite.addEventListener('click', signInWithSite);
+
+  // ---------------------------------------------------------------------------------------------
+  // Tokens from the main site
+
+  // Starts (over) with a token from CONFIG.tokenUrl.
+  function signInWithSite() {
+    stop();
+    leaveSiteMode();
+    storageSet(TOKEN_KEY, null);
+    token = null;
+    tokenSource = 'site';
+    attempt = 0;
+    showPanel('app');
+    connect();
+  }
+
+  function leaveSiteMode() {
+    siteGeneration++;
+    siteToken = null;
+    clearTimeout(refreshTimer);
+    refreshTimer = null;
+    refreshAttempt = 0;
+  }
+
+  function adoptSiteToken(got) {
+    token = got.token;
+    siteToken = { receivedAt: got.receivedAt, lifetimeMs: got.lifetimeMs };
+  }
+
+  function siteTokenStale() {
+    if (!siteToken || !siteToken.lifetimeMs) return false;
+    const margin = Math.min(STALE_MARGIN_MS, siteToken.lifetimeMs / 4);
+    return Date.now() > siteToken.receivedAt + siteToken.lifetimeMs - margin;
+  }
+
+  // Gets a site token, then connects; 401/403 stops at the sign-in panel, other failures retry.
+  function connectWithSiteToken() {
+    setBanner('connecting', 'Getting a token from the main site…');
+    const generation = ++siteGeneration;
+    SiteToken.fetch(CONFIG.tokenUrl).then(function (got) {
+      if (generation !== siteGeneration || tokenSource !== 'site') return;
+      adoptSiteToken(got);
+      els.useToken.hidden = true;
+      connect(true); // this token, however short-lived: never straight back to the main site
+    }, function (err) {
+      if (generation !== siteGeneration || tokenSource !== 'site') return;
+      if (err.kind === 'signin') {
+        showSignIn(err.status);
+      } else {
+        els.useToken.hidden = false;
+        scheduleReconnect('Could not get a token: ' + err.message, 'error');
+      }
+    });
+  }
+
+  function showSignIn(status) {
+    stop();
+    token = null;
+    siteToken = null;
+    if (CONFIG.loginUrl) els.signinLink.setAttribute('href', CONFIG.loginUrl);
+    els.signinLink.hidden = !CONFIG.loginUrl;
+    showPanel('signin');
+    const why = status === 'redirect' ? 'the token URL redirected' : 'HTTP ' + status;
+    setBanner('rejected', 'Not signed in on the main site (' + why + ') — sign in on the main site');
+  }
+
+  // Renews the token some time before it expires (SiteToken.renewAfterMs): the main site's
+  // answer goes to the open session as `auth`, so nothing reconnects.
+  function scheduleRefresh(delayMs) {
+    clearTimeout(refreshTimer);
+    refreshTimer = null;
+    if (tokenSource !== 'site' || !siteToken || !siteToken.lifetimeMs) return;
+    if (delayMs === undefined) delayMs = siteToken.receivedAt + SiteToken.renewAfterMs(siteToken.lifetimeMs) - Date.now();
+    refreshTimer = setTimeout(refreshToken, Math.max(0, delayMs));
+  }
+
+  function refreshToken() {
+    refreshTimer = null;
+    if (tokenSource !== 'site' || !ws || !welcomed) return;
+    const generation = siteGeneration;
+    const retry = function (why) {
+      const delay = Math.min(REFRESH_RETRY_MAX_MS, REFRESH_RETRY_MIN_MS * Math.pow(2, refreshAttempt++));
+      console.warn('[chat-console] token renewal failed:', why, '— retrying in', delay, 'ms');
+      setBanner('error', 'Connected as ' + (me ? me.name : 'agent') + ' — could not renew the token (' + why + '), retrying');
+      scheduleRefresh(delay);
+    };
+    SiteToken.fetch(CONFIG.tokenUrl).then(function (got) {
+      if (generation !== siteGeneration) return;
+      return request('auth', { token: got.token }).then(function () {
+        if (generation !== siteGeneration) return;
+        adoptSiteToken(got);
+        refreshAttempt = 0;
+        if (me) setBanner('connected', 'Connected as ' + me.name);
+        scheduleRefresh();
+      }, function (err) {
+        if (generation !== siteGeneration || err.code === 'disconnected') return; // reconnecting fetches anew
+        if (err.code === 'forbidden') {
+          // The main site now signs in another agent: reconnect as that one.
+          adoptSiteToken(got);
+          if (ws) ws.close(1000);
+          return;
+        }
+        retry('the gateway refused it: ' + (err.message || err.code));
+      });
+    }, function (err) {
+      if (generation !== siteGeneration) return;
+      // Signed out on the main site: the session lasts until the token expires (4001), then the
+      // sign-in panel shows. Keep asking now and then in case the agent signs in again.
+      if (err.kind === 'signin') retry('signed out on the main site: sign in there to stay connected');
+      else retry(err.message);
+    });
+  }
 
   // ---------------------------------------------------------------------------------------------
   // Connection
@@ -201,10 +370,12 @@
     onSocketGone();
   }
 
-  function connect() {
+  // `fresh`: the token was fetched just now and is used as it is.
+  function connect(fresh) {
     clearTimeout(retryTimer);
     clearInterval(countdownTimer);
     retryTimer = countdownTimer = null;
+    if (tokenSource === 'site' && (!token || (fresh !== true && siteTokenStale()))) { connectWithSiteToken(); return; }
     if (!token) { showLogin(true); return; }
     setBanner('connecting', 'Connecting…');
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -229,7 +400,12 @@
       const hadWelcome = welcomed;
       ws = null;
       onSocketGone();
-      if (ev.code === 4001) {
+      if (ev.code === 4001 && tokenSource === 'site') {
+        // Not renewed in time (laptop asleep, main site down): fetch a new one and resume. Through
+        // the back-off, so that tokens that keep expiring at once cannot spin.
+        token = null;
+        scheduleReconnect('Token expired — getting a fresh one from the main site', 'connecting');
+      } else if (ev.code === 4001) {
         // The token expired: a new one from the main site continues where this left off
         // (conversations stay on screen; the next session resumes from them).
         token = null;
@@ -247,6 +423,8 @@
 
   function onSocketGone() {
     welcomed = false;
+    clearTimeout(refreshTimer); // renewal runs on an open session; a new one schedules it again
+    refreshTimer = null;
     for (const r of requests.values()) r.reject({ code: 'disconnected', message: 'connection lost' });
     requests.clear();
     for (const p of pending.values()) p.inFlight = false;
@@ -265,7 +443,14 @@
       .then(function (r) {
         if (token !== tokenTried) return; // signed out or replaced meanwhile
         const message = typeof r.body.message === 'string' && r.body.message ? r.body.message : null;
-        if (r.status === 401) {
+        if (r.status === 401 && tokenSource === 'site') {
+          // A fresh one may do (it expired meanwhile); if the main site keeps minting tokens the
+          // gateway refuses (another secret), the back-off keeps this slow and the banner says why.
+          token = null;
+          scheduleReconnect('The gateway refused the main site\'s token (401): ' + (message || 'invalid') +
+            ' — is CHAT_ADMIN_JWT_SECRET the main site\'s secret?', 'error');
+          els.useToken.hidden = false;
+        } else if (r.status === 401) {
           // Retrying cannot fix a bad token: stop and ask for a new one.
           token = null;
           storageSet(TOKEN_KEY, null);
@@ -339,6 +524,7 @@
     loadReadSeqs();
     setBanner('connected', 'Connected as ' + me.name);
     showLogin(false);
+    scheduleRefresh();
 
     // Replay what the open pane missed while we were away; the list is simply fetched again.
     // Always resume (with no cursor when no pane is open): until its first resume the gateway
@@ -651,6 +837,8 @@
   if (token) {
     showLogin(false);
     connect();
+  } else if (CONFIG.tokenUrl) {
+    signInWithSite();
   } else {
     setBanner('rejected', 'Not signed in — paste an agent token');
     showLogin(true);

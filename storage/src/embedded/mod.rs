@@ -141,6 +141,11 @@ impl EmbeddedStore {
     }
 }
 
+/// The schema version recorded in an open file (0 when never migrated), for read-only callers.
+pub(crate) fn read_schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    schema_version(conn)
+}
+
 fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     let exists: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \

@@ -15,7 +15,9 @@ use std::time::Duration;
 use chat_core::bus::{Bus, BusEvent, Inbound};
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+
+use super::tls::{self, MakeRustls};
 
 use crate::StorageError;
 
@@ -65,23 +67,38 @@ impl std::fmt::Debug for PostgresBus {
 impl PostgresBus {
     /// Connects, starts listening, and spawns the bus tasks on the current Tokio runtime.
     /// Returns once this process is listening, so nothing published after that is missed.
+    /// TLS follows the URL's `sslmode` and `sslrootcert`, as for [`super::PostgresStore`].
     pub async fn start(url: &str) -> Result<Self, StorageError> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StorageError::InvalidUrl(e.to_string()))?;
+        Self::start_with_ca(url, None).await
+    }
+
+    /// [`PostgresBus::start`], with `ca` as the root CA file (PEM) when the URL has no
+    /// `sslrootcert` (the gateway's `CHAT_DATABASE_CA`).
+    pub async fn start_with_ca(
+        url: &str,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Self, StorageError> {
+        let (config, tls) = tls::configure(url, ca)?;
         let node_id = uuid::Uuid::new_v4().simple().to_string();
         let (inbound_tx, inbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
-        let listening = listen(&config)
-            .await
-            .map_err(|e| StorageError::Store(super::errors::pg_err(e)))?;
+        let listening = listen(&config, &tls).await.map_err(|e| {
+            let e = match super::errors::pg_err(e) {
+                chat_core::StoreError::Unavailable(message) => {
+                    chat_core::StoreError::Unavailable(tls::explain(message, tls.mode()))
+                }
+                other => other,
+            };
+            StorageError::Store(e)
+        })?;
         tokio::spawn(run_listener(
             config.clone(),
+            tls.clone(),
             node_id.clone(),
             inbound_tx,
             listening,
         ));
         let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
-        tokio::spawn(run_publisher(config, node_id.clone(), outbound_rx));
+        tokio::spawn(run_publisher(config, tls, node_id.clone(), outbound_rx));
         Ok(Self {
             node_id,
             outbound,
@@ -115,8 +132,11 @@ struct Listening {
     notifications: mpsc::UnboundedReceiver<String>,
 }
 
-async fn listen(config: &tokio_postgres::Config) -> Result<Listening, tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+async fn listen(
+    config: &tokio_postgres::Config,
+    tls: &MakeRustls,
+) -> Result<Listening, tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let (tx, notifications) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         // Driving the connection is what receives notifications; it ends when the connection
@@ -145,6 +165,7 @@ async fn listen(config: &tokio_postgres::Config) -> Result<Listening, tokio_post
 
 async fn run_listener(
     config: tokio_postgres::Config,
+    tls: MakeRustls,
     node_id: String,
     inbound: mpsc::Sender<Inbound>,
     mut listening: Listening,
@@ -170,7 +191,7 @@ async fn run_listener(
             if inbound.is_closed() {
                 return;
             }
-            match listen(&config).await {
+            match listen(&config, &tls).await {
                 Ok(listening) => break listening,
                 Err(error) => {
                     tracing::debug!(%error, "the bus cannot listen yet; retrying");
@@ -186,6 +207,7 @@ async fn run_listener(
 
 async fn run_publisher(
     config: tokio_postgres::Config,
+    tls: MakeRustls,
     node_id: String,
     mut outbound: mpsc::Receiver<BusEvent>,
 ) {
@@ -204,7 +226,7 @@ async fn run_publisher(
         }
         for attempt in 1..=3 {
             if client.as_ref().is_none_or(|c| c.is_closed()) {
-                client = match config.connect(NoTls).await {
+                client = match config.connect(tls.clone()).await {
                     Ok((c, connection)) => {
                         tokio::spawn(async move {
                             let _ = connection.await;

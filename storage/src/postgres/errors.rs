@@ -10,7 +10,18 @@ use crate::StorageError;
 pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
-        None => e.to_string(),
+        None => {
+            // tokio-postgres's own text is only the kind ("error performing TLS handshake");
+            // the why is in the cause.
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(": ");
+                text.push_str(&c.to_string());
+                cause = c.source();
+            }
+            text
+        }
     }
 }
 
@@ -33,6 +44,7 @@ pub(crate) fn is_connection_error(e: &tokio_postgres::Error) -> bool {
         "error connecting to server",
         "timeout waiting for server",
         "error communicating with the server",
+        "error performing TLS handshake",
     ]
     .iter()
     .any(|prefix| text.starts_with(prefix))

@@ -6,8 +6,10 @@
 //! [`StoreError::Unavailable`] and the store recovers by itself once Postgres is back.
 
 mod bus;
+mod conninfo;
 mod errors;
 mod rows;
+pub mod tls;
 
 pub use bus::PostgresBus;
 
@@ -22,7 +24,6 @@ use chat_core::store::{Appended, ConversationFilter, Store};
 use chat_core::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 
 use crate::migrations::{self, MigrationInfo, MigrationReport};
 use crate::time::truncate_micros;
@@ -83,6 +84,8 @@ const APPEND_ONE: &str = concat!(
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// For connection errors' messages.
+    ssl_mode: tls::SslMode,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -92,6 +95,7 @@ impl std::fmt::Debug for PostgresStore {
             .field("max_size", &status.max_size)
             .field("size", &status.size)
             .field("available", &status.available)
+            .field("ssl_mode", &self.ssl_mode)
             .finish()
     }
 }
@@ -100,13 +104,22 @@ impl PostgresStore {
     /// Builds a pool of at most `pool_size` (at least 1) connections to `url`, a
     /// `postgres://user:password@host:port/db` URL or a `host=… dbname=…` string.
     ///
-    /// Does no I/O: it fails only on an invalid URL, and a database that is down now or later
-    /// makes calls fail with [`StoreError::Unavailable`] until it is back. TLS is not
-    /// supported (`sslmode=require` fails to connect).
+    /// Connects no socket: it fails only on an invalid URL or unusable TLS settings, and a
+    /// database that is down now or later makes calls fail with [`StoreError::Unavailable`]
+    /// until it is back. TLS follows the URL's `sslmode` and `sslrootcert` (see [`tls`]).
     pub fn connect(url: &str, pool_size: usize) -> Result<Self, StorageError> {
-        let mut pg: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StorageError::InvalidUrl(e.to_string()))?;
+        Self::connect_with_ca(url, pool_size, None)
+    }
+
+    /// [`PostgresStore::connect`], with `ca` as the root CA file (PEM) when the URL has no
+    /// `sslrootcert` (the gateway's `CHAT_DATABASE_CA`). The CA file is read now.
+    pub fn connect_with_ca(
+        url: &str,
+        pool_size: usize,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Self, StorageError> {
+        let (mut pg, tls) = tls::configure(url, ca)?;
+        let ssl_mode = tls.mode();
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(POOL_TIMEOUT);
         }
@@ -117,7 +130,7 @@ impl PostgresStore {
         pg.keepalives_idle(Duration::from_secs(30));
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            tls,
             ManagerConfig {
                 // `is_closed()` on checkout; a connection that fails a query with a connection
                 // error is additionally dropped from the pool (see `finish`).
@@ -132,7 +145,7 @@ impl PostgresStore {
             .recycle_timeout(Some(POOL_TIMEOUT))
             .build()
             .map_err(|e| StorageError::Pool(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self { pool, ssl_mode })
     }
 
     /// The schema version this binary needs.
@@ -144,7 +157,7 @@ impl PostgresStore {
     /// them in `chat_schema_migrations(version, name, applied_at)`. A Postgres advisory lock
     /// serializes concurrent runs (two gateways migrating at once are safe). Idempotent.
     pub async fn migrate(&self) -> Result<MigrationReport, StorageError> {
-        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let mut client = self.client().await?;
         let mut applied = Vec::new();
         for m in migrations::POSTGRES {
             let fail = |message: String| StorageError::Migration {
@@ -233,6 +246,9 @@ impl PostgresStore {
 
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|e| match pool_err(e) {
+            StorageError::Store(StoreError::Unavailable(message)) => {
+                StoreError::Unavailable(tls::explain(message, self.ssl_mode))
+            }
             StorageError::Store(e) => e,
             other => StoreError::Other(other.to_string()),
         })
