@@ -278,8 +278,8 @@ impl Table {
 pub struct Certificates {
     sources: CertSources,
     table: ArcSwap<Table>,
-    /// The files as last seen by a load or by the change watcher.
-    seen: Mutex<Vec<FileStamp>>,
+    /// The files as last loaded, and a change seen by the watcher but not yet settled.
+    seen: Mutex<Seen>,
 }
 
 impl std::fmt::Debug for Certificates {
@@ -288,6 +288,12 @@ impl std::fmt::Debug for Certificates {
             .field("sources", &self.sources)
             .finish_non_exhaustive()
     }
+}
+
+#[derive(Default)]
+struct Seen {
+    loaded: Vec<FileStamp>,
+    pending: Option<Vec<FileStamp>>,
 }
 
 /// One file's identity for change detection: the file a path resolves to (certbot's `live/`
@@ -312,7 +318,10 @@ impl Certificates {
     /// Loads every pair; fails (naming the file) if any pair cannot be used.
     pub fn load(sources: CertSources) -> Result<Arc<Self>, GatewayError> {
         let pairs = sources.resolve()?;
-        let seen = stamps(&pairs);
+        let seen = Seen {
+            loaded: stamps(&pairs),
+            pending: None,
+        };
         let table = Table::load(&pairs)?;
         Ok(Arc::new(Self {
             sources,
@@ -334,24 +343,35 @@ impl Certificates {
     /// Re-reads every file; swaps the table only if all of them load.
     pub fn reload_now(&self) -> Result<String, String> {
         let pairs = self.sources.resolve().map_err(|e| e.to_string())?;
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamps(&pairs);
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Seen {
+            loaded: stamps(&pairs),
+            pending: None,
+        };
         let table = Table::load(&pairs).map_err(|e| e.to_string())?;
         let described = describe(&table.summaries);
         self.table.store(Arc::new(table));
         Ok(described)
     }
 
-    /// Whether a file changed (or a pair appeared or vanished in the directory) since the last
-    /// load or the last call. A refused change is not retried until the files change again.
+    /// Whether the files changed (or a pair appeared or vanished in the directory) since the
+    /// last load and then stayed as they are since the previous call: a renewal that copies the
+    /// chain and then the key is taken once both are written, not refused half-way. A refused
+    /// change is not retried until the files change again.
     pub fn changed_on_disk(&self) -> bool {
         let pairs = self.sources.resolve().unwrap_or_default();
         let now = stamps(&pairs);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if *seen == now {
+        if seen.loaded == now {
+            seen.pending = None;
             return false;
         }
-        *seen = now;
-        true
+        if seen.pending.as_ref() == Some(&now) {
+            seen.loaded = now;
+            seen.pending = None;
+            return true;
+        }
+        seen.pending = Some(now);
+        false
     }
 }
 
