@@ -7,14 +7,14 @@
 //! ```
 //!
 //! Each section is one function over a [`Context`] that adds findings to a [`Report`]; they are
-//! listed in [`SECTIONS`], so a new one (the certificates, once `crate::tls` can inspect them) is
-//! one function and one line there. Nothing secret is printed: no secret, no token, and the
-//! database URL only through [`chat_storage::redact_url`].
+//! listed in [`SECTIONS`], so a new one is one function and one line there. Nothing secret is
+//! printed: no secret, no token, and the database URL only through [`chat_storage::redact_url`].
 //!
 //! Exit status (see `cli.rs` and `main.rs`): 0 when no finding is an error (warnings allowed),
 //! 1 when at least one is (chat or the site would break), 2 when the configuration does not even
 //! parse.
 
+mod certificates;
 mod origins;
 mod token;
 
@@ -142,14 +142,13 @@ pub struct Context<'a> {
 /// One section of the check.
 pub type Section = fn(&Context<'_>, &mut Report);
 
-/// The sections, in the order they print. Certificates go here once `crate::tls` offers an
-/// `inspect(cert, key)`: one function over `ctx.config.tls` that reports names, key match and
-/// days to expiry.
+/// The sections, in the order they print.
 pub const SECTIONS: &[Section] = &[
     store,
     token::secret,
     token::token,
     origins::check,
+    certificates::check,
     upstream,
     ports,
 ];

@@ -33,10 +33,30 @@ pub enum ConfigError {
 pub struct TlsConfig {
     /// Address of the TLS listener (`CHAT_TLS_LISTEN`).
     pub listen: SocketAddr,
-    /// PEM certificate chain (`CHAT_TLS_CERT`).
-    pub cert: PathBuf,
-    /// PEM private key (`CHAT_TLS_KEY`).
-    pub key: PathBuf,
+    /// The certificates: `CHAT_TLS_CERT` + `CHAT_TLS_KEY`, `CHAT_TLS_CERTS`, `CHAT_TLS_CERT_DIR`
+    /// (see [`crate::tls`]).
+    pub certs: crate::tls::CertSources,
+    /// `CHAT_TLS_RELOAD_CHECK_SECS`: how often the certificate files are checked for a change;
+    /// `None` (0) = only on SIGHUP.
+    pub reload_check: Option<Duration>,
+    /// `CHAT_HTTPS_REDIRECT`: the plain listener answers 301 to `https://` (see
+    /// [`crate::https_redirect`]).
+    pub https_redirect: bool,
+    /// `CHAT_HTTPS_PORT`: the port redirects name (the public TLS port, default the listener's).
+    pub https_port: u16,
+    /// `CHAT_HSTS_MAX_AGE_SECS`: `Strict-Transport-Security` on TLS responses; 0 = not sent.
+    pub hsts_max_age: u64,
+    /// `CHAT_HSTS_INCLUDE_SUBDOMAINS`: adds `includeSubDomains` to it.
+    pub hsts_include_subdomains: bool,
+}
+
+/// Compression of the main site's responses (`crate::compression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressionConfig {
+    /// `CHAT_COMPRESSION`.
+    pub enabled: bool,
+    /// `CHAT_COMPRESSION_MIN_BYTES`: a response announcing a shorter body is sent as is.
+    pub min_bytes: u64,
 }
 
 /// Connection deadlines of the edge (see the README's configuration table).
@@ -77,6 +97,11 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// TLS listener, when a certificate is configured.
     pub tls: Option<TlsConfig>,
+    /// `CHAT_ACME_DIR`: `/.well-known/acme-challenge/` files are served from here (certbot
+    /// `--webroot -w DIR`); proxied to the main site when unset.
+    pub acme_dir: Option<PathBuf>,
+    /// Compression of the main site's responses.
+    pub compression: CompressionConfig,
     /// The main site, `host:port` (`CHAT_UPSTREAM`).
     pub upstream: Option<String>,
     /// Postgres URL (`CHAT_DATABASE_URL`); the embedded store when unset.
@@ -163,14 +188,40 @@ impl Config {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let cert = get("CHAT_TLS_CERT");
         let key = get("CHAT_TLS_KEY");
-        let tls = match (cert, key) {
-            (Some(cert), Some(key)) => Some(TlsConfig {
-                listen: parse(&lookup, "CHAT_TLS_LISTEN", "0.0.0.0:8443")?,
+        let mut certs = crate::tls::CertSources::default();
+        match (cert, key) {
+            (Some(cert), Some(key)) => certs.pairs.push(crate::tls::CertPair {
                 cert: cert.into(),
                 key: key.into(),
             }),
-            (None, None) => None,
+            (None, None) => {}
             _ => return Err(ConfigError::HalfTls),
+        }
+        if let Some(list) = get("CHAT_TLS_CERTS") {
+            let pairs = crate::tls::CertSources::parse_list(&list).map_err(|reason| {
+                ConfigError::Invalid {
+                    name: "CHAT_TLS_CERTS",
+                    value: list.clone(),
+                    reason,
+                }
+            })?;
+            certs.pairs.extend(pairs);
+        }
+        certs.dir = get("CHAT_TLS_CERT_DIR").map(PathBuf::from);
+        let tls = if certs.is_configured() {
+            let listen: SocketAddr = parse(&lookup, "CHAT_TLS_LISTEN", "0.0.0.0:8443")?;
+            let reload_secs: u64 = parse(&lookup, "CHAT_TLS_RELOAD_CHECK_SECS", "5")?;
+            Some(TlsConfig {
+                listen,
+                certs,
+                reload_check: (reload_secs > 0).then(|| Duration::from_secs(reload_secs)),
+                https_redirect: on_off(&lookup, "CHAT_HTTPS_REDIRECT", true)?,
+                https_port: parse(&lookup, "CHAT_HTTPS_PORT", &listen.port().to_string())?,
+                hsts_max_age: parse(&lookup, "CHAT_HSTS_MAX_AGE_SECS", "0")?,
+                hsts_include_subdomains: on_off(&lookup, "CHAT_HSTS_INCLUDE_SUBDOMAINS", false)?,
+            })
+        } else {
+            None
         };
         let data_dir: PathBuf = get("CHAT_DATA_DIR")
             .unwrap_or_else(|| "chat-data".into())
@@ -181,6 +232,11 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| data_dir.join("upgrade.sock")),
             tls,
+            acme_dir: get("CHAT_ACME_DIR").map(PathBuf::from),
+            compression: CompressionConfig {
+                enabled: on_off(&lookup, "CHAT_COMPRESSION", true)?,
+                min_bytes: parse(&lookup, "CHAT_COMPRESSION_MIN_BYTES", "256")?,
+            },
             upstream: get("CHAT_UPSTREAM"),
             database_url: get("CHAT_DATABASE_URL"),
             database_ca: get("CHAT_DATABASE_CA").map(PathBuf::from),
@@ -485,6 +541,34 @@ mod tests {
     }
 
     #[test]
+    fn certificates_redirect_and_hsts() {
+        let c = config(&[
+            ("CHAT_TLS_CERT", "c.pem"),
+            ("CHAT_TLS_KEY", "k.pem"),
+            ("CHAT_TLS_CERTS", "b.pem:bk.pem"),
+            ("CHAT_TLS_LISTEN", "0.0.0.0:443"),
+        ])
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.certs.pairs.len(), 2);
+        assert_eq!(tls.certs.pairs[0].cert, PathBuf::from("c.pem"));
+        assert!(tls.https_redirect && tls.https_port == 443);
+        assert_eq!(tls.reload_check, Some(Duration::from_secs(5)));
+        assert_eq!((tls.hsts_max_age, tls.hsts_include_subdomains), (0, false));
+        assert!(c.compression.enabled);
+        let c = config(&[
+            ("CHAT_TLS_CERT_DIR", "/etc/letsencrypt/live"),
+            ("CHAT_HTTPS_REDIRECT", "off"),
+            ("CHAT_TLS_RELOAD_CHECK_SECS", "0"),
+        ])
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert!(!tls.https_redirect && tls.reload_check.is_none());
+        assert_eq!(tls.https_port, 8443);
+        assert!(config(&[("CHAT_TLS_CERTS", "nokey.pem")]).is_err());
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         let e = config(&[("CHAT_HTTP_LISTEN", "nope")]).unwrap_err();
         assert!(
@@ -510,6 +594,9 @@ mod tests {
             include_str!("server.rs"),
             include_str!("admission.rs"),
             include_str!("edge.rs"),
+            include_str!("tls.rs"),
+            include_str!("https_redirect.rs"),
+            include_str!("compression.rs"),
             include_str!("config_reload.rs"),
             include_str!("check.rs"),
             include_str!("check/origins.rs"),

@@ -55,6 +55,12 @@ pub struct EdgeState {
     pub timeouts: crate::config::EdgeTimeouts,
     /// The access log (`CHAT_ACCESS_LOG`).
     pub access_log: crate::access_log::AccessLog,
+    /// Port 80's redirect to HTTPS and ACME challenges (`crate::https_redirect`).
+    pub plain_http: crate::https_redirect::PlainHttp,
+    /// `Strict-Transport-Security` for TLS responses; `None` when off.
+    pub hsts: Option<&'static str>,
+    /// Compression of the main site's responses.
+    pub compression: crate::config::CompressionConfig,
 }
 
 /// The gateway's `ProxyHttp` service.
@@ -107,6 +113,13 @@ impl ProxyHttp for ChatEdge {
         RequestCtx::default()
     }
 
+    fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
+        // Pingora's own (disabled) compression module stays, as its default does.
+        modules
+            .add_module(pingora::modules::http::compression::ResponseCompressionBuilder::enable(0));
+        modules.add_module(Box::new(crate::edge_response::EdgeResponseBuilder));
+    }
+
     async fn early_request_filter(
         &self,
         session: &mut Session,
@@ -144,6 +157,17 @@ impl ProxyHttp for ChatEdge {
         let method = session.req_header().method.clone();
         let route = route(&path);
         ctx.route = route.metric_name();
+        self.configure_response(session, ctx.tls, &method, &route);
+        if let Some(answered) = self
+            .state
+            .plain_http
+            .answer(session, ctx.tls, &self.state.trusted_proxies)
+            .await?
+        {
+            // Counted as the gateway's own answer, not as a request to the main site.
+            ctx.route = Some(answered);
+            return Ok(true);
+        }
         if matches!(route, Route::Upstream) {
             return Ok(false);
         }
@@ -355,6 +379,36 @@ fn html_escape(s: &str) -> String {
 }
 
 impl ChatEdge {
+    /// Tells the response module what applies to this request: HSTS on TLS, compression for
+    /// the main site's responses and the chat's static assets (not for chat answers that
+    /// stream or are tiny).
+    fn configure_response(
+        &self,
+        session: &mut Session,
+        tls: bool,
+        method: &http::Method,
+        route: &Route,
+    ) {
+        let compression = self.state.compression;
+        let compress = compression.enabled
+            && method != http::Method::HEAD
+            && matches!(route, Route::Upstream | Route::Asset(_));
+        let encoding = compress
+            .then(|| crate::compression::choose(header(session, "accept-encoding")))
+            .flatten();
+        let policy = crate::edge_response::ResponsePolicy {
+            hsts: if tls { self.state.hsts } else { None },
+            compress_min_bytes: compress.then_some(compression.min_bytes),
+            encoding,
+        };
+        if let Some(module) = session
+            .downstream_modules_ctx
+            .get_mut::<crate::edge_response::EdgeResponse>()
+        {
+            module.configure(policy);
+        }
+    }
+
     fn api(&self) -> crate::api::Api<'_> {
         crate::api::Api {
             chat: &self.state.chat,

@@ -160,6 +160,18 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         trusted_proxies: config.trusted_proxies.clone(),
         timeouts: config.timeouts,
         access_log,
+        plain_http: crate::https_redirect::PlainHttp {
+            redirect_to_port: config
+                .tls
+                .as_ref()
+                .filter(|tls| tls.https_redirect)
+                .map(|tls| tls.https_port),
+            acme_dir: config.acme_dir.clone(),
+        },
+        hsts: config.tls.as_ref().and_then(|tls| {
+            crate::edge_response::hsts_value(tls.hsts_max_age, tls.hsts_include_subdomains)
+        }),
+        compression: config.compression,
     });
 
     crate::console_sign_in::install(&config.console_sign_in, state.upstream.is_some());
@@ -204,10 +216,27 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         if !upgrade {
             check_bindable(tls.listen)?;
         }
-        let cert = tls.cert.display().to_string();
-        let key = tls.key.display().to_string();
-        let mut settings = TlsSettings::intermediate(&cert, &key)
-            .map_err(|e| GatewayError::Tls(format!("cannot use {cert} / {key}: {e}")))?;
+        // Certificates chosen by SNI from a table that SIGHUP and file changes replace
+        // (`crate::tls`); a connection keeps the certificate it was accepted with.
+        let certificates = crate::tls::Certificates::load(tls.certs.clone())?;
+        for cert in certificates.summaries() {
+            let days_left = cert.remaining().as_secs() / 86_400;
+            let (file, names) = (cert.cert.display(), cert.names.join(" "));
+            if cert.remaining().is_zero() {
+                // Served anyway, as Nginx does: browsers will refuse it, but so would a missing one.
+                tracing::warn!(%file, %names, "certificate EXPIRED: renew it");
+            } else {
+                tracing::info!(%file, %names, days_left, "certificate loaded");
+            }
+        }
+        reloader.register(certificates.clone());
+        if let Some(every) = tls.reload_check {
+            crate::tls::watch(certificates.clone(), every);
+        }
+        // No paths: with a resolver set, pingora reads no certificate file itself.
+        let mut settings =
+            TlsSettings::intermediate("", "").map_err(|e| GatewayError::Tls(e.to_string()))?;
+        settings.set_cert_resolver(certificates.resolver());
         settings.enable_h2();
         edge.add_tls_with_settings(&tls.listen.to_string(), None, settings);
         listening.push(tls.listen);
