@@ -325,6 +325,17 @@ pub static REPLAYED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// `chat_held_spilled_total{transport}` (counter): sessions whose messages held while waiting for
+/// `resume` outgrew `CHAT_SESSION_QUEUE`, so the session let them go and will replay them from
+/// the store instead (it is not closed). Emitted by `Session::next_event`.
+pub static HELD_SPILLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "chat_held_spilled_total",
+        "Sessions whose held messages were let go, to be replayed from the store.",
+        &["transport"],
+    )
+});
+
 /// `chat_http_requests_total{route, status}` (counter): HTTP requests answered on chat routes,
 /// by route name (a fixed set, never the path) and status code (`101` for WebSocket upgrades).
 /// Emitted by the edge's logging phase.
@@ -393,6 +404,7 @@ pub fn init() {
         for transport in TRANSPORTS {
             let t = transport.as_str();
             REPLAYED.with_label_values(&[t]);
+            HELD_SPILLED.with_label_values(&[t]);
             for role in ROLES {
                 let r = role.as_str();
                 CONNECTIONS_OPEN.with_label_values(&[t, r]);
@@ -616,6 +628,11 @@ pub fn replayed(transport: TransportKind, count: u64) {
     REPLAYED
         .with_label_values(&[transport.as_str()])
         .inc_by(count);
+}
+
+/// A session on `transport` let its held messages go, to replay them from the store.
+pub fn held_spilled(transport: TransportKind) {
+    HELD_SPILLED.with_label_values(&[transport.as_str()]).inc();
 }
 
 /// A chat route (one of a fixed set of names) answered with `status`.

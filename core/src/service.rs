@@ -100,6 +100,18 @@ const MAX_GAP_FILL: i64 = 200;
 
 /// How long a new session holds live messages back waiting for the client's `resume`: long
 /// enough for a client that lists before it resumes, on a gateway busy with a reconnect storm.
+///
+/// Holding never ends a session. Up to `session_queue` messages are held as they are; when one
+/// more arrives, the held messages are let go and the session keeps only, per conversation, the
+/// range of sequence numbers it let go ([`HeldRange`]): every one of those messages is committed
+/// (it was published), so when the grace ends (a `resume`, a `send`, or the deadline) each range
+/// is replayed from the store like a `resume` replay, a page at a time, and live delivery goes on
+/// after its end. A conversation the client names in `resume` needs no range: the resume replays
+/// it up to its last message, which is past every message let go. So what a held session keeps is
+/// bounded (`session_queue` messages, then `session_queue` conversations; past that the grace
+/// ends early and the ranges are replayed at once), nothing it held is missed or sent twice, and
+/// a held session is never closed as a slow consumer. That rule stays for a session whose hub
+/// queue fills because its client does not read what is written to it ([`Outbound::Lagged`]).
 const RESUME_GRACE: Duration = Duration::from_secs(3);
 
 /// A retried send younger than this is fanned out again (see `send_to_visitor`).
@@ -306,6 +318,7 @@ impl ChatService {
             live_from: HashMap::new(),
             resume_grace: Some(tokio::time::Instant::now() + RESUME_GRACE),
             held: VecDeque::new(),
+            held_ranges: HashMap::new(),
             pending: VecDeque::new(),
             stash: None,
             replay: VecDeque::new(),
@@ -676,6 +689,28 @@ struct ReplayRange {
     skip: Option<std::ops::RangeInclusive<i64>>,
 }
 
+/// Messages of one conversation a session let go while holding (see [`RESUME_GRACE`]): every
+/// `seq` in `after + 1 ..= upto` is in the store and none was handed to the client.
+#[derive(Debug, Clone, Copy)]
+struct HeldRange {
+    after: i64,
+    upto: i64,
+}
+
+impl HeldRange {
+    fn of(seq: i64) -> Self {
+        Self {
+            after: seq - 1,
+            upto: seq,
+        }
+    }
+
+    fn widen(&mut self, seq: i64) {
+        self.after = self.after.min(seq - 1);
+        self.upto = self.upto.max(seq);
+    }
+}
+
 /// One client's session: the seam between a transport and the chat.
 ///
 /// A transport feeds decoded frames to [`Session::handle`] and writes what
@@ -701,6 +736,10 @@ pub struct Session {
     resume_grace: Option<tokio::time::Instant>,
     /// Messages that arrived during `resume_grace`, in order (at most `session_queue`).
     held: VecDeque<Arc<HubEvent>>,
+    /// Once `held` overflowed: per conversation, the messages let go during `resume_grace`, to
+    /// replay from the store when it ends (at most `session_queue` conversations). While this is
+    /// non-empty `held` stays empty.
+    held_ranges: HashMap<ConversationId, HeldRange>,
     pending: VecDeque<ServerEvent>,
     /// A hub event taken off the queue whose processing was interrupted (cancellation).
     stash: Option<Arc<HubEvent>>,
@@ -1022,6 +1061,9 @@ impl Session {
             self.delivered
                 .insert(range.conversation, range.upto.max(handed));
             self.live_from.remove(&range.conversation);
+            // Every message let go while holding was committed before this resume read the
+            // conversation's end, so this replay covers it.
+            self.held_ranges.remove(&range.conversation);
             if range.after < range.upto {
                 self.replay.push_back(range);
             }
@@ -1117,6 +1159,10 @@ impl Session {
             if grace_until.is_none() {
                 self.resume_grace = None;
             }
+            if grace_until.is_none() && !self.held_ranges.is_empty() {
+                self.release_held_ranges();
+                continue;
+            }
             let event = match self.stash.take() {
                 Some(event) => event,
                 None if grace_until.is_none() && !self.held.is_empty() => {
@@ -1140,20 +1186,74 @@ impl Session {
                     }
                 }
             };
-            if grace_until.is_some() && matches!(*event, HubEvent::Message(_)) {
+            if let (Some(_), HubEvent::Message(message)) = (grace_until, &*event) {
                 // Conversation and presence changes go through at once; messages wait for the
                 // resume that decides where the client's replay ends.
-                if self.held.len() >= self.service.inner.config.session_queue {
-                    self.lagged.store(true, Ordering::Release);
-                } else {
-                    self.held.push_back(event);
-                }
+                self.hold_message(message, event.clone());
                 continue;
             }
             self.stash = Some(event.clone());
             let events = self.absorb(&event).await;
             self.stash = None;
             self.pending.extend(events);
+        }
+    }
+
+    /// Holds `message` (the hub's `event`) back during the resume grace, in memory while fewer
+    /// than `session_queue` are held, as a range to replay from the store after that (see
+    /// [`RESUME_GRACE`]). Never ends the session.
+    fn hold_message(&mut self, message: &Message, event: Arc<HubEvent>) {
+        let limit = self.service.inner.config.session_queue.max(1);
+        if self.held_ranges.is_empty() && self.held.len() < limit {
+            self.held.push_back(event);
+            return;
+        }
+        if !self.held.is_empty() {
+            crate::metrics::held_spilled(self.transport);
+            tracing::debug!(session = %self.id, held = self.held.len(), "held messages let go; they will be replayed from the store");
+        }
+        for held in std::mem::take(&mut self.held) {
+            if let HubEvent::Message(m) = &*held {
+                self.held_ranges
+                    .entry(m.conversation_id)
+                    .and_modify(|r| r.widen(m.seq))
+                    .or_insert_with(|| HeldRange::of(m.seq));
+            }
+        }
+        self.held_ranges
+            .entry(message.conversation_id)
+            .and_modify(|r| r.widen(message.seq))
+            .or_insert_with(|| HeldRange::of(message.seq));
+        if self.held_ranges.len() >= limit {
+            // As many conversations as a session may queue events: stop holding rather than
+            // grow; the ranges are replayed now and what follows is live.
+            self.resume_grace = None;
+        }
+    }
+
+    /// The grace is over: queues the replay of every range let go while holding, after any
+    /// replay a `resume` queued, and counts those messages as handed over so that their live
+    /// copies (and anything older) are dropped.
+    fn release_held_ranges(&mut self) {
+        let mut ranges: Vec<_> = self.held_ranges.drain().collect();
+        ranges.sort_by_key(|(conversation, _)| *conversation);
+        for (conversation, held) in ranges {
+            let handed = self.delivered.get(&conversation).copied();
+            let after = handed.map_or(held.after, |h| h.max(held.after));
+            if after >= held.upto {
+                continue;
+            }
+            if handed.is_none() {
+                self.live_from.insert(conversation, after + 1);
+            }
+            self.delivered.insert(conversation, held.upto);
+            crate::metrics::replayed(self.transport, (held.upto - after) as u64);
+            self.replay.push_back(ReplayRange {
+                conversation,
+                after,
+                upto: held.upto,
+                skip: None,
+            });
         }
     }
 
