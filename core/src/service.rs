@@ -105,6 +105,9 @@ const RESUME_GRACE: Duration = Duration::from_secs(3);
 /// A retried send younger than this is fanned out again (see `send_to_visitor`).
 const REPUBLISH_DUPLICATES_WITHIN: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
 
+/// Conversations a session remembers to send without reading the store (an agent's beyond
+/// this are read again).
+const MAX_KNOWN_CONVERSATIONS: usize = 256;
 /// How often a process tells the others how many agents it has (its heartbeat).
 const PRESENCE_HEARTBEAT: Duration = Duration::from_secs(5);
 /// A process not heard from for this long counts as gone, with its agents.
@@ -314,6 +317,8 @@ impl ChatService {
             counted_as_agent: false,
             counted: false,
             admission: None,
+            known: HashMap::new(),
+            open_conversation: None,
         };
         let welcome = match &principal {
             Principal::Visitor {
@@ -327,6 +332,9 @@ impl ChatService {
                     .store
                     .open_conversation_of(site_id, *visitor_id)
                     .await?;
+                if let Some(c) = &conversation {
+                    session.remember(c.clone());
+                }
                 Welcome {
                     role: Role::Visitor,
                     session_id,
@@ -360,10 +368,15 @@ impl ChatService {
         Ok(session)
     }
 
-    fn publish_message(&self, message: &Message, visitor_id: VisitorId) {
+    /// Fans `message` out here and, unless the store already notified the other processes in
+    /// the message's commit (`committed`), on the bus.
+    fn publish_message(&self, message: &Message, visitor_id: VisitorId, committed: bool) {
         self.inner
             .publish_message_locally(message.clone(), visitor_id);
         if let Some(bus) = &self.inner.bus {
+            if committed && bus.store_publishes_messages() {
+                return;
+            }
             bus.publish(BusEvent::Message {
                 visitor_id,
                 message: message.clone(),
@@ -412,19 +425,26 @@ impl ChatService {
         client_msg_id: Option<String>,
         body: String,
     ) -> Result<Appended, ChatError> {
-        self.send_to_visitor(principal, conversation_id, client_msg_id, body)
+        self.send_to_visitor(principal, conversation_id, client_msg_id, body, None)
             .await
             .map(|(appended, _)| appended)
     }
 
-    /// [`ChatService::send`], also returning the visitor of the conversation written to.
+    /// [`ChatService::send`], also returning the conversation written to (as it is after the
+    /// send: a visitor's send reopens a closed one).
+    ///
+    /// `known` is the conversation as the calling session last saw it, which spares a read of
+    /// the store on every send (issue 12): it is used when it is the one named, or, for a
+    /// visitor naming none, when it is the visitor's and still open. Its visitor never changes;
+    /// its status is kept current by the conversation events the session receives.
     async fn send_to_visitor(
         &self,
         principal: &Principal,
         conversation_id: Option<ConversationId>,
         client_msg_id: Option<String>,
         body: String,
-    ) -> Result<(Appended, VisitorId), ChatError> {
+        known: Option<Conversation>,
+    ) -> Result<(Appended, Conversation), ChatError> {
         let max = self.inner.config.max_message_chars;
         if body.trim().is_empty() {
             return Err(ChatError::BadRequest("message body is empty".into()));
@@ -443,18 +463,30 @@ impl ChatService {
             }
         }
         let store = &self.inner.store;
-        let conversation = match (principal, conversation_id) {
-            (Principal::Agent(_), None) => {
+        let known = known.filter(|k| match principal {
+            Principal::Visitor { visitor_id, .. } => {
+                k.visitor_id == *visitor_id
+                    && match conversation_id {
+                        Some(id) => k.id == id,
+                        None => k.status == ConversationStatus::Open,
+                    }
+            }
+            Principal::Agent(_) => conversation_id == Some(k.id),
+        });
+        let conversation = match (principal, conversation_id, known) {
+            (Principal::Agent(_), None, _) => {
                 return Err(ChatError::BadRequest(
                     "agents must name the conversation_id to send to".into(),
                 ))
             }
-            (_, Some(id)) => self.authorized_conversation(principal, id).await?,
+            (_, _, Some(known)) => known,
+            (_, Some(id), None) => self.authorized_conversation(principal, id).await?,
             (
                 Principal::Visitor {
                     visitor_id,
                     site_id,
                 },
+                None,
                 None,
             ) => match store.open_conversation_of(site_id, *visitor_id).await? {
                 Some(c) => c,
@@ -474,11 +506,13 @@ impl ChatService {
                 }
             },
         };
+        let mut conversation = conversation;
         if principal.role() == Role::Visitor && conversation.status == ConversationStatus::Closed {
             let reopened = store
                 .set_status(conversation.id, ConversationStatus::Open)
                 .await?;
             self.publish_conversation(&reopened);
+            conversation = reopened;
         }
         let appended = store
             .append_message(NewMessage {
@@ -489,18 +523,20 @@ impl ChatService {
             })
             .await?;
         match &appended {
-            Appended::Inserted(message) => self.publish_message(message, conversation.visitor_id),
+            Appended::Inserted(message) => {
+                self.publish_message(message, conversation.visitor_id, true)
+            }
             // A recent duplicate is fanned out again: its first attempt may have committed and
             // then lost its fan-out (the process died, or the commit's answer never arrived).
             // Sessions that already have it drop it by its seq.
             Appended::Duplicate(message)
                 if chrono::Utc::now() - message.created_at < REPUBLISH_DUPLICATES_WITHIN =>
             {
-                self.publish_message(message, conversation.visitor_id)
+                self.publish_message(message, conversation.visitor_id, false)
             }
             Appended::Duplicate(_) => {}
         }
-        Ok((appended, conversation.visitor_id))
+        Ok((appended, conversation))
     }
 
     /// Like [`ChatService::send`], and says whether a session of the conversation's visitor was
@@ -513,9 +549,10 @@ impl ChatService {
         client_msg_id: Option<String>,
         body: String,
     ) -> Result<(Appended, Option<Delivery>), ChatError> {
-        let (appended, visitor_id) = self
-            .send_to_visitor(principal, conversation_id, client_msg_id, body)
+        let (appended, conversation) = self
+            .send_to_visitor(principal, conversation_id, client_msg_id, body, None)
             .await?;
+        let visitor_id = conversation.visitor_id;
         let delivery = match appended {
             Appended::Duplicate(_) => None,
             Appended::Inserted(_) if self.visitor_connected(visitor_id) => Some(Delivery::Live),
@@ -716,9 +753,28 @@ pub struct Session {
     /// Whatever the gateway's admission holds for the life of the session (its connection
     /// slot), released when the session is dropped.
     admission: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// Conversations this session sent to, as last seen (updated by conversation events), so
+    /// that a send needs no read of the store (at most [`MAX_KNOWN_CONVERSATIONS`]).
+    known: HashMap<ConversationId, Conversation>,
+    /// A visitor's open conversation: where a send naming none goes.
+    open_conversation: Option<ConversationId>,
 }
 
 impl Session {
+    /// Keeps `conversation` as this session last saw it; for a visitor, it is now the open
+    /// conversation a send naming none goes to (the store's "most recently updated open one").
+    fn remember(&mut self, conversation: Conversation) {
+        if self.known.len() >= MAX_KNOWN_CONVERSATIONS && !self.known.contains_key(&conversation.id)
+        {
+            self.known.clear();
+        }
+        if self.principal.role() == Role::Visitor && conversation.status == ConversationStatus::Open
+        {
+            self.open_conversation = Some(conversation.id);
+        }
+        self.known.insert(conversation.id, conversation);
+    }
+
     /// Identifies the session in logs.
     pub fn id(&self) -> &str {
         &self.id
@@ -835,9 +891,15 @@ impl Session {
                         retry_after,
                     });
                 }
-                let appended = service
-                    .send(principal, conversation_id, client_msg_id, body)
+                let known = conversation_id
+                    .or(self.open_conversation)
+                    .and_then(|id| self.known.get(&id))
+                    .cloned();
+                let (appended, conversation) = service
+                    .send_to_visitor(principal, conversation_id, client_msg_id, body, known)
                     .await?;
+                self.remember(conversation);
+                let principal = &self.principal;
                 let duplicate = matches!(appended, Appended::Duplicate(_));
                 if !duplicate {
                     crate::metrics::message_committed(principal.role(), self.transport.as_str());
@@ -1207,9 +1269,14 @@ impl Session {
                 });
                 out
             }
-            HubEvent::Conversation(conversation) => vec![ServerEvent::Conversation {
-                conversation: conversation.clone(),
-            }],
+            HubEvent::Conversation(conversation) => {
+                if let Some(known) = self.known.get_mut(&conversation.id) {
+                    *known = conversation.clone();
+                }
+                vec![ServerEvent::Conversation {
+                    conversation: conversation.clone(),
+                }]
+            }
             HubEvent::Presence { agents_online } => {
                 if self.principal.role() == Role::Visitor {
                     vec![ServerEvent::Presence {
