@@ -12,7 +12,7 @@ mod import;
 mod rows;
 pub mod tls;
 
-pub use bus::{CommitNotifier, PostgresBus};
+pub use bus::{CommitNotifier, PostgresBus, LISTENER_APP_PREFIX};
 
 use std::collections::HashMap;
 use std::sync::Arc;
