@@ -13,7 +13,7 @@ use crate::protocol::{Ack, ClientCommand, ClientFrame, ErrorEvent, ServerEvent, 
 use crate::store::{Appended, ConversationFilter, Store};
 use crate::transport::TransportKind;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -83,6 +83,12 @@ struct Inner {
     visitor_sends: crate::rate::KeyedBuckets<VisitorId>,
     /// The rollout in force: `config.rollout` at start, replaced on reload.
     rollout: std::sync::RwLock<Arc<crate::rollout::Rollout>>,
+    /// Conversation changes seen by this process (its own and other processes'), counted by
+    /// a hash of the conversation id: a session's remembered conversation is current while its
+    /// count has not moved.
+    conversation_epochs: Box<[AtomicU64]>,
+    /// All conversation changes seen by this process.
+    conversation_changes: AtomicU64,
 }
 
 /// Visitors whose send bucket is kept at most; past it, full buckets (which a fresh one would
@@ -108,6 +114,8 @@ const REPUBLISH_DUPLICATES_WITHIN: chrono::TimeDelta = chrono::TimeDelta::minute
 /// Conversations a session remembers to send without reading the store (an agent's beyond
 /// this are read again).
 const MAX_KNOWN_CONVERSATIONS: usize = 256;
+/// Counters of conversation changes, by hash of the conversation id.
+const CONVERSATION_EPOCHS: usize = 256;
 /// How often a process tells the others how many agents it has (its heartbeat).
 const PRESENCE_HEARTBEAT: Duration = Duration::from_secs(5);
 /// A process not heard from for this long counts as gone, with its agents.
@@ -183,6 +191,10 @@ impl ChatService {
                 agent_tokens: std::sync::OnceLock::new(),
                 visitor_sends,
                 rollout: std::sync::RwLock::new(Arc::new(config.rollout.clone())),
+                conversation_epochs: (0..CONVERSATION_EPOCHS)
+                    .map(|_| AtomicU64::new(0))
+                    .collect(),
+                conversation_changes: AtomicU64::new(0),
                 config,
             }),
         }
@@ -327,13 +339,14 @@ impl ChatService {
             } => {
                 hub.subscribe(sub.id, Topic::Visitor(*visitor_id));
                 hub.subscribe(sub.id, Topic::Visitors);
+                let changes = self.inner.conversation_changes.load(Ordering::SeqCst);
                 let conversation = self
                     .inner
                     .store
                     .open_conversation_of(site_id, *visitor_id)
                     .await?;
                 if let Some(c) = &conversation {
-                    session.remember(c.clone());
+                    session.remember_if_unchanged(c.clone(), changes);
                 }
                 Welcome {
                     role: Role::Visitor,
@@ -755,7 +768,7 @@ pub struct Session {
     admission: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// Conversations this session sent to, as last seen (updated by conversation events), so
     /// that a send needs no read of the store (at most [`MAX_KNOWN_CONVERSATIONS`]).
-    known: HashMap<ConversationId, Conversation>,
+    known: HashMap<ConversationId, (Conversation, u64)>,
     /// A visitor's open conversation: where a send naming none goes.
     open_conversation: Option<ConversationId>,
 }
@@ -763,16 +776,36 @@ pub struct Session {
 impl Session {
     /// Keeps `conversation` as this session last saw it; for a visitor, it is now the open
     /// conversation a send naming none goes to (the store's "most recently updated open one").
-    fn remember(&mut self, conversation: Conversation) {
-        if self.known.len() >= MAX_KNOWN_CONVERSATIONS && !self.known.contains_key(&conversation.id)
-        {
-            self.known.clear();
-        }
+    ///
+    /// `changes` is the process's count of conversation changes taken before `conversation` was
+    /// read: when a change was seen since, the copy may be stale and is not kept. A kept copy
+    /// is used while its conversation's change count has not moved (see [`Inner::epoch`]).
+    fn remember_if_unchanged(&mut self, conversation: Conversation, changes: u64) {
+        let inner = &self.service.inner;
         if self.principal.role() == Role::Visitor && conversation.status == ConversationStatus::Open
         {
             self.open_conversation = Some(conversation.id);
         }
-        self.known.insert(conversation.id, conversation);
+        let epoch = inner.epoch(conversation.id);
+        if inner.conversation_changes.load(Ordering::SeqCst) != changes {
+            self.known.remove(&conversation.id);
+            return;
+        }
+        self.remember(conversation, epoch);
+    }
+
+    fn remember(&mut self, conversation: Conversation, epoch: u64) {
+        if self.known.len() >= MAX_KNOWN_CONVERSATIONS && !self.known.contains_key(&conversation.id)
+        {
+            self.known.clear();
+        }
+        self.known.insert(conversation.id, (conversation, epoch));
+    }
+
+    /// The remembered copy of conversation `id` with its change count, while it is current.
+    fn known_conversation(&self, id: ConversationId) -> Option<(Conversation, u64)> {
+        let (conversation, epoch) = self.known.get(&id)?;
+        (self.service.inner.epoch(id) == *epoch).then(|| (conversation.clone(), *epoch))
     }
 
     /// Identifies the session in logs.
@@ -893,12 +926,31 @@ impl Session {
                 }
                 let known = conversation_id
                     .or(self.open_conversation)
-                    .and_then(|id| self.known.get(&id))
-                    .cloned();
+                    .and_then(|id| self.known_conversation(id));
+                let known_epoch = known.as_ref().map(|(c, epoch)| (c.id, *epoch));
+                let changes = service.inner.conversation_changes.load(Ordering::SeqCst);
                 let (appended, conversation) = service
-                    .send_to_visitor(principal, conversation_id, client_msg_id, body, known)
+                    .send_to_visitor(
+                        principal,
+                        conversation_id,
+                        client_msg_id,
+                        body,
+                        known.map(|(c, _)| c),
+                    )
                     .await?;
-                self.remember(conversation);
+                match known_epoch {
+                    // Written to the remembered copy, which was current: it still is as far
+                    // as this send goes (a reopen it made counts as a change).
+                    Some((id, epoch)) if id == conversation.id => {
+                        if conversation.status == ConversationStatus::Open
+                            && self.principal.role() == Role::Visitor
+                        {
+                            self.open_conversation = Some(id);
+                        }
+                        self.remember(conversation, epoch)
+                    }
+                    _ => self.remember_if_unchanged(conversation, changes),
+                }
                 let principal = &self.principal;
                 let duplicate = matches!(appended, Appended::Duplicate(_));
                 if !duplicate {
@@ -1270,9 +1322,6 @@ impl Session {
                 out
             }
             HubEvent::Conversation(conversation) => {
-                if let Some(known) = self.known.get_mut(&conversation.id) {
-                    *known = conversation.clone();
-                }
                 vec![ServerEvent::Conversation {
                     conversation: conversation.clone(),
                 }]
@@ -1323,7 +1372,17 @@ impl Inner {
         );
     }
 
+    /// Changes to conversation `id` (and to those sharing its counter) seen so far.
+    fn epoch(&self, id: ConversationId) -> u64 {
+        self.conversation_epochs[epoch_slot(id)].load(Ordering::SeqCst)
+    }
+
     fn publish_conversation_locally(&self, conversation: Conversation) {
+        // Counted before sessions hear of it: a session's copy read before this is stale. The
+        // total first: a session that reads the conversation's count and then finds the total
+        // unchanged (`remember_if_unchanged`) has read the count from before this change.
+        self.conversation_changes.fetch_add(1, Ordering::SeqCst);
+        self.conversation_epochs[epoch_slot(conversation.id)].fetch_add(1, Ordering::SeqCst);
         self.hub.publish(
             &[Topic::Visitor(conversation.visitor_id), Topic::Agents],
             HubEvent::Conversation(conversation),
@@ -1444,6 +1503,11 @@ async fn run_presence_heartbeat(inner: Weak<Inner>) {
         }
         last_total = Some(total);
     }
+}
+
+/// Which counter of [`Inner::conversation_epochs`] counts conversation `id`'s changes.
+fn epoch_slot(id: ConversationId) -> usize {
+    (id.0.as_u128() % CONVERSATION_EPOCHS as u128) as usize
 }
 
 /// The Tokio instant of a Unix time in seconds (now, when it is already past).

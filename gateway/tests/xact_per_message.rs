@@ -130,3 +130,43 @@ async fn two_gateways_notify_inside_the_committing_transaction() {
         "{per_message:.2} Postgres transactions per message with two gateways"
     );
 }
+
+/// The read a send no longer makes must not cost correctness: once an agent's `close` is
+/// acknowledged, the visitor's next send (made before the visitor's session has even passed
+/// on the close event) opens a new conversation, as it did when every send read the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_after_an_agent_closed_the_conversation_opens_a_new_one() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    migrate(&url, &dir.path().display().to_string());
+    let gw = Gateway::start(
+        dir.path(),
+        &[("CHAT_DATABASE_URL", &url), ("CHAT_SEND_RATE_PER_SEC", "0")],
+    );
+    let token = gw.agent_token("carol", "Carol");
+    let mut agent = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let mut visitor = Client::connect(&gw.ws("/ws-visitor/"), &[]).await;
+    let mut conversation = None;
+    for round in 0..3 {
+        let first = visitor
+            .request(json!({"type":"send","client_msg_id":format!("r{round}-a"),"body":"one"}))
+            .await;
+        let id = first["message"]["conversation_id"].clone();
+        assert!(id.is_string(), "{first}");
+        assert_ne!(
+            Some(&id),
+            conversation.as_ref(),
+            "a closed conversation was written to"
+        );
+        let again = visitor
+            .request(json!({"type":"send","client_msg_id":format!("r{round}-b"),"body":"two"}))
+            .await;
+        assert_eq!(again["message"]["conversation_id"], id, "{again}");
+        let closed = agent
+            .request(json!({"type":"close","conversation_id":id}))
+            .await;
+        assert_eq!(closed["type"], "ack", "{closed}");
+        conversation = Some(id);
+    }
+}
