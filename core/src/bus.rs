@@ -107,6 +107,13 @@ pub trait Bus: Send + Sync + 'static {
 
     /// The stream of events from other processes; the chat service takes it once.
     fn take_inbound(&self) -> Option<mpsc::Receiver<Inbound>>;
+
+    /// Whether the store sends [`BusEvent::Message`] for every message it commits itself, in
+    /// the committing transaction: the chat service then publishes none for them (a duplicate
+    /// it fans out again still goes through [`Bus::publish`]).
+    fn store_publishes_messages(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

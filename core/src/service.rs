@@ -13,7 +13,7 @@ use crate::protocol::{Ack, ClientCommand, ClientFrame, ErrorEvent, ServerEvent, 
 use crate::store::{Appended, ConversationFilter, Store};
 use crate::transport::TransportKind;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -83,6 +83,12 @@ struct Inner {
     visitor_sends: crate::rate::KeyedBuckets<VisitorId>,
     /// The rollout in force: `config.rollout` at start, replaced on reload.
     rollout: std::sync::RwLock<Arc<crate::rollout::Rollout>>,
+    /// Conversation changes seen by this process (its own and other processes'), counted by
+    /// a hash of the conversation id: a session's remembered conversation is current while its
+    /// count has not moved.
+    conversation_epochs: Box<[AtomicU64]>,
+    /// All conversation changes seen by this process.
+    conversation_changes: AtomicU64,
 }
 
 /// Visitors whose send bucket is kept at most; past it, full buckets (which a fresh one would
@@ -117,6 +123,11 @@ const RESUME_GRACE: Duration = Duration::from_secs(3);
 /// A retried send younger than this is fanned out again (see `send_to_visitor`).
 const REPUBLISH_DUPLICATES_WITHIN: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
 
+/// Conversations a session remembers to send without reading the store (an agent's beyond
+/// this are read again).
+const MAX_KNOWN_CONVERSATIONS: usize = 256;
+/// Counters of conversation changes, by hash of the conversation id.
+const CONVERSATION_EPOCHS: usize = 256;
 /// How often a process tells the others how many agents it has (its heartbeat).
 const PRESENCE_HEARTBEAT: Duration = Duration::from_secs(5);
 /// A process not heard from for this long counts as gone, with its agents.
@@ -192,6 +203,10 @@ impl ChatService {
                 agent_tokens: std::sync::OnceLock::new(),
                 visitor_sends,
                 rollout: std::sync::RwLock::new(Arc::new(config.rollout.clone())),
+                conversation_epochs: (0..CONVERSATION_EPOCHS)
+                    .map(|_| AtomicU64::new(0))
+                    .collect(),
+                conversation_changes: AtomicU64::new(0),
                 config,
             }),
         }
@@ -327,6 +342,8 @@ impl ChatService {
             counted_as_agent: false,
             counted: false,
             admission: None,
+            known: HashMap::new(),
+            open_conversation: None,
         };
         let welcome = match &principal {
             Principal::Visitor {
@@ -335,11 +352,15 @@ impl ChatService {
             } => {
                 hub.subscribe(sub.id, Topic::Visitor(*visitor_id));
                 hub.subscribe(sub.id, Topic::Visitors);
+                let changes = self.inner.conversation_changes.load(Ordering::SeqCst);
                 let conversation = self
                     .inner
                     .store
                     .open_conversation_of(site_id, *visitor_id)
                     .await?;
+                if let Some(c) = &conversation {
+                    session.remember_if_unchanged(c.clone(), changes);
+                }
                 Welcome {
                     role: Role::Visitor,
                     session_id,
@@ -373,10 +394,15 @@ impl ChatService {
         Ok(session)
     }
 
-    fn publish_message(&self, message: &Message, visitor_id: VisitorId) {
+    /// Fans `message` out here and, unless the store already notified the other processes in
+    /// the message's commit (`committed`), on the bus.
+    fn publish_message(&self, message: &Message, visitor_id: VisitorId, committed: bool) {
         self.inner
             .publish_message_locally(message.clone(), visitor_id);
         if let Some(bus) = &self.inner.bus {
+            if committed && bus.store_publishes_messages() {
+                return;
+            }
             bus.publish(BusEvent::Message {
                 visitor_id,
                 message: message.clone(),
@@ -425,19 +451,26 @@ impl ChatService {
         client_msg_id: Option<String>,
         body: String,
     ) -> Result<Appended, ChatError> {
-        self.send_to_visitor(principal, conversation_id, client_msg_id, body)
+        self.send_to_visitor(principal, conversation_id, client_msg_id, body, None)
             .await
             .map(|(appended, _)| appended)
     }
 
-    /// [`ChatService::send`], also returning the visitor of the conversation written to.
+    /// [`ChatService::send`], also returning the conversation written to (as it is after the
+    /// send: a visitor's send reopens a closed one).
+    ///
+    /// `known` is the conversation as the calling session last saw it, which spares a read of
+    /// the store on every send (issue 12): it is used when it is the one named, or, for a
+    /// visitor naming none, when it is the visitor's and still open. Its visitor never changes;
+    /// its status is kept current by the conversation events the session receives.
     async fn send_to_visitor(
         &self,
         principal: &Principal,
         conversation_id: Option<ConversationId>,
         client_msg_id: Option<String>,
         body: String,
-    ) -> Result<(Appended, VisitorId), ChatError> {
+        known: Option<Conversation>,
+    ) -> Result<(Appended, Conversation), ChatError> {
         let max = self.inner.config.max_message_chars;
         if body.trim().is_empty() {
             return Err(ChatError::BadRequest("message body is empty".into()));
@@ -456,18 +489,30 @@ impl ChatService {
             }
         }
         let store = &self.inner.store;
-        let conversation = match (principal, conversation_id) {
-            (Principal::Agent(_), None) => {
+        let known = known.filter(|k| match principal {
+            Principal::Visitor { visitor_id, .. } => {
+                k.visitor_id == *visitor_id
+                    && match conversation_id {
+                        Some(id) => k.id == id,
+                        None => k.status == ConversationStatus::Open,
+                    }
+            }
+            Principal::Agent(_) => conversation_id == Some(k.id),
+        });
+        let conversation = match (principal, conversation_id, known) {
+            (Principal::Agent(_), None, _) => {
                 return Err(ChatError::BadRequest(
                     "agents must name the conversation_id to send to".into(),
                 ))
             }
-            (_, Some(id)) => self.authorized_conversation(principal, id).await?,
+            (_, _, Some(known)) => known,
+            (_, Some(id), None) => self.authorized_conversation(principal, id).await?,
             (
                 Principal::Visitor {
                     visitor_id,
                     site_id,
                 },
+                None,
                 None,
             ) => match store.open_conversation_of(site_id, *visitor_id).await? {
                 Some(c) => c,
@@ -487,11 +532,13 @@ impl ChatService {
                 }
             },
         };
+        let mut conversation = conversation;
         if principal.role() == Role::Visitor && conversation.status == ConversationStatus::Closed {
             let reopened = store
                 .set_status(conversation.id, ConversationStatus::Open)
                 .await?;
             self.publish_conversation(&reopened);
+            conversation = reopened;
         }
         let appended = store
             .append_message(NewMessage {
@@ -502,18 +549,20 @@ impl ChatService {
             })
             .await?;
         match &appended {
-            Appended::Inserted(message) => self.publish_message(message, conversation.visitor_id),
+            Appended::Inserted(message) => {
+                self.publish_message(message, conversation.visitor_id, true)
+            }
             // A recent duplicate is fanned out again: its first attempt may have committed and
             // then lost its fan-out (the process died, or the commit's answer never arrived).
             // Sessions that already have it drop it by its seq.
             Appended::Duplicate(message)
                 if chrono::Utc::now() - message.created_at < REPUBLISH_DUPLICATES_WITHIN =>
             {
-                self.publish_message(message, conversation.visitor_id)
+                self.publish_message(message, conversation.visitor_id, false)
             }
             Appended::Duplicate(_) => {}
         }
-        Ok((appended, conversation.visitor_id))
+        Ok((appended, conversation))
     }
 
     /// Like [`ChatService::send`], and says whether a session of the conversation's visitor was
@@ -526,9 +575,10 @@ impl ChatService {
         client_msg_id: Option<String>,
         body: String,
     ) -> Result<(Appended, Option<Delivery>), ChatError> {
-        let (appended, visitor_id) = self
-            .send_to_visitor(principal, conversation_id, client_msg_id, body)
+        let (appended, conversation) = self
+            .send_to_visitor(principal, conversation_id, client_msg_id, body, None)
             .await?;
+        let visitor_id = conversation.visitor_id;
         let delivery = match appended {
             Appended::Duplicate(_) => None,
             Appended::Inserted(_) if self.visitor_connected(visitor_id) => Some(Delivery::Live),
@@ -755,9 +805,48 @@ pub struct Session {
     /// Whatever the gateway's admission holds for the life of the session (its connection
     /// slot), released when the session is dropped.
     admission: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// Conversations this session sent to, as last seen (updated by conversation events), so
+    /// that a send needs no read of the store (at most [`MAX_KNOWN_CONVERSATIONS`]).
+    known: HashMap<ConversationId, (Conversation, u64)>,
+    /// A visitor's open conversation: where a send naming none goes.
+    open_conversation: Option<ConversationId>,
 }
 
 impl Session {
+    /// Keeps `conversation` as this session last saw it; for a visitor, it is now the open
+    /// conversation a send naming none goes to (the store's "most recently updated open one").
+    ///
+    /// `changes` is the process's count of conversation changes taken before `conversation` was
+    /// read: when a change was seen since, the copy may be stale and is not kept. A kept copy
+    /// is used while its conversation's change count has not moved (see [`Inner::epoch`]).
+    fn remember_if_unchanged(&mut self, conversation: Conversation, changes: u64) {
+        let inner = &self.service.inner;
+        if self.principal.role() == Role::Visitor && conversation.status == ConversationStatus::Open
+        {
+            self.open_conversation = Some(conversation.id);
+        }
+        let epoch = inner.epoch(conversation.id);
+        if inner.conversation_changes.load(Ordering::SeqCst) != changes {
+            self.known.remove(&conversation.id);
+            return;
+        }
+        self.remember(conversation, epoch);
+    }
+
+    fn remember(&mut self, conversation: Conversation, epoch: u64) {
+        if self.known.len() >= MAX_KNOWN_CONVERSATIONS && !self.known.contains_key(&conversation.id)
+        {
+            self.known.clear();
+        }
+        self.known.insert(conversation.id, (conversation, epoch));
+    }
+
+    /// The remembered copy of conversation `id` with its change count, while it is current.
+    fn known_conversation(&self, id: ConversationId) -> Option<(Conversation, u64)> {
+        let (conversation, epoch) = self.known.get(&id)?;
+        (self.service.inner.epoch(id) == *epoch).then(|| (conversation.clone(), *epoch))
+    }
+
     /// Identifies the session in logs.
     pub fn id(&self) -> &str {
         &self.id
@@ -874,9 +963,34 @@ impl Session {
                         retry_after,
                     });
                 }
-                let appended = service
-                    .send(principal, conversation_id, client_msg_id, body)
+                let known = conversation_id
+                    .or(self.open_conversation)
+                    .and_then(|id| self.known_conversation(id));
+                let known_epoch = known.as_ref().map(|(c, epoch)| (c.id, *epoch));
+                let changes = service.inner.conversation_changes.load(Ordering::SeqCst);
+                let (appended, conversation) = service
+                    .send_to_visitor(
+                        principal,
+                        conversation_id,
+                        client_msg_id,
+                        body,
+                        known.map(|(c, _)| c),
+                    )
                     .await?;
+                match known_epoch {
+                    // Written to the remembered copy, which was current: it still is as far
+                    // as this send goes (a reopen it made counts as a change).
+                    Some((id, epoch)) if id == conversation.id => {
+                        if conversation.status == ConversationStatus::Open
+                            && self.principal.role() == Role::Visitor
+                        {
+                            self.open_conversation = Some(id);
+                        }
+                        self.remember(conversation, epoch)
+                    }
+                    _ => self.remember_if_unchanged(conversation, changes),
+                }
+                let principal = &self.principal;
                 let duplicate = matches!(appended, Appended::Duplicate(_));
                 if !duplicate {
                     crate::metrics::message_committed(principal.role(), self.transport.as_str());
@@ -1307,9 +1421,11 @@ impl Session {
                 });
                 out
             }
-            HubEvent::Conversation(conversation) => vec![ServerEvent::Conversation {
-                conversation: conversation.clone(),
-            }],
+            HubEvent::Conversation(conversation) => {
+                vec![ServerEvent::Conversation {
+                    conversation: conversation.clone(),
+                }]
+            }
             HubEvent::Presence { agents_online } => {
                 if self.principal.role() == Role::Visitor {
                     vec![ServerEvent::Presence {
@@ -1356,7 +1472,17 @@ impl Inner {
         );
     }
 
+    /// Changes to conversation `id` (and to those sharing its counter) seen so far.
+    fn epoch(&self, id: ConversationId) -> u64 {
+        self.conversation_epochs[epoch_slot(id)].load(Ordering::SeqCst)
+    }
+
     fn publish_conversation_locally(&self, conversation: Conversation) {
+        // Counted before sessions hear of it: a session's copy read before this is stale. The
+        // total first: a session that reads the conversation's count and then finds the total
+        // unchanged (`remember_if_unchanged`) has read the count from before this change.
+        self.conversation_changes.fetch_add(1, Ordering::SeqCst);
+        self.conversation_epochs[epoch_slot(conversation.id)].fetch_add(1, Ordering::SeqCst);
         self.hub.publish(
             &[Topic::Visitor(conversation.visitor_id), Topic::Agents],
             HubEvent::Conversation(conversation),
@@ -1477,6 +1603,11 @@ async fn run_presence_heartbeat(inner: Weak<Inner>) {
         }
         last_total = Some(total);
     }
+}
+
+/// Which counter of [`Inner::conversation_epochs`] counts conversation `id`'s changes.
+fn epoch_slot(id: ConversationId) -> usize {
+    (id.0.as_u128() % CONVERSATION_EPOCHS as u128) as usize
 }
 
 /// The Tokio instant of a Unix time in seconds (now, when it is already past).

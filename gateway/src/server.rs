@@ -51,7 +51,12 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         .enable_all()
         .build()?;
     let store_config = config.store_config();
-    let store = runtime.block_on(chat_storage::open(&store_config))?;
+    // With Postgres, other gateway processes may share the database: events and agent presence
+    // travel between them on LISTEN/NOTIFY, messages' notifications inside their commits.
+    let (store, bus) = {
+        let _entered = runtime.enter();
+        runtime.block_on(chat_storage::open_with_bus(&store_config))?
+    };
     match &store_config {
         StoreConfig::Postgres { url, .. } => {
             println!("DB_OK store=postgres url={}", chat_storage::redact_url(url))
@@ -69,20 +74,16 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         max_answer_bytes: config.ws_max_frame_bytes,
         visitor_send_rate: config.send_rate,
     };
-    // With Postgres, other gateway processes may share the database: events and agent presence
-    // travel between them on LISTEN/NOTIFY.
-    let chat = match &store_config {
-        StoreConfig::Postgres { url, ca, .. } => {
+    let chat = match bus {
+        Some(bus) => {
             let _entered = runtime.enter();
-            let bus =
-                runtime.block_on(chat_storage::PostgresBus::start_with_ca(url, ca.as_deref()))?;
             tracing::info!(
                 node = chat_core::bus::Bus::node_id(&bus),
                 "joined the gateway bus (Postgres LISTEN/NOTIFY)"
             );
             ChatService::with_bus(store, service_config, Arc::new(bus))
         }
-        StoreConfig::Embedded { .. } => ChatService::new(store, service_config),
+        None => ChatService::new(store, service_config),
     };
     let websocket = WebSocketTransport::new(WebSocketSettings {
         ping_interval: config.ws_ping_interval,

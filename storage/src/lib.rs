@@ -272,6 +272,29 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StorageError> 
     }
 }
 
+/// [`open`], and for Postgres also the [`PostgresBus`] between gateway processes, started
+/// first so that the store sends each message's notification inside its commit (and only when
+/// another process listens). The embedded store has no bus.
+pub async fn open_with_bus(
+    config: &StoreConfig,
+) -> Result<(Arc<dyn Store>, Option<PostgresBus>), StorageError> {
+    match config {
+        StoreConfig::Postgres {
+            url,
+            pool_size,
+            batch,
+            ca,
+        } => {
+            let store = PostgresStore::connect_with_ca(url, *pool_size, ca.as_deref())?;
+            store.check_schema().await?;
+            let bus = PostgresBus::start_with_ca(url, ca.as_deref()).await?;
+            let store = store.notify_commits(bus.commit_notifier());
+            Ok((with_batching(store, *batch), Some(bus)))
+        }
+        StoreConfig::Embedded { .. } => Ok((open(config).await?, None)),
+    }
+}
+
 fn with_batching<S: AppendBatch>(store: S, batch: BatchSettings) -> Arc<dyn Store> {
     if batch.max_batch > 1 {
         Arc::new(BatchingStore::spawn(store, batch))

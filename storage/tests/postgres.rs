@@ -246,3 +246,108 @@ fn stop_server_is_refused_on_an_external_server() {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pg.stop_server()));
     assert!(result.is_err());
 }
+
+/// Issue 12: a message's bus notification is sent inside the transaction that commits it, and
+/// only when another gateway process listens; with and without the group-commit writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_notified_in_their_commit_and_only_when_a_peer_listens() {
+    use chat_core::bus::{Bus, BusEvent, Inbound};
+    use chat_storage::BatchSettings;
+
+    let server = shared().await;
+    for max_batch in [256, 1] {
+        let url = fresh(&server).await;
+        PostgresStore::connect(&url, 1)
+            .expect("connect")
+            .migrate()
+            .await
+            .expect("migrate");
+        let config = StoreConfig::Postgres {
+            url: url.clone(),
+            pool_size: 2,
+            batch: BatchSettings {
+                max_batch,
+                ..Default::default()
+            },
+            ca: None,
+        };
+        let (store, bus) = chat_storage::open_with_bus(&config).await.expect("open");
+        let bus = bus.expect("a bus with Postgres");
+        assert!(bus.store_publishes_messages());
+        let visitor = store
+            .ensure_visitor(&Visitor {
+                id: VisitorId::new_random(),
+                site_id: "s".into(),
+                created_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        let conversation = store.create_conversation("s", visitor.id).await.unwrap();
+        let message = |cmid: &str| NewMessage {
+            conversation_id: conversation.id,
+            client_msg_id: Some(cmid.to_string()),
+            sender: Sender {
+                role: Role::Visitor,
+                id: visitor.id.to_string(),
+                name: None,
+            },
+            body: cmid.to_string(),
+        };
+
+        // A spy listening under this process's own listener's name: not a peer, so it hears
+        // only what is sent for peers.
+        let mut spy_config: tokio_postgres::Config = url.parse().unwrap();
+        spy_config.application_name(format!(
+            "{}{}",
+            chat_storage::postgres::LISTENER_APP_PREFIX,
+            bus.node_id()
+        ));
+        let (spy, mut connection) = spy_config.connect(tokio_postgres::NoTls).await.unwrap();
+        let (heard_tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                    let _ = heard_tx.send(n.payload().to_string());
+                }
+            }
+        });
+        spy.batch_execute("LISTEN chat_events").await.unwrap();
+
+        // Alone: committed, and nothing notified.
+        let first = store.append_message(message("alone")).await.unwrap();
+        assert!(matches!(first, Appended::Inserted(_)));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), heard.recv())
+                .await
+                .is_err(),
+            "a lone process notified its message (batch {max_batch})"
+        );
+
+        // A second process joins: the next message reaches it, notified by the commit.
+        let peer = chat_storage::PostgresBus::start(&url).await.expect("peer");
+        let mut inbound = peer.take_inbound().expect("inbound");
+        let Appended::Inserted(second) = store.append_message(message("shared")).await.unwrap()
+        else {
+            panic!("not inserted");
+        };
+        match tokio::time::timeout(Duration::from_secs(10), inbound.recv()).await {
+            Ok(Some(Inbound::Event(BusEvent::Message {
+                visitor_id,
+                message,
+            }))) => {
+                assert_eq!(visitor_id, visitor.id);
+                assert_eq!(message, second, "batch {max_batch}");
+            }
+            other => panic!("expected the message on the peer's bus, got {other:?}"),
+        }
+        let payload = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+            .await
+            .expect("the spy hears the notification")
+            .unwrap();
+        assert!(payload.contains("\"shared\""), "{payload}");
+        assert!(
+            heard.try_recv().is_err(),
+            "one notification per message (batch {max_batch})"
+        );
+    }
+}

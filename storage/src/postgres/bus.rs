@@ -8,6 +8,15 @@
 //! the store. When the listening connection breaks, notifications sent meanwhile are lost: after
 //! reconnecting, the bus reports [`Inbound::Gap`] and the chat service tells every local session
 //! to resume from the store.
+//!
+//! Messages do not go through the publishing connection: the store sends their notifications
+//! with `pg_notify` inside the transaction that commits them ([`CommitNotifier`]), and only
+//! when another process listens on the database. Every listening connection carries the
+//! application name `chat-gateway-bus:<node>`, so a committing transaction sees its peers in
+//! `pg_stat_activity` (an older gateway's listener is recognised by its `LISTEN` query). A
+//! process that joins waits, once it listens, for the transactions then in progress to end
+//! before it serves anyone: a transaction that looked for peers before the newcomer was
+//! visible has committed by then, and the newcomer's sessions read it from the store.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -31,6 +40,17 @@ const INLINE_LIMIT: usize = 7_800;
 const OUTBOUND_QUEUE: usize = 16_384;
 /// Most events sent in one `pg_notify` round trip.
 const PUBLISH_BATCH: usize = 512;
+/// Prefix of the application name of every listening connection (then the node id).
+pub const LISTENER_APP_PREFIX: &str = "chat-gateway-bus:";
+/// How long a joining process waits at most for the transactions in progress to end.
+const JOIN_WAIT: Duration = Duration::from_secs(30);
+/// Sends notifications, in order, only when another process listens on this database; `$3`
+/// is the caller's own listener's application name.
+pub(crate) const NOTIFY_PEERS: &str = "SELECT pg_notify($1, p) FROM unnest($2::text[]) \
+     WITH ORDINALITY AS t(p, i) WHERE EXISTS (SELECT 1 FROM pg_stat_activity \
+     WHERE datname = current_database() AND application_name <> $3 \
+     AND (application_name LIKE 'chat-gateway-bus:%' OR query = 'LISTEN chat_events')) \
+     ORDER BY i";
 /// Wait between reconnection attempts.
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 
@@ -52,6 +72,8 @@ struct Envelope {
 /// ```
 pub struct PostgresBus {
     node_id: String,
+    /// Whether a store sends message notifications inside its commits (see [`CommitNotifier`]).
+    store_notifies: std::sync::atomic::AtomicBool,
     outbound: mpsc::Sender<BusEvent>,
     inbound: Mutex<Option<mpsc::Receiver<Inbound>>>,
 }
@@ -78,10 +100,11 @@ impl PostgresBus {
         url: &str,
         ca: Option<&std::path::Path>,
     ) -> Result<Self, StorageError> {
-        let (config, tls) = tls::configure(url, ca)?;
+        let (mut config, tls) = tls::configure(url, ca)?;
         let node_id = uuid::Uuid::new_v4().simple().to_string();
+        config.application_name(format!("{LISTENER_APP_PREFIX}{node_id}"));
         let (inbound_tx, inbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
-        let listening = listen(&config, &tls).await.map_err(|e| {
+        let listening = join(&config, &tls).await.map_err(|e| {
             let e = match super::errors::pg_err(e) {
                 chat_core::StoreError::Unavailable(message) => {
                     chat_core::StoreError::Unavailable(tls::explain(message, tls.mode()))
@@ -98,8 +121,11 @@ impl PostgresBus {
             listening,
         ));
         let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
-        tokio::spawn(run_publisher(config, tls, node_id.clone(), outbound_rx));
+        let mut publishing = config;
+        publishing.application_name("chat-gateway-bus-publisher");
+        tokio::spawn(run_publisher(publishing, tls, node_id.clone(), outbound_rx));
         Ok(Self {
+            store_notifies: std::sync::atomic::AtomicBool::new(false),
             node_id,
             outbound,
             inbound: Mutex::new(Some(inbound_rx)),
@@ -107,9 +133,52 @@ impl PostgresBus {
     }
 }
 
+impl PostgresBus {
+    /// What a store needs to send this process's message notifications inside its commits;
+    /// from now on the bus tells the chat service that the store does so.
+    pub fn commit_notifier(&self) -> CommitNotifier {
+        self.store_notifies
+            .store(true, std::sync::atomic::Ordering::Release);
+        CommitNotifier {
+            node_id: self.node_id.clone(),
+            listener_app: format!("{LISTENER_APP_PREFIX}{}", self.node_id),
+        }
+    }
+}
+
+/// Sends a process's message notifications inside the transaction that commits the messages,
+/// and only when another gateway process listens (see the module's documentation).
+#[derive(Debug, Clone)]
+pub struct CommitNotifier {
+    node_id: String,
+    listener_app: String,
+}
+
+impl CommitNotifier {
+    /// The notification payload for `event`, as the bus's receivers read it.
+    pub(crate) fn payload(&self, event: &BusEvent) -> String {
+        envelope(&self.node_id, event)
+    }
+
+    /// This process's listener's application name (not a peer).
+    pub(crate) fn listener_app(&self) -> &str {
+        &self.listener_app
+    }
+}
+
+fn envelope(node_id: &str, event: &BusEvent) -> String {
+    let json = event.to_json_within(INLINE_LIMIT);
+    format!("{{\"o\":\"{node_id}\",\"e\":{json}}}")
+}
+
 impl Bus for PostgresBus {
     fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    fn store_publishes_messages(&self) -> bool {
+        self.store_notifies
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn publish(&self, event: BusEvent) {
@@ -163,6 +232,49 @@ async fn listen(
     })
 }
 
+/// Listens, then waits until the transactions in progress now have ended (see the module's
+/// documentation): after that, every message committed is either in the store for this
+/// process's sessions to read, or notified to it.
+async fn join(
+    config: &tokio_postgres::Config,
+    tls: &MakeRustls,
+) -> Result<Listening, tokio_postgres::Error> {
+    let listening = listen(config, tls).await?;
+    let row = listening
+        ._client
+        .query_one(
+            "SELECT coalesce(array_agg(x::text), '{}'::text[]) \
+             FROM pg_snapshot_xip(pg_current_snapshot()) AS x",
+            &[],
+        )
+        .await?;
+    let in_progress: Vec<String> = row.try_get(0)?;
+    let deadline = tokio::time::Instant::now() + JOIN_WAIT;
+    while !in_progress.is_empty() {
+        let row = listening
+            ._client
+            .query_one(
+                "SELECT count(*) FROM unnest($1::text[]) AS x \
+                 WHERE pg_xact_status(x::xid8) = 'in progress'",
+                &[&in_progress],
+            )
+            .await?;
+        let left: i64 = row.try_get(0)?;
+        if left == 0 {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                left,
+                "joined the bus while transactions were still in progress after {JOIN_WAIT:?}"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(listening)
+}
+
 async fn run_listener(
     config: tokio_postgres::Config,
     tls: MakeRustls,
@@ -211,13 +323,13 @@ async fn run_publisher(
     node_id: String,
     mut outbound: mpsc::Receiver<BusEvent>,
 ) {
-    let mut client: Option<tokio_postgres::Client> = None;
+    let listener_app = format!("{LISTENER_APP_PREFIX}{node_id}");
+    let mut client: Option<(tokio_postgres::Client, tokio_postgres::Statement)> = None;
     while let Some(first) = outbound.recv().await {
         let mut payloads = Vec::with_capacity(16);
         let mut next = Some(first);
         while let Some(event) = next {
-            let json = event.to_json_within(INLINE_LIMIT);
-            payloads.push(format!("{{\"o\":\"{node_id}\",\"e\":{json}}}"));
+            payloads.push(envelope(&node_id, &event));
             next = if payloads.len() < PUBLISH_BATCH {
                 outbound.try_recv().ok()
             } else {
@@ -225,13 +337,21 @@ async fn run_publisher(
             };
         }
         for attempt in 1..=3 {
-            if client.as_ref().is_none_or(|c| c.is_closed()) {
+            if client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
                 client = match config.connect(tls.clone()).await {
                     Ok((c, connection)) => {
                         tokio::spawn(async move {
                             let _ = connection.await;
                         });
-                        Some(c)
+                        // Prepared once per connection; nothing is sent when no other process
+                        // listens.
+                        match c.prepare(NOTIFY_PEERS).await {
+                            Ok(stmt) => Some((c, stmt)),
+                            Err(error) => {
+                                tracing::debug!(%error, attempt, "the bus cannot prepare its notification");
+                                None
+                            }
+                        }
                     }
                     Err(error) => {
                         tracing::debug!(%error, attempt, "the bus cannot connect to publish");
@@ -239,13 +359,8 @@ async fn run_publisher(
                     }
                 };
             }
-            if let Some(c) = &client {
-                let sent = c
-                    .execute(
-                        "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i",
-                        &[&CHANNEL, &payloads],
-                    )
-                    .await;
+            if let Some((c, stmt)) = &client {
+                let sent = c.execute(stmt, &[&CHANNEL, &payloads, &listener_app]).await;
                 match sent {
                     Ok(_) => break,
                     Err(error) => {

@@ -12,11 +12,14 @@ mod import;
 mod rows;
 pub mod tls;
 
-pub use bus::PostgresBus;
+pub use bus::{CommitNotifier, PostgresBus, LISTENER_APP_PREFIX};
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chat_core::bus::BusEvent;
 use chat_core::model::{
     Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, Visitor,
     VisitorId,
@@ -72,6 +75,9 @@ const APPEND_ONE: &str = concat!(
     ", false FROM dup"
 );
 
+/// The visitors of conversations (`$1`: their ids), for bus notifications.
+const SELECT_VISITORS: &str = "SELECT id, visitor_id FROM conversations WHERE id = ANY($1)";
+
 /// The [`Store`] on Postgres. Cheap to share behind an `Arc`; all clones of the pool are one.
 ///
 /// ```no_run
@@ -87,6 +93,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// For connection errors' messages.
     ssl_mode: tls::SslMode,
+    /// Sends the bus notification of each message inside its commit, when set.
+    notifier: Option<Arc<bus::CommitNotifier>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -146,7 +154,18 @@ impl PostgresStore {
             .recycle_timeout(Some(POOL_TIMEOUT))
             .build()
             .map_err(|e| StorageError::Pool(e.to_string()))?;
-        Ok(Self { pool, ssl_mode })
+        Ok(Self {
+            pool,
+            ssl_mode,
+            notifier: None,
+        })
+    }
+
+    /// Sends the bus notification of every message this store commits inside the committing
+    /// transaction, and only when another gateway process listens (see [`PostgresBus`]).
+    pub fn notify_commits(mut self, notifier: CommitNotifier) -> Self {
+        self.notifier = Some(Arc::new(notifier));
+        self
     }
 
     /// The schema version this binary needs.
@@ -598,6 +617,39 @@ impl Store for PostgresStore {
                 .await;
             match inserted {
                 Ok(_) => {
+                    if let Some(notifier) = &self.notifier {
+                        let visitor = tx.prepare_cached(SELECT_VISITORS).await.map_err(pg_err)?;
+                        let rows = tx
+                            .query(&visitor, &[&vec![conversation_id]])
+                            .await
+                            .map_err(pg_err)?;
+                        let Some(visitor_id) = rows.first() else {
+                            return Err(StoreError::NotFound("conversation"));
+                        };
+                        let visitor_id = VisitorId(visitor_id.try_get(1).map_err(pg_err)?);
+                        let event = BusEvent::Message {
+                            visitor_id,
+                            message: Message {
+                                conversation_id: message.conversation_id,
+                                seq,
+                                client_msg_id: message.client_msg_id.clone(),
+                                sender: message.sender.clone(),
+                                body: message.body.clone(),
+                                created_at,
+                            },
+                        };
+                        let notify = tx.prepare_cached(bus::NOTIFY_PEERS).await.map_err(pg_err)?;
+                        tx.execute(
+                            &notify,
+                            &[
+                                &bus::CHANNEL,
+                                &vec![notifier.payload(&event)],
+                                &notifier.listener_app(),
+                            ],
+                        )
+                        .await
+                        .map_err(pg_err)?;
+                    }
                     tx.commit().await.map_err(pg_err)?;
                     chat_core::metrics::observe_store_commit("postgres", 1, started.elapsed());
                     Ok(Appended::Inserted(Message {
@@ -737,8 +789,31 @@ impl PostgresStore {
                 })
                 .collect();
             let queries = params.iter().map(|p| tx.query_opt(&stmt, p));
-            let rows = futures_util::future::join_all(queries).await;
+            // With a notifier, the visitors of the conversations travel in the same round trip.
+            let conversations: Vec<uuid::Uuid> =
+                batch.iter().map(|m| m.conversation_id.0).collect();
+            let visitors_stmt = match &self.notifier {
+                Some(_) => Some(tx.prepare_cached(SELECT_VISITORS).await.map_err(classify)?),
+                None => None,
+            };
+            let visitors = async {
+                match &visitors_stmt {
+                    Some(stmt) => tx.query(stmt, &[&conversations]).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let (rows, visitors) =
+                futures_util::future::join(futures_util::future::join_all(queries), visitors).await;
+            let visitors: HashMap<uuid::Uuid, uuid::Uuid> = match visitors.map_err(classify)? {
+                Some(rows) => rows
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect::<Result<_, tokio_postgres::Error>>()
+                    .map_err(classify)?,
+                None => HashMap::new(),
+            };
             let mut results: Vec<Option<Appended>> = vec![None; batch.len()];
+            let mut payloads: Vec<String> = Vec::new();
             for (&i, row) in order.iter().zip(rows) {
                 let Some(row) = row.map_err(classify)? else {
                     continue; // no such conversation
@@ -746,11 +821,33 @@ impl PostgresStore {
                 let message =
                     message_from_row(&row).map_err(|e| BatchFailure::Isolate(e.to_string()))?;
                 let inserted: bool = row.try_get(8).map_err(classify)?;
+                if let (Some(notifier), true) = (&self.notifier, inserted) {
+                    if let Some(&visitor_id) = visitors.get(&message.conversation_id.0) {
+                        payloads.push(notifier.payload(&BusEvent::Message {
+                            visitor_id: VisitorId(visitor_id),
+                            message: message.clone(),
+                        }));
+                    }
+                }
                 results[i] = Some(if inserted {
                     Appended::Inserted(message)
                 } else {
                     Appended::Duplicate(message)
                 });
+            }
+            if let (Some(notifier), false) = (&self.notifier, payloads.is_empty()) {
+                // In commit order (the batch's), and in this transaction: a notification is
+                // delivered if and only if its messages are committed.
+                let notify = tx
+                    .prepare_cached(bus::NOTIFY_PEERS)
+                    .await
+                    .map_err(classify)?;
+                tx.execute(
+                    &notify,
+                    &[&bus::CHANNEL, &payloads, &notifier.listener_app()],
+                )
+                .await
+                .map_err(classify)?;
             }
             tx.commit().await.map_err(classify)?;
             Ok(results)
