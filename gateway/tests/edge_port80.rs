@@ -3,24 +3,11 @@
 
 mod common;
 
-use common::{metric, start_upstream, Gateway};
+use common::{metric, site, start_upstream, tls_gateway};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-struct Site {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-/// Where a site's pair lives under `dir`.
-fn site(dir: &Path, name: &str) -> Site {
-    Site {
-        cert: dir.join(format!("{name}.crt")),
-        key: dir.join(format!("{name}.key")),
-    }
-}
 
 /// Writes a self-signed pair for `names`.
 fn write_pair(cert: &Path, key: &Path, names: &[&str]) {
@@ -28,22 +15,6 @@ fn write_pair(cert: &Path, key: &Path, names: &[&str]) {
     let made = rcgen::generate_simple_self_signed(names).unwrap();
     std::fs::write(cert, made.cert.pem()).unwrap();
     std::fs::write(key, made.signing_key.serialize_pem()).unwrap();
-}
-
-fn tls_gateway(dir: &Path, sites: &[&Site], extra: &[(&str, &str)]) -> (Gateway, u16) {
-    let tls_port = common::free_port();
-    let list: Vec<String> = sites
-        .iter()
-        .map(|s| format!("{}:{}", s.cert.display(), s.key.display()))
-        .collect();
-    let list = list.join(",");
-    let listen = format!("127.0.0.1:{tls_port}");
-    let mut env = vec![
-        ("CHAT_TLS_CERTS", list.as_str()),
-        ("CHAT_TLS_LISTEN", listen.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    (Gateway::start(dir, &env), tls_port)
 }
 
 /// A raw HTTP/1.1 request on the plain listener; returns the whole answer.

@@ -3,13 +3,13 @@
 
 mod common;
 
-use common::{header_value, metric, Gateway};
+use common::{header_value, metric, site, tls_gateway, Gateway};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -124,34 +124,6 @@ fn wait_until(what: &str, gw: &Gateway, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "{what}:\n{}", gw.log());
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-struct Site {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn site(dir: &Path, name: &str) -> Site {
-    Site {
-        cert: dir.join(format!("{name}.crt")),
-        key: dir.join(format!("{name}.key")),
-    }
-}
-
-fn tls_gateway(dir: &Path, sites: &[&Site], extra: &[(&str, &str)]) -> (Gateway, u16) {
-    let tls_port = common::free_port();
-    let list: Vec<String> = sites
-        .iter()
-        .map(|s| format!("{}:{}", s.cert.display(), s.key.display()))
-        .collect();
-    let list = list.join(",");
-    let listen = format!("127.0.0.1:{tls_port}");
-    let mut env = vec![
-        ("CHAT_TLS_CERTS", list.as_str()),
-        ("CHAT_TLS_LISTEN", listen.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    (Gateway::start(dir, &env), tls_port)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -473,3 +473,35 @@ pub async fn tcp_from(gw: &Gateway, from: &str) -> TcpStream {
         .await
         .unwrap()
 }
+
+/// A certificate and key file pair of the TLS tests (`edge_port80.rs`, `edge_tls_certs.rs`).
+pub struct Site {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Where a site's pair lives under `dir`.
+pub fn site(dir: &Path, name: &str) -> Site {
+    Site {
+        cert: dir.join(format!("{name}.crt")),
+        key: dir.join(format!("{name}.key")),
+    }
+}
+
+/// A gateway serving `sites` through `CHAT_TLS_CERTS` on a TLS port of its own: (gateway, TLS
+/// port).
+pub fn tls_gateway(dir: &Path, sites: &[&Site], extra: &[(&str, &str)]) -> (Gateway, u16) {
+    let tls_port = free_port();
+    let list: Vec<String> = sites
+        .iter()
+        .map(|s| format!("{}:{}", s.cert.display(), s.key.display()))
+        .collect();
+    let list = list.join(",");
+    let listen = format!("127.0.0.1:{tls_port}");
+    let mut env = vec![
+        ("CHAT_TLS_CERTS", list.as_str()),
+        ("CHAT_TLS_LISTEN", listen.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    (Gateway::start(dir, &env), tls_port)
+}
