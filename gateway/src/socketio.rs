@@ -8,8 +8,11 @@ use crate::admission::{Admission, Credentials};
 use crate::limits::Slot;
 use chat_core::model::Role;
 use chat_core::transport::TransportKind;
-use chat_transport_socketio::chat::{agent_pid, recovery_request, serve_chat, ChatConnection};
+use chat_transport_socketio::chat::{
+    agent_pid, principal_pid, recovery_request, serve_chat, ChatConnection,
+};
 use chat_transport_socketio::engineio::{Engine, EngineConfig, WsConnection, WsFrame};
+use chat_transport_socketio::offset::{OffsetTracks, TrackLimits};
 use chat_transport_socketio::socketio::{ConnectRequest, SocketIo, SocketIoConfig};
 use chat_transport_websocket::{finish_close, Upgraded, WebSocketSettings};
 use futures_util::{SinkExt, StreamExt};
@@ -35,9 +38,16 @@ pub struct SocketIoEndpoints {
 impl SocketIoEndpoints {
     /// Starts both engines; their sessions run as tasks on the current runtime.
     pub fn start(admission: Arc<Admission>, config: EngineConfig) -> Self {
+        // Both roles share one table of recovery offset tracks (`docs/protocol.md`).
+        let tracks = OffsetTracks::new(TrackLimits::default());
         let endpoints = Self {
-            visitor: start_engine(Role::Visitor, admission.clone(), config.clone()),
-            admin: start_engine(Role::Agent, admission, config),
+            visitor: start_engine(
+                Role::Visitor,
+                admission.clone(),
+                config.clone(),
+                tracks.clone(),
+            ),
+            admin: start_engine(Role::Agent, admission, config, tracks),
             slots: Arc::default(),
         };
         let slots = Arc::downgrade(&endpoints.slots);
@@ -74,11 +84,17 @@ impl SocketIoEndpoints {
     }
 }
 
-fn start_engine(role: Role, admission: Arc<Admission>, config: EngineConfig) -> Engine {
+fn start_engine(
+    role: Role,
+    admission: Arc<Admission>,
+    config: EngineConfig,
+    tracks: Arc<OffsetTracks>,
+) -> Engine {
     let (engine, mut incoming) = Engine::new(config);
     let authorize = move |req: ConnectRequest| {
         let admission = admission.clone();
-        async move { authorize(role, &admission, req).await }
+        let tracks = tracks.clone();
+        async move { authorize(role, &admission, req, tracks).await }
     };
     let (io, mut sockets) = SocketIo::with_recovery(
         SocketIoConfig::default(),
@@ -109,6 +125,7 @@ async fn authorize(
     role: Role,
     admission: &Admission,
     req: ConnectRequest,
+    tracks: Arc<OffsetTracks>,
 ) -> Result<ChatConnection, String> {
     let fields = req.auth.as_ref().and_then(Value::as_object);
     let field = |name: &str| fields.and_then(|f| f.get(name)).and_then(Value::as_str);
@@ -117,7 +134,7 @@ async fn authorize(
             Role::Agent => field("token"),
             // A recovering stock client presents its pid, which for visitors is the visitor
             // token, even when the page never stored the token itself.
-            Role::Visitor => field("token").or_else(|| field("pid")),
+            Role::Visitor => field("token").or_else(|| field("pid").map(principal_pid)),
         }
         .map(str::to_owned),
         site: field("site").map(str::to_owned),
@@ -126,15 +143,17 @@ async fn authorize(
         .connect(role, TransportKind::SocketIo, &credentials)
         .await
         .map_err(|refusal| refusal.socketio_message())?;
-    let pid = match admitted.visitor_token {
+    let principal_pid = match admitted.visitor_token {
         Some(token) => token,
         None => agent_pid(&admitted.principal),
     };
-    let recover_from = recovery_request(req.auth.as_ref(), &pid);
+    let recovery = recovery_request(req.auth.as_ref(), &principal_pid, &tracks);
     Ok(ChatConnection {
         session: Some(session),
-        pid,
-        recover_from,
+        pid: recovery.answer_pid(&principal_pid),
+        principal_pid,
+        recovery,
+        tracks,
     })
 }
 /// Carries an Engine.IO WebSocket over an upgraded connection until either side ends it, and

@@ -4,44 +4,87 @@
 //! the table for both transports.
 //!
 //! Connection-state recovery rides on the core's per-conversation sequence numbers instead of a
-//! server-side packet buffer: every emitted event carries, as its last argument, an offset that
-//! encodes the positions the client has been sent, and the `pid` identifies the principal (for a
-//! visitor it is their signed visitor token, so a stock client that never stored the token still
-//! comes back as the same visitor; for an agent, a digest of the agent id, the JWT being
-//! re-presented in `auth`). A reconnecting stock client sends both back in its CONNECT; the
-//! gateway replays what was committed after those positions from the store, so recovery
-//! survives a gateway restart.
+//! server-side packet buffer: every emitted event carries, as its last argument, an offset of
+//! at most 64 characters that stands for the positions the client has been sent ([`crate::offset`]),
+//! and the `pid` identifies the principal (for a visitor it is their signed visitor token, so a
+//! stock client that never stored the token still comes back as the same visitor; for an agent,
+//! a digest of the agent id, the JWT being re-presented in `auth`). A reconnecting stock client
+//! sends both back in its CONNECT; the gateway replays what was committed after those positions
+//! from the store. When an offset cannot be honoured (a reference made by another process), the
+//! CONNECT answer carries a `pid` the client did not send, so that `socket.recovered` is `false`
+//! and the client knows to catch up itself.
 
+use crate::offset::{OffsetTrack, OffsetTracks, Positions, Resolved};
 use crate::socketio::{Socket, SocketEvent};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chat_core::model::{ConversationId, Principal};
-use chat_core::protocol::{decode_client_value, ClientFrame, ErrorEvent, ServerEvent};
+use chat_core::protocol::{
+    decode_client_value, ClientCommand, ClientFrame, ErrorEvent, ServerEvent,
+};
 use chat_core::service::{Outbound, Session};
 use chat_core::transport::SessionEnd;
 use chat_core::ErrorCode;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// What a successful CONNECT leaves on the socket: the opened chat session and, when the client
-/// asked to recover a previous one, the positions to replay from.
+/// What a successful CONNECT leaves on the socket: the opened chat session and what the
+/// client's recovery request came to.
 pub struct ChatConnection {
     /// The chat session (taken by [`serve_chat`]).
     pub session: Option<Session>,
-    /// The `pid` to send in the CONNECT answer.
+    /// The `pid` to send in the CONNECT answer (see [`RecoveryRequest::answer_pid`]).
     pub pid: String,
-    /// What the client's `offset` says it has, when its `pid` matched.
-    pub recover_from: Option<Recovery>,
+    /// The principal's own `pid`, which owns the session's offset track.
+    pub principal_pid: String,
+    /// What the client asked to recover.
+    pub recovery: RecoveryRequest,
+    /// This process's offset tracks.
+    pub tracks: Arc<OffsetTracks>,
 }
 
-/// What a recovering client has, decoded from its `offset`.
+/// What a CONNECT's `pid` and `offset` ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recovery {
-    /// Per conversation, the last `seq` the client was sent.
-    pub positions: BTreeMap<ConversationId, i64>,
-    /// When the offset was made (Unix milliseconds); `None` for offsets of older gateways.
-    pub made_at_ms: Option<i64>,
+pub enum RecoveryRequest {
+    /// A first connection: nothing to recover.
+    None,
+    /// Recover from these positions; `pid` is the one the client sent (answered unchanged, so
+    /// that `socket.recovered` is `true`).
+    Recover {
+        /// What the client has.
+        from: Positions,
+        /// The `pid` the client presented.
+        pid: String,
+    },
+    /// The client asked to recover but its offset cannot be honoured here.
+    Declined,
+}
+
+impl RecoveryRequest {
+    /// The `pid` for the CONNECT answer: the client's own when recovering; a fresh variant of
+    /// the principal's when declining, since stock clients set `recovered` from `pid` alone.
+    pub fn answer_pid(&self, principal_pid: &str) -> String {
+        match self {
+            Self::None => principal_pid.to_owned(),
+            Self::Recover { pid, .. } => pid.clone(),
+            Self::Declined => format!(
+                "{principal_pid}{PID_VARIANT}{}",
+                URL_SAFE_NO_PAD.encode(rand::random::<[u8; 6]>())
+            ),
+        }
+    }
+}
+
+/// Separates a principal's `pid` from the variant a declined recovery answers with (neither
+/// visitor tokens nor agent digests contain it).
+const PID_VARIANT: char = '~';
+
+/// The principal's part of a `pid` a client presents (a visitor's is their token).
+pub fn principal_pid(pid: &str) -> &str {
+    pid.split_once(PID_VARIANT)
+        .map_or(pid, |(principal, _)| principal)
 }
 
 /// The Socket.IO `pid` for an agent: stable across reconnects and gateway restarts, and
@@ -59,61 +102,55 @@ pub fn agent_pid(principal: &Principal) -> String {
     URL_SAFE_NO_PAD.encode(&digest[..18])
 }
 
-/// Encodes per-conversation positions, and the time now, as an opaque offset string. The time
-/// lets a recovering agent be sent the conversations that changed since, including ones it had
-/// never seen.
-pub fn encode_offset(positions: &BTreeMap<ConversationId, i64>) -> String {
-    let map: Map<String, Value> = positions
-        .iter()
-        .map(|(id, seq)| (id.to_string(), json!(seq)))
-        .collect();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    format!(
-        "c2.{}",
-        URL_SAFE_NO_PAD.encode(json!({ "p": map, "t": now_ms }).to_string())
-    )
+/// Reads `pid`/`offset` from a CONNECT auth payload: a request to recover, if the `pid` is the
+/// principal's (`expected_pid`) and an offset came with it.
+pub fn recovery_request(
+    auth: Option<&Value>,
+    expected_pid: &str,
+    tracks: &OffsetTracks,
+) -> RecoveryRequest {
+    let Some(auth) = auth.and_then(Value::as_object) else {
+        return RecoveryRequest::None;
+    };
+    let (Some(pid), Some(offset)) = (
+        auth.get("pid").and_then(Value::as_str),
+        auth.get("offset").and_then(Value::as_str),
+    ) else {
+        return RecoveryRequest::None;
+    };
+    if principal_pid(pid) != expected_pid {
+        return RecoveryRequest::None;
+    }
+    let resolved = match legacy_offset(offset) {
+        Some(from) => Resolved::Recover(from),
+        None => tracks.resolve(offset, expected_pid),
+    };
+    match resolved {
+        Resolved::Recover(from) => RecoveryRequest::Recover {
+            from,
+            pid: pid.to_owned(),
+        },
+        Resolved::Declined => RecoveryRequest::Declined,
+    }
 }
 
-/// Decodes an offset made by [`encode_offset`] (or the older `c1.` form, without a time);
-/// `None` for anything else.
-pub fn decode_offset(offset: &str) -> Option<Recovery> {
-    let (with_time, encoded) = match offset.split_at_checked(3)? {
-        ("c2.", rest) => (true, rest),
-        ("c1.", rest) => (false, rest),
-        _ => return None,
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
-    if bytes.len() > 64 * 1024 {
+/// The offsets of gateways before constant-size offsets (`c2.`: base64 of JSON positions and
+/// time), still honoured so that clients connected across an upgrade recover.
+fn legacy_offset(offset: &str) -> Option<Positions> {
+    #[derive(serde::Deserialize)]
+    struct Legacy {
+        p: BTreeMap<ConversationId, i64>,
+        t: i64,
+    }
+    let encoded = offset.strip_prefix("c2.")?;
+    if encoded.len() > 96 * 1024 {
         return None;
     }
-    let (positions, made_at_ms) = if with_time {
-        #[derive(serde::Deserialize)]
-        struct Offset {
-            p: BTreeMap<ConversationId, i64>,
-            t: i64,
-        }
-        let o: Offset = serde_json::from_slice(&bytes).ok()?;
-        (o.p, Some(o.t))
-    } else {
-        (serde_json::from_slice(&bytes).ok()?, None)
-    };
-    positions.values().all(|seq| *seq >= 0).then_some(Recovery {
-        positions,
-        made_at_ms,
+    let legacy: Legacy = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()?;
+    legacy.p.values().all(|seq| *seq >= 0).then_some(Positions {
+        seqs: legacy.p,
+        made_at_ms: legacy.t,
     })
-}
-
-/// Reads `pid`/`offset` from a CONNECT auth payload and returns the positions to recover from,
-/// if the `pid` is the one this connection was given.
-pub fn recovery_request(auth: Option<&Value>, expected_pid: &str) -> Option<Recovery> {
-    let auth = auth?.as_object()?;
-    let pid = auth.get("pid")?.as_str()?;
-    if pid != expected_pid {
-        return None;
-    }
-    decode_offset(auth.get("offset")?.as_str()?)
 }
 
 /// The command an event stands for: `name` is the command `type`, the first argument its fields.
@@ -179,12 +216,26 @@ pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
         return SessionEnd::ConnectionError("socket without a chat session".into());
     };
     let emitter = socket.emitter();
-    let mut positions: BTreeMap<ConversationId, i64> = BTreeMap::new();
-    if let Some(from) = socket.data.recover_from.take() {
-        positions = from.positions.clone();
+    let recovery = std::mem::replace(&mut socket.data.recovery, RecoveryRequest::None);
+    let tracks = socket.data.tracks.clone();
+    let pid = socket.data.principal_pid.clone();
+    let (mut offsets, from) = match recovery {
+        RecoveryRequest::Recover { from, .. } => {
+            (OffsetTrack::new(tracks, pid, from.seqs.clone()), Some(from))
+        }
+        RecoveryRequest::None => {
+            // Without an offset the client holds nothing a replay could be ordered against.
+            session.end_resume_grace();
+            (OffsetTrack::new(tracks, pid, BTreeMap::new()), None)
+        }
+        // A declined client was told (`recovered` is false) and may `resume` itself: the
+        // session holds live events back for it as for any new one.
+        RecoveryRequest::Declined => (OffsetTrack::unknown(tracks, pid), None),
+    };
+    if let Some(from) = from {
         // A margin for clocks of other processes and the database.
-        let since = from.made_at_ms.map(|t| t - RECOVERY_MARGIN_MS);
-        let answer = session.recover(from.positions, since).await;
+        let since = Some(from.made_at_ms - RECOVERY_MARGIN_MS);
+        let answer = session.recover(from.seqs, since).await;
         if let ServerEvent::Error(e) = answer {
             // Recovery is best effort: the client still has `resume` and `history`.
             tracing::debug!(
@@ -193,16 +244,26 @@ pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
                 "recovery refused"
             );
         }
-    } else {
-        // Without an offset the client holds nothing a replay could be ordered against.
-        session.end_resume_grace();
     }
     loop {
         tokio::select! {
             event = socket.recv() => match event {
                 Some(SocketEvent::Event { name, args, attachments, ack }) => {
                     let answer = match frame_from_event(&name, &args, !attachments.is_empty()) {
-                        Ok(frame) => session.handle(frame).await,
+                        Ok(frame) => {
+                            // A client that catches up itself (after a declined recovery) has
+                            // what its cursors say: its next offset must say so too, or a later
+                            // recovery would replay those conversations from the start.
+                            let cursors = match &frame.command {
+                                ClientCommand::Resume { cursors, .. } => Some(cursors.clone()),
+                                _ => None,
+                            };
+                            let answer = session.handle(frame).await;
+                            if let (Some(cursors), ServerEvent::Ack(_)) = (cursors, &answer) {
+                                offsets.caught_up(&cursors);
+                            }
+                            answer
+                        }
                         Err(error) => ServerEvent::Error(error),
                     };
                     let delivered = match ack {
@@ -222,10 +283,9 @@ pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
             outbound = session.next_event() => match outbound {
                 Outbound::Event(event) => {
                     if let ServerEvent::Message { message } = &event {
-                        let seen = positions.entry(message.conversation_id).or_insert(0);
-                        *seen = (*seen).max(message.seq);
+                        offsets.advance(message.conversation_id, message.seq);
                     }
-                    let args = vec![event_argument(&event), Value::String(encode_offset(&positions))];
+                    let args = vec![event_argument(&event), Value::String(offsets.offset())];
                     if emitter.emit(event.type_name(), args, Vec::new()).is_err() {
                         return SessionEnd::ClientClosed;
                     }
@@ -255,35 +315,42 @@ pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
 mod tests {
     use super::*;
     use chat_core::model::{Agent, VisitorId};
-    use chat_core::protocol::ClientCommand;
+
+    fn tracks() -> Arc<OffsetTracks> {
+        OffsetTracks::new(crate::offset::TrackLimits::default())
+    }
 
     #[test]
-    fn offsets_round_trip_and_garbage_is_refused() {
-        let mut positions = BTreeMap::new();
-        positions.insert(ConversationId::new_random(), 7);
-        positions.insert(ConversationId::new_random(), 0);
-        let decoded = decode_offset(&encode_offset(&positions)).unwrap();
-        assert_eq!(decoded.positions, positions);
-        assert!(decoded.made_at_ms.is_some_and(|t| t > 1_700_000_000_000));
-        // Offsets of the previous format still recover (without a time).
-        let old = format!(
-            "c1.{}",
-            URL_SAFE_NO_PAD.encode(serde_json::to_string(&positions).unwrap())
+    fn offsets_of_older_gateways_still_recover() {
+        let mut seqs = BTreeMap::new();
+        seqs.insert(ConversationId::new_random(), 7);
+        let legacy = format!(
+            "c2.{}",
+            URL_SAFE_NO_PAD.encode(json!({"p": seqs, "t": 1_800_000_000_000i64}).to_string())
         );
+        let auth = json!({ "pid": "p", "offset": legacy });
         assert_eq!(
-            decode_offset(&old),
-            Some(Recovery {
-                positions,
-                made_at_ms: None
-            })
+            recovery_request(Some(&auth), "p", &tracks()),
+            RecoveryRequest::Recover {
+                from: Positions {
+                    seqs,
+                    made_at_ms: 1_800_000_000_000
+                },
+                pid: "p".into()
+            }
         );
-        assert_eq!(decode_offset("c1.!!!"), None);
-        assert_eq!(decode_offset("42"), None);
         let negative = format!(
-            "c1.{}",
-            URL_SAFE_NO_PAD.encode(format!(r#"{{"{}":-1}}"#, ConversationId::new_random()))
+            "c2.{}",
+            URL_SAFE_NO_PAD.encode(format!(
+                r#"{{"p":{{"{}":-1}},"t":1}}"#,
+                ConversationId::new_random()
+            ))
         );
-        assert_eq!(decode_offset(&negative), None);
+        let auth = json!({ "pid": "p", "offset": negative });
+        assert_eq!(
+            recovery_request(Some(&auth), "p", &tracks()),
+            RecoveryRequest::Declined
+        );
     }
 
     #[test]
@@ -296,17 +363,46 @@ mod tests {
             id: "bob".into(),
             name: "Bob".into(),
         });
-        let offset = encode_offset(&BTreeMap::new());
+        let tracks = tracks();
+        let offset = OffsetTrack::new(tracks.clone(), agent_pid(&alice), BTreeMap::new()).offset();
         let auth = json!({ "token": "t", "pid": agent_pid(&alice), "offset": offset });
-        assert!(recovery_request(Some(&auth), &agent_pid(&alice)).is_some());
-        assert!(recovery_request(Some(&auth), &agent_pid(&bob)).is_none());
+        assert!(matches!(
+            recovery_request(Some(&auth), &agent_pid(&alice), &tracks),
+            RecoveryRequest::Recover { .. }
+        ));
+        assert_eq!(
+            recovery_request(Some(&auth), &agent_pid(&bob), &tracks),
+            RecoveryRequest::None
+        );
         let no_offset = json!({ "pid": agent_pid(&alice) });
-        assert!(recovery_request(Some(&no_offset), &agent_pid(&alice)).is_none());
+        assert_eq!(
+            recovery_request(Some(&no_offset), &agent_pid(&alice), &tracks),
+            RecoveryRequest::None
+        );
         let visitor = Principal::Visitor {
             visitor_id: VisitorId::new_random(),
             site_id: "default".into(),
         };
         assert_ne!(agent_pid(&visitor), agent_pid(&alice));
+    }
+
+    #[test]
+    fn a_declined_recovery_answers_another_pid_that_still_names_the_principal() {
+        let tracks = tracks();
+        let garbled = json!({ "pid": "v1.abc.default.sig", "offset": "r3.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" });
+        let request = recovery_request(Some(&garbled), "v1.abc.default.sig", &tracks);
+        assert_eq!(request, RecoveryRequest::Declined);
+        let answered = request.answer_pid("v1.abc.default.sig");
+        assert_ne!(answered, "v1.abc.default.sig");
+        assert_eq!(principal_pid(&answered), "v1.abc.default.sig");
+        // The client comes back with the variant; it still recovers as the same principal.
+        let offset =
+            OffsetTrack::new(tracks.clone(), "v1.abc.default.sig".into(), BTreeMap::new()).offset();
+        let back = json!({ "pid": answered, "offset": offset });
+        let request = recovery_request(Some(&back), "v1.abc.default.sig", &tracks);
+        assert!(matches!(request, RecoveryRequest::Recover { ref pid, .. } if *pid == answered));
+        assert_eq!(request.answer_pid("v1.abc.default.sig"), answered);
+        assert_eq!(RecoveryRequest::None.answer_pid("x"), "x");
     }
 
     #[test]

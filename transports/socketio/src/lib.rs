@@ -63,4 +63,5 @@
 
 pub mod chat;
 pub mod engineio;
+pub mod offset;
 pub mod socketio;
