@@ -26,7 +26,7 @@ function cpuTicks(pid) {
 }
 
 async function run(bin) {
-  const gw = await startGateway({ CHAT_SEND_RATE_PER_SEC: '0', CHAT_LOG: 'warn' }, bin);
+  const gw = await startGateway({ CHAT_SEND_RATE_PER_SEC: '0', CHAT_SESSION_OPENS_PER_IP_PER_MIN: '100000', CHAT_MAX_CONNECTIONS_PER_IP: '100000', CHAT_LOG: 'warn' }, bin);
   try {
     const token = await gw.token('bench', 'Bench');
     const agent = io(gw.base, { path: '/ws-admin', auth: { token }, transports: ['websocket'] });
