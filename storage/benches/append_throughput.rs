@@ -60,7 +60,11 @@ async fn conversations(store: &dyn Store, senders: usize) -> Vec<Conversation> {
     conversations
 }
 
-async fn run_case(store: Arc<dyn Store>, conversations: Vec<Conversation>, seconds: u64) -> Outcome {
+async fn run_case(
+    store: Arc<dyn Store>,
+    conversations: Vec<Conversation>,
+    seconds: u64,
+) -> Outcome {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -240,12 +244,10 @@ async fn postgres_case(
     let xacts_before = observer.xact_commit().await;
     let bench_before = cpu_time("self").unwrap_or_default();
     // Backends opened during the run are seen by polling; a new one counts from zero.
-    let mut backends: Option<HashMap<String, (Duration, Duration)>> =
-        observer.backend_cpu().await.map(|now| {
-            now.into_iter()
-                .map(|(pid, t)| (pid, (t, t)))
-                .collect()
-        });
+    let mut backends: Option<HashMap<String, (Duration, Duration)>> = observer
+        .backend_cpu()
+        .await
+        .map(|now| now.into_iter().map(|(pid, t)| (pid, (t, t))).collect());
     let running = run_case(store.clone(), conversations, seconds);
     tokio::pin!(running);
     let outcome = loop {
