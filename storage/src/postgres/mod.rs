@@ -5,6 +5,7 @@
 //! one, a query) is bounded, so while Postgres is down calls fail fast with
 //! [`StoreError::Unavailable`] and the store recovers by itself once Postgres is back.
 
+mod append;
 mod bus;
 mod conninfo;
 mod errors;
@@ -14,7 +15,6 @@ pub mod tls;
 
 pub use bus::{CommitNotifier, PostgresBus, LISTENER_APP_PREFIX};
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,29 +50,6 @@ const SELECT_DUPLICATE: &str = concat!(
     "SELECT ",
     message_columns!(),
     " FROM messages WHERE conversation_id = $1 AND client_msg_id = $2"
-);
-
-/// One append as a single statement, so that a batch is one pipelined round trip: returns the
-/// original when `client_msg_id` is already in the conversation, otherwise takes the next
-/// `seq` (the conversation row lock serializes appends to one conversation) and inserts.
-/// No row at all means the conversation does not exist.
-const APPEND_ONE: &str = concat!(
-    "WITH dup AS (SELECT ",
-    message_columns!(),
-    " FROM messages WHERE conversation_id = $1::uuid AND client_msg_id = $2::text), \
-     bump AS (UPDATE conversations SET last_seq = last_seq + 1, \
-       updated_at = clock_timestamp() WHERE id = $1::uuid AND NOT EXISTS (SELECT 1 FROM dup) \
-       RETURNING last_seq, updated_at), \
-     ins AS (INSERT INTO messages (",
-    message_columns!(),
-    ") SELECT $1::uuid, last_seq, $2::text, $3::text, $4::text, $5::text, $6::text, updated_at \
-       FROM bump RETURNING ",
-    message_columns!(),
-    ") SELECT ",
-    message_columns!(),
-    ", true FROM ins UNION ALL SELECT ",
-    message_columns!(),
-    ", false FROM dup"
 );
 
 /// The visitors of conversations (`$1`: their ids), for bus notifications.
@@ -720,179 +697,5 @@ impl Store for PostgresStore {
                 .map_err(pg_err)?;
             rows.iter().map(message_from_row).collect()
         })
-    }
-}
-
-/// Why one attempt at committing a batch failed.
-enum BatchFailure {
-    /// Another transaction committed a conflicting row first (a racing duplicate) or the
-    /// database broke a deadlock: the same batch may well succeed when tried again.
-    Retry(String),
-    /// Something in the batch itself is wrong; committing its messages one by one isolates it.
-    Isolate(String),
-    /// The database cannot be reached or did not answer in time.
-    Unavailable(StoreError),
-}
-
-impl OperationError for BatchFailure {
-    fn is_unavailable(&self) -> bool {
-        matches!(self, BatchFailure::Unavailable(_))
-    }
-
-    fn timed_out() -> Self {
-        BatchFailure::Unavailable(StoreError::timed_out())
-    }
-}
-
-/// Attempts at a whole batch before falling back to one transaction per message.
-const BATCH_ATTEMPTS: usize = 3;
-
-impl PostgresStore {
-    async fn try_append_batch(
-        &self,
-        batch: &[NewMessage],
-        order: &[usize],
-    ) -> Result<Vec<Option<Appended>>, BatchFailure> {
-        let mut client = self.client().await.map_err(BatchFailure::Unavailable)?;
-        let attempt = async {
-            let classify = |e: tokio_postgres::Error| {
-                if errors::is_connection_error(&e) {
-                    BatchFailure::Unavailable(pg_err(e))
-                } else if unique_violation(&e)
-                    || matches!(
-                        e.code(),
-                        Some(&SqlState::T_R_DEADLOCK_DETECTED)
-                            | Some(&SqlState::T_R_SERIALIZATION_FAILURE)
-                    )
-                {
-                    BatchFailure::Retry(errors::describe(&e))
-                } else {
-                    BatchFailure::Isolate(errors::describe(&e))
-                }
-            };
-            let tx = client.transaction().await.map_err(classify)?;
-            let stmt = tx.prepare_cached(APPEND_ONE).await.map_err(classify)?;
-            // Issued together, the statements travel pipelined: one round trip for the batch.
-            let roles: Vec<&str> = batch.iter().map(|m| m.sender.role.as_str()).collect();
-            let params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 6]> = order
-                .iter()
-                .map(|&i| {
-                    let m = &batch[i];
-                    [
-                        &m.conversation_id.0 as &(dyn tokio_postgres::types::ToSql + Sync),
-                        &m.client_msg_id,
-                        &roles[i],
-                        &m.sender.id,
-                        &m.sender.name,
-                        &m.body,
-                    ]
-                })
-                .collect();
-            let queries = params.iter().map(|p| tx.query_opt(&stmt, p));
-            // With a notifier, the visitors of the conversations travel in the same round trip.
-            let conversations: Vec<uuid::Uuid> =
-                batch.iter().map(|m| m.conversation_id.0).collect();
-            let visitors_stmt = match &self.notifier {
-                Some(_) => Some(tx.prepare_cached(SELECT_VISITORS).await.map_err(classify)?),
-                None => None,
-            };
-            let visitors = async {
-                match &visitors_stmt {
-                    Some(stmt) => tx.query(stmt, &[&conversations]).await.map(Some),
-                    None => Ok(None),
-                }
-            };
-            let (rows, visitors) =
-                futures_util::future::join(futures_util::future::join_all(queries), visitors).await;
-            let visitors: HashMap<uuid::Uuid, uuid::Uuid> = match visitors.map_err(classify)? {
-                Some(rows) => rows
-                    .iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                    .collect::<Result<_, tokio_postgres::Error>>()
-                    .map_err(classify)?,
-                None => HashMap::new(),
-            };
-            let mut results: Vec<Option<Appended>> = vec![None; batch.len()];
-            let mut payloads: Vec<String> = Vec::new();
-            for (&i, row) in order.iter().zip(rows) {
-                let Some(row) = row.map_err(classify)? else {
-                    continue; // no such conversation
-                };
-                let message =
-                    message_from_row(&row).map_err(|e| BatchFailure::Isolate(e.to_string()))?;
-                let inserted: bool = row.try_get(8).map_err(classify)?;
-                if let (Some(notifier), true) = (&self.notifier, inserted) {
-                    if let Some(&visitor_id) = visitors.get(&message.conversation_id.0) {
-                        payloads.push(notifier.payload(&BusEvent::Message {
-                            visitor_id: VisitorId(visitor_id),
-                            message: message.clone(),
-                        }));
-                    }
-                }
-                results[i] = Some(if inserted {
-                    Appended::Inserted(message)
-                } else {
-                    Appended::Duplicate(message)
-                });
-            }
-            if let (Some(notifier), false) = (&self.notifier, payloads.is_empty()) {
-                // In commit order (the batch's), and in this transaction: a notification is
-                // delivered if and only if its messages are committed.
-                let notify = tx
-                    .prepare_cached(bus::NOTIFY_PEERS)
-                    .await
-                    .map_err(classify)?;
-                tx.execute(
-                    &notify,
-                    &[&bus::CHANNEL, &payloads, &notifier.listener_app()],
-                )
-                .await
-                .map_err(classify)?;
-            }
-            tx.commit().await.map_err(classify)?;
-            Ok(results)
-        };
-        let result = tokio::time::timeout(OP_TIMEOUT, attempt).await;
-        finish(client, result)
-    }
-}
-
-#[async_trait]
-impl crate::batch::AppendBatch for PostgresStore {
-    async fn append_batch(&self, batch: Vec<NewMessage>) -> Vec<Result<Appended, StoreError>> {
-        // Row locks are taken in conversation order, so concurrent batches (from other writers
-        // or other gateway processes) cannot deadlock; the sort is stable, so appends to one
-        // conversation keep their arrival order.
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by_key(|&i| batch[i].conversation_id.0);
-        for attempt in 1..=BATCH_ATTEMPTS {
-            match self.try_append_batch(&batch, &order).await {
-                Ok(results) => {
-                    return results
-                        .into_iter()
-                        .map(|r| r.ok_or(StoreError::NotFound("conversation")))
-                        .collect()
-                }
-                Err(BatchFailure::Unavailable(e)) => {
-                    let why = e.to_string();
-                    return batch
-                        .iter()
-                        .map(|_| Err(StoreError::Unavailable(why.clone())))
-                        .collect();
-                }
-                Err(BatchFailure::Retry(why)) => {
-                    tracing::debug!(attempt, %why, "batch append conflicted; retrying");
-                }
-                Err(BatchFailure::Isolate(why)) => {
-                    tracing::warn!(%why, size = batch.len(), "batch append failed; committing its messages one by one");
-                    break;
-                }
-            }
-        }
-        let mut results = Vec::with_capacity(batch.len());
-        for message in batch {
-            results.push(self.append_message(message).await);
-        }
-        results
     }
 }

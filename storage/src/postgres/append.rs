@@ -1,0 +1,498 @@
+//! Group commit on Postgres ([`AppendBatch`] for [`PostgresStore`]): a batch of appends is one
+//! transaction of a fixed number of statements, whatever its size, in two round trips:
+//!
+//! 1. `BEGIN`; lock the batch's conversations in id order (`FOR UPDATE`, so concurrent
+//!    batches, from this process's other writers or from other gateway processes, cannot
+//!    deadlock); read which of the batch's client message ids are already stored; read the
+//!    clock. Each statement runs after the one before it, so the last two see everything
+//!    committed before the locks were granted, and nothing can commit to these conversations
+//!    until this transaction ends (every writer of `messages` holds its conversation's lock).
+//! 2. With the sequence numbers and duplicates worked out here: one `UPDATE` of the
+//!    conversations' `last_seq` over `unnest` arrays, one `INSERT` of the new messages over
+//!    `unnest` arrays, the bus notifications when a peer listens, and `COMMIT`.
+//!
+//! The row locks, held until `COMMIT`, make the order of the sequence numbers of a conversation
+//! the order of the commits, with no gap. A message's `created_at` is the clock read after its
+//! conversation's lock was granted, so it never goes back as `seq` grows.
+
+use std::collections::HashMap;
+
+use chat_core::bus::BusEvent;
+use chat_core::model::{Message, NewMessage, VisitorId};
+use chat_core::store::{Appended, Store};
+use chat_core::StoreError;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Object;
+use futures_util::future::join4;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::errors::{self, pg_err, unique_violation};
+use super::rows::message_from_row;
+use super::{bus, finish, OperationError, PostgresStore, OP_TIMEOUT};
+
+/// The batch's conversations, locked in id order.
+const LOCK_CONVERSATIONS: &str = "SELECT id, visitor_id, last_seq FROM conversations \
+     WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+/// The batch's messages already stored, by (conversation, `client_msg_id`).
+const SELECT_PRESENT: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE client_msg_id IS NOT NULL AND (conversation_id, client_msg_id) IN \
+     (SELECT * FROM unnest($1::uuid[], $2::text[]))"
+);
+
+const CLOCK: &str = "SELECT clock_timestamp()";
+
+const BUMP_CONVERSATIONS: &str = "UPDATE conversations c SET last_seq = u.last_seq, \
+     updated_at = $3 FROM unnest($1::uuid[], $2::bigint[]) AS u(id, last_seq) WHERE c.id = u.id";
+
+const INSERT_MESSAGES: &str = concat!(
+    "INSERT INTO messages (",
+    message_columns!(),
+    ") SELECT c, s, k, r, i, n, b, $8 FROM unnest($1::uuid[], $2::bigint[], $3::text[], \
+     $4::text[], $5::text[], $6::text[], $7::text[]) AS m(c, s, k, r, i, n, b)"
+);
+
+/// Why one attempt at committing a batch failed.
+enum BatchFailure {
+    /// Another transaction committed a conflicting row first or the database broke a deadlock:
+    /// the same batch may well succeed when tried again.
+    Retry(String),
+    /// Something in the batch itself is wrong; committing its messages one by one isolates it.
+    Isolate(String),
+    /// The database cannot be reached or did not answer in time.
+    Unavailable(StoreError),
+}
+
+impl OperationError for BatchFailure {
+    fn is_unavailable(&self) -> bool {
+        matches!(self, BatchFailure::Unavailable(_))
+    }
+
+    fn timed_out() -> Self {
+        BatchFailure::Unavailable(StoreError::timed_out())
+    }
+}
+
+fn classify(e: tokio_postgres::Error) -> BatchFailure {
+    if errors::is_connection_error(&e) {
+        BatchFailure::Unavailable(pg_err(e))
+    } else if unique_violation(&e)
+        || matches!(
+            e.code(),
+            Some(&SqlState::T_R_DEADLOCK_DETECTED) | Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+        )
+    {
+        BatchFailure::Retry(errors::describe(&e))
+    } else {
+        BatchFailure::Isolate(errors::describe(&e))
+    }
+}
+
+/// Attempts at a whole batch before falling back to one transaction per message.
+const BATCH_ATTEMPTS: usize = 3;
+
+/// A locked conversation: its visitor and its `last_seq` as the batch leaves it.
+struct Locked {
+    visitor_id: Uuid,
+    last_seq: i64,
+    bumped: bool,
+}
+
+/// What a batch writes, worked out from what round trip 1 read.
+struct Plan {
+    /// One per message of the batch, in the batch's order; `None`: no such conversation.
+    results: Vec<Option<Appended>>,
+    /// The new messages, in commit order (by conversation, then `seq`).
+    inserts: Vec<Message>,
+    /// The visitor of each new message's conversation (for the bus), as `inserts`.
+    visitors: Vec<Uuid>,
+    /// The conversations' new `last_seq`.
+    bumps: Vec<(Uuid, i64)>,
+}
+
+/// Numbers the batch's new messages (`order`: the batch's indexes sorted by conversation,
+/// stably, so each conversation's messages keep their arrival order) and finds its duplicates,
+/// those already stored and those repeated within the batch.
+fn plan(
+    batch: &[NewMessage],
+    order: &[usize],
+    mut locked: HashMap<Uuid, Locked>,
+    mut present: HashMap<(Uuid, String), Message>,
+    now: DateTime<Utc>,
+) -> Plan {
+    let mut results: Vec<Option<Appended>> = vec![None; batch.len()];
+    let mut inserts = Vec::with_capacity(batch.len());
+    let mut visitors = Vec::with_capacity(batch.len());
+    for &i in order {
+        let m = &batch[i];
+        let conversation = m.conversation_id.0;
+        let Some(state) = locked.get_mut(&conversation) else {
+            continue;
+        };
+        if let Some(key) = &m.client_msg_id {
+            if let Some(original) = present.get(&(conversation, key.clone())) {
+                results[i] = Some(Appended::Duplicate(original.clone()));
+                continue;
+            }
+        }
+        state.last_seq += 1;
+        state.bumped = true;
+        let message = Message {
+            conversation_id: m.conversation_id,
+            seq: state.last_seq,
+            client_msg_id: m.client_msg_id.clone(),
+            sender: m.sender.clone(),
+            body: m.body.clone(),
+            created_at: now,
+        };
+        if let Some(key) = &m.client_msg_id {
+            present.insert((conversation, key.clone()), message.clone());
+        }
+        visitors.push(state.visitor_id);
+        inserts.push(message.clone());
+        results[i] = Some(Appended::Inserted(message));
+    }
+    let mut bumps: Vec<(Uuid, i64)> = locked
+        .drain()
+        .filter(|(_, s)| s.bumped)
+        .map(|(id, s)| (id, s.last_seq))
+        .collect();
+    bumps.sort_unstable();
+    Plan {
+        results,
+        inserts,
+        visitors,
+        bumps,
+    }
+}
+
+impl PostgresStore {
+    async fn try_append_batch(
+        &self,
+        batch: &[NewMessage],
+        order: &[usize],
+    ) -> Result<Vec<Option<Appended>>, BatchFailure> {
+        // Dropping this future halfway (a cancelled caller) would leave the connection inside
+        // a transaction: the guard then takes it out of the pool, never to be reused.
+        let guard = TransactionGuard(Some(
+            self.client().await.map_err(BatchFailure::Unavailable)?,
+        ));
+        let client = guard.client();
+        let attempt = self.append_in_transaction(client, batch, order);
+        let result = match tokio::time::timeout(OP_TIMEOUT, attempt).await {
+            Ok(Err(failure)) if !failure.is_unavailable() && !client.is_closed() => {
+                // Ends the transaction the failure left open (after a failed `COMMIT`, only a
+                // warning); a connection that cannot even do that is not reused.
+                match client.batch_execute("ROLLBACK").await {
+                    Ok(()) => Ok(Err(failure)),
+                    Err(e) => Ok(Err(BatchFailure::Unavailable(pg_err(e)))),
+                }
+            }
+            other => other,
+        };
+        // A timed-out or failed connection is discarded by `finish`.
+        let client = guard.release();
+        finish(client, result)
+    }
+
+    async fn append_in_transaction(
+        &self,
+        client: &Object,
+        batch: &[NewMessage],
+        order: &[usize],
+    ) -> Result<Vec<Option<Appended>>, BatchFailure> {
+        let (lock, present, clock, bump, insert) = futures_util::future::try_join5(
+            client.prepare_cached(LOCK_CONVERSATIONS),
+            client.prepare_cached(SELECT_PRESENT),
+            client.prepare_cached(CLOCK),
+            client.prepare_cached(BUMP_CONVERSATIONS),
+            client.prepare_cached(INSERT_MESSAGES),
+        )
+        .await
+        .map_err(classify)?;
+
+        // Round trip 1: lock, then read what is stored and the clock.
+        let mut ids: Vec<Uuid> = order.iter().map(|&i| batch[i].conversation_id.0).collect();
+        ids.dedup(); // `order` is sorted by conversation
+        let keyed: Vec<&NewMessage> = batch.iter().filter(|m| m.client_msg_id.is_some()).collect();
+        let key_conversations: Vec<Uuid> = keyed.iter().map(|m| m.conversation_id.0).collect();
+        let keys: Vec<&str> = keyed
+            .iter()
+            .filter_map(|m| m.client_msg_id.as_deref())
+            .collect();
+        let (begun, locked, present, now) = join4(
+            client.batch_execute("BEGIN"),
+            client.query(&lock, &[&ids]),
+            client.query(&present, &[&key_conversations, &keys]),
+            client.query_one(&clock, &[]),
+        )
+        .await;
+        begun.map_err(classify)?;
+        let locked = locked
+            .map_err(classify)?
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    Locked {
+                        visitor_id: row.try_get(1)?,
+                        last_seq: row.try_get(2)?,
+                        bumped: false,
+                    },
+                ))
+            })
+            .collect::<Result<HashMap<Uuid, Locked>, tokio_postgres::Error>>()
+            .map_err(classify)?;
+        let present = present
+            .map_err(classify)?
+            .iter()
+            .map(|row| {
+                let message = message_from_row(row)?;
+                let key = message.client_msg_id.clone().unwrap_or_default();
+                Ok(((message.conversation_id.0, key), message))
+            })
+            .collect::<Result<HashMap<_, _>, StoreError>>()
+            .map_err(|e| BatchFailure::Isolate(e.to_string()))?;
+        let now: DateTime<Utc> = now.and_then(|r| r.try_get(0)).map_err(classify)?;
+
+        let plan = plan(batch, order, locked, present, now);
+
+        // Round trip 2: write, notify, commit.
+        let payloads: Vec<String> = match &self.notifier {
+            Some(notifier) => plan
+                .inserts
+                .iter()
+                .zip(&plan.visitors)
+                .map(|(message, visitor)| {
+                    notifier.payload(&BusEvent::Message {
+                        visitor_id: VisitorId(*visitor),
+                        message: message.clone(),
+                    })
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let notify = match (&self.notifier, payloads.is_empty()) {
+            (Some(notifier), false) => Some((
+                client
+                    .prepare_cached(bus::NOTIFY_PEERS)
+                    .await
+                    .map_err(classify)?,
+                notifier.listener_app(),
+            )),
+            _ => None,
+        };
+        let bump_ids: Vec<Uuid> = plan.bumps.iter().map(|b| b.0).collect();
+        let bump_seqs: Vec<i64> = plan.bumps.iter().map(|b| b.1).collect();
+        let m = &plan.inserts;
+        let conversation: Vec<Uuid> = m.iter().map(|m| m.conversation_id.0).collect();
+        let seq: Vec<i64> = m.iter().map(|m| m.seq).collect();
+        let key: Vec<Option<&str>> = m.iter().map(|m| m.client_msg_id.as_deref()).collect();
+        let role: Vec<&str> = m.iter().map(|m| m.sender.role.as_str()).collect();
+        let sender: Vec<&str> = m.iter().map(|m| m.sender.id.as_str()).collect();
+        let name: Vec<Option<&str>> = m.iter().map(|m| m.sender.name.as_deref()).collect();
+        let body: Vec<&str> = m.iter().map(|m| m.body.as_str()).collect();
+        let writes = async {
+            if m.is_empty() {
+                return Ok(());
+            }
+            let bump_params: [&(dyn ToSql + Sync); 3] = [&bump_ids, &bump_seqs, &now];
+            let insert_params: [&(dyn ToSql + Sync); 8] = [
+                &conversation,
+                &seq,
+                &key,
+                &role,
+                &sender,
+                &name,
+                &body,
+                &now,
+            ];
+            let bumped = client.execute(&bump, &bump_params);
+            let inserted = client.execute(&insert, &insert_params);
+            let notified = async {
+                match &notify {
+                    // In commit order, and in this transaction: a notification is delivered
+                    // if and only if its messages are committed.
+                    Some((stmt, listener_app)) => client
+                        .execute(stmt, &[&bus::CHANNEL, &payloads, listener_app])
+                        .await
+                        .map(drop),
+                    None => Ok(()),
+                }
+            };
+            let (bumped, inserted, notified) =
+                futures_util::future::join3(bumped, inserted, notified).await;
+            bumped?;
+            inserted?;
+            notified
+        };
+        // `COMMIT` travels with the writes; after a failed write it only ends the (aborted)
+        // transaction, and the write's error is what counts.
+        let (written, committed) =
+            futures_util::future::join(writes, client.batch_execute("COMMIT")).await;
+        written.map_err(classify)?;
+        committed.map_err(classify)?;
+        Ok(plan.results)
+    }
+}
+
+/// Holds a connection while it may be inside a transaction; dropped before
+/// [`TransactionGuard::release`], it takes the connection out of the pool.
+struct TransactionGuard(Option<Object>);
+
+impl TransactionGuard {
+    fn client(&self) -> &Object {
+        self.0.as_ref().expect("held until released")
+    }
+
+    fn release(mut self) -> Object {
+        self.0.take().expect("held until released")
+    }
+}
+
+impl Drop for TransactionGuard {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Object::take(client));
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::batch::AppendBatch for PostgresStore {
+    async fn append_batch(&self, batch: Vec<NewMessage>) -> Vec<Result<Appended, StoreError>> {
+        // Sorted by conversation, so the batch's rows are locked in id order; the sort is
+        // stable, so appends to one conversation keep their arrival order.
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| batch[i].conversation_id.0);
+        for attempt in 1..=BATCH_ATTEMPTS {
+            match self.try_append_batch(&batch, &order).await {
+                Ok(results) => {
+                    return results
+                        .into_iter()
+                        .map(|r| r.ok_or(StoreError::NotFound("conversation")))
+                        .collect()
+                }
+                Err(BatchFailure::Unavailable(e)) => {
+                    let why = e.to_string();
+                    return batch
+                        .iter()
+                        .map(|_| Err(StoreError::Unavailable(why.clone())))
+                        .collect();
+                }
+                Err(BatchFailure::Retry(why)) => {
+                    tracing::debug!(attempt, %why, "batch append conflicted; retrying");
+                }
+                Err(BatchFailure::Isolate(why)) => {
+                    tracing::warn!(%why, size = batch.len(), "batch append failed; committing its messages one by one");
+                    break;
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        for message in batch {
+            results.push(self.append_message(message).await);
+        }
+        results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_core::model::{ConversationId, Role, Sender};
+
+    fn new_message(conversation: Uuid, key: Option<&str>) -> NewMessage {
+        NewMessage {
+            conversation_id: ConversationId(conversation),
+            client_msg_id: key.map(str::to_string),
+            sender: Sender {
+                role: Role::Visitor,
+                id: "v".into(),
+                name: None,
+            },
+            body: "hi".into(),
+        }
+    }
+
+    fn sorted(batch: &[NewMessage]) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| batch[i].conversation_id.0);
+        order
+    }
+
+    #[test]
+    fn numbers_per_conversation_in_arrival_order_and_finds_duplicates() {
+        let (a, b, missing) = (Uuid::from_u128(2), Uuid::from_u128(1), Uuid::from_u128(3));
+        let batch = vec![
+            new_message(a, Some("a1")),
+            new_message(b, Some("b1")),
+            new_message(a, Some("a2")),
+            new_message(a, Some("a1")),  // repeated within the batch
+            new_message(b, Some("old")), // already stored
+            new_message(missing, Some("x")),
+            new_message(a, None),
+        ];
+        let now = Utc::now();
+        let stored = Message {
+            seq: 4,
+            created_at: now,
+            ..plan_message(b, "old")
+        };
+        let locked = HashMap::from([
+            (
+                a,
+                Locked {
+                    visitor_id: Uuid::nil(),
+                    last_seq: 10,
+                    bumped: false,
+                },
+            ),
+            (
+                b,
+                Locked {
+                    visitor_id: Uuid::nil(),
+                    last_seq: 4,
+                    bumped: false,
+                },
+            ),
+        ]);
+        let present = HashMap::from([((b, "old".to_string()), stored.clone())]);
+        let plan = plan(&batch, &sorted(&batch), locked, present, now);
+        let seq = |i: usize| match &plan.results[i] {
+            Some(Appended::Inserted(m)) => (true, m.seq),
+            Some(Appended::Duplicate(m)) => (false, m.seq),
+            None => (false, -1),
+        };
+        assert_eq!(seq(0), (true, 11));
+        assert_eq!(seq(2), (true, 12));
+        assert_eq!(seq(3), (false, 11));
+        assert_eq!(seq(6), (true, 13));
+        assert_eq!(seq(1), (true, 5));
+        assert_eq!(seq(4), (false, 4));
+        assert!(plan.results[5].is_none());
+        assert_eq!(plan.bumps, vec![(b, 5), (a, 13)]);
+        let order: Vec<(Uuid, i64)> = plan
+            .inserts
+            .iter()
+            .map(|m| (m.conversation_id.0, m.seq))
+            .collect();
+        assert_eq!(order, vec![(b, 5), (a, 11), (a, 12), (a, 13)]);
+    }
+
+    fn plan_message(conversation: Uuid, key: &str) -> Message {
+        let m = new_message(conversation, Some(key));
+        Message {
+            conversation_id: m.conversation_id,
+            seq: 0,
+            client_msg_id: m.client_msg_id,
+            sender: m.sender,
+            body: m.body,
+            created_at: Utc::now(),
+        }
+    }
+}
