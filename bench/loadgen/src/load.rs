@@ -79,6 +79,8 @@ pub async fn run(
     // The measured window in ns since `base`, set once the clients are connected.
     let window = Arc::new((AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)));
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Deliveries of benchmark messages, all agents together, for the drain.
+    let delivered = Arc::new(AtomicU64::new(0));
 
     let mut agent_tasks = Vec::new();
     for a in 0..spec.agents {
@@ -89,6 +91,7 @@ pub async fn run(
         let proto = endpoint.proto;
         let mut stop = stop_rx.clone();
         let window = window.clone();
+        let delivered = delivered.clone();
         agent_tasks.push(tokio::spawn(async move {
             let mut ws = ws;
             let mut tally = AgentTally {
@@ -110,6 +113,7 @@ pub async fn run(
                     Incoming::Message(Some((_, sent_ns))) => {
                         let now_ns = base.elapsed().as_nanos() as u64;
                         tally.received += 1;
+                        delivered.fetch_add(1, Ordering::Relaxed);
                         let (from, to) = (
                             window.0.load(Ordering::Acquire),
                             window.1.load(Ordering::Acquire),
@@ -224,13 +228,15 @@ pub async fn run(
         .await
         .map_err(|e| BenchError::Client(format!("monitor: {e}")))?;
 
-    // Drain: wait until every agent has every message, or the drain time is up.
+    // Drain: wait until every send is answered and every agent has every message, or the drain
+    // time is up.
     let drain_until = Instant::now() + spec.drain;
-    while Instant::now() < drain_until && acked.load(Ordering::Relaxed) < sent {
+    let expected = sent * spec.agents as u64;
+    while Instant::now() < drain_until
+        && (acked.load(Ordering::Relaxed) < sent || delivered.load(Ordering::Relaxed) < expected)
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Agents may trail the acks a little.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     stop_tx.send(true).ok();
     drop(senders);
     let mut received = Vec::new();

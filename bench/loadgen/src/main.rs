@@ -101,10 +101,7 @@ struct Args {
     database_url: String,
     #[arg(long, default_value = "target/release/chat-gateway")]
     gateway_bin: PathBuf,
-    #[arg(
-        long,
-        default_value = "bench/peers/socketioxide/target/release/chat-bench-socketioxide"
-    )]
+    #[arg(long, default_value = "target/release/chat-bench-socketioxide")]
     socketioxide_bin: PathBuf,
     #[arg(long, default_value = "bench/peers/node")]
     node_dir: PathBuf,

@@ -1,7 +1,7 @@
 //! The socketioxide peer of the benchmark harness: the gateway's chat job on Socket.IO, written
 //! plainly. A visitor (no credentials) sends `send {body, client_msg_id}`; the message is stored in
 //! Postgres with one prepared statement (one transaction), then acknowledged to the visitor and
-//! delivered as a `message` event to every agent (auth `{token: JWT}`, HS256) and to the visitor.
+//! delivered as a `message` event to every agent (auth `{token: JWT}`, HS256, checked with hmac + sha2) and to the visitor.
 //! No recovery, no bus, no dedupe: the same job as bench/peers/node/server.js.
 //!
 //! Environment: `PORT` (listens on 127.0.0.1), `DATABASE_URL`, `JWT_SECRET`, `POOL_SIZE` (16).
@@ -63,6 +63,7 @@ impl Store {
 struct Claims {
     sub: String,
     name: Option<String>,
+    exp: u64,
 }
 
 #[derive(Deserialize)]
@@ -71,14 +72,33 @@ struct SendCommand {
     client_msg_id: Option<String>,
 }
 
-fn agent_of(auth: &Value, key: &jsonwebtoken::DecodingKey) -> Option<Result<Claims, ()>> {
+/// The agent claims of an HS256 JWT in `auth.token` (None: no token, a visitor), checked as the
+/// gateway does for what matters here: the algorithm, the signature and `exp`.
+fn agent_of(auth: &Value, secret: &[u8]) -> Option<Result<Claims, ()>> {
     let token = auth.get("token")?.as_str()?;
-    let validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    Some(
-        jsonwebtoken::decode::<Claims>(token, key, &validation)
-            .map(|d| d.claims)
-            .map_err(|_| ()),
-    )
+    Some(verify_hs256(token, secret).ok_or(()))
+}
+
+fn verify_hs256(token: &str, secret: &[u8]) -> Option<Claims> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let (signed, signature) = token.rsplit_once('.')?;
+    let (header, claims) = signed.split_once('.')?;
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+    if header.get("alg")?.as_str()? != "HS256" {
+        return None;
+    }
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).ok()?;
+    mac.update(signed.as_bytes());
+    mac.verify_slice(&URL_SAFE_NO_PAD.decode(signature).ok()?)
+        .ok()?;
+    let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    (claims.exp > now).then_some(claims)
 }
 
 fn error_answer(code: &str, message: &str) -> Value {
@@ -148,16 +168,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(16);
     let store = Arc::new(Store::connect(&url, pool_size.max(1)).await?);
-    let key = Arc::new(jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()));
+    let secret: Arc<[u8]> = secret.into_bytes().into();
 
     let (layer, io) = SocketIo::new_layer();
     io.ns(
         "/",
         move |socket: SocketRef, io: SocketIo, Data(auth): Data<Value>| {
             let store = store.clone();
-            let key = key.clone();
+            let secret = secret.clone();
             async move {
-                match agent_of(&auth, &key) {
+                match agent_of(&auth, &secret) {
                     Some(Ok(claims)) => {
                         socket.join("agents");
                         let name = claims.name.clone().unwrap_or_else(|| claims.sub.clone());
