@@ -38,6 +38,8 @@ pub struct LoadResult {
     pub ack_errors: u64,
     /// Messages sent but not received by some agent by the end of the drain (summed over agents).
     pub undelivered: u64,
+    /// Agents whose session the server ended during the run, and how.
+    pub agents_closed: Vec<String>,
     /// Deliveries (summed over agents) of messages scheduled in the window.
     pub window_deliveries: u64,
     pub window: Duration,
@@ -56,6 +58,8 @@ impl LoadResult {
 
 struct AgentTally {
     received: u64,
+    /// How the server ended the agent's session before the run did, if it did.
+    closed_by_server: Option<String>,
     in_window: u64,
     latency_us: Histogram<u64>,
 }
@@ -96,6 +100,7 @@ pub async fn run(
             let mut ws = ws;
             let mut tally = AgentTally {
                 received: 0,
+                closed_by_server: None,
                 in_window: 0,
                 latency_us: histogram(),
             };
@@ -106,7 +111,19 @@ pub async fn run(
                 };
                 let text = match frame {
                     Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(Message::Close(c))) => {
+                        tally.closed_by_server =
+                            Some(c.map_or("close".into(), |c| format!("close {}", c.code)));
+                        break;
+                    }
+                    None => {
+                        tally.closed_by_server = Some("connection ended".into());
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        tally.closed_by_server = Some(format!("read error: {e}"));
+                        break;
+                    }
                     Some(Ok(_)) => continue,
                 };
                 match client::classify(proto, text.as_str()) {
@@ -126,7 +143,10 @@ pub async fn run(
                         }
                     }
                     Incoming::Ping if ws.send(Message::text("3")).await.is_err() => break,
-                    Incoming::Closed => break,
+                    Incoming::Closed => {
+                        tally.closed_by_server = Some(format!("Socket.IO {text:.40}"));
+                        break;
+                    }
                     _ => {}
                 }
             }
@@ -242,10 +262,12 @@ pub async fn run(
     let mut received = Vec::new();
     let mut latency_us = histogram();
     let mut window_deliveries = 0;
+    let mut agents_closed = Vec::new();
     for task in agent_tasks {
         let tally = task
             .await
             .map_err(|e| BenchError::Client(format!("agent task: {e}")))?;
+        agents_closed.extend(tally.closed_by_server);
         received.push(tally.received);
         window_deliveries += tally.in_window;
         latency_us.add(&tally.latency_us).ok();
@@ -260,6 +282,7 @@ pub async fn run(
         acked: acked.load(Ordering::Relaxed),
         ack_errors: ack_errors.load(Ordering::Relaxed),
         undelivered,
+        agents_closed,
         window_deliveries,
         window: spec.duration,
         latency_us,

@@ -312,16 +312,22 @@ async fn run(mut args: Args) -> Result<bool, BenchError> {
     let mut failed = 0;
     for row in &rate_rows {
         let r = &row.result;
-        if r.window_deliveries == 0 || r.undelivered > 0 || r.ack_errors > 0 || r.acked < r.sent {
+        if r.window_deliveries == 0
+            || r.undelivered > 0
+            || r.ack_errors > 0
+            || r.acked < r.sent
+            || !r.agents_closed.is_empty()
+        {
             eprintln!(
-                "FAIL {} at {} msg/s: sent {}, acked {}, send errors {}, deliveries missing {}, delivered in window {}",
+                "FAIL {} at {} msg/s: sent {}, acked {}, send errors {}, deliveries missing {}, delivered in window {}, agent sessions ended by the server {:?}",
                 row.system.slug(),
                 r.rate,
                 r.sent,
                 r.acked,
                 r.ack_errors,
                 r.undelivered,
-                r.window_deliveries
+                r.window_deliveries,
+                r.agents_closed
             );
             failed += 1;
         }

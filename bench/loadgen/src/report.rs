@@ -48,6 +48,12 @@ impl RateRow {
     /// Why the rate does not count as sustained, if it does not.
     pub fn failure(&self, c: &Criteria) -> Option<String> {
         let r = &self.result;
+        if let Some(how) = r.agents_closed.first() {
+            return Some(format!(
+                "{} agent session(s) ended by the server ({how})",
+                r.agents_closed.len()
+            ));
+        }
         if r.window_deliveries == 0 {
             return Some("nothing delivered".into());
         }
