@@ -184,6 +184,7 @@ async fn run(mut args: Args) -> Result<bool, BenchError> {
     };
     std::fs::create_dir_all(&programs.work_dir)?;
     let admin = Arc::new(systems::admin_connect(&args.database_url).await?);
+    systems::drop_stale_databases(&admin).await?;
     let load_before = loadavg();
     let started = chrono::Utc::now();
     println!("chat-bench: load average at start {load_before}");

@@ -94,20 +94,19 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-/// The highest rate (of those run in increasing order) sustained with p99 within the limit,
-/// stopping at the first rate that fails.
+/// The highest rate sustained with p99 within the limit (a lower rate that failed, e.g. in a
+/// burst of the machine's noise, does not hide it), and the first rate above it that failed.
 fn highest_sustained<'a>(
     rows: &[&'a RateRow],
     c: &Criteria,
 ) -> (Option<&'a RateRow>, Option<&'a RateRow>) {
-    let mut best = None;
-    for row in rows {
-        if row.failure(c).is_some() {
-            return (best, Some(row));
-        }
-        best = Some(*row);
-    }
-    (best, None)
+    let best = rows.iter().rev().find(|r| r.failure(c).is_none()).copied();
+    let floor = best.map_or(0, |b| b.result.rate);
+    let failed = rows
+        .iter()
+        .find(|r| r.result.rate > floor && r.failure(c).is_some())
+        .copied();
+    (best, failed)
 }
 
 pub struct Report<'a> {
@@ -252,8 +251,8 @@ impl Report<'_> {
         let mut parts = Vec::new();
         for s in self.systems {
             let rows = self.rows_of(*s);
-            let (_, failed) = highest_sustained(&rows, c);
-            let part = match failed {
+            let (best, failed) = highest_sustained(&rows, c);
+            let mut part = match failed {
                 Some(r) => format!(
                     "{}: at {} msg/s {} ({})",
                     s.slug(),
@@ -263,7 +262,7 @@ impl Report<'_> {
                 ),
                 None => match rows.last() {
                     Some(r) => format!(
-                        "{}: sustained every rate run, up to {} msg/s ({})",
+                        "{}: sustained up to the highest rate run, {} msg/s ({})",
                         s.slug(),
                         r.result.rate,
                         r.cpu_line()
@@ -271,6 +270,12 @@ impl Report<'_> {
                     None => format!("{}: no rate run", s.slug()),
                 },
             };
+            let floor = best.map_or(0, |b| b.result.rate);
+            for r in rows.iter().filter(|r| r.result.rate < floor) {
+                if let Some(why) = r.failure(c) {
+                    part.push_str(&format!(", though at {} msg/s {why}", r.result.rate));
+                }
+            }
             parts.push(part);
         }
         parts.join("; ")

@@ -4,6 +4,7 @@
 
 use std::fs::{self, File};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -171,6 +172,14 @@ fn wait_for_port(port: u16, children: &mut [Child], log: &Path) -> Result<(), Be
 fn spawn(command: &mut Command, log: &Path) -> Result<Child, BenchError> {
     let out = File::options().create(true).append(true).open(log)?;
     let err = out.try_clone()?;
+    // SAFETY: prctl is async-signal-safe; it makes the child get SIGTERM when the harness dies
+    // (Ctrl-C, a killed CI step), so no server outlives a run.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
     command
         .stdin(Stdio::null())
         .stdout(out)
@@ -365,6 +374,27 @@ pub async fn start(
         children,
         log,
     })
+}
+
+/// Drops the databases left by runs of the harness that died before dropping them (their name
+/// ends with the pid of a process that no longer exists).
+pub async fn drop_stale_databases(admin: &tokio_postgres::Client) -> Result<(), BenchError> {
+    let rows = admin
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_harness\\_%'",
+            &[],
+        )
+        .await?;
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name.rsplit('_').next().and_then(|p| p.parse::<u32>().ok());
+        if pid
+            .is_some_and(|p| p != std::process::id() && !Path::new(&format!("/proc/{p}")).exists())
+        {
+            drop_database(admin, &name).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Drops a system's database once its server is gone.
