@@ -668,22 +668,40 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
+/// The `class` label values of the upstream metrics, in [`upstream_class`] order.
+const UPSTREAM_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
+/// The index in [`UPSTREAM_CLASSES`] of a downstream status (`None`: nothing was written).
+fn upstream_class(status: Option<u16>) -> usize {
+    match status {
+        Some(100..=199) => 0,
+        Some(200..=299) => 1,
+        Some(300..=399) => 2,
+        Some(400..=499) => 3,
+        Some(500..=599) => 4,
+        _ => 5,
+    }
+}
+
+/// The per-class children of the upstream metrics, looked up once: every proxied page counts
+/// here, and `with_label_values` hashes the label and takes a lock on each call.
+static UPSTREAM_BY_CLASS: LazyLock<[(prometheus::IntCounter, prometheus::Histogram); 6]> =
+    LazyLock::new(|| {
+        UPSTREAM_CLASSES.map(|class| {
+            (
+                UPSTREAM_REQUESTS.with_label_values(&[class]),
+                UPSTREAM_SECONDS.with_label_values(&[class]),
+            )
+        })
+    });
+
 /// A proxied request ended with `status` sent downstream (`None`: nothing was written) after
 /// `elapsed`.
 pub fn upstream_request(status: Option<u16>, elapsed: Duration) {
-    let class = match status {
-        Some(100..=199) => "1xx",
-        Some(200..=299) => "2xx",
-        Some(300..=399) => "3xx",
-        Some(400..=499) => "4xx",
-        Some(500..=599) => "5xx",
-        _ => "error",
-    };
-    UPSTREAM_REQUESTS.with_label_values(&[class]).inc();
+    let (requests, seconds) = &UPSTREAM_BY_CLASS[upstream_class(status)];
+    requests.inc();
     if histograms_enabled() {
-        UPSTREAM_SECONDS
-            .with_label_values(&[class])
-            .observe(elapsed.as_secs_f64());
+        seconds.observe(elapsed.as_secs_f64());
     }
 }
 

@@ -81,6 +81,10 @@ pub fn peer_ip(session: &Session) -> Option<IpAddr> {
 /// IP socket (a Unix socket).
 pub fn client_ip(session: &Session, trusted: &TrustedProxies) -> Option<IpAddr> {
     let peer = peer_ip(session)?;
+    if !trusted.contains(peer) {
+        // The common case, without reading (and copying) `X-Forwarded-For`.
+        return Some(peer);
+    }
     Some(resolve(peer, &forwarded_for(session), trusted).client)
 }
 
@@ -179,20 +183,32 @@ pub fn set_forwarding_headers(
         while upstream_request.remove_header(name).is_some() {}
     }
     if let Some(peer) = peer_ip(session) {
-        let resolved = resolve(peer, &forwarded_for(session), trusted);
-        let chain: Vec<String> = resolved.chain.iter().map(IpAddr::to_string).collect();
-        upstream_request.insert_header("X-Forwarded-For", chain.join(", "))?;
-        upstream_request.insert_header("X-Real-IP", resolved.client.to_string())?;
+        if trusted.contains(peer) {
+            let resolved = resolve(peer, &forwarded_for(session), trusted);
+            let chain: Vec<String> = resolved.chain.iter().map(IpAddr::to_string).collect();
+            upstream_request.insert_header("X-Forwarded-For", chain.join(", "))?;
+            upstream_request.insert_header("X-Real-IP", resolved.client.to_string())?;
+        } else {
+            // An untrusted peer is the client and the whole chain: one string for both headers
+            // (a `HeaderValue` clone shares its bytes).
+            let peer = http::HeaderValue::try_from(peer.to_string()).map_err(|e| {
+                pingora::Error::because(pingora::ErrorType::InternalError, "X-Real-IP", e)
+            })?;
+            upstream_request.insert_header("X-Forwarded-For", peer.clone())?;
+            upstream_request.insert_header("X-Real-IP", peer)?;
+        }
     }
     upstream_request.insert_header("X-Forwarded-Proto", if tls { "https" } else { "http" })?;
-    let host = session
-        .req_header()
-        .headers
-        .get("host")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    let host = match session.req_header().headers.get(http::header::HOST) {
+        // A clone shares the received bytes.
+        Some(host) if host.to_str().is_ok() => Some(host.clone()),
         // HTTP/2 carries the host in the URI (`:authority`).
-        .or_else(|| session.req_header().uri.authority().map(|a| a.to_string()));
+        _ => session
+            .req_header()
+            .uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
+    };
     match host {
         Some(host) => upstream_request.insert_header("X-Forwarded-Host", host)?,
         None => {

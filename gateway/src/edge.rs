@@ -153,9 +153,8 @@ impl ProxyHttp for ChatEdge {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.tls = is_tls(session);
         ctx.started = Instant::now();
-        let path = session.req_header().uri.path().to_owned();
         let method = session.req_header().method.clone();
-        let route = route(&path);
+        let route = route(session.req_header().uri.path());
         ctx.route = route.metric_name();
         self.configure_response(session, ctx.tls, &method, &route);
         if let Some(answered) = self
@@ -204,13 +203,8 @@ impl ProxyHttp for ChatEdge {
             Route::Socket(role) => self.accept_socket(session, role).await,
             Route::Poll(role) => self.serve_polling(session, role).await,
             Route::NotFound => {
-                respond_error(
-                    session,
-                    404,
-                    "not_found",
-                    &format!("no chat endpoint at {path}"),
-                )
-                .await
+                let message = format!("no chat endpoint at {}", session.req_header().uri.path());
+                respond_error(session, 404, "not_found", &message).await
             }
             _ => respond_error(session, 405, "method_not_allowed", "use GET").await,
         }
