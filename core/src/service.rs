@@ -1259,7 +1259,10 @@ impl Session {
                 return Outbound::Event(event);
             }
             if !self.replay.is_empty() {
-                self.stream_replay().await;
+                // Boxed here and for `absorb` below: both read the store, and inline their
+                // futures would make every idle session's task (which holds this one) as large
+                // as the largest store call (issue-12 heap profile).
+                Box::pin(self.stream_replay()).await;
                 continue;
             }
             if *self.shutdown.borrow() {
@@ -1307,7 +1310,7 @@ impl Session {
                 continue;
             }
             self.stash = Some(event.clone());
-            let events = self.absorb(&event).await;
+            let events = Box::pin(self.absorb(&event)).await;
             self.stash = None;
             self.pending.extend(events);
         }

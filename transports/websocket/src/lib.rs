@@ -66,11 +66,13 @@ impl WebSocketSettings {
         (self.max_message_bytes + self.max_event_bytes) * 2 + 64 * 1024
     }
 
-    /// The tungstenite configuration: a 4 KiB read buffer and a bounded write buffer instead of
-    /// the 128 KiB / unbounded defaults, which would cost ~135 KiB per idle connection.
+    /// The tungstenite configuration: a 1 KiB read buffer and a bounded write buffer instead of
+    /// the 128 KiB / unbounded defaults, which would cost ~135 KiB per idle connection. The read
+    /// buffer is what every idle connection keeps (a chat frame is a few hundred bytes); a
+    /// larger frame grows it to the frame's size while it is read, up to `max_message_bytes`.
     pub fn tungstenite_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
-            .read_buffer_size(4 * 1024)
+            .read_buffer_size(1024)
             .write_buffer_size(0)
             .max_write_buffer_size(self.write_buffer_limit())
             .max_message_size(Some(self.max_message_bytes))
@@ -212,7 +214,9 @@ impl Transport for WebSocketTransport {
                         Some(Err(e)) => break Err(SessionEnd::ConnectionError(e.to_string())),
                     };
                     let answer = match decode_client_frame(text.as_str()) {
-                        Ok(frame) => session.handle(frame).await,
+                        // Boxed: the handling future (store calls) is most of this loop's size
+                        // and would otherwise sit in every idle connection's task.
+                        Ok(frame) => Box::pin(session.handle(frame)).await,
                         Err(bad) => bad.to_event(),
                     };
                     if let Err(end) = send(&mut ws, answer.to_json(), settings.write_timeout).await {
