@@ -111,20 +111,34 @@ fn take_time(bytes: &mut &[u8]) -> Option<i64> {
     Some(u64::from_be_bytes(be) as i64)
 }
 
+/// Most bytes an inline offset carries: base64 of n bytes takes ceil(4n/3) characters.
+const INLINE_MAX_BYTES: usize = (MAX_OFFSET_LEN - INLINE_PREFIX.len()) * 3 / 4;
+
+fn varint_len(value: u64) -> usize {
+    (64 - value.leading_zeros() as usize).max(1).div_ceil(7)
+}
+
+/// Whether `seqs` fit an inline offset (counted, not encoded: checked on every message).
+fn fits_inline(seqs: &BTreeMap<ConversationId, i64>) -> bool {
+    let bytes = seqs
+        .values()
+        .map(|seq| 16 + varint_len((*seq).max(0) as u64))
+        .sum::<usize>();
+    TIME_BYTES + bytes <= INLINE_MAX_BYTES
+}
+
 /// The inline form of `seqs`, if it fits in [`MAX_OFFSET_LEN`].
 fn encode_inline(seqs: &BTreeMap<ConversationId, i64>, made_at_ms: i64) -> Option<String> {
-    // Base64 of n bytes takes ceil(4n/3) characters.
-    let max_bytes = (MAX_OFFSET_LEN - INLINE_PREFIX.len()) * 3 / 4;
-    if seqs.len() * 17 + TIME_BYTES > max_bytes {
+    if !fits_inline(seqs) {
         return None;
     }
-    let mut bytes = Vec::with_capacity(max_bytes + 16);
+    let mut bytes = Vec::with_capacity(INLINE_MAX_BYTES);
     put_time(&mut bytes, made_at_ms);
     for (id, seq) in seqs {
         bytes.extend_from_slice(id.0.as_bytes());
         put_varint(&mut bytes, (*seq).max(0) as u64);
     }
-    (bytes.len() <= max_bytes).then(|| format!("{INLINE_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    Some(format!("{INLINE_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
 fn encode_reference(r: &TrackRef) -> String {
@@ -395,7 +409,7 @@ impl OffsetTrack {
 
     /// Moves positions that no longer fit inline to a track in the table.
     fn promote_if_needed(&mut self, seqs: BTreeMap<ConversationId, i64>) {
-        self.state = if encode_inline(&seqs, 0).is_some() {
+        self.state = if fits_inline(&seqs) {
             TrackState::Inline(seqs)
         } else {
             match self.tracks.start(&self.pid, seqs) {
@@ -414,7 +428,7 @@ impl OffsetTrack {
                     return;
                 }
                 *seen = seq;
-                if encode_inline(seqs, 0).is_none() {
+                if !fits_inline(seqs) {
                     let seqs = std::mem::take(seqs);
                     self.promote_if_needed(seqs);
                 }

@@ -21,6 +21,11 @@ fn varints_and_garbage() {
         assert_eq!(take_varint(&mut slice), Some(value));
         assert!(slice.is_empty());
     }
+    for value in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+        let mut out = Vec::new();
+        put_varint(&mut out, value);
+        assert_eq!(varint_len(value), out.len(), "{value}");
+    }
     assert_eq!(take_varint(&mut [0x80u8, 0x80].as_slice()), None);
     assert_eq!(take_varint(&mut [0xffu8; 11].as_slice()), None);
     for garbage in ["", "42", "c3.", "c3.!!!", "r3.AAAA", "x3.", "c2.e30"] {
