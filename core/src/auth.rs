@@ -13,7 +13,8 @@
 //! assert!(visitors.verify(&token, "other-site").is_err());
 //! ```
 
-use crate::model::{Agent, Principal, VisitorId};
+use crate::identity::{is_user_visitor, user_visitor_id, IdentitySecret, UserClaim};
+use crate::model::{is_valid_site_id, Agent, Principal, SiteId, Sites, VisitorId, VisitorProfile};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -58,6 +59,45 @@ pub struct AgentClaims {
     /// Issuer (checked by the validation when `CHAT_ADMIN_JWT_ISSUER` is set; minted then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// The one site the agent works for (issue 13); `sites` wins when both are present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// The sites the agent works for; `["*"]` means every site. Without `site` and `sites`
+    /// the agent works for `CHAT_DEFAULT_AGENT_SITES`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sites: Option<Vec<String>>,
+}
+
+/// Most sites one agent token may list.
+pub const MAX_AGENT_SITES: usize = 1000;
+
+impl AgentClaims {
+    /// The sites these claims grant, or `None` when they name none.
+    fn granted_sites(&self) -> Result<Option<Sites>, AuthError> {
+        let listed: Vec<&String> = match (&self.sites, &self.site) {
+            (Some(sites), _) => sites.iter().collect(),
+            (None, Some(site)) => vec![site],
+            (None, None) => return Ok(None),
+        };
+        if listed.len() > MAX_AGENT_SITES {
+            return Err(AuthError::Invalid(format!(
+                "`sites` lists {} sites; at most {MAX_AGENT_SITES}",
+                listed.len()
+            )));
+        }
+        if listed.iter().any(|s| s.as_str() == "*") {
+            return Ok(Some(Sites::All));
+        }
+        if let Some(bad) = listed.iter().find(|s| !is_valid_site_id(s)) {
+            return Err(AuthError::Invalid(format!(
+                "`{}` in `sites` is not a site id (1..=64 of [A-Za-z0-9_-])",
+                bad.chars().take(70).collect::<String>()
+            )));
+        }
+        Sites::only(listed.into_iter().cloned())
+            .map(Some)
+            .ok_or_else(|| AuthError::Invalid("`sites` lists no site".into()))
+    }
 }
 
 /// What an agent JWT must satisfy besides its signature and `exp`.
@@ -70,6 +110,9 @@ pub struct AgentTokenRules {
     /// Longest accepted lifetime, `exp - iat` (or `exp - now` without `iat`)
     /// (`CHAT_ADMIN_JWT_MAX_TTL_SECS`).
     pub max_ttl: Duration,
+    /// The sites of an agent whose token names none (`CHAT_DEFAULT_AGENT_SITES`, default
+    /// every site).
+    pub default_sites: Sites,
 }
 
 impl Default for AgentTokenRules {
@@ -78,6 +121,7 @@ impl Default for AgentTokenRules {
             audience: None,
             issuer: None,
             max_ttl: Duration::from_secs(86_400),
+            default_sites: Sites::All,
         }
     }
 }
@@ -87,6 +131,8 @@ impl Default for AgentTokenRules {
 pub struct VerifiedAgent {
     /// The agent the token names.
     pub agent: Agent,
+    /// The sites the agent works for: the token's `sites` (or `site`), else the default.
+    pub sites: Sites,
     /// The token's `exp`, seconds since the Unix epoch: a session opened with it should end
     /// then (or be re-authenticated).
     pub expires_at: u64,
@@ -181,6 +227,9 @@ impl AgentTokens {
                 self.rules.max_ttl.as_secs()
             )));
         }
+        let sites = claims
+            .granted_sites()?
+            .unwrap_or_else(|| self.rules.default_sites.clone());
         let name = claims
             .name
             .filter(|n| !n.trim().is_empty())
@@ -190,6 +239,7 @@ impl AgentTokens {
                 id: claims.sub,
                 name: name.chars().take(80).collect(),
             },
+            sites,
             expires_at: claims.exp,
         })
     }
@@ -197,6 +247,17 @@ impl AgentTokens {
     /// Mints a token valid for `ttl`, as the main site would (with the configured `aud` and
     /// `iss`). A `ttl` over the accepted lifetime is refused: such a token would be.
     pub fn mint(&self, agent_id: &str, name: &str, ttl: Duration) -> Result<String, AuthError> {
+        self.mint_for_sites(agent_id, name, None, ttl)
+    }
+
+    /// [`AgentTokens::mint`] with a `sites` claim (`None`: none, so the default sites apply).
+    pub fn mint_for_sites(
+        &self,
+        agent_id: &str,
+        name: &str,
+        sites: Option<&[SiteId]>,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
         if ttl > self.rules.max_ttl {
             return Err(AuthError::Invalid(format!(
                 "a lifetime of {} s is over the accepted {} s (CHAT_ADMIN_JWT_MAX_TTL_SECS)",
@@ -213,6 +274,8 @@ impl AgentTokens {
             nbf: None,
             aud: self.rules.audience.clone().map(serde_json::Value::String),
             iss: self.rules.issuer.clone(),
+            site: None,
+            sites: sites.map(<[SiteId]>::to_vec),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Invalid(e.to_string()))
@@ -302,12 +365,37 @@ impl VisitorTokens {
 pub struct Authenticator {
     agents: AgentTokens,
     visitors: VisitorTokens,
+    identity: Option<IdentitySecret>,
+}
+
+/// A visitor let in: who, the token to keep, and what the main site said about them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmittedVisitor {
+    /// The visitor (a known user's own id when the main site vouched for them).
+    pub principal: Principal,
+    /// The visitor token the client should keep.
+    pub token: String,
+    /// The user fields the widget passed, verified or not.
+    pub profile: Option<VisitorProfile>,
+    /// The anonymous visitor this browser was before the user logged in: their open
+    /// conversation becomes the user's if the user has none (docs/identity.md).
+    pub merge_from: Option<VisitorId>,
 }
 
 impl Authenticator {
     /// An authenticator over both token kinds.
     pub fn new(agents: AgentTokens, visitors: VisitorTokens) -> Self {
-        Self { agents, visitors }
+        Self {
+            agents,
+            visitors,
+            identity: None,
+        }
+    }
+
+    /// Verifies `ChatWidgetConfig.user` hashes with `secret` (`CHAT_IDENTITY_SECRET`).
+    pub fn with_identity(mut self, secret: Option<IdentitySecret>) -> Self {
+        self.identity = secret;
+        self
     }
 
     /// The agent tokens in use.
@@ -325,7 +413,15 @@ impl Authenticator {
     pub fn agent_with_expiry(&self, token: Option<&str>) -> Result<(Principal, u64), AuthError> {
         self.agents
             .verify_with_expiry(token.unwrap_or(""))
-            .map(|v| (Principal::Agent(v.agent), v.expires_at))
+            .map(|v| {
+                (
+                    Principal::Agent {
+                        agent: v.agent,
+                        sites: v.sites,
+                    },
+                    v.expires_at,
+                )
+            })
     }
 
     /// A visitor of `site` (default `default`): the one a valid token names, or a new one when
@@ -335,30 +431,78 @@ impl Authenticator {
         token: Option<&str>,
         site: Option<&str>,
     ) -> Result<(Principal, String), AuthError> {
+        self.visitor_as(token, site, None)
+            .map(|admitted| (admitted.principal, admitted.token))
+    }
+
+    /// [`Authenticator::visitor`], with the user the main site says is logged in
+    /// (`ChatWidgetConfig.user`). With a valid `hash` the visitor is that user's own (the same
+    /// on every device); a wrong hash is refused; without one, the fields are kept as
+    /// unverified and the visitor is the token's or a new one, as without a user. A known
+    /// user's token is accepted only with that user's valid hash, so a token left in a
+    /// browser after logging out opens nothing.
+    pub fn visitor_as(
+        &self,
+        token: Option<&str>,
+        site: Option<&str>,
+        user: Option<&UserClaim>,
+    ) -> Result<AdmittedVisitor, AuthError> {
         let site = site.filter(|s| !s.is_empty()).unwrap_or("default");
-        if site.len() > 64
-            || !site
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !is_valid_site_id(site) {
             return Err(AuthError::Invalid(
                 "site must be 1..=64 of [A-Za-z0-9_-]".into(),
             ));
         }
-        let (visitor_id, token) = match token.filter(|t| !t.is_empty()) {
-            Some(token) => (self.visitors.verify(token, site)?, token.to_owned()),
-            None => {
-                let id = VisitorId::new_random();
-                (id, self.visitors.mint(id, site))
-            }
+        let presented = match token.filter(|t| !t.is_empty()) {
+            Some(token) => Some(self.visitors.verify(token, site)?),
+            None => None,
         };
-        Ok((
-            Principal::Visitor {
+        let verified =
+            match (user, &self.identity) {
+                (None, _) => false,
+                (Some(claim), identity) => {
+                    claim.validate().map_err(AuthError::Invalid)?;
+                    match (claim.hash.is_some(), identity) {
+                        (false, _) => false,
+                        (true, None) => return Err(AuthError::Invalid(
+                            "a user hash was given but the gateway has no CHAT_IDENTITY_SECRET \
+                             to check it with"
+                                .into(),
+                        )),
+                        (true, Some(secret)) => secret.check(claim).map_err(AuthError::Invalid)?,
+                    }
+                }
+            };
+        let admitted = |visitor_id: VisitorId, profile, merge_from| AdmittedVisitor {
+            principal: Principal::Visitor {
                 visitor_id,
                 site_id: site.to_owned(),
             },
-            token,
-        ))
+            token: self.visitors.mint(visitor_id, site),
+            profile,
+            merge_from,
+        };
+        match (user, verified) {
+            (Some(claim), true) => {
+                let id = user_visitor_id(site, &claim.id);
+                // Only an anonymous visitor's conversation moves to the user, never another
+                // user's (two people on one browser).
+                let merge_from = presented.filter(|p| *p != id && !is_user_visitor(*p));
+                Ok(admitted(id, Some(claim.profile(true)), merge_from))
+            }
+            (user, _) => {
+                let profile = user.map(|claim| claim.profile(false));
+                match presented {
+                    Some(id) if is_user_visitor(id) => Err(AuthError::Invalid(
+                        "this visitor token belongs to a signed-in user: pass \
+                         ChatWidgetConfig.user with its hash, or connect without the token"
+                            .into(),
+                    )),
+                    Some(id) => Ok(admitted(id, profile, None)),
+                    None => Ok(admitted(VisitorId::new_random(), profile, None)),
+                }
+            }
+        }
     }
 
     /// A human-readable reason for a refused agent token, naming the fix.
@@ -458,6 +602,8 @@ mod tests {
                 nbf: None,
                 aud: None,
                 iss: None,
+                site: None,
+                sites: None,
             },
             &EncodingKey::from_secret(b"k1"),
         )
@@ -486,6 +632,8 @@ mod tests {
                 nbf: None,
                 aud: None,
                 iss: None,
+                site: None,
+                sites: None,
             },
             &EncodingKey::from_secret(b"k1"),
         )
@@ -518,6 +666,8 @@ mod tests {
                 nbf: None,
                 aud: None,
                 iss: None,
+                site: None,
+                sites: None,
             },
             &EncodingKey::from_secret(b"k1"),
         )
@@ -529,6 +679,50 @@ mod tests {
                 name: "bob".into()
             }
         );
+    }
+
+    #[test]
+    fn sites_come_from_the_token_else_the_default() {
+        let now = now_secs();
+        let rules = AgentTokenRules {
+            default_sites: Sites::parse("shop1").unwrap(),
+            ..AgentTokenRules::default()
+        };
+        let tokens = AgentTokens::with_rules(b"k1", &rules);
+        let sites_of = |claims: serde_json::Value| {
+            tokens
+                .verify_with_expiry(&sign(&claims, b"k1"))
+                .map(|v| v.sites.to_string())
+        };
+        let base = serde_json::json!({"sub":"a","exp":now+600});
+        assert_eq!(sites_of(base.clone()).unwrap(), "shop1", "default");
+        let mut one = base.clone();
+        one["site"] = "shop2".into();
+        assert_eq!(sites_of(one.clone()).unwrap(), "shop2");
+        let mut both = one.clone();
+        both["sites"] = serde_json::json!(["shop3", "shop2", "shop3"]);
+        assert_eq!(sites_of(both).unwrap(), "shop2,shop3", "`sites` wins");
+        let mut every = base.clone();
+        every["sites"] = serde_json::json!(["*"]);
+        assert_eq!(sites_of(every).unwrap(), "*");
+        for bad in [serde_json::json!([]), serde_json::json!(["a b"])] {
+            let mut claims = base.clone();
+            claims["sites"] = bad;
+            assert!(matches!(sites_of(claims), Err(AuthError::Invalid(_))));
+        }
+        let minted = tokens
+            .mint_for_sites("a", "A", Some(&["x".into()]), Duration::from_secs(60))
+            .unwrap();
+        assert!(tokens
+            .verify_with_expiry(&minted)
+            .unwrap()
+            .sites
+            .contains("x"));
+        assert!(!tokens
+            .verify_with_expiry(&minted)
+            .unwrap()
+            .sites
+            .contains("shop1"));
     }
 
     fn sign(claims: &serde_json::Value, key: &[u8]) -> String {
@@ -547,6 +741,7 @@ mod tests {
             audience: Some("chat".into()),
             issuer: Some("https://shop.example".into()),
             max_ttl: Duration::from_secs(3600),
+            default_sites: Sites::All,
         };
         let tokens = AgentTokens::with_rules(b"k1", &rules);
         let good = serde_json::json!({"sub":"a","exp":now+600,"iat":now,"aud":"chat","iss":"https://shop.example"});

@@ -9,7 +9,8 @@
 //! Implementations: Postgres LISTEN/NOTIFY in `chat-storage` (needs no extra service). A Redis
 //! or NATS bus would implement the same trait.
 
-use crate::model::{Conversation, ConversationId, Message, VisitorId};
+use crate::hub::AgentPresence;
+use crate::model::{Conversation, ConversationId, Message, SiteId, VisitorId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -21,6 +22,10 @@ pub enum BusEvent {
     Message {
         /// The visitor whose conversation it is (for routing to their sessions).
         visitor_id: VisitorId,
+        /// The conversation's site (for routing to its agents). Empty from a process older
+        /// than site scoping: only agents of every site get such a message live.
+        #[serde(default)]
+        site_id: SiteId,
         /// The committed message.
         message: Message,
     },
@@ -28,6 +33,9 @@ pub enum BusEvent {
     MessageRef {
         /// The visitor whose conversation it is.
         visitor_id: VisitorId,
+        /// The conversation's site.
+        #[serde(default)]
+        site_id: SiteId,
         /// Its conversation.
         conversation_id: ConversationId,
         /// Its sequence number.
@@ -40,8 +48,12 @@ pub enum BusEvent {
     Presence {
         /// The publishing process.
         node: String,
-        /// Agents connected to it.
+        /// Agent sessions connected to it.
         agents_online: u32,
+        /// The same agents by site. Absent from a process older than site scoping: its
+        /// agents then count for every site.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sites: Option<AgentPresence>,
     },
 }
 
@@ -51,7 +63,7 @@ impl BusEvent {
     ///
     /// ```
     /// use chat_core::bus::BusEvent;
-    /// let presence = BusEvent::Presence { node: "n1".into(), agents_online: 2 };
+    /// let presence = BusEvent::Presence { node: "n1".into(), agents_online: 2, sites: None };
     /// let json = presence.to_json_within(8000);
     /// assert_eq!(serde_json::from_str::<BusEvent>(&json).unwrap(), presence);
     /// ```
@@ -63,9 +75,11 @@ impl BusEvent {
         match self {
             Self::Message {
                 visitor_id,
+                site_id,
                 message,
             } => serde_json::to_string(&Self::MessageRef {
                 visitor_id: *visitor_id,
+                site_id: site_id.clone(),
                 conversation_id: message.conversation_id,
                 seq: message.seq,
             })
@@ -138,6 +152,7 @@ mod tests {
         let visitor_id = VisitorId::new_random();
         let event = BusEvent::Message {
             visitor_id,
+            site_id: "shop".into(),
             message: message.clone(),
         };
         let small = event.to_json_within(100_000);
@@ -148,9 +163,32 @@ mod tests {
             serde_json::from_str::<BusEvent>(&json).unwrap(),
             BusEvent::MessageRef {
                 visitor_id,
+                site_id: "shop".into(),
                 conversation_id: message.conversation_id,
                 seq: 7
             }
         );
+    }
+
+    #[test]
+    fn events_from_a_process_older_than_site_scoping_still_decode() {
+        let old = r#"{"kind":"presence","node":"n1","agents_online":3}"#;
+        assert_eq!(
+            serde_json::from_str::<BusEvent>(old).unwrap(),
+            BusEvent::Presence {
+                node: "n1".into(),
+                agents_online: 3,
+                sites: None
+            }
+        );
+        let old = format!(
+            r#"{{"kind":"message_ref","visitor_id":"{}","conversation_id":"{}","seq":2}}"#,
+            VisitorId::new_random(),
+            ConversationId::new_random()
+        );
+        assert!(matches!(
+            serde_json::from_str::<BusEvent>(&old).unwrap(),
+            BusEvent::MessageRef { site_id, .. } if site_id.is_empty()
+        ));
     }
 }

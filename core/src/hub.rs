@@ -3,8 +3,9 @@
 //! lagged and dropped from every topic instead of being buffered without bound (promise 4), and
 //! resumes from the store when it reconnects (promise 3).
 
-use crate::model::{Conversation, Message, VisitorId};
-use std::collections::{HashMap, HashSet};
+use crate::model::{Conversation, Message, SiteId, Sites, VisitorId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
@@ -14,8 +15,10 @@ use tokio::sync::mpsc;
 pub enum Topic {
     /// Everything about one visitor's conversations.
     Visitor(VisitorId),
-    /// Everything agents see: all messages and conversation changes.
+    /// Everything agents of every site see: all messages and conversation changes.
     Agents,
+    /// What agents of one site see: that site's messages and conversation changes.
+    Site(SiteId),
     /// Presence changes, for every visitor.
     Visitors,
 }
@@ -27,11 +30,52 @@ pub enum HubEvent {
     Message(Message),
     /// A conversation was created or changed.
     Conversation(Conversation),
-    /// The number of online agents changed.
-    Presence {
-        /// Agents connected now.
-        agents_online: u32,
-    },
+    /// The online agents changed (each visitor session reads its own site's count).
+    Presence(AgentPresence),
+}
+
+/// Agents online, by the sites they work for: an agent of every site counts for each site.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentPresence {
+    /// Agent sessions, whatever their sites.
+    pub sessions: u32,
+    /// Sessions of agents working for every site.
+    pub all_sites: u32,
+    /// Sessions of agents working for listed sites, per site (no zero entries).
+    pub by_site: BTreeMap<SiteId, u32>,
+}
+
+impl AgentPresence {
+    /// Agents online for `site`.
+    pub fn online(&self, site: &str) -> u32 {
+        self.all_sites + self.by_site.get(site).copied().unwrap_or(0)
+    }
+
+    /// Counts one agent session of `sites` in (`delta` 1) or out (-1).
+    pub fn count(&mut self, sites: &Sites, delta: i32) {
+        self.sessions = self.sessions.saturating_add_signed(delta);
+        match sites.list() {
+            None => self.all_sites = self.all_sites.saturating_add_signed(delta),
+            Some(list) => {
+                for site in list {
+                    let n = self.by_site.entry(site.clone()).or_default();
+                    *n = n.saturating_add_signed(delta);
+                    if *n == 0 {
+                        self.by_site.remove(site);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &AgentPresence) {
+        self.sessions += other.sessions;
+        self.all_sites += other.all_sites;
+        for (site, n) in &other.by_site {
+            *self.by_site.entry(site.clone()).or_default() += n;
+        }
+    }
 }
 
 /// Identifies one subscriber (one session) in the hub.
@@ -47,7 +91,7 @@ struct Subscriber {
 struct HubState {
     subscribers: HashMap<SubscriberId, Subscriber>,
     topics: HashMap<Topic, HashSet<SubscriberId>>,
-    agents_online: u32,
+    agents: AgentPresence,
 }
 
 /// The receiving end a session owns.
@@ -67,9 +111,9 @@ pub struct Subscription {
 /// use chat_core::hub::{Hub, HubEvent, Topic};
 /// let hub = Hub::default();
 /// let mut sub = hub.register(8);
-/// hub.subscribe(sub.id, Topic::Visitors);
-/// hub.publish(&[Topic::Visitors], HubEvent::Presence { agents_online: 1 });
-/// assert!(matches!(*sub.rx.recv().await.unwrap(), HubEvent::Presence { agents_online: 1 }));
+/// hub.subscribe(sub.id, Topic::Site("shop".into()));
+/// hub.publish(&[Topic::Site("shop".into())], HubEvent::Presence(Default::default()));
+/// assert!(matches!(*sub.rx.recv().await.unwrap(), HubEvent::Presence(_)));
 /// # });
 /// # mod tokio_test_shim { pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #   tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f) } }
@@ -177,16 +221,17 @@ impl Hub {
         ids.len()
     }
 
-    /// Counts an agent session in or out; returns the new number of online agents.
-    pub fn agent_presence(&self, delta: i32) -> u32 {
+    /// Counts an agent session of `sites` in (`delta` 1) or out (-1); returns the agents
+    /// connected to this process now.
+    pub fn agent_presence(&self, sites: &Sites, delta: i32) -> AgentPresence {
         let mut state = self.state();
-        state.agents_online = state.agents_online.saturating_add_signed(delta);
-        state.agents_online
+        state.agents.count(sites, delta);
+        state.agents.clone()
     }
 
-    /// Agents connected now.
-    pub fn agents_online(&self) -> u32 {
-        self.state().agents_online
+    /// Agents connected to this process now.
+    pub fn agents_online(&self) -> AgentPresence {
+        self.state().agents.clone()
     }
 
     /// Sessions registered now.
@@ -223,7 +268,7 @@ mod tests {
         hub.subscribe(a.id, Topic::Visitor(v));
         let n = hub.publish(
             &[Topic::Agents, Topic::Visitor(v)],
-            HubEvent::Presence { agents_online: 2 },
+            HubEvent::Presence(AgentPresence::default()),
         );
         assert_eq!(n, 1);
         assert!(a.rx.try_recv().is_ok());
@@ -238,10 +283,33 @@ mod tests {
         hub.subscribe(slow.id, Topic::Visitors);
         hub.subscribe(fast.id, Topic::Visitors);
         for i in 0..5 {
-            hub.publish(&[Topic::Visitors], HubEvent::Presence { agents_online: i });
+            let presence = AgentPresence {
+                sessions: i,
+                ..AgentPresence::default()
+            };
+            hub.publish(&[Topic::Visitors], HubEvent::Presence(presence));
             assert!(fast.rx.try_recv().is_ok());
         }
         assert!(slow.lagged.load(Ordering::Acquire));
         assert_eq!(hub.subscriber_count(), 1);
+    }
+
+    #[test]
+    fn presence_counts_agents_of_every_site_for_each_site() {
+        let hub = Hub::default();
+        let every = Sites::All;
+        let two = Sites::parse("a,b").unwrap();
+        hub.agent_presence(&every, 1);
+        let p = hub.agent_presence(&two, 1);
+        assert_eq!((p.online("a"), p.online("b"), p.online("c")), (2, 2, 1));
+        assert_eq!(p.sessions, 2);
+        let p = hub.agent_presence(&every, -1);
+        assert_eq!((p.online("a"), p.online("c")), (1, 0));
+        let p = hub.agent_presence(&two, -1);
+        assert_eq!(p, AgentPresence::default(), "no zero entries left behind");
+        let mut sum = AgentPresence::default();
+        sum.add(&hub.agent_presence(&two, 1));
+        sum.add(&hub.agents_online());
+        assert_eq!(sum.online("b"), 2);
     }
 }

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod bus;
 pub mod error;
 pub mod hub;
+pub mod identity;
 pub mod metrics;
 pub mod model;
 pub mod protocol;

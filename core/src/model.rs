@@ -8,6 +8,93 @@ use uuid::Uuid;
 /// Identifies one website served by the gateway. Most installations have one, `default`.
 pub type SiteId = String;
 
+/// Longest site id, in bytes.
+pub const MAX_SITE_ID_BYTES: usize = 64;
+
+/// Whether `site` is a valid site id: 1..=64 of `[A-Za-z0-9_-]`.
+pub fn is_valid_site_id(site: &str) -> bool {
+    !site.is_empty()
+        && site.len() <= MAX_SITE_ID_BYTES
+        && site
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The sites an agent works for (issue 13): every conversation, command, list, presence
+/// count and statistic an agent sees is limited to them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Sites {
+    /// Every site (the default for agents whose token names none: single-site deployments).
+    #[default]
+    All,
+    /// Only these (never empty, sorted, no duplicates).
+    Only(std::sync::Arc<[SiteId]>),
+}
+
+impl Sites {
+    /// Only `sites` (sorted and deduplicated); `None` when the list is empty.
+    pub fn only(sites: impl IntoIterator<Item = SiteId>) -> Option<Self> {
+        let mut list: Vec<SiteId> = sites.into_iter().collect();
+        list.sort_unstable();
+        list.dedup();
+        (!list.is_empty()).then(|| Self::Only(list.into()))
+    }
+
+    /// Parses `*` (every site) or a comma- or `|`-separated list of site ids.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text == "*" {
+            return Ok(Self::All);
+        }
+        let mut list = Vec::new();
+        for site in text.split([',', '|']).map(str::trim) {
+            if !is_valid_site_id(site) {
+                return Err(format!(
+                    "`{}` is not a site id (1..=64 of [A-Za-z0-9_-]) or `*`",
+                    site.chars().take(70).collect::<String>()
+                ));
+            }
+            list.push(site.to_owned());
+        }
+        Self::only(list).ok_or_else(|| "no site listed".to_string())
+    }
+
+    /// Whether `site` is one of them.
+    pub fn contains(&self, site: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(list) => list.binary_search_by(|s| s.as_str().cmp(site)).is_ok(),
+        }
+    }
+
+    /// The list, or `None` for every site.
+    pub fn list(&self) -> Option<&[SiteId]> {
+        match self {
+            Self::All => None,
+            Self::Only(list) => Some(list),
+        }
+    }
+
+    /// The sites both allow.
+    pub fn intersect(&self, other: &Sites) -> Option<Sites> {
+        match (self, other) {
+            (Self::All, x) | (x, Self::All) => Some(x.clone()),
+            (Self::Only(a), Self::Only(_)) => {
+                Self::only(a.iter().filter(|s| other.contains(s)).cloned())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Sites {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::All => f.write_str("*"),
+            Self::Only(list) => f.write_str(&list.join(",")),
+        }
+    }
+}
+
 /// Identifies an agent; taken from the `sub` claim of the agent's JWT.
 pub type AgentId = String;
 
@@ -58,6 +145,25 @@ pub struct Visitor {
     pub site_id: SiteId,
     /// When the gateway first saw the visitor.
     pub created_at: DateTime<Utc>,
+    /// Who the main site says the visitor is (`ChatWidgetConfig.user`), if it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<VisitorProfile>,
+}
+
+/// Who a visitor is, as far as the main site said: shown to agents beside the conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VisitorProfile {
+    /// The main site's user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Email address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Whether the main site vouched for it with a valid `hash`.
+    pub verified: bool,
 }
 
 /// An agent, as asserted by a verified JWT.
@@ -199,8 +305,13 @@ pub enum Principal {
         /// The site the visitor is on.
         site_id: SiteId,
     },
-    /// An agent, proven by a JWT signed with `CHAT_ADMIN_JWT_SECRET`.
-    Agent(Agent),
+    /// An agent, proven by a JWT signed with `CHAT_ADMIN_JWT_SECRET` (or an API key).
+    Agent {
+        /// Who.
+        agent: Agent,
+        /// The sites the agent works for.
+        sites: Sites,
+    },
 }
 
 impl Principal {
@@ -208,7 +319,16 @@ impl Principal {
     pub fn role(&self) -> Role {
         match self {
             Self::Visitor { .. } => Role::Visitor,
-            Self::Agent(_) => Role::Agent,
+            Self::Agent { .. } => Role::Agent,
+        }
+    }
+
+    /// Whether this principal may see conversations of `site`: a visitor only their own
+    /// site's (and, within it, only their own conversations), an agent only its sites'.
+    pub fn covers_site(&self, site: &str) -> bool {
+        match self {
+            Self::Visitor { site_id, .. } => site_id == site,
+            Self::Agent { sites, .. } => sites.contains(site),
         }
     }
 
@@ -220,7 +340,7 @@ impl Principal {
                 id: visitor_id.to_string(),
                 name: None,
             },
-            Self::Agent(agent) => Sender {
+            Self::Agent { agent, .. } => Sender {
                 role: Role::Agent,
                 id: agent.id.clone(),
                 name: Some(agent.name.clone()),

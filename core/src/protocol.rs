@@ -12,7 +12,7 @@
 
 use crate::error::ErrorCode;
 use crate::model::{
-    Agent, Conversation, ConversationId, ConversationStatus, Message, Role, VisitorId,
+    Agent, Conversation, ConversationId, ConversationStatus, Message, Role, SiteId, VisitorId,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -51,7 +51,7 @@ pub enum ClientCommand {
         /// changed after this instant (the list changes missed while away), oldest first.
         #[serde(default)]
         conversations_since: Option<chrono::DateTime<chrono::Utc>>,
-        /// The site for `conversations_since` (default `default`).
+        /// The site for `conversations_since` (default: every site of the agent).
         #[serde(default)]
         site: Option<String>,
     },
@@ -68,9 +68,9 @@ pub enum ClientCommand {
         #[serde(default)]
         limit: Option<u32>,
     },
-    /// Agents: list the site's conversations, newest activity first.
+    /// Agents: list conversations, newest activity first.
     ListConversations {
-        /// The site whose conversations to list (default `default`).
+        /// The site whose conversations to list (default: every site the agent works for).
         #[serde(default)]
         site: Option<String>,
         /// Only conversations in this status.
@@ -256,10 +256,13 @@ pub struct Welcome {
     /// Agents: who the token says they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<Agent>,
+    /// Agents: the sites they work for (`["*"]`: every site).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sites: Option<Vec<SiteId>>,
     /// Visitors: their open conversation, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation: Option<Conversation>,
-    /// Agents connected for the site.
+    /// Visitors: agents online for their site. Agents: agent sessions online.
     pub agents_online: u32,
     /// Visitors: the transport this visitor should use (`CHAT_WS_ROLLOUT_PERCENT`); a client on
     /// the other one should switch.

@@ -4,10 +4,10 @@
 use crate::auth::AgentTokens;
 use crate::bus::{Bus, BusEvent, Inbound};
 use crate::error::{ChatError, ErrorCode, StoreError};
-use crate::hub::{Hub, HubEvent, Topic};
+use crate::hub::{AgentPresence, Hub, HubEvent, Topic};
 use crate::model::{
     Conversation, ConversationId, ConversationStatus, Message, NewMessage, Principal, Role, SiteId,
-    Visitor, VisitorId,
+    Visitor, VisitorId, VisitorProfile,
 };
 use crate::protocol::{Ack, ClientCommand, ClientFrame, ErrorEvent, ServerEvent, Welcome};
 use crate::store::{Appended, ConversationFilter, Store};
@@ -73,9 +73,11 @@ struct Inner {
     config: ServiceConfig,
     shutdown: watch::Sender<bool>,
     open_sessions: std::sync::Mutex<HashMap<(TransportKind, Role), u32>>,
+    /// Visitor sessions open on this process, by site (no zero entries).
+    visitor_sessions_by_site: std::sync::Mutex<HashMap<SiteId, u32>>,
     bus: Option<Arc<dyn Bus>>,
     /// Agents connected to other processes, by process, with when each was last heard from.
-    remote_agents: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
+    remote_agents: std::sync::Mutex<HashMap<String, (AgentPresence, Instant)>>,
     /// What verifies the fresh token of an `auth` command (set once at start-up).
     agent_tokens: std::sync::OnceLock<AgentTokens>,
     /// Send buckets by visitor (`ServiceConfig::visitor_send_rate`), shared by all of a
@@ -198,6 +200,7 @@ impl ChatService {
                 hub: Hub::default(),
                 shutdown,
                 open_sessions: std::sync::Mutex::new(HashMap::new()),
+                visitor_sessions_by_site: std::sync::Mutex::new(HashMap::new()),
                 bus,
                 remote_agents: std::sync::Mutex::new(HashMap::new()),
                 agent_tokens: std::sync::OnceLock::new(),
@@ -219,7 +222,7 @@ impl ChatService {
     }
 
     /// Agents connected now, on this process and (with a bus) on every live process.
-    pub fn agents_online(&self) -> u32 {
+    pub fn agents_online(&self) -> AgentPresence {
         self.inner.agents_online()
     }
 
@@ -275,14 +278,39 @@ impl ChatService {
         }
     }
 
-    fn count_session(&self, transport: TransportKind, role: Role, delta: i32) {
-        let mut counts = self
+    /// Visitor sessions open on this process for each site with at least one.
+    pub fn visitor_sessions_by_site(&self) -> BTreeMap<SiteId, u32> {
+        let counts = self
             .inner
-            .open_sessions
+            .visitor_sessions_by_site
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let n = counts.entry((transport, role)).or_insert(0);
-        *n = n.saturating_add_signed(delta);
+        counts.iter().map(|(s, n)| (s.clone(), *n)).collect()
+    }
+
+    fn count_session(&self, transport: TransportKind, principal: &Principal, delta: i32) {
+        let role = principal.role();
+        {
+            let mut counts = self
+                .inner
+                .open_sessions
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let n = counts.entry((transport, role)).or_insert(0);
+            *n = n.saturating_add_signed(delta);
+        }
+        if let Principal::Visitor { site_id, .. } = principal {
+            let mut by_site = self
+                .inner
+                .visitor_sessions_by_site
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let n = by_site.entry(site_id.clone()).or_insert(0);
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                by_site.remove(site_id);
+            }
+        }
         crate::metrics::count_session(transport, role, delta);
     }
 
@@ -310,6 +338,28 @@ impl ChatService {
         visitor_token: Option<String>,
         transport: TransportKind,
     ) -> Result<Session, ChatError> {
+        self.open_session_with(principal, visitor_token, transport, VisitorIntro::default())
+            .await
+    }
+
+    /// [`ChatService::open_session`] for a visitor the main site said something about
+    /// ([`VisitorIntro`]): a verified user's profile is stored at once, an unverified one once
+    /// the visitor has a conversation; an anonymous visitor who logged in hands their open
+    /// conversation to the user when the user has none.
+    pub async fn open_session_with(
+        &self,
+        principal: Principal,
+        visitor_token: Option<String>,
+        transport: TransportKind,
+        intro: VisitorIntro,
+    ) -> Result<Session, ChatError> {
+        if let Principal::Visitor {
+            visitor_id,
+            site_id,
+        } = &principal
+        {
+            self.introduce(*visitor_id, site_id, &intro).await?;
+        }
         let hub = &self.inner.hub;
         // No visitor row yet: it is written with the visitor's first conversation (see
         // `send_to_visitor`), so connecting alone leaves nothing in the store.
@@ -344,6 +394,8 @@ impl ChatService {
             admission: None,
             known: HashMap::new(),
             open_conversation: None,
+            presence_told: None,
+            profile: intro.profile,
         };
         let welcome = match &principal {
             Principal::Visitor {
@@ -361,50 +413,119 @@ impl ChatService {
                 if let Some(c) = &conversation {
                     session.remember_if_unchanged(c.clone(), changes);
                 }
+                let agents_online = self.inner.agents_online().online(site_id);
+                session.presence_told = Some(agents_online);
                 Welcome {
                     role: Role::Visitor,
                     session_id,
                     visitor_id: Some(*visitor_id),
                     visitor_token,
                     agent: None,
+                    sites: None,
                     conversation,
-                    agents_online: self.inner.agents_online(),
+                    agents_online,
                     preferred_transport: Some(self.rollout().transport_for(site_id, *visitor_id)),
                 }
             }
-            Principal::Agent(agent) => {
-                hub.subscribe(sub.id, Topic::Agents);
+            Principal::Agent { agent, sites } => {
+                match sites.list() {
+                    None => hub.subscribe(sub.id, Topic::Agents),
+                    Some(list) => {
+                        for site in list {
+                            hub.subscribe(sub.id, Topic::Site(site.clone()));
+                        }
+                    }
+                }
                 session.counted_as_agent = true;
-                let online = self.inner.local_agents_changed(hub.agent_presence(1));
+                let online = self
+                    .inner
+                    .local_agents_changed(hub.agent_presence(sites, 1));
                 Welcome {
                     role: Role::Agent,
                     session_id,
                     visitor_id: None,
                     visitor_token: None,
                     agent: Some(agent.clone()),
+                    sites: Some(
+                        sites
+                            .list()
+                            .map_or_else(|| vec!["*".to_owned()], <[SiteId]>::to_vec),
+                    ),
                     conversation: None,
-                    agents_online: online,
+                    agents_online: online.sessions,
                     preferred_transport: None,
                 }
             }
         };
         session.pending.push_back(ServerEvent::Welcome(welcome));
-        self.count_session(transport, session.principal.role(), 1);
+        self.count_session(transport, &session.principal, 1);
         session.counted = true;
         Ok(session)
     }
 
+    /// Stores what the main site said about a visitor and carries out a login merge.
+    async fn introduce(
+        &self,
+        visitor_id: VisitorId,
+        site_id: &str,
+        intro: &VisitorIntro,
+    ) -> Result<(), ChatError> {
+        let store = &self.inner.store;
+        let Some(profile) = &intro.profile else {
+            return Ok(());
+        };
+        let visitor = Visitor {
+            id: visitor_id,
+            site_id: site_id.to_owned(),
+            created_at: chrono::Utc::now(),
+            profile: Some(profile.clone()),
+        };
+        // A verified user is written on connect (the main site vouched for them); anyone can
+        // claim unverified fields, so those are written only for a visitor already stored.
+        let write = profile.verified
+            || store
+                .visitor(visitor_id)
+                .await?
+                .is_some_and(|stored| stored.profile.as_ref() != Some(profile));
+        if write {
+            store.ensure_visitor(&visitor).await?;
+        }
+        let Some(anonymous) = intro.merge_from else {
+            return Ok(());
+        };
+        if store
+            .open_conversation_of(site_id, visitor_id)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        if let Some(open) = store.open_conversation_of(site_id, anonymous).await? {
+            let moved = store.move_conversation(open.id, visitor_id).await?;
+            tracing::debug!(conversation = %moved.id, "anonymous visitor logged in: conversation moved to the user");
+            // The anonymous visitor's sessions hear of it too (the event goes to both topics).
+            self.inner.hub.publish(
+                &[Topic::Visitor(anonymous)],
+                HubEvent::Conversation(moved.clone()),
+            );
+            self.publish_conversation(&moved);
+        }
+        Ok(())
+    }
+
     /// Fans `message` out here and, unless the store already notified the other processes in
     /// the message's commit (`committed`), on the bus.
-    fn publish_message(&self, message: &Message, visitor_id: VisitorId, committed: bool) {
+    fn publish_message(&self, message: &Message, conversation: &Conversation, committed: bool) {
+        let visitor_id = conversation.visitor_id;
         self.inner
-            .publish_message_locally(message.clone(), visitor_id);
+            .publish_message_locally(message.clone(), visitor_id, &conversation.site_id);
         if let Some(bus) = &self.inner.bus {
             if committed && bus.store_publishes_messages() {
                 return;
             }
             bus.publish(BusEvent::Message {
                 visitor_id,
+                site_id: conversation.site_id.clone(),
                 message: message.clone(),
             });
         }
@@ -418,7 +539,8 @@ impl ChatService {
         }
     }
 
-    /// Reads a conversation the principal may see: visitors only their own.
+    /// Reads a conversation the principal may see: visitors only their own, agents only their
+    /// sites'.
     pub async fn authorized_conversation(
         &self,
         principal: &Principal,
@@ -430,16 +552,22 @@ impl ChatService {
             .conversation(id)
             .await?
             .ok_or_else(|| ChatError::NotFound(format!("conversation {id} does not exist")))?;
-        if let Principal::Visitor { visitor_id, .. } = principal {
-            if conversation.visitor_id != *visitor_id {
+        match principal {
+            Principal::Visitor { visitor_id, .. } if conversation.visitor_id != *visitor_id => {
                 // Same answer as for a missing one would leak less, but a clear reason helps
                 // integrators; ids are random UUIDs, so existence is not guessable anyway.
-                return Err(ChatError::Forbidden(
+                Err(ChatError::Forbidden(
                     "this conversation belongs to another visitor".into(),
-                ));
+                ))
             }
+            Principal::Agent { sites, .. } if !sites.contains(&conversation.site_id) => {
+                Err(ChatError::Forbidden(format!(
+                    "this conversation belongs to site `{}`, which you are not an agent of",
+                    conversation.site_id
+                )))
+            }
+            _ => Ok(conversation),
         }
-        Ok(conversation)
     }
 
     /// Sends a message as `principal`: validates, commits, then fans out. Used by sessions and
@@ -451,7 +579,7 @@ impl ChatService {
         client_msg_id: Option<String>,
         body: String,
     ) -> Result<Appended, ChatError> {
-        self.send_to_visitor(principal, conversation_id, client_msg_id, body, None)
+        self.send_to_visitor(principal, conversation_id, client_msg_id, body, None, None)
             .await
             .map(|(appended, _)| appended)
     }
@@ -470,6 +598,7 @@ impl ChatService {
         client_msg_id: Option<String>,
         body: String,
         known: Option<Conversation>,
+        profile: Option<&VisitorProfile>,
     ) -> Result<(Appended, Conversation), ChatError> {
         let max = self.inner.config.max_message_chars;
         if body.trim().is_empty() {
@@ -497,10 +626,12 @@ impl ChatService {
                         None => k.status == ConversationStatus::Open,
                     }
             }
-            Principal::Agent(_) => conversation_id == Some(k.id),
+            Principal::Agent { sites, .. } => {
+                conversation_id == Some(k.id) && sites.contains(&k.site_id)
+            }
         });
         let conversation = match (principal, conversation_id, known) {
-            (Principal::Agent(_), None, _) => {
+            (Principal::Agent { .. }, None, _) => {
                 return Err(ChatError::BadRequest(
                     "agents must name the conversation_id to send to".into(),
                 ))
@@ -524,6 +655,7 @@ impl ChatService {
                             id: *visitor_id,
                             site_id: site_id.clone(),
                             created_at: chrono::Utc::now(),
+                            profile: profile.cloned(),
                         })
                         .await?;
                     let c = store.create_conversation(site_id, *visitor_id).await?;
@@ -549,16 +681,14 @@ impl ChatService {
             })
             .await?;
         match &appended {
-            Appended::Inserted(message) => {
-                self.publish_message(message, conversation.visitor_id, true)
-            }
+            Appended::Inserted(message) => self.publish_message(message, &conversation, true),
             // A recent duplicate is fanned out again: its first attempt may have committed and
             // then lost its fan-out (the process died, or the commit's answer never arrived).
             // Sessions that already have it drop it by its seq.
             Appended::Duplicate(message)
                 if chrono::Utc::now() - message.created_at < REPUBLISH_DUPLICATES_WITHIN =>
             {
-                self.publish_message(message, conversation.visitor_id, false)
+                self.publish_message(message, &conversation, false)
             }
             Appended::Duplicate(_) => {}
         }
@@ -576,7 +706,7 @@ impl ChatService {
         body: String,
     ) -> Result<(Appended, Option<Delivery>), ChatError> {
         let (appended, conversation) = self
-            .send_to_visitor(principal, conversation_id, client_msg_id, body, None)
+            .send_to_visitor(principal, conversation_id, client_msg_id, body, None, None)
             .await?;
         let visitor_id = conversation.visitor_id;
         let delivery = match appended {
@@ -587,17 +717,72 @@ impl ChatService {
         Ok((appended, delivery))
     }
 
+    /// An agent's message to the known user `user_id` of `site` (the website's own user id,
+    /// issue 13): to the user's open conversation, or a new one when there is none (the user's
+    /// visitor row is created then, as a verified user). Says whether a session of the user
+    /// was connected here to get it live, as [`ChatService::send_reporting_delivery`].
+    pub async fn send_to_user(
+        &self,
+        principal: &Principal,
+        site: &str,
+        user_id: &str,
+        client_msg_id: Option<String>,
+        body: String,
+    ) -> Result<(Appended, Option<Delivery>), ChatError> {
+        let Principal::Agent { sites, .. } = principal else {
+            return Err(ChatError::Forbidden("only agents reply to users".into()));
+        };
+        if !crate::model::is_valid_site_id(site) {
+            return Err(ChatError::BadRequest(
+                "site must be 1..=64 of [A-Za-z0-9_-]".into(),
+            ));
+        }
+        if !sites.contains(site) {
+            return Err(ChatError::Forbidden(format!(
+                "you are not an agent of site `{site}`"
+            )));
+        }
+        let claim = crate::identity::UserClaim {
+            id: user_id.to_owned(),
+            ..Default::default()
+        };
+        claim.validate().map_err(ChatError::BadRequest)?;
+        let visitor_id = crate::identity::user_visitor_id(site, user_id);
+        let store = &self.inner.store;
+        let conversation = match store.open_conversation_of(site, visitor_id).await? {
+            Some(open) => open,
+            None => {
+                if store.visitor(visitor_id).await?.is_none() {
+                    store
+                        .ensure_visitor(&Visitor {
+                            id: visitor_id,
+                            site_id: site.to_owned(),
+                            created_at: chrono::Utc::now(),
+                            profile: Some(claim.profile(true)),
+                        })
+                        .await?;
+                }
+                let created = store.create_conversation(site, visitor_id).await?;
+                self.publish_conversation(&created);
+                created
+            }
+        };
+        self.send_reporting_delivery(principal, Some(conversation.id), client_msg_id, body)
+            .await
+    }
+
     /// Assigns a conversation to the calling agent.
     pub async fn assign(
         &self,
         principal: &Principal,
         id: ConversationId,
     ) -> Result<Conversation, ChatError> {
-        let Principal::Agent(agent) = principal else {
+        let Principal::Agent { agent, .. } = principal else {
             return Err(ChatError::Forbidden(
                 "only agents can assign conversations".into(),
             ));
         };
+        self.authorized_conversation(principal, id).await?;
         let conversation = self
             .inner
             .store
@@ -625,24 +810,34 @@ impl ChatService {
         Ok(conversation)
     }
 
-    /// Lists conversations for agents.
+    /// Lists conversations for agents: of `site`, or of every site the agent works for.
     pub async fn list(
         &self,
         principal: &Principal,
-        site_id: SiteId,
+        site: Option<SiteId>,
         status: Option<ConversationStatus>,
         limit: Option<u32>,
     ) -> Result<Vec<Conversation>, ChatError> {
-        if principal.role() != Role::Agent {
+        let Principal::Agent { sites, .. } = principal else {
             return Err(ChatError::Forbidden(
                 "only agents can list conversations".into(),
             ));
-        }
+        };
+        let sites = match site {
+            Some(site) if sites.contains(&site) => Some(vec![site]),
+            Some(site) => {
+                return Err(ChatError::Forbidden(format!(
+                    "you are not an agent of site `{}`",
+                    site.chars().take(70).collect::<String>()
+                )))
+            }
+            None => sites.list().map(<[SiteId]>::to_vec),
+        };
         Ok(self
             .inner
             .store
             .list_conversations(&ConversationFilter {
-                site_id,
+                sites,
                 status,
                 limit: page_limit(limit),
             })
@@ -684,6 +879,15 @@ impl ChatService {
         }
         Ok(HistoryPage { messages, more })
     }
+}
+
+/// What the main site said about a visitor opening a session (`ChatWidgetConfig.user`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VisitorIntro {
+    /// The user fields, verified or not.
+    pub profile: Option<VisitorProfile>,
+    /// The anonymous visitor the same browser was before logging in.
+    pub merge_from: Option<VisitorId>,
 }
 
 /// A page of messages and whether more follow it.
@@ -810,6 +1014,11 @@ pub struct Session {
     known: HashMap<ConversationId, (Conversation, u64)>,
     /// A visitor's open conversation: where a send naming none goes.
     open_conversation: Option<ConversationId>,
+    /// A visitor's agents-online count as last told, so a change on another site is not
+    /// told again.
+    presence_told: Option<u32>,
+    /// What the main site said about the visitor, stored with their first conversation.
+    profile: Option<VisitorProfile>,
 }
 
 impl Session {
@@ -975,6 +1184,7 @@ impl Session {
                         client_msg_id,
                         body,
                         known.map(|(c, _)| c),
+                        self.profile.as_ref(),
                     )
                     .await?;
                 match known_epoch {
@@ -1036,13 +1246,10 @@ impl Session {
                 site,
                 status,
                 limit,
-            } => {
-                let site = site.unwrap_or_else(|| "default".to_string());
-                Ok(Ack {
-                    conversations: Some(service.list(principal, site, status, limit).await?),
-                    ..Ack::default()
-                })
-            }
+            } => Ok(Ack {
+                conversations: Some(service.list(principal, site, status, limit).await?),
+                ..Ack::default()
+            }),
             ClientCommand::Assign { conversation_id } => Ok(Ack {
                 conversation: Some(service.assign(principal, conversation_id).await?),
                 ..Ack::default()
@@ -1063,7 +1270,7 @@ impl Session {
 
     /// Checks a fresh agent token for this session and moves its expiry to the token's.
     fn renew(&mut self, token: &str) -> Result<u64, ChatError> {
-        let Principal::Agent(agent) = &self.principal else {
+        let Principal::Agent { agent, sites } = &self.principal else {
             return Err(ChatError::Forbidden(
                 "only agent sessions renew credentials; visitor tokens do not expire".into(),
             ));
@@ -1083,11 +1290,20 @@ impl Session {
                 renewed.id, agent.id
             )));
         }
+        // The session's subscriptions follow its sites: a token for other sites needs a new
+        // session.
+        if verified.sites != *sites {
+            return Err(ChatError::Forbidden(format!(
+                "the token is for sites `{}`, this session for `{sites}`: reconnect with it",
+                verified.sites
+            )));
+        }
         self.expires = Some(instant_of_unix(exp));
         Ok(exp)
     }
 
-    /// Queues a `conversation` event for each conversation of `site` changed after `since`,
+    /// Queues a `conversation` event for each conversation of `site` (default: every site of
+    /// the agent) changed after `since`,
     /// oldest first: the list changes an agent missed while disconnected.
     /// With `unseen`, each changed conversation missing from those cursors is added at 0, so
     /// that its messages are replayed too (a recovering client that never saw it).
@@ -1097,7 +1313,6 @@ impl Session {
         since: chrono::DateTime<chrono::Utc>,
         unseen: Option<&mut BTreeMap<ConversationId, i64>>,
     ) -> Result<(), ChatError> {
-        let site = site.unwrap_or_else(|| "default".to_string());
         let mut changed: Vec<Conversation> = self
             .service
             .list(&self.principal, site, None, Some(500))
@@ -1429,15 +1644,19 @@ impl Session {
                     conversation: conversation.clone(),
                 }]
             }
-            HubEvent::Presence { agents_online } => {
-                if self.principal.role() == Role::Visitor {
+            HubEvent::Presence(presence) => match &self.principal {
+                Principal::Visitor { site_id, .. } => {
+                    let online = presence.online(site_id);
+                    if self.presence_told == Some(online) {
+                        return Vec::new();
+                    }
+                    self.presence_told = Some(online);
                     vec![ServerEvent::Presence {
-                        agents_online: *agents_online,
+                        agents_online: online,
                     }]
-                } else {
-                    Vec::new()
                 }
-            }
+                Principal::Agent { .. } => Vec::new(),
+            },
         }
     }
 }
@@ -1446,14 +1665,14 @@ impl Drop for Session {
     fn drop(&mut self) {
         if self.counted {
             self.service
-                .count_session(self.transport, self.principal.role(), -1);
+                .count_session(self.transport, &self.principal, -1);
         }
         let hub = &self.service.inner.hub;
         hub.remove(self.subscriber);
-        if self.counted_as_agent {
+        if let (true, Principal::Agent { sites, .. }) = (self.counted_as_agent, &self.principal) {
             self.service
                 .inner
-                .local_agents_changed(hub.agent_presence(-1));
+                .local_agents_changed(hub.agent_presence(sites, -1));
         }
     }
 }
@@ -1464,13 +1683,19 @@ impl Inner {
     fn take_visitor_send(&self, principal: &Principal) -> Result<(), Duration> {
         match principal {
             Principal::Visitor { visitor_id, .. } => self.visitor_sends.take(visitor_id),
-            Principal::Agent(_) => Ok(()),
+            Principal::Agent { .. } => Ok(()),
         }
     }
 
-    fn publish_message_locally(&self, message: Message, visitor_id: VisitorId) {
+    /// `site` is empty for a message from a process older than site scoping: then only
+    /// agents of every site get it live (the others see it on their next list or resume).
+    fn publish_message_locally(&self, message: Message, visitor_id: VisitorId, site: &str) {
         self.hub.publish(
-            &[Topic::Visitor(visitor_id), Topic::Agents],
+            &[
+                Topic::Visitor(visitor_id),
+                Topic::Agents,
+                Topic::Site(site.to_owned()),
+            ],
             HubEvent::Message(message),
         );
     }
@@ -1487,45 +1712,51 @@ impl Inner {
         self.conversation_changes.fetch_add(1, Ordering::SeqCst);
         self.conversation_epochs[epoch_slot(conversation.id)].fetch_add(1, Ordering::SeqCst);
         self.hub.publish(
-            &[Topic::Visitor(conversation.visitor_id), Topic::Agents],
+            &[
+                Topic::Visitor(conversation.visitor_id),
+                Topic::Agents,
+                Topic::Site(conversation.site_id.clone()),
+            ],
             HubEvent::Conversation(conversation),
         );
     }
 
-    /// Agents on other live processes; forgets processes not heard from in time.
-    fn remote_agents(&self) -> u32 {
+    /// Agents here and on other live processes; forgets processes not heard from in time.
+    fn agents_online(&self) -> AgentPresence {
+        let mut online = self.hub.agents_online();
         let mut remote = self
             .remote_agents
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         remote.retain(|_, (_, heard)| heard.elapsed() < PRESENCE_EXPIRY);
-        remote.values().map(|(n, _)| n).sum()
-    }
-
-    fn agents_online(&self) -> u32 {
-        self.hub.agents_online() + self.remote_agents()
-    }
-
-    fn announce_presence(&self) -> u32 {
-        let online = self.agents_online();
-        self.hub.publish(
-            &[Topic::Visitors],
-            HubEvent::Presence {
-                agents_online: online,
-            },
-        );
+        for (presence, _) in remote.values() {
+            online.add(presence);
+        }
         online
     }
 
-    /// This process's agent count changed to `local`: tells local visitors the new total and
-    /// other processes the new local count. Returns the total.
-    fn local_agents_changed(&self, local: u32) -> u32 {
+    fn announce_presence(&self) -> AgentPresence {
+        let online = self.agents_online();
+        self.hub
+            .publish(&[Topic::Visitors], HubEvent::Presence(online.clone()));
+        online
+    }
+
+    /// Tells other processes this process's agents now.
+    fn publish_local_presence(&self, local: AgentPresence) {
         if let Some(bus) = &self.bus {
             bus.publish(BusEvent::Presence {
                 node: bus.node_id().to_string(),
-                agents_online: local,
+                agents_online: local.sessions,
+                sites: Some(local),
             });
         }
+    }
+
+    /// This process's agents changed to `local`: tells local visitors the new counts and
+    /// other processes the new local ones. Returns the totals.
+    fn local_agents_changed(&self, local: AgentPresence) -> AgentPresence {
+        self.publish_local_presence(local);
         self.announce_presence()
     }
 }
@@ -1537,10 +1768,12 @@ async fn run_inbound(inner: Weak<Inner>, mut inbound: mpsc::Receiver<Inbound>) {
         match item {
             Inbound::Event(BusEvent::Message {
                 visitor_id,
+                site_id,
                 message,
-            }) => inner.publish_message_locally(message, visitor_id),
+            }) => inner.publish_message_locally(message, visitor_id, &site_id),
             Inbound::Event(BusEvent::MessageRef {
                 visitor_id,
+                site_id,
                 conversation_id,
                 seq,
             }) => match inner
@@ -1549,7 +1782,7 @@ async fn run_inbound(inner: Weak<Inner>, mut inbound: mpsc::Receiver<Inbound>) {
                 .await
             {
                 Ok(mut found) if !found.is_empty() => {
-                    inner.publish_message_locally(found.remove(0), visitor_id)
+                    inner.publish_message_locally(found.remove(0), visitor_id, &site_id)
                 }
                 // Sessions following the conversation recover it by gap fill or resume.
                 Ok(_) => {
@@ -1565,13 +1798,20 @@ async fn run_inbound(inner: Weak<Inner>, mut inbound: mpsc::Receiver<Inbound>) {
             Inbound::Event(BusEvent::Presence {
                 node,
                 agents_online,
+                sites,
             }) => {
                 let before = inner.agents_online();
+                // A process older than site scoping: its agents work for every site.
+                let presence = sites.unwrap_or(AgentPresence {
+                    sessions: agents_online,
+                    all_sites: agents_online,
+                    by_site: Default::default(),
+                });
                 inner
                     .remote_agents
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .insert(node, (agents_online, Instant::now()));
+                    .insert(node, (presence, Instant::now()));
                 if inner.agents_online() != before {
                     inner.announce_presence();
                 }
@@ -1594,14 +1834,9 @@ async fn run_presence_heartbeat(inner: Weak<Inner>) {
     loop {
         tokio::time::sleep(PRESENCE_HEARTBEAT).await;
         let Some(inner) = inner.upgrade() else { return };
-        if let Some(bus) = &inner.bus {
-            bus.publish(BusEvent::Presence {
-                node: bus.node_id().to_string(),
-                agents_online: inner.hub.agents_online(),
-            });
-        }
+        inner.publish_local_presence(inner.hub.agents_online());
         let total = inner.agents_online();
-        if last_total.is_some_and(|last| last != total) {
+        if last_total.as_ref().is_some_and(|last| *last != total) {
             inner.announce_presence();
         }
         last_total = Some(total);

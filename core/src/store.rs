@@ -72,8 +72,8 @@ pub enum Imported {
 /// Which conversations [`Store::list_conversations`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationFilter {
-    /// Only this site's.
-    pub site_id: SiteId,
+    /// Only these sites' (`None`: every site's).
+    pub sites: Option<Vec<SiteId>>,
     /// Only in this status, when set.
     pub status: Option<ConversationStatus>,
     /// At most this many, most recently updated first.
@@ -100,7 +100,20 @@ pub trait Store: Send + Sync + 'static {
     async fn health(&self) -> Result<(), StoreError>;
 
     /// Stores a visitor if no visitor with that id exists yet; returns the stored visitor.
+    /// When the visitor exists and `visitor.profile` is set, the stored profile becomes that
+    /// one, except that a verified profile is never replaced by an unverified one.
     async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError>;
+
+    /// Reads one visitor.
+    async fn visitor(&self, id: VisitorId) -> Result<Option<Visitor>, StoreError>;
+
+    /// Gives conversation `id` to visitor `to` (an anonymous visitor who logs in keeps their
+    /// open conversation); returns it as it is now. `to` must exist, on the same site.
+    async fn move_conversation(
+        &self,
+        id: ConversationId,
+        to: VisitorId,
+    ) -> Result<Conversation, StoreError>;
 
     /// Creates an open conversation for a visitor.
     async fn create_conversation(

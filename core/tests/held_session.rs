@@ -3,7 +3,7 @@
 //! replays them from the store when the grace ends, each message exactly once, in order.
 //! Runs against the real embedded store.
 
-use chat_core::model::{Agent, ConversationId, Principal, VisitorId};
+use chat_core::model::{Agent, ConversationId, Principal, Sites, VisitorId};
 use chat_core::protocol::{ClientCommand, ClientFrame, ServerEvent};
 use chat_core::service::{ChatService, Outbound, ServiceConfig, Session};
 use chat_core::transport::TransportKind;
@@ -19,10 +19,13 @@ const PER_CONVERSATION: i64 = 20;
 async fn agent(service: &ChatService, id: &str) -> Session {
     service
         .open_session(
-            Principal::Agent(Agent {
-                id: id.into(),
-                name: id.into(),
-            }),
+            Principal::Agent {
+                agent: Agent {
+                    id: id.into(),
+                    name: id.into(),
+                },
+                sites: Sites::All,
+            },
             None,
             TransportKind::WebSocket,
         )

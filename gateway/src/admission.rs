@@ -10,13 +10,14 @@
 //! open sessions count and log their refusals themselves, so an endpoint only writes them.
 
 use crate::client_addr::TrustedProxies;
-use crate::http_util::{header, respond};
+use crate::http_util::{header, query_param, respond};
 use crate::limits::{LimitRefusal, Limits, Slot};
 use bytes::Bytes;
-use chat_core::auth::{AuthError, Authenticator, OriginPolicy};
+use chat_core::auth::{AuthError, Authenticator, OriginPolicy, VerifiedAgent};
+use chat_core::identity::UserClaim;
 use chat_core::metrics::{self, HandshakeFailure};
-use chat_core::model::{Agent, Principal, Role};
-use chat_core::service::{ChatService, Session};
+use chat_core::model::{Principal, Role};
+use chat_core::service::{ChatService, Session, VisitorIntro};
 use chat_core::transport::TransportKind;
 use chat_core::ChatError;
 use pingora::proxy::Session as HttpSession;
@@ -224,6 +225,38 @@ pub struct Credentials {
     pub token: Option<String>,
     /// The visitor's site (tenant); `default` when absent.
     pub site: Option<String>,
+    /// The user the main site says the visitor is (`ChatWidgetConfig.user`), if any.
+    pub user: Option<UserClaim>,
+}
+
+impl Credentials {
+    /// A visitor's user fields from query parameters `user_id`, `user_name`, `user_email` and
+    /// `user_hash` (raw WebSocket and long-polling; the access log never writes a query).
+    pub fn user_from_query(query: Option<&str>) -> Option<UserClaim> {
+        Some(UserClaim {
+            id: query_param(query, "user_id")?,
+            name: query_param(query, "user_name"),
+            email: query_param(query, "user_email"),
+            hash: query_param(query, "user_hash"),
+        })
+    }
+
+    /// A visitor's user fields from a JSON object `{id, name, email, hash}` (Socket.IO `auth`).
+    pub fn user_from_json(user: Option<&serde_json::Value>) -> Option<UserClaim> {
+        let user = user?.as_object()?;
+        let text = |name: &str| user.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+        let id = match user.get("id")? {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        Some(UserClaim {
+            id,
+            name: text("name"),
+            email: text("email"),
+            hash: text("hash"),
+        })
+    }
 }
 
 /// What a request is, before its credentials: the role and transport it asks for, where it
@@ -271,6 +304,8 @@ pub struct Admitted {
     pub visitor_token: Option<String>,
     /// For agents, the JWT's `exp` (seconds since the Unix epoch).
     pub agent_expires_at: Option<u64>,
+    /// For visitors, what the main site said about them.
+    pub intro: VisitorIntro,
 }
 
 /// Everything admission decides with. One per process.
@@ -340,38 +375,52 @@ impl Admission {
     pub fn authenticate(&self, role: Role, credentials: &Credentials) -> Result<Admitted, Refusal> {
         match role {
             Role::Agent => {
-                let (agent, expires_at) = self.agent(credentials.token.as_deref())?;
+                let verified = self.agent(credentials.token.as_deref())?;
                 Ok(Admitted {
-                    principal: Principal::Agent(agent),
+                    principal: Principal::Agent {
+                        agent: verified.agent,
+                        sites: verified.sites,
+                    },
                     visitor_token: None,
-                    agent_expires_at: Some(expires_at),
+                    agent_expires_at: Some(verified.expires_at),
+                    intro: VisitorIntro::default(),
                 })
             }
             Role::Visitor => {
-                let (principal, token) = self
+                let visitor = self
                     .auth
-                    .visitor(credentials.token.as_deref(), credentials.site.as_deref())
+                    .visitor_as(
+                        credentials.token.as_deref(),
+                        credentials.site.as_deref(),
+                        credentials.user.as_ref(),
+                    )
                     .map_err(|e| {
-                        Refusal::Unauthorized(format!(
-                            "visitor token rejected: {e}; connect without a token to start afresh"
-                        ))
+                        Refusal::Unauthorized(match credentials.user {
+                            None => format!(
+                                "visitor token rejected: {e}; connect without a token to start afresh"
+                            ),
+                            Some(_) => format!("visitor refused: {e}"),
+                        })
                     })?;
                 Ok(Admitted {
-                    principal,
-                    visitor_token: Some(token),
+                    principal: visitor.principal,
+                    visitor_token: Some(visitor.token),
                     agent_expires_at: None,
+                    intro: VisitorIntro {
+                        profile: visitor.profile,
+                        merge_from: visitor.merge_from,
+                    },
                 })
             }
         }
     }
 
     /// An agent JWT's agent and `exp`, or why it is refused (the HTTP API and `whoami` too).
-    pub fn agent(&self, token: Option<&str>) -> Result<(Agent, u64), Refusal> {
-        match self.auth.agent_with_expiry(token) {
-            Ok((Principal::Agent(agent), exp)) => Ok((agent, exp)),
-            Ok(_) => Err(Refusal::Unauthorized("not an agent token".into())),
-            Err(e) => Err(Refusal::Unauthorized(describe(&e))),
-        }
+    pub fn agent(&self, token: Option<&str>) -> Result<VerifiedAgent, Refusal> {
+        self.auth
+            .agent_tokens()
+            .verify_with_expiry(token.unwrap_or(""))
+            .map_err(|e| Refusal::Unauthorized(describe(&e)))
     }
 
     /// Step 6: the session, holding `slot` for its life.
@@ -383,7 +432,12 @@ impl Admission {
     ) -> Result<Session, Refusal> {
         let mut session = self
             .chat
-            .open_session(admitted.principal, admitted.visitor_token, transport)
+            .open_session_with(
+                admitted.principal,
+                admitted.visitor_token,
+                transport,
+                admitted.intro,
+            )
             .await
             .map_err(|e| Refusal::from_open(&e))?;
         if let Some(slot) = slot {

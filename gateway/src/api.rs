@@ -3,6 +3,7 @@
 //! (`CHAT_API_KEY`). `docs/http-api.md` is the reference, with curl examples.
 
 use crate::admission::{Admission, Refusal};
+use crate::api_keys::ApiKeys;
 use crate::http_util::{
     bearer, header, query_param, read_body_limited, respond_error, respond_json,
 };
@@ -44,14 +45,10 @@ pub struct Api<'a> {
     pub chat: &'a ChatService,
     /// The admission path (agent JWTs).
     pub admission: &'a Admission,
-    /// `CHAT_API_KEY`, when configured.
-    pub api_key: Option<&'a str>,
+    /// `CHAT_API_KEY` and `CHAT_API_KEYS`, with their sites.
+    pub api_keys: &'a ApiKeys,
     /// Send buckets of agents posting with a JWT.
     pub sends: &'a ApiSendLimits,
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Api<'_> {
@@ -62,17 +59,21 @@ impl Api<'_> {
         let Some(presented) = presented else {
             return Err("send Authorization: Bearer <agent JWT or API key>, or X-API-Key".into());
         };
-        if let Some(key) = self.api_key {
-            if constant_time_eq(presented.as_bytes(), key.as_bytes()) {
-                return Ok(Principal::Agent(Agent {
+        if let Some(sites) = self.api_keys.sites_of(presented) {
+            return Ok(Principal::Agent {
+                agent: Agent {
                     id: "api".into(),
                     name: "Support".into(),
-                }));
-            }
+                },
+                sites: sites.clone(),
+            });
         }
         self.admission
             .agent(Some(presented))
-            .map(|(agent, _)| Principal::Agent(agent))
+            .map(|verified| Principal::Agent {
+                agent: verified.agent,
+                sites: verified.sites,
+            })
             .map_err(|refusal| refusal.to_string())
     }
 
@@ -81,24 +82,67 @@ impl Api<'_> {
         self.caller(session).is_ok()
     }
 
-    /// `GET /chat/api/stats`: sessions on this process by transport and role.
+    /// `GET /chat/api/stats[?site=…]`: per-site figures for the caller's sites (agents online
+    /// across processes, visitor sessions on this process); a caller of every site also gets
+    /// this process's sessions by transport and role. Per-site figures live here rather than
+    /// in metric labels, whose values must stay bounded.
     pub async fn stats(&self, session: &mut Session) -> Result<bool> {
-        if let Err(why) = self.caller(session) {
-            return respond_error(session, 401, "unauthorized", &why).await;
+        let principal = match self.caller(session) {
+            Ok(p) => p,
+            Err(why) => return respond_error(session, 401, "unauthorized", &why).await,
+        };
+        let Principal::Agent { sites, .. } = &principal else {
+            return respond_error(session, 403, "forbidden", "agents only").await;
+        };
+        let query = session.req_header().uri.query().map(str::to_owned);
+        let asked = query_param(query.as_deref(), "site");
+        if let Some(site) = &asked {
+            if !sites.contains(site) {
+                let why = format!(
+                    "you are not an agent of site `{}`",
+                    site.chars().take(70).collect::<String>()
+                );
+                return respond_error(session, 403, "forbidden", &why).await;
+            }
         }
-        let counts = self.chat.session_counts();
-        let mut connections = serde_json::Map::new();
-        for (transport, role, n) in &counts.by_transport_and_role {
-            let entry = connections
-                .entry(transport.as_str().to_string())
-                .or_insert_with(|| json!({"visitor": 0, "agent": 0}));
-            entry[role.as_str()] = json!(n);
+        let presence = self.chat.agents_online();
+        let visitors = self.chat.visitor_sessions_by_site();
+        // The sites to report: the one asked for, else the caller's list, else every site
+        // this process knows of (with agents or visitors now).
+        let names: Vec<String> = match (&asked, sites.list()) {
+            (Some(site), _) => vec![site.clone()],
+            (None, Some(list)) => list.to_vec(),
+            (None, None) => {
+                let mut known: std::collections::BTreeSet<String> =
+                    visitors.keys().cloned().collect();
+                known.extend(presence.by_site.keys().cloned());
+                known.into_iter().collect()
+            }
+        };
+        let per_site: serde_json::Map<String, Value> = names
+            .into_iter()
+            .map(|site| {
+                let figures = json!({
+                    "agents_online": presence.online(&site),
+                    "visitors_online": visitors.get(&site).copied().unwrap_or(0),
+                });
+                (site, figures)
+            })
+            .collect();
+        let mut body = json!({ "sites": per_site });
+        if asked.is_none() && sites.list().is_none() {
+            let counts = self.chat.session_counts();
+            let mut connections = serde_json::Map::new();
+            for (transport, role, n) in &counts.by_transport_and_role {
+                let entry = connections
+                    .entry(transport.as_str().to_string())
+                    .or_insert_with(|| json!({"visitor": 0, "agent": 0}));
+                entry[role.as_str()] = json!(n);
+            }
+            body["connections"] = Value::Object(connections);
+            body["visitors_online"] = json!(counts.role_total(Role::Visitor));
+            body["agents_online"] = json!(presence.sessions);
         }
-        let body = json!({
-            "connections": connections,
-            "visitors_online": counts.role_total(Role::Visitor),
-            "agents_online": self.chat.hub().agents_online(),
-        });
         respond_json(session, 200, &body).await
     }
 
@@ -162,6 +206,46 @@ impl Api<'_> {
         if method != http::Method::POST {
             return respond_error(session, 405, "method_not_allowed", "use GET or POST").await;
         }
+        self.reply(session, &principal, Target::Conversation(conversation_id))
+            .await
+    }
+
+    /// `POST /chat/api/sites/{site}/users/{user_id}/messages`: an agent reply to the known
+    /// user `user_id` of `site` (their open conversation, or a new one), with the same answer
+    /// and idempotency as the conversation endpoint.
+    pub async fn user_messages(
+        &self,
+        session: &mut Session,
+        site: &str,
+        user: &str,
+    ) -> Result<bool> {
+        let principal = match self.caller(session) {
+            Ok(p) => p,
+            Err(why) => return respond_error(session, 401, "unauthorized", &why).await,
+        };
+        if session.req_header().method != http::Method::POST {
+            return respond_error(session, 405, "method_not_allowed", "use POST").await;
+        }
+        let decode = |part: &str| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+        };
+        let (Ok(site), Ok(user)) = (decode(site), decode(user)) else {
+            return respond_error(session, 400, "bad_request", "the path is not UTF-8").await;
+        };
+        self.reply(session, &principal, Target::User { site, user })
+            .await
+    }
+
+    /// Reads a reply `{body, client_msg_id?}`, sends it to `target`, answers
+    /// `{message, duplicate, delivery}`.
+    async fn reply(
+        &self,
+        session: &mut Session,
+        principal: &Principal,
+        target: Target,
+    ) -> Result<bool> {
         let body = match read_body(session).await? {
             Some(body) => body,
             None => {
@@ -195,12 +279,10 @@ impl Api<'_> {
             )
             .await;
         };
-        let keyed = self.api_key.is_some_and(|key| {
-            let presented =
-                header(session, "x-api-key").or_else(|| bearer(header(session, "authorization")));
-            presented.is_some_and(|p| constant_time_eq(p.as_bytes(), key.as_bytes()))
-        });
-        if let (false, Principal::Agent(agent)) = (keyed, &principal) {
+        let keyed = header(session, "x-api-key")
+            .or_else(|| bearer(header(session, "authorization")))
+            .is_some_and(|p| self.api_keys.sites_of(p).is_some());
+        if let (false, Principal::Agent { agent, .. }) = (keyed, principal) {
             if let Err(retry_after) = self.sends.take(&agent.id) {
                 chat_core::metrics::api_send_rate_limited();
                 let refusal = Refusal::RateLimited {
@@ -224,16 +306,20 @@ impl Api<'_> {
                 .await
             }
         };
-        match self
-            .chat
-            .send_reporting_delivery(
-                &principal,
-                Some(conversation_id),
-                client_msg_id,
-                text.to_owned(),
-            )
-            .await
-        {
+        let text = text.to_owned();
+        let sent = match target {
+            Target::Conversation(id) => {
+                self.chat
+                    .send_reporting_delivery(principal, Some(id), client_msg_id, text)
+                    .await
+            }
+            Target::User { site, user } => {
+                self.chat
+                    .send_to_user(principal, &site, &user, client_msg_id, text)
+                    .await
+            }
+        };
+        match sent {
             Ok((appended, delivery)) => {
                 let (status, duplicate, message) = match appended {
                     Appended::Inserted(m) => {
@@ -252,6 +338,19 @@ impl Api<'_> {
             Err(e) => respond_chat_error(session, &e).await,
         }
     }
+}
+
+/// Where an HTTP API reply goes.
+enum Target {
+    /// A conversation by id.
+    Conversation(ConversationId),
+    /// The open conversation of a known user of a site (created when there is none).
+    User {
+        /// The site.
+        site: String,
+        /// The main site's own user id.
+        user: String,
+    },
 }
 
 /// Reads the request body; `None` when it is over [`MAX_BODY_BYTES`].

@@ -41,6 +41,10 @@ pub enum Command {
         /// Lifetime in minutes.
         #[arg(long, default_value_t = 15)]
         ttl_minutes: u64,
+        /// The sites the agent works for (the `sites` claim), comma-separated, or `*` for every
+        /// site; without it the token names none and `CHAT_DEFAULT_AGENT_SITES` applies.
+        #[arg(long)]
+        sites: Option<String>,
     },
     /// Check the configuration and environment (store, secret, origins, upstream, ports) and
     /// print each finding with its fix; exit 1 when one is an error (see `crate::check`).
@@ -97,11 +101,28 @@ pub fn run(cli: Cli, config: Config) -> Result<(), GatewayError> {
             agent,
             name,
             ttl_minutes,
+            sites,
         } => {
             let secrets = secrets::load(&config)?;
             let name = name.unwrap_or_else(|| agent.clone());
+            let sites = sites
+                .map(|list| {
+                    let sites = chat_core::model::Sites::parse(&list)
+                        .map_err(|why| GatewayError::Other(format!("--sites: {why}")))?;
+                    Ok::<_, GatewayError>(
+                        sites
+                            .list()
+                            .map_or_else(|| vec!["*".to_owned()], <[String]>::to_vec),
+                    )
+                })
+                .transpose()?;
             let token = AgentTokens::with_rules(&secrets.admin_jwt, &config.agent_token_rules)
-                .mint(&agent, &name, Duration::from_secs(ttl_minutes * 60))
+                .mint_for_sites(
+                    &agent,
+                    &name,
+                    sites.as_deref(),
+                    Duration::from_secs(ttl_minutes * 60),
+                )
                 .map_err(|e| GatewayError::Other(e.to_string()))?;
             println!("{token}");
             Ok(())

@@ -123,8 +123,12 @@ pub struct Config {
     pub admin_jwt_secret: Option<String>,
     /// Visitor token secret (`CHAT_VISITOR_TOKEN_SECRET`); derived from the JWT secret when unset.
     pub visitor_token_secret: Option<String>,
-    /// Key accepted by the HTTP API in place of an agent JWT (`CHAT_API_KEY`).
-    pub api_key: Option<String>,
+    /// The key the main site signs `ChatWidgetConfig.user.id` with (`CHAT_IDENTITY_SECRET`);
+    /// unset: user hashes are refused and user fields are shown as unverified.
+    pub identity_secret: Option<String>,
+    /// Keys accepted by the HTTP API in place of an agent JWT, with their sites
+    /// (`CHAT_API_KEY`: every site; `CHAT_API_KEYS`: `<sites>:<key>,…`).
+    pub api_keys: crate::api_keys::ApiKeys,
     /// Widget origins (`CHAT_ALLOWED_ORIGINS`).
     pub visitor_origins: OriginPolicy,
     /// Console origins (`ADMIN_ALLOWED_ORIGINS`).
@@ -248,7 +252,30 @@ impl Config {
             },
             admin_jwt_secret: get("CHAT_ADMIN_JWT_SECRET"),
             visitor_token_secret: get("CHAT_VISITOR_TOKEN_SECRET"),
-            api_key: get("CHAT_API_KEY"),
+            identity_secret: match get("CHAT_IDENTITY_SECRET") {
+                Some(secret) if secret.len() < 32 => {
+                    return Err(ConfigError::Invalid {
+                        name: "CHAT_IDENTITY_SECRET",
+                        value: "<hidden>".into(),
+                        reason: format!(
+                            "{} bytes; use at least 32 random bytes (a short key lets anyone \
+                             sign in as any user)",
+                            secret.len()
+                        ),
+                    })
+                }
+                secret => secret,
+            },
+            api_keys: crate::api_keys::ApiKeys::parse(
+                get("CHAT_API_KEY").as_deref(),
+                get("CHAT_API_KEYS").as_deref(),
+            )
+            .map_err(|reason| ConfigError::Invalid {
+                name: "CHAT_API_KEYS",
+                // The value holds keys: never echoed.
+                value: "<hidden>".into(),
+                reason,
+            })?,
             visitor_origins: OriginPolicy::from_list(
                 &get("CHAT_ALLOWED_ORIGINS").unwrap_or_default(),
             ),
@@ -322,6 +349,16 @@ impl Config {
                     "CHAT_ADMIN_JWT_MAX_TTL_SECS",
                     "86400",
                 )?),
+                default_sites: {
+                    let value = get("CHAT_DEFAULT_AGENT_SITES").unwrap_or_else(|| "*".into());
+                    chat_core::model::Sites::parse(&value).map_err(|reason| {
+                        ConfigError::Invalid {
+                            name: "CHAT_DEFAULT_AGENT_SITES",
+                            value,
+                            reason,
+                        }
+                    })?
+                },
             },
             // Unset is the default; set but empty means none, so `lookup`, not `get`.
             console_sign_in: crate::console_sign_in::ConsoleSignIn::from_vars(

@@ -41,8 +41,8 @@ pub struct EdgeState {
     pub polling: PollingSessions,
     /// The one admission path: limits, Origin, credentials, tenant scope, session.
     pub admission: Arc<Admission>,
-    /// `CHAT_API_KEY`: accepted by the HTTP API in place of an agent JWT.
-    pub api_key: Option<String>,
+    /// `CHAT_API_KEY` and `CHAT_API_KEYS`: accepted by the HTTP API in place of an agent JWT.
+    pub api_keys: crate::api_keys::ApiKeys,
     /// Socket.IO engines, one per role.
     pub socketio: crate::socketio::SocketIoEndpoints,
     /// Per-agent send buckets of the HTTP API.
@@ -188,6 +188,9 @@ impl ProxyHttp for ChatEdge {
             Route::WhoAmI if read_only => self.whoami(session).await,
             Route::ApiStats if read_only => self.api().stats(session).await,
             Route::ApiMessages(id) => self.api().messages(session, &id).await,
+            Route::ApiUserMessages { site, user } => {
+                self.api().user_messages(session, &site, &user).await
+            }
             Route::Asset(asset) if read_only => {
                 let mut headers = vec![("Cache-Control", "no-cache")];
                 headers.extend_from_slice(asset.headers);
@@ -407,7 +410,7 @@ impl ChatEdge {
         crate::api::Api {
             chat: &self.state.chat,
             admission: &self.state.admission,
-            api_key: self.state.api_key.as_deref(),
+            api_keys: &self.state.api_keys,
             sends: &self.state.api_sends,
         }
     }
@@ -443,13 +446,17 @@ impl ChatEdge {
             .map(str::to_owned)
             .or_else(|| query_param(session.req_header().uri.query(), "token"));
         match admission.agent(token.as_deref()) {
-            Ok((agent, expires_at)) => {
-                respond_json(
-                    session,
-                    200,
-                    &json!({ "agent": agent, "expires_at": expires_at }),
-                )
-                .await
+            Ok(verified) => {
+                let sites = verified
+                    .sites
+                    .list()
+                    .map_or_else(|| vec!["*".to_owned()], <[String]>::to_vec);
+                let body = json!({
+                    "agent": verified.agent,
+                    "sites": sites,
+                    "expires_at": verified.expires_at,
+                });
+                respond_json(session, 200, &body).await
             }
             Err(refusal) => refusal.respond(session).await,
         }

@@ -36,7 +36,7 @@ pub async fn check(chat: &ChatService) -> (u16, Value) {
         "status": status_word(status),
         "store": { "kind": kind, "state": state },
         "sessions": chat.hub().subscriber_count(),
-        "agents_online": chat.hub().agents_online(),
+        "agents_online": chat.hub().agents_online().sessions,
         "version": env!("CARGO_PKG_VERSION"),
         "shutting_down": shutting_down,
     });

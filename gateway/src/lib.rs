@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod admission;
 pub mod api;
+pub mod api_keys;
 pub mod assets;
 pub mod check;
 pub mod cli;

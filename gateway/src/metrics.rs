@@ -32,7 +32,7 @@ impl ServeHttp for MetricsApp {
         let (status, content_type, body) = if path == "/metrics" {
             // Hub gauges are read at scrape time: they cost a lock, not a query.
             let hub = self.chat.hub();
-            metrics::set_online(hub.agents_online(), hub.visitors_online());
+            metrics::set_online(hub.agents_online().sessions, hub.visitors_online());
             (
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",

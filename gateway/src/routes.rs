@@ -17,6 +17,13 @@ pub enum Route {
     ApiStats,
     /// `/chat/api/conversations/{id}/messages`.
     ApiMessages(String),
+    /// `/chat/api/sites/{site}/users/{user_id}/messages` (both still percent-encoded).
+    ApiUserMessages {
+        /// The site.
+        site: String,
+        /// The main site's own user id.
+        user: String,
+    },
     /// An embedded browser file.
     Asset(Asset),
     /// `/ws-visitor/` or `/ws-admin/`: a WebSocket for that role.
@@ -40,6 +47,7 @@ impl Route {
             Self::WhoAmI => "whoami",
             Self::ApiStats => "api_stats",
             Self::ApiMessages(_) => "api_messages",
+            Self::ApiUserMessages { .. } => "api_user_messages",
             Self::Asset(_) => "asset",
             Self::Socket(Role::Visitor) => "socket_visitor",
             Self::Socket(Role::Agent) => "socket_agent",
@@ -52,12 +60,13 @@ impl Route {
 }
 
 /// Every value of [`Route::metric_name`].
-pub const ROUTE_METRIC_NAMES: [&str; 12] = [
+pub const ROUTE_METRIC_NAMES: [&str; 13] = [
     "health",
     "health_live",
     "whoami",
     "api_stats",
     "api_messages",
+    "api_user_messages",
     "asset",
     "socket_visitor",
     "socket_agent",
@@ -94,6 +103,18 @@ pub fn route(path: &str) -> Route {
                 Route::NotFound
             } else {
                 Route::ApiMessages(id.to_owned())
+            }
+        }
+        _ if path.starts_with("/chat/api/sites/") && path.ends_with("/messages") => {
+            let inner = &path["/chat/api/sites/".len()..path.len() - "/messages".len()];
+            match inner.split('/').collect::<Vec<_>>()[..] {
+                [site, "users", user] if !site.is_empty() && !user.is_empty() => {
+                    Route::ApiUserMessages {
+                        site: site.to_owned(),
+                        user: user.to_owned(),
+                    }
+                }
+                _ => Route::NotFound,
             }
         }
         "/chat" | "/chat/" | "/chat/demo" => Route::Redirect("/chat/demo/"),
@@ -154,5 +175,17 @@ mod tests {
             route("/chat/api/conversations/a/b/messages"),
             Route::NotFound
         ));
+        assert!(matches!(
+            route("/chat/api/sites/shop1/users/u%2F7/messages"),
+            Route::ApiUserMessages { site, user } if site == "shop1" && user == "u%2F7"
+        ));
+        for bad in [
+            "/chat/api/sites//users/u/messages",
+            "/chat/api/sites/s/users//messages",
+            "/chat/api/sites/s/people/u/messages",
+            "/chat/api/sites/s/users/u/x/messages",
+        ] {
+            assert!(matches!(route(bad), Route::NotFound), "{bad}");
+        }
     }
 }

@@ -104,6 +104,12 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     let auth = Authenticator::new(
         AgentTokens::with_rules(&secrets.admin_jwt, &config.agent_token_rules),
         VisitorTokens::new(&secrets.visitor_token),
+    )
+    .with_identity(
+        config
+            .identity_secret
+            .as_deref()
+            .map(|secret| chat_core::identity::IdentitySecret::new(secret.as_bytes())),
     );
     chat.verify_agent_tokens_with(auth.agent_tokens().clone());
     let admission = Arc::new(Admission {
@@ -155,7 +161,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         websocket,
         polling,
         admission,
-        api_key: config.api_key.clone(),
+        api_keys: config.api_keys.clone(),
         socketio,
         api_sends: crate::api::ApiSendLimits::new(config.send_rate),
         upstream: resolve_upstream(config.upstream.as_deref())?,

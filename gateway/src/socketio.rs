@@ -138,6 +138,7 @@ async fn authorize(
         }
         .map(str::to_owned),
         site: field("site").map(str::to_owned),
+        user: Credentials::user_from_json(fields.and_then(|f| f.get("user"))),
     };
     let (session, admitted) = admission
         .connect(role, TransportKind::SocketIo, &credentials)

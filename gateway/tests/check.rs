@@ -147,7 +147,7 @@ fn a_good_embedded_setup_passes_and_creates_nothing() {
     let (code, out) = setup.check(&[], None);
     assert_eq!(code, 0, "{out}");
     assert!(
-        line(&out, "ok    store:").contains("schema at version 1"),
+        line(&out, "ok    store:").contains("schema at version 2"),
         "{out}"
     );
 }
@@ -211,7 +211,7 @@ fn an_unmigrated_postgres_says_run_migrate_then_passes() {
     assert_eq!(code, 1, "{out}");
     let finding = line(&out, "error store: postgres");
     assert!(
-        finding.contains("schema at version 0 but this gateway needs 1"),
+        finding.contains("schema at version 0 but this gateway needs 2"),
         "{out}"
     );
     assert!(finding.contains("pending: 0001_init"), "{out}");
@@ -226,7 +226,7 @@ fn an_unmigrated_postgres_says_run_migrate_then_passes() {
     assert!(migrate.status.success(), "{migrate:?}");
     let (code, out) = setup.check(&[], None);
     assert_eq!(code, 0, "{out}");
-    assert!(line(&out, "ok    store: postgres").contains("reachable, schema at version 1"));
+    assert!(line(&out, "ok    store: postgres").contains("reachable, schema at version 2"));
 }
 
 #[test]

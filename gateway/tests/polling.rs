@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::poller::Poller;
 use common::{call, Client, Gateway};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -21,79 +22,6 @@ fn start(dir: &std::path::Path) -> Gateway {
             ("CHAT_ALLOWED_ORIGINS", "https://shop.example"),
         ],
     )
-}
-
-/// A polling client: the session id and the last event index seen.
-struct Poller {
-    http: reqwest::Client,
-    url: String,
-    sid: String,
-    cursor: u64,
-    welcome: Value,
-}
-
-impl Poller {
-    /// Opens a session at `path` (`/ws-visitor/poll?...`).
-    async fn open(gw: &Gateway, path: &str) -> Poller {
-        let http = reqwest::Client::new();
-        let (status, _, body) = call(&http, reqwest::Method::POST, &gw.http(path), None, &[]).await;
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body["cursor"], 1, "{body}");
-        let welcome = body["events"][0].clone();
-        assert_eq!(welcome["type"], "welcome", "{body}");
-        let url = gw.http(path.split('?').next().unwrap());
-        Poller {
-            http,
-            url,
-            sid: body["sid"].as_str().unwrap().to_string(),
-            cursor: 1,
-            welcome,
-        }
-    }
-
-    async fn get_at(&self, cursor: u64) -> (u16, Value) {
-        let url = format!("{}?sid={}&cursor={cursor}", self.url, self.sid);
-        let (status, _, body) = call(&self.http, reqwest::Method::GET, &url, None, &[]).await;
-        (status, body)
-    }
-
-    /// One GET from the current cursor; advances it and returns the events.
-    async fn poll(&mut self) -> Vec<Value> {
-        let (status, body) = self.get_at(self.cursor).await;
-        assert_eq!(status, 200, "{body}");
-        let events = body["events"].as_array().unwrap().clone();
-        let cursor = body["cursor"].as_u64().unwrap();
-        assert_eq!(cursor, self.cursor + events.len() as u64, "{body}");
-        self.cursor = cursor;
-        events
-    }
-
-    /// Polls until an event matches `pred` (10 s at most), returning every event seen.
-    async fn poll_until(&mut self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            seen.extend(self.poll().await);
-            if seen.iter().any(&pred) {
-                return seen;
-            }
-        }
-        panic!("no matching event within 10 s; saw {seen:?}");
-    }
-
-    async fn post(&self, body: String) -> (u16, Value) {
-        let url = format!("{}?sid={}", self.url, self.sid);
-        let (status, _, body) =
-            call(&self.http, reqwest::Method::POST, &url, Some(body), &[]).await;
-        (status, body)
-    }
-
-    /// Submits one command and returns its answer.
-    async fn request(&self, command: Value) -> Value {
-        let (status, body) = self.post(command.to_string()).await;
-        assert_eq!(status, 200, "{body}");
-        body["answers"][0].clone()
-    }
 }
 
 fn messages(events: &[Value]) -> Vec<String> {

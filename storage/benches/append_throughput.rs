@@ -47,6 +47,7 @@ async fn conversations(store: &dyn Store, senders: usize) -> Vec<Conversation> {
                 id: VisitorId::new_random(),
                 site_id: "bench".into(),
                 created_at: chrono::Utc::now(),
+                profile: None,
             })
             .await
             .expect("visitor");

@@ -150,6 +150,18 @@ impl<S: AppendBatch> Store for BatchingStore<S> {
         self.inner.ensure_visitor(visitor).await
     }
 
+    async fn visitor(&self, id: VisitorId) -> Result<Option<Visitor>, StoreError> {
+        self.inner.visitor(id).await
+    }
+
+    async fn move_conversation(
+        &self,
+        id: ConversationId,
+        to: VisitorId,
+    ) -> Result<Conversation, StoreError> {
+        self.inner.move_conversation(id, to).await
+    }
+
     async fn create_conversation(
         &self,
         site_id: &str,

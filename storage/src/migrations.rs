@@ -9,18 +9,32 @@ pub(crate) struct Migration {
 }
 
 /// Postgres migrations, in version order (versions 1, 2, 3… with no gap).
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "visitor_profile",
+        sql: include_str!("../migrations/postgres/0002_visitor_profile.sql"),
+    },
+];
 
 /// Embedded (SQLite) migrations, in version order (versions 1, 2, 3… with no gap).
-pub(crate) const EMBEDDED: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/embedded/0001_init.sql"),
-}];
+pub(crate) const EMBEDDED: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/embedded/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "visitor_profile",
+        sql: include_str!("../migrations/embedded/0002_visitor_profile.sql"),
+    },
+];
 
 /// The schema version a migration list brings a database to.
 pub(crate) fn latest(migrations: &[Migration]) -> i64 {

@@ -134,6 +134,7 @@ async fn visitor<S: Store>(store: &S, site: &str) -> Visitor {
             id: VisitorId::new_random(),
             site_id: site.to_string(),
             created_at: Utc::now(),
+            profile: None,
         })
         .await
         .expect("ensure_visitor")
@@ -208,7 +209,7 @@ async fn list<S: Store>(
 ) -> Vec<ConversationId> {
     store
         .list_conversations(&ConversationFilter {
-            site_id: site.to_string(),
+            sites: Some(vec![site.to_string()]),
             status,
             limit,
         })
@@ -226,10 +227,13 @@ async fn tick() {
 
 #[path = "conformance/import.rs"]
 mod import;
+#[path = "conformance/visitors.rs"]
+mod visitors;
 
 /// The checks, each generic over the fixture.
 mod checks {
     pub use super::import::*;
+    pub use super::visitors::*;
     use super::*;
 
     pub async fn health_and_kind<F: Fixture>(fx: &F) {
@@ -244,6 +248,7 @@ mod checks {
             id: VisitorId::new_random(),
             site_id: "site-a".into(),
             created_at: Utc::now(),
+            profile: None,
         };
         let first = store.ensure_visitor(&v).await.expect("ensure_visitor");
         assert_eq!(first.id, v.id);
@@ -259,6 +264,7 @@ mod checks {
                 id: v.id,
                 site_id: "site-b".into(),
                 created_at: Utc::now() + chrono::Duration::seconds(10),
+                profile: None,
             })
             .await
             .expect("ensure_visitor again");
@@ -413,7 +419,7 @@ mod checks {
         // Listed values are the stored ones.
         let listed = store
             .list_conversations(&ConversationFilter {
-                site_id: site.clone(),
+                sites: Some(vec![site.clone()]),
                 status: None,
                 limit: 10,
             })
@@ -422,6 +428,30 @@ mod checks {
         for c in listed {
             assert_eq!(get(&store, c.id).await, c);
         }
+        // Several sites at once, merged in one order; every site.
+        tick().await;
+        append(&store, visitor_message(&foreign, None, "newest")).await;
+        let both = store
+            .list_conversations(&ConversationFilter {
+                sites: Some(vec![site.clone(), other_site.clone()]),
+                status: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        let both: Vec<ConversationId> = both.into_iter().map(|c| c.id).collect();
+        assert_eq!(both, vec![foreign.id, c3, c2, c4, c1]);
+        let every = store
+            .list_conversations(&ConversationFilter {
+                sites: None,
+                status: None,
+                limit: 500,
+            })
+            .await
+            .unwrap();
+        let every: Vec<ConversationId> = every.into_iter().map(|c| c.id).collect();
+        assert_eq!(every[0], foreign.id, "every site, newest first");
+        assert!(both.iter().all(|id| every.contains(id)));
     }
 
     pub async fn assign_sets_and_clears<F: Fixture>(fx: &F) {
@@ -778,7 +808,7 @@ mod checks {
         assert_eq!(third.seq, 3);
         let sites: BTreeSet<_> = store
             .list_conversations(&ConversationFilter {
-                site_id: "site-a".into(),
+                sites: Some(vec!["site-a".into()]),
                 status: None,
                 limit: 10,
             })
@@ -857,4 +887,6 @@ conformance_suite!(
     data_survives_reopening,
     import_twice_gives_the_same_rows,
     import_refuses_what_would_break_the_order,
+    visitor_profiles_are_stored_and_never_downgraded,
+    move_conversation_hands_it_to_a_visitor_of_the_same_site,
 );

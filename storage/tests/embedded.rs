@@ -29,7 +29,10 @@ async fn open_creates_directories_migrates_and_sets_durability() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, vec![(1, "init".to_string())]);
+    assert_eq!(
+        versions,
+        vec![(1, "init".to_string()), (2, "visitor_profile".to_string())]
+    );
     drop(conn);
 
     // Reopening applies nothing again.
@@ -59,7 +62,7 @@ async fn open_via_config() {
     })
     .await
     .unwrap();
-    assert_eq!(report.applied.len(), 1);
+    assert_eq!(report.applied.len(), 2, "init and visitor_profile");
 }
 
 #[test]

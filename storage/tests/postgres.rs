@@ -122,6 +122,7 @@ async fn health_fails_while_postgres_is_down_and_recovers() {
             id: VisitorId::new_random(),
             site_id: "s".into(),
             created_at: chrono::Utc::now(),
+            profile: None,
         })
         .await
         .unwrap();
@@ -279,6 +280,7 @@ async fn messages_are_notified_in_their_commit_and_only_when_a_peer_listens() {
                 id: VisitorId::new_random(),
                 site_id: "s".into(),
                 created_at: chrono::Utc::now(),
+                profile: None,
             })
             .await
             .unwrap();
@@ -333,9 +335,14 @@ async fn messages_are_notified_in_their_commit_and_only_when_a_peer_listens() {
         match tokio::time::timeout(Duration::from_secs(10), inbound.recv()).await {
             Ok(Some(Inbound::Event(BusEvent::Message {
                 visitor_id,
+                site_id,
                 message,
             }))) => {
                 assert_eq!(visitor_id, visitor.id);
+                assert_eq!(
+                    site_id, visitor.site_id,
+                    "the site travels for agent routing"
+                );
                 assert_eq!(message, second, "batch {max_batch}");
             }
             other => panic!("expected the message on the peer's bus, got {other:?}"),

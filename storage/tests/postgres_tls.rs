@@ -72,6 +72,7 @@ async fn write_and_read(store: &dyn Store) {
             id: VisitorId::new_random(),
             site_id: "s".into(),
             created_at: chrono::Utc::now(),
+            profile: None,
         })
         .await
         .expect("visitor");
@@ -153,6 +154,7 @@ async fn postgres_over_tls() {
     let event = BusEvent::Presence {
         node: a.node_id().to_string(),
         agents_online: 3,
+        sites: None,
     };
     a.publish(event.clone());
     match tokio::time::timeout(Duration::from_secs(10), inbound.recv()).await {

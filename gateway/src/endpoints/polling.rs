@@ -93,6 +93,7 @@ impl ChatEdge {
                             Role::Visitor => query_param(Some(&query), "token"),
                         },
                         site: query_param(Some(&query), "site"),
+                        user: Credentials::user_from_query(Some(&query)),
                     };
                     match admission.admit(&attempt, &credentials).await {
                         Ok(chat_session) => {

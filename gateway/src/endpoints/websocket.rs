@@ -58,6 +58,7 @@ impl ChatEdge {
                 Role::Visitor => query_param(query, "token"),
             },
             site: query_param(query, "site"),
+            user: Credentials::user_from_query(query),
         };
         let attempt = Attempt::of(session, &self.state.trusted_proxies, role, transport);
         let chat_session = match self.state.admission.admit(&attempt, &credentials).await {

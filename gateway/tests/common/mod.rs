@@ -2,6 +2,8 @@
 //! ports and speaks to it with real WebSocket and HTTP clients.
 #![allow(dead_code)]
 
+pub mod poller;
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -161,9 +163,18 @@ impl Gateway {
 
     /// Mints an agent token with the binary's own `token` command.
     pub fn agent_token(&self, id: &str, name: &str) -> String {
+        self.agent_token_for(id, name, None)
+    }
+
+    /// Mints an agent token for `sites` (`--sites`; `None`: the token names none).
+    pub fn agent_token_for(&self, id: &str, name: &str, sites: Option<&str>) -> String {
+        let mut args = vec!["token", "--agent", id, "--name", name];
+        if let Some(sites) = sites {
+            args.extend(["--sites", sites]);
+        }
         let out = Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
             .envs(&self.env)
-            .args(["token", "--agent", id, "--name", name])
+            .args(&args)
             .output()
             .expect("run chat-gateway token");
         assert!(

@@ -8,6 +8,7 @@
 //! appends to a conversation.
 
 mod import;
+mod visitors;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -245,21 +246,6 @@ fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
 
 fn timestamp(micros: i64) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
     from_micros(micros).ok_or_else(|| bad_data("timestamp", micros))
-}
-
-/// Raw columns of a visitor row, decoded outside rusqlite's closure.
-type VisitorRow = (String, String, i64);
-
-fn read_visitor(row: &Row<'_>) -> rusqlite::Result<VisitorRow> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-}
-
-fn visitor_from(raw: VisitorRow) -> Result<Visitor, StoreError> {
-    Ok(Visitor {
-        id: VisitorId(parse_uuid(&raw.0)?),
-        site_id: raw.1,
-        created_at: timestamp(raw.2)?,
-    })
 }
 
 struct ConversationRow {
@@ -507,23 +493,22 @@ impl Store for EmbeddedStore {
     }
 
     async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {
-        let id = visitor.id.0.to_string();
-        let site_id = visitor.site_id.clone();
-        let created_at = visitor.created_at.timestamp_micros();
-        self.call(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO visitors (id, site_id, created_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .and_then(|mut stmt| stmt.execute(params![id, site_id, created_at]))
-            .map_err(sqlite_err)?;
-            let raw = conn
-                .prepare_cached("SELECT id, site_id, created_at FROM visitors WHERE id = ?1")
-                .and_then(|mut stmt| stmt.query_row([&id], read_visitor))
-                .map_err(sqlite_err)?;
-            visitor_from(raw)
-        })
-        .await
+        let visitor = visitor.clone();
+        self.call(move |conn| visitors::ensure(conn, &visitor))
+            .await
+    }
+
+    async fn visitor(&self, id: VisitorId) -> Result<Option<Visitor>, StoreError> {
+        self.call(move |conn| visitors::get(conn, id)).await
+    }
+
+    async fn move_conversation(
+        &self,
+        id: ConversationId,
+        to: VisitorId,
+    ) -> Result<Conversation, StoreError> {
+        self.call(move |conn| visitors::move_conversation(conn, id, to))
+            .await
     }
 
     async fn create_conversation(
@@ -591,7 +576,11 @@ impl Store for EmbeddedStore {
         &self,
         filter: &ConversationFilter,
     ) -> Result<Vec<Conversation>, StoreError> {
-        let site_id = filter.site_id.clone();
+        // The site list as a JSON array (`NULL`: every site), read with `json_each`.
+        let sites = filter
+            .sites
+            .as_ref()
+            .map(|sites| serde_json::to_string(sites).unwrap_or_default());
         let status = filter.status.map(ConversationStatus::as_str);
         let limit = i64::from(filter.limit);
         self.call(move |conn| {
@@ -599,11 +588,12 @@ impl Store for EmbeddedStore {
                 .prepare_cached(concat!(
                     "SELECT ",
                     conversation_columns!(),
-                    " FROM conversations WHERE site_id = ?1 AND (?2 IS NULL OR status = ?2) \
+                    " FROM conversations WHERE (?1 IS NULL OR site_id IN \
+                     (SELECT value FROM json_each(?1))) AND (?2 IS NULL OR status = ?2) \
                      ORDER BY updated_at DESC, id DESC LIMIT ?3"
                 ))
                 .and_then(|mut stmt| {
-                    stmt.query_map(params![site_id, status, limit], read_conversation)?
+                    stmt.query_map(params![sites, status, limit], read_conversation)?
                         .collect::<rusqlite::Result<Vec<_>>>()
                 })
                 .map_err(sqlite_err)?;

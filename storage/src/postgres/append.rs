@@ -33,7 +33,7 @@ use super::rows::message_from_row;
 use super::{bus, finish, OperationError, PostgresStore, OP_TIMEOUT};
 
 /// The batch's conversations, locked in id order.
-const LOCK_CONVERSATIONS: &str = "SELECT id, visitor_id, last_seq FROM conversations \
+const LOCK_CONVERSATIONS: &str = "SELECT id, visitor_id, last_seq, site_id FROM conversations \
      WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
 /// The batch's messages already stored, by (conversation, `client_msg_id`).
@@ -98,6 +98,8 @@ const BATCH_ATTEMPTS: usize = 3;
 /// A locked conversation: its visitor and its `last_seq` as the batch leaves it.
 struct Locked {
     visitor_id: Uuid,
+    /// Its site, for the bus notification (a shared copy per conversation, not per message).
+    site_id: std::sync::Arc<str>,
     last_seq: i64,
     bumped: bool,
 }
@@ -109,7 +111,7 @@ struct Plan {
     /// The new messages, in commit order (by conversation, then `seq`).
     inserts: Vec<Message>,
     /// The visitor of each new message's conversation (for the bus), as `inserts`.
-    visitors: Vec<Uuid>,
+    visitors: Vec<(Uuid, std::sync::Arc<str>)>,
     /// The conversations' new `last_seq`.
     bumps: Vec<(Uuid, i64)>,
 }
@@ -152,7 +154,7 @@ fn plan(
         if let Some(key) = &m.client_msg_id {
             present.insert((conversation, key.clone()), message.clone());
         }
-        visitors.push(state.visitor_id);
+        visitors.push((state.visitor_id, state.site_id.clone()));
         inserts.push(message.clone());
         results[i] = Some(Appended::Inserted(message));
     }
@@ -240,6 +242,7 @@ impl PostgresStore {
                     row.try_get(0)?,
                     Locked {
                         visitor_id: row.try_get(1)?,
+                        site_id: row.try_get::<_, &str>(3)?.into(),
                         last_seq: row.try_get(2)?,
                         bumped: false,
                     },
@@ -267,9 +270,10 @@ impl PostgresStore {
                 .inserts
                 .iter()
                 .zip(&plan.visitors)
-                .map(|(message, visitor)| {
+                .map(|(message, (visitor, site))| {
                     notifier.payload(&BusEvent::Message {
                         visitor_id: VisitorId(*visitor),
+                        site_id: site.to_string(),
                         message: message.clone(),
                     })
                 })
@@ -448,6 +452,7 @@ mod tests {
                 a,
                 Locked {
                     visitor_id: Uuid::nil(),
+                    site_id: "s".into(),
                     last_seq: 10,
                     bumped: false,
                 },
@@ -456,6 +461,7 @@ mod tests {
                 b,
                 Locked {
                     visitor_id: Uuid::nil(),
+                    site_id: "s".into(),
                     last_seq: 4,
                     bumped: false,
                 },

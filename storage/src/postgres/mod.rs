@@ -12,6 +12,7 @@ mod errors;
 mod import;
 mod rows;
 pub mod tls;
+mod visitors;
 
 pub use bus::{CommitNotifier, PostgresBus, LISTENER_APP_PREFIX};
 
@@ -30,12 +31,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio_postgres::error::SqlState;
 
 use crate::migrations::{self, MigrationInfo, MigrationReport};
-use crate::time::truncate_micros;
 use crate::StorageError;
 #[cfg(feature = "test-support")]
 pub(crate) use errors::describe as describe_error;
 use errors::{pg_err, pool_err, unique_violation};
-use rows::{conversation_from_row, message_from_row, visitor_from_row};
+use rows::{conversation_from_row, message_from_row};
 
 /// How long to wait for a pool slot, a new connection or the recycling of an idle one.
 const POOL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,7 +53,8 @@ const SELECT_DUPLICATE: &str = concat!(
 );
 
 /// The visitors of conversations (`$1`: their ids), for bus notifications.
-const SELECT_VISITORS: &str = "SELECT id, visitor_id FROM conversations WHERE id = ANY($1)";
+const SELECT_VISITORS: &str =
+    "SELECT id, visitor_id, site_id FROM conversations WHERE id = ANY($1)";
 
 /// The [`Store`] on Postgres. Cheap to share behind an `Arc`; all clones of the pool are one.
 ///
@@ -363,28 +364,23 @@ impl Store for PostgresStore {
     }
 
     async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {
-        let created_at = truncate_micros(visitor.created_at);
+        with_client!(self, OP_TIMEOUT, |client| visitors::ensure(
+            &client, visitor
+        )
+        .await)
+    }
+
+    async fn visitor(&self, id: VisitorId) -> Result<Option<Visitor>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| visitors::get(&client, id).await)
+    }
+
+    async fn move_conversation(
+        &self,
+        id: ConversationId,
+        to: VisitorId,
+    ) -> Result<Conversation, StoreError> {
         with_client!(self, OP_TIMEOUT, |client| {
-            let insert = client
-                .prepare_cached(
-                    "INSERT INTO visitors (id, site_id, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .await
-                .map_err(pg_err)?;
-            client
-                .execute(&insert, &[&visitor.id.0, &visitor.site_id, &created_at])
-                .await
-                .map_err(pg_err)?;
-            let select = client
-                .prepare_cached("SELECT id, site_id, created_at FROM visitors WHERE id = $1")
-                .await
-                .map_err(pg_err)?;
-            let row = client
-                .query_one(&select, &[&visitor.id.0])
-                .await
-                .map_err(pg_err)?;
-            visitor_from_row(&row)
+            visitors::move_conversation(&client, id, to).await
         })
     }
 
@@ -462,20 +458,36 @@ impl Store for PostgresStore {
         let status = filter.status.map(ConversationStatus::as_str);
         let limit = i64::from(filter.limit);
         with_client!(self, OP_TIMEOUT, |client| {
-            let stmt = client
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    conversation_columns!(),
-                    " FROM conversations WHERE site_id = $1 \
-                     AND ($2::text IS NULL OR status = $2::text) \
-                     ORDER BY updated_at DESC, id DESC LIMIT $3"
-                ))
-                .await
-                .map_err(pg_err)?;
-            let rows = client
-                .query(&stmt, &[&filter.site_id, &status, &limit])
-                .await
-                .map_err(pg_err)?;
+            // Two statements rather than one with `$1 IS NULL OR …`: each gets a plan that
+            // uses the (site_id, updated_at) index where it can.
+            let rows = match &filter.sites {
+                Some(sites) => {
+                    let stmt = client
+                        .prepare_cached(concat!(
+                            "SELECT ",
+                            conversation_columns!(),
+                            " FROM conversations WHERE site_id = ANY($1) \
+                             AND ($2::text IS NULL OR status = $2::text) \
+                             ORDER BY updated_at DESC, id DESC LIMIT $3"
+                        ))
+                        .await
+                        .map_err(pg_err)?;
+                    client.query(&stmt, &[sites, &status, &limit]).await
+                }
+                None => {
+                    let stmt = client
+                        .prepare_cached(concat!(
+                            "SELECT ",
+                            conversation_columns!(),
+                            " FROM conversations WHERE ($1::text IS NULL OR status = $1::text) \
+                             ORDER BY updated_at DESC, id DESC LIMIT $2"
+                        ))
+                        .await
+                        .map_err(pg_err)?;
+                    client.query(&stmt, &[&status, &limit]).await
+                }
+            }
+            .map_err(pg_err)?;
             rows.iter().map(conversation_from_row).collect()
         })
     }
@@ -603,9 +615,11 @@ impl Store for PostgresStore {
                         let Some(visitor_id) = rows.first() else {
                             return Err(StoreError::NotFound("conversation"));
                         };
+                        let site_id: String = visitor_id.try_get(2).map_err(pg_err)?;
                         let visitor_id = VisitorId(visitor_id.try_get(1).map_err(pg_err)?);
                         let event = BusEvent::Message {
                             visitor_id,
+                            site_id,
                             message: Message {
                                 conversation_id: message.conversation_id,
                                 seq,

@@ -2,7 +2,7 @@
 
 use chat_core::model::{
     Agent, Conversation, ConversationId, ConversationStatus, Message, Role, Sender, Visitor,
-    VisitorId,
+    VisitorId, VisitorProfile,
 };
 use chat_core::StoreError;
 use chrono::{DateTime, Utc};
@@ -11,12 +11,23 @@ use uuid::Uuid;
 
 use super::errors::pg_err;
 
-/// `id, site_id, created_at`.
+/// `id, site_id, created_at, user_id, name, email, verified`.
 pub(crate) fn visitor_from_row(row: &Row) -> Result<Visitor, StoreError> {
+    let user_id: Option<String> = row.try_get(3).map_err(pg_err)?;
+    let name: Option<String> = row.try_get(4).map_err(pg_err)?;
+    let email: Option<String> = row.try_get(5).map_err(pg_err)?;
+    let profile =
+        (user_id.is_some() || name.is_some() || email.is_some()).then(|| VisitorProfile {
+            user_id,
+            name,
+            email,
+            verified: row.try_get(6).unwrap_or(false),
+        });
     Ok(Visitor {
         id: VisitorId(row.try_get::<_, Uuid>(0).map_err(pg_err)?),
         site_id: row.try_get(1).map_err(pg_err)?,
         created_at: row.try_get::<_, DateTime<Utc>>(2).map_err(pg_err)?,
+        profile,
     })
 }
 

@@ -96,7 +96,7 @@ pub fn agent_pid(principal: &Principal) -> String {
             visitor_id,
             site_id,
         } => format!("visitor:{site_id}:{visitor_id}"),
-        Principal::Agent(agent) => format!("agent:{}", agent.id),
+        Principal::Agent { agent, .. } => format!("agent:{}", agent.id),
     };
     let digest = Sha256::digest(key.as_bytes());
     URL_SAFE_NO_PAD.encode(&digest[..18])
@@ -314,7 +314,7 @@ pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_core::model::{Agent, VisitorId};
+    use chat_core::model::{Agent, Sites, VisitorId};
 
     fn tracks() -> Arc<OffsetTracks> {
         OffsetTracks::new(crate::offset::TrackLimits::default())
@@ -355,14 +355,20 @@ mod tests {
 
     #[test]
     fn recovery_needs_the_pid_this_connection_was_given() {
-        let alice = Principal::Agent(Agent {
-            id: "alice".into(),
-            name: "Alice".into(),
-        });
-        let bob = Principal::Agent(Agent {
-            id: "bob".into(),
-            name: "Bob".into(),
-        });
+        let alice = Principal::Agent {
+            agent: Agent {
+                id: "alice".into(),
+                name: "Alice".into(),
+            },
+            sites: Sites::All,
+        };
+        let bob = Principal::Agent {
+            agent: Agent {
+                id: "bob".into(),
+                name: "Bob".into(),
+            },
+            sites: Sites::All,
+        };
         let tracks = tracks();
         let offset = OffsetTrack::new(tracks.clone(), agent_pid(&alice), BTreeMap::new()).offset();
         let auth = json!({ "token": "t", "pid": agent_pid(&alice), "offset": offset });
