@@ -18,6 +18,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
+mod context;
+
 /// Limits of the chat service.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -344,6 +346,7 @@ impl ChatService {
             admission: None,
             known: HashMap::new(),
             open_conversation: None,
+            context: context::ContextState::new(false),
         };
         let welcome = match &principal {
             Principal::Visitor {
@@ -360,6 +363,7 @@ impl ChatService {
                     .await?;
                 if let Some(c) = &conversation {
                     session.remember_if_unchanged(c.clone(), changes);
+                    session.context = context::ContextState::new(true);
                 }
                 Welcome {
                     role: Role::Visitor,
@@ -810,6 +814,8 @@ pub struct Session {
     known: HashMap<ConversationId, (Conversation, u64)>,
     /// A visitor's open conversation: where a send naming none goes.
     open_conversation: Option<ConversationId>,
+    /// The `context` reports of a visitor (see `service/context.rs`).
+    context: context::ContextState,
 }
 
 impl Session {
@@ -998,6 +1004,7 @@ impl Session {
                 let message = match appended {
                     Appended::Inserted(m) | Appended::Duplicate(m) => m,
                 };
+                self.store_pending_context().await;
                 Ok(Ack {
                     message: Some(message),
                     duplicate: Some(duplicate),
@@ -1058,6 +1065,13 @@ impl Session {
                     ..Ack::default()
                 })
             }
+            ClientCommand::Context { context } => self.report_context(context).await,
+            ClientCommand::Visitor { conversation_id } => Ok(Ack {
+                visitor: Some(Box::new(
+                    service.visitor_of(principal, conversation_id).await?,
+                )),
+                ..Ack::default()
+            }),
         }
     }
 

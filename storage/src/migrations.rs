@@ -8,19 +8,35 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-/// Postgres migrations, in version order (versions 1, 2, 3… with no gap).
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+/// Postgres migrations, in increasing version order. A version may be missing (a branch's
+/// migration numbered ahead of one still to merge): each is applied when its own version is not
+/// recorded, whatever the others.
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "visitor_context",
+        sql: include_str!("../migrations/postgres/0003_visitor_context.sql"),
+    },
+];
 
-/// Embedded (SQLite) migrations, in version order (versions 1, 2, 3… with no gap).
-pub(crate) const EMBEDDED: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/embedded/0001_init.sql"),
-}];
+/// Embedded (SQLite) migrations, in increasing version order (as [`POSTGRES`]).
+pub(crate) const EMBEDDED: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/embedded/0001_init.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "visitor_context",
+        sql: include_str!("../migrations/embedded/0003_visitor_context.sql"),
+    },
+];
 
 /// The schema version a migration list brings a database to.
 pub(crate) fn latest(migrations: &[Migration]) -> i64 {
@@ -50,11 +66,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_are_contiguous() {
+    fn versions_increase_and_both_stores_have_the_same() {
         for list in [POSTGRES, EMBEDDED] {
-            for (i, m) in list.iter().enumerate() {
-                assert_eq!(m.version, i as i64 + 1, "{}", m.name);
+            assert_eq!(list[0].version, 1);
+            for pair in list.windows(2) {
+                assert!(pair[0].version < pair[1].version, "{}", pair[1].name);
             }
         }
+        let versions =
+            |list: &[Migration]| list.iter().map(|m| (m.version, m.name)).collect::<Vec<_>>();
+        assert_eq!(versions(POSTGRES), versions(EMBEDDED));
     }
 }

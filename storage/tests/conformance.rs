@@ -226,10 +226,13 @@ async fn tick() {
 
 #[path = "conformance/import.rs"]
 mod import;
+#[path = "conformance/visitor_context.rs"]
+mod visitor_context;
 
 /// The checks, each generic over the fixture.
 mod checks {
     pub use super::import::*;
+    pub use super::visitor_context::*;
     use super::*;
 
     pub async fn health_and_kind<F: Fixture>(fx: &F) {
@@ -857,4 +860,6 @@ conformance_suite!(
     data_survives_reopening,
     import_twice_gives_the_same_rows,
     import_refuses_what_would_break_the_order,
+    visitor_context_latest_wins_and_keeps_first_seen,
+    visitor_context_of_an_unknown_visitor_is_not_stored,
 );

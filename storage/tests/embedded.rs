@@ -29,7 +29,11 @@ async fn open_creates_directories_migrates_and_sets_durability() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, vec![(1, "init".to_string())]);
+    assert_eq!(versions[0], (1, "init".to_string()));
+    assert_eq!(
+        versions.last().map(|v| v.0),
+        Some(EmbeddedStore::expected_schema_version())
+    );
     drop(conn);
 
     // Reopening applies nothing again.
@@ -59,7 +63,11 @@ async fn open_via_config() {
     })
     .await
     .unwrap();
-    assert_eq!(report.applied.len(), 1);
+    assert_eq!(report.applied[0].name, "init");
+    assert_eq!(
+        report.applied.last().map(|m| m.version),
+        Some(EmbeddedStore::expected_schema_version())
+    );
 }
 
 #[test]
