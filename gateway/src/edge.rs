@@ -188,6 +188,7 @@ impl ProxyHttp for ChatEdge {
             Route::WhoAmI if read_only => self.whoami(session).await,
             Route::ApiStats if read_only => self.api().stats(session).await,
             Route::ApiMessages(id) => self.api().messages(session, &id).await,
+            Route::ApiVisitor(id) if read_only => self.api().visitor(session, &id).await,
             Route::Asset(asset) if read_only => {
                 let mut headers = vec![("Cache-Control", "no-cache")];
                 headers.extend_from_slice(asset.headers);

@@ -17,6 +17,8 @@ pub enum Route {
     ApiStats,
     /// `/chat/api/conversations/{id}/messages`.
     ApiMessages(String),
+    /// `GET /chat/api/conversations/{id}/visitor`.
+    ApiVisitor(String),
     /// An embedded browser file.
     Asset(Asset),
     /// `/ws-visitor/` or `/ws-admin/`: a WebSocket for that role.
@@ -40,6 +42,7 @@ impl Route {
             Self::WhoAmI => "whoami",
             Self::ApiStats => "api_stats",
             Self::ApiMessages(_) => "api_messages",
+            Self::ApiVisitor(_) => "api_visitor",
             Self::Asset(_) => "asset",
             Self::Socket(Role::Visitor) => "socket_visitor",
             Self::Socket(Role::Agent) => "socket_agent",
@@ -52,12 +55,13 @@ impl Route {
 }
 
 /// Every value of [`Route::metric_name`].
-pub const ROUTE_METRIC_NAMES: [&str; 12] = [
+pub const ROUTE_METRIC_NAMES: [&str; 13] = [
     "health",
     "health_live",
     "whoami",
     "api_stats",
     "api_messages",
+    "api_visitor",
     "asset",
     "socket_visitor",
     "socket_agent",
@@ -94,6 +98,14 @@ pub fn route(path: &str) -> Route {
                 Route::NotFound
             } else {
                 Route::ApiMessages(id.to_owned())
+            }
+        }
+        _ if path.starts_with("/chat/api/conversations/") && path.ends_with("/visitor") => {
+            let id = &path["/chat/api/conversations/".len()..path.len() - "/visitor".len()];
+            if id.is_empty() || id.contains('/') {
+                Route::NotFound
+            } else {
+                Route::ApiVisitor(id.to_owned())
             }
         }
         "/chat" | "/chat/" | "/chat/demo" => Route::Redirect("/chat/demo/"),
@@ -145,6 +157,9 @@ mod tests {
         assert!(matches!(route("/ws-visitors"), Route::Upstream));
         assert!(
             matches!(route("/chat/api/conversations/abc/messages"), Route::ApiMessages(id) if id == "abc")
+        );
+        assert!(
+            matches!(route("/chat/api/conversations/abc/visitor"), Route::ApiVisitor(id) if id == "abc")
         );
         assert!(matches!(
             route("/chat/api/conversations//messages"),
