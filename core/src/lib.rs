@@ -22,5 +22,6 @@ pub mod rollout;
 pub mod service;
 pub mod store;
 pub mod transport;
+pub mod visitor_context;
 
 pub use error::{ChatError, ErrorCode, StoreError};

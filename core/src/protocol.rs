@@ -96,6 +96,17 @@ pub enum ClientCommand {
         /// The new agent JWT.
         token: String,
     },
+    /// Visitors: where they are now (page, language, time zone, the site's attributes). The
+    /// latest report is stored for agents to read; bounds in [`crate::visitor_context`].
+    Context {
+        /// The report.
+        context: crate::visitor_context::ReportedContext,
+    },
+    /// Agents: a conversation's visitor with their latest context.
+    Visitor {
+        /// The conversation.
+        conversation_id: ConversationId,
+    },
 }
 
 impl ClientCommand {
@@ -109,6 +120,8 @@ impl ClientCommand {
             Self::Assign { .. } => "assign",
             Self::Close { .. } => "close",
             Self::Auth { .. } => "auth",
+            Self::Context { .. } => "context",
+            Self::Visitor { .. } => "visitor",
         }
     }
 }
@@ -122,6 +135,8 @@ pub const CLIENT_COMMAND_TYPES: &[&str] = &[
     "assign",
     "close",
     "auth",
+    "context",
+    "visitor",
 ];
 
 /// Why a client frame could not be decoded. Carries the request id when one could be read,
@@ -302,6 +317,9 @@ pub struct Ack {
     /// `resume`: how many messages will be replayed as `message` events before live ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<u64>,
+    /// `visitor`: the conversation's visitor and their latest context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor: Option<Box<crate::visitor_context::VisitorView>>,
 }
 
 /// The `error` event.

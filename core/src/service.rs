@@ -18,6 +18,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
+mod context;
+
 /// Limits of the chat service.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -396,6 +398,7 @@ impl ChatService {
             open_conversation: None,
             presence_told: None,
             profile: intro.profile,
+            context: context::ContextState::new(false),
         };
         let welcome = match &principal {
             Principal::Visitor {
@@ -412,6 +415,7 @@ impl ChatService {
                     .await?;
                 if let Some(c) = &conversation {
                     session.remember_if_unchanged(c.clone(), changes);
+                    session.context = context::ContextState::new(true);
                 }
                 let agents_online = self.inner.agents_online().online(site_id);
                 session.presence_told = Some(agents_online);
@@ -1019,6 +1023,8 @@ pub struct Session {
     presence_told: Option<u32>,
     /// What the main site said about the visitor, stored with their first conversation.
     profile: Option<VisitorProfile>,
+    /// The `context` reports of a visitor (see `service/context.rs`).
+    context: context::ContextState,
 }
 
 impl Session {
@@ -1208,6 +1214,7 @@ impl Session {
                 let message = match appended {
                     Appended::Inserted(m) | Appended::Duplicate(m) => m,
                 };
+                self.store_pending_context().await;
                 Ok(Ack {
                     message: Some(message),
                     duplicate: Some(duplicate),
@@ -1265,6 +1272,13 @@ impl Session {
                     ..Ack::default()
                 })
             }
+            ClientCommand::Context { context } => self.report_context(context).await,
+            ClientCommand::Visitor { conversation_id } => Ok(Ack {
+                visitor: Some(Box::new(
+                    service.visitor_of(principal, conversation_id).await?,
+                )),
+                ..Ack::default()
+            }),
         }
     }
 

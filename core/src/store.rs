@@ -6,6 +6,7 @@ use crate::model::{
     Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, Sender, SiteId,
     Visitor, VisitorId,
 };
+use crate::visitor_context::VisitorContextRecord;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -183,6 +184,17 @@ pub trait Store: Send + Sync + 'static {
             self.kind()
         )))
     }
+
+    /// Stores `record` as the visitor's latest context (replacing the previous one, keeping the
+    /// earlier `first_seen_at`) when the visitor exists; returns whether it was stored. A visitor
+    /// without a row (one who never wrote) gets nothing stored: connecting alone writes nothing.
+    async fn put_visitor_context(&self, record: &VisitorContextRecord) -> Result<bool, StoreError>;
+
+    /// The visitor's latest context, if one was stored.
+    async fn visitor_context(
+        &self,
+        visitor_id: VisitorId,
+    ) -> Result<Option<VisitorContextRecord>, StoreError>;
 
     /// Conversations with status `open`, for the `chat_conversations_open` gauge; `None` when
     /// the store cannot count them cheaply.

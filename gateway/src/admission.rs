@@ -23,7 +23,7 @@ use chat_core::ChatError;
 use pingora::proxy::Session as HttpSession;
 use serde_json::json;
 use std::net::IpAddr;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Why a request does not get a session (or, for the HTTP API and `whoami`, an answer).
@@ -318,6 +318,8 @@ pub struct Admission {
     pub auth: Authenticator,
     /// Who may open sessions of each role; replaced whole on reload ([`Admission::set_origins`]).
     pub origins: RwLock<Origins>,
+    /// `CHAT_GEOIP_DB`: the country of visitors' addresses, for their context.
+    pub geoip: Option<Arc<crate::geoip::GeoIp>>,
 }
 
 /// The `Origin` rules of both roles (`CHAT_ALLOWED_ORIGINS`, `ADMIN_ALLOWED_ORIGINS`).
@@ -450,6 +452,14 @@ impl Admission {
         Ok(session)
     }
 
+    /// Tells a visitor session its client address (the one admitted) and, with
+    /// `CHAT_GEOIP_DB`, its country: both are stored with the contexts it reports.
+    fn describe_client(&self, session: &mut Session, client: Option<IpAddr>) {
+        if session.principal().role() == Role::Visitor {
+            session.set_client(crate::geoip::client_info(client, self.geoip.as_deref()));
+        }
+    }
+
     /// The whole path for a request that opens a session at once (raw WebSocket, long-polling
     /// open). Refusals are counted and logged here.
     pub async fn admit(
@@ -461,7 +471,9 @@ impl Admission {
             let slot = self.limit(attempt.client)?;
             self.check_origin(attempt.role, attempt.origin.as_deref(), &attempt.host)?;
             let admitted = self.authenticate(attempt.role, credentials)?;
-            self.open(admitted, attempt.transport, Some(slot)).await
+            let mut session = self.open(admitted, attempt.transport, Some(slot)).await?;
+            self.describe_client(&mut session, attempt.client);
+            Ok::<_, Refusal>(session)
         }
         .await;
         if let Err(refusal) = &result {
@@ -501,12 +513,17 @@ impl Admission {
         role: Role,
         transport: TransportKind,
         credentials: &Credentials,
+        client: Option<IpAddr>,
     ) -> Result<(Session, Admitted), Refusal> {
         let result = match self.authenticate(role, credentials) {
-            Ok(admitted) => self
-                .open(admitted.clone(), transport, None)
-                .await
-                .map(|session| (session, admitted)),
+            Ok(admitted) => {
+                self.open(admitted.clone(), transport, None)
+                    .await
+                    .map(|mut session| {
+                        self.describe_client(&mut session, client);
+                        (session, admitted)
+                    })
+            }
             Err(refusal) => Err(refusal),
         };
         if let Err(refusal) = &result {

@@ -17,6 +17,8 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::{json, Value};
 
+mod visitor;
+
 /// Most agents whose API send buckets are kept; past it, full (idle) buckets are forgotten.
 const MAX_TRACKED_SENDERS: usize = 4096;
 

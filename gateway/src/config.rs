@@ -100,6 +100,8 @@ pub struct Config {
     /// `CHAT_ACME_DIR`: `/.well-known/acme-challenge/` files are served from here (certbot
     /// `--webroot -w DIR`); proxied to the main site when unset.
     pub acme_dir: Option<PathBuf>,
+    /// `CHAT_GEOIP_DB`: a MaxMind `.mmdb` file giving the country of visitors' addresses.
+    pub geoip_db: Option<PathBuf>,
     /// Compression of the main site's responses.
     pub compression: CompressionConfig,
     /// The main site, `host:port` (`CHAT_UPSTREAM`).
@@ -237,6 +239,7 @@ impl Config {
                 .unwrap_or_else(|| data_dir.join("upgrade.sock")),
             tls,
             acme_dir: get("CHAT_ACME_DIR").map(PathBuf::from),
+            geoip_db: get("CHAT_GEOIP_DB").map(PathBuf::from),
             compression: CompressionConfig {
                 enabled: on_off(&lookup, "CHAT_COMPRESSION", true)?,
                 min_bytes: parse(&lookup, "CHAT_COMPRESSION_MIN_BYTES", "256")?,

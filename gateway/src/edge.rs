@@ -191,6 +191,7 @@ impl ProxyHttp for ChatEdge {
             Route::ApiUserMessages { site, user } => {
                 self.api().user_messages(session, &site, &user).await
             }
+            Route::ApiVisitor(id) if read_only => self.api().visitor(session, &id).await,
             Route::Asset(asset) if read_only => {
                 let mut headers = vec![("Cache-Control", "no-cache")];
                 headers.extend_from_slice(asset.headers);

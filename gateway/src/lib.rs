@@ -24,6 +24,7 @@ pub mod edge;
 pub mod edge_response;
 pub mod endpoints;
 pub mod error;
+pub mod geoip;
 pub mod health;
 pub mod http_util;
 pub mod https_redirect;

@@ -24,6 +24,8 @@ pub enum Route {
         /// The main site's own user id.
         user: String,
     },
+    /// `GET /chat/api/conversations/{id}/visitor`.
+    ApiVisitor(String),
     /// An embedded browser file.
     Asset(Asset),
     /// `/ws-visitor/` or `/ws-admin/`: a WebSocket for that role.
@@ -48,6 +50,7 @@ impl Route {
             Self::ApiStats => "api_stats",
             Self::ApiMessages(_) => "api_messages",
             Self::ApiUserMessages { .. } => "api_user_messages",
+            Self::ApiVisitor(_) => "api_visitor",
             Self::Asset(_) => "asset",
             Self::Socket(Role::Visitor) => "socket_visitor",
             Self::Socket(Role::Agent) => "socket_agent",
@@ -60,13 +63,14 @@ impl Route {
 }
 
 /// Every value of [`Route::metric_name`].
-pub const ROUTE_METRIC_NAMES: [&str; 13] = [
+pub const ROUTE_METRIC_NAMES: [&str; 14] = [
     "health",
     "health_live",
     "whoami",
     "api_stats",
     "api_messages",
     "api_user_messages",
+    "api_visitor",
     "asset",
     "socket_visitor",
     "socket_agent",
@@ -115,6 +119,14 @@ pub fn route(path: &str) -> Route {
                     }
                 }
                 _ => Route::NotFound,
+            }
+        }
+        _ if path.starts_with("/chat/api/conversations/") && path.ends_with("/visitor") => {
+            let id = &path["/chat/api/conversations/".len()..path.len() - "/visitor".len()];
+            if id.is_empty() || id.contains('/') {
+                Route::NotFound
+            } else {
+                Route::ApiVisitor(id.to_owned())
             }
         }
         "/chat" | "/chat/" | "/chat/demo" => Route::Redirect("/chat/demo/"),
@@ -166,6 +178,9 @@ mod tests {
         assert!(matches!(route("/ws-visitors"), Route::Upstream));
         assert!(
             matches!(route("/chat/api/conversations/abc/messages"), Route::ApiMessages(id) if id == "abc")
+        );
+        assert!(
+            matches!(route("/chat/api/conversations/abc/visitor"), Route::ApiVisitor(id) if id == "abc")
         );
         assert!(matches!(
             route("/chat/api/conversations//messages"),

@@ -112,7 +112,16 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
             .map(|secret| chat_core::identity::IdentitySecret::new(secret.as_bytes())),
     );
     chat.verify_agent_tokens_with(auth.agent_tokens().clone());
+    let geoip = match &config.geoip_db {
+        Some(path) => {
+            let geoip = crate::geoip::GeoIp::open(path).map_err(GatewayError::Other)?;
+            tracing::info!(path = %path.display(), "GeoIP database loaded (CHAT_GEOIP_DB)");
+            Some(Arc::new(geoip))
+        }
+        None => None,
+    };
     let admission = Arc::new(Admission {
+        geoip,
         chat: chat.clone(),
         limits: Limits::new(config.limits),
         auth,

@@ -18,6 +18,7 @@ use chat_transport_websocket::{finish_close, Upgraded, WebSocketSettings};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -33,35 +34,52 @@ pub struct SocketIoEndpoints {
     /// Connection slots of Engine.IO sessions opened by a polling handshake, by role and sid:
     /// held while the engine has the session.
     slots: Arc<Mutex<HashMap<(Role, String), Slot>>>,
+    /// The client address admitted for each Engine.IO session, by role and sid, for the chat
+    /// session its CONNECT opens (visitor context); forgotten with the session.
+    clients: Clients,
 }
+
+type Clients = Arc<Mutex<HashMap<(Role, String), IpAddr>>>;
 
 impl SocketIoEndpoints {
     /// Starts both engines; their sessions run as tasks on the current runtime.
     pub fn start(admission: Arc<Admission>, config: EngineConfig) -> Self {
         // Both roles share one table of recovery offset tracks (`docs/protocol.md`).
         let tracks = OffsetTracks::new(TrackLimits::default());
+        let clients = Clients::default();
         let endpoints = Self {
             visitor: start_engine(
                 Role::Visitor,
                 admission.clone(),
                 config.clone(),
                 tracks.clone(),
+                clients.clone(),
             ),
-            admin: start_engine(Role::Agent, admission, config, tracks),
+            admin: start_engine(Role::Agent, admission, config, tracks, clients.clone()),
             slots: Arc::default(),
+            clients,
         };
         let slots = Arc::downgrade(&endpoints.slots);
+        let clients = Arc::downgrade(&endpoints.clients);
         let (visitor, admin) = (endpoints.visitor.clone(), endpoints.admin.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(SLOT_SWEEP_EVERY).await;
                 let Some(slots) = slots.upgrade() else { return };
-                slots.lock().unwrap_or_else(|p| p.into_inner()).retain(
-                    |(role, sid), _| match role {
-                        Role::Visitor => visitor.has_session(sid),
-                        Role::Agent => admin.has_session(sid),
-                    },
-                );
+                let live = |(role, sid): &(Role, String)| match role {
+                    Role::Visitor => visitor.has_session(sid),
+                    Role::Agent => admin.has_session(sid),
+                };
+                slots
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|key, _| live(key));
+                if let Some(clients) = clients.upgrade() {
+                    clients
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .retain(|key, _| live(key));
+                }
             }
         });
         endpoints
@@ -75,6 +93,18 @@ impl SocketIoEndpoints {
         }
     }
 
+    /// Remembers the client address of the Engine.IO session `sid` of `role` until the session
+    /// ends, for the chat session its CONNECT opens.
+    pub fn remember_client(&self, role: Role, sid: &str, client: Option<IpAddr>) {
+        remember(&self.clients, role, sid, client);
+    }
+
+    /// What [`SocketIoEndpoints::remember_client`] does, for a callback that outlives `&self`.
+    pub fn client_recorder(&self, role: Role, client: Option<IpAddr>) -> impl FnOnce(&str) {
+        let clients = self.clients.clone();
+        move |sid| remember(&clients, role, sid, client)
+    }
+
     /// Keeps `slot` for as long as the engine of `role` has the session `sid`.
     pub fn hold_slot(&self, role: Role, sid: String, slot: Slot) {
         self.slots
@@ -84,17 +114,32 @@ impl SocketIoEndpoints {
     }
 }
 
+fn remember(clients: &Clients, role: Role, sid: &str, client: Option<IpAddr>) {
+    if let Some(ip) = client {
+        clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((role, sid.to_owned()), ip);
+    }
+}
+
 fn start_engine(
     role: Role,
     admission: Arc<Admission>,
     config: EngineConfig,
     tracks: Arc<OffsetTracks>,
+    clients: Clients,
 ) -> Engine {
     let (engine, mut incoming) = Engine::new(config);
     let authorize = move |req: ConnectRequest| {
         let admission = admission.clone();
         let tracks = tracks.clone();
-        async move { authorize(role, &admission, req, tracks).await }
+        let client = clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(role, req.engine_sid.clone()))
+            .copied();
+        async move { authorize(role, &admission, req, tracks, client).await }
     };
     let (io, mut sockets) = SocketIo::with_recovery(
         SocketIoConfig::default(),
@@ -126,6 +171,7 @@ async fn authorize(
     admission: &Admission,
     req: ConnectRequest,
     tracks: Arc<OffsetTracks>,
+    client: Option<IpAddr>,
 ) -> Result<ChatConnection, String> {
     let fields = req.auth.as_ref().and_then(Value::as_object);
     let field = |name: &str| fields.and_then(|f| f.get(name)).and_then(Value::as_str);
@@ -141,7 +187,7 @@ async fn authorize(
         user: Credentials::user_from_json(fields.and_then(|f| f.get("user"))),
     };
     let (session, admitted) = admission
-        .connect(role, TransportKind::SocketIo, &credentials)
+        .connect(role, TransportKind::SocketIo, &credentials, client)
         .await
         .map_err(|refusal| refusal.socketio_message())?;
     let principal_pid = match admitted.visitor_token {

@@ -147,7 +147,10 @@ fn a_good_embedded_setup_passes_and_creates_nothing() {
     let (code, out) = setup.check(&[], None);
     assert_eq!(code, 0, "{out}");
     assert!(
-        line(&out, "ok    store:").contains("schema at version 2"),
+        line(&out, "ok    store:").contains(&format!(
+            "schema at version {}",
+            chat_storage::EmbeddedStore::expected_schema_version()
+        )),
         "{out}"
     );
 }
@@ -211,7 +214,10 @@ fn an_unmigrated_postgres_says_run_migrate_then_passes() {
     assert_eq!(code, 1, "{out}");
     let finding = line(&out, "error store: postgres");
     assert!(
-        finding.contains("schema at version 0 but this gateway needs 2"),
+        finding.contains(&format!(
+            "schema at version 0 but this gateway needs {}",
+            chat_storage::PostgresStore::expected_schema_version()
+        )),
         "{out}"
     );
     assert!(finding.contains("pending: 0001_init"), "{out}");
@@ -226,7 +232,13 @@ fn an_unmigrated_postgres_says_run_migrate_then_passes() {
     assert!(migrate.status.success(), "{migrate:?}");
     let (code, out) = setup.check(&[], None);
     assert_eq!(code, 0, "{out}");
-    assert!(line(&out, "ok    store: postgres").contains("reachable, schema at version 2"));
+    assert!(
+        line(&out, "ok    store: postgres").contains(&format!(
+            "reachable, schema at version {}",
+            chat_storage::PostgresStore::expected_schema_version()
+        )),
+        "{out}"
+    );
 }
 
 #[test]

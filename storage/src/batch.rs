@@ -237,6 +237,20 @@ impl<S: AppendBatch> Store for BatchingStore<S> {
         self.inner.import_messages(messages).await
     }
 
+    async fn put_visitor_context(
+        &self,
+        record: &chat_core::visitor_context::VisitorContextRecord,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_visitor_context(record).await
+    }
+
+    async fn visitor_context(
+        &self,
+        visitor_id: VisitorId,
+    ) -> Result<Option<chat_core::visitor_context::VisitorContextRecord>, StoreError> {
+        self.inner.visitor_context(visitor_id).await
+    }
+
     async fn open_conversation_count(&self) -> Result<Option<u64>, StoreError> {
         self.inner.open_conversation_count().await
     }

@@ -8,7 +8,9 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-/// Postgres migrations, in version order (versions 1, 2, 3… with no gap).
+/// Postgres migrations, in increasing version order. Each is applied when its own version is not
+/// recorded, whatever the others (so a branch's migration numbered ahead of one still to merge
+/// does not block it).
 pub(crate) const POSTGRES: &[Migration] = &[
     Migration {
         version: 1,
@@ -20,9 +22,14 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "visitor_profile",
         sql: include_str!("../migrations/postgres/0002_visitor_profile.sql"),
     },
+    Migration {
+        version: 3,
+        name: "visitor_context",
+        sql: include_str!("../migrations/postgres/0003_visitor_context.sql"),
+    },
 ];
 
-/// Embedded (SQLite) migrations, in version order (versions 1, 2, 3… with no gap).
+/// Embedded (SQLite) migrations, in increasing version order (as [`POSTGRES`]).
 pub(crate) const EMBEDDED: &[Migration] = &[
     Migration {
         version: 1,
@@ -33,6 +40,11 @@ pub(crate) const EMBEDDED: &[Migration] = &[
         version: 2,
         name: "visitor_profile",
         sql: include_str!("../migrations/embedded/0002_visitor_profile.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "visitor_context",
+        sql: include_str!("../migrations/embedded/0003_visitor_context.sql"),
     },
 ];
 
@@ -64,11 +76,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_are_contiguous() {
+    fn versions_increase_and_both_stores_have_the_same() {
         for list in [POSTGRES, EMBEDDED] {
-            for (i, m) in list.iter().enumerate() {
-                assert_eq!(m.version, i as i64 + 1, "{}", m.name);
+            assert_eq!(list[0].version, 1);
+            for pair in list.windows(2) {
+                assert!(pair[0].version < pair[1].version, "{}", pair[1].name);
             }
         }
+        let versions =
+            |list: &[Migration]| list.iter().map(|m| (m.version, m.name)).collect::<Vec<_>>();
+        assert_eq!(versions(POSTGRES), versions(EMBEDDED));
     }
 }

@@ -227,12 +227,15 @@ async fn tick() {
 
 #[path = "conformance/import.rs"]
 mod import;
+#[path = "conformance/visitor_context.rs"]
+mod visitor_context;
 #[path = "conformance/visitors.rs"]
 mod visitors;
 
 /// The checks, each generic over the fixture.
 mod checks {
     pub use super::import::*;
+    pub use super::visitor_context::*;
     pub use super::visitors::*;
     use super::*;
 
@@ -889,4 +892,6 @@ conformance_suite!(
     import_refuses_what_would_break_the_order,
     visitor_profiles_are_stored_and_never_downgraded,
     move_conversation_hands_it_to_a_visitor_of_the_same_site,
+    visitor_context_latest_wins_and_keeps_first_seen,
+    visitor_context_of_an_unknown_visitor_is_not_stored,
 );

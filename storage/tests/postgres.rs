@@ -53,9 +53,14 @@ async fn check_schema_reports_not_migrated_until_migrated() {
     }
 
     let report = store.migrate().await.expect("migrate");
+    // Every migration, in increasing order, up to the one this binary needs (a version may be
+    // missing while a branch's migration waits for an earlier one to merge).
+    let versions: Vec<i64> = report.applied.iter().map(|m| m.version).collect();
+    assert_eq!(versions.first(), Some(&1));
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
     assert_eq!(
-        report.applied.iter().map(|m| m.version).collect::<Vec<_>>(),
-        (1..=PostgresStore::expected_schema_version()).collect::<Vec<_>>()
+        versions.last(),
+        Some(&PostgresStore::expected_schema_version())
     );
     assert_eq!(report.applied[0].name, "init");
     assert_eq!(report.version, PostgresStore::expected_schema_version());
@@ -85,11 +90,9 @@ async fn migrate_is_idempotent_and_safe_concurrently() {
         assert_eq!(r.version, PostgresStore::expected_schema_version());
         applied += r.applied.len();
     }
-    assert_eq!(
-        applied as i64,
-        PostgresStore::expected_schema_version(),
-        "each migration applied exactly once"
-    );
+    let alone = PostgresStore::connect(&fresh(&server).await, 1).expect("connect");
+    let every = alone.migrate().await.expect("migrate alone").applied.len();
+    assert_eq!(applied, every, "each migration applied exactly once");
     let again = stores[0].migrate().await.expect("migrate again");
     assert!(again.applied.is_empty());
     assert_eq!(again.version, PostgresStore::expected_schema_version());

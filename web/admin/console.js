@@ -639,7 +639,14 @@
     renderList();
     renderPane();
     loadHistory(id, 0);
+    announce('open', id);
     els.reply.focus();
+  }
+
+  // Tells ./visitor-panel.js which conversation is open, and that something happened in it.
+  function announce(what, id) {
+    const detail = what === 'open' ? { id: id, request: request } : { id: id };
+    document.dispatchEvent(new CustomEvent('chat-console:' + what, { detail: detail }));
   }
 
   function loadHistory(id, afterSeq) {
@@ -736,7 +743,10 @@
     conv.last_seq = Math.max(conv.last_seq || 0, m.seq);
     if (timeOf(m.created_at) > timeOf(conv.updated_at)) conv.updated_at = m.created_at;
     if (!conv.preview || conv.preview.seq < m.seq) conv.preview = { seq: m.seq, body: String(m.body) };
-    if (m.conversation_id === selectedId) addPaneMessage(m);
+    if (m.conversation_id === selectedId) {
+      addPaneMessage(m);
+      announce('activity', m.conversation_id);
+    }
     renderList();
   }
 

@@ -14,7 +14,8 @@
  * Config (window.ChatWidgetConfig): serverBaseUrl, site ("default"), title, position
  * ("bottom-right" | "bottom-left"), color (accent CSS colour), transports (["websocket", "polling"]:
  * the transports allowed, WebSocket first; ["polling"] forces long-polling, ["websocket"] disables
- * the fallback).
+ * the fallback), attributes (a flat object of strings, numbers and booleans shown to agents with the
+ * page the visitor is on, e.g. { plan: "pro", orderCount: 3 }: at most 20, keys [A-Za-z0-9_.-]).
  */
 (function () {
   'use strict';
@@ -1047,6 +1048,7 @@
     for (const cid of conversations.keys()) cursors[cid] = contiguousSeq(cid);
     // Sent even when empty: until its first resume the gateway holds live messages back.
     request({ type: 'resume', cursors: cursors });
+    reportContext(true);
 
     const conv = f.conversation;
     if (conv && typeof conv.id === 'string') {
@@ -1097,6 +1099,104 @@
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Visitor context: the page the visitor is on (URL, title, referrer), browser language, time
+  // zone and user agent, plus config.attributes, reported after every welcome and on every
+  // navigation (single-page apps too: pushState/replaceState are wrapped, popstate and hashchange
+  // listened to), debounced and at most one a second (the gateway's limit). Values are cut to the
+  // gateway's bounds (docs/protocol.md) here, so a long URL or title is shortened, never refused.
+
+  const CONTEXT_DEBOUNCE_MS = 400;
+  const CONTEXT_MIN_INTERVAL_MS = 1100;
+  const MAX_ATTRIBUTES = 20;
+  const ATTRIBUTE_KEY = /^[A-Za-z0-9_.-]{1,64}$/;
+  let contextTimer = null;
+  let lastContextJson = null;
+  let lastContextAt = 0;
+
+  function cut(value, maxBytes) {
+    if (typeof value !== 'string' || !value) return undefined;
+    const enc = new TextEncoder();
+    if (enc.encode(value).length <= maxBytes) return value;
+    let out = '';
+    let bytes = 0;
+    for (const ch of value) {
+      const n = enc.encode(ch).length;
+      if (bytes + n > maxBytes) break;
+      out += ch;
+      bytes += n;
+    }
+    return out;
+  }
+
+  function webAddress(value) {
+    return typeof value === 'string' && /^https?:\/\//i.test(value) ? cut(value, 2048) : undefined;
+  }
+
+  function contextAttributes() {
+    const out = {};
+    const given = config.attributes;
+    if (!given || typeof given !== 'object') return out;
+    let count = 0;
+    for (const key of Object.keys(given)) {
+      const v = given[key];
+      const ok = ATTRIBUTE_KEY.test(key) && (typeof v === 'string' || typeof v === 'boolean' ||
+        (typeof v === 'number' && isFinite(v)));
+      if (!ok || count >= MAX_ATTRIBUTES) {
+        if (window.console) console.warn('[chat-widget] attribute left out:', key);
+        continue;
+      }
+      out[key] = typeof v === 'string' ? cut(v, 256) || '' : v;
+      count++;
+    }
+    return out;
+  }
+
+  function pageContext() {
+    let timeZone;
+    try { timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { timeZone = undefined; }
+    return {
+      url: webAddress(location.href),
+      title: cut(document.title, 256),
+      referrer: webAddress(document.referrer),
+      language: cut(navigator.language, 35),
+      time_zone: cut(timeZone, 64),
+      user_agent: cut(navigator.userAgent, 512),
+      attributes: contextAttributes(),
+    };
+  }
+
+  // `force`: after a welcome (a new session), even when nothing changed.
+  function reportContext(force) {
+    if (!transport || !welcomed) return;
+    const context = pageContext();
+    const json = JSON.stringify(context);
+    if (!force && json === lastContextJson) return;
+    lastContextJson = json;
+    lastContextAt = Date.now();
+    request({ type: 'context', context: context });
+  }
+
+  function scheduleContext() {
+    clearTimeout(contextTimer);
+    const wait = Math.max(CONTEXT_DEBOUNCE_MS, lastContextAt + CONTEXT_MIN_INTERVAL_MS - Date.now());
+    contextTimer = setTimeout(function () { reportContext(false); }, wait);
+  }
+
+  function watchNavigation() {
+    ['pushState', 'replaceState'].forEach(function (name) {
+      const original = history[name];
+      if (typeof original !== 'function') return;
+      history[name] = function () {
+        const result = original.apply(this, arguments);
+        scheduleContext();
+        return result;
+      };
+    });
+    window.addEventListener('popstate', scheduleContext);
+    window.addEventListener('hashchange', scheduleContext);
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Start
 
   function start() {
@@ -1105,6 +1205,7 @@
     setConnection(connection.state, connection.text);
     if (panelOpen || storageGet('sessionStorage', STORE_KEY + ':open')) openPanel();
     chooseInitialTransport();
+    watchNavigation();
     connect();
     // The network coming back is a better signal than any backoff timer.
     window.addEventListener('online', function () { if (!transport) { attempt = 0; connect(); } });

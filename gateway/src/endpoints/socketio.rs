@@ -89,7 +89,9 @@ impl ChatEdge {
                 return refusal.respond(session).await;
             };
             let accept = match engine.websocket_request(query) {
-                Ok(accept) => accept,
+                Ok(accept) => {
+                    accept.on_new_session(self.state.socketio.client_recorder(role, attempt.client))
+                }
                 Err(refusal) => {
                     let reason = HandshakeFailure::from_status(refusal.status);
                     metrics::handshake_failed(TransportKind::SocketIo, role, reason);
@@ -152,6 +154,9 @@ impl ChatEdge {
         if let Some(slot) = slot {
             // A polling handshake: the Engine.IO session it opened holds the slot.
             if let Some(sid) = handshake_sid(&response) {
+                self.state
+                    .socketio
+                    .remember_client(role, &sid, attempt.client);
                 self.state.socketio.hold_slot(role, sid, slot);
             }
         }

@@ -8,6 +8,7 @@
 //! appends to a conversation.
 
 mod import;
+mod visitor_context;
 mod visitors;
 
 use std::path::{Path, PathBuf};
@@ -490,6 +491,23 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<Imported>, StoreError> {
         let messages = messages.to_vec();
         self.call(move |conn| import::import(conn, &messages)).await
+    }
+
+    async fn put_visitor_context(
+        &self,
+        record: &chat_core::visitor_context::VisitorContextRecord,
+    ) -> Result<bool, StoreError> {
+        let record = record.clone();
+        self.call(move |conn| visitor_context::put(conn, &record))
+            .await
+    }
+
+    async fn visitor_context(
+        &self,
+        visitor_id: VisitorId,
+    ) -> Result<Option<chat_core::visitor_context::VisitorContextRecord>, StoreError> {
+        self.call(move |conn| visitor_context::get(conn, visitor_id))
+            .await
     }
 
     async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {

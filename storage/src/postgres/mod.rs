@@ -12,6 +12,7 @@ mod errors;
 mod import;
 mod rows;
 pub mod tls;
+mod visitor_context;
 mod visitors;
 
 pub use bus::{CommitNotifier, PostgresBus, LISTENER_APP_PREFIX};
@@ -360,6 +361,25 @@ impl Store for PostgresStore {
             open: status.size,
             idle: status.available,
             max: status.max_size,
+        })
+    }
+
+    async fn put_visitor_context(
+        &self,
+        record: &chat_core::visitor_context::VisitorContextRecord,
+    ) -> Result<bool, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| visitor_context::put(
+            &client, record
+        )
+        .await)
+    }
+
+    async fn visitor_context(
+        &self,
+        visitor_id: VisitorId,
+    ) -> Result<Option<chat_core::visitor_context::VisitorContextRecord>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            visitor_context::get(&client, visitor_id).await
         })
     }
 

@@ -27,7 +27,12 @@ enum Target {
 pub struct WsAccept {
     engine: Engine,
     target: Target,
+    /// Told the id of the session a direct WebSocket opens, before its `open` packet is sent.
+    on_new_session: Option<NewSessionHook>,
 }
+
+/// See [`WsAccept::on_new_session`].
+type NewSessionHook = Box<dyn FnOnce(&str) + Send>;
 
 impl Engine {
     /// Validates a WebSocket request (`EIO=4&transport=websocket[&sid=...]`) before the
@@ -37,6 +42,7 @@ impl Engine {
             .map(|target| WsAccept {
                 engine: self.clone(),
                 target,
+                on_new_session: None,
             })
             .map_err(EngineError::response)
     }
@@ -60,6 +66,14 @@ impl Engine {
 }
 
 impl WsAccept {
+    /// Calls `f` with the session id when this WebSocket opens a new session (not for the
+    /// upgrade of a polling session, whose id the handshake already gave), before the client
+    /// can send anything: the gateway keeps what it knows of the connection under that id.
+    pub fn on_new_session(mut self, f: impl FnOnce(&str) + Send + 'static) -> Self {
+        self.on_new_session = Some(Box::new(f));
+        self
+    }
+
     /// Runs the WebSocket until it or the session ends. A failed upgrade leaves the polling
     /// session as it was.
     pub async fn serve(self, mut conn: WsConnection) {
@@ -68,6 +82,9 @@ impl WsAccept {
                 let Some(session) = self.engine.open_session(TransportType::WebSocket) else {
                     return;
                 };
+                if let Some(f) = self.on_new_session {
+                    f(&session.sid);
+                }
                 let hs = self
                     .engine
                     .handshake(&session.sid, TransportType::WebSocket);

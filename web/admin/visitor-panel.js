@@ -1,0 +1,111 @@
+/*
+ * Visitor panel of the agent console: beside the open conversation, who the visitor is and where
+ * they are now (page, title, referrer, language, time zone, browser, address and country, the
+ * site's attributes), read with the `visitor` command (docs/protocol.md).
+ *
+ * console.js tells it, with DOM events on `document`, which conversation is open
+ * (`chat-console:open`, detail {id, request}) and that something happened in it
+ * (`chat-console:activity`, detail {id}); it re-reads the context then, and every
+ * REFRESH_MS while the page is visible, so a visitor's navigation shows within seconds without
+ * a message. Everything is rendered with textContent; links only for http(s) addresses.
+ */
+(function () {
+  'use strict';
+
+  const REFRESH_MS = 3000;
+  const panel = document.getElementById('visitor-panel');
+  if (!panel) return;
+
+  let current = null; // { id, request }
+  let timer = null;
+  let inFlight = false;
+
+  function h(tag, attrs, children) {
+    const el = document.createElement(tag);
+    for (const name of Object.keys(attrs || {})) el.setAttribute(name, attrs[name]);
+    for (const c of children || []) el.append(c);
+    return el;
+  }
+
+  function link(url) {
+    if (typeof url !== 'string' || !/^https?:\/\//i.test(url)) return document.createTextNode(String(url || ''));
+    const a = h('a', { href: url, target: '_blank', rel: 'noopener noreferrer nofollow' });
+    a.textContent = url;
+    return a;
+  }
+
+  function row(list, label, value, testid) {
+    if (value === undefined || value === null || value === '') return;
+    const dd = h('dd', testid ? { 'data-testid': testid } : {});
+    dd.append(value instanceof Node ? value : document.createTextNode(String(value)));
+    const dt = h('dt');
+    dt.textContent = label;
+    list.append(dt, dd);
+  }
+
+  function when(iso) {
+    const d = new Date(iso);
+    return isNaN(d) ? '' : d.toLocaleString();
+  }
+
+  function render(visitor) {
+    const title = h('h3');
+    title.textContent = 'Visitor';
+    const list = h('dl', { class: 'visitor-facts' });
+    const c = visitor && visitor.context;
+    if (!c) {
+      const empty = h('p', { class: 'empty', 'data-testid': 'visitor-empty' });
+      empty.textContent = 'No page reported yet.';
+      panel.replaceChildren(title, empty);
+      return;
+    }
+    row(list, 'Page', c.title, 'visitor-title');
+    row(list, 'URL', c.url ? link(c.url) : null, 'visitor-url');
+    row(list, 'Came from', c.referrer ? link(c.referrer) : null, 'visitor-referrer');
+    row(list, 'Language', c.language, 'visitor-language');
+    row(list, 'Time zone', c.time_zone, 'visitor-time-zone');
+    row(list, 'Address', c.ip ? c.ip + (c.country ? ' (' + c.country + ')' : '') : null, 'visitor-address');
+    row(list, 'Browser', c.user_agent, 'visitor-user-agent');
+    const attributes = c.attributes || {};
+    for (const key of Object.keys(attributes).sort()) row(list, key, attributes[key], 'visitor-attribute');
+    row(list, 'First seen', visitor.first_seen_at ? when(visitor.first_seen_at) : null);
+    row(list, 'Updated', visitor.updated_at ? when(visitor.updated_at) : null, 'visitor-updated');
+    panel.replaceChildren(title, list);
+  }
+
+  function refresh() {
+    const target = current;
+    if (!target || inFlight) return;
+    inFlight = true;
+    target.request('visitor', { conversation_id: target.id }).then(function (ack) {
+      if (current === target) render(ack.visitor);
+    }, function (err) {
+      if (err && err.code !== 'disconnected' && current === target) {
+        const p = h('p', { class: 'error' });
+        p.textContent = 'Could not read the visitor: ' + (err.message || err.code);
+        panel.replaceChildren(p);
+      }
+    }).finally(function () { inFlight = false; });
+  }
+
+  function schedule() {
+    clearInterval(timer);
+    timer = setInterval(function () {
+      if (document.visibilityState === 'visible') refresh();
+    }, REFRESH_MS);
+  }
+
+  document.addEventListener('chat-console:open', function (e) {
+    const d = e.detail || {};
+    if (typeof d.id !== 'string' || typeof d.request !== 'function') return;
+    current = { id: d.id, request: d.request };
+    panel.hidden = false;
+    panel.replaceChildren();
+    refresh();
+    schedule();
+  });
+
+  document.addEventListener('chat-console:activity', function (e) {
+    if (current && e.detail && e.detail.id === current.id) refresh();
+  });
+})();
