@@ -161,3 +161,51 @@ async fn a_client_resumes_on_the_other_process_after_its_own_is_killed() {
     }
     assert_eq!(seqs, [2, 3, 4, 5]);
 }
+
+#[tokio::test]
+async fn presence_and_live_delivery_are_per_site_across_processes() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_gateways(&url, dir.path());
+
+    // An agent of shop1 on process B.
+    let token = b.agent_token_for("ann", "Ann", Some("shop1"));
+    let mut ann = Client::connect(&b.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    // Visitors of both sites on process A: only shop1's widget says someone is online.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut shop1 = loop {
+        let v = Client::connect(&a.ws("/ws-visitor/?site=shop1"), &[]).await;
+        if v.welcome["agents_online"] == 1 || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(shop1.welcome["agents_online"], 1, "{}", shop1.welcome);
+    let mut shop2 = Client::connect(&a.ws("/ws-visitor/?site=shop2"), &[]).await;
+    assert_eq!(shop2.welcome["agents_online"], 0, "{}", shop2.welcome);
+
+    // Messages committed on A reach B's shop1 agent only for shop1.
+    shop2
+        .request(json!({"type":"send","body":"shop2 secret"}))
+        .await;
+    shop1
+        .request(json!({"type":"send","body":"shop1 hello"}))
+        .await;
+    loop {
+        let event = ann.next().await;
+        assert_ne!(event["message"]["body"], "shop2 secret", "{event}");
+        if event["message"]["body"] == "shop1 hello" {
+            break;
+        }
+    }
+
+    // An agent of shop2 joins on B: shop2's widget on A hears of it, shop1's count is unchanged.
+    let token = b.agent_token_for("bob", "Bob", Some("shop2"));
+    let _bob = Client::connect(&b.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let presence = shop2.wait_for(|e| e["type"] == "presence").await;
+    assert_eq!(presence["agents_online"], 1);
+    drop(ann);
+    let presence = shop1.wait_for(|e| e["type"] == "presence").await;
+    assert_eq!(presence["agents_online"], 0, "shop1's only agent left");
+}

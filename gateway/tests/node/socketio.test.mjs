@@ -184,11 +184,11 @@ test('wrong token and wrong origin are refused', async () => {
   assert.deepEqual(await eio3.json(), { code: 5, message: 'Unsupported protocol version' });
 });
 
-/** An HS256 agent JWT signed with the gateway's secret, expiring in `ttlSecs`. */
-function shortToken(gw, sub, ttlSecs) {
+/** An HS256 agent JWT signed with the gateway's secret, expiring in `ttlSecs`, with `extra` claims. */
+function shortToken(gw, sub, ttlSecs, extra = {}) {
   const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
   const now = Math.floor(Date.now() / 1000);
-  const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, name: sub, iat: now, exp: now + ttlSecs })}`;
+  const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, name: sub, iat: now, exp: now + ttlSecs, ...extra })}`;
   const sig = createHmac('sha256', gw.env.CHAT_ADMIN_JWT_SECRET).update(input).digest('base64url');
   return `${input}.${sig}`;
 }
@@ -341,4 +341,67 @@ test('an agent with many conversations: offsets stay under 64 characters, recove
   }
   for (const { v } of visitors) v.close();
   a.close();
+});
+
+test('sites as tenants over Socket.IO: an agent of one site neither lists, reads, writes nor receives another site\'s conversation', async () => {
+  const gw = await gateway({ CHAT_SEND_RATE_PER_SEC: '0' });
+  const v1 = visitor(gw, { auth: { site: 'shop1' }, transports: ['websocket'] });
+  const v2 = visitor(gw, { auth: { site: 'shop2' }, transports: ['polling'] });
+  await Promise.all([once(v1, 'welcome'), once(v2, 'welcome')]);
+  const c1 = (await v1.emitWithAck('send', { body: 'shop1 here' })).message.conversation_id;
+  const c2 = (await v2.emitWithAck('send', { body: 'shop2 here' })).message.conversation_id;
+
+  const a = agent(gw, shortToken(gw, 'ann', 600, { sites: ['shop1'] }), { transports: ['websocket'] });
+  const [welcome] = await once(a, 'welcome');
+  assert.deepEqual(welcome.sites, ['shop1']);
+  const received = recordMessages(a);
+  const listed = (await a.emitWithAck('list_conversations', {})).conversations.map((c) => c.id);
+  assert.ok(listed.includes(c1) && !listed.includes(c2), JSON.stringify(listed));
+  for (const [event, args] of [
+    ['list_conversations', { site: 'shop2' }],
+    ['history', { conversation_id: c2 }],
+    ['assign', { conversation_id: c2 }],
+    ['close', { conversation_id: c2 }],
+    ['send', { conversation_id: c2, body: 'not yours' }],
+    ['resume', { cursors: { [c2]: 0 } }],
+  ]) {
+    const answer = await a.emitWithAck(event, args);
+    assert.equal(answer.error?.code, 'forbidden', `${event}: ${JSON.stringify(answer)}`);
+  }
+  await v2.emitWithAck('send', { body: 'shop2 secret' });
+  await v1.emitWithAck('send', { body: 'shop1 news' });
+  const deadline = Date.now() + 10_000;
+  while (!received.some((m) => m.body === 'shop1 news') && Date.now() < deadline) await sleep(50);
+  assert.ok(received.some((m) => m.body === 'shop1 news'));
+  assert.ok(received.every((m) => m.conversation_id !== c2), JSON.stringify(received));
+
+  // An agent of both sites gets the other site's messages live.
+  const both = agent(gw, shortToken(gw, 'bob', 600, { sites: ['shop1', 'shop2'] }), { transports: ['polling'] });
+  await once(both, 'welcome');
+  const bothReceived = recordMessages(both);
+  await both.emitWithAck('resume', { cursors: {} });
+  await v2.emitWithAck('send', { body: 'shop2 for bob' });
+  const until = Date.now() + 10_000;
+  while (!bothReceived.some((m) => m.body === 'shop2 for bob') && Date.now() < until) await sleep(50);
+  assert.ok(bothReceived.some((m) => m.body === 'shop2 for bob'));
+  for (const s of [v1, v2, a, both]) s.close();
+});
+
+test('a verified user over Socket.IO is the same visitor on two connections; a wrong hash is a connect_error', async () => {
+  const secret = 'identity-secret-0123456789abcdef-0123';
+  const gw = await gateway({ CHAT_IDENTITY_SECRET: secret });
+  const hash = createHmac('sha256', secret).update('u42').digest('hex');
+  const user = { id: 'u42', name: 'Ann', email: 'ann@example.com', hash };
+  const phone = visitor(gw, { auth: { site: 'shop1', user }, transports: ['websocket'] });
+  const [w1] = await once(phone, 'welcome');
+  const sent = await phone.emitWithAck('send', { body: 'from the phone' });
+  const laptop = visitor(gw, { auth: { site: 'shop1', user }, transports: ['polling'] });
+  const [w2] = await once(laptop, 'welcome');
+  assert.equal(w2.visitor_id, w1.visitor_id);
+  assert.equal(w2.conversation.id, sent.message.conversation_id);
+
+  const wrong = visitor(gw, { auth: { site: 'shop1', user: { ...user, hash: hash.replace(/^./, hash[0] === 'a' ? 'b' : 'a') } }, reconnection: false });
+  const [err] = await once(wrong, 'connect_error');
+  assert.match(err.message, /user hash does not match/);
+  for (const s of [phone, laptop, wrong]) s.close();
 });
