@@ -148,20 +148,37 @@ impl Api<'_> {
         respond_json(session, 200, &body).await
     }
 
-    /// `/chat/api/conversations/{id}/messages`: `GET` reads, `POST` sends an agent reply.
-    pub async fn messages(&self, session: &mut Session, id: &str) -> Result<bool> {
+    /// The caller and the conversation of a `/chat/api/conversations/{id}/…` request, or
+    /// `Err` with the refusal already answered (what the handler returns).
+    pub(crate) async fn conversation_request(
+        &self,
+        session: &mut Session,
+        id: &str,
+    ) -> Result<std::result::Result<(Principal, ConversationId), bool>> {
         let principal = match self.caller(session) {
             Ok(p) => p,
-            Err(why) => return respond_error(session, 401, "unauthorized", &why).await,
+            Err(why) => {
+                return respond_error(session, 401, "unauthorized", &why)
+                    .await
+                    .map(Err)
+            }
         };
-        let Ok(conversation_id) = id.parse::<ConversationId>() else {
-            return respond_error(
-                session,
-                404,
-                "not_found",
-                &format!("conversation {id} does not exist"),
-            )
-            .await;
+        match id.parse::<ConversationId>() {
+            Ok(conversation_id) => Ok(Ok((principal, conversation_id))),
+            Err(_) => {
+                let why = format!("conversation {id} does not exist");
+                respond_error(session, 404, "not_found", &why)
+                    .await
+                    .map(Err)
+            }
+        }
+    }
+
+    /// `/chat/api/conversations/{id}/messages`: `GET` reads, `POST` sends an agent reply.
+    pub async fn messages(&self, session: &mut Session, id: &str) -> Result<bool> {
+        let (principal, conversation_id) = match self.conversation_request(session, id).await? {
+            Ok(request) => request,
+            Err(answered) => return Ok(answered),
         };
         let method = session.req_header().method.clone();
         if method == http::Method::GET {
