@@ -153,6 +153,11 @@ pub fn lookup(path: &str) -> Option<Asset> {
             body: include_str!("../../web/admin/site-token.js"),
             headers: &[],
         },
+        "/chat/admin/site-switcher.js" => Asset {
+            content_type: "application/javascript; charset=utf-8",
+            body: include_str!("../../web/admin/site-switcher.js"),
+            headers: &[],
+        },
         "/chat/admin/visitor-panel.js" => Asset {
             content_type: "application/javascript; charset=utf-8",
             body: include_str!("../../web/admin/visitor-panel.js"),
@@ -220,9 +225,12 @@ mod tests {
         // `defer` scripts run in document order: config.js sets what console.js reads.
         let config_at = CONSOLE_HTML.find("src=\"./config.js\"").unwrap();
         let site_token_at = CONSOLE_HTML.find("src=\"./site-token.js\"").unwrap();
+        let site_switcher_at = CONSOLE_HTML.find("src=\"./site-switcher.js\"").unwrap();
         let console_at = CONSOLE_HTML.find("src=\"./console.js\"").unwrap();
         assert!(config_at < console_at && site_token_at < console_at);
+        assert!(site_switcher_at < console_at);
         assert!(lookup("/chat/admin/site-token.js").is_some());
+        assert!(lookup("/chat/admin/site-switcher.js").is_some());
         let config = lookup("/chat/admin/config.js").unwrap();
         assert!(config.content_type.starts_with("application/javascript"));
         assert!(config.body.contains("window.ChatConsoleConfig = {"));

@@ -26,6 +26,7 @@
 
   const CONFIG = readConfig();
   const SiteToken = window.ChatSiteToken; // ./site-token.js
+  const Sites = window.ChatSiteSwitcher; // ./site-switcher.js
 
   // Why a socket closed, in words an agent can act on (the close reason, when sent, wins).
   const CLOSE_REASONS = {
@@ -522,6 +523,7 @@
     clearInterval(countdownTimer);
     me = f.agent && f.agent.id ? { id: String(f.agent.id), name: String(f.agent.name || f.agent.id) } : { id: '?', name: 'agent' };
     loadReadSeqs();
+    Sites.welcome(f.sites, me.id);
     setBanner('connected', 'Connected as ' + me.name);
     showLogin(false);
     scheduleRefresh();
@@ -549,7 +551,8 @@
   // Conversation list
 
   function refreshList() {
-    return request('list_conversations', { limit: LIST_LIMIT }).then(function (ack) {
+    return request('list_conversations', Object.assign({ limit: LIST_LIMIT }, Sites.filter())).then(function (ack) {
+      Sites.seen(ack.conversations || []);
       const fresh = new Map();
       for (const c of ack.conversations || []) {
         const old = conversations.get(c.id);
@@ -582,7 +585,7 @@
   function sortedConversations() {
     const filter = els.filter.value;
     return Array.from(conversations.values())
-      .filter(function (c) { return filter === 'all' || c.status === filter || c.id === selectedId; })
+      .filter(function (c) { return Sites.shows(c) && (filter === 'all' || c.status === filter || c.id === selectedId); })
       .sort(function (a, b) { return timeOf(b.updated_at) - timeOf(a.updated_at); });
   }
 
@@ -606,6 +609,7 @@
           unread ? h('span', { class: 'sr-only', text: '(unread)' }) : null,
           h('span', { class: 'badge', 'data-status': c.status, text: c.status }),
         ]),
+        Sites.spansSeveral() ? h('div', { class: 'site', 'data-testid': 'conversation-site', text: c.site_id || '' }) : null,
         h('div', { class: 'row' }, [
           h('span', { class: 'who', 'data-testid': 'conversation-assignee', text: assignee }),
           h('span', { class: 'time', text: formatTime(c.updated_at) }),
@@ -624,6 +628,20 @@
   }
 
   els.filter.addEventListener('change', renderList);
+
+  // Another site chosen (./site-switcher.js): the open conversation goes if it is not of it.
+  document.addEventListener('chat-console:site', function () {
+    const open = selectedId ? conversations.get(selectedId) : null;
+    if (open && !Sites.shows(open)) {
+      selectedId = null;
+      storageSet(SELECTED_KEY, null);
+      els.messages.replaceChildren();
+      renderPane();
+      announce('close', null);
+    }
+    renderList();
+    refreshList();
+  });
 
   // ---------------------------------------------------------------------------------------------
   // Conversation pane

@@ -8,6 +8,10 @@
  * (`chat-console:activity`, detail {id}); it re-reads the context then, and every
  * REFRESH_MS while the page is visible, so a visitor's navigation shows within seconds without
  * a message. Everything is rendered with textContent; links only for http(s) addresses.
+ *
+ * Above the context, who the main site says the visitor is (`profile`: name, email, user id,
+ * docs/identity.md), marked "verified" when the gateway checked the main site's hash and
+ * "unverified" when anyone could have typed it.
  */
 (function () {
   'use strict';
@@ -48,15 +52,36 @@
     return isNaN(d) ? '' : d.toLocaleString();
   }
 
+  // The main site's user, if it named one: verified (its hash checked) or not.
+  function profileOf(visitor) {
+    const p = visitor && visitor.profile;
+    if (!p || typeof p !== 'object') return null;
+    const box = h('div', { class: 'visitor-profile', 'data-testid': 'visitor-profile' });
+    const verified = p.verified === true;
+    const mark = h('span', { class: 'identity-mark', 'data-testid': 'visitor-verified', 'data-verified': String(verified) });
+    mark.textContent = verified ? '✓ verified' : 'unverified';
+    mark.title = verified
+      ? 'The main site vouched for this user (hash checked by the gateway)'
+      : 'Given by the page without proof: anyone could have typed it';
+    const list = h('dl', { class: 'visitor-facts' });
+    row(list, 'Name', p.name, 'visitor-name');
+    row(list, 'Email', p.email, 'visitor-email');
+    row(list, 'User id', p.user_id, 'visitor-user-id');
+    box.append(mark, list);
+    return box;
+  }
+
   function render(visitor) {
     const title = h('h3');
     title.textContent = 'Visitor';
     const list = h('dl', { class: 'visitor-facts' });
+    const profile = profileOf(visitor);
+    const head = profile ? [title, profile] : [title];
     const c = visitor && visitor.context;
     if (!c) {
       const empty = h('p', { class: 'empty', 'data-testid': 'visitor-empty' });
       empty.textContent = 'No page reported yet.';
-      panel.replaceChildren(title, empty);
+      panel.replaceChildren(...head, empty);
       return;
     }
     row(list, 'Page', c.title, 'visitor-title');
@@ -70,7 +95,7 @@
     for (const key of Object.keys(attributes).sort()) row(list, key, attributes[key], 'visitor-attribute');
     row(list, 'First seen', visitor.first_seen_at ? when(visitor.first_seen_at) : null);
     row(list, 'Updated', visitor.updated_at ? when(visitor.updated_at) : null, 'visitor-updated');
-    panel.replaceChildren(title, list);
+    panel.replaceChildren(...head, list);
   }
 
   function refresh() {
@@ -103,6 +128,14 @@
     panel.replaceChildren();
     refresh();
     schedule();
+  });
+
+  // No conversation open any more (another site chosen).
+  document.addEventListener('chat-console:close', function () {
+    current = null;
+    clearInterval(timer);
+    panel.hidden = true;
+    panel.replaceChildren();
   });
 
   document.addEventListener('chat-console:activity', function (e) {

@@ -15,7 +15,9 @@
  * ("bottom-right" | "bottom-left"), color (accent CSS colour), transports (["websocket", "polling"]:
  * the transports allowed, WebSocket first; ["polling"] forces long-polling, ["websocket"] disables
  * the fallback), attributes (a flat object of strings, numbers and booleans shown to agents with the
- * page the visitor is on, e.g. { plan: "pro", orderCount: 3 }: at most 20, keys [A-Za-z0-9_.-]).
+ * page the visitor is on, e.g. { plan: "pro", orderCount: 3 }: at most 20, keys [A-Za-z0-9_.-]),
+ * user ({ id, name, email, hash }: the main site's logged-in user, hash computed on its server;
+ * docs/identity.md).
  */
 (function () {
   'use strict';
@@ -32,7 +34,12 @@
   const title = String(config.title || 'Chat with us');
   const position = config.position === 'bottom-left' ? 'bottom-left' : 'bottom-right';
 
-  const STORE_KEY = 'chat-widget:v1:' + baseUrl + '|' + site;
+  // The logged-in user of the main site (docs/identity.md), or null: an anonymous visitor.
+  const user = readUser(config.user);
+  // One stored visitor token per identity: the anonymous visitor keeps the key widgets always
+  // used, each user (verified or not) has their own, so logging out never reuses a user's token.
+  const BASE_KEY = 'chat-widget:v1:' + baseUrl + '|' + site;
+  const STORE_KEY = user ? BASE_KEY + (user.hash ? '|user:' : '|unverified:') + user.id : BASE_KEY;
   const RECONNECT_MIN_MS = 500;
   const RECONNECT_MAX_MS = 30000;
   const HISTORY_PAGE = 200;
@@ -86,6 +93,10 @@
   let tryWithoutToken = false;
   let requestSeq = 0;
   let typedSeq = 0;
+  let refused = null; // why the gateway refused the user: no reconnecting then
+  // On login, the anonymous visitor's token goes along once, so the gateway can move their open
+  // conversation to the user (the merge rule of docs/identity.md).
+  let mergeToken = user && user.hash ? anonymousTokenToMerge() : null;
 
   let visitorId = null;
   let agentsOnline = 0;
@@ -166,6 +177,74 @@
     persist();
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // Known user (docs/identity.md): ChatWidgetConfig.user goes with every session open as
+  // user_id, user_name, user_email and user_hash; the gateway checks the hash.
+
+  function readUser(u) {
+    if (!u || typeof u !== 'object' || u.id === undefined || u.id === null || String(u.id) === '') return null;
+    const text = function (v) { return typeof v === 'string' && v ? v : null; };
+    return { id: String(u.id), name: text(u.name), email: text(u.email), hash: text(u.hash) };
+  }
+
+  // The anonymous visitor's token, unless a user already took its conversation since that
+  // visitor last connected (the anonymous key's `merged` flag, dropped by its next welcome).
+  function anonymousTokenToMerge() {
+    try {
+      const anon = JSON.parse(storageGet('localStorage', BASE_KEY) || 'null');
+      return anon && typeof anon.token === 'string' && !anon.merged ? anon.token : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function markMerged() {
+    try {
+      const anon = JSON.parse(storageGet('localStorage', BASE_KEY) || 'null');
+      if (anon && anon.token) storageSet('localStorage', BASE_KEY, JSON.stringify(Object.assign(anon, { merged: true })));
+    } catch (_) { /* the next login presents it again: harmless */ }
+  }
+
+  // The token a new session presents: the anonymous one while logging in, else our own.
+  function presentedToken() {
+    return mergeToken || token;
+  }
+
+  // The query parameters that open a visitor session (raw WebSocket and long-polling alike).
+  function openParams(withToken) {
+    const t = withToken ? presentedToken() : null;
+    const params = { site: site, token: t };
+    if (user) {
+      params.user_id = user.id;
+      params.user_name = user.name;
+      params.user_email = user.email;
+      params.user_hash = user.hash;
+    }
+    return params;
+  }
+
+  // The gateway refused the user (a wrong hash, no CHAT_IDENTITY_SECRET, a field out of bounds):
+  // reconnecting cannot help, so say why and stop.
+  function refuse(message) {
+    refused = message || 'refused';
+    clearTimeout(retryTimer);
+    clearInterval(countdownTimer);
+    clearTimeout(wsRetryTimer);
+    retryTimer = countdownTimer = wsRetryTimer = null;
+    if (window.console) console.error('[chat-widget] the gateway refused ChatWidgetConfig.user:', refused);
+    setConnection('refused', 'Chat is unavailable: your sign-in could not be verified (' + refused + ')');
+  }
+
+  // A 401 with a user: first without our token (it may be the stale part), then it is the user.
+  function onRefusedOpen(message, withToken) {
+    if (withToken) {
+      tryWithoutToken = true;
+      mergeToken = null;
+    } else {
+      refuse(message);
+    }
+  }
+
   function randomId(prefix) {
     const bytes = new Uint8Array(12);
     // randomUUID needs a secure context; customer sites may still be plain http.
@@ -241,6 +320,7 @@
     .close { background: transparent; border: none; color: #fff; font-size: 22px; line-height: 1; cursor: pointer; padding: 0 4px; }
     .conn { font-size: 12px; padding: 4px 14px; background: #fef3c7; color: #92400e; }
     .conn[data-state="open"] { background: #ecfdf5; color: #065f46; }
+    .conn[data-state="refused"] { background: #fee2e2; color: #991b1b; }
     .list { flex: 1; overflow-y: auto; margin: 0; padding: 12px; list-style: none; background: #f9fafb; }
     .msg { display: flex; flex-direction: column; margin: 0 0 10px; max-width: 85%; }
     .msg[data-role="visitor"] { margin-left: auto; align-items: flex-end; }
@@ -356,7 +436,7 @@
 
   function openPanel() {
     panelOpen = true;
-    storageSet('sessionStorage', STORE_KEY + ':open', '1');
+    storageSet('sessionStorage', BASE_KEY + ':open', '1');
     if (!ui) return;
     ui.panel.hidden = false;
     ui.root.classList.add('open');
@@ -370,7 +450,7 @@
 
   function closePanel() {
     panelOpen = false;
-    storageSet('sessionStorage', STORE_KEY + ':open', null);
+    storageSet('sessionStorage', BASE_KEY + ':open', null);
     if (!ui) return;
     ui.panel.hidden = true;
     ui.root.classList.remove('open');
@@ -561,10 +641,8 @@
   // close(), never synchronously). The rest of the widget does not care which one is in use.
 
   function socketUrl(withToken) {
-    const u = new URL(baseUrl + '/ws-visitor/');
+    const u = new URL(endpointUrl('/ws-visitor/', openParams(withToken)));
     u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
-    u.searchParams.set('site', site);
-    if (withToken && token) u.searchParams.set('token', token);
     return u.toString();
   }
 
@@ -606,7 +684,11 @@
   }
 
   function pollUrl(params) {
-    const u = new URL(baseUrl + '/ws-visitor/poll');
+    return endpointUrl('/ws-visitor/poll', params);
+  }
+
+  function endpointUrl(path, params) {
+    const u = new URL(baseUrl + path);
     for (const k of Object.keys(params)) {
       if (params[k] !== null && params[k] !== undefined) u.searchParams.set(k, String(params[k]));
     }
@@ -732,11 +814,11 @@
       });
     }
 
-    const openUrl = pollUrl({ site: site, token: withToken && token ? token : null });
+    const openUrl = pollUrl(openParams(withToken));
     fetchJson(openUrl, { method: 'POST', body: '' }, POLL_REQUEST_TIMEOUT_MS).then(function (r) {
       if (closed) return;
       if (r.status !== 200 || !r.data || typeof r.data.sid !== 'string') {
-        return fail({ status: r.status, error: r.data && r.data.error });
+        return fail({ status: r.status, error: r.data && r.data.error, message: r.data && r.data.message });
       }
       sid = r.data.sid;
       cursor = typeof r.data.cursor === 'number' ? r.data.cursor : 0;
@@ -811,8 +893,9 @@
     clearInterval(countdownTimer);
     retryTimer = countdownTimer = null;
     if (transport) dropTransport();
+    if (refused) return;
     setConnection('connecting', attempt === 0 ? 'Connecting…' : 'Reconnecting…');
-    const withToken = Boolean(token && !tryWithoutToken);
+    const withToken = Boolean(presentedToken() && !tryWithoutToken);
     welcomed = false;
     transport = attach(transportKind, withToken);
     renderTransport();
@@ -834,7 +917,19 @@
     } else if (!hadWelcome) {
       onPollingFailedBeforeWelcome(info, withToken);
     }
+    if (refused) return;
     scheduleReconnect();
+  }
+
+  // Resolves false when the server is unreachable, true otherwise; a 401 is handled on the way.
+  // A session it opens is left to expire (60 s): this runs only after a failed upgrade.
+  function whyRefused(withToken) {
+    return fetchJson(pollUrl(openParams(withToken)), { method: 'POST', body: '' }, POLL_REQUEST_TIMEOUT_MS).then(function (r) {
+      if (r.status === 401) onRefusedOpen(r.data && r.data.message, withToken);
+      return true;
+    }, function () {
+      return false;
+    });
   }
 
   function serverReachable() {
@@ -858,8 +953,12 @@
       suspectToken = false;
     }
     const mayFallBack = transportKind === 'websocket' && canUse('polling');
-    if (!suspectToken && !mayFallBack) return;
-    serverReachable().then(function (up) {
+    if (!suspectToken && !mayFallBack && !user) return;
+    // With a user, the same open over plain HTTP tells a refused user (401, and why) from
+    // anything else; it also says whether the server is up.
+    const check = user ? whyRefused(withToken) : serverReachable();
+    check.then(function (up) {
+      if (refused || tryWithoutToken) return;
       if (!up) {
         suspectFailures = 0; // server unreachable: says nothing about the token
         wsFailStreak = 0;
@@ -889,6 +988,7 @@
   }
 
   function onPollingFailedBeforeWelcome(info, withToken) {
+    if (info.status === 401 && user) return onRefusedOpen(info.message, withToken);
     if (info.status === 401 && withToken) {
       // Unlike an upgrade, polling shows the status: the stored token is refused. Try without
       // it; the new identity is adopted only when that session is welcomed.
@@ -922,7 +1022,7 @@
       renderTransport();
       return;
     }
-    probe = attach('websocket', Boolean(token && !tryWithoutToken));
+    probe = attach('websocket', Boolean(presentedToken() && !tryWithoutToken));
     probeTimer = setTimeout(function () {
       const p = probe;
       if (p) onProbeClosed(p);
@@ -1034,6 +1134,7 @@
     tryWithoutToken = false;
     if (transport && transport.kind === 'websocket') wsFailStreak = 0;
     if (typeof f.visitor_token === 'string' && f.visitor_token) saveToken(f.visitor_token);
+    if (mergeToken) { markMerged(); mergeToken = null; }
     if (followPreference(f.preferred_transport)) {
       // The gateway wants this visitor on polling: reopen there (same token), resume there.
       connect();
@@ -1203,7 +1304,7 @@
     ui = buildUi();
     renderStatus();
     setConnection(connection.state, connection.text);
-    if (panelOpen || storageGet('sessionStorage', STORE_KEY + ':open')) openPanel();
+    if (panelOpen || storageGet('sessionStorage', BASE_KEY + ':open')) openPanel();
     chooseInitialTransport();
     watchNavigation();
     connect();
@@ -1229,6 +1330,8 @@
         serverBaseUrl: baseUrl,
         site: site,
         transport: currentTransport(),
+        user: user ? { id: user.id, verified: Boolean(user.hash) } : null,
+        refused: refused,
       };
     },
   };
