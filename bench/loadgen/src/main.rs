@@ -54,7 +54,11 @@ struct Args {
     )]
     systems: Vec<String>,
     /// Open-loop rates (messages/s, all visitors together), run in this order.
-    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000,3000,4000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "250,500,1000,2000,3000,4000"
+    )]
     rates: Vec<u64>,
     #[arg(long, default_value_t = 200)]
     visitors: usize,
