@@ -84,8 +84,59 @@ impl BusEvent {
                 seq: message.seq,
             })
             .unwrap_or_default(),
-            // Conversations and presence are small (ids, names, timestamps).
+            Self::Presence {
+                node,
+                agents_online,
+                sites: Some(presence),
+            } => Self::presence_within(node, *agents_online, presence, limit),
+            // Conversations are small (ids, names, timestamps).
             _ => json,
+        }
+    }
+
+    /// A presence event whose per-site counts do not fit: the sites with the fewest agents are
+    /// left out until it fits (about 300 sites fit), so the others' counts stay exact; a left-out
+    /// site's agents are then counted by their own process only. Logged once per process.
+    fn presence_within(
+        node: &str,
+        agents_online: u32,
+        presence: &AgentPresence,
+        limit: usize,
+    ) -> String {
+        let mut by_count: Vec<(&String, &u32)> = presence.by_site.iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let mut kept = by_count.len();
+        loop {
+            let trimmed = AgentPresence {
+                by_site: by_count[..kept]
+                    .iter()
+                    .map(|(site, n)| ((*site).clone(), **n))
+                    .collect(),
+                ..presence.clone()
+            };
+            let json = serde_json::to_string(&Self::Presence {
+                node: node.to_owned(),
+                agents_online,
+                sites: Some(trimmed),
+            })
+            .unwrap_or_default();
+            if json.len() <= limit || kept == 0 {
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    return json;
+                }
+                tracing::warn!(
+                    sites = by_count.len(),
+                    sent = kept,
+                    "agent presence lists more sites than a bus message holds; the sites with \
+                     the fewest agents are counted by their own process only"
+                );
+                return json;
+            }
+            // Each site takes at least ~6 bytes; drop enough at once to converge quickly.
+            let excess = json.len() - limit;
+            kept = kept.saturating_sub((excess / 24).max(1));
         }
     }
 }
@@ -168,6 +219,46 @@ mod tests {
                 seq: 7
             }
         );
+    }
+
+    #[test]
+    fn presence_of_too_many_sites_keeps_the_busiest_within_the_limit() {
+        let mut presence = AgentPresence {
+            sessions: 2000,
+            all_sites: 1,
+            ..AgentPresence::default()
+        };
+        for i in 0..1000u32 {
+            presence
+                .by_site
+                .insert(format!("shop-number-{i:04}"), 1 + i % 3);
+        }
+        let event = BusEvent::Presence {
+            node: "n1".into(),
+            agents_online: 2000,
+            sites: Some(presence.clone()),
+        };
+        let json = event.to_json_within(7_800);
+        assert!(json.len() <= 7_800, "{}", json.len());
+        let BusEvent::Presence {
+            sites: Some(sent), ..
+        } = serde_json::from_str(&json).unwrap()
+        else {
+            panic!("not presence: {json}");
+        };
+        assert!(sent.by_site.len() > 200, "{}", sent.by_site.len());
+        assert_eq!((sent.sessions, sent.all_sites), (2000, 1));
+        // The busiest sites are the ones kept, with their exact counts.
+        let least_kept = *sent.by_site.values().min().unwrap();
+        for (site, n) in &presence.by_site {
+            match sent.by_site.get(site) {
+                Some(kept) => assert_eq!(kept, n, "counts are exact"),
+                None => assert!(
+                    *n <= least_kept,
+                    "{site} ({n}) dropped before a site of {least_kept}"
+                ),
+            }
+        }
     }
 
     #[test]
