@@ -885,6 +885,15 @@ impl ChatService {
     }
 }
 
+/// What a resume does with a conversation the session may not see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unauthorized {
+    /// Refuse the whole resume (`forbidden`): the client asked for it by name.
+    Refuse,
+    /// Leave it out: a recovery's remembered positions.
+    Skip,
+}
+
 /// What the main site said about a visitor opening a session (`ChatWidgetConfig.user`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VisitorIntro {
@@ -1109,7 +1118,10 @@ impl Session {
                 .await;
         }
         let result = match result {
-            Ok(()) => self.resume(cursors).await,
+            // A recovering client's positions may name conversations its new credentials no
+            // longer cover (an agent whose token now lists fewer sites): those are left out
+            // rather than failing the whole recovery.
+            Ok(()) => self.resume(cursors, Unauthorized::Skip).await,
             Err(error) => Err(error),
         };
         self.answer(
@@ -1229,7 +1241,7 @@ impl Session {
                 if let Some(since) = conversations_since {
                     self.replay_conversation_changes(site, since, None).await?;
                 }
-                let replayed = self.resume(cursors).await?;
+                let replayed = self.resume(cursors, Unauthorized::Refuse).await?;
                 Ok(Ack {
                     replayed: Some(replayed),
                     ..Ack::default()
@@ -1355,7 +1367,11 @@ impl Session {
     /// The replay streams: each conversation's end is fixed now (its `last_seq`), and
     /// [`Session::next_event`] reads the messages from the store one page at a time as the
     /// client takes them, before any live event. Returns how many messages will be replayed.
-    async fn resume(&mut self, cursors: BTreeMap<ConversationId, i64>) -> Result<u64, ChatError> {
+    async fn resume(
+        &mut self,
+        cursors: BTreeMap<ConversationId, i64>,
+        unauthorized: Unauthorized,
+    ) -> Result<u64, ChatError> {
         if cursors.len() > 500 {
             return Err(ChatError::BadRequest(
                 "resume at most 500 conversations at once".into(),
@@ -1367,10 +1383,15 @@ impl Session {
             if cursor < 0 {
                 return Err(ChatError::BadRequest("cursors must be >= 0".into()));
             }
-            let conversation = self
+            let conversation = match self
                 .service
                 .authorized_conversation(&self.principal, conversation_id)
-                .await?;
+                .await
+            {
+                Ok(conversation) => conversation,
+                Err(ChatError::Forbidden(_)) if unauthorized == Unauthorized::Skip => continue,
+                Err(error) => return Err(error),
+            };
             // What this session already handed over for the conversation is not sent again:
             // everything up to `delivered` when an earlier resume set it, or from `live_from`
             // up to `delivered` when it was first delivered live.
