@@ -27,6 +27,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "visitor_context",
         sql: include_str!("../migrations/postgres/0003_visitor_context.sql"),
     },
+    Migration {
+        version: 4,
+        name: "conversation_activity",
+        sql: include_str!("../migrations/postgres/0004_conversation_activity.sql"),
+    },
 ];
 
 /// Embedded (SQLite) migrations, in increasing version order (as [`POSTGRES`]).
@@ -45,6 +50,11 @@ pub(crate) const EMBEDDED: &[Migration] = &[
         version: 3,
         name: "visitor_context",
         sql: include_str!("../migrations/embedded/0003_visitor_context.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "conversation_activity",
+        sql: include_str!("../migrations/embedded/0004_conversation_activity.sql"),
     },
 ];
 
