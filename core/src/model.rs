@@ -75,14 +75,10 @@ impl Sites {
         }
     }
 
-    /// The sites both allow.
-    pub fn intersect(&self, other: &Sites) -> Option<Sites> {
-        match (self, other) {
-            (Self::All, x) | (x, Self::All) => Some(x.clone()),
-            (Self::Only(a), Self::Only(_)) => {
-                Self::only(a.iter().filter(|s| other.contains(s)).cloned())
-            }
-        }
+    /// As the JWT's `sites` claim and the `welcome` event write them: the list, or `["*"]`.
+    pub fn to_claim(&self) -> Vec<SiteId> {
+        self.list()
+            .map_or_else(|| vec!["*".to_owned()], <[SiteId]>::to_vec)
     }
 }
 

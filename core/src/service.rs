@@ -450,11 +450,7 @@ impl ChatService {
                     visitor_id: None,
                     visitor_token: None,
                     agent: Some(agent.clone()),
-                    sites: Some(
-                        sites
-                            .list()
-                            .map_or_else(|| vec!["*".to_owned()], <[SiteId]>::to_vec),
-                    ),
+                    sites: Some(sites.to_claim()),
                     conversation: None,
                     agents_online: online.sessions,
                     preferred_transport: None,

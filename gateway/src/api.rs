@@ -53,28 +53,42 @@ pub struct Api<'a> {
     pub sends: &'a ApiSendLimits,
 }
 
+/// An authenticated caller of the API.
+pub(crate) struct Caller {
+    /// Who.
+    pub(crate) principal: Principal,
+    /// Authenticated with an API key (the site's own servers, not rate limited), not a JWT.
+    pub(crate) by_key: bool,
+}
+
 impl Api<'_> {
     /// The caller, or the reason it is refused.
-    fn caller(&self, session: &Session) -> std::result::Result<Principal, String> {
+    fn caller(&self, session: &Session) -> std::result::Result<Caller, String> {
         let presented =
             header(session, "x-api-key").or_else(|| bearer(header(session, "authorization")));
         let Some(presented) = presented else {
             return Err("send Authorization: Bearer <agent JWT or API key>, or X-API-Key".into());
         };
         if let Some(sites) = self.api_keys.sites_of(presented) {
-            return Ok(Principal::Agent {
-                agent: Agent {
-                    id: "api".into(),
-                    name: "Support".into(),
+            return Ok(Caller {
+                principal: Principal::Agent {
+                    agent: Agent {
+                        id: "api".into(),
+                        name: "Support".into(),
+                    },
+                    sites: sites.clone(),
                 },
-                sites: sites.clone(),
+                by_key: true,
             });
         }
         self.admission
             .agent(Some(presented))
-            .map(|verified| Principal::Agent {
-                agent: verified.agent,
-                sites: verified.sites,
+            .map(|verified| Caller {
+                principal: Principal::Agent {
+                    agent: verified.agent,
+                    sites: verified.sites,
+                },
+                by_key: false,
             })
             .map_err(|refusal| refusal.to_string())
     }
@@ -90,7 +104,7 @@ impl Api<'_> {
     /// in metric labels, whose values must stay bounded.
     pub async fn stats(&self, session: &mut Session) -> Result<bool> {
         let principal = match self.caller(session) {
-            Ok(p) => p,
+            Ok(caller) => caller.principal,
             Err(why) => return respond_error(session, 401, "unauthorized", &why).await,
         };
         let Principal::Agent { sites, .. } = &principal else {
@@ -154,9 +168,9 @@ impl Api<'_> {
         &self,
         session: &mut Session,
         id: &str,
-    ) -> Result<std::result::Result<(Principal, ConversationId), bool>> {
-        let principal = match self.caller(session) {
-            Ok(p) => p,
+    ) -> Result<std::result::Result<(Caller, ConversationId), bool>> {
+        let caller = match self.caller(session) {
+            Ok(caller) => caller,
             Err(why) => {
                 return respond_error(session, 401, "unauthorized", &why)
                     .await
@@ -164,7 +178,7 @@ impl Api<'_> {
             }
         };
         match id.parse::<ConversationId>() {
-            Ok(conversation_id) => Ok(Ok((principal, conversation_id))),
+            Ok(conversation_id) => Ok(Ok((caller, conversation_id))),
             Err(_) => {
                 let why = format!("conversation {id} does not exist");
                 respond_error(session, 404, "not_found", &why)
@@ -176,10 +190,11 @@ impl Api<'_> {
 
     /// `/chat/api/conversations/{id}/messages`: `GET` reads, `POST` sends an agent reply.
     pub async fn messages(&self, session: &mut Session, id: &str) -> Result<bool> {
-        let (principal, conversation_id) = match self.conversation_request(session, id).await? {
+        let (caller, conversation_id) = match self.conversation_request(session, id).await? {
             Ok(request) => request,
             Err(answered) => return Ok(answered),
         };
+        let principal = &caller.principal;
         let method = session.req_header().method.clone();
         if method == http::Method::GET {
             let query = session.req_header().uri.query().map(str::to_owned);
@@ -212,7 +227,7 @@ impl Api<'_> {
             };
             return match self
                 .chat
-                .history(&principal, conversation_id, after_seq, limit)
+                .history(principal, conversation_id, after_seq, limit)
                 .await
             {
                 Ok(page) => {
@@ -225,7 +240,7 @@ impl Api<'_> {
         if method != http::Method::POST {
             return respond_error(session, 405, "method_not_allowed", "use GET or POST").await;
         }
-        self.reply(session, &principal, Target::Conversation(conversation_id))
+        self.reply(session, &caller, Target::Conversation(conversation_id))
             .await
     }
 
@@ -238,8 +253,8 @@ impl Api<'_> {
         site: &str,
         user: &str,
     ) -> Result<bool> {
-        let principal = match self.caller(session) {
-            Ok(p) => p,
+        let caller = match self.caller(session) {
+            Ok(caller) => caller,
             Err(why) => return respond_error(session, 401, "unauthorized", &why).await,
         };
         if session.req_header().method != http::Method::POST {
@@ -253,18 +268,13 @@ impl Api<'_> {
         let (Ok(site), Ok(user)) = (decode(site), decode(user)) else {
             return respond_error(session, 400, "bad_request", "the path is not UTF-8").await;
         };
-        self.reply(session, &principal, Target::User { site, user })
+        self.reply(session, &caller, Target::User { site, user })
             .await
     }
 
     /// Reads a reply `{body, client_msg_id?}`, sends it to `target`, answers
     /// `{message, duplicate, delivery}`.
-    async fn reply(
-        &self,
-        session: &mut Session,
-        principal: &Principal,
-        target: Target,
-    ) -> Result<bool> {
+    async fn reply(&self, session: &mut Session, caller: &Caller, target: Target) -> Result<bool> {
         let body = match read_body(session).await? {
             Some(body) => body,
             None => {
@@ -298,10 +308,8 @@ impl Api<'_> {
             )
             .await;
         };
-        let keyed = header(session, "x-api-key")
-            .or_else(|| bearer(header(session, "authorization")))
-            .is_some_and(|p| self.api_keys.sites_of(p).is_some());
-        if let (false, Principal::Agent { agent, .. }) = (keyed, principal) {
+        let principal = &caller.principal;
+        if let (false, Principal::Agent { agent, .. }) = (caller.by_key, principal) {
             if let Err(retry_after) = self.sends.take(&agent.id) {
                 chat_core::metrics::api_send_rate_limited();
                 let refusal = Refusal::RateLimited {

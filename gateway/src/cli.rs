@@ -107,13 +107,9 @@ pub fn run(cli: Cli, config: Config) -> Result<(), GatewayError> {
             let name = name.unwrap_or_else(|| agent.clone());
             let sites = sites
                 .map(|list| {
-                    let sites = chat_core::model::Sites::parse(&list)
-                        .map_err(|why| GatewayError::Other(format!("--sites: {why}")))?;
-                    Ok::<_, GatewayError>(
-                        sites
-                            .list()
-                            .map_or_else(|| vec!["*".to_owned()], <[String]>::to_vec),
-                    )
+                    chat_core::model::Sites::parse(&list)
+                        .map(|sites| sites.to_claim())
+                        .map_err(|why| GatewayError::Other(format!("--sites: {why}")))
                 })
                 .transpose()?;
             let token = AgentTokens::with_rules(&secrets.admin_jwt, &config.agent_token_rules)

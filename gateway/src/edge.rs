@@ -448,13 +448,9 @@ impl ChatEdge {
             .or_else(|| query_param(session.req_header().uri.query(), "token"));
         match admission.agent(token.as_deref()) {
             Ok(verified) => {
-                let sites = verified
-                    .sites
-                    .list()
-                    .map_or_else(|| vec!["*".to_owned()], <[String]>::to_vec);
                 let body = json!({
                     "agent": verified.agent,
-                    "sites": sites,
+                    "sites": verified.sites.to_claim(),
                     "expires_at": verified.expires_at,
                 });
                 respond_json(session, 200, &body).await

@@ -12,11 +12,15 @@ use serde_json::json;
 impl Api<'_> {
     /// Answers `{"visitor": {id, site_id, context, first_seen_at, updated_at}}`.
     pub async fn visitor(&self, session: &mut Session, id: &str) -> Result<bool> {
-        let (principal, conversation_id) = match self.conversation_request(session, id).await? {
+        let (caller, conversation_id) = match self.conversation_request(session, id).await? {
             Ok(request) => request,
             Err(answered) => return Ok(answered),
         };
-        match self.chat.visitor_of(&principal, conversation_id).await {
+        match self
+            .chat
+            .visitor_of(&caller.principal, conversation_id)
+            .await
+        {
             Ok(visitor) => respond_json(session, 200, &json!({ "visitor": visitor })).await,
             Err(e) => respond_chat_error(session, &e).await,
         }
