@@ -1,6 +1,6 @@
-// Shared by identity.test.mjs and site-switcher.test.mjs: a real chat-gateway binary on a free
-// port with its own data dir, a headless Chromium, and a customer page served by the browser
-// itself (the gateway's main site is absent here).
+// Shared by identity.test.mjs, site-switcher.test.mjs and visitor-context.test.mjs: a real
+// chat-gateway binary on a free port with its own data dir, a headless Chromium, and a customer
+// page served by the browser itself (the gateway's main site is absent here).
 //
 //   CHAT_GATEWAY_BIN  gateway binary (default <repo>/target/debug/chat-gateway)
 //   CHROMIUM_PATH     browser (default /usr/bin/chromium)

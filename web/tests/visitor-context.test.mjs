@@ -8,79 +8,23 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = process.env.CHAT_GATEWAY_BIN || path.join(REPO, 'target', 'debug', 'chat-gateway');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const WAIT = 30_000;
+import { WAIT, startGateway, stopGateway, launchBrowser, mintToken as mintWith } from './harness.mjs';
 
 let gw; // { child, base, env, dataDir, log }
 let browser;
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 before(async () => {
-  const port = await freePort();
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'chat-gateway-context-'));
-  const env = {
-    ...process.env,
-    CHAT_HTTP_LISTEN: `127.0.0.1:${port}`,
-    CHAT_DATA_DIR: dataDir,
-    CHAT_ADMIN_JWT_SECRET: randomBytes(32).toString('hex'),
-    CHAT_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
-  };
-  gw = { env, dataDir, base: `http://127.0.0.1:${port}`, log: '' };
-  gw.child = spawn(BIN, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  gw.child.stderr.setEncoding('utf8').on('data', (d) => { gw.log += d; });
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no SERVER_OK')), WAIT);
-    gw.child.stdout.setEncoding('utf8').on('data', (d) => {
-      gw.log += d;
-      if (/^SERVER_OK/m.test(gw.log)) { clearTimeout(timer); resolve(); }
-    });
-    gw.child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`gateway exited (${code})\n${gw.log}`)); });
-  });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-    timeout: WAIT * 2,
-  });
+  gw = await startGateway();
+  browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close().catch(() => {});
-  if (gw?.child && gw.child.exitCode === null) {
-    const exited = new Promise((resolve) => gw.child.once('exit', resolve));
-    gw.child.kill('SIGTERM');
-    await exited;
-  }
-  if (gw) await rm(gw.dataDir, { recursive: true, force: true });
+  await stopGateway(gw);
 });
 
 function mintToken(agent, name) {
-  return new Promise((resolve, reject) => {
-    execFile(BIN, ['token', '--agent', agent, '--name', name], { env: gw.env, timeout: WAIT }, (err, stdout) => {
-      if (err) reject(err);
-      else resolve(stdout.trim());
-    });
-  });
+  return mintWith(gw, agent, name);
 }
 
 // A single-page shop: links change the URL with pushState and the title, no page load.
