@@ -647,20 +647,11 @@ impl ChatService {
                 None,
             ) => match store.open_conversation_of(site_id, *visitor_id).await? {
                 Some(c) => c,
+                // The visitor's first conversation: the visitor row is written now, not on
+                // connect.
                 None => {
-                    // The visitor's first conversation: the visitor row is written now, not on
-                    // connect (`ensure_visitor` is idempotent).
-                    store
-                        .ensure_visitor(&Visitor {
-                            id: *visitor_id,
-                            site_id: site_id.clone(),
-                            created_at: chrono::Utc::now(),
-                            profile: profile.cloned(),
-                        })
-                        .await?;
-                    let c = store.create_conversation(site_id, *visitor_id).await?;
-                    self.publish_conversation(&c);
-                    c
+                    self.start_conversation(site_id, *visitor_id, profile.cloned())
+                        .await?
                 }
             },
         };
@@ -752,23 +743,38 @@ impl ChatService {
         let conversation = match store.open_conversation_of(site, visitor_id).await? {
             Some(open) => open,
             None => {
-                if store.visitor(visitor_id).await?.is_none() {
-                    store
-                        .ensure_visitor(&Visitor {
-                            id: visitor_id,
-                            site_id: site.to_owned(),
-                            created_at: chrono::Utc::now(),
-                            profile: Some(claim.profile(true)),
-                        })
-                        .await?;
-                }
-                let created = store.create_conversation(site, visitor_id).await?;
-                self.publish_conversation(&created);
-                created
+                // A stored profile (name, email from the widget) is kept as it is.
+                let profile = match store.visitor(visitor_id).await? {
+                    Some(_) => None,
+                    None => Some(claim.profile(true)),
+                };
+                self.start_conversation(site, visitor_id, profile).await?
             }
         };
         self.send_reporting_delivery(principal, Some(conversation.id), client_msg_id, body)
             .await
+    }
+
+    /// A new open conversation of `visitor_id`, announced. The visitor row is written first
+    /// (`ensure_visitor` is idempotent), with `profile` when given.
+    async fn start_conversation(
+        &self,
+        site: &str,
+        visitor_id: VisitorId,
+        profile: Option<VisitorProfile>,
+    ) -> Result<Conversation, ChatError> {
+        let store = &self.inner.store;
+        store
+            .ensure_visitor(&Visitor {
+                id: visitor_id,
+                site_id: site.to_owned(),
+                created_at: chrono::Utc::now(),
+                profile,
+            })
+            .await?;
+        let created = store.create_conversation(site, visitor_id).await?;
+        self.publish_conversation(&created);
+        Ok(created)
     }
 
     /// Assigns a conversation to the calling agent.
