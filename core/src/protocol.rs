@@ -232,10 +232,12 @@ fn truncate(s: &str, max: usize) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerEvent {
-    /// First event of every session: who you are, and what to resume.
-    Welcome(Welcome),
+    /// First event of every session: who you are, and what to resume. (Boxed, as `Ack`: the
+    /// two large variants would otherwise make every event, and every future holding one, as
+    /// large as the largest answer.)
+    Welcome(Box<Welcome>),
     /// A command succeeded.
-    Ack(Ack),
+    Ack(Box<Ack>),
     /// A command or frame failed; the session stays open.
     Error(ErrorEvent),
     /// A committed message in a conversation the session follows.
@@ -422,11 +424,11 @@ mod tests {
 
     #[test]
     fn ack_round_trips_with_flattened_fields() {
-        let ev = ServerEvent::Ack(Ack {
+        let ev = ServerEvent::Ack(Box::new(Ack {
             id: Some("r1".into()),
             replayed: Some(3),
             ..Ack::default()
-        });
+        }));
         let json = ev.to_json();
         assert_eq!(json, r#"{"type":"ack","id":"r1","replayed":3}"#);
         let back: ServerEvent = serde_json::from_str(&json).unwrap();

@@ -372,7 +372,7 @@ impl ChatService {
             sub.id,
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let mut session = Session {
+        let mut session = Session(Box::new(SessionState {
             id: session_id.clone(),
             principal: principal.clone(),
             transport,
@@ -399,7 +399,7 @@ impl ChatService {
             presence_told: None,
             profile: intro.profile,
             context: context::ContextState::new(false),
-        };
+        }));
         let welcome = match &principal {
             Principal::Visitor {
                 visitor_id,
@@ -457,7 +457,9 @@ impl ChatService {
                 }
             }
         };
-        session.pending.push_back(ServerEvent::Welcome(welcome));
+        session
+            .pending
+            .push_back(ServerEvent::Welcome(Box::new(welcome)));
         self.count_session(transport, &session.principal, 1);
         session.counted = true;
         Ok(session)
@@ -982,10 +984,32 @@ impl HeldRange {
 
 /// One client's session: the seam between a transport and the chat.
 ///
-/// A transport feeds decoded frames to [`Session::handle`] and writes what
-/// [`Session::next_event`] yields. Both take `&mut self`, so a transport drives them from one
-/// task (typically a `select!` loop); `next_event` is cancel-safe.
-pub struct Session {
+/// A transport feeds decoded frames to [`SessionState::handle`] and writes what
+/// [`SessionState::next_event`] yields. Both take `&mut self`, so a transport drives them from
+/// one task (typically a `select!` loop); `next_event` is cancel-safe.
+///
+/// A `Session` is one pointer: its state (about 1 KB) lives in one allocation, so that the
+/// futures that take a session by value and keep it across every `await` (a transport's
+/// `serve`, the Socket.IO handler) do not each hold a copy of it inline, in every idle
+/// connection's task (docs/benchmarks.md, "Idle memory per connection").
+pub struct Session(Box<SessionState>);
+
+impl std::ops::Deref for Session {
+    type Target = SessionState;
+
+    fn deref(&self) -> &SessionState {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut SessionState {
+        &mut self.0
+    }
+}
+
+/// The state of a [`Session`], whose methods a transport calls through it.
+pub struct SessionState {
     id: String,
     principal: Principal,
     transport: TransportKind,
@@ -1038,7 +1062,7 @@ pub struct Session {
     context: context::ContextState,
 }
 
-impl Session {
+impl SessionState {
     /// Keeps `conversation` as this session last saw it; for a visitor, it is now the open
     /// conversation a send naming none goes to (the store's "most recently updated open one").
     ///
@@ -1160,7 +1184,7 @@ impl Session {
         match result {
             Ok(mut ack) => {
                 ack.id = id;
-                ServerEvent::Ack(ack)
+                ServerEvent::Ack(Box::new(ack))
             }
             Err(error) => {
                 if matches!(error.code(), ErrorCode::Internal | ErrorCode::Unavailable) {
@@ -1698,7 +1722,7 @@ impl Session {
     }
 }
 
-impl Drop for Session {
+impl Drop for SessionState {
     fn drop(&mut self) {
         if self.counted {
             self.service

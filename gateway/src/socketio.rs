@@ -11,18 +11,18 @@ use chat_core::transport::TransportKind;
 use chat_transport_socketio::chat::{
     agent_pid, principal_pid, recovery_request, serve_chat, ChatConnection,
 };
-use chat_transport_socketio::engineio::{Engine, EngineConfig, WsConnection, WsFrame};
+use chat_transport_socketio::engineio::{Engine, EngineConfig, WsFrame, WsLink};
 use chat_transport_socketio::offset::{OffsetTracks, TrackLimits};
 use chat_transport_socketio::socketio::{ConnectRequest, SocketIo, SocketIoConfig};
-use chat_transport_websocket::{finish_close, Upgraded, WebSocketSettings};
+use chat_transport_websocket::{finish_close, Upgraded, UpgradedStream, WebSocketSettings};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
 
 /// How often connection slots of ended Engine.IO polling sessions are given back.
 const SLOT_SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -203,48 +203,69 @@ async fn authorize(
         tracks,
     })
 }
-/// Carries an Engine.IO WebSocket over an upgraded connection until either side ends it, and
-/// says which did (for the access log): `client_closed` (a close frame or the end of the
-/// stream), `connection_error` (a read error or a write that failed or timed out), or
-/// `server_closed` (the Engine.IO session ended: ping timeout, shutdown, a protocol violation;
-/// `chat_disconnects_total` has the chat session's own reason).
-pub async fn pump_websocket(
-    upgraded: Upgraded,
-    settings: &WebSocketSettings,
-    conn_for_engine: impl FnOnce(WsConnection),
-) -> &'static str {
-    let mut ws = upgraded.into_websocket(settings.tungstenite_config()).await;
-    let (to_engine, incoming) = mpsc::channel(64);
-    let (outgoing, mut from_engine) = mpsc::channel(64);
-    conn_for_engine(WsConnection { incoming, outgoing });
-    let reason = loop {
-        tokio::select! {
-            frame = ws.next() => {
-                let frame = match frame {
-                    Some(Ok(WsMessage::Text(text))) => WsFrame::Text(text.as_str().to_owned()),
-                    Some(Ok(WsMessage::Binary(bytes))) => WsFrame::Binary(bytes),
-                    Some(Ok(WsMessage::Close(_))) | None => break "client_closed",
-                    Some(Err(_)) => break "connection_error",
-                    Some(Ok(_)) => continue,
-                };
-                if to_engine.send(frame).await.is_err() {
-                    break "server_closed";
-                }
-            }
-            frame = from_engine.recv() => {
-                let message = match frame {
-                    Some(WsFrame::Text(text)) => WsMessage::Text(text.into()),
-                    Some(WsFrame::Binary(bytes)) => WsMessage::Binary(bytes),
-                    None => break "server_closed",
-                };
-                let sent = tokio::time::timeout(settings.write_timeout, ws.send(message)).await;
-                if !matches!(sent, Ok(Ok(()))) {
-                    break "connection_error";
-                }
-            }
+/// An upgraded connection as the engine's [`WsLink`]: the Engine.IO session reads and writes
+/// it from its own task (no pump task, no channels), and the link remembers which side ended
+/// it, for the access log.
+pub struct UpgradedLink {
+    ws: WebSocketStream<UpgradedStream>,
+    write_timeout: Duration,
+    ended: Option<&'static str>,
+}
+
+impl UpgradedLink {
+    /// The server side of the WebSocket on `upgraded`.
+    pub async fn open(upgraded: Upgraded, settings: &WebSocketSettings) -> Self {
+        Self {
+            ws: upgraded.into_websocket(settings.tungstenite_config()).await,
+            write_timeout: settings.write_timeout,
+            ended: None,
         }
-    };
-    drop(to_engine);
-    finish_close(&mut ws).await;
-    reason
+    }
+
+    /// Completes the closing handshake and says which side ended the connection:
+    /// `client_closed` (a close frame or the end of the stream), `connection_error` (a read
+    /// error or a write that failed or timed out), or `server_closed` (the Engine.IO session
+    /// ended: ping timeout, shutdown, a protocol violation; `chat_disconnects_total` has the
+    /// chat session's own reason).
+    pub async fn finish(mut self) -> &'static str {
+        finish_close(&mut self.ws).await;
+        self.ended.unwrap_or("server_closed")
+    }
+}
+
+impl WsLink for UpgradedLink {
+    async fn recv(&mut self) -> Option<WsFrame> {
+        if self.ended.is_some() {
+            return None;
+        }
+        loop {
+            // Cancel-safe: `next` keeps a partly read frame in the stream.
+            let (frame, ended) = match self.ws.next().await {
+                Some(Ok(WsMessage::Text(text))) => {
+                    (Some(WsFrame::Text(text.as_str().to_owned())), None)
+                }
+                Some(Ok(WsMessage::Binary(bytes))) => (Some(WsFrame::Binary(bytes)), None),
+                Some(Ok(WsMessage::Close(_))) | None => (None, Some("client_closed")),
+                Some(Err(_)) => (None, Some("connection_error")),
+                Some(Ok(_)) => continue,
+            };
+            self.ended = ended;
+            return frame;
+        }
+    }
+
+    async fn send(&mut self, frame: WsFrame) -> bool {
+        if self.ended.is_some() {
+            return false;
+        }
+        let message = match frame {
+            WsFrame::Text(text) => WsMessage::Text(text.into()),
+            WsFrame::Binary(bytes) => WsMessage::Binary(bytes),
+        };
+        let sent = tokio::time::timeout(self.write_timeout, self.ws.send(message)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            self.ended = Some("connection_error");
+        }
+        self.ended.is_none()
+    }
 }

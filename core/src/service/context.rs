@@ -7,7 +7,7 @@
 //! nothing in the store). Such a session keeps its latest report and stores it after its first
 //! successful `send`.
 
-use super::{ChatService, Session};
+use super::{ChatService, SessionState};
 use crate::error::ChatError;
 use crate::model::{ConversationId, Principal, Role};
 use crate::protocol::Ack;
@@ -45,7 +45,7 @@ impl ContextState {
     }
 }
 
-impl Session {
+impl SessionState {
     /// Tells the session what the gateway knows of its client (the address admission used, its
     /// country), stored with every context the visitor reports.
     pub fn set_client(&mut self, client: ClientInfo) {

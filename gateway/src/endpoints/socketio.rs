@@ -111,17 +111,9 @@ impl ChatEdge {
                 // slot. (An upgrade of a polling session holds none: its handshake's does.)
                 let _slot = slot;
                 let _open = metrics::connection_opened(TransportKind::SocketIo, role);
-                let (conn_tx, conn_rx) = tokio::sync::oneshot::channel();
-                let engine_side = tokio::spawn(async move {
-                    if let Ok(conn) = conn_rx.await {
-                        accept.serve(conn).await;
-                    }
-                });
-                let reason = crate::socketio::pump_websocket(upgraded, &settings, |conn| {
-                    let _ = conn_tx.send(conn);
-                })
-                .await;
-                let _ = engine_side.await;
+                let mut link = crate::socketio::UpgradedLink::open(upgraded, &settings).await;
+                accept.serve(&mut link).await;
+                let reason = link.finish().await;
                 record.end(reason);
             });
             return Ok(true);

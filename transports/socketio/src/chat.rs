@@ -235,7 +235,9 @@ pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
     if let Some(from) = from {
         // A margin for clocks of other processes and the database.
         let since = Some(from.made_at_ms - RECOVERY_MARGIN_MS);
-        let answer = session.recover(from.seqs, since).await;
+        // Boxed, as `handle` below: store calls, whose futures would otherwise sit inline in
+        // every idle connection's task.
+        let answer = Box::pin(session.recover(from.seqs, since)).await;
         if let ServerEvent::Error(e) = answer {
             // Recovery is best effort: the client still has `resume` and `history`.
             tracing::debug!(
@@ -258,7 +260,7 @@ pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
                                 ClientCommand::Resume { cursors, .. } => Some(cursors.clone()),
                                 _ => None,
                             };
-                            let answer = session.handle(frame).await;
+                            let answer = Box::pin(session.handle(frame)).await;
                             if let (Some(cursors), ServerEvent::Ack(_)) = (cursors, &answer) {
                                 offsets.caught_up(&cursors);
                             }

@@ -270,7 +270,8 @@ impl Engine {
         }
     }
 
-    /// Opens a session: registers it, starts its heartbeat, hands its socket to [`Incoming`].
+    /// Opens a session: registers it, hands its socket to [`Incoming`] and, for a polling
+    /// session, starts its heartbeat task (a WebSocket session's loop pings itself).
     /// `None` when nobody takes new sessions fast enough (or at all).
     pub(crate) fn open_session(&self, transport: TransportType) -> Option<Arc<Session>> {
         let sid = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 15]>());
@@ -287,7 +288,9 @@ impl Engine {
             drop(e);
             return None;
         }
-        tokio::spawn(session.clone().heartbeat());
+        if transport == TransportType::Polling {
+            tokio::spawn(session.clone().heartbeat());
+        }
         Some(session)
     }
 

@@ -14,7 +14,7 @@ pub use packet::{Handshake, Packet, PacketError, WsFrame};
 pub use session::{
     CloseReason, EngineMessage, EngineSender, EngineSocket, SendError, TransportType,
 };
-pub use ws::{WsAccept, WsConnection};
+pub use ws::{WsAccept, WsConnection, WsLink};
 
 #[cfg(test)]
 mod tests;

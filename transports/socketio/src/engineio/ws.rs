@@ -1,14 +1,45 @@
-//! The WebSocket side, over channels of [`WsFrame`]s: a direct WebSocket session, or the
-//! upgrade of a polling session (`2probe` / `3probe`, pending poll answered with `noop`, `5`,
-//! buffered packets flushed over the WebSocket, polls rejected afterwards).
+//! The WebSocket side, over any [`WsLink`]: a direct WebSocket session, or the upgrade of a
+//! polling session (`2probe` / `3probe`, pending poll answered with `noop`, `5`, buffered
+//! packets flushed over the WebSocket, polls rejected afterwards).
+//!
+//! The session runs in the task that owns the socket: the engine reads and writes the
+//! [`WsLink`] itself, and a direct WebSocket session's heartbeat is driven by the same loop
+//! (a polling session keeps its heartbeat task across an upgrade). One task and no channels per
+//! connection is what keeps an idle Socket.IO connection small (docs/benchmarks.md, "Idle memory
+//! per connection").
 
 use super::engine::{parse_query, Engine, EngineError, EngineResponse};
 use super::packet::{Packet, WsFrame};
 use super::session::{CloseReason, Session, TransportType, UpgradeState};
+use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-/// A WebSocket as two channels: the gateway pumps decoded frames from the socket into
+/// A WebSocket the engine carries a session on, decoded into [`WsFrame`]s: the gateway's
+/// upgraded connection, or a [`WsConnection`] (two channels, for servers that keep the socket
+/// in a task of their own, and for tests).
+pub trait WsLink: Send {
+    /// The next data frame from the client; `None` once the socket is closed or broken. Must be
+    /// cancel-safe: the engine drops it when something else is ready first.
+    fn recv(&mut self) -> impl Future<Output = Option<WsFrame>> + Send;
+
+    /// Writes one frame; `false` when the socket can no longer take it (the session then ends
+    /// with [`CloseReason::TransportClosed`]).
+    fn send(&mut self, frame: WsFrame) -> impl Future<Output = bool> + Send;
+}
+
+impl<L: WsLink> WsLink for &mut L {
+    fn recv(&mut self) -> impl Future<Output = Option<WsFrame>> + Send {
+        (**self).recv()
+    }
+
+    fn send(&mut self, frame: WsFrame) -> impl Future<Output = bool> + Send {
+        (**self).send(frame)
+    }
+}
+
+/// A WebSocket as two channels: the server pumps decoded frames from the socket into
 /// `incoming` and writes what arrives on `outgoing` (closing the socket when it ends).
 #[derive(Debug)]
 pub struct WsConnection {
@@ -16,6 +47,16 @@ pub struct WsConnection {
     pub incoming: mpsc::Receiver<WsFrame>,
     /// Frames for the client; dropped by the engine when the session is over.
     pub outgoing: mpsc::Sender<WsFrame>,
+}
+
+impl WsLink for WsConnection {
+    fn recv(&mut self) -> impl Future<Output = Option<WsFrame>> + Send {
+        self.incoming.recv()
+    }
+
+    async fn send(&mut self, frame: WsFrame) -> bool {
+        self.outgoing.send(frame).await.is_ok()
+    }
 }
 
 enum Target {
@@ -76,8 +117,8 @@ impl WsAccept {
 
     /// Runs the WebSocket until it or the session ends. A failed upgrade leaves the polling
     /// session as it was.
-    pub async fn serve(self, mut conn: WsConnection) {
-        let session = match self.target {
+    pub async fn serve(self, mut link: impl WsLink) {
+        let (session, heartbeat) = match self.target {
             Target::New => {
                 let Some(session) = self.engine.open_session(TransportType::WebSocket) else {
                     return;
@@ -88,16 +129,12 @@ impl WsAccept {
                 let hs = self
                     .engine
                     .handshake(&session.sid, TransportType::WebSocket);
-                if conn
-                    .outgoing
-                    .send(Packet::Open(hs).to_ws_frame())
-                    .await
-                    .is_err()
-                {
+                if !link.send(Packet::Open(hs).to_ws_frame()).await {
                     session.close(CloseReason::TransportClosed);
                     return;
                 }
-                session
+                // A direct WebSocket session has no heartbeat task: `run` pings.
+                (session, true)
             }
             Target::Upgrade(session) => {
                 {
@@ -112,7 +149,7 @@ impl WsAccept {
                 }
                 let timeout = session.config.upgrade_timeout;
                 let probed = tokio::select! {
-                    r = tokio::time::timeout(timeout, probe(&session, &mut conn)) => r.unwrap_or(false),
+                    r = tokio::time::timeout(timeout, probe(&session, &mut link)) => r.unwrap_or(false),
                     _ = session.closed() => false,
                 };
                 {
@@ -127,24 +164,20 @@ impl WsAccept {
                     tracing::debug!(sid = %session.sid, "engine.io upgrade failed");
                     return;
                 }
-                session
+                // The heartbeat task the polling handshake started goes on.
+                (session, false)
             }
         };
-        run(&session, conn).await;
+        run(&session, link, heartbeat).await;
     }
 }
 
 /// The upgrade handshake; true once the client sent `5`.
-async fn probe(session: &Session, conn: &mut WsConnection) -> bool {
-    while let Some(frame) = conn.incoming.recv().await {
+async fn probe(session: &Session, link: &mut impl WsLink) -> bool {
+    while let Some(frame) = link.recv().await {
         match Packet::from_ws_frame(frame) {
             Ok(Packet::PingProbe) => {
-                if conn
-                    .outgoing
-                    .send(Packet::PongProbe.to_ws_frame())
-                    .await
-                    .is_err()
-                {
+                if !link.send(Packet::PongProbe.to_ws_frame()).await {
                     return false;
                 }
                 // A pending poll now gets `noop` so the client can pause polling.
@@ -158,29 +191,60 @@ async fn probe(session: &Session, conn: &mut WsConnection) -> bool {
     false
 }
 
-/// The WebSocket loop: flushes the outbound queue, reads frames, ends with the session.
-async fn run(session: &Session, mut conn: WsConnection) {
+/// When the loop's heartbeat pings next, or waits for a pong until.
+enum Heartbeat {
+    /// The session's heartbeat task pings (a session upgraded from polling).
+    Elsewhere,
+    /// The next ping goes out then.
+    PingAt(Instant),
+    /// A ping went out: a pong must come before then.
+    PongBy(Instant),
+}
+
+/// The WebSocket loop: flushes the outbound queue, reads frames, pings when `heartbeat` is
+/// its job (every `pingInterval`, closing the session when a pong does not come within
+/// `pingTimeout`, as [`Session::heartbeat`] does for polling), ends with the session.
+async fn run(session: &Session, mut link: impl WsLink, heartbeat: bool) {
     let max = session.config.max_payload;
+    let (interval, timeout) = (session.config.ping_interval, session.config.ping_timeout);
+    let mut beat = if heartbeat {
+        Heartbeat::PingAt(Instant::now() + interval)
+    } else {
+        Heartbeat::Elsewhere
+    };
     loop {
         let mut rx = session.subscribe();
-        let (packets, closed) = {
+        let (packets, closed, pong_received) = {
             let mut st = session.lock();
-            (st.outbound.drain(..).collect::<Vec<_>>(), st.closed.clone())
+            (
+                st.outbound.drain(..).collect::<Vec<_>>(),
+                st.closed.clone(),
+                st.pong_received,
+            )
         };
         for p in packets {
-            if conn.outgoing.send(p.to_ws_frame()).await.is_err() {
+            if !link.send(p.to_ws_frame()).await {
                 session.close(CloseReason::TransportClosed);
                 return;
             }
         }
         if let Some(reason) = closed {
             if reason != CloseReason::TransportClosed {
-                let _ = conn.outgoing.send(Packet::Close.to_ws_frame()).await;
+                let _ = link.send(Packet::Close.to_ws_frame()).await;
             }
             return;
         }
+        if pong_received {
+            if let Heartbeat::PongBy(_) = beat {
+                beat = Heartbeat::PingAt(Instant::now() + interval);
+            }
+        }
+        let wake = match beat {
+            Heartbeat::Elsewhere => None,
+            Heartbeat::PingAt(at) | Heartbeat::PongBy(at) => Some(at),
+        };
         tokio::select! {
-            frame = conn.incoming.recv() => match frame {
+            frame = link.recv() => match frame {
                 None => session.close(CloseReason::TransportClosed),
                 Some(frame) => {
                     let len = match &frame {
@@ -198,6 +262,24 @@ async fn run(session: &Session, mut conn: WsConnection) {
                 }
             },
             _ = rx.changed() => {}
+            _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                beat = match beat {
+                    Heartbeat::PingAt(_) => {
+                        {
+                            let mut st = session.lock();
+                            st.pong_received = false;
+                            // The ping always goes out, even over a full queue.
+                            st.outbound.push_back(Packet::Ping);
+                        }
+                        Heartbeat::PongBy(Instant::now() + timeout)
+                    }
+                    Heartbeat::PongBy(_) if !session.lock().pong_received => {
+                        session.close(CloseReason::PingTimeout);
+                        continue;
+                    }
+                    other => other,
+                };
+            }
         }
     }
 }

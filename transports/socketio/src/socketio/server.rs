@@ -468,7 +468,9 @@ impl<D: Send + 'static, A: Authorizer<D>> SocketIo<D, A> {
                     auth: p.data.clone(),
                     engine_sid: engine.sid().to_string(),
                 };
-                match self.authorizer.authorize(req).await {
+                // Boxed: the authorizer's future (admission, store calls) would otherwise be
+                // part of every idle connection's `serve` future.
+                match Box::pin(self.authorizer.authorize(req)).await {
                     Err(message) => {
                         let _ = conn.send_packet(&Packet::connect_error(&p.nsp, &message));
                         Ok(false)
