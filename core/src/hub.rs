@@ -3,12 +3,12 @@
 //! lagged and dropped from every topic instead of being buffered without bound (promise 4), and
 //! resumes from the store when it reconnects (promise 3).
 
+use crate::mailbox::{mailbox, MailboxReceiver, MailboxSender, TrySendError};
 use crate::model::{Conversation, Message, SiteId, Sites, VisitorId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc;
 
 /// What a session can follow.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -82,7 +82,7 @@ impl AgentPresence {
 pub type SubscriberId = u64;
 
 struct Subscriber {
-    tx: mpsc::Sender<Arc<HubEvent>>,
+    tx: MailboxSender<Arc<HubEvent>>,
     lagged: Arc<AtomicBool>,
     topics: HashSet<Topic>,
 }
@@ -99,7 +99,7 @@ pub struct Subscription {
     /// The subscriber's id, for [`Hub::subscribe`] and [`Hub::remove`].
     pub id: SubscriberId,
     /// Events for this session, in publish order.
-    pub rx: mpsc::Receiver<Arc<HubEvent>>,
+    pub rx: MailboxReceiver<Arc<HubEvent>>,
     /// Set when the queue overflowed and the hub dropped this session.
     pub lagged: Arc<AtomicBool>,
 }
@@ -135,7 +135,7 @@ impl Hub {
     /// A new subscriber with a queue of `capacity` events, following nothing yet.
     pub fn register(&self, capacity: usize) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (tx, rx) = mailbox(capacity);
         let lagged = Arc::new(AtomicBool::new(false));
         self.state().subscribers.insert(
             id,
@@ -193,11 +193,11 @@ impl Hub {
             if let Some(sub) = state.subscribers.get(&id) {
                 match sub.tx.try_send(event.clone()) {
                     Ok(()) => delivered += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
+                    Err(TrySendError::Full(_)) => {
                         sub.lagged.store(true, Ordering::Release);
                         overflowed.push(id);
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => overflowed.push(id),
+                    Err(TrySendError::Closed(_)) => overflowed.push(id),
                 }
             }
         }
@@ -271,8 +271,8 @@ mod tests {
             HubEvent::Presence(AgentPresence::default()),
         );
         assert_eq!(n, 1);
-        assert!(a.rx.try_recv().is_ok());
-        assert!(a.rx.try_recv().is_err());
+        assert!(a.rx.try_recv().is_some());
+        assert!(a.rx.try_recv().is_none());
     }
 
     #[tokio::test]
@@ -288,7 +288,7 @@ mod tests {
                 ..AgentPresence::default()
             };
             hub.publish(&[Topic::Visitors], HubEvent::Presence(presence));
-            assert!(fast.rx.try_recv().is_ok());
+            assert!(fast.rx.try_recv().is_some());
         }
         assert!(slow.lagged.load(Ordering::Acquire));
         assert_eq!(hub.subscriber_count(), 1);

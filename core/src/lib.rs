@@ -14,6 +14,7 @@ pub mod bus;
 pub mod error;
 pub mod hub;
 pub mod identity;
+pub mod mailbox;
 pub mod metrics;
 pub mod model;
 pub mod protocol;

@@ -1015,7 +1015,7 @@ pub struct SessionState {
     transport: TransportKind,
     service: ChatService,
     subscriber: u64,
-    rx: mpsc::Receiver<Arc<HubEvent>>,
+    rx: crate::mailbox::MailboxReceiver<Arc<HubEvent>>,
     lagged: Arc<AtomicBool>,
     shutdown: watch::Receiver<bool>,
     /// Per conversation, the highest `seq` handed to the transport: the resume boundary.

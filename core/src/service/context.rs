@@ -26,8 +26,9 @@ pub(super) struct ContextState {
     bucket: Option<TokenBucket>,
     /// Whether the visitor has a row in the store: `None` until known.
     visitor_stored: Option<bool>,
-    /// The latest report, waiting for the visitor's row.
-    pending: Option<VisitorContextRecord>,
+    /// The latest report, waiting for the visitor's row (boxed: a few hundred bytes that most
+    /// sessions never hold, in every session's state).
+    pending: Option<Box<VisitorContextRecord>>,
     /// When this session first reported.
     first_seen: Option<DateTime<Utc>>,
 }
@@ -85,7 +86,7 @@ impl SessionState {
             updated_at: at,
         };
         if self.context.visitor_stored == Some(false) {
-            self.context.pending = Some(record);
+            self.context.pending = Some(Box::new(record));
             return Ok(Ack::default());
         }
         let stored = self
@@ -95,7 +96,7 @@ impl SessionState {
             .put_visitor_context(&record)
             .await?;
         self.context.visitor_stored = Some(stored);
-        self.context.pending = (!stored).then_some(record);
+        self.context.pending = (!stored).then(|| Box::new(record));
         Ok(Ack::default())
     }
 

@@ -242,7 +242,9 @@ impl Transport for PollingTransport {
                             Ok(frame) if answered_bytes >= self.settings.max_answer_bytes => {
                                 answer_budget_spent(frame.id, self.settings.max_answer_bytes)
                             }
-                            Ok(frame) => session.handle(frame).await.to_json(),
+                            // Boxed: the handling future (store calls) would otherwise sit in every idle
+                            // session's task.
+                            Ok(frame) => Box::pin(session.handle(frame)).await.to_json(),
                             Err(error) => error,
                         };
                         answered_bytes += answer.len() + 1;

@@ -66,13 +66,14 @@ impl WebSocketSettings {
         (self.max_message_bytes + self.max_event_bytes) * 2 + 64 * 1024
     }
 
-    /// The tungstenite configuration: a 1 KiB read buffer and a bounded write buffer instead of
-    /// the 128 KiB / unbounded defaults, which would cost ~135 KiB per idle connection. The read
-    /// buffer is what every idle connection keeps (a chat frame is a few hundred bytes); a
-    /// larger frame grows it to the frame's size while it is read, up to `max_message_bytes`.
+    /// The tungstenite configuration: a 512-byte read buffer and a bounded write buffer instead
+    /// of the 128 KiB / unbounded defaults, which would cost ~135 KiB per idle connection. The
+    /// read buffer is what every idle connection keeps (a client's command is one to a few
+    /// hundred bytes); a larger frame grows it to the frame's size while it is read, up to
+    /// `max_message_bytes`, in a few more reads.
     pub fn tungstenite_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
-            .read_buffer_size(1024)
+            .read_buffer_size(512)
             .write_buffer_size(0)
             .max_write_buffer_size(self.write_buffer_limit())
             .max_message_size(Some(self.max_message_bytes))

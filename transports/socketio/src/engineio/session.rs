@@ -4,9 +4,10 @@
 use super::engine::EngineConfig;
 use super::packet::Packet;
 use bytes::Bytes;
+use chat_core::mailbox::{mailbox, MailboxReceiver, MailboxSender};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// The registry of live sessions, by sid.
 pub(crate) type Registry = Mutex<HashMap<String, Arc<Session>>>;
@@ -72,9 +73,10 @@ pub(crate) struct State {
     pub(crate) outbound: VecDeque<Packet>,
     pub(crate) poll_active: bool,
     pub(crate) post_active: bool,
-    /// Messages for the layer above, boxed: tokio allocates a channel's first block of 32
-    /// slots up front, and 32 inline 40-byte messages were 1.3 KB per idle session.
-    pub(crate) inbound: Option<mpsc::Sender<Box<EngineMessage>>>,
+    /// Messages for the layer above: a [`chat_core::mailbox`], which costs nothing while empty
+    /// (a tokio channel was ≈ 770 bytes per idle session); boxed, so that a queue that once
+    /// held a few keeps a few pointers, not a few 40-byte messages.
+    pub(crate) inbound: Option<MailboxSender<Box<EngineMessage>>>,
     pub(crate) pong_received: bool,
     pub(crate) closed: Option<CloseReason>,
 }
@@ -93,8 +95,8 @@ impl Session {
         config: Arc<EngineConfig>,
         transport: TransportType,
         registry: Weak<Registry>,
-    ) -> (Arc<Session>, mpsc::Receiver<Box<EngineMessage>>) {
-        let (tx, rx) = mpsc::channel(config.inbound_queue.max(1));
+    ) -> (Arc<Session>, MailboxReceiver<Box<EngineMessage>>) {
+        let (tx, rx) = mailbox(config.inbound_queue);
         let session = Arc::new(Session {
             sid,
             config,
@@ -277,11 +279,11 @@ pub(crate) fn drain_for_poll(st: &mut State, max_payload: usize) -> Vec<Packet> 
 /// Dropping it closes the session.
 pub struct EngineSocket {
     session: Arc<Session>,
-    rx: mpsc::Receiver<Box<EngineMessage>>,
+    rx: MailboxReceiver<Box<EngineMessage>>,
 }
 
 impl EngineSocket {
-    pub(crate) fn new(session: Arc<Session>, rx: mpsc::Receiver<Box<EngineMessage>>) -> Self {
+    pub(crate) fn new(session: Arc<Session>, rx: MailboxReceiver<Box<EngineMessage>>) -> Self {
         Self { session, rx }
     }
 

@@ -5,6 +5,7 @@ use crate::engineio::{CloseReason, EngineMessage, EngineSender, EngineSocket, Se
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
+use chat_core::mailbox::{mailbox, MailboxReceiver, MailboxSender};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -151,10 +152,10 @@ impl AckResponder {
 
 struct NsEntry {
     socket_id: String,
-    /// Boxed events: tokio allocates a channel's first block of 32 slots up front, and 32
-    /// inline `SocketEvent`s were 4.4 KB per idle socket (issue-12 heap profile); 32 boxes are
-    /// 256 bytes.
-    events: mpsc::Sender<Box<SocketEvent>>,
+    /// The socket's events: a [`chat_core::mailbox`], which costs nothing while empty (a tokio
+    /// channel allocated ≈ 770 bytes, and with 32 inline `SocketEvent`s 4.4 KB, per idle socket:
+    /// issue-12 heap profile); boxed, so that a queue that once held a few keeps a few pointers.
+    events: MailboxSender<Box<SocketEvent>>,
 }
 
 struct Conn {
@@ -307,7 +308,7 @@ pub struct Socket<D> {
     pub data: D,
     /// The CONNECT's auth payload.
     pub auth: Option<Value>,
-    events: mpsc::Receiver<Box<SocketEvent>>,
+    events: MailboxReceiver<Box<SocketEvent>>,
     emitter: Emitter,
 }
 
@@ -536,7 +537,7 @@ impl<D: Send + 'static, A: Authorizer<D>> SocketIo<D, A> {
 
     fn join(&self, conn: &Arc<Conn>, p: Packet, data: D) -> bool {
         let socket_id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 15]>());
-        let (tx, rx) = mpsc::channel(self.config.event_queue.max(1));
+        let (tx, rx) = mailbox(self.config.event_queue);
         let emitter = Emitter {
             conn: conn.clone(),
             nsp: p.nsp.clone(),
