@@ -1,5 +1,7 @@
-//! Starts `socketio-example-server` on a free port and checks the Engine.IO echo over polling
-//! and the Socket.IO `/custom` namespace over WebSocket (auth, echo, binary, acks both ways).
+//! Starts `socketio-example-server` on a free port and checks the Engine.IO echo over polling,
+//! the Socket.IO `/custom` namespace over WebSocket (auth, echo, binary, acks both ways), and two
+//! cases of the official engine.io-protocol v4 suite (a `close` packet during a pending poll, a
+//! second WebSocket after an upgrade).
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -207,4 +209,84 @@ async fn socketio_custom_namespace_over_websocket() {
         r#"44/nope,{"message":"Invalid namespace"}"#
     );
     ws.close(None).await.unwrap();
+}
+
+/// Opens an Engine.IO polling session on `/engine.io/`; returns its polling URL and sid.
+async fn polling_session(http: &reqwest::Client, addr: &str) -> (String, String) {
+    let base = format!("http://{addr}/engine.io/?EIO=4&transport=polling");
+    let body = http.get(&base).send().await.unwrap().text().await.unwrap();
+    let handshake: Value = serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
+    let sid = handshake["sid"].as_str().unwrap().to_owned();
+    (format!("{base}&sid={sid}"), sid)
+}
+
+/// The official engine.io-protocol v4 suite's "close: HTTP long-polling forcefully closes the
+/// session": a `close` packet POSTed while a GET is pending ends that GET with a noop, and the
+/// next GET gets 400.
+#[tokio::test]
+async fn a_close_packet_ends_the_pending_poll_with_noop() {
+    let server = start();
+    let http = reqwest::Client::new();
+    let (url, _) = polling_session(&http, &server.addr).await;
+    let pending = tokio::spawn({
+        let (http, url) = (http.clone(), url.clone());
+        async move { http.get(&url).send().await.unwrap() }
+    });
+    // Give the GET time to be the pending one.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let closed = http.post(&url).body("1").send().await.unwrap();
+    assert_eq!(closed.status(), 200);
+    let poll = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("the pending poll is answered")
+        .unwrap();
+    assert_eq!(poll.status(), 200);
+    assert_eq!(poll.text().await.unwrap(), "6");
+    let after = http.get(&url).send().await.unwrap();
+    assert_eq!(after.status(), 400);
+}
+
+/// The suite's "upgrade: ignores WebSocket connection with same sid after upgrade": a second
+/// WebSocket for an upgraded session is accepted, then closed, and the first one carries on.
+#[tokio::test]
+async fn a_second_websocket_after_the_upgrade_is_closed() {
+    let server = start();
+    let http = reqwest::Client::new();
+    let (_, sid) = polling_session(&http, &server.addr).await;
+    let ws_url = format!(
+        "ws://{}/engine.io/?EIO=4&transport=websocket&sid={sid}",
+        server.addr
+    );
+    let (mut first, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    first.send(Message::text("2probe")).await.unwrap();
+    assert_eq!(next_text(&mut first).await, "3probe");
+    first.send(Message::text("5")).await.unwrap();
+    // The polling side answers 400 once the upgrade is through.
+    let mut upgraded = false;
+    for _ in 0..50 {
+        let url = format!(
+            "http://{}/engine.io/?EIO=4&transport=polling&sid={sid}",
+            server.addr
+        );
+        if http.get(&url).send().await.unwrap().status() == 400 {
+            upgraded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(upgraded, "the upgrade completed");
+
+    let (mut second, _) = tokio_tungstenite::connect_async(&ws_url)
+        .await
+        .expect("the second WebSocket is accepted, not refused before the handshake");
+    let end = tokio::time::timeout(Duration::from_secs(5), second.next())
+        .await
+        .expect("the second WebSocket is closed");
+    assert!(
+        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+        "{end:?}"
+    );
+
+    first.send(Message::text("4hello")).await.unwrap();
+    assert_eq!(next_text(&mut first).await, "4hello");
 }

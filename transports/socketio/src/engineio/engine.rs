@@ -380,6 +380,11 @@ async fn poll(session: &Arc<Session>) -> Result<EngineResponse, EngineError> {
         let mut rx = session.subscribe();
         {
             let mut st = session.lock();
+            if st.closed == Some(CloseReason::ClientClosed) {
+                // The client sent `close` (on a POST) while this GET was pending: the protocol
+                // ends the pending GET with a noop; its next GET finds no session (400).
+                return Ok(EngineResponse::text(200, Packet::Noop.encode_text()));
+            }
             if st.closed.is_some() {
                 let mut packets = drain_for_poll(&mut st, config.max_payload);
                 packets.push(Packet::Close);

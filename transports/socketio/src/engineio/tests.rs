@@ -367,6 +367,29 @@ async fn pongs_keep_the_session_alive() {
     assert_eq!(socket.close_reason(), None);
 }
 
+#[tokio::test]
+async fn a_client_close_ends_the_pending_poll_with_noop() {
+    let (engine, mut incoming) = Engine::new(EngineConfig::default());
+    let (sid, mut socket) = handshake(&engine, &mut incoming).await;
+    socket.send(EngineMessage::Text("unread".into())).unwrap();
+    assert_eq!(get(&engine, &sid).await.body_text(), "4unread");
+    let e2 = engine.clone();
+    let s2 = sid.clone();
+    let pending = tokio::spawn(async move { get(&e2, &s2).await });
+    wait_poll_active(&engine, &sid).await;
+    assert_eq!(post(&engine, &sid, b"1").await.status, 200);
+    // The protocol's "forcefully closes the session" case: the pending GET gets a noop, not a
+    // close packet (the client asked for the close), and the session is gone for the next GET.
+    let answer = pending.await.unwrap();
+    assert_eq!((answer.status, answer.body_text()), (200, "6".to_string()));
+    assert_eq!(socket.recv().await, None);
+    assert_eq!(socket.close_reason(), Some(CloseReason::ClientClosed));
+    assert_eq!(
+        error_of(&get(&engine, &sid).await),
+        (400, err_json(1, "Session ID unknown"))
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn idle_poll_ends_with_noop_when_the_session_is_gone() {
     let (engine, mut incoming) = Engine::new(EngineConfig::default());
@@ -587,6 +610,34 @@ async fn upgrade_from_polling_to_websocket() {
     drop(client);
     assert_eq!(socket.recv().await, None);
     task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_second_websocket_after_the_upgrade_is_closed_and_the_first_kept() {
+    let (engine, mut incoming) = Engine::new(EngineConfig::default());
+    let (sid, mut socket) = handshake(&engine, &mut incoming).await;
+    let (mut client, _task) = open_ws(&engine, &format!("EIO=4&transport=websocket&sid={sid}"));
+    client.send_text("2probe").await;
+    assert_eq!(client.recv_text().await, "3probe");
+    client.send_text("5").await;
+    while socket.transport() != TransportType::WebSocket {
+        tokio::task::yield_now().await;
+    }
+    // Accepted (the gateway answers 101), then closed at once: its task ends and drops the
+    // connection without a frame.
+    let (mut second, second_task) =
+        open_ws(&engine, &format!("EIO=4&transport=websocket&sid={sid}"));
+    second_task.await.unwrap();
+    assert_eq!(second.recv().await, None);
+    // The first WebSocket carries on.
+    assert_eq!(socket.close_reason(), None);
+    client.send_text("4still-here").await;
+    assert_eq!(
+        socket.recv().await,
+        Some(EngineMessage::Text("still-here".into()))
+    );
+    socket.send(EngineMessage::Text("back".into())).unwrap();
+    assert_eq!(client.recv_text().await, "4back");
 }
 
 #[tokio::test]

@@ -62,6 +62,10 @@ impl WsLink for WsConnection {
 enum Target {
     New,
     Upgrade(Arc<Session>),
+    /// A WebSocket for a session that already upgraded to one: a client must not open two per
+    /// session, and the protocol says to close the second one (after its handshake), leaving the
+    /// first as it is.
+    Duplicate,
 }
 
 /// A validated WebSocket request: the gateway answers `101` and calls [`WsAccept::serve`].
@@ -98,7 +102,11 @@ impl Engine {
         };
         let session = self.session(sid).ok_or(EngineError::SessionIdUnknown)?;
         let st = session.lock();
-        if st.transport != TransportType::Polling || st.upgrade != UpgradeState::None {
+        if st.transport == TransportType::WebSocket {
+            return Ok(Target::Duplicate);
+        }
+        if st.upgrade != UpgradeState::None {
+            // An upgrade is under way on another WebSocket.
             return Err(EngineError::BadRequest);
         }
         drop(st);
@@ -166,6 +174,10 @@ impl WsAccept {
                 }
                 // The heartbeat task the polling handshake started goes on.
                 (session, false)
+            }
+            Target::Duplicate => {
+                tracing::debug!("second websocket for an upgraded engine.io session; closing it");
+                return;
             }
         };
         run(&session, link, heartbeat).await;
