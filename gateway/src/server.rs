@@ -392,7 +392,7 @@ fn announce_when_listening(config: &Config, listening: &[SocketAddr]) {
     }
 }
 
-/// The edge's per-connection L4 buffers: no read buffer, Pingora's 1460-byte write buffer.
+/// The edge's per-connection L4 buffers: no read buffer, a 512-byte write buffer.
 ///
 /// Pingora's default read buffer is 64 KiB per connection, allocated at accept and kept for the
 /// connection's life, also under an upgraded WebSocket (the stream is handed to the transport
@@ -401,6 +401,16 @@ fn announce_when_listening(config: &Config, listening: &[SocketAddr]) {
 /// zeroed by `calloc`, so touched in full. Every reader above it already reads into a buffer of
 /// its own (Pingora's HTTP/1 header and body buffers, tungstenite's frame buffer, rustls'
 /// record buffer), so without it a read is one `recv` into that buffer instead of two copies.
+///
+/// The write buffer is what makes a small HTTP/1.1 response (a refusal, a 304, an API answer)
+/// one segment: Pingora writes the header and the body separately, and a client that reads the
+/// response in one go (tungstenite's handshake keeps the body of a refused upgrade only when it
+/// came with the head) would otherwise see the head alone. Pingora's default is 1460 bytes,
+/// kept for the connection's life; 512 holds a refusal's head and body, and saves ≈ 950 bytes of
+/// every idle connection (docs/benchmarks.md, "Idle memory per connection").
+/// See [`edge_l4_buffers`].
+const EDGE_WRITE_BUFFER: usize = 512;
+
 fn edge_l4_buffers() -> L4BufferSettings {
-    L4BufferSettings::default().read(0)
+    L4BufferSettings::default().read(0).write(EDGE_WRITE_BUFFER)
 }
