@@ -1,7 +1,7 @@
 //! The live hub: which sessions follow which topics on this process, and fan-out of committed
 //! events to them. Each session has one bounded queue; a session whose queue is full is marked
-//! lagged and dropped from every topic instead of being buffered without bound (promise 4), and
-//! resumes from the store when it reconnects (promise 3).
+//! lagged and dropped from every topic instead of being buffered without bound (docs/promises.md,
+//! promise 4: bounded), and resumes from the store when it reconnects (promise 3: nothing missed).
 
 use crate::mailbox::{mailbox, MailboxReceiver, MailboxSender, TrySendError};
 use crate::model::{Conversation, Message, SiteId, Sites, VisitorId};

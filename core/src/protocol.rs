@@ -109,23 +109,6 @@ pub enum ClientCommand {
     },
 }
 
-impl ClientCommand {
-    /// The `type` name of the command, as on the wire.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Send { .. } => "send",
-            Self::Resume { .. } => "resume",
-            Self::History { .. } => "history",
-            Self::ListConversations { .. } => "list_conversations",
-            Self::Assign { .. } => "assign",
-            Self::Close { .. } => "close",
-            Self::Auth { .. } => "auth",
-            Self::Context { .. } => "context",
-            Self::Visitor { .. } => "visitor",
-        }
-    }
-}
-
 /// Every `type` a client frame may carry.
 pub const CLIENT_COMMAND_TYPES: &[&str] = &[
     "send",

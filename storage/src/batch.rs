@@ -2,7 +2,8 @@
 //! transaction, so that message throughput grows with concurrency instead of being capped by
 //! the latency of one commit.
 //!
-//! Each call still returns only after *its* message is committed (promise 1). A writer task
+//! Each call still returns only after *its* message is committed (docs/promises.md, promise 1:
+//! persisted before acknowledged). A writer task
 //! takes the first queued append, then everything else already queued (up to
 //! [`BatchSettings::max_batch`]), and commits them together; appends that arrive while a batch
 //! commits form the next one. A lone sender therefore waits for one commit, as without

@@ -3,7 +3,7 @@
 // transports (raw WebSocket, HTTP long-polling, Socket.IO polling→WebSocket, Socket.IO WebSocket
 // only) sending continuously with retries, while the run SIGKILLs and restarts a gateway every few
 // seconds, cuts client connections at random and stalls readers. At the end it checks, from the
-// clients' own records and the database, promises 1–3 of DESIGN.md, prints one FAULT_SUMMARY line
+// clients' own records and the database, promises 1–3 of docs/promises.md, prints one FAULT_SUMMARY line
 // and exits non-zero on any violation. See docs/fault-injection.md.
 //
 //   node fault-injection.mjs [--duration 40] [--visitors 24] [--agents 6] [--seed N] …
