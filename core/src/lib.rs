@@ -21,6 +21,7 @@ pub mod protocol;
 pub mod rate;
 pub mod rollout;
 pub mod service;
+pub mod session_end;
 pub mod store;
 pub mod transport;
 pub mod visitor_context;

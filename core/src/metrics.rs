@@ -9,7 +9,7 @@
 //! `CHAT_METRICS_HISTOGRAMS=off`) to measure what they cost; counters and gauges always count.
 
 use crate::model::{Message, Role};
-use crate::transport::{SessionEnd, TransportKind};
+use crate::session_end::{SessionEnd, TransportKind};
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, TextEncoder,

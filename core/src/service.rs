@@ -10,8 +10,8 @@ use crate::model::{
     Visitor, VisitorId, VisitorProfile,
 };
 use crate::protocol::{Ack, ClientCommand, ClientFrame, ErrorEvent, ServerEvent, Welcome};
+use crate::session_end::TransportKind;
 use crate::store::{Appended, ConversationFilter, Store};
-use crate::transport::TransportKind;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};

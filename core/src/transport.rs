@@ -7,46 +7,9 @@
 use crate::service::Session;
 use std::future::Future;
 
-/// Which transport carries a session; a label for logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TransportKind {
-    /// Raw JSON frames over WebSocket.
-    WebSocket,
-    /// Engine.IO v4 / Socket.IO v5.
-    SocketIo,
-    /// Raw JSON over HTTP long-polling.
-    Polling,
-}
-
-impl TransportKind {
-    /// `websocket`, `socketio` or `polling`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WebSocket => "websocket",
-            Self::SocketIo => "socketio",
-            Self::Polling => "polling",
-        }
-    }
-}
-
-/// Why a session ended, as a transport reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SessionEnd {
-    /// The client closed normally.
-    ClientClosed,
-    /// The client stopped answering pings.
-    PeerTimeout,
-    /// The client broke the wire protocol (binary where text is expected, oversized frame…).
-    ProtocolViolation(String),
-    /// The session's outbound queue overflowed.
-    Lagged,
-    /// The gateway is shutting down.
-    ShuttingDown,
-    /// The agent's token expired and was not renewed.
-    CredentialsExpired,
-    /// The connection failed (reset, I/O error).
-    ConnectionError(String),
-}
+// Defined in `session_end.rs`, which neither `service.rs` nor `metrics.rs` reach through this
+// file (this file imports `service`): kept here as the names transports use.
+pub use crate::session_end::{SessionEnd, TransportKind};
 
 /// A wire protocol that carries one chat session over one `Connection`.
 ///

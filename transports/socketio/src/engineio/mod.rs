@@ -2,6 +2,7 @@
 //! between them. HTTP-framework agnostic: see [`Engine::handle_polling`] and
 //! [`Engine::websocket_request`].
 
+mod config;
 mod engine;
 pub mod packet;
 mod session;

@@ -1,7 +1,7 @@
 //! One Engine.IO session: its state (transport, upgrade, bounded outbound queue, heartbeat)
 //! and the handles the layer above uses ([`EngineSocket`], [`EngineSender`]).
 
-use super::engine::EngineConfig;
+use super::config::EngineConfig;
 use super::packet::Packet;
 use bytes::Bytes;
 use chat_core::mailbox::{mailbox, MailboxReceiver, MailboxSender};
