@@ -41,6 +41,19 @@ struct ConsolePage {
     csp: String,
 }
 
+/// Serves the console what `configured` means with or without a main site behind the gateway
+/// (called once at start-up).
+pub fn install_console_sign_in(configured: &ConsoleSignIn, has_upstream: bool) {
+    let told = configured.for_console(has_upstream);
+    if configured.token_url.is_some() && told.token_url.is_none() {
+        tracing::info!(
+            "CHAT_ADMIN_TOKEN_URL is a path on this origin and CHAT_UPSTREAM is not set: the \
+             agent console asks for a pasted token"
+        );
+    }
+    configure_console(&told);
+}
+
 /// Sets the console's sign-in settings; the first call wins (the gateway calls it once, before
 /// serving). Until then the console is told to ask for a pasted token.
 pub fn configure_console(sign_in: &ConsoleSignIn) -> bool {

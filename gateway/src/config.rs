@@ -28,6 +28,16 @@ pub enum ConfigError {
     HalfTls,
 }
 
+impl From<crate::console_sign_in::InvalidSignInUrl> for ConfigError {
+    fn from(e: crate::console_sign_in::InvalidSignInUrl) -> Self {
+        ConfigError::Invalid {
+            name: e.name,
+            value: e.value,
+            reason: e.reason,
+        }
+    }
+}
+
 /// TLS listener settings.
 #[derive(Debug, Clone)]
 pub struct TlsConfig {

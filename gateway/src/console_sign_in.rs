@@ -5,7 +5,18 @@
 //! console's own origin, so its `script-src 'self'` policy needs no exception), and widens the
 //! console's `connect-src` to the token URL's origin when that is another origin.
 
-use crate::config::ConfigError;
+/// A sign-in URL variable that does not parse (the configuration reports it as
+/// `ConfigError::Invalid`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}={value:?}: {reason}")]
+pub struct InvalidSignInUrl {
+    /// The variable.
+    pub name: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What was expected.
+    pub reason: String,
+}
 
 /// The default token URL: the old main site's route, on this origin (proxied to the main site).
 pub const DEFAULT_TOKEN_URL: &str = "/api/admin/chat/token";
@@ -45,7 +56,7 @@ impl ConsoleSignIn {
     pub fn from_vars(
         token_url: Option<String>,
         login_url: Option<String>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, InvalidSignInUrl> {
         Ok(Self {
             token_url: SignInUrl::from_var("CHAT_ADMIN_TOKEN_URL", token_url, DEFAULT_TOKEN_URL)?,
             login_url: SignInUrl::from_var("CHAT_ADMIN_LOGIN_URL", login_url, DEFAULT_LOGIN_URL)?,
@@ -97,25 +108,12 @@ impl ConsoleSignIn {
     }
 }
 
-/// Serves the console what `configured` means with or without a main site behind the gateway
-/// (called once at start-up).
-pub fn install(configured: &ConsoleSignIn, has_upstream: bool) {
-    let told = configured.for_console(has_upstream);
-    if configured.token_url.is_some() && told.token_url.is_none() {
-        tracing::info!(
-            "CHAT_ADMIN_TOKEN_URL is a path on this origin and CHAT_UPSTREAM is not set: the \
-             agent console asks for a pasted token"
-        );
-    }
-    crate::assets::configure_console(&told);
-}
-
 impl SignInUrl {
     fn from_var(
         name: &'static str,
         value: Option<String>,
         default: &str,
-    ) -> Result<Option<Self>, ConfigError> {
+    ) -> Result<Option<Self>, InvalidSignInUrl> {
         let value = value.unwrap_or_else(|| default.to_owned());
         let trimmed = value.trim();
         if trimmed.is_empty() || trimmed.eq_ignore_ascii_case("off") {
@@ -123,7 +121,7 @@ impl SignInUrl {
         }
         Self::parse(trimmed)
             .map(Some)
-            .map_err(|reason| ConfigError::Invalid {
+            .map_err(|reason| InvalidSignInUrl {
                 name,
                 value: value.clone(),
                 reason,
@@ -178,7 +176,7 @@ impl SignInUrl {
 mod tests {
     use super::*;
 
-    fn vars(token: Option<&str>, login: Option<&str>) -> Result<ConsoleSignIn, ConfigError> {
+    fn vars(token: Option<&str>, login: Option<&str>) -> Result<ConsoleSignIn, InvalidSignInUrl> {
         ConsoleSignIn::from_vars(token.map(str::to_owned), login.map(str::to_owned))
     }
 

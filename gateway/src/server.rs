@@ -191,7 +191,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         compression: config.compression,
     });
 
-    crate::console_sign_in::install(&config.console_sign_in, state.upstream.is_some());
+    crate::assets::install_console_sign_in(&config.console_sign_in, state.upstream.is_some());
 
     let conf = ServerConf {
         threads: config.worker_threads.max(1),
