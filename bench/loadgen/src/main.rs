@@ -370,8 +370,8 @@ fn docs_body(
         "Written by the harness (`bench/`, see bench/README.md) on each full run; do not edit by hand.\n\n\
          Command: `{command}`. Date: {date} UTC. Commit: `{commit}`. Load average (/proc/loadavg): \
          {load_before} at start, {load_after} at end. Machine: {cpus} shared vCPUs; load generator, \
-         servers and Postgres (fsync on) on the same machine; other sessions were compiling and \
-         testing on it.\n\n\
+         servers and Postgres (fsync on) on the same machine, which other work may share: the load \
+         averages say how busy it was.\n\n\
          Scenario: {visitors} visitors and {agents} agents on WebSocket, {body}-byte messages, \
          open-loop rates {rates} msg/s, {warmup} s warm-up then {duration} s measured per rate per \
          system, systems alternating at each rate in the order {order}, each started fresh with a \
