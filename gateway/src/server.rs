@@ -392,6 +392,9 @@ fn announce_when_listening(config: &Config, listening: &[SocketAddr]) {
     }
 }
 
+/// Pingora's L4 write buffer on the edge listeners; see [`edge_l4_buffers`].
+const EDGE_WRITE_BUFFER: usize = 512;
+
 /// The edge's per-connection L4 buffers: no read buffer, a 512-byte write buffer.
 ///
 /// Pingora's default read buffer is 64 KiB per connection, allocated at accept and kept for the
@@ -408,9 +411,6 @@ fn announce_when_listening(config: &Config, listening: &[SocketAddr]) {
 /// came with the head) would otherwise see the head alone. Pingora's default is 1460 bytes,
 /// kept for the connection's life; 512 holds a refusal's head and body, and saves ≈ 950 bytes of
 /// every idle connection (docs/benchmarks.md, "Idle memory per connection").
-/// See [`edge_l4_buffers`].
-const EDGE_WRITE_BUFFER: usize = 512;
-
 fn edge_l4_buffers() -> L4BufferSettings {
     L4BufferSettings::default().read(0).write(EDGE_WRITE_BUFFER)
 }

@@ -214,43 +214,78 @@ impl Session {
         }
     }
 
-    /// Sends a ping every `pingInterval`; closes the session when a ping is not answered
-    /// within `pingTimeout`.
+    /// A polling session's heartbeat task (a WebSocket session's loop runs the same
+    /// [`Heartbeat`] itself): ends when the session does.
     pub(crate) async fn heartbeat(self: Arc<Self>) {
+        let mut beat = Heartbeat::start(&self.config);
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.ping_interval) => {}
-                _ = self.closed() => return,
-            }
+            let mut rx = self.subscribe();
             {
-                let mut st = self.lock();
+                let st = self.lock();
                 if st.closed.is_some() {
                     return;
                 }
-                st.pong_received = false;
-                // The ping always goes out, even over a full queue: it is one small packet.
-                st.outbound.push_back(Packet::Ping);
+                beat.observe(&st, &self.config);
             }
-            self.notify();
-            // Wait for the pong (then ping again `pingInterval` later) or time out.
-            let deadline = tokio::time::Instant::now() + self.config.ping_timeout;
-            loop {
-                let mut rx = self.subscribe();
+            tokio::select! {
+                _ = rx.changed() => {}
+                _ = tokio::time::sleep_until(beat.wake_at()) => beat.fire(&self),
+            }
+        }
+    }
+}
+
+/// A session's ping schedule: a ping every `pingInterval` after the last pong, and the session
+/// closed ([`CloseReason::PingTimeout`]) when a ping is not answered within `pingTimeout`.
+/// Driven by whoever waits on the session: its heartbeat task (polling) or its WebSocket loop.
+pub(crate) enum Heartbeat {
+    /// The next ping goes out then.
+    PingAt(tokio::time::Instant),
+    /// A ping went out: a pong must come before then.
+    PongBy(tokio::time::Instant),
+}
+
+impl Heartbeat {
+    /// The first ping, `pingInterval` from now.
+    pub(crate) fn start(config: &EngineConfig) -> Self {
+        Heartbeat::PingAt(tokio::time::Instant::now() + config.ping_interval)
+    }
+
+    /// When [`Heartbeat::fire`] is due.
+    pub(crate) fn wake_at(&self) -> tokio::time::Instant {
+        match self {
+            Heartbeat::PingAt(at) | Heartbeat::PongBy(at) => *at,
+        }
+    }
+
+    /// After any change of the session's state: a pong that came schedules the next ping.
+    pub(crate) fn observe(&mut self, st: &State, config: &EngineConfig) {
+        if let (Heartbeat::PongBy(_), true) = (&*self, st.pong_received) {
+            *self = Heartbeat::PingAt(tokio::time::Instant::now() + config.ping_interval);
+        }
+    }
+
+    /// At [`Heartbeat::wake_at`]: queues a ping (it always goes out, even over a full queue: it
+    /// is one small packet), or closes the session when the last one was not answered.
+    pub(crate) fn fire(&mut self, session: &Session) {
+        match self {
+            Heartbeat::PingAt(_) => {
                 {
-                    let st = self.lock();
-                    if st.closed.is_some() {
-                        return;
-                    }
-                    if st.pong_received {
-                        break;
-                    }
+                    let mut st = session.lock();
+                    st.pong_received = false;
+                    st.outbound.push_back(Packet::Ping);
                 }
-                tokio::select! {
-                    _ = rx.changed() => {}
-                    _ = tokio::time::sleep_until(deadline) => {
-                        self.close(CloseReason::PingTimeout);
-                        return;
-                    }
+                session.notify();
+                *self =
+                    Heartbeat::PongBy(tokio::time::Instant::now() + session.config.ping_timeout);
+            }
+            Heartbeat::PongBy(_) => {
+                let st = session.lock();
+                if st.pong_received {
+                    self.observe(&st, &session.config);
+                } else {
+                    drop(st);
+                    session.close(CloseReason::PingTimeout);
                 }
             }
         }

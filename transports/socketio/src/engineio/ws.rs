@@ -10,7 +10,7 @@
 
 use super::engine::{parse_query, Engine, EngineError, EngineResponse};
 use super::packet::{Packet, WsFrame};
-use super::session::{CloseReason, Session, TransportType, UpgradeState};
+use super::session::{CloseReason, Heartbeat, Session, TransportType, UpgradeState};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -203,36 +203,20 @@ async fn probe(session: &Session, link: &mut impl WsLink) -> bool {
     false
 }
 
-/// When the loop's heartbeat pings next, or waits for a pong until.
-enum Heartbeat {
-    /// The session's heartbeat task pings (a session upgraded from polling).
-    Elsewhere,
-    /// The next ping goes out then.
-    PingAt(Instant),
-    /// A ping went out: a pong must come before then.
-    PongBy(Instant),
-}
-
-/// The WebSocket loop: flushes the outbound queue, reads frames, pings when `heartbeat` is
-/// its job (every `pingInterval`, closing the session when a pong does not come within
-/// `pingTimeout`, as [`Session::heartbeat`] does for polling), ends with the session.
+/// The WebSocket loop: flushes the outbound queue, reads frames, runs the session's
+/// [`Heartbeat`] when `heartbeat` is its job (a direct WebSocket session; an upgraded one keeps
+/// its polling heartbeat task), ends with the session.
 async fn run(session: &Session, mut link: impl WsLink, heartbeat: bool) {
     let max = session.config.max_payload;
-    let (interval, timeout) = (session.config.ping_interval, session.config.ping_timeout);
-    let mut beat = if heartbeat {
-        Heartbeat::PingAt(Instant::now() + interval)
-    } else {
-        Heartbeat::Elsewhere
-    };
+    let mut beat = heartbeat.then(|| Heartbeat::start(&session.config));
     loop {
         let mut rx = session.subscribe();
-        let (packets, closed, pong_received) = {
+        let (packets, closed) = {
             let mut st = session.lock();
-            (
-                st.outbound.drain(..).collect::<Vec<_>>(),
-                st.closed.clone(),
-                st.pong_received,
-            )
+            if let Some(beat) = &mut beat {
+                beat.observe(&st, &session.config);
+            }
+            (st.outbound.drain(..).collect::<Vec<_>>(), st.closed.clone())
         };
         for p in packets {
             if !link.send(p.to_ws_frame()).await {
@@ -246,15 +230,7 @@ async fn run(session: &Session, mut link: impl WsLink, heartbeat: bool) {
             }
             return;
         }
-        if pong_received {
-            if let Heartbeat::PongBy(_) = beat {
-                beat = Heartbeat::PingAt(Instant::now() + interval);
-            }
-        }
-        let wake = match beat {
-            Heartbeat::Elsewhere => None,
-            Heartbeat::PingAt(at) | Heartbeat::PongBy(at) => Some(at),
-        };
+        let wake = beat.as_ref().map(Heartbeat::wake_at);
         tokio::select! {
             frame = link.recv() => match frame {
                 None => session.close(CloseReason::TransportClosed),
@@ -275,22 +251,9 @@ async fn run(session: &Session, mut link: impl WsLink, heartbeat: bool) {
             },
             _ = rx.changed() => {}
             _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
-                beat = match beat {
-                    Heartbeat::PingAt(_) => {
-                        {
-                            let mut st = session.lock();
-                            st.pong_received = false;
-                            // The ping always goes out, even over a full queue.
-                            st.outbound.push_back(Packet::Ping);
-                        }
-                        Heartbeat::PongBy(Instant::now() + timeout)
-                    }
-                    Heartbeat::PongBy(_) if !session.lock().pong_received => {
-                        session.close(CloseReason::PingTimeout);
-                        continue;
-                    }
-                    other => other,
-                };
+                if let Some(beat) = &mut beat {
+                    beat.fire(session);
+                }
             }
         }
     }
