@@ -5,7 +5,7 @@
 //! traits, the [chat service](service) with its sessions, the live [hub], and [auth].
 //!
 //! Nothing here knows Pingora, SQL or sockets: a transport turns frames into
-//! [`ClientCommand`](protocol::ClientCommand)s for a [`Session`](service::Session) and writes the
+//! [`ClientCommand`](protocol::ClientCommand)s for a [`ChatSession`](service::ChatSession) and writes the
 //! [`ServerEvent`](protocol::ServerEvent)s it yields; a store persists what the service asks.
 #![warn(missing_docs)]
 

@@ -272,7 +272,7 @@ pub static CONVERSATIONS_OPEN: LazyLock<IntGauge> = LazyLock::new(|| {
 
 /// `chat_messages_total{direction, transport}` (counter): messages committed (retried
 /// duplicates excluded), by who wrote them and what carried them in. Emitted by
-/// `Session::execute` and the HTTP API.
+/// `ChatSession::execute` and the HTTP API.
 pub static MESSAGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "chat_messages_total",
@@ -305,7 +305,7 @@ pub static STORE_COMMIT_BATCH: LazyLock<HistogramVec> = LazyLock::new(|| {
 /// `chat_delivery_latency_seconds{direction, transport}` (histogram): from the store commit of a
 /// message (`created_at`) to its hand-over to the receiving session's transport, for live
 /// deliveries to the other role (replays and echoes to the sender's own sessions excluded).
-/// `transport` is the receiver's. Emitted by `Session::next_event`.
+/// `transport` is the receiver's. Emitted by `ChatSession::next_event`.
 pub static DELIVERY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     histogram_vec(
         "chat_delivery_latency_seconds",
@@ -316,7 +316,7 @@ pub static DELIVERY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
 });
 
 /// `chat_replayed_messages_total{transport}` (counter): messages replayed from the store by
-/// `resume` (and Socket.IO connection-state recovery). Emitted by `Session::resume`.
+/// `resume` (and Socket.IO connection-state recovery). Emitted by `ChatSession::resume`.
 pub static REPLAYED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "chat_replayed_messages_total",
@@ -327,7 +327,7 @@ pub static REPLAYED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// `chat_held_spilled_total{transport}` (counter): sessions whose messages held while waiting for
 /// `resume` outgrew `CHAT_SESSION_QUEUE`, so the session let them go and will replay them from
-/// the store instead (it is not closed). Emitted by `Session::next_event`.
+/// the store instead (it is not closed). Emitted by `ChatSession::next_event`.
 pub static HELD_SPILLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "chat_held_spilled_total",

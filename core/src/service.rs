@@ -1,5 +1,5 @@
 //! The chat service: authorizes commands, persists through the [`Store`], then fans out through
-//! the [`Hub`]. A [`Session`] is the seam every transport talks to.
+//! the [`Hub`]. A [`ChatSession`] is the seam every transport talks to.
 
 use crate::auth::AgentTokens;
 use crate::bus::{Bus, BusEvent, Inbound};
@@ -339,7 +339,7 @@ impl ChatService {
         principal: Principal,
         visitor_token: Option<String>,
         transport: TransportKind,
-    ) -> Result<Session, ChatError> {
+    ) -> Result<ChatSession, ChatError> {
         self.open_session_with(principal, visitor_token, transport, VisitorIntro::default())
             .await
     }
@@ -354,7 +354,7 @@ impl ChatService {
         visitor_token: Option<String>,
         transport: TransportKind,
         intro: VisitorIntro,
-    ) -> Result<Session, ChatError> {
+    ) -> Result<ChatSession, ChatError> {
         if let Principal::Visitor {
             visitor_id,
             site_id,
@@ -372,7 +372,7 @@ impl ChatService {
             sub.id,
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let mut session = Session(Box::new(SessionState {
+        let mut session = ChatSession(Box::new(ChatSessionState {
             id: session_id.clone(),
             principal: principal.clone(),
             transport,
@@ -932,7 +932,7 @@ fn page_limit(limit: Option<u32>) -> u32 {
     limit.unwrap_or(100).clamp(1, 500)
 }
 
-/// What [`Session::next_event`] yields.
+/// What [`ChatSession::next_event`] yields.
 // Events are moved straight to the transport and written; boxing them would add an allocation
 // per event to save stack space in a value that never sits in a collection.
 #[allow(clippy::large_enum_variant)]
@@ -984,32 +984,32 @@ impl HeldRange {
 
 /// One client's session: the seam between a transport and the chat.
 ///
-/// A transport feeds decoded frames to [`SessionState::handle`] and writes what
-/// [`SessionState::next_event`] yields. Both take `&mut self`, so a transport drives them from
+/// A transport feeds decoded frames to [`ChatSessionState::handle`] and writes what
+/// [`ChatSessionState::next_event`] yields. Both take `&mut self`, so a transport drives them from
 /// one task (typically a `select!` loop); `next_event` is cancel-safe.
 ///
-/// A `Session` is one pointer: its state (about 1 KB) lives in one allocation, so that the
+/// A `ChatSession` is one pointer: its state (about 1 KB) lives in one allocation, so that the
 /// futures that take a session by value and keep it across every `await` (a transport's
 /// `serve`, the Socket.IO handler) do not each hold a copy of it inline, in every idle
 /// connection's task (docs/benchmarks.md, "Idle memory per connection").
-pub struct Session(Box<SessionState>);
+pub struct ChatSession(Box<ChatSessionState>);
 
-impl std::ops::Deref for Session {
-    type Target = SessionState;
+impl std::ops::Deref for ChatSession {
+    type Target = ChatSessionState;
 
-    fn deref(&self) -> &SessionState {
+    fn deref(&self) -> &ChatSessionState {
         &self.0
     }
 }
 
-impl std::ops::DerefMut for Session {
-    fn deref_mut(&mut self) -> &mut SessionState {
+impl std::ops::DerefMut for ChatSession {
+    fn deref_mut(&mut self) -> &mut ChatSessionState {
         &mut self.0
     }
 }
 
-/// The state of a [`Session`], whose methods a transport calls through it.
-pub struct SessionState {
+/// The state of a [`ChatSession`], whose methods a transport calls through it.
+pub struct ChatSessionState {
     id: String,
     principal: Principal,
     transport: TransportKind,
@@ -1062,7 +1062,7 @@ pub struct SessionState {
     context: context::ContextState,
 }
 
-impl SessionState {
+impl ChatSessionState {
     /// Keeps `conversation` as this session last saw it; for a visitor, it is now the open
     /// conversation a send naming none goes to (the store's "most recently updated open one").
     ///
@@ -1127,7 +1127,7 @@ impl SessionState {
     /// Recovers a client that says it has `cursors` and was last sent something at
     /// `since_unix_ms`: like `resume`, and for an agent also every conversation changed since
     /// then, its messages replayed from the start when the client had none of them (a
-    /// conversation created while it was away). Answers like [`Session::handle`].
+    /// conversation created while it was away). Answers like [`ChatSession::handle`].
     pub async fn recover(
         &mut self,
         mut cursors: BTreeMap<ConversationId, i64>,
@@ -1166,7 +1166,7 @@ impl SessionState {
     }
 
     /// Answers one decoded client frame with exactly one `ack` or `error` event. Events that the
-    /// command causes (replayed messages) follow through [`Session::next_event`].
+    /// command causes (replayed messages) follow through [`ChatSession::next_event`].
     pub async fn handle(&mut self, frame: ClientFrame) -> ServerEvent {
         let id = frame.id;
         if matches!(
@@ -1391,7 +1391,7 @@ impl SessionState {
     /// below arrives live, and live events at or below the replayed position are dropped.
     ///
     /// The replay streams: each conversation's end is fixed now (its `last_seq`), and
-    /// [`Session::next_event`] reads the messages from the store one page at a time as the
+    /// [`ChatSession::next_event`] reads the messages from the store one page at a time as the
     /// client takes them, before any live event. Returns how many messages will be replayed.
     async fn resume(
         &mut self,
@@ -1722,7 +1722,7 @@ impl SessionState {
     }
 }
 
-impl Drop for SessionState {
+impl Drop for ChatSessionState {
     fn drop(&mut self) {
         if self.counted {
             self.service

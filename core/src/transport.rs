@@ -2,9 +2,9 @@
 //!
 //! A transport owns framing and liveness (pings, timeouts, size limits) and nothing else; it
 //! turns frames into [`ClientFrame`](crate::protocol::ClientFrame)s for a
-//! [`Session`] and writes the events the session yields.
+//! [`ChatSession`] and writes the events the session yields.
 
-use crate::service::Session;
+use crate::service::ChatSession;
 use std::future::Future;
 
 // Defined in `session_end.rs`, which neither `service.rs` nor `metrics.rs` reach through this
@@ -14,13 +14,13 @@ pub use crate::session_end::{SessionEnd, TransportKind};
 /// A wire protocol that carries one chat session over one `Connection`.
 ///
 /// ```
-/// use chat_core::service::Session;
+/// use chat_core::service::ChatSession;
 /// use chat_core::transport::{SessionEnd, Transport, TransportKind};
 /// struct Discard;
 /// impl Transport for Discard {
 ///     type Connection = ();
 ///     fn kind(&self) -> TransportKind { TransportKind::WebSocket }
-///     async fn serve(&self, _conn: (), _session: Session) -> SessionEnd { SessionEnd::ClientClosed }
+///     async fn serve(&self, _conn: (), _session: ChatSession) -> SessionEnd { SessionEnd::ClientClosed }
 /// }
 /// ```
 pub trait Transport: Send + Sync + 'static {
@@ -34,6 +34,6 @@ pub trait Transport: Send + Sync + 'static {
     fn serve(
         &self,
         connection: Self::Connection,
-        session: Session,
+        session: ChatSession,
     ) -> impl Future<Output = SessionEnd> + Send;
 }

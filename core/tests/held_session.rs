@@ -5,7 +5,7 @@
 
 use chat_core::model::{Agent, ConversationId, Principal, Sites, VisitorId};
 use chat_core::protocol::{ClientCommand, ClientFrame, ServerEvent};
-use chat_core::service::{ChatService, Outbound, ServiceConfig, Session};
+use chat_core::service::{ChatService, ChatSession, Outbound, ServiceConfig};
 use chat_core::transport::TransportKind;
 use chat_storage::EmbeddedStore;
 use std::collections::{BTreeMap, HashMap};
@@ -16,7 +16,7 @@ const QUEUE: usize = 8;
 const CONVERSATIONS: usize = 3;
 const PER_CONVERSATION: i64 = 20;
 
-async fn agent(service: &ChatService, id: &str) -> Session {
+async fn agent(service: &ChatService, id: &str) -> ChatSession {
     service
         .open_session(
             Principal::Agent {
@@ -35,7 +35,11 @@ async fn agent(service: &ChatService, id: &str) -> Session {
 
 /// Takes what `session` has to say within `wait`, recording messages per conversation;
 /// panics if the session ends.
-async fn drain(session: &mut Session, wait: Duration, got: &mut HashMap<ConversationId, Vec<i64>>) {
+async fn drain(
+    session: &mut ChatSession,
+    wait: Duration,
+    got: &mut HashMap<ConversationId, Vec<i64>>,
+) {
     while let Ok(out) = tokio::time::timeout(wait, session.next_event()).await {
         match out {
             Outbound::Event(ServerEvent::Message { message }) => {

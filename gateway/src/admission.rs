@@ -17,7 +17,7 @@ use chat_core::auth::{AuthError, Authenticator, OriginPolicy, VerifiedAgent};
 use chat_core::identity::UserClaim;
 use chat_core::metrics::{self, HandshakeFailure};
 use chat_core::model::{Principal, Role};
-use chat_core::service::{ChatService, Session, VisitorIntro};
+use chat_core::service::{ChatService, ChatSession, VisitorIntro};
 use chat_core::transport::TransportKind;
 use chat_core::ChatError;
 use pingora::proxy::Session as HttpSession;
@@ -431,7 +431,7 @@ impl Admission {
         admitted: Admitted,
         transport: TransportKind,
         slot: Option<Slot>,
-    ) -> Result<Session, Refusal> {
+    ) -> Result<ChatSession, Refusal> {
         let mut session = self
             .chat
             .open_session_with(
@@ -454,7 +454,7 @@ impl Admission {
 
     /// Tells a visitor session its client address (the one admitted) and, with
     /// `CHAT_GEOIP_DB`, its country: both are stored with the contexts it reports.
-    fn describe_client(&self, session: &mut Session, client: Option<IpAddr>) {
+    fn describe_client(&self, session: &mut ChatSession, client: Option<IpAddr>) {
         if session.principal().role() == Role::Visitor {
             session.set_client(crate::geoip::client_info(client, self.geoip.as_deref()));
         }
@@ -466,7 +466,7 @@ impl Admission {
         &self,
         attempt: &Attempt,
         credentials: &Credentials,
-    ) -> Result<Session, Refusal> {
+    ) -> Result<ChatSession, Refusal> {
         let result = async {
             let slot = self.limit(attempt.client)?;
             self.check_origin(attempt.role, attempt.origin.as_deref(), &attempt.host)?;
@@ -514,7 +514,7 @@ impl Admission {
         transport: TransportKind,
         credentials: &Credentials,
         client: Option<IpAddr>,
-    ) -> Result<(Session, Admitted), Refusal> {
+    ) -> Result<(ChatSession, Admitted), Refusal> {
         let result = match self.authenticate(role, credentials) {
             Ok(admitted) => {
                 self.open(admitted.clone(), transport, None)

@@ -1,13 +1,13 @@
-//! The `context` and `visitor` commands on a [`Session`]: a visitor's reports are rate-limited
+//! The `context` and `visitor` commands on a [`ChatSession`]: a visitor's reports are rate-limited
 //! per session, validated, completed with what the gateway knows of the client
-//! ([`Session::set_client`]) and stored as the visitor's latest context; agents read it through
+//! ([`ChatSession::set_client`]) and stored as the visitor's latest context; agents read it through
 //! [`ChatService::visitor_of`], which goes through [`ChatService::authorized_conversation`].
 //!
 //! Nothing is stored for a visitor who never wrote (no visitor row: connecting alone leaves
 //! nothing in the store). Such a session keeps its latest report and stores it after its first
 //! successful `send`.
 
-use super::{ChatService, SessionState};
+use super::{ChatService, ChatSessionState};
 use crate::error::ChatError;
 use crate::model::{ConversationId, Principal, Role};
 use crate::protocol::Ack;
@@ -46,7 +46,7 @@ impl ContextState {
     }
 }
 
-impl SessionState {
+impl ChatSessionState {
     /// Tells the session what the gateway knows of its client (the address admission used, its
     /// country), stored with every context the visitor reports.
     pub fn set_client(&mut self, client: ClientInfo) {

@@ -1,7 +1,7 @@
 //! # chat-transport-polling
 //!
 //! The raw chat protocol over HTTP long-polling, as documented in `docs/protocol.md` ("HTTP
-//! long-polling"). One polling session is one core [`Session`], driven by a task that keeps the
+//! long-polling"). One polling session is one core [`ChatSession`], driven by a task that keeps the
 //! events it yields in a bounded, numbered [`EventLog`](log::EventLog); clients fetch them with
 //! `GET ?sid=S&cursor=N` and submit client frames with `POST ?sid=S`.
 //!
@@ -19,7 +19,7 @@
 pub mod log;
 
 use chat_core::protocol::{decode_client_value, ClientFrame};
-use chat_core::service::{Outbound, Session};
+use chat_core::service::{ChatSession, Outbound};
 use chat_core::transport::{SessionEnd, Transport, TransportKind};
 use log::EventLog;
 use std::collections::HashMap;
@@ -200,7 +200,7 @@ impl Transport for PollingTransport {
         TransportKind::Polling
     }
 
-    async fn serve(&self, connection: PollingConnection, mut session: Session) -> SessionEnd {
+    async fn serve(&self, connection: PollingConnection, mut session: ChatSession) -> SessionEnd {
         let PollingConnection {
             shared,
             mut submissions,
@@ -327,7 +327,7 @@ impl PollingSessions {
     /// Starts serving an authenticated core `session` (opened with [`TransportKind::Polling`])
     /// on the current runtime and answers the opening request: `{"sid", "cursor": 1, "events":
     /// [welcome]}`.
-    pub async fn open(&self, session: Session) -> PollResponse {
+    pub async fn open(&self, session: ChatSession) -> PollResponse {
         self.open_then(session, |_| {}).await
     }
 
@@ -335,7 +335,7 @@ impl PollingSessions {
     /// gateway's access log writes its line then).
     pub async fn open_then(
         &self,
-        mut session: Session,
+        mut session: ChatSession,
         on_end: impl FnOnce(&SessionEnd) + Send + 'static,
     ) -> PollResponse {
         let settings = self.settings();

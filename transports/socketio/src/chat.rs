@@ -22,7 +22,7 @@ use chat_core::model::{ConversationId, Principal};
 use chat_core::protocol::{
     decode_client_value, ClientCommand, ClientFrame, ErrorEvent, ServerEvent,
 };
-use chat_core::service::{Outbound, Session};
+use chat_core::service::{ChatSession, Outbound};
 use chat_core::transport::SessionEnd;
 use chat_core::ErrorCode;
 use serde_json::{json, Map, Value};
@@ -34,7 +34,7 @@ use std::sync::Arc;
 /// client's recovery request came to.
 pub struct ChatConnection {
     /// The chat session (taken by [`serve_chat`]).
-    pub session: Option<Session>,
+    pub session: Option<ChatSession>,
     /// The `pid` to send in the CONNECT answer (see [`RecoveryRequest::answer_pid`]).
     pub pid: String,
     /// The principal's own `pid`, which owns the session's offset track.

@@ -2,7 +2,7 @@
 //!
 //! The raw chat protocol over WebSocket: one JSON object per text frame, as documented in
 //! `docs/protocol.md`. The gateway performs the HTTP upgrade (and authentication before it),
-//! then hands the raw stream and an opened [`Session`] to [`WebSocketTransport::serve`].
+//! then hands the raw stream and an opened [`ChatSession`] to [`WebSocketTransport::serve`].
 //!
 //! Liveness and bounds: the server pings every `ping_interval` and closes a peer silent for
 //! `idle_timeout` (1008); the read buffer is small and the write buffer bounded; a frame or
@@ -12,7 +12,7 @@
 #![warn(missing_docs)]
 
 use chat_core::protocol::decode_client_frame;
-use chat_core::service::{Outbound, Session};
+use chat_core::service::{ChatSession, Outbound};
 use chat_core::transport::{SessionEnd, Transport, TransportKind};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -136,7 +136,7 @@ pub async fn finish_close(ws: &mut WebSocketStream<UpgradedStream>) {
 /// The raw WebSocket transport.
 ///
 /// ```no_run
-/// # async fn demo(stream: chat_transport_websocket::UpgradedStream, session: chat_core::service::Session) {
+/// # async fn demo(stream: chat_transport_websocket::UpgradedStream, session: chat_core::service::ChatSession) {
 /// use chat_core::transport::Transport;
 /// use chat_transport_websocket::{Upgraded, WebSocketSettings, WebSocketTransport};
 /// let transport = WebSocketTransport::new(WebSocketSettings::default());
@@ -174,7 +174,7 @@ impl Transport for WebSocketTransport {
         TransportKind::WebSocket
     }
 
-    async fn serve(&self, connection: Upgraded, mut session: Session) -> SessionEnd {
+    async fn serve(&self, connection: Upgraded, mut session: ChatSession) -> SessionEnd {
         let settings = &self.settings;
         let mut ws = connection
             .into_websocket(settings.tungstenite_config())

@@ -30,7 +30,7 @@ async fn rig(config: ServiceConfig) -> Rig {
     }
 }
 
-async fn visitor_session(rig: &Rig) -> chat_core::service::Session {
+async fn visitor_session(rig: &Rig) -> chat_core::service::ChatSession {
     let principal = Principal::Visitor {
         visitor_id: VisitorId::new_random(),
         site_id: "default".into(),

@@ -3,7 +3,7 @@
 pub use super::config::EngineConfig;
 use super::packet::{decode_payload, encode_payload, Handshake, Packet};
 use super::session::{
-    drain_for_poll, CloseReason, EngineSocket, Registry, Session, TransportType, UpgradeState,
+    drain_for_poll, CloseReason, EngineSession, EngineSocket, Registry, TransportType, UpgradeState,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -192,7 +192,7 @@ impl Engine {
         self.registry().len()
     }
 
-    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<EngineSession>>> {
         self.inner
             .sessions
             .lock()
@@ -205,7 +205,7 @@ impl Engine {
         self.registry().contains_key(sid)
     }
 
-    pub(crate) fn session(&self, sid: &str) -> Option<Arc<Session>> {
+    pub(crate) fn session(&self, sid: &str) -> Option<Arc<EngineSession>> {
         self.registry().get(sid).cloned()
     }
 
@@ -229,9 +229,9 @@ impl Engine {
     /// Opens a session: registers it, hands its socket to [`Incoming`] and, for a polling
     /// session, starts its heartbeat task (a WebSocket session's loop pings itself).
     /// `None` when nobody takes new sessions fast enough (or at all).
-    pub(crate) fn open_session(&self, transport: TransportType) -> Option<Arc<Session>> {
+    pub(crate) fn open_session(&self, transport: TransportType) -> Option<Arc<EngineSession>> {
         let sid = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 15]>());
-        let (session, rx) = Session::new(
+        let (session, rx) = EngineSession::new(
             sid.clone(),
             self.inner.config.clone(),
             transport,
@@ -295,7 +295,7 @@ impl Engine {
 
 /// Resets a flag of the session state when a request ends (or is dropped).
 struct FlagGuard<'a> {
-    session: &'a Session,
+    session: &'a EngineSession,
     post: bool,
 }
 
@@ -310,7 +310,7 @@ impl Drop for FlagGuard<'_> {
     }
 }
 
-async fn poll(session: &Arc<Session>) -> Result<EngineResponse, EngineError> {
+async fn poll(session: &Arc<EngineSession>) -> Result<EngineResponse, EngineError> {
     {
         let mut st = session.lock();
         if st.closed.is_some() {
@@ -363,7 +363,7 @@ async fn poll(session: &Arc<Session>) -> Result<EngineResponse, EngineError> {
     }
 }
 
-async fn post(session: &Arc<Session>, body: &[u8]) -> Result<EngineResponse, EngineError> {
+async fn post(session: &Arc<EngineSession>, body: &[u8]) -> Result<EngineResponse, EngineError> {
     let config = &session.config;
     if body.len() > config.max_payload {
         return Ok(EngineResponse::text(413, "Payload Too Large"));

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::watch;
 
 /// The registry of live sessions, by sid.
-pub(crate) type Registry = Mutex<HashMap<String, Arc<Session>>>;
+pub(crate) type Registry = Mutex<HashMap<String, Arc<EngineSession>>>;
 
 /// Which transport currently carries a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub(crate) struct State {
     pub(crate) closed: Option<CloseReason>,
 }
 
-pub(crate) struct Session {
+pub(crate) struct EngineSession {
     pub(crate) sid: String,
     pub(crate) config: Arc<EngineConfig>,
     state: Mutex<State>,
@@ -89,15 +89,15 @@ pub(crate) struct Session {
     registry: Weak<Registry>,
 }
 
-impl Session {
+impl EngineSession {
     pub(crate) fn new(
         sid: String,
         config: Arc<EngineConfig>,
         transport: TransportType,
         registry: Weak<Registry>,
-    ) -> (Arc<Session>, MailboxReceiver<Box<EngineMessage>>) {
+    ) -> (Arc<EngineSession>, MailboxReceiver<Box<EngineMessage>>) {
         let (tx, rx) = mailbox(config.inbound_queue);
-        let session = Arc::new(Session {
+        let session = Arc::new(EngineSession {
             sid,
             config,
             state: Mutex::new(State {
@@ -126,7 +126,7 @@ impl Session {
         self.changed.send_replace(());
     }
 
-    /// A receiver that sees every [`Session::notify`] after this call.
+    /// A receiver that sees every [`EngineSession::notify`] after this call.
     pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
         self.changed.subscribe()
     }
@@ -267,7 +267,7 @@ impl Heartbeat {
 
     /// At [`Heartbeat::wake_at`]: queues a ping (it always goes out, even over a full queue: it
     /// is one small packet), or closes the session when the last one was not answered.
-    pub(crate) fn fire(&mut self, session: &Session) {
+    pub(crate) fn fire(&mut self, session: &EngineSession) {
         match self {
             Heartbeat::PingAt(_) => {
                 {
@@ -313,12 +313,15 @@ pub(crate) fn drain_for_poll(st: &mut State, max_payload: usize) -> Vec<Packet> 
 ///
 /// Dropping it closes the session.
 pub struct EngineSocket {
-    session: Arc<Session>,
+    session: Arc<EngineSession>,
     rx: MailboxReceiver<Box<EngineMessage>>,
 }
 
 impl EngineSocket {
-    pub(crate) fn new(session: Arc<Session>, rx: MailboxReceiver<Box<EngineMessage>>) -> Self {
+    pub(crate) fn new(
+        session: Arc<EngineSession>,
+        rx: MailboxReceiver<Box<EngineMessage>>,
+    ) -> Self {
         Self { session, rx }
     }
 
@@ -369,7 +372,7 @@ impl Drop for EngineSocket {
 /// A cloneable handle that queues messages for one client.
 #[derive(Clone)]
 pub struct EngineSender {
-    session: Arc<Session>,
+    session: Arc<EngineSession>,
 }
 
 impl EngineSender {

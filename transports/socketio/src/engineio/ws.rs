@@ -10,7 +10,7 @@
 
 use super::engine::{parse_query, Engine, EngineError, EngineResponse};
 use super::packet::{Packet, WsFrame};
-use super::session::{CloseReason, Heartbeat, Session, TransportType, UpgradeState};
+use super::session::{CloseReason, EngineSession, Heartbeat, TransportType, UpgradeState};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -61,7 +61,7 @@ impl WsLink for WsConnection {
 
 enum Target {
     New,
-    Upgrade(Arc<Session>),
+    Upgrade(Arc<EngineSession>),
     /// A WebSocket for a session that already upgraded to one: a client must not open two per
     /// session, and the protocol says to close the second one (after its handshake), leaving the
     /// first as it is.
@@ -185,7 +185,7 @@ impl WsAccept {
 }
 
 /// The upgrade handshake; true once the client sent `5`.
-async fn probe(session: &Session, link: &mut impl WsLink) -> bool {
+async fn probe(session: &EngineSession, link: &mut impl WsLink) -> bool {
     while let Some(frame) = link.recv().await {
         match Packet::from_ws_frame(frame) {
             Ok(Packet::PingProbe) => {
@@ -206,7 +206,7 @@ async fn probe(session: &Session, link: &mut impl WsLink) -> bool {
 /// The WebSocket loop: flushes the outbound queue, reads frames, runs the session's
 /// [`Heartbeat`] when `heartbeat` is its job (a direct WebSocket session; an upgraded one keeps
 /// its polling heartbeat task), ends with the session.
-async fn run(session: &Session, mut link: impl WsLink, heartbeat: bool) {
+async fn run(session: &EngineSession, mut link: impl WsLink, heartbeat: bool) {
     let max = session.config.max_payload;
     let mut beat = heartbeat.then(|| Heartbeat::start(&session.config));
     loop {
