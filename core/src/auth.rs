@@ -539,7 +539,7 @@ pub enum OriginPolicy {
     Any,
     /// Unset: same-origin and loopback origins only.
     LocalDevelopment,
-    /// These exact origins (scheme://host[:port], lowercase, no trailing slash).
+    /// These exact origins (`scheme://host[:port]`, lowercase, no trailing slash).
     List(Vec<String>),
 }
 

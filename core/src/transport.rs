@@ -7,7 +7,7 @@
 use crate::service::ChatSession;
 use std::future::Future;
 
-// Defined in `session_end.rs`, which neither `service.rs` nor `metrics.rs` reach through this
+// Defined in `session_end.rs`, which neither `service/` nor `metrics.rs` reach through this
 // file (this file imports `service`): kept here as the names transports use.
 pub use crate::session_end::{SessionEnd, TransportKind};
 

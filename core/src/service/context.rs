@@ -1,22 +1,24 @@
-//! The `context` and `visitor` commands on a [`ChatSession`]: a visitor's reports are rate-limited
-//! per session, validated, completed with what the gateway knows of the client
-//! ([`ChatSession::set_client`]) and stored as the visitor's latest context; agents read it through
+//! The `context` and `visitor` commands on a [`ChatSession`](crate::service::ChatSession): a visitor's
+//! reports are rate-limited per session, validated, completed with what the gateway knows of the
+//! client ([`ChatSessionState::set_client`](crate::service::ChatSessionState::set_client)) and stored as the visitor's latest context; agents read it through
 //! [`ChatService::visitor_of`], which goes through [`ChatService::authorized_conversation`].
 //!
 //! Nothing is stored for a visitor who never wrote (no visitor row: connecting alone leaves
 //! nothing in the store). Such a session keeps its latest report and stores it after its first
 //! successful `send`.
 
-use super::{ChatService, ChatSessionState};
 use crate::error::ChatError;
 use crate::model::{ConversationId, Principal, Role};
 use crate::protocol::Ack;
 use crate::rate::TokenBucket;
+use crate::store::Store;
 use crate::visitor_context::{
     ClientInfo, ReportedContext, VisitorContextRecord, VisitorView, CONTEXT_RATE,
 };
 use chrono::{DateTime, Utc};
 use std::time::Instant;
+
+use super::chat_service::ChatService;
 
 /// A session's context reporting.
 pub(super) struct ContextState {
@@ -46,19 +48,20 @@ impl ContextState {
     }
 }
 
-impl ChatSessionState {
-    /// Tells the session what the gateway knows of its client (the address admission used, its
-    /// country), stored with every context the visitor reports.
-    pub fn set_client(&mut self, client: ClientInfo) {
-        self.context.client = client;
+impl ContextState {
+    /// What the gateway knows of the client, stored with every report.
+    pub(super) fn set_client(&mut self, client: ClientInfo) {
+        self.client = client;
     }
 
     /// `context`: stores the visitor's report as their latest context.
-    pub(super) async fn report_context(
+    pub(super) async fn report(
         &mut self,
+        principal: &Principal,
+        store: &dyn Store,
         reported: ReportedContext,
     ) -> Result<Ack, ChatError> {
-        let Principal::Visitor { visitor_id, .. } = &self.principal else {
+        let Principal::Visitor { visitor_id, .. } = principal else {
             return Err(ChatError::Forbidden(
                 "only visitors report context; agents read it with `visitor`".into(),
             ));
@@ -66,7 +69,6 @@ impl ChatSessionState {
         let visitor_id = *visitor_id;
         let now = Instant::now();
         let bucket = self
-            .context
             .bucket
             .get_or_insert_with(|| TokenBucket::new(CONTEXT_RATE, now));
         if let Err(retry_after) = bucket.try_take(now) {
@@ -80,38 +82,38 @@ impl ChatSessionState {
         let record = VisitorContextRecord {
             visitor_id,
             context: reported,
-            ip: self.context.client.ip.clone(),
-            country: self.context.client.country.clone(),
-            first_seen_at: *self.context.first_seen.get_or_insert(at),
+            ip: self.client.ip.clone(),
+            country: self.client.country.clone(),
+            first_seen_at: *self.first_seen.get_or_insert(at),
             updated_at: at,
         };
-        if self.context.visitor_stored == Some(false) {
-            self.context.pending = Some(Box::new(record));
+        if self.visitor_stored == Some(false) {
+            self.pending = Some(Box::new(record));
             return Ok(Ack::default());
         }
-        let stored = self
-            .service
-            .inner
-            .store
-            .put_visitor_context(&record)
-            .await?;
-        self.context.visitor_stored = Some(stored);
-        self.context.pending = (!stored).then(|| Box::new(record));
+        let stored = store.put_visitor_context(&record).await?;
+        self.visitor_stored = Some(stored);
+        self.pending = (!stored).then(|| Box::new(record));
         Ok(Ack::default())
     }
 
     /// After a visitor's successful `send` (their row exists now): stores a report that was
     /// waiting for it. A failure is logged; the send stands.
-    pub(super) async fn store_pending_context(&mut self) {
-        if self.principal.role() != Role::Visitor || self.context.visitor_stored == Some(true) {
+    pub(super) async fn store_pending(
+        &mut self,
+        principal: &Principal,
+        store: &dyn Store,
+        session_id: &str,
+    ) {
+        if principal.role() != Role::Visitor || self.visitor_stored == Some(true) {
             return;
         }
-        self.context.visitor_stored = Some(true);
-        let Some(record) = self.context.pending.take() else {
+        self.visitor_stored = Some(true);
+        let Some(record) = self.pending.take() else {
             return;
         };
-        if let Err(error) = self.service.inner.store.put_visitor_context(&record).await {
-            tracing::warn!(session = %self.id, %error, "could not store the visitor's context");
+        if let Err(error) = store.put_visitor_context(&record).await {
+            tracing::warn!(session = %session_id, %error, "could not store the visitor's context");
         }
     }
 }

@@ -1,0 +1,301 @@
+//! What a [`ChatSession`](crate::service::ChatSession) tells its client, [`Outbound`]: the answers and
+//! replays queued by its commands, then live events from the hub, held back while the client
+//! may still `resume`, with gaps filled from the store and duplicates dropped.
+
+use crate::error::ErrorCode;
+use crate::hub::HubEvent;
+use crate::model::{Message, Principal};
+use crate::protocol::{ErrorEvent, ServerEvent};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::session::{ChatSessionState, HeldRange, ReplayRange};
+
+/// Messages read from the store at a time while a `resume` replay streams: what a session holds
+/// in memory for its replay is one page, whatever the replay's length.
+const REPLAY_PAGE: u32 = 50;
+
+/// A live message whose predecessors this session has not seen is delivered after them, read
+/// from the store; a hole larger than this ends the session instead (the client resumes, which
+/// streams in pages).
+const MAX_GAP_FILL: i64 = 200;
+
+/// What [`ChatSession::next_event`](ChatSessionState::next_event) yields.
+// Events are moved straight to the transport and written; boxing them would add an allocation
+// per event to save stack space in a value that never sits in a collection.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    /// Write this event to the client.
+    Event(ServerEvent),
+    /// The session fell too far behind and was dropped from fan-out: close it with a code that
+    /// tells the client to reconnect and resume.
+    Lagged,
+    /// The gateway is shutting down: close with "going away".
+    ShuttingDown,
+    /// The agent's token expired and no fresh one came (`auth`): close with 4001
+    /// `token_expired`; the client reconnects with a new token and resumes.
+    CredentialsExpired,
+}
+
+impl ChatSessionState {
+    /// Reads the next page of the replay into `pending`. Cancel-safe: state changes only once
+    /// the page has been read.
+    async fn stream_replay(&mut self) {
+        let Some(range) = self.replay.front() else {
+            return;
+        };
+        let want = REPLAY_PAGE.min((range.upto - range.after).clamp(0, i64::from(u32::MAX)) as u32);
+        let read = self
+            .service
+            .inner
+            .store
+            .messages_after(range.conversation, range.after, want)
+            .await;
+        let page = match read {
+            Ok(page) => page,
+            Err(error) => {
+                // A replay cut short would leave a hole: end the session, and the client
+                // resumes from what it got.
+                tracing::warn!(session = %self.id, %error, "replay read failed; telling the client to resume");
+                self.replay.clear();
+                self.lagged.store(true, Ordering::Release);
+                return;
+            }
+        };
+        let Some(range) = self.replay.front_mut() else {
+            return;
+        };
+        let upto = range.upto;
+        let last = page.last().map_or(upto, |m| m.seq);
+        for message in page {
+            if message.seq > upto
+                || range
+                    .skip
+                    .as_ref()
+                    .is_some_and(|s| s.contains(&message.seq))
+            {
+                continue;
+            }
+            self.pending.push_back(ServerEvent::Message { message });
+        }
+        range.after = last;
+        if last >= upto {
+            self.replay.pop_front();
+        }
+    }
+
+    /// The next thing to tell the client. Cancel-safe: an event taken from the queue is kept
+    /// until it has been fully processed.
+    pub async fn next_event(&mut self) -> Outbound {
+        loop {
+            if self
+                .expires
+                .is_some_and(|at| tokio::time::Instant::now() >= at)
+            {
+                self.expires = None;
+                self.pending.clear();
+                self.replay.clear();
+                self.credentials_expired = true;
+                return Outbound::Event(ServerEvent::Error(ErrorEvent {
+                    id: None,
+                    code: ErrorCode::TokenExpired,
+                    retry_after_ms: None,
+                    message: "agent token expired: reconnect with a fresh token, or send `auth` \
+                              with one before the old token expires"
+                        .into(),
+                }));
+            }
+            if self.credentials_expired {
+                return Outbound::CredentialsExpired;
+            }
+            if let Some(event) = self.pending.pop_front() {
+                return Outbound::Event(event);
+            }
+            if !self.replay.is_empty() {
+                // Boxed here and for `absorb` below: both read the store, and inline their
+                // futures would make every idle session's task (which holds this one) as large
+                // as the largest store call (issue-12 heap profile).
+                Box::pin(self.stream_replay()).await;
+                continue;
+            }
+            if *self.shutdown.borrow() {
+                return Outbound::ShuttingDown;
+            }
+            if self.lagged.load(Ordering::Acquire) {
+                return Outbound::Lagged;
+            }
+            let now = tokio::time::Instant::now();
+            let grace_until = self.resume_grace.filter(|until| now < *until);
+            if grace_until.is_none() {
+                self.resume_grace = None;
+            }
+            if grace_until.is_none() && !self.held_ranges.is_empty() {
+                self.release_held_ranges();
+                continue;
+            }
+            let event = match self.stash.take() {
+                Some(event) => event,
+                None if grace_until.is_none() && !self.held.is_empty() => {
+                    match self.held.pop_front() {
+                        Some(event) => event,
+                        None => continue,
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        event = self.rx.recv() => match event {
+                            Some(event) => event,
+                            None => return Outbound::Lagged,
+                        },
+                        _ = self.shutdown.changed() => continue,
+                        _ = tokio::time::sleep_until(self.expires.unwrap_or(now)), if self.expires.is_some() => continue,
+                        _ = tokio::time::sleep_until(grace_until.unwrap_or(now)), if grace_until.is_some() => {
+                            self.resume_grace = None;
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let (Some(_), HubEvent::Message(message)) = (grace_until, &*event) {
+                // Conversation and presence changes go through at once; messages wait for the
+                // resume that decides where the client's replay ends.
+                self.hold_message(message, event.clone());
+                continue;
+            }
+            self.stash = Some(event.clone());
+            let events = Box::pin(self.absorb(&event)).await;
+            self.stash = None;
+            self.pending.extend(events);
+        }
+    }
+
+    /// Holds `message` (the hub's `event`) back during the resume grace, in memory while fewer
+    /// than `session_queue` are held, as a range to replay from the store after that (see
+    /// [`RESUME_GRACE`]). Never ends the session.
+    fn hold_message(&mut self, message: &Message, event: Arc<HubEvent>) {
+        let limit = self.service.inner.config.session_queue.max(1);
+        if self.held_ranges.is_empty() && self.held.len() < limit {
+            self.held.push_back(event);
+            return;
+        }
+        if !self.held.is_empty() {
+            crate::metrics::held_spilled(self.transport);
+            tracing::debug!(session = %self.id, held = self.held.len(), "held messages let go; they will be replayed from the store");
+        }
+        for held in std::mem::take(&mut self.held) {
+            if let HubEvent::Message(m) = &*held {
+                self.held_ranges
+                    .entry(m.conversation_id)
+                    .and_modify(|r| r.widen(m.seq))
+                    .or_insert_with(|| HeldRange::of(m.seq));
+            }
+        }
+        self.held_ranges
+            .entry(message.conversation_id)
+            .and_modify(|r| r.widen(message.seq))
+            .or_insert_with(|| HeldRange::of(message.seq));
+        if self.held_ranges.len() >= limit {
+            // As many conversations as a session may queue events: stop holding rather than
+            // grow; the ranges are replayed now and what follows is live.
+            self.resume_grace = None;
+        }
+    }
+
+    /// The grace is over: queues the replay of every range let go while holding, after any
+    /// replay a `resume` queued, and counts those messages as handed over so that their live
+    /// copies (and anything older) are dropped.
+    fn release_held_ranges(&mut self) {
+        let mut ranges: Vec<_> = self.held_ranges.drain().collect();
+        ranges.sort_by_key(|(conversation, _)| *conversation);
+        for (conversation, held) in ranges {
+            let handed = self.delivered.get(&conversation).copied();
+            let after = handed.map_or(held.after, |h| h.max(held.after));
+            if after >= held.upto {
+                continue;
+            }
+            if handed.is_none() {
+                self.live_from.insert(conversation, after + 1);
+            }
+            self.delivered.insert(conversation, held.upto);
+            crate::metrics::replayed(self.transport, (held.upto - after) as u64);
+            self.replay.push_back(ReplayRange {
+                conversation,
+                after,
+                upto: held.upto,
+                skip: None,
+            });
+        }
+    }
+
+    /// Turns a hub event into what this client should see, filling a gap from the store if
+    /// messages arrived out of order and dropping what was already delivered.
+    async fn absorb(&mut self, event: &HubEvent) -> Vec<ServerEvent> {
+        match event {
+            HubEvent::Message(message) => {
+                let conversation = message.conversation_id;
+                let seen = self.delivered.get(&conversation).copied();
+                let mut out = Vec::new();
+                match seen {
+                    Some(seen) if message.seq <= seen => return out,
+                    Some(seen) if message.seq > seen + 1 + MAX_GAP_FILL => {
+                        tracing::debug!(session = %self.id, seen, seq = message.seq, "gap too large to fill live; telling the client to resume");
+                        self.lagged.store(true, Ordering::Release);
+                        return out;
+                    }
+                    Some(seen) if message.seq > seen + 1 => {
+                        match self
+                            .service
+                            .inner
+                            .store
+                            .messages_after(conversation, seen, (message.seq - seen - 1) as u32)
+                            .await
+                        {
+                            Ok(missing) => out.extend(
+                                missing
+                                    .into_iter()
+                                    .filter(|m| m.seq < message.seq)
+                                    .map(|message| ServerEvent::Message { message }),
+                            ),
+                            Err(error) => {
+                                // Delivering past a hole would break "no gap": end the session
+                                // instead, and the client resumes from its cursor.
+                                tracing::warn!(session = %self.id, %error, "gap fill failed; telling the client to resume");
+                                self.lagged.store(true, Ordering::Release);
+                                return out;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                if seen.is_none() {
+                    self.live_from.insert(conversation, message.seq);
+                }
+                self.delivered.insert(conversation, message.seq);
+                crate::metrics::observe_delivery(message, self.principal.role(), self.transport);
+                out.push(ServerEvent::Message {
+                    message: message.clone(),
+                });
+                out
+            }
+            HubEvent::Conversation(conversation) => {
+                vec![ServerEvent::Conversation {
+                    conversation: conversation.clone(),
+                }]
+            }
+            HubEvent::Presence(presence) => match &self.principal {
+                Principal::Visitor { site_id, .. } => {
+                    let online = presence.online(site_id);
+                    if self.presence_told == Some(online) {
+                        return Vec::new();
+                    }
+                    self.presence_told = Some(online);
+                    vec![ServerEvent::Presence {
+                        agents_online: online,
+                    }]
+                }
+                Principal::Agent { .. } => Vec::new(),
+            },
+        }
+    }
+}
