@@ -3,6 +3,16 @@
 //! A transport owns framing and liveness (pings, timeouts, size limits) and nothing else; it
 //! turns frames into [`ClientFrame`](crate::protocol::ClientFrame)s for a
 //! [`ChatSession`] and writes the events the session yields.
+//!
+//! The seam is exactly this: the gateway's admission path opens a [`ChatSession`] (an
+//! authenticated principal), the transport [`serve`](Transport::serve)s it over one
+//! `Connection` — submitting each client command with `ChatSession::handle` and writing its answer,
+//! writing what `ChatSession::next_event` yields — and reports why it ended as a [`SessionEnd`].
+//! The three transports implement it: `chat_transport_websocket::WebSocketTransport` (an
+//! upgraded stream), `chat_transport_polling::PollingTransport` (the state a polling session's
+//! HTTP requests share) and `chat_transport_socketio::chat::SocketIoTransport` (a Socket.IO
+//! socket whose CONNECT opened the session). The gateway runs all of them through one generic
+//! function (`gateway/src/endpoints/mod.rs`, `run_session`), which counts the session's end.
 
 use crate::service::ChatSession;
 use std::future::Future;

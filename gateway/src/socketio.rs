@@ -5,11 +5,12 @@
 //! rules and CORS are applied at the HTTP layer (`endpoints/socketio.rs`).
 
 use crate::admission::{Admission, Credentials};
+use crate::endpoints::run_session;
 use crate::limits::Slot;
 use chat_core::model::Role;
 use chat_core::transport::TransportKind;
 use chat_transport_socketio::chat::{
-    agent_pid, principal_pid, recovery_request, serve_chat, ChatConnection,
+    agent_pid, principal_pid, recovery_request, ChatConnection, SocketIoTransport,
 };
 use chat_transport_socketio::engineio::{Engine, EngineConfig, WsFrame, WsLink};
 use chat_transport_socketio::offset::{OffsetTracks, TrackLimits};
@@ -154,11 +155,10 @@ fn start_engine(
     });
     tokio::spawn(async move {
         while let Some(socket) = sockets.accept().await {
-            tokio::spawn(async move {
-                let end = serve_chat(socket).await;
-                chat_core::metrics::session_ended(TransportKind::SocketIo, role, &end);
-                tracing::debug!(?end, "socket.io chat session ended");
-            });
+            let mut socket = socket;
+            if let Some(session) = SocketIoTransport::take_session(&mut socket) {
+                run_session(SocketIoTransport, socket, session, |_| {});
+            }
         }
     });
     engine

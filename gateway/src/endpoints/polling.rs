@@ -5,6 +5,7 @@
 //! `POST ?sid` submits frames. A `sid` is only good on its own role's path (and, when the request
 //! names a `site`, for its own site). Origin rules and CORS as for Socket.IO.
 
+use super::run_session;
 use crate::admission::{Attempt, Credentials};
 use crate::edge::ChatEdge;
 use crate::http_util::{bearer, cors_headers, header, query_param, read_body_limited};
@@ -105,11 +106,19 @@ impl ChatEdge {
                                 TransportKind::Polling,
                                 role,
                             );
-                            polling
-                                .open_then(chat_session, move |end| {
-                                    record.end(metrics::disconnect_reason(end))
-                                })
-                                .await
+                            let mut chat_session = chat_session;
+                            match polling.open(&mut chat_session).await {
+                                Ok((response, connection)) => {
+                                    run_session(
+                                        polling.transport().clone(),
+                                        connection,
+                                        chat_session,
+                                        move |end| record.end(metrics::disconnect_reason(end)),
+                                    );
+                                    response
+                                }
+                                Err(response) => response,
+                            }
                         }
                         Err(refusal) => PollResponse {
                             status: refusal.status(),

@@ -2,7 +2,7 @@
 //! admitted ([`crate::admission`]) before the `101`, then the connection goes to the transport.
 //! A request carrying `EIO=` is Socket.IO's ([`super::socketio`]).
 
-use super::{is_websocket_upgrade, take_upgraded, websocket_key};
+use super::{is_websocket_upgrade, run_session, take_upgraded, websocket_key};
 use crate::admission::{Attempt, Credentials, Refusal};
 use crate::edge::ChatEdge;
 use crate::http_util::{bearer, header, query_param, respond};
@@ -73,16 +73,21 @@ impl ChatEdge {
             role,
         );
         let upgraded = record.count(take_upgraded(session, &key).await?);
-        let transport = self.state.websocket.clone();
-        let session_id = chat_session.id().to_owned();
-        tracing::debug!(session = %session_id, role = role.as_str(), "websocket session opened");
-        tokio::spawn(async move {
-            let _open = metrics::connection_opened(TransportKind::WebSocket, role);
-            let end = transport.serve(upgraded, chat_session).await;
-            metrics::session_ended(TransportKind::WebSocket, role, &end);
-            record.end(metrics::disconnect_reason(&end));
-            tracing::debug!(session = %session_id, ?end, "websocket session ended");
-        });
+        tracing::debug!(
+            session = chat_session.id(),
+            role = role.as_str(),
+            "websocket session opened"
+        );
+        let open = metrics::connection_opened(TransportKind::WebSocket, role);
+        run_session(
+            self.state.websocket.clone(),
+            upgraded,
+            chat_session,
+            move |end| {
+                drop(open);
+                record.end(metrics::disconnect_reason(end));
+            },
+        );
         Ok(true)
     }
 }

@@ -173,6 +173,28 @@ impl Drop for Holding<'_> {
 pub struct PollingConnection {
     shared: Arc<Shared>,
     submissions: mpsc::Receiver<Submission>,
+    /// Takes the sid out of the registry when the session ends (dropped with the connection).
+    _registration: Registration,
+}
+
+/// A sid's place in [`PollingSessions`]' table, given back on drop: once the session's task
+/// has ended, its sid answers 410.
+struct Registration {
+    sessions: Sessions,
+    sid: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.sessions).remove(&self.sid);
+        tracing::debug!(sid = %self.sid, "polling session ended");
+    }
+}
+
+type Sessions = Arc<Mutex<HashMap<String, Arc<Shared>>>>;
+
+fn lock(sessions: &Sessions) -> MutexGuard<'_, HashMap<String, Arc<Shared>>> {
+    sessions.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The polling transport: runs one session's task.
@@ -204,6 +226,7 @@ impl Transport for PollingTransport {
         let PollingConnection {
             shared,
             mut submissions,
+            _registration,
         } = connection;
         let ttl = self.settings.ttl;
         let end = loop {
@@ -274,7 +297,7 @@ impl Transport for PollingTransport {
 #[derive(Clone, Default)]
 pub struct PollingSessions {
     transport: PollingTransport,
-    sessions: Arc<Mutex<HashMap<String, Arc<Shared>>>>,
+    sessions: Sessions,
 }
 
 impl PollingSessions {
@@ -291,6 +314,11 @@ impl PollingSessions {
         self.transport.settings()
     }
 
+    /// The transport that serves this registry's sessions (see [`PollingSessions::open`]).
+    pub fn transport(&self) -> &PollingTransport {
+        &self.transport
+    }
+
     /// Polling sessions open now.
     pub fn len(&self) -> usize {
         self.sessions().len()
@@ -302,7 +330,7 @@ impl PollingSessions {
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<String, Arc<Shared>>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.sessions)
     }
 
     fn find(&self, query: &str) -> Result<Arc<Shared>, PollResponse> {
@@ -324,35 +352,37 @@ impl PollingSessions {
             .map(|shared| shared.principal.clone())
     }
 
-    /// Starts serving an authenticated core `session` (opened with [`TransportKind::Polling`])
-    /// on the current runtime and answers the opening request: `{"sid", "cursor": 1, "events":
-    /// [welcome]}`.
-    pub async fn open(&self, session: ChatSession) -> PollResponse {
-        self.open_then(session, |_| {}).await
-    }
-
-    /// [`open`](Self::open), then calls `on_end` with why the session ended, once it has (the
-    /// gateway's access log writes its line then).
-    pub async fn open_then(
+    /// Registers an authenticated core `session` (opened with [`TransportKind::Polling`]) under
+    /// a new sid and answers the opening request: `{"sid", "cursor": 1, "events": [welcome]}`.
+    /// The caller then runs the session with [`PollingSessions::transport`]'s
+    /// [`Transport::serve`] over the returned connection, on a task of its own; the sid is
+    /// known until that ends. When the session cannot start, the error is the answer.
+    pub async fn open(
         &self,
-        mut session: ChatSession,
-        on_end: impl FnOnce(&SessionEnd) + Send + 'static,
-    ) -> PollResponse {
+        session: &mut ChatSession,
+    ) -> Result<(PollResponse, PollingConnection), PollResponse> {
         let settings = self.settings();
         let mut log = EventLog::new(settings.event_log_capacity, settings.event_log_max_bytes);
         // The welcome event is queued by `open_session`: this returns at once.
         let welcome = match session.next_event().await {
             Outbound::Event(event) => event.to_json(),
             Outbound::ShuttingDown => {
-                return PollResponse::error(503, "unavailable", "gateway restarting; retry")
+                return Err(PollResponse::error(
+                    503,
+                    "unavailable",
+                    "gateway restarting; retry",
+                ))
             }
             Outbound::Lagged | Outbound::CredentialsExpired => {
-                return PollResponse::error(503, "unavailable", "session could not start")
+                return Err(PollResponse::error(
+                    503,
+                    "unavailable",
+                    "session could not start",
+                ))
             }
         };
         let _ = log.push(welcome.clone());
         let (tx, rx) = mpsc::channel(4);
-        let role = session.principal().role();
         let shared = Arc::new(Shared {
             principal: session.principal().clone(),
             log: Mutex::new(log),
@@ -366,26 +396,22 @@ impl PollingSessions {
         let sid = uuid::Uuid::new_v4().simple().to_string();
         self.sessions().insert(sid.clone(), shared.clone());
         tracing::debug!(sid = %sid, session = session.id(), "polling session opened");
-        let registry = self.clone();
-        let connection = PollingConnection {
-            shared,
-            submissions: rx,
-        };
-        let task_sid = sid.clone();
-        tokio::spawn(async move {
-            let end = registry.transport.serve(connection, session).await;
-            chat_core::metrics::session_ended(TransportKind::Polling, role, &end);
-            registry.sessions().remove(&task_sid);
-            on_end(&end);
-            tracing::debug!(sid = %task_sid, ?end, "polling session ended");
-        });
-        PollResponse::json(
+        let response = PollResponse::json(
             200,
             format!(
                 "{{\"sid\":{},\"cursor\":1,\"events\":[{welcome}]}}",
-                serde_json::Value::String(sid)
+                serde_json::Value::String(sid.clone())
             ),
-        )
+        );
+        let connection = PollingConnection {
+            shared,
+            submissions: rx,
+            _registration: Registration {
+                sessions: self.sessions.clone(),
+                sid,
+            },
+        };
+        Ok((response, connection))
     }
 
     /// `GET ?sid=S&cursor=N`: acknowledges events up to `N` and answers every later one at once,

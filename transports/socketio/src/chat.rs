@@ -23,7 +23,7 @@ use chat_core::protocol::{
     decode_client_value, ClientCommand, ClientFrame, ErrorEvent, ServerEvent,
 };
 use chat_core::service::{ChatSession, Outbound};
-use chat_core::transport::SessionEnd;
+use chat_core::transport::{SessionEnd, Transport, TransportKind};
 use chat_core::ErrorCode;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -33,7 +33,7 @@ use std::sync::Arc;
 /// What a successful CONNECT leaves on the socket: the opened chat session and what the
 /// client's recovery request came to.
 pub struct ChatConnection {
-    /// The chat session (taken by [`serve_chat`]).
+    /// The chat session the CONNECT opened (taken by [`SocketIoTransport::take_session`]).
     pub session: Option<ChatSession>,
     /// The `pid` to send in the CONNECT answer (see [`RecoveryRequest::answer_pid`]).
     pub pid: String,
@@ -210,11 +210,39 @@ pub fn event_argument(event: &ServerEvent) -> Value {
 /// How far before an offset's time a recovering agent's "changed since" starts.
 const RECOVERY_MARGIN_MS: i64 = 30_000;
 
+/// The chat protocol over Socket.IO as a [`Transport`]: its connection is a Socket.IO socket
+/// whose CONNECT was authorized (the CONNECT carries the credentials, so the chat session is
+/// opened by the authorizer and taken out of [`ChatConnection::session`] by whoever starts the
+/// transport; see [`SocketIoTransport::take_session`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SocketIoTransport;
+
+impl SocketIoTransport {
+    /// The chat session a CONNECT opened, taken off the socket to be served with it; `None`
+    /// once taken.
+    pub fn take_session(socket: &mut Socket<ChatConnection>) -> Option<ChatSession> {
+        socket.data.session.take()
+    }
+}
+
+impl Transport for SocketIoTransport {
+    type Connection = Socket<ChatConnection>;
+
+    fn kind(&self) -> TransportKind {
+        TransportKind::SocketIo
+    }
+
+    fn serve(
+        &self,
+        socket: Socket<ChatConnection>,
+        session: ChatSession,
+    ) -> impl std::future::Future<Output = SessionEnd> + Send {
+        serve_socket(socket, session)
+    }
+}
+
 /// Drives one chat session over a connected Socket.IO socket until either side ends it.
-pub async fn serve_chat(mut socket: Socket<ChatConnection>) -> SessionEnd {
-    let Some(mut session) = socket.data.session.take() else {
-        return SessionEnd::ConnectionError("socket without a chat session".into());
-    };
+async fn serve_socket(mut socket: Socket<ChatConnection>, mut session: ChatSession) -> SessionEnd {
     let emitter = socket.emitter();
     let recovery = std::mem::replace(&mut socket.data.recovery, RecoveryRequest::None);
     let tracks = socket.data.tracks.clone();

@@ -56,8 +56,9 @@
 //! # }
 //! ```
 //!
-//! See `README.md` next to this crate for what issue 3 still needs (gateway wiring, chat
-//! mapping, connection-state recovery, Node client tests).
+//! [`chat`] maps the chat protocol onto events and acks, with connection-state recovery, as
+//! core's `Transport`: [`chat::SocketIoTransport`] serves a chat session over a connected
+//! socket. `README.md` next to this crate lists what is implemented.
 
 #![warn(missing_docs)]
 
