@@ -1,6 +1,8 @@
 //! Configuration from environment variables. The README's configuration table is the reference;
 //! every variable read here appears there.
 
+mod crate_settings;
+
 use chat_core::auth::OriginPolicy;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -408,25 +410,6 @@ pub const CONFIG_FILE: &str = "CHAT_CONFIG_FILE";
 
 fn is_setting(name: &str) -> bool {
     name.starts_with("CHAT_") || name.starts_with("ADMIN_")
-}
-
-impl Config {
-    /// Which store to open: Postgres when `CHAT_DATABASE_URL` is set, else the embedded file
-    /// `CHAT_DATA_DIR/chat.sqlite3`.
-    pub fn store_config(&self) -> chat_storage::StoreConfig {
-        match &self.database_url {
-            Some(url) => chat_storage::StoreConfig::Postgres {
-                url: url.clone(),
-                pool_size: self.db_pool_size,
-                batch: self.write_batch,
-                ca: self.database_ca.clone(),
-            },
-            None => chat_storage::StoreConfig::Embedded {
-                path: self.data_dir.join("chat.sqlite3"),
-                batch: self.write_batch,
-            },
-        }
-    }
 }
 
 fn on_off(

@@ -13,11 +13,10 @@ use crate::reload::Reloader;
 use crate::secrets;
 use crate::socketio::SocketIoEndpoints;
 use chat_core::auth::{AgentTokens, Authenticator, VisitorTokens};
-use chat_core::service::{ChatService, ServiceConfig};
+use chat_core::service::ChatService;
 use chat_storage::StoreConfig;
-use chat_transport_polling::{PollingSessions, PollingSettings};
-use chat_transport_socketio::engineio::EngineConfig;
-use chat_transport_websocket::{WebSocketSettings, WebSocketTransport};
+use chat_transport_polling::PollingSessions;
+use chat_transport_websocket::WebSocketTransport;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::Opt;
@@ -67,14 +66,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         }
     }
 
-    let service_config = ServiceConfig {
-        max_message_chars: config.max_message_chars,
-        session_queue: config.session_queue,
-        rollout: config.ws_rollout.clone(),
-        // No answer is larger than the largest frame a client may send.
-        max_answer_bytes: config.ws_max_frame_bytes,
-        visitor_send_rate: config.send_rate,
-    };
+    let service_config = config.service_config();
     let chat = match bus {
         Some(bus) => {
             let _entered = runtime.enter();
@@ -86,14 +78,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         }
         None => ChatService::new(store, service_config),
     };
-    let websocket = WebSocketTransport::new(WebSocketSettings {
-        ping_interval: config.ws_ping_interval,
-        idle_timeout: config.ws_idle_timeout,
-        max_message_bytes: config.ws_max_frame_bytes,
-        // A message whose every character is JSON-escaped (`\u0000`: 6 bytes), and its fields.
-        max_event_bytes: config.max_message_chars.saturating_mul(6) + 1024,
-        ..WebSocketSettings::default()
-    });
+    let websocket = WebSocketTransport::new(config.websocket_settings());
     if secrets.admin_jwt.len() < 32 {
         tracing::warn!(
             bytes = secrets.admin_jwt.len(),
@@ -133,29 +118,9 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     reloader.register(Arc::new(ConfigReload::new(admission.clone(), chat.clone())));
     let socketio = {
         let _entered = runtime.enter();
-        SocketIoEndpoints::start(
-            admission.clone(),
-            EngineConfig {
-                ping_interval: config.ws_ping_interval,
-                ping_timeout: config
-                    .ws_idle_timeout
-                    .saturating_sub(config.ws_ping_interval)
-                    .max(Duration::from_secs(5)),
-                // Socket.IO's maxPayload: the same bound as every other transport's frames.
-                max_payload: config.ws_max_frame_bytes,
-                ..EngineConfig::default()
-            },
-        )
+        SocketIoEndpoints::start(admission.clone(), config.engine_config())
     };
-    let polling = PollingSessions::new(PollingSettings {
-        hold: config.poll_hold,
-        ttl: config.poll_session_ttl,
-        max_body_bytes: config.ws_max_frame_bytes,
-        event_log_capacity: config.session_queue,
-        event_log_max_bytes: config.ws_max_frame_bytes.saturating_mul(16),
-        max_frames_per_post: config.poll_max_frames_per_post,
-        max_answer_bytes: config.ws_max_frame_bytes,
-    });
+    let polling = PollingSessions::new(config.polling_settings());
     // The access log's writer thread; SIGHUP reopens its file (for logrotate).
     let (access_log, reopen_access_log) = crate::access_log::AccessLog::start(&config.access_log)
         .map_err(|e| {
