@@ -75,9 +75,10 @@ pub enum Command {
 /// `info,chat_gateway=debug`) and `CHAT_LOG_FORMAT=json` writes one JSON object per line instead
 /// of text.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CHAT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = std::env::var("CHAT_LOG_FORMAT")
+    use crate::settings::{LOG, LOG_FORMAT};
+    let filter = tracing_subscriber::EnvFilter::try_from_env(LOG.name)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(LOG.default_value()));
+    let json = std::env::var(LOG_FORMAT.name)
         .is_ok_and(|format| format.trim().eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

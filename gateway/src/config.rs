@@ -1,8 +1,10 @@
-//! Configuration from environment variables. The README's configuration table is the reference;
-//! every variable read here appears there.
+//! Configuration from environment variables: each setting is read through its entry in the
+//! settings table ([`crate::settings`]), which holds its name and default; README.md's
+//! configuration table documents the same settings, and a test holds the two together.
 
 mod crate_settings;
 
+use crate::settings::*;
 use chat_core::auth::OriginPolicy;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -201,11 +203,12 @@ impl Config {
         Self::from_lookup(|name| settings.get(name).cloned())
     }
 
-    /// Reads variables through `lookup` (tests pass a map).
+    /// Reads variables through `lookup` (tests pass a map). Every default comes from the
+    /// settings table ([`crate::settings`]).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let cert = get("CHAT_TLS_CERT");
-        let key = get("CHAT_TLS_KEY");
+        let get = |setting: &Setting| text(&lookup, setting);
+        let cert = get(&TLS_CERT);
+        let key = get(&TLS_KEY);
         let mut certs = crate::tls::CertSources::default();
         match (cert, key) {
             (Some(cert), Some(key)) => certs.pairs.push(crate::tls::CertPair {
@@ -215,141 +218,116 @@ impl Config {
             (None, None) => {}
             _ => return Err(ConfigError::HalfTls),
         }
-        if let Some(list) = get("CHAT_TLS_CERTS") {
-            let pairs = crate::tls::CertSources::parse_list(&list).map_err(|reason| {
-                ConfigError::Invalid {
-                    name: "CHAT_TLS_CERTS",
-                    value: list.clone(),
-                    reason,
-                }
-            })?;
+        if let Some(list) = get(&TLS_CERTS) {
+            let pairs = crate::tls::CertSources::parse_list(&list)
+                .map_err(|reason| invalid(&TLS_CERTS, list.clone(), reason))?;
             certs.pairs.extend(pairs);
         }
-        certs.dir = get("CHAT_TLS_CERT_DIR").map(PathBuf::from);
+        certs.dir = get(&TLS_CERT_DIR).map(PathBuf::from);
         let tls = if certs.is_configured() {
-            let listen: SocketAddr = parse(&lookup, "CHAT_TLS_LISTEN", "0.0.0.0:8443")?;
-            let reload_secs: u64 = parse(&lookup, "CHAT_TLS_RELOAD_CHECK_SECS", "5")?;
+            let listen: SocketAddr = parse(&lookup, &TLS_LISTEN)?;
+            let reload_secs: u64 = parse(&lookup, &TLS_RELOAD_CHECK_SECS)?;
             Some(TlsConfig {
                 listen,
                 certs,
                 reload_check: (reload_secs > 0).then(|| Duration::from_secs(reload_secs)),
-                https_redirect: on_off(&lookup, "CHAT_HTTPS_REDIRECT", true)?,
-                https_port: parse(&lookup, "CHAT_HTTPS_PORT", &listen.port().to_string())?,
-                hsts_max_age: parse(&lookup, "CHAT_HSTS_MAX_AGE_SECS", "0")?,
-                hsts_include_subdomains: on_off(&lookup, "CHAT_HSTS_INCLUDE_SUBDOMAINS", false)?,
+                https_redirect: on_off(&lookup, &HTTPS_REDIRECT)?,
+                https_port: parse_if_set(&lookup, &HTTPS_PORT)?.unwrap_or(listen.port()),
+                hsts_max_age: parse(&lookup, &HSTS_MAX_AGE_SECS)?,
+                hsts_include_subdomains: on_off(&lookup, &HSTS_INCLUDE_SUBDOMAINS)?,
             })
         } else {
             None
         };
-        let data_dir: PathBuf = get("CHAT_DATA_DIR")
-            .unwrap_or_else(|| "chat-data".into())
-            .into();
+        let data_dir: PathBuf = set_or_default(&lookup, &DATA_DIR)?.into();
         Ok(Self {
-            http_listen: parse(&lookup, "CHAT_HTTP_LISTEN", "127.0.0.1:8080")?,
-            upgrade_sock: get("CHAT_UPGRADE_SOCK")
+            http_listen: parse(&lookup, &HTTP_LISTEN)?,
+            upgrade_sock: get(&UPGRADE_SOCK)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| data_dir.join("upgrade.sock")),
             tls,
-            acme_dir: get("CHAT_ACME_DIR").map(PathBuf::from),
-            geoip_db: get("CHAT_GEOIP_DB").map(PathBuf::from),
+            acme_dir: get(&ACME_DIR).map(PathBuf::from),
+            geoip_db: get(&GEOIP_DB).map(PathBuf::from),
             compression: CompressionConfig {
-                enabled: on_off(&lookup, "CHAT_COMPRESSION", true)?,
-                min_bytes: parse(&lookup, "CHAT_COMPRESSION_MIN_BYTES", "256")?,
+                enabled: on_off(&lookup, &COMPRESSION)?,
+                min_bytes: parse(&lookup, &COMPRESSION_MIN_BYTES)?,
             },
-            upstream: get("CHAT_UPSTREAM"),
-            database_url: get("CHAT_DATABASE_URL"),
-            database_ca: get("CHAT_DATABASE_CA").map(PathBuf::from),
+            upstream: get(&UPSTREAM),
+            database_url: get(&DATABASE_URL),
+            database_ca: get(&DATABASE_CA).map(PathBuf::from),
             data_dir,
-            db_pool_size: parse(&lookup, "CHAT_DB_POOL_SIZE", "16")?,
+            db_pool_size: parse(&lookup, &DB_POOL_SIZE)?,
             write_batch: chat_storage::BatchSettings {
-                max_batch: parse::<usize>(&lookup, "CHAT_DB_WRITE_BATCH", "256")?.max(1),
+                max_batch: parse::<usize>(&lookup, &DB_WRITE_BATCH)?.max(1),
                 ..chat_storage::BatchSettings::default()
             },
-            admin_jwt_secret: get("CHAT_ADMIN_JWT_SECRET"),
-            visitor_token_secret: get("CHAT_VISITOR_TOKEN_SECRET"),
-            identity_secret: match get("CHAT_IDENTITY_SECRET") {
+            admin_jwt_secret: get(&ADMIN_JWT_SECRET),
+            visitor_token_secret: get(&VISITOR_TOKEN_SECRET),
+            identity_secret: match get(&IDENTITY_SECRET) {
                 Some(secret) if secret.len() < 32 => {
-                    return Err(ConfigError::Invalid {
-                        name: "CHAT_IDENTITY_SECRET",
-                        value: "<hidden>".into(),
-                        reason: format!(
+                    // A secret: `invalid` shows `<hidden>` whatever the value.
+                    return Err(invalid(
+                        &IDENTITY_SECRET,
+                        String::new(),
+                        format!(
                             "{} bytes; use at least 32 random bytes (a short key lets anyone \
                              sign in as any user)",
                             secret.len()
                         ),
-                    })
+                    ));
                 }
                 secret => secret,
             },
             api_keys: crate::api_keys::ApiKeys::parse(
-                get("CHAT_API_KEY").as_deref(),
-                get("CHAT_API_KEYS").as_deref(),
+                get(&API_KEY).as_deref(),
+                get(&API_KEYS).as_deref(),
             )
-            .map_err(|reason| ConfigError::Invalid {
-                name: "CHAT_API_KEYS",
-                // The value holds keys: never echoed.
-                value: "<hidden>".into(),
-                reason,
-            })?,
-            visitor_origins: OriginPolicy::from_list(
-                &get("CHAT_ALLOWED_ORIGINS").unwrap_or_default(),
-            ),
+            .map_err(|reason| invalid(&API_KEYS, String::new(), reason))?,
+            visitor_origins: OriginPolicy::from_list(&get(&ALLOWED_ORIGINS).unwrap_or_default()),
             admin_origins: OriginPolicy::from_list(
-                &get("ADMIN_ALLOWED_ORIGINS").unwrap_or_default(),
+                &get(&ADMIN_ALLOWED_ORIGINS).unwrap_or_default(),
             ),
-            max_message_chars: parse(&lookup, "CHAT_MAX_MESSAGE_CHARS", "4000")?,
-            ws_max_frame_bytes: parse(&lookup, "CHAT_WS_MAX_FRAME_BYTES", "65536")?,
-            ws_ping_interval: Duration::from_secs(parse(
-                &lookup,
-                "CHAT_WS_PING_INTERVAL_SECS",
-                "25",
-            )?),
-            ws_idle_timeout: Duration::from_secs(parse(
-                &lookup,
-                "CHAT_WS_IDLE_TIMEOUT_SECS",
-                "60",
-            )?),
-            session_queue: parse(&lookup, "CHAT_SESSION_QUEUE", "256")?,
-            worker_threads: parse(&lookup, "CHAT_WORKER_THREADS", "2")?,
-            poll_hold: Duration::from_secs(parse(&lookup, "CHAT_POLL_HOLD_SECS", "25")?),
-            poll_session_ttl: Duration::from_secs(parse(
-                &lookup,
-                "CHAT_POLL_SESSION_TTL_SECS",
-                "60",
-            )?),
-            poll_max_frames_per_post: parse(&lookup, "CHAT_POLL_MAX_FRAMES_PER_POST", "16")?,
-            ws_rollout: parse(&lookup, "CHAT_WS_ROLLOUT_PERCENT", "100")?,
-            metrics_listen: match get("CHAT_METRICS_LISTEN") {
+            max_message_chars: parse(&lookup, &MAX_MESSAGE_CHARS)?,
+            ws_max_frame_bytes: parse(&lookup, &WS_MAX_FRAME_BYTES)?,
+            ws_ping_interval: Duration::from_secs(parse(&lookup, &WS_PING_INTERVAL_SECS)?),
+            ws_idle_timeout: Duration::from_secs(parse(&lookup, &WS_IDLE_TIMEOUT_SECS)?),
+            session_queue: parse(&lookup, &SESSION_QUEUE)?,
+            worker_threads: parse(&lookup, &WORKER_THREADS)?,
+            poll_hold: Duration::from_secs(parse(&lookup, &POLL_HOLD_SECS)?),
+            poll_session_ttl: Duration::from_secs(parse(&lookup, &POLL_SESSION_TTL_SECS)?),
+            poll_max_frames_per_post: parse(&lookup, &POLL_MAX_FRAMES_PER_POST)?,
+            ws_rollout: parse(&lookup, &WS_ROLLOUT_PERCENT)?,
+            metrics_listen: match get(&METRICS_LISTEN) {
                 Some(v) if v.trim().eq_ignore_ascii_case("off") => None,
-                _ => Some(parse(&lookup, "CHAT_METRICS_LISTEN", "127.0.0.1:9464")?),
+                _ => Some(parse(&lookup, &METRICS_LISTEN)?),
             },
-            metrics_histograms: on_off(&lookup, "CHAT_METRICS_HISTOGRAMS", true)?,
-            trusted_proxies: parse(&lookup, "CHAT_TRUSTED_PROXIES", "")?,
+            metrics_histograms: on_off(&lookup, &METRICS_HISTOGRAMS)?,
+            trusted_proxies: parse(&lookup, &TRUSTED_PROXIES)?,
             timeouts: EdgeTimeouts {
-                keepalive: secs(&lookup, "CHAT_KEEPALIVE_TIMEOUT_SECS", "60")?,
-                header: secs(&lookup, "CHAT_HEADER_TIMEOUT_SECS", "10")?,
-                h2_idle: secs(&lookup, "CHAT_H2_IDLE_TIMEOUT_SECS", "120")?,
-                upstream_connect: secs(&lookup, "CHAT_UPSTREAM_CONNECT_TIMEOUT_SECS", "3")?,
-                upstream_read: secs(&lookup, "CHAT_UPSTREAM_READ_TIMEOUT_SECS", "60")?,
+                keepalive: secs(&lookup, &KEEPALIVE_TIMEOUT_SECS)?,
+                header: secs(&lookup, &HEADER_TIMEOUT_SECS)?,
+                h2_idle: secs(&lookup, &H2_IDLE_TIMEOUT_SECS)?,
+                upstream_connect: secs(&lookup, &UPSTREAM_CONNECT_TIMEOUT_SECS)?,
+                upstream_read: secs(&lookup, &UPSTREAM_READ_TIMEOUT_SECS)?,
             },
             connection_caps: crate::connections::ConnectionCaps {
-                total: parse(&lookup, "CHAT_MAX_HTTP_CONNECTIONS", "8192")?,
-                per_ip: parse(&lookup, "CHAT_MAX_HTTP_CONNECTIONS_PER_IP", "1024")?,
+                total: parse(&lookup, &MAX_HTTP_CONNECTIONS)?,
+                per_ip: parse(&lookup, &MAX_HTTP_CONNECTIONS_PER_IP)?,
             },
             limits: crate::limits::LimitsConfig {
-                max_connections: parse(&lookup, "CHAT_MAX_CONNECTIONS", "10000")?,
-                max_connections_per_ip: parse(&lookup, "CHAT_MAX_CONNECTIONS_PER_IP", "200")?,
-                opens_per_ip_per_min: parse(&lookup, "CHAT_SESSION_OPENS_PER_IP_PER_MIN", "120")?,
+                max_connections: parse(&lookup, &MAX_CONNECTIONS)?,
+                max_connections_per_ip: parse(&lookup, &MAX_CONNECTIONS_PER_IP)?,
+                opens_per_ip_per_min: parse(&lookup, &SESSION_OPENS_PER_IP_PER_MIN)?,
             },
             send_rate: {
-                let per_sec: f64 = parse(&lookup, "CHAT_SEND_RATE_PER_SEC", "5")?;
-                let burst: u32 = parse(&lookup, "CHAT_SEND_BURST", "20")?;
+                let per_sec: f64 = parse(&lookup, &SEND_RATE_PER_SEC)?;
+                let burst: u32 = parse(&lookup, &SEND_BURST)?;
                 if !per_sec.is_finite() || per_sec < 0.0 {
-                    return Err(ConfigError::Invalid {
-                        name: "CHAT_SEND_RATE_PER_SEC",
-                        value: per_sec.to_string(),
-                        reason: "expected a number >= 0 (0 turns the limit off)".into(),
-                    });
+                    return Err(invalid(
+                        &SEND_RATE_PER_SEC,
+                        per_sec.to_string(),
+                        "expected a number >= 0 (0 turns the limit off)".into(),
+                    ));
                 }
                 (per_sec > 0.0).then_some(chat_core::rate::RateLimit {
                     per_sec,
@@ -357,32 +335,23 @@ impl Config {
                 })
             },
             agent_token_rules: chat_core::auth::AgentTokenRules {
-                audience: get("CHAT_ADMIN_JWT_AUDIENCE"),
-                issuer: get("CHAT_ADMIN_JWT_ISSUER"),
-                max_ttl: Duration::from_secs(parse(
-                    &lookup,
-                    "CHAT_ADMIN_JWT_MAX_TTL_SECS",
-                    "86400",
-                )?),
+                audience: get(&ADMIN_JWT_AUDIENCE),
+                issuer: get(&ADMIN_JWT_ISSUER),
+                max_ttl: Duration::from_secs(parse(&lookup, &ADMIN_JWT_MAX_TTL_SECS)?),
                 default_sites: {
-                    let value = get("CHAT_DEFAULT_AGENT_SITES").unwrap_or_else(|| "*".into());
-                    chat_core::model::Sites::parse(&value).map_err(|reason| {
-                        ConfigError::Invalid {
-                            name: "CHAT_DEFAULT_AGENT_SITES",
-                            value,
-                            reason,
-                        }
-                    })?
+                    let value = set_or_default(&lookup, &DEFAULT_AGENT_SITES)?;
+                    chat_core::model::Sites::parse(&value)
+                        .map_err(|reason| invalid(&DEFAULT_AGENT_SITES, value, reason))?
                 },
             },
             // Unset is the default; set but empty means none, so `lookup`, not `get`.
             console_sign_in: crate::console_sign_in::ConsoleSignIn::from_vars(
-                lookup("CHAT_ADMIN_TOKEN_URL"),
-                lookup("CHAT_ADMIN_LOGIN_URL"),
+                lookup(ADMIN_TOKEN_URL.name),
+                lookup(ADMIN_LOGIN_URL.name),
             )?,
             access_log: crate::access_log::AccessLogConfig {
-                target: parse(&lookup, "CHAT_ACCESS_LOG", "stdout")?,
-                format: parse(&lookup, "CHAT_ACCESS_LOG_FORMAT", "common")?,
+                target: parse(&lookup, &ACCESS_LOG)?,
+                format: parse(&lookup, &ACCESS_LOG_FORMAT)?,
             },
         })
     }
@@ -395,78 +364,113 @@ pub fn current_settings() -> Result<BTreeMap<String, String>, ConfigError> {
     let mut settings: BTreeMap<String, String> = std::env::vars()
         .filter(|(name, _)| is_setting(name))
         .collect();
-    if let Some(path) = settings.get(CONFIG_FILE).filter(|p| !p.trim().is_empty()) {
+    if let Some(path) = settings
+        .get(CONFIG_FILE.name)
+        .filter(|p| !p.trim().is_empty())
+    {
         let file = crate::config_file::read(std::path::Path::new(path.trim()))?;
         settings.extend(
             file.into_iter()
-                .filter(|(name, _)| is_setting(name) && name != CONFIG_FILE),
+                .filter(|(name, _)| is_setting(name) && name != CONFIG_FILE.name),
         );
     }
     Ok(settings)
 }
 
-/// `CHAT_CONFIG_FILE`: the environment file read at start and on SIGHUP.
-pub const CONFIG_FILE: &str = "CHAT_CONFIG_FILE";
-
 fn is_setting(name: &str) -> bool {
     name.starts_with("CHAT_") || name.starts_with("ADMIN_")
 }
 
+/// The value of `setting` as set, when set to something other than spaces.
+fn text(lookup: &impl Fn(&str) -> Option<String>, setting: &Setting) -> Option<String> {
+    lookup(setting.name).filter(|v| !v.trim().is_empty())
+}
+
+/// The value of `setting` as set, else the value its default reads as.
+fn set_or_default(
+    lookup: &impl Fn(&str) -> Option<String>,
+    setting: &Setting,
+) -> Result<String, ConfigError> {
+    match (text(lookup, setting), setting.default.value()) {
+        (Some(set), _) => Ok(set),
+        (None, Some(default)) => Ok(default.to_string()),
+        // A setting whose default is described is read with `text` or `parse_if_set`.
+        (None, None) => Err(invalid(setting, String::new(), "must be set".into())),
+    }
+}
+
+/// `ConfigError::Invalid` for `setting`; a secret's value is never echoed.
+fn invalid(setting: &Setting, value: String, reason: String) -> ConfigError {
+    ConfigError::Invalid {
+        name: setting.name,
+        value: match setting.kind {
+            Kind::Secret => "<hidden>".into(),
+            _ => value,
+        },
+        reason,
+    }
+}
+
 fn on_off(
     lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: bool,
+    setting: &Setting,
 ) -> Result<bool, ConfigError> {
-    let Some(value) = lookup(name).filter(|v| !v.trim().is_empty()) else {
-        return Ok(default);
-    };
+    let value = set_or_default(lookup, setting)?;
     match value.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "1" | "yes" => Ok(true),
         "off" | "false" | "0" | "no" => Ok(false),
-        _ => Err(ConfigError::Invalid {
-            name,
-            value,
-            reason: "expected on or off".into(),
-        }),
+        _ => Err(invalid(setting, value, "expected on or off".into())),
     }
 }
 
 /// A timeout in whole seconds, at least 1.
 fn secs(
     lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: &str,
+    setting: &Setting,
 ) -> Result<Duration, ConfigError> {
-    let n: u64 = parse(lookup, name, default)?;
+    let n: u64 = parse(lookup, setting)?;
     if n == 0 {
-        return Err(ConfigError::Invalid {
-            name,
-            value: "0".into(),
-            reason: "must be at least 1 (seconds)".into(),
-        });
+        return Err(invalid(
+            setting,
+            "0".into(),
+            "must be at least 1 (seconds)".into(),
+        ));
     }
     Ok(Duration::from_secs(n))
 }
 
 fn parse<T: std::str::FromStr>(
     lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: &str,
+    setting: &Setting,
 ) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
-    let value = lookup(name)
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_string());
+    let value = set_or_default(lookup, setting)?;
+    parse_value(setting, value)
+}
+
+/// `None` when unset: for a setting whose default is described, not a value.
+fn parse_if_set<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    setting: &Setting,
+) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    text(lookup, setting)
+        .map(|value| parse_value(setting, value))
+        .transpose()
+}
+
+fn parse_value<T: std::str::FromStr>(setting: &Setting, value: String) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
     value
         .trim()
         .parse()
-        .map_err(|e: T::Err| ConfigError::Invalid {
-            name,
-            value,
-            reason: e.to_string(),
-        })
+        .map_err(|e: T::Err| invalid(setting, value.clone(), e.to_string()))
 }
 
 #[cfg(test)]
@@ -621,6 +625,7 @@ mod tests {
         let readme = include_str!("../../README.md");
         let sources = [
             include_str!("config.rs"),
+            include_str!("settings.rs"),
             include_str!("main.rs"),
             include_str!("cli.rs"),
             include_str!("secrets.rs"),

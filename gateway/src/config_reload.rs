@@ -1,6 +1,6 @@
 //! The `config` part of a reload (`crate::reload`): on SIGHUP the settings are read again
 //! (process environment, `CHAT_CONFIG_FILE` over it) and those that can change while running
-//! are applied:
+//! (reloadable in the settings table, `crate::settings`) are applied:
 //!
 //! - `CHAT_ALLOWED_ORIGINS`, `ADMIN_ALLOWED_ORIGINS`: handshakes from then on are checked
 //!   against the new lists; open sessions stay open.
@@ -14,16 +14,10 @@
 use crate::admission::{Admission, Origins};
 use crate::config::{current_settings, Config};
 use crate::reload::Reload;
+use crate::settings::{is_reloadable, ADMIN_ALLOWED_ORIGINS, ALLOWED_ORIGINS, WS_ROLLOUT_PERCENT};
 use chat_core::service::ChatService;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-
-/// Settings applied by a reload; every other one needs a restart.
-pub const RELOADABLE: [&str; 3] = [
-    "CHAT_ALLOWED_ORIGINS",
-    "ADMIN_ALLOWED_ORIGINS",
-    "CHAT_WS_ROLLOUT_PERCENT",
-];
 
 /// Re-reads the settings and applies the reloadable ones.
 pub struct ConfigReload {
@@ -60,20 +54,22 @@ impl Reload for ConfigReload {
         let mut applied = Vec::new();
         let mut waiting = Vec::new();
         for name in changed {
-            if RELOADABLE.contains(&name.as_str()) {
+            if is_reloadable(&name) {
                 applied.push(name);
             } else {
                 waiting.push(name);
             }
         }
-        let origins_changed = applied.iter().any(|name| name.ends_with("ALLOWED_ORIGINS"));
+        let origins_changed = applied
+            .iter()
+            .any(|name| name == ALLOWED_ORIGINS.name || name == ADMIN_ALLOWED_ORIGINS.name);
         if origins_changed {
             self.admission.set_origins(Origins {
                 visitor: config.visitor_origins,
                 admin: config.admin_origins,
             });
         }
-        if applied.iter().any(|name| name == "CHAT_WS_ROLLOUT_PERCENT") {
+        if applied.iter().any(|name| name == WS_ROLLOUT_PERCENT.name) {
             self.chat.set_rollout(config.ws_rollout);
         }
         *last = settings;
@@ -131,12 +127,28 @@ mod tests {
         assert!(changed_names(&after, &after).is_empty());
     }
 
-    /// Every reloadable setting is a documented one.
+    /// Every reloadable setting is a documented one, and this reload applies each of them
+    /// (a setting marked reloadable in the table that nothing here applies would be announced
+    /// as applied and change nothing).
     #[test]
     fn reloadable_settings_are_in_the_readme_table() {
         let readme = include_str!("../../README.md");
-        for name in RELOADABLE {
+        let reloadable: Vec<&str> = crate::settings::SETTINGS
+            .iter()
+            .filter(|setting| setting.reloadable)
+            .map(|setting| setting.name)
+            .collect();
+        for name in &reloadable {
             assert!(readme.contains(&format!("| `{name}` |")), "{name}");
         }
+        assert_eq!(
+            reloadable,
+            [
+                ALLOWED_ORIGINS.name,
+                ADMIN_ALLOWED_ORIGINS.name,
+                WS_ROLLOUT_PERCENT.name
+            ],
+            "ConfigReload::reload applies these three; teach it any other"
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! console's own origin, so its `script-src 'self'` policy needs no exception), and widens the
 //! console's `connect-src` to the token URL's origin when that is another origin.
 
+use crate::settings::{ADMIN_LOGIN_URL, ADMIN_TOKEN_URL};
+
 /// A sign-in URL variable that does not parse (the configuration reports it as
 /// `ConfigError::Invalid`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,9 +21,9 @@ pub struct InvalidSignInUrl {
 }
 
 /// The default token URL: the old main site's route, on this origin (proxied to the main site).
-pub const DEFAULT_TOKEN_URL: &str = "/api/admin/chat/token";
+pub const DEFAULT_TOKEN_URL: &str = ADMIN_TOKEN_URL.default_value();
 /// The default sign-in page of the main site.
-pub const DEFAULT_LOGIN_URL: &str = "/login";
+pub const DEFAULT_LOGIN_URL: &str = ADMIN_LOGIN_URL.default_value();
 /// Longest URL accepted: these end up in a page and a header.
 const MAX_URL_LEN: usize = 2048;
 
@@ -58,8 +60,8 @@ impl ConsoleSignIn {
         login_url: Option<String>,
     ) -> Result<Self, InvalidSignInUrl> {
         Ok(Self {
-            token_url: SignInUrl::from_var("CHAT_ADMIN_TOKEN_URL", token_url, DEFAULT_TOKEN_URL)?,
-            login_url: SignInUrl::from_var("CHAT_ADMIN_LOGIN_URL", login_url, DEFAULT_LOGIN_URL)?,
+            token_url: SignInUrl::from_var(ADMIN_TOKEN_URL.name, token_url, DEFAULT_TOKEN_URL)?,
+            login_url: SignInUrl::from_var(ADMIN_LOGIN_URL.name, login_url, DEFAULT_LOGIN_URL)?,
         })
     }
 

@@ -36,5 +36,6 @@ pub mod reload;
 pub mod routes;
 pub mod secrets;
 pub mod server;
+pub mod settings;
 pub mod socketio;
 pub mod tls;
