@@ -1,6 +1,6 @@
-//! README.md's configuration table and [`SETTINGS`] say the same: the same names, the same
-//! default cells, the same *Reloadable* marks; and every default in the table parses as its
-//! kind.
+//! README.md's configuration table and [`SETTINGS`] say the same: the same names in the same
+//! order, the same default cells, the same *Reloadable* marks; and every default in the table
+//! parses as its kind. The smaller tables of settings in docs/ give the same defaults.
 
 use super::{Kind, Setting, SETTINGS};
 
@@ -135,4 +135,73 @@ fn every_default_value_parses_as_its_kind() {
             setting.name, setting.kind
         );
     }
+}
+
+#[test]
+fn the_readme_lists_them_in_the_tables_order() {
+    let readme: Vec<&str> = readme_rows()
+        .iter()
+        .map(|row| row.name)
+        .filter(|name| Setting::named(name).is_some())
+        .collect();
+    let table: Vec<&str> = SETTINGS
+        .iter()
+        .map(|setting| setting.name)
+        .filter(|name| readme.contains(name))
+        .collect();
+    assert_eq!(
+        readme, table,
+        "README.md's configuration table and SETTINGS list the settings in different orders"
+    );
+}
+
+/// The docs restating some settings in a `| variable | default | … |` table of their own.
+const DOCS: [(&str, &str); 2] = [
+    (
+        "docs/operations.md",
+        include_str!("../../../docs/operations.md"),
+    ),
+    (
+        "docs/agent-sign-in.md",
+        include_str!("../../../docs/agent-sign-in.md"),
+    ),
+];
+
+#[test]
+fn the_docs_tables_of_settings_give_the_tables_defaults() {
+    let mut checked = 0;
+    for (path, text) in DOCS {
+        let mut in_table = false;
+        for line in text.lines() {
+            if line.starts_with("| variable | default |") {
+                in_table = true;
+                continue;
+            }
+            if !line.starts_with('|') {
+                in_table = false;
+            }
+            let Some(rest) = line.strip_prefix("| `").filter(|_| in_table) else {
+                continue;
+            };
+            let Some((name, rest)) = rest.split_once("` | ") else {
+                continue;
+            };
+            let setting = Setting::named(name)
+                .unwrap_or_else(|| panic!("{path}: {name} is not a setting of the gateway"));
+            let default = rest.split(" | ").next().unwrap_or_default().trim();
+            let documented = setting.default.documented();
+            // These tables may write a value without backquotes.
+            let bare = setting.default.value().unwrap_or(&documented);
+            assert!(
+                default == documented || default == bare,
+                "{path}: {name}'s default is {default:?}; gateway/src/settings.rs says \
+                 {documented:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 8,
+        "found only {checked} rows in the docs' tables"
+    );
 }
