@@ -403,27 +403,6 @@ impl Authenticator {
         &self.agents
     }
 
-    /// An agent from a JWT.
-    pub fn agent(&self, token: Option<&str>) -> Result<Principal, AuthError> {
-        self.agent_with_expiry(token)
-            .map(|(principal, _)| principal)
-    }
-
-    /// An agent from a JWT, with the token's `exp` (seconds since the Unix epoch).
-    pub fn agent_with_expiry(&self, token: Option<&str>) -> Result<(Principal, u64), AuthError> {
-        self.agents
-            .verify_with_expiry(token.unwrap_or(""))
-            .map(|v| {
-                (
-                    Principal::Agent {
-                        agent: v.agent,
-                        sites: v.sites,
-                    },
-                    v.expires_at,
-                )
-            })
-    }
-
     /// A visitor of `site` (default `default`): the one a valid token names, or a new one when
     /// no token is presented. Returns the token the client should keep.
     pub fn visitor(

@@ -14,7 +14,9 @@ use crate::model::{Conversation, ConversationId, Message, SiteId, VisitorId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-/// An event crossing processes.
+/// The bus boundary: a change crossing gateway processes, as JSON (processes of different
+/// versions share it, hence the defaulted fields). The receiving process turns it into a
+/// [`HubEvent`](crate::hub::HubEvent) for its own sessions (see there why the two are not one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BusEvent {
@@ -141,7 +143,12 @@ impl BusEvent {
     }
 }
 
-/// What a process receives from the bus.
+/// The bus boundary, receiving side: a [`BusEvent`] from another process, or news that some
+/// may have been lost.
+///
+/// Not folded into [`BusEvent`] as a variant: a gap is noticed by the receiver (its connection
+/// broke), never published, so as a `BusEvent` it would be a value `publish` accepts and the
+/// wire format carries that no process may send.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
     /// An event published by another process.

@@ -23,7 +23,18 @@ pub enum Topic {
     Visitors,
 }
 
-/// An event as fanned out to sessions; shared, not copied, between subscribers.
+/// The hub boundary: a change as fanned out to this process's sessions, one [`Arc`] shared by
+/// every subscriber, not copied. Each session turns it into the [`ServerEvent`]s its client sees
+/// (a presence change into its own site's count, a message after a gap fill).
+///
+/// Not merged with [`BusEvent`](crate::bus::BusEvent), which says the same facts between
+/// processes: that one carries routing (visitor, site, publishing process), may carry a message
+/// by reference only, and is a JSON format that processes of different versions share. Routing
+/// is spent by the time an event reaches the hub (it chose the topics), and every message passes
+/// through here: carrying it on would make every fanned-out event larger for nothing.
+///
+/// [`Arc`]: std::sync::Arc
+/// [`ServerEvent`]: crate::protocol::ServerEvent
 #[derive(Debug, Clone, PartialEq)]
 pub enum HubEvent {
     /// A message was committed.

@@ -319,15 +319,6 @@ impl Principal {
         }
     }
 
-    /// Whether this principal may see conversations of `site`: a visitor only their own
-    /// site's (and, within it, only their own conversations), an agent only its sites'.
-    pub fn covers_site(&self, site: &str) -> bool {
-        match self {
-            Self::Visitor { site_id, .. } => site_id == site,
-            Self::Agent { sites, .. } => sites.contains(site),
-        }
-    }
-
     /// The sender identity this principal writes messages as.
     pub fn as_sender(&self) -> Sender {
         match self {

@@ -211,7 +211,8 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-/// What the gateway tells a client.
+/// The wire boundary: what the gateway tells a client, one JSON object per event whatever the
+/// transport (docs/protocol.md). The only event type a client sees.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerEvent {

@@ -108,6 +108,10 @@ impl ChatService {
             self.inner.publish_conversation(&reopened);
             conversation = reopened;
         }
+        // Promise 1 (persisted before acknowledged, docs/promises.md): fanned out only once the
+        // store committed it, and the caller acknowledges the message the store returned.
+        // Promise 2 (exactly once, in order): the store gives the seq and deduplicates by
+        // `client_msg_id`; a duplicate comes back as the original.
         let appended = store
             .append_message(NewMessage {
                 conversation_id: conversation.id,

@@ -283,13 +283,15 @@ impl ChatSessionState {
         Ok(())
     }
 
-    /// Replays what the client missed, then lets live events through with no gap and no
-    /// duplicate: the session is already subscribed, so anything committed after the reads
-    /// below arrives live, and live events at or below the replayed position are dropped.
+    /// Promise 3 (nothing missed, docs/promises.md): replays what the client missed, then lets
+    /// live events through with no gap and no duplicate: the session is already subscribed, so
+    /// anything committed after the reads below arrives live, and live events at or below the
+    /// replayed position are dropped.
     ///
     /// The replay streams: each conversation's end is fixed now (its `last_seq`), and
-    /// [`next_event`](ChatSessionState::next_event) reads the messages from the store one page at a time as the
-    /// client takes them, before any live event. Returns how many messages will be replayed.
+    /// [`next_event`](ChatSessionState::next_event) reads the messages from the store one page
+    /// at a time as the client takes them, before any live event. Returns how many messages
+    /// will be replayed.
     pub(super) async fn resume(
         &mut self,
         cursors: BTreeMap<ConversationId, i64>,

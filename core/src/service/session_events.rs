@@ -20,7 +20,14 @@ const REPLAY_PAGE: u32 = 50;
 /// streams in pages).
 const MAX_GAP_FILL: i64 = 200;
 
-/// What [`ChatSession::next_event`](ChatSessionState::next_event) yields.
+/// The session boundary: what [`ChatSession::next_event`](ChatSessionState::next_event) yields
+/// to its transport, a [`ServerEvent`] to write or the reason to close.
+///
+/// Not merged with [`ServerEvent`]: the ends are not events a client receives (each transport
+/// says them its own way: a close code, an HTTP status, a Socket.IO disconnect). Its three ends
+/// are also [`SessionEnd`](crate::session_end::SessionEnd)s; they stay variants here, rather
+/// than one `End(SessionEnd)`, so that a transport's match names exactly the ends a session can
+/// produce (a `SessionEnd` also has the transport's own: client closed, peer timeout…).
 // Events are moved straight to the transport and written; boxing them would add an allocation
 // per event to save stack space in a value that never sits in a collection.
 #[allow(clippy::large_enum_variant)]
@@ -87,6 +94,12 @@ impl ChatSessionState {
 
     /// The next thing to tell the client. Cancel-safe: an event taken from the queue is kept
     /// until it has been fully processed.
+    ///
+    /// Promise 3 (nothing missed, docs/promises.md): answers and replays before live events,
+    /// live messages held while the client may still `resume`, gaps filled from the store,
+    /// what was already handed over dropped. Promise 4 (bounded): what is held is bounded
+    /// (`RESUME_GRACE` in `session.rs`), and a session whose hub queue filled
+    /// ends with [`Outbound::Lagged`].
     pub async fn next_event(&mut self) -> Outbound {
         loop {
             if self
@@ -134,14 +147,14 @@ impl ChatSessionState {
                 self.release_held_ranges();
                 continue;
             }
-            let event = match self.stash.take() {
+            // Held messages go first once the grace is over.
+            let ready = match self.stash.take() {
+                Some(event) => Some(event),
+                None if grace_until.is_none() => self.held.pop_front(),
+                None => None,
+            };
+            let event = match ready {
                 Some(event) => event,
-                None if grace_until.is_none() && !self.held.is_empty() => {
-                    match self.held.pop_front() {
-                        Some(event) => event,
-                        None => continue,
-                    }
-                }
                 None => {
                     tokio::select! {
                         event = self.rx.recv() => match event {
