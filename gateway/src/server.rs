@@ -118,7 +118,11 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     reloader.register(Arc::new(ConfigReload::new(admission.clone(), chat.clone())));
     let socketio = {
         let _entered = runtime.enter();
-        SocketIoEndpoints::start(admission.clone(), config.engine_config())
+        SocketIoEndpoints::start(
+            admission.clone(),
+            config.engine_config(),
+            config.socketio_link_settings(),
+        )
     };
     let polling = PollingSessions::new(config.polling_settings());
     // The access log's writer thread; SIGHUP reopens its file (for logrotate).

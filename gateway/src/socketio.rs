@@ -15,13 +15,14 @@ use chat_transport_socketio::chat::{
 use chat_transport_socketio::engineio::{Engine, EngineConfig, WsFrame, WsLink};
 use chat_transport_socketio::offset::{OffsetTracks, TrackLimits};
 use chat_transport_socketio::socketio::{ConnectRequest, SocketIo, SocketIoConfig};
-use chat_transport_websocket::{finish_close, Upgraded, UpgradedStream, WebSocketSettings};
+use chat_transport_upgraded::{finish_close, Upgraded, UpgradedStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
@@ -38,13 +39,26 @@ pub struct SocketIoEndpoints {
     /// The client address admitted for each Engine.IO session, by role and sid, for the chat
     /// session its CONNECT opens (visitor context); forgotten with the session.
     clients: Clients,
+    /// How an Engine.IO session's WebSocket is read and written.
+    link: LinkSettings,
+}
+
+/// How an Engine.IO session's WebSocket is read and written ([`UpgradedLink`]): the same
+/// frame bound, write buffer and write timeout as the raw WebSocket's, built by the
+/// configuration (`Config::socketio_link_settings`).
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    /// Frame and message bound, read and write buffers.
+    pub websocket: WebSocketConfig,
+    /// A write that cannot complete within this time ends the connection.
+    pub write_timeout: Duration,
 }
 
 type Clients = Arc<Mutex<HashMap<(Role, String), IpAddr>>>;
 
 impl SocketIoEndpoints {
     /// Starts both engines; their sessions run as tasks on the current runtime.
-    pub fn start(admission: Arc<Admission>, config: EngineConfig) -> Self {
+    pub fn start(admission: Arc<Admission>, config: EngineConfig, link: LinkSettings) -> Self {
         // Both roles share one table of recovery offset tracks (`docs/protocol.md`).
         let tracks = OffsetTracks::new(TrackLimits::default());
         let clients = Clients::default();
@@ -59,6 +73,7 @@ impl SocketIoEndpoints {
             admin: start_engine(Role::Agent, admission, config, tracks, clients.clone()),
             slots: Arc::default(),
             clients,
+            link,
         };
         let slots = Arc::downgrade(&endpoints.slots);
         let clients = Arc::downgrade(&endpoints.clients);
@@ -84,6 +99,11 @@ impl SocketIoEndpoints {
             }
         });
         endpoints
+    }
+
+    /// How an Engine.IO session's WebSocket is read and written.
+    pub fn link_settings(&self) -> &LinkSettings {
+        &self.link
     }
 
     /// The engine serving `role`.
@@ -214,9 +234,9 @@ pub struct UpgradedLink {
 
 impl UpgradedLink {
     /// The server side of the WebSocket on `upgraded`.
-    pub async fn open(upgraded: Upgraded, settings: &WebSocketSettings) -> Self {
+    pub async fn open(upgraded: Upgraded, settings: &LinkSettings) -> Self {
         Self {
-            ws: upgraded.into_websocket(settings.tungstenite_config()).await,
+            ws: upgraded.into_websocket(settings.websocket).await,
             write_timeout: settings.write_timeout,
             ended: None,
         }

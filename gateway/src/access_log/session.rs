@@ -2,7 +2,7 @@
 //! the bytes an upgraded connection carries, and the line written when it ends.
 
 use super::{AccessLog, Entry, SessionFields};
-use chat_transport_websocket::Upgraded;
+use chat_transport_upgraded::Upgraded;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};

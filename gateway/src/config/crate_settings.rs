@@ -71,6 +71,20 @@ impl Config {
         }
     }
 
+    /// How the Socket.IO endpoint reads and writes an Engine.IO session's WebSocket: the raw
+    /// WebSocket's frame bound (`CHAT_WS_MAX_FRAME_BYTES`, also the engine's `maxPayload`),
+    /// write buffer and write timeout.
+    pub fn socketio_link_settings(&self) -> crate::socketio::LinkSettings {
+        let websocket = self.websocket_settings();
+        crate::socketio::LinkSettings {
+            websocket: chat_transport_upgraded::websocket_config(
+                websocket.max_message_bytes,
+                websocket.write_buffer_limit(),
+            ),
+            write_timeout: websocket.write_timeout,
+        }
+    }
+
     /// The long-polling transport's limits and timers.
     pub fn polling_settings(&self) -> PollingSettings {
         PollingSettings {

@@ -15,7 +15,7 @@ use crate::http_util::{header, header_has_token};
 use chat_core::metrics;
 use chat_core::service::ChatSession;
 use chat_core::transport::{SessionEnd, Transport};
-use chat_transport_websocket::Upgraded;
+use chat_transport_upgraded::Upgraded;
 use futures_util::FutureExt;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession as HttpSession;

@@ -105,7 +105,7 @@ impl ChatEdge {
                 role,
             );
             let upgraded = record.count(take_upgraded(session, &key).await?);
-            let settings = self.state.websocket.settings().clone();
+            let settings = self.state.socketio.link_settings().clone();
             tokio::spawn(async move {
                 // A WebSocket-only Engine.IO session lives as long as this task: it holds the
                 // slot. (An upgrade of a polling session holds none: its handshake's does.)

@@ -16,11 +16,10 @@ use chat_core::service::{ChatSession, Outbound};
 use chat_core::transport::{SessionEnd, Transport, TransportKind};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
@@ -66,72 +65,16 @@ impl WebSocketSettings {
         (self.max_message_bytes + self.max_event_bytes) * 2 + 64 * 1024
     }
 
-    /// The tungstenite configuration: a 512-byte read buffer and a bounded write buffer instead
-    /// of the 128 KiB / unbounded defaults, which would cost ~135 KiB per idle connection. The
-    /// read buffer is what every idle connection keeps (a client's command is one to a few
-    /// hundred bytes); a larger frame grows it to the frame's size while it is read, up to
-    /// `max_message_bytes`, in a few more reads.
+    /// The tungstenite configuration ([`chat_transport_upgraded::websocket_config`]): frames and
+    /// messages up to `max_message_bytes`, writes buffered up to
+    /// [`write_buffer_limit`](Self::write_buffer_limit).
     pub fn tungstenite_config(&self) -> WebSocketConfig {
-        WebSocketConfig::default()
-            .read_buffer_size(512)
-            .write_buffer_size(0)
-            .max_write_buffer_size(self.write_buffer_limit())
-            .max_message_size(Some(self.max_message_bytes))
-            .max_frame_size(Some(self.max_message_bytes))
+        chat_transport_upgraded::websocket_config(self.max_message_bytes, self.write_buffer_limit())
     }
 }
 
-/// Any byte stream an upgraded HTTP/1.1 connection can be (plain TCP, TLS).
-pub trait RawStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> RawStream for T {}
-
-/// The boxed byte stream of an upgraded connection.
-pub type UpgradedStream = Box<dyn RawStream>;
-
-/// The connection the transport serves: the raw stream right after the `101` was written, and
-/// any bytes the HTTP layer had already read past the request head (a client may send its first
-/// frame in the same write as the handshake).
-pub struct Upgraded {
-    /// The stream.
-    pub stream: UpgradedStream,
-    /// Bytes already read from `stream` that belong to the WebSocket.
-    pub read_ahead: Vec<u8>,
-}
-
-impl Upgraded {
-    /// A connection with nothing read ahead.
-    pub fn new(stream: UpgradedStream) -> Self {
-        Self {
-            stream,
-            read_ahead: Vec::new(),
-        }
-    }
-
-    /// The server side of the WebSocket on this connection (also used by the Socket.IO
-    /// transport, which speaks Engine.IO over the same kind of stream).
-    pub async fn into_websocket(self, config: WebSocketConfig) -> WebSocketStream<UpgradedStream> {
-        if self.read_ahead.is_empty() {
-            WebSocketStream::from_raw_socket(self.stream, Role::Server, Some(config)).await
-        } else {
-            WebSocketStream::from_partially_read(
-                self.stream,
-                self.read_ahead,
-                Role::Server,
-                Some(config),
-            )
-            .await
-        }
-    }
-}
-
-/// Completes the closing handshake and flushes it: `SinkExt::close` also answers a close the
-/// peer started (tungstenite queues the reply), and the explicit flush matters because
-/// tungstenite does not flush that reply while the edge's stream buffers writes.
-pub async fn finish_close(ws: &mut WebSocketStream<UpgradedStream>) {
-    let _ = timeout(Duration::from_secs(2), SinkExt::close(ws)).await;
-    let _ = timeout(Duration::from_secs(1), ws.get_mut().flush()).await;
-    let _ = timeout(Duration::from_secs(1), ws.get_mut().shutdown()).await;
-}
+// The connection this transport serves, shared with the gateway's Socket.IO link.
+pub use chat_transport_upgraded::{finish_close, RawStream, Upgraded, UpgradedStream};
 
 /// The raw WebSocket transport.
 ///
