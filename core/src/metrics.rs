@@ -566,18 +566,6 @@ impl HandshakeFailure {
             Self::TooManyConnections => "too_many_connections",
         }
     }
-
-    /// The reason for an HTTP refusal status.
-    pub fn from_status(status: u16) -> Self {
-        match status {
-            401 => Self::Unauthorized,
-            403 => Self::ForbiddenOrigin,
-            429 => Self::RateLimited,
-            503 => Self::Unavailable,
-            400..=499 => Self::BadRequest,
-            _ => Self::Internal,
-        }
-    }
 }
 
 /// A session request on `transport` for `role` was refused.
@@ -789,9 +777,5 @@ mod tests {
     fn status_labels_are_bounded() {
         assert_eq!(status_label(200), "200");
         assert_eq!(status_label(418), "other");
-        assert_eq!(
-            HandshakeFailure::from_status(426),
-            HandshakeFailure::BadRequest
-        );
     }
 }

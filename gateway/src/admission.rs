@@ -3,220 +3,24 @@
 //! client address → connection and rate limits ([`crate::limits`]) → Origin → credentials →
 //! tenant scope (the visitor's site) → the session opened.
 //!
-//! Every refusal is a [`Refusal`], which maps in one place onto each wire form: HTTP status and
-//! `{"error": code, "message": ...}` body ([`Refusal::respond`]), `Retry-After`, the Socket.IO
+//! Every refusal is a [`Refusal`], which maps onto each wire form in [`crate::wire_error`]: HTTP
+//! status and `{"error": code, "message": ...}` body, `Retry-After`, the Socket.IO
 //! CONNECT_ERROR message, the `reason` of `chat_handshake_failures_total`, and one log line
 //! (`debug` for the client's faults, `warn` for the gateway's). The admission functions that
 //! open sessions count and log their refusals themselves, so an endpoint only writes them.
 
 use crate::client_addr::TrustedProxies;
-use crate::http_util::{header, query_param, respond};
-use crate::limits::{LimitRefusal, Limits, Slot};
-use bytes::Bytes;
+use crate::http_util::{header, query_param};
+use crate::limits::{Limits, Slot};
+use crate::wire_error::Refusal;
 use chat_core::auth::{AuthError, Authenticator, OriginPolicy, VerifiedAgent};
 use chat_core::identity::UserClaim;
-use chat_core::metrics::{self, HandshakeFailure};
 use chat_core::model::{Principal, Role};
 use chat_core::service::{ChatService, ChatSession, VisitorIntro};
 use chat_core::transport::TransportKind;
-use chat_core::ChatError;
 use pingora::proxy::Session as HttpSession;
-use serde_json::json;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
-
-/// Why a request does not get a session (or, for the HTTP API and `whoami`, an answer).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    /// `CHAT_MAX_CONNECTIONS`: the gateway holds its most sessions.
-    #[error(
-        "the gateway holds its most chat sessions ({limit}, CHAT_MAX_CONNECTIONS); retry later"
-    )]
-    TooManyConnections {
-        /// The limit.
-        limit: usize,
-    },
-    /// `CHAT_MAX_CONNECTIONS_PER_IP`: this address holds its most sessions.
-    #[error("too many chat sessions open from this address ({limit}, CHAT_MAX_CONNECTIONS_PER_IP); close one first")]
-    TooManyFromAddress {
-        /// The limit.
-        limit: usize,
-    },
-    /// `CHAT_SESSION_OPENS_PER_IP_PER_MIN` (sessions) or `CHAT_SEND_RATE_PER_SEC` (HTTP API
-    /// sends): too many in too little time.
-    #[error("{what}; retry in {} ms", retry_after.as_millis())]
-    RateLimited {
-        /// What was limited.
-        what: String,
-        /// When a retry will be accepted.
-        retry_after: Duration,
-    },
-    /// The `Origin` is not allowed for this role.
-    #[error("origin {origin} is not allowed; add it to {variable}")]
-    ForbiddenOrigin {
-        /// The `Origin` header.
-        origin: String,
-        /// `CHAT_ALLOWED_ORIGINS` or `ADMIN_ALLOWED_ORIGINS`.
-        variable: &'static str,
-    },
-    /// Missing, expired or invalid credentials, or a visitor token for another site.
-    #[error("{0}")]
-    Unauthorized(String),
-    /// Not a usable request (no upgrade, wrong WebSocket version…).
-    #[error("{0}")]
-    BadRequest(String),
-    /// The store could not open the session.
-    #[error("{0}")]
-    Unavailable(String),
-    /// Anything else.
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl Refusal {
-    /// The HTTP status.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::TooManyConnections { .. } | Self::Unavailable(_) => 503,
-            Self::TooManyFromAddress { .. } | Self::RateLimited { .. } => 429,
-            Self::ForbiddenOrigin { .. } => 403,
-            Self::Unauthorized(_) => 401,
-            Self::BadRequest(_) => 400,
-            Self::Internal(_) => 500,
-        }
-    }
-
-    /// The `error` code of the JSON body.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::TooManyConnections { .. } | Self::Unavailable(_) => "unavailable",
-            Self::TooManyFromAddress { .. } => "too_many_connections",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::ForbiddenOrigin { .. } => "forbidden",
-            Self::Unauthorized(_) => "unauthorized",
-            Self::BadRequest(_) => "bad_request",
-            Self::Internal(_) => "internal",
-        }
-    }
-
-    /// The `reason` of `chat_handshake_failures_total`.
-    pub fn metric_reason(&self) -> HandshakeFailure {
-        match self {
-            Self::TooManyConnections { .. } => HandshakeFailure::TooManyConnections,
-            Self::TooManyFromAddress { .. } => HandshakeFailure::TooManyFromAddress,
-            Self::RateLimited { .. } => HandshakeFailure::RateLimited,
-            Self::ForbiddenOrigin { .. } => HandshakeFailure::ForbiddenOrigin,
-            Self::Unauthorized(_) => HandshakeFailure::Unauthorized,
-            Self::BadRequest(_) => HandshakeFailure::BadRequest,
-            Self::Unavailable(_) => HandshakeFailure::Unavailable,
-            Self::Internal(_) => HandshakeFailure::Internal,
-        }
-    }
-
-    /// When a retry makes sense (`Retry-After`, `retry_after_ms`).
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::RateLimited { retry_after, .. } => Some(*retry_after),
-            Self::TooManyConnections { .. } => Some(Duration::from_secs(5)),
-            _ => None,
-        }
-    }
-
-    /// The message of a Socket.IO `CONNECT_ERROR`.
-    pub fn socketio_message(&self) -> String {
-        self.to_string()
-    }
-
-    /// The JSON body: `{"error": code, "message": ..., "retry_after_ms"?}`.
-    pub fn body(&self) -> serde_json::Value {
-        let mut body = json!({ "error": self.code(), "message": self.to_string() });
-        if let Some(after) = self.retry_after() {
-            body["retry_after_ms"] = json!(after.as_millis() as u64);
-        }
-        body
-    }
-
-    /// Response headers besides the content type: `Retry-After` (whole seconds, rounded up).
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        match self.retry_after() {
-            Some(after) => vec![(
-                "Retry-After",
-                after.as_secs_f64().ceil().max(1.0).to_string(),
-            )],
-            None => Vec::new(),
-        }
-    }
-
-    /// Counts the refusal of a session request on `transport` for `role` and logs it once.
-    pub fn record(&self, transport: TransportKind, role: Role) {
-        metrics::handshake_failed(transport, role, self.metric_reason());
-        match self {
-            Self::Unavailable(_) | Self::Internal(_) => tracing::warn!(
-                transport = transport.as_str(),
-                role = role.as_str(),
-                refusal = %self,
-                "chat session refused"
-            ),
-            _ => tracing::debug!(
-                transport = transport.as_str(),
-                role = role.as_str(),
-                reason = self.metric_reason().as_str(),
-                refusal = %self,
-                "chat session refused"
-            ),
-        }
-    }
-
-    /// Writes the refusal as an HTTP answer with the JSON error body.
-    pub async fn respond(&self, session: &mut HttpSession) -> pingora::Result<bool> {
-        self.respond_with(session, &[]).await
-    }
-
-    /// [`Refusal::respond`] with extra headers (CORS).
-    pub async fn respond_with(
-        &self,
-        session: &mut HttpSession,
-        extra: &[(&str, String)],
-    ) -> pingora::Result<bool> {
-        let headers = self.headers();
-        let mut all: Vec<(&str, &str)> = vec![("Cache-Control", "no-store")];
-        all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
-        all.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
-        respond(
-            session,
-            self.status(),
-            "application/json",
-            &all,
-            Bytes::from(self.body().to_string()),
-        )
-        .await
-    }
-
-    fn from_limit(refusal: LimitRefusal) -> Self {
-        match refusal {
-            LimitRefusal::TooManyConnections { limit } => Self::TooManyConnections { limit },
-            LimitRefusal::TooManyFromAddress { limit } => Self::TooManyFromAddress { limit },
-            LimitRefusal::RateLimited {
-                retry_after,
-                per_min,
-            } => Self::RateLimited {
-                what: format!(
-                    "too many chat sessions opened from this address ({per_min} a minute, \
-                     CHAT_SESSION_OPENS_PER_IP_PER_MIN)"
-                ),
-                retry_after,
-            },
-        }
-    }
-
-    fn from_open(error: &ChatError) -> Self {
-        match error {
-            ChatError::Store(_) => Self::Unavailable(error.client_message()),
-            _ => Self::Internal(error.client_message()),
-        }
-    }
-}
 
 /// The credentials a session request presents: a token and, for visitors, the site.
 #[derive(Debug, Clone, Default)]
@@ -535,36 +339,4 @@ impl Admission {
 
 fn describe(error: &AuthError) -> String {
     Authenticator::describe_agent_refusal(error)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_refusal_has_one_status_code_and_reason() {
-        let rate = Refusal::RateLimited {
-            what: "x".into(),
-            retry_after: Duration::from_millis(1500),
-        };
-        assert_eq!((rate.status(), rate.code()), (429, "rate_limited"));
-        assert_eq!(rate.headers(), vec![("Retry-After", "2".to_string())]);
-        assert_eq!(rate.body()["retry_after_ms"], 1500);
-        assert_eq!(rate.metric_reason().as_str(), "rate_limited");
-        let per_ip = Refusal::TooManyFromAddress { limit: 2 };
-        assert_eq!(
-            (per_ip.status(), per_ip.code()),
-            (429, "too_many_connections")
-        );
-        assert_eq!(per_ip.metric_reason().as_str(), "too_many_from_address");
-        let total = Refusal::TooManyConnections { limit: 2 };
-        assert_eq!(total.status(), 503);
-        assert_eq!(total.metric_reason().as_str(), "too_many_connections");
-        let origin = Refusal::ForbiddenOrigin {
-            origin: "https://evil.example".into(),
-            variable: "CHAT_ALLOWED_ORIGINS",
-        };
-        assert_eq!((origin.status(), origin.code()), (403, "forbidden"));
-        assert!(origin.socketio_message().contains("CHAT_ALLOWED_ORIGINS"));
-    }
 }

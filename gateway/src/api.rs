@@ -2,17 +2,16 @@
 //! messages, and online statistics. Authenticated with an agent JWT or the gateway's API key
 //! (`CHAT_API_KEY`). `docs/http-api.md` is the reference, with curl examples.
 
-use crate::admission::{Admission, Refusal};
+use crate::admission::Admission;
 use crate::api_keys::ApiKeys;
-use crate::http_util::{
-    bearer, header, query_param, read_body_limited, respond_error, respond_json,
-};
+use crate::http_util::{bearer, header, query_param, read_body_limited, respond_json};
+use crate::wire_error::{ErrorResponse, IntoErrorResponse, Refusal};
 use bytes::Bytes;
 use chat_core::model::{Agent, ConversationId, Principal, Role};
 use chat_core::rate::{KeyedBuckets, RateLimit};
 use chat_core::service::{ChatService, Delivery};
 use chat_core::store::Appended;
-use chat_core::ChatError;
+use chat_core::ErrorCode;
 use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::{json, Value};
@@ -63,11 +62,13 @@ pub(crate) struct Caller {
 
 impl Api<'_> {
     /// The caller, or the reason it is refused.
-    fn caller(&self, session: &Session) -> std::result::Result<Caller, String> {
+    fn caller(&self, session: &Session) -> std::result::Result<Caller, Refusal> {
         let presented =
             header(session, "x-api-key").or_else(|| bearer(header(session, "authorization")));
         let Some(presented) = presented else {
-            return Err("send Authorization: Bearer <agent JWT or API key>, or X-API-Key".into());
+            return Err(Refusal::Unauthorized(
+                "send Authorization: Bearer <agent JWT or API key>, or X-API-Key".into(),
+            ));
         };
         if let Some(sites) = self.api_keys.sites_of(presented) {
             return Ok(Caller {
@@ -90,7 +91,6 @@ impl Api<'_> {
                 },
                 by_key: false,
             })
-            .map_err(|refusal| refusal.to_string())
     }
 
     /// Whether the request carries an agent JWT or the API key.
@@ -105,10 +105,12 @@ impl Api<'_> {
     pub async fn stats(&self, session: &mut Session) -> Result<bool> {
         let principal = match self.caller(session) {
             Ok(caller) => caller.principal,
-            Err(why) => return respond_error(session, 401, "unauthorized", &why).await,
+            Err(refusal) => return refusal.error_response().respond(session).await,
         };
         let Principal::Agent { sites, .. } = &principal else {
-            return respond_error(session, 403, "forbidden", "agents only").await;
+            return ErrorResponse::chat(ErrorCode::Forbidden, "agents only")
+                .respond(session)
+                .await;
         };
         let query = session.req_header().uri.query().map(str::to_owned);
         let asked = query_param(query.as_deref(), "site");
@@ -118,7 +120,9 @@ impl Api<'_> {
                     "you are not an agent of site `{}`",
                     site.chars().take(70).collect::<String>()
                 );
-                return respond_error(session, 403, "forbidden", &why).await;
+                return ErrorResponse::chat(ErrorCode::Forbidden, why)
+                    .respond(session)
+                    .await;
             }
         }
         let presence = self.chat.agents_online();
@@ -171,17 +175,14 @@ impl Api<'_> {
     ) -> Result<std::result::Result<(Caller, ConversationId), bool>> {
         let caller = match self.caller(session) {
             Ok(caller) => caller,
-            Err(why) => {
-                return respond_error(session, 401, "unauthorized", &why)
-                    .await
-                    .map(Err)
-            }
+            Err(refusal) => return refusal.error_response().respond(session).await.map(Err),
         };
         match id.parse::<ConversationId>() {
             Ok(conversation_id) => Ok(Ok((caller, conversation_id))),
             Err(_) => {
                 let why = format!("conversation {id} does not exist");
-                respond_error(session, 404, "not_found", &why)
+                ErrorResponse::chat(ErrorCode::NotFound, why)
+                    .respond(session)
                     .await
                     .map(Err)
             }
@@ -203,12 +204,11 @@ impl Api<'_> {
                     None => 0,
                     Some(Ok(n)) if n >= 0 => n,
                     Some(_) => {
-                        return respond_error(
-                            session,
-                            400,
-                            "bad_request",
+                        return ErrorResponse::chat(
+                            ErrorCode::BadRequest,
                             "after_seq must be an integer >= 0",
                         )
+                        .respond(session)
                         .await
                     }
                 };
@@ -216,12 +216,11 @@ impl Api<'_> {
                 None => None,
                 Some(Ok(n)) => Some(n),
                 Some(Err(_)) => {
-                    return respond_error(
-                        session,
-                        400,
-                        "bad_request",
+                    return ErrorResponse::chat(
+                        ErrorCode::BadRequest,
                         "limit must be an integer 1..=500",
                     )
+                    .respond(session)
                     .await
                 }
             };
@@ -234,11 +233,13 @@ impl Api<'_> {
                     let body = json!({ "messages": page.messages, "more": page.more });
                     respond_json(session, 200, &body).await
                 }
-                Err(e) => respond_chat_error(session, &e).await,
+                Err(e) => e.error_response().respond(session).await,
             };
         }
         if method != http::Method::POST {
-            return respond_error(session, 405, "method_not_allowed", "use GET or POST").await;
+            return ErrorResponse::method_not_allowed("use GET or POST")
+                .respond(session)
+                .await;
         }
         self.reply(session, &caller, Target::Conversation(conversation_id))
             .await
@@ -255,10 +256,12 @@ impl Api<'_> {
     ) -> Result<bool> {
         let caller = match self.caller(session) {
             Ok(caller) => caller,
-            Err(why) => return respond_error(session, 401, "unauthorized", &why).await,
+            Err(refusal) => return refusal.error_response().respond(session).await,
         };
         if session.req_header().method != http::Method::POST {
-            return respond_error(session, 405, "method_not_allowed", "use POST").await;
+            return ErrorResponse::method_not_allowed("use POST")
+                .respond(session)
+                .await;
         }
         let decode = |part: &str| {
             percent_encoding::percent_decode_str(part)
@@ -266,7 +269,9 @@ impl Api<'_> {
                 .map(|s| s.into_owned())
         };
         let (Ok(site), Ok(user)) = (decode(site), decode(user)) else {
-            return respond_error(session, 400, "bad_request", "the path is not UTF-8").await;
+            return ErrorResponse::chat(ErrorCode::BadRequest, "the path is not UTF-8")
+                .respond(session)
+                .await;
         };
         self.reply(session, &caller, Target::User { site, user })
             .await
@@ -278,34 +283,31 @@ impl Api<'_> {
         let body = match read_body(session).await? {
             Some(body) => body,
             None => {
-                return respond_error(
-                    session,
-                    413,
-                    "too_large",
-                    &format!("request body over {MAX_BODY_BYTES} bytes"),
+                return ErrorResponse::chat(
+                    ErrorCode::TooLarge,
+                    format!("request body over {MAX_BODY_BYTES} bytes"),
                 )
+                .respond(session)
                 .await
             }
         };
         let parsed: Value = match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(e) => {
-                return respond_error(
-                    session,
-                    400,
-                    "malformed_json",
-                    &format!("body is not valid JSON: {e}"),
+                return ErrorResponse::chat(
+                    ErrorCode::MalformedJson,
+                    format!("body is not valid JSON: {e}"),
                 )
+                .respond(session)
                 .await
             }
         };
         let Some(text) = parsed.get("body").and_then(Value::as_str) else {
-            return respond_error(
-                session,
-                400,
-                "invalid_frame",
+            return ErrorResponse::chat(
+                ErrorCode::InvalidFrame,
                 "body must be a JSON object with a string `body`",
             )
+            .respond(session)
             .await;
         };
         let principal = &caller.principal;
@@ -317,19 +319,18 @@ impl Api<'_> {
                     retry_after,
                 };
                 tracing::debug!(%refusal, "HTTP API send refused");
-                return refusal.respond(session).await;
+                return refusal.error_response().respond(session).await;
             }
         }
         let client_msg_id = match parsed.get("client_msg_id") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => {
-                return respond_error(
-                    session,
-                    400,
-                    "invalid_frame",
+                return ErrorResponse::chat(
+                    ErrorCode::InvalidFrame,
                     "client_msg_id must be a string",
                 )
+                .respond(session)
                 .await
             }
         };
@@ -362,7 +363,7 @@ impl Api<'_> {
                 });
                 respond_json(session, status, &body).await
             }
-            Err(e) => respond_chat_error(session, &e).await,
+            Err(e) => e.error_response().respond(session).await,
         }
     }
 }
@@ -384,17 +385,4 @@ enum Target {
 async fn read_body(session: &mut Session) -> Result<Option<Bytes>> {
     let (body, over) = read_body_limited(session, MAX_BODY_BYTES).await?;
     Ok((!over).then_some(body))
-}
-
-async fn respond_chat_error(session: &mut Session, e: &ChatError) -> Result<bool> {
-    let status = match e.code() {
-        chat_core::ErrorCode::NotFound => 404,
-        chat_core::ErrorCode::Forbidden => 403,
-        chat_core::ErrorCode::TooLarge => 413,
-        chat_core::ErrorCode::RateLimited => 429,
-        chat_core::ErrorCode::Unavailable => 503,
-        chat_core::ErrorCode::Internal => 500,
-        _ => 400,
-    };
-    respond_error(session, status, e.code().as_str(), &e.client_message()).await
 }

@@ -7,13 +7,15 @@
 //! The chat session limits of [`crate::limits`] bound what a client can open inside the chat;
 //! these bound the file descriptors and the per-connection state one client address can pin
 //! with idle or half-open HTTP connections. A connection over a cap is answered with a `503` that
-//! says why (HTTP/1; an HTTP/2 connection is closed) and closed without reading its request.
+//! says why (HTTP/1, [`ConnectionRefusal::http1_answer`]; an HTTP/2 connection is closed) and
+//! closed without reading its request.
 //!
 //! Per address, the TCP peer counts: request headers have not been read yet. A peer in
 //! `CHAT_TRUSTED_PROXIES` (a load balancer carrying many clients) is only under the total cap.
 
 use crate::client_addr::TrustedProxies;
 use crate::limits::{LimitRefusal, Limits, Slot};
+use crate::wire_error::ConnectionRefusal;
 use async_trait::async_trait;
 use chat_core::metrics;
 use pingora::apps::ServerApp;
@@ -32,39 +34,6 @@ pub struct ConnectionCaps {
     /// Connections held at once from one TCP peer address (`CHAT_MAX_HTTP_CONNECTIONS_PER_IP`;
     /// IPv6 per /64).
     pub per_ip: usize,
-}
-
-/// Why a connection was refused: the `reason` of `chat_http_connections_refused_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectionRefusal {
-    /// The edge holds `CHAT_MAX_HTTP_CONNECTIONS`.
-    TooManyConnections,
-    /// The address holds `CHAT_MAX_HTTP_CONNECTIONS_PER_IP`.
-    TooManyFromAddress,
-}
-
-impl ConnectionRefusal {
-    /// The metric reason and error code.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TooManyConnections => "too_many_connections",
-            Self::TooManyFromAddress => "too_many_from_address",
-        }
-    }
-
-    fn message(self, caps: ConnectionCaps) -> String {
-        match self {
-            Self::TooManyConnections => format!(
-                "the gateway holds its most connections ({}, CHAT_MAX_HTTP_CONNECTIONS); retry later",
-                caps.total
-            ),
-            Self::TooManyFromAddress => format!(
-                "too many connections from this address ({}, CHAT_MAX_HTTP_CONNECTIONS_PER_IP); \
-                 close idle ones first",
-                caps.per_ip
-            ),
-        }
-    }
 }
 
 /// The counts, shared by every connection of the listeners: the admission path's counting
@@ -138,16 +107,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A> {
                 metrics::http_connection_refused(refusal.as_str());
                 tracing::debug!(?peer, reason = refusal.as_str(), "connection refused");
                 if !matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-                    let body = serde_json::json!({
-                        "error": refusal.as_str(),
-                        "message": refusal.message(self.table.caps),
-                    })
-                    .to_string();
-                    let answer = format!(
-                        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
-                         Content-Length: {}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
+                    let caps = self.table.caps;
+                    let answer = refusal.http1_answer(caps.total, caps.per_ip);
                     let write = async {
                         stream.write_all(answer.as_bytes()).await?;
                         stream.flush().await

@@ -13,8 +13,9 @@
 //!   ([`crate::access_log`]; an upgraded chat WebSocket gets its line when the session ends).
 
 use crate::admission::{Admission, Attempt};
-use crate::http_util::{bearer, header, query_param, respond, respond_error, respond_json};
+use crate::http_util::{bearer, header, query_param, respond, respond_json};
 use crate::routes::{route, Route};
+use crate::wire_error::{ErrorResponse, IntoErrorResponse};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chat_core::metrics;
@@ -208,9 +209,15 @@ impl ProxyHttp for ChatEdge {
             Route::Poll(role) => self.serve_polling(session, role).await,
             Route::NotFound => {
                 let message = format!("no chat endpoint at {}", session.req_header().uri.path());
-                respond_error(session, 404, "not_found", &message).await
+                ErrorResponse::chat(chat_core::ErrorCode::NotFound, message)
+                    .respond(session)
+                    .await
             }
-            _ => respond_error(session, 405, "method_not_allowed", "use GET").await,
+            _ => {
+                ErrorResponse::method_not_allowed("use GET")
+                    .respond(session)
+                    .await
+            }
         }
     }
 
@@ -441,7 +448,7 @@ impl ChatEdge {
         if let Err(refusal) =
             admission.check_origin(attempt.role, attempt.origin.as_deref(), &attempt.host)
         {
-            return refusal.respond(session).await;
+            return refusal.error_response().respond(session).await;
         }
         let token = bearer(header(session, "authorization"))
             .map(str::to_owned)
@@ -455,7 +462,7 @@ impl ChatEdge {
                 });
                 respond_json(session, 200, &body).await
             }
-            Err(refusal) => refusal.respond(session).await,
+            Err(refusal) => refusal.error_response().respond(session).await,
         }
     }
 }

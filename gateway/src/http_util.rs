@@ -46,21 +46,6 @@ pub async fn respond_json(
     .await
 }
 
-/// Answers with the JSON error shape every chat endpoint uses: `{"error": CODE, "message": ...}`.
-pub async fn respond_error(
-    session: &mut Session,
-    status: u16,
-    code: &str,
-    message: &str,
-) -> Result<bool> {
-    respond_json(
-        session,
-        status,
-        &serde_json::json!({ "error": code, "message": message }),
-    )
-    .await
-}
-
 /// Reads the request body, stopping once it exceeds `limit` bytes. Returns the bytes read (at
 /// most `limit + 1`, so callers can tell "over the limit" apart) and whether the body was cut
 /// short; a cut-short body leaves unread bytes on the connection, so keep-alive is turned off.

@@ -39,3 +39,4 @@ pub mod server;
 pub mod settings;
 pub mod socketio;
 pub mod tls;
+pub mod wire_error;

@@ -3,8 +3,9 @@
 //! the site's servers. Authorized like the `visitor` command
 //! ([`chat_core::service::ChatService::visitor_of`]).
 
-use super::{respond_chat_error, Api};
+use super::Api;
 use crate::http_util::respond_json;
+use crate::wire_error::IntoErrorResponse;
 use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::json;
@@ -22,7 +23,7 @@ impl Api<'_> {
             .await
         {
             Ok(visitor) => respond_json(session, 200, &json!({ "visitor": visitor })).await,
-            Err(e) => respond_chat_error(session, &e).await,
+            Err(e) => e.error_response().respond(session).await,
         }
     }
 }

@@ -9,10 +9,12 @@ use super::run_session;
 use crate::admission::{Attempt, Credentials};
 use crate::edge::ChatEdge;
 use crate::http_util::{bearer, cors_headers, header, query_param, read_body_limited};
+use crate::wire_error::{ErrorResponse, IntoErrorResponse};
 use bytes::Bytes;
 use chat_core::metrics;
 use chat_core::model::{Principal, Role};
 use chat_core::transport::TransportKind;
+use chat_core::ErrorCode;
 use chat_transport_polling::PollResponse;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -36,7 +38,7 @@ impl ChatEdge {
         let opening = method == http::Method::POST && !has_sid;
         if !opening {
             if let Err(refusal) = admission.admit_request(&attempt) {
-                return refusal.respond_with(session, &cors).await;
+                return refusal.error_response().respond_with(session, &cors).await;
             }
         }
         let _open = metrics::connection_opened(TransportKind::Polling, role);
@@ -57,26 +59,26 @@ impl ChatEdge {
                     body: String::new(),
                 },
                 _ if wrong_role => {
-                    PollResponse::error(
-                        403,
-                        "forbidden",
-                        &format!(
-                    "this polling session belongs to the other role's path; use /ws-{}/poll",
-                    if role == Role::Visitor { "admin" } else { "visitor" }
-                ),
+                    ErrorResponse::chat(
+                        ErrorCode::Forbidden,
+                        format!(
+                        "this polling session belongs to the other role's path; use /ws-{}/poll",
+                        if role == Role::Visitor { "admin" } else { "visitor" }
+                    ),
                     )
+                    .into()
                 }
-                _ if wrong_site => PollResponse::error(
-                    403,
-                    "forbidden",
+                _ if wrong_site => ErrorResponse::chat(
+                    ErrorCode::Forbidden,
                     "this polling session belongs to another site",
-                ),
+                )
+                .into(),
                 http::Method::GET if has_sid => polling.poll(&query).await,
-                http::Method::GET => PollResponse::error(
-                    400,
-                    "bad_request",
+                http::Method::GET => ErrorResponse::chat(
+                    ErrorCode::BadRequest,
                     "GET needs `sid` and `cursor`; open a session with POST first",
-                ),
+                )
+                .into(),
                 http::Method::POST if has_sid => {
                     let limit = polling.settings().max_body_bytes;
                     let (body, _) = read_body_limited(session, limit).await?;
@@ -120,20 +122,10 @@ impl ChatEdge {
                                 Err(response) => response,
                             }
                         }
-                        Err(refusal) => PollResponse {
-                            status: refusal.status(),
-                            headers: [
-                                ("Content-Type", "application/json".to_string()),
-                                ("Cache-Control", "no-store".to_string()),
-                            ]
-                            .into_iter()
-                            .chain(refusal.headers())
-                            .collect(),
-                            body: refusal.body().to_string(),
-                        },
+                        Err(refusal) => refusal.error_response().into(),
                     }
                 }
-                _ => PollResponse::error(405, "method_not_allowed", "use GET or POST"),
+                _ => ErrorResponse::method_not_allowed("use GET or POST").into(),
             };
         let mut resp = ResponseHeader::build(
             response.status,

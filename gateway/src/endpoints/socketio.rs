@@ -5,44 +5,18 @@
 //! (with `sid`) pass the Origin rules only. CORS is answered here.
 
 use super::{is_websocket_upgrade, take_upgraded, websocket_key};
-use crate::admission::{Attempt, Refusal};
+use crate::admission::Attempt;
 use crate::edge::ChatEdge;
 use crate::http_util::{cors_headers, query_param, read_body_limited, respond};
+use crate::wire_error::{engine_refusal_reason, IntoErrorResponse, Refusal};
 use bytes::Bytes;
-use chat_core::metrics::{self, HandshakeFailure};
+use chat_core::metrics;
 use chat_core::model::Role;
 use chat_core::transport::TransportKind;
 use chat_transport_socketio::engineio::{EngineRequest, EngineResponse, Method as EngineMethod};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
-use serde_json::json;
-
-/// A refusal in the shape Engine.IO clients expect (`code`, `message`), with the chat's
-/// `error` code and reason besides.
-fn engine_refusal(refusal: &Refusal) -> EngineResponse {
-    let engine_code = if matches!(refusal, Refusal::ForbiddenOrigin { .. }) {
-        4
-    } else {
-        3
-    };
-    let mut body = refusal.body();
-    body["code"] = json!(engine_code);
-    body["message"] = json!(match refusal.status() {
-        403 => "Forbidden",
-        429 => "Too Many Requests",
-        503 => "Service Unavailable",
-        _ => "Bad request",
-    });
-    body["reason"] = json!(refusal.to_string());
-    EngineResponse {
-        status: refusal.status(),
-        headers: std::iter::once(("Content-Type", "application/json".to_string()))
-            .chain(refusal.headers())
-            .collect(),
-        body: Bytes::from(body.to_string()),
-    }
-}
 
 impl ChatEdge {
     /// Serves one Engine.IO request (polling, or a WebSocket upgrade).
@@ -72,7 +46,7 @@ impl ChatEdge {
             Ok(slot) => slot,
             Err(refusal) => {
                 return self
-                    .write_engine_response(session, engine_refusal(&refusal), &[])
+                    .write_engine_response(session, refusal.engine_response(), &[])
                     .await
             }
         };
@@ -86,14 +60,14 @@ impl ChatEdge {
             let Some(key) = websocket_key(session) else {
                 let refusal = Refusal::BadRequest("missing Sec-WebSocket-Key".into());
                 refusal.record(TransportKind::SocketIo, role);
-                return refusal.respond(session).await;
+                return refusal.error_response().respond(session).await;
             };
             let accept = match engine.websocket_request(query) {
                 Ok(accept) => {
                     accept.on_new_session(self.state.socketio.client_recorder(role, attempt.client))
                 }
                 Err(refusal) => {
-                    let reason = HandshakeFailure::from_status(refusal.status);
+                    let reason = engine_refusal_reason(refusal.status);
                     metrics::handshake_failed(TransportKind::SocketIo, role, reason);
                     return self.write_engine_response(session, refusal, &cors).await;
                 }
@@ -140,7 +114,7 @@ impl ChatEdge {
             })
             .await;
         if opening && response.status >= 400 {
-            let reason = HandshakeFailure::from_status(response.status);
+            let reason = engine_refusal_reason(response.status);
             metrics::handshake_failed(TransportKind::SocketIo, role, reason);
         }
         if let Some(slot) = slot {

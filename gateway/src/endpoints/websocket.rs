@@ -3,17 +3,16 @@
 //! A request carrying `EIO=` is Socket.IO's ([`super::socketio`]).
 
 use super::{is_websocket_upgrade, run_session, take_upgraded, websocket_key};
-use crate::admission::{Attempt, Credentials, Refusal};
+use crate::admission::{Attempt, Credentials};
 use crate::edge::ChatEdge;
-use crate::http_util::{bearer, header, query_param, respond};
-use bytes::Bytes;
+use crate::http_util::{bearer, header, query_param};
+use crate::wire_error::{IntoErrorResponse, Refusal};
 use chat_core::metrics;
 use chat_core::model::Role;
 use chat_core::transport::{Transport, TransportKind};
 use pingora::protocols::http::ServerSession as HttpSession;
 use pingora::proxy::Session;
 use pingora::Result;
-use serde_json::json;
 
 impl ChatEdge {
     /// Admits, upgrades to WebSocket, and hands the connection to the transport.
@@ -30,26 +29,17 @@ impl ChatEdge {
                 "this endpoint speaks WebSocket: send a GET with Upgrade: websocket".into(),
             );
             refusal.record(transport, role);
-            return refusal.respond(session).await;
+            return refusal.error_response().respond(session).await;
         };
         if header(session, "sec-websocket-version") != Some("13") {
-            let refusal = Refusal::BadRequest("WebSocket version 13 required".into());
+            let refusal = Refusal::WebSocketVersion;
             refusal.record(transport, role);
-            return respond(
-                session,
-                426,
-                "application/json",
-                &[("Sec-WebSocket-Version", "13")],
-                Bytes::from(
-                    json!({"error":"bad_request","message":refusal.to_string()}).to_string(),
-                ),
-            )
-            .await;
+            return refusal.error_response().respond(session).await;
         }
         if !matches!(session.as_downstream(), HttpSession::H1(_)) {
             let refusal = Refusal::BadRequest("WebSocket needs HTTP/1.1".into());
             refusal.record(transport, role);
-            return refusal.respond(session).await;
+            return refusal.error_response().respond(session).await;
         }
         let credentials = Credentials {
             token: match role {
@@ -63,7 +53,7 @@ impl ChatEdge {
         let attempt = Attempt::of(session, &self.state.trusted_proxies, role, transport);
         let chat_session = match self.state.admission.admit(&attempt, &credentials).await {
             Ok(chat_session) => chat_session,
-            Err(refusal) => return refusal.respond(session).await,
+            Err(refusal) => return refusal.error_response().respond(session).await,
         };
 
         let mut record = self.state.access_log.begin_session(
