@@ -182,7 +182,7 @@ impl AccessLog {
         match tx.try_send(writer::Msg::Entry(Box::new(entry))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                chat_core::metrics::access_log_dropped();
+                crate::metrics::access_log_dropped();
             }
         }
     }
@@ -375,7 +375,7 @@ mod tests {
         let held = gate.lock().unwrap();
         let sink = writer::Sink::Custom(Box::new(Blocked(gate.clone())));
         let (log, _, _) = AccessLog::spawn(sink, Format::Common, 4).unwrap();
-        let before = chat_core::metrics::ACCESS_LOG_DROPPED.get();
+        let before = crate::metrics::http_edge::ACCESS_LOG_DROPPED.get();
         let started = Instant::now();
         for i in 0..100 {
             log.record(entry(&format!("/{i}")));
@@ -384,7 +384,7 @@ mod tests {
         // Four wait in the queue and the blocked writer holds what it took before its first
         // write blocked (how many depends on when the scheduler ran it: 4 to 13 were seen on a
         // loaded machine); the rest are dropped, none blocks the caller.
-        let dropped = chat_core::metrics::ACCESS_LOG_DROPPED.get() - before;
+        let dropped = crate::metrics::http_edge::ACCESS_LOG_DROPPED.get() - before;
         assert!((50..=96).contains(&dropped), "dropped {dropped}");
         drop(held);
     }

@@ -246,6 +246,7 @@ impl Admission {
             )
             .await
             .map_err(|e| Refusal::from_open(&e))?;
+        crate::metrics::session_opened(transport, session.principal().role());
         if let Some(slot) = slot {
             session.hold(slot);
         }

@@ -15,9 +15,9 @@
 
 use crate::client_addr::TrustedProxies;
 use crate::limits::{LimitRefusal, Limits, Slot};
+use crate::metrics;
 use crate::wire_error::ConnectionRefusal;
 use async_trait::async_trait;
-use chat_core::metrics;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::protocols::ALPN;

@@ -14,11 +14,11 @@
 
 use crate::admission::{Admission, Attempt};
 use crate::http_util::{bearer, header, query_param, respond, respond_json};
+use crate::metrics;
 use crate::routes::{route, Route};
 use crate::wire_error::{ErrorResponse, IntoErrorResponse};
 use async_trait::async_trait;
 use bytes::Bytes;
-use chat_core::metrics;
 use chat_core::model::Role;
 use chat_core::service::ChatService;
 use chat_core::transport::TransportKind;

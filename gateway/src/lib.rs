@@ -31,6 +31,7 @@ pub mod https_redirect;
 pub mod import;
 pub mod limits;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod redact;
 pub mod reload;
 pub mod routes;

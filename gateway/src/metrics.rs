@@ -1,129 +1,39 @@
-//! The metrics listener (`CHAT_METRICS_LISTEN`): `GET /metrics` in the Prometheus text format,
-//! and the detailed health report at `/health` and `/chat/health` (readiness; also at
-//! `/health/ready`, with liveness at `/health/live`), on a listener of its own so
-//! that it is never exposed with the public one. The metrics
-//! themselves live in [`chat_core::metrics`]; `docs/metrics.md` documents each.
+//! The gateway's metrics; [`crate::metrics_listener`] exports them with every other metric of
+//! the process.
+//!
+//! The gateway owns the session-lifecycle metrics ([`sessions`]: connections, sessions open and
+//! opened, disconnects, handshake failures, presence) and the HTTP edge's ([`http_edge`]: chat
+//! routes, the main site, connection caps, reloads, the access log); only the gateway emits
+//! them. The chat's own facts (messages, deliveries, replays, store commits) are
+//! [`chat_core::metrics`], emitted where they happen. Both are process-wide statics in one
+//! registry rather than an injected handle, for the reasons given there.
+//! `docs/metrics.md` documents each metric.
 
-use crate::config::Config;
-use crate::error::GatewayError;
-use async_trait::async_trait;
-use chat_core::metrics;
-use chat_core::service::ChatService;
-use http::Response;
-use pingora::apps::http_app::ServeHttp;
-use pingora::protocols::http::ServerSession;
-use pingora::server::Server;
-use pingora::services::listening::Service;
-use std::time::Duration;
+pub mod http_edge;
+pub mod sessions;
 
-/// How often the store gauges (`chat_store_up`, `chat_conversations_open`,
-/// `chat_store_pool_connections`) are refreshed.
-pub const STORE_REFRESH: Duration = Duration::from_secs(5);
+pub use http_edge::{
+    access_log_dropped, config_reload, http_connection_refused, http_request, set_http_connections,
+    upstream_request,
+};
+pub use sessions::{
+    connection_opened, disconnect_reason, handshake_failed, session_ended, session_opened,
+    HandshakeFailure, DISCONNECT_REASONS,
+};
 
-/// Serves `/metrics`.
-pub struct MetricsApp {
-    chat: ChatService,
+/// Registers every metric of the process, the chat's and the gateway's, and creates the series
+/// of every bounded label combination, so that dashboards see zeros. Idempotent.
+pub fn init() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        chat_core::metrics::init();
+        sessions::init();
+        http_edge::init();
+    });
 }
 
-#[async_trait]
-impl ServeHttp for MetricsApp {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let path = session.req_header().uri.path();
-        let (status, content_type, body) = if path == "/metrics" {
-            // Hub gauges are read at scrape time: they cost a lock, not a query.
-            let hub = self.chat.hub();
-            metrics::set_online(hub.agents_online().sessions, hub.visitors_online());
-            (
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                metrics::encode().into_bytes(),
-            )
-        } else if matches!(path, "/health/live" | "/chat/health/live") {
-            (
-                200,
-                "application/json",
-                crate::health::live().to_string().into_bytes(),
-            )
-        } else if matches!(
-            path,
-            "/health" | "/chat/health" | "/health/ready" | "/chat/health/ready"
-        ) {
-            let (status, body) = crate::health::check(&self.chat).await;
-            (status, "application/json", body.to_string().into_bytes())
-        } else {
-            (
-                404,
-                "text/plain",
-                b"metrics are at /metrics, health at /health\n".to_vec(),
-            )
-        };
-        Response::builder()
-            .status(status)
-            .header("Content-Type", content_type)
-            .header("Content-Length", body.len().to_string())
-            .header("Cache-Control", "no-store")
-            .body(body)
-            .unwrap_or_default()
-    }
-}
-
-/// Registers the metrics, applies `CHAT_METRICS_HISTOGRAMS`, adds the `/metrics` listener to
-/// `server` (unless `CHAT_METRICS_LISTEN=off`) and starts refreshing the store gauges on
-/// `runtime`.
-pub fn start(
-    config: &Config,
-    server: &mut Server,
-    runtime: &tokio::runtime::Runtime,
-    chat: &ChatService,
-    upgrade: bool,
-) -> Result<(), GatewayError> {
-    metrics::set_histograms_enabled(config.metrics_histograms);
-    metrics::init();
-    metrics::init_store(chat.store().kind());
-    let Some(listen) = config.metrics_listen else {
-        return Ok(());
-    };
-    // During a graceful upgrade the old process still holds the port and hands it over.
-    if !upgrade {
-        std::net::TcpListener::bind(listen).map_err(|e| {
-            GatewayError::Other(format!(
-                "cannot listen on {listen} (CHAT_METRICS_LISTEN): {e}"
-            ))
-        })?;
-    }
-    let mut service = Service::new(
-        "chat-gateway metrics".to_string(),
-        MetricsApp { chat: chat.clone() },
-    );
-    service.threads = Some(1);
-    service.add_tcp(&listen.to_string());
-    server.add_service(service);
-    runtime.spawn(refresh_store_gauges(chat.clone()));
-    tracing::info!(%listen, histograms = config.metrics_histograms, "metrics at /metrics");
-    Ok(())
-}
-
-/// Every [`STORE_REFRESH`]: the store's health, its open conversations and its pool.
-async fn refresh_store_gauges(chat: ChatService) {
-    let mut tick = tokio::time::interval(STORE_REFRESH);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let store = chat.store();
-        let up = matches!(
-            tokio::time::timeout(Duration::from_secs(3), store.health()).await,
-            Ok(Ok(()))
-        );
-        let open = if up {
-            match tokio::time::timeout(Duration::from_secs(3), store.open_conversation_count())
-                .await
-            {
-                Ok(Ok(n)) => n,
-                _ => None,
-            }
-        } else {
-            None
-        };
-        metrics::set_store_state(up, open, store.pool_status());
-    }
+/// Everything registered, in the Prometheus text format.
+pub fn encode() -> String {
+    init();
+    chat_core::metrics::encode()
 }

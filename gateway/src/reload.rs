@@ -65,7 +65,7 @@ impl Reloader {
                         )
                     }
                 }
-                chat_core::metrics::config_reload(part.name(), result.is_ok());
+                crate::metrics::config_reload(part.name(), result.is_ok());
                 Outcome {
                     part: part.name(),
                     result,

@@ -252,7 +252,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
             }
         });
     }
-    crate::metrics::start(&config, &mut server, &runtime, &chat, upgrade)?;
+    crate::metrics_listener::start(&config, &mut server, &runtime, &chat, upgrade)?;
 
     runtime.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};

@@ -395,7 +395,7 @@ pub fn watch(certs: Arc<Certificates>, every: Duration) {
                     "files changed but the reload was refused, keeping the old certificates: {why}"
                 ),
             }
-            chat_core::metrics::config_reload("certificates", result.is_ok());
+            crate::metrics::config_reload("certificates", result.is_ok());
         });
     if let Err(e) = spawned {
         tracing::error!("cannot watch the certificate files ({e}): reload them with SIGHUP");

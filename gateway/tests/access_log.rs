@@ -198,7 +198,7 @@ async fn requests_and_sessions_get_one_line_each_and_no_token() {
         );
         let reason = tail(&line)[4].strip_prefix("reason=").unwrap().to_owned();
         assert!(
-            chat_core::metrics::DISCONNECT_REASONS.contains(&reason.as_str()),
+            chat_gateway::metrics::DISCONNECT_REASONS.contains(&reason.as_str()),
             "{line}"
         );
     }

@@ -224,7 +224,6 @@ impl ChatService {
                 by_site.remove(site_id);
             }
         }
-        crate::metrics::count_session(transport, role, delta);
     }
 
     /// Whether the visitor has a session connected to this process now.

@@ -12,7 +12,7 @@ pub mod socketio;
 pub mod websocket;
 
 use crate::http_util::{header, header_has_token};
-use chat_core::metrics;
+use crate::metrics;
 use chat_core::service::ChatSession;
 use chat_core::transport::{SessionEnd, Transport};
 use chat_transport_upgraded::Upgraded;
