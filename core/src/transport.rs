@@ -12,7 +12,7 @@
 //! upgraded stream), `chat_transport_polling::PollingTransport` (the state a polling session's
 //! HTTP requests share) and `chat_transport_socketio::chat::SocketIoTransport` (a Socket.IO
 //! socket whose CONNECT opened the session). The gateway runs all of them through one generic
-//! function (`gateway/src/endpoints/mod.rs`, `run_session`), which counts the session's end.
+//! function (`gateway/src/run_session.rs`), which counts the session's end.
 
 use crate::service::ChatSession;
 use std::future::Future;

@@ -35,6 +35,7 @@ pub mod metrics_listener;
 pub mod redact;
 pub mod reload;
 pub mod routes;
+pub mod run_session;
 pub mod secrets;
 pub mod server;
 pub mod settings;

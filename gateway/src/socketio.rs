@@ -5,8 +5,8 @@
 //! rules and CORS are applied at the HTTP layer (`endpoints/socketio.rs`).
 
 use crate::admission::{Admission, Credentials};
-use crate::endpoints::run_session;
 use crate::limits::Slot;
+use crate::run_session::run_session;
 use chat_core::model::Role;
 use chat_core::transport::TransportKind;
 use chat_transport_socketio::chat::{

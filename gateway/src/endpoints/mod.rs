@@ -1,10 +1,10 @@
 //! The chat endpoints, one file per transport: [`websocket`] (raw JSON over WebSocket),
 //! [`socketio`] (Engine.IO/Socket.IO on the same paths, requests carrying `EIO=`) and
 //! [`polling`] (raw JSON over HTTP long-polling). Each asks [`crate::admission`] for its
-//! sessions and runs every one it opens through [`run_session`], generic over core's
-//! [`Transport`]; `edge.rs` only routes to them.
+//! sessions and runs every one it opens through [`crate::run_session`], generic over core's
+//! `Transport`; `edge.rs` only routes to them.
 //!
-//! Adding a transport is one crate implementing [`Transport`] and one file here that turns
+//! Adding a transport is one crate implementing core's `Transport` and one file here that turns
 //! its HTTP requests into that transport's `Connection` and admits the session.
 
 pub mod polling;
@@ -12,9 +12,6 @@ pub mod socketio;
 pub mod websocket;
 
 use crate::http_util::{header, header_has_token};
-use crate::metrics;
-use chat_core::service::ChatSession;
-use chat_core::transport::{SessionEnd, Transport};
 use chat_transport_upgraded::Upgraded;
 use futures_util::FutureExt;
 use pingora::http::ResponseHeader;
@@ -73,23 +70,4 @@ pub(crate) async fn take_upgraded(session: &mut Session, key: &str) -> Result<Up
         stream: Box::new(stream),
         read_ahead,
     })
-}
-
-/// Runs an admitted chat `session` over `connection` with `transport` until either side ends
-/// it, on its own task, then counts why it ended (`chat_disconnects_total`) and calls `on_end`
-/// (the access log's session line). Every transport's sessions go through here.
-pub(crate) fn run_session<T: Transport>(
-    transport: T,
-    connection: T::Connection,
-    session: ChatSession,
-    on_end: impl FnOnce(&SessionEnd) + Send + 'static,
-) {
-    tokio::spawn(async move {
-        let kind = transport.kind();
-        let role = session.principal().role();
-        let end = transport.serve(connection, session).await;
-        metrics::session_ended(kind, role, &end);
-        tracing::debug!(transport = kind.as_str(), ?end, "chat session ended");
-        on_end(&end);
-    });
 }

@@ -5,11 +5,11 @@
 //! `POST ?sid` submits frames. A `sid` is only good on its own role's path (and, when the request
 //! names a `site`, for its own site). Origin rules and CORS as for Socket.IO.
 
-use super::run_session;
 use crate::admission::{Attempt, Credentials};
 use crate::edge::ChatEdge;
 use crate::http_util::{bearer, cors_headers, header, query_param, read_body_limited};
 use crate::metrics;
+use crate::run_session::run_session;
 use crate::wire_error::{ErrorResponse, IntoErrorResponse};
 use bytes::Bytes;
 use chat_core::model::{Principal, Role};

@@ -2,11 +2,12 @@
 //! admitted ([`crate::admission`]) before the `101`, then the connection goes to the transport.
 //! A request carrying `EIO=` is Socket.IO's ([`super::socketio`]).
 
-use super::{is_websocket_upgrade, run_session, take_upgraded, websocket_key};
+use super::{is_websocket_upgrade, take_upgraded, websocket_key};
 use crate::admission::{Attempt, Credentials};
 use crate::edge::ChatEdge;
 use crate::http_util::{bearer, header, query_param};
 use crate::metrics;
+use crate::run_session::run_session;
 use crate::wire_error::{IntoErrorResponse, Refusal};
 use chat_core::model::Role;
 use chat_core::transport::{Transport, TransportKind};
