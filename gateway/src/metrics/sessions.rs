@@ -55,8 +55,9 @@ pub static CONNECTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// `chat_disconnects_total{transport, role, reason}` (counter): chat sessions ended, by why
-/// (see [`DISCONNECT_REASONS`]). Emitted by the endpoints when a transport returns its
-/// [`SessionEnd`] ([`session_ended`]).
+/// (see [`DISCONNECT_REASONS`]). Emitted by `run_session` (`gateway/src/run_session.rs`), the
+/// one place every transport's session ends, when it returns its [`SessionEnd`]
+/// ([`session_ended`]).
 pub static DISCONNECTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "chat_disconnects_total",
