@@ -176,10 +176,51 @@ impl ChatSessionState {
                 self.hold_message(message, event.clone());
                 continue;
             }
+            if self.absorb_ready(&event) {
+                continue;
+            }
+            // A gap to fill from the store first: kept in `stash` while the read is under way,
+            // so that a cancelled `next_event` takes it up again.
             self.stash = Some(event.clone());
-            let events = Box::pin(self.absorb(&event)).await;
+            Box::pin(self.absorb_after_gap(&event)).await;
             self.stash = None;
-            self.pending.extend(events);
+        }
+    }
+
+    /// The next event that is ready now, without waiting, a timer or a store read: what a
+    /// transport writes in the same batch (one flush, one system call) as the event
+    /// [`next_event`](Self::next_event) just gave it. `None` when nothing is ready that way:
+    /// the caller awaits `next_event` again, which also gives every ending and every event
+    /// that needs the store (a replay page, a gap fill) or a timer (the resume grace, token
+    /// expiry). Never loses an event: what it takes from the hub and cannot absorb on the spot
+    /// waits in `stash` for `next_event`.
+    pub fn next_ready_event(&mut self) -> Option<ServerEvent> {
+        loop {
+            let expired = self
+                .expires
+                .is_some_and(|at| tokio::time::Instant::now() >= at);
+            if expired || self.credentials_expired {
+                // The expiry's error and close are `next_event`'s to give.
+                return None;
+            }
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
+            if !self.replay.is_empty()
+                || self.stash.is_some()
+                || self.resume_grace.is_some()
+                || !self.held.is_empty()
+                || !self.held_ranges.is_empty()
+                || *self.shutdown.borrow()
+                || self.lagged.load(Ordering::Acquire)
+            {
+                return None;
+            }
+            let event = self.rx.try_recv()?;
+            if !self.absorb_ready(&event) {
+                self.stash = Some(event);
+                return None;
+            }
         }
     }
 
@@ -241,74 +282,93 @@ impl ChatSessionState {
         }
     }
 
-    /// Turns a hub event into what this client should see, filling a gap from the store if
-    /// messages arrived out of order and dropping what was already delivered.
-    async fn absorb(&mut self, event: &HubEvent) -> Vec<ServerEvent> {
+    /// Turns a hub event into what this client should see, queued in `pending`, when that needs
+    /// no store read: `false` (and nothing changed) for a message after a gap, which
+    /// [`absorb_after_gap`](Self::absorb_after_gap) fills from the store. Drops what was already
+    /// delivered.
+    fn absorb_ready(&mut self, event: &HubEvent) -> bool {
         match event {
             HubEvent::Message(message) => {
                 let conversation = message.conversation_id;
                 let seen = self.delivered.get(&conversation).copied();
-                let mut out = Vec::new();
                 match seen {
-                    Some(seen) if message.seq <= seen => return out,
+                    Some(seen) if message.seq <= seen => return true,
                     Some(seen) if message.seq > seen + 1 + MAX_GAP_FILL => {
                         tracing::debug!(session = %self.id, seen, seq = message.seq, "gap too large to fill live; telling the client to resume");
                         self.lagged.store(true, Ordering::Release);
-                        return out;
+                        return true;
                     }
-                    Some(seen) if message.seq > seen + 1 => {
-                        match self
-                            .service
-                            .inner
-                            .store
-                            .messages_after(conversation, seen, (message.seq - seen - 1) as u32)
-                            .await
-                        {
-                            Ok(missing) => out.extend(
-                                missing
-                                    .into_iter()
-                                    .filter(|m| m.seq < message.seq)
-                                    .map(|message| ServerEvent::Message { message }),
-                            ),
-                            Err(error) => {
-                                // Delivering past a hole would break "no gap": end the session
-                                // instead, and the client resumes from its cursor.
-                                tracing::warn!(session = %self.id, %error, "gap fill failed; telling the client to resume");
-                                self.lagged.store(true, Ordering::Release);
-                                return out;
-                            }
-                        }
-                    }
+                    Some(seen) if message.seq > seen + 1 => return false,
                     _ => {}
                 }
-                if seen.is_none() {
-                    self.live_from.insert(conversation, message.seq);
-                }
-                self.delivered.insert(conversation, message.seq);
-                crate::metrics::observe_delivery(message, self.principal.role(), self.transport);
-                out.push(ServerEvent::Message {
-                    message: message.clone(),
-                });
-                out
+                self.deliver_live(message);
             }
             HubEvent::Conversation(conversation) => {
-                vec![ServerEvent::Conversation {
+                self.pending.push_back(ServerEvent::Conversation {
                     conversation: conversation.clone(),
-                }]
+                });
             }
             HubEvent::Presence(presence) => match &self.principal {
                 Principal::Visitor { site_id, .. } => {
                     let online = presence.online(site_id);
-                    if self.presence_told == Some(online) {
-                        return Vec::new();
+                    if self.presence_told != Some(online) {
+                        self.presence_told = Some(online);
+                        self.pending.push_back(ServerEvent::Presence {
+                            agents_online: online,
+                        });
                     }
-                    self.presence_told = Some(online);
-                    vec![ServerEvent::Presence {
-                        agents_online: online,
-                    }]
                 }
-                Principal::Agent { .. } => Vec::new(),
+                Principal::Agent { .. } => {}
             },
         }
+        true
+    }
+
+    /// Queues a live `message` as delivered: the next in its conversation for this session.
+    fn deliver_live(&mut self, message: &Message) {
+        let conversation = message.conversation_id;
+        if !self.delivered.contains_key(&conversation) {
+            self.live_from.insert(conversation, message.seq);
+        }
+        self.delivered.insert(conversation, message.seq);
+        crate::metrics::observe_delivery(message, self.principal.role(), self.transport);
+        self.pending.push_back(ServerEvent::Message {
+            message: message.clone(),
+        });
+    }
+
+    /// A live message whose predecessors this session has not seen (what
+    /// [`absorb_ready`](Self::absorb_ready) refused): the missing ones read from the store, then
+    /// the message itself. A failed read ends the session (the client resumes from its cursor).
+    async fn absorb_after_gap(&mut self, event: &HubEvent) {
+        let HubEvent::Message(message) = event else {
+            return;
+        };
+        let conversation = message.conversation_id;
+        let Some(seen) = self.delivered.get(&conversation).copied() else {
+            return;
+        };
+        let read = self
+            .service
+            .inner
+            .store
+            .messages_after(conversation, seen, (message.seq - seen - 1) as u32)
+            .await;
+        match read {
+            Ok(missing) => self.pending.extend(
+                missing
+                    .into_iter()
+                    .filter(|m| m.seq < message.seq)
+                    .map(|message| ServerEvent::Message { message }),
+            ),
+            Err(error) => {
+                // Delivering past a hole would break "no gap": end the session instead, and
+                // the client resumes from its cursor.
+                tracing::warn!(session = %self.id, %error, "gap fill failed; telling the client to resume");
+                self.lagged.store(true, Ordering::Release);
+                return;
+            }
+        }
+        self.deliver_live(message);
     }
 }

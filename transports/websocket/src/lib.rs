@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 use chat_core::protocol::decode_client_frame;
+use chat_core::protocol::ServerEvent;
 use chat_core::service::{ChatSession, Outbound};
 use chat_core::transport::{SessionEnd, Transport, TransportKind};
 use futures_util::{SinkExt, StreamExt};
@@ -22,6 +23,18 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
+
+/// Events written in one batch at most: the event `next_event` gave, then what the session has
+/// ready without waiting ([`ChatSession::next_ready_event`]), with one flush (one system call)
+/// for all of them. An agent receiving a busy site's messages gets them in bursts (a group
+/// commit publishes many at once); writing each on its own costs a `sendto` per event, the
+/// largest share of the gateway's CPU at high rates (docs/benchmarks.md).
+const MAX_BATCH: usize = 64;
+
+/// Bytes tungstenite gathers before it writes on its own (its `write_buffer_size`): a batch of
+/// small events goes out in one write, a large one in pieces of about this size. Only a
+/// session's bursts fill it; an idle connection's buffer holds its last frame, as before.
+const BATCH_BYTES: usize = 16 * 1024;
 
 /// Close code of a session whose agent token expired without a fresh one (`auth`): reconnect
 /// with a new token and resume.
@@ -70,6 +83,7 @@ impl WebSocketSettings {
     /// [`write_buffer_limit`](Self::write_buffer_limit).
     pub fn tungstenite_config(&self) -> WebSocketConfig {
         chat_transport_upgraded::websocket_config(self.max_message_bytes, self.write_buffer_limit())
+            .write_buffer_size(BATCH_BYTES)
     }
 }
 
@@ -163,13 +177,13 @@ impl Transport for WebSocketTransport {
                         Ok(frame) => Box::pin(session.handle(frame)).await,
                         Err(bad) => bad.to_event(),
                     };
-                    if let Err(end) = send(&mut ws, answer.to_json(), settings.write_timeout).await {
+                    if let Err(end) = write_batch(&mut ws, &mut session, answer, settings.write_timeout).await {
                         break Err(end);
                     }
                 }
                 outbound = session.next_event() => match outbound {
                     Outbound::Event(event) => {
-                        if let Err(end) = send(&mut ws, event.to_json(), settings.write_timeout).await {
+                        if let Err(end) = write_batch(&mut ws, &mut session, event, settings.write_timeout).await {
                             break Err(end);
                         }
                     }
@@ -224,12 +238,30 @@ impl Transport for WebSocketTransport {
     }
 }
 
-async fn send(
+/// Writes `first`, then every event the session has ready (at most [`MAX_BATCH`] in all), and
+/// flushes once. An answer goes first this way too: the events a command caused (a visitor's
+/// own message, a replay's first page) usually follow it in the same write.
+async fn write_batch(
     ws: &mut WebSocketStream<UpgradedStream>,
-    text: String,
+    session: &mut ChatSession,
+    first: ServerEvent,
     write_timeout: Duration,
 ) -> Result<(), SessionEnd> {
-    send_message(ws, WsMessage::Text(text.into()), write_timeout).await
+    let batch = async {
+        ws.feed(WsMessage::Text(first.to_json().into())).await?;
+        for _ in 1..MAX_BATCH {
+            let Some(event) = session.next_ready_event() else {
+                break;
+            };
+            ws.feed(WsMessage::Text(event.to_json().into())).await?;
+        }
+        ws.flush().await
+    };
+    match timeout(write_timeout, batch).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(SessionEnd::ConnectionError(e.to_string())),
+        Err(_) => Err(SessionEnd::ConnectionError("write timed out".into())),
+    }
 }
 
 async fn send_message(
