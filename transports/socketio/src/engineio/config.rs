@@ -19,9 +19,12 @@ pub struct EngineConfig {
     /// closes the session as for [`EngineConfig::max_buffered_packets`] (one packet alone always
     /// fits).
     pub max_buffered_bytes: usize,
-    /// The per-session queue of messages not yet taken by the layer above.
+    /// The per-session queue of messages not yet taken by the layer above, for an engine made
+    /// with [`Engine::new`](super::Engine::new) (an [`EngineHandler`](super::EngineHandler)
+    /// takes each message as it comes).
     pub inbound_queue: usize,
-    /// New sessions not yet taken from [`Incoming`]; over it, handshakes get 503.
+    /// New sessions not yet taken from [`Incoming`](super::Incoming) (an engine made with
+    /// [`Engine::new`](super::Engine::new)); over it, handshakes get 503.
     pub accept_queue: usize,
     /// How long a polling-to-WebSocket upgrade may take, from the WebSocket opening to `5`.
     pub upgrade_timeout: Duration,

@@ -1,16 +1,16 @@
 //! The engine: session registry, handshake, HTTP long-polling and the protocol's error answers.
 
 pub use super::config::EngineConfig;
+use super::handler::EngineHandler;
 use super::packet::{decode_payload, encode_payload, Handshake, Packet};
 use super::session::{
-    drain_for_poll, CloseReason, EngineSession, EngineSocket, Registry, TransportType, UpgradeState,
+    drain_for_poll, CloseReason, EngineSender, EngineSession, Registry, TransportType, UpgradeState,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
 
 /// The HTTP method of a request, as far as the engine cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +144,7 @@ pub(crate) fn parse_query(query: &str) -> Result<Query<'_>, EngineError> {
 pub(crate) struct Inner {
     pub(crate) config: Arc<EngineConfig>,
     pub(crate) sessions: Arc<Registry>,
-    accept_tx: mpsc::Sender<EngineSocket>,
+    handler: Arc<dyn EngineHandler>,
 }
 
 /// The Engine.IO server: cheap to clone, shared by every request.
@@ -153,33 +153,18 @@ pub struct Engine {
     pub(crate) inner: Arc<Inner>,
 }
 
-/// New sessions, in handshake order; take each with [`Incoming::accept`].
-pub struct Incoming {
-    rx: mpsc::Receiver<EngineSocket>,
-}
-
-impl Incoming {
-    /// The next new session; `None` once every [`Engine`] clone is dropped.
-    pub async fn accept(&mut self) -> Option<EngineSocket> {
-        self.rx.recv().await
-    }
-}
-
 impl Engine {
-    /// A new engine and the stream of sessions it opens.
-    pub fn new(config: EngineConfig) -> (Engine, Incoming) {
-        let (accept_tx, rx) = mpsc::channel(config.accept_queue.max(1));
+    /// A new engine that tells `handler` of every session it opens (see [`EngineHandler`];
+    /// [`Engine::new`] hands sessions out as sockets instead).
+    pub fn with_handler(config: EngineConfig, handler: Arc<dyn EngineHandler>) -> Engine {
         let inner = Inner {
             config: Arc::new(config),
             sessions: Arc::new(Mutex::new(HashMap::new())),
-            accept_tx,
+            handler,
         };
-        (
-            Engine {
-                inner: Arc::new(inner),
-            },
-            Incoming { rx },
-        )
+        Engine {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The configuration.
@@ -226,24 +211,26 @@ impl Engine {
         }
     }
 
-    /// Opens a session: registers it, hands its socket to [`Incoming`] and, for a polling
+    /// Opens a session: registers it, hands it to the [`EngineHandler`] and, for a polling
     /// session, starts its heartbeat task (a WebSocket session's loop pings itself).
-    /// `None` when nobody takes new sessions fast enough (or at all).
+    /// `None` when the handler refuses it.
     pub(crate) fn open_session(&self, transport: TransportType) -> Option<Arc<EngineSession>> {
         let sid = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 15]>());
-        let (session, rx) = EngineSession::new(
+        let session = EngineSession::new(
             sid.clone(),
             self.inner.config.clone(),
             transport,
             Arc::downgrade(&self.inner.sessions),
         );
         self.registry().insert(sid, session.clone());
-        let socket = EngineSocket::new(session.clone(), rx);
-        if let Err(e) = self.inner.accept_tx.try_send(socket) {
-            // Dropping the socket closes and unregisters the session.
-            drop(e);
+        let sender = EngineSender {
+            session: session.clone(),
+        };
+        let Some(handler) = self.inner.handler.on_open(sender) else {
+            session.close(CloseReason::ServerClosed);
             return None;
-        }
+        };
+        session.attach(handler);
         if transport == TransportType::Polling {
             tokio::spawn(session.clone().heartbeat());
         }

@@ -4,17 +4,15 @@
 
 mod config;
 mod engine;
+mod handler;
 pub mod packet;
 mod session;
 mod ws;
 
-pub use engine::{
-    Engine, EngineConfig, EngineError, EngineRequest, EngineResponse, Incoming, Method,
-};
+pub use engine::{Engine, EngineConfig, EngineError, EngineRequest, EngineResponse, Method};
+pub use handler::{EngineHandler, EngineSocket, Handling, Incoming, SessionHandler};
 pub use packet::{Handshake, Packet, PacketError, WsFrame};
-pub use session::{
-    CloseReason, EngineMessage, EngineSender, EngineSocket, SendError, TransportType,
-};
+pub use session::{CloseReason, EngineMessage, EngineSender, SendError, TransportType};
 pub use ws::{WsAccept, WsConnection, WsLink};
 
 #[cfg(test)]

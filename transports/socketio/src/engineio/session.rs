@@ -1,13 +1,15 @@
-//! One Engine.IO session: its state (transport, upgrade, bounded outbound queue, heartbeat)
-//! and the handles the layer above uses ([`EngineSocket`], [`EngineSender`]).
+//! One Engine.IO session: its state (transport, upgrade, bounded outbound queue, heartbeat,
+//! the layer above's [`SessionHandler`]) and the handle the layer above sends with
+//! ([`EngineSender`]).
 
 use super::config::EngineConfig;
+use super::handler::SessionHandler;
 use super::packet::Packet;
 use bytes::Bytes;
-use chat_core::mailbox::{mailbox, MailboxReceiver, MailboxSender};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// The registry of live sessions, by sid.
 pub(crate) type Registry = Mutex<HashMap<String, Arc<EngineSession>>>;
@@ -73,10 +75,12 @@ pub(crate) struct State {
     pub(crate) outbound: VecDeque<Packet>,
     pub(crate) poll_active: bool,
     pub(crate) post_active: bool,
-    /// Messages for the layer above: a [`chat_core::mailbox`], which costs nothing while empty
-    /// (a tokio channel was ≈ 770 bytes per idle session); boxed, so that a queue that once
-    /// held a few keeps a few pointers, not a few 40-byte messages.
-    pub(crate) inbound: Option<MailboxSender<Box<EngineMessage>>>,
+    /// The layer above, told each message in the task that reads it (no queue, no task of
+    /// its own); taken at the close, which breaks the cycle of a handler that holds the
+    /// session's [`EngineSender`].
+    pub(crate) handler: Option<Arc<dyn SessionHandler>>,
+    /// The layer above's deadline ([`EngineSender::close_at`]): the session closes then.
+    pub(crate) deadline: Option<Instant>,
     pub(crate) pong_received: bool,
     pub(crate) closed: Option<CloseReason>,
 }
@@ -95,9 +99,8 @@ impl EngineSession {
         config: Arc<EngineConfig>,
         transport: TransportType,
         registry: Weak<Registry>,
-    ) -> (Arc<EngineSession>, MailboxReceiver<Box<EngineMessage>>) {
-        let (tx, rx) = mailbox(config.inbound_queue);
-        let session = Arc::new(EngineSession {
+    ) -> Arc<EngineSession> {
+        Arc::new(EngineSession {
             sid,
             config,
             state: Mutex::new(State {
@@ -106,14 +109,31 @@ impl EngineSession {
                 outbound: VecDeque::new(),
                 poll_active: false,
                 post_active: false,
-                inbound: Some(tx),
+                handler: None,
+                deadline: None,
                 pong_received: true,
                 closed: None,
             }),
             changed: watch::channel(()).0,
             registry,
-        });
-        (session, rx)
+        })
+    }
+
+    /// Hands the session to the layer above; a session closed meanwhile tells it at once.
+    pub(crate) fn attach(&self, handler: Arc<dyn SessionHandler>) {
+        let closed = {
+            let mut st = self.lock();
+            match &st.closed {
+                Some(reason) => Some(reason.clone()),
+                None => {
+                    st.handler = Some(handler.clone());
+                    None
+                }
+            }
+        };
+        if let Some(reason) = closed {
+            handler.on_close(&reason);
+        }
     }
 
     /// Locks the state; a poisoned lock (a panic elsewhere) is recovered, the state stays valid.
@@ -148,23 +168,27 @@ impl EngineSession {
         }
     }
 
-    /// Closes the session (first reason wins): stops delivery, unregisters, wakes waiters.
+    /// Closes the session (first reason wins): stops delivery, unregisters, wakes waiters,
+    /// tells the layer above.
     pub(crate) fn close(&self, reason: CloseReason) {
-        {
+        let handler = {
             let mut st = self.lock();
             if st.closed.is_some() {
                 return;
             }
             tracing::debug!(sid = %self.sid, ?reason, "engine.io session closed");
-            st.closed = Some(reason);
-            st.inbound = None;
-        }
+            st.closed = Some(reason.clone());
+            st.handler.take()
+        };
         if let Some(reg) = self.registry.upgrade() {
             reg.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&self.sid);
         }
         self.notify();
+        if let Some(handler) = handler {
+            handler.on_close(&reason);
+        }
     }
 
     /// Queues a packet for the client; a full queue closes the session.
@@ -189,11 +213,11 @@ impl EngineSession {
         Ok(())
     }
 
-    /// Hands a message to the layer above (waits while its queue is full).
+    /// Hands a message to the layer above, in this task, and waits until it has handled it.
     async fn deliver(&self, msg: EngineMessage) {
-        let tx = self.lock().inbound.clone();
-        if let Some(tx) = tx {
-            let _ = tx.send(Box::new(msg)).await;
+        let handler = self.lock().handler.clone();
+        if let Some(handler) = handler {
+            handler.on_message(msg).await;
         }
     }
 
@@ -220,23 +244,24 @@ impl EngineSession {
         let mut beat = Heartbeat::start(&self.config);
         loop {
             let mut rx = self.subscribe();
-            {
+            let wake = {
                 let st = self.lock();
                 if st.closed.is_some() {
                     return;
                 }
-                beat.observe(&st, &self.config);
-            }
+                beat.observe(&st, &self.config)
+            };
             tokio::select! {
                 _ = rx.changed() => {}
-                _ = tokio::time::sleep_until(beat.wake_at()) => beat.fire(&self),
+                _ = tokio::time::sleep_until(wake) => beat.fire(&self),
             }
         }
     }
 }
 
 /// A session's ping schedule: a ping every `pingInterval` after the last pong, and the session
-/// closed ([`CloseReason::PingTimeout`]) when a ping is not answered within `pingTimeout`.
+/// closed ([`CloseReason::PingTimeout`]) when a ping is not answered within `pingTimeout`; also
+/// the layer above's deadline ([`EngineSender::close_at`]), so that it needs no timer task.
 /// Driven by whoever waits on the session: its heartbeat task (polling) or its WebSocket loop.
 pub(crate) enum Heartbeat {
     /// The next ping goes out then.
@@ -251,23 +276,39 @@ impl Heartbeat {
         Heartbeat::PingAt(tokio::time::Instant::now() + config.ping_interval)
     }
 
-    /// When [`Heartbeat::fire`] is due.
-    pub(crate) fn wake_at(&self) -> tokio::time::Instant {
+    /// When the next ping or pong check is due.
+    fn due_at(&self) -> tokio::time::Instant {
         match self {
             Heartbeat::PingAt(at) | Heartbeat::PongBy(at) => *at,
         }
     }
 
     /// After any change of the session's state: a pong that came schedules the next ping.
-    pub(crate) fn observe(&mut self, st: &State, config: &EngineConfig) {
+    /// Returns when [`Heartbeat::fire`] is due (the next ping or pong check, or the deadline).
+    pub(crate) fn observe(&mut self, st: &State, config: &EngineConfig) -> Instant {
         if let (Heartbeat::PongBy(_), true) = (&*self, st.pong_received) {
             *self = Heartbeat::PingAt(tokio::time::Instant::now() + config.ping_interval);
         }
+        match st.deadline {
+            Some(deadline) => deadline.min(self.due_at()),
+            None => self.due_at(),
+        }
     }
 
-    /// At [`Heartbeat::wake_at`]: queues a ping (it always goes out, even over a full queue: it
-    /// is one small packet), or closes the session when the last one was not answered.
+    /// At the time [`Heartbeat::observe`] gave: closes the session past its deadline, queues a
+    /// ping (it always goes out, even over a full queue: it is one small packet), or closes the
+    /// session when the last one was not answered.
     pub(crate) fn fire(&mut self, session: &EngineSession) {
+        let now = Instant::now();
+        let expired = session.lock().deadline.is_some_and(|at| at <= now);
+        if expired {
+            session.close(CloseReason::ServerClosed);
+            return;
+        }
+        if self.due_at() > now {
+            // Woken for a deadline that has since been lifted or moved.
+            return;
+        }
         match self {
             Heartbeat::PingAt(_) => {
                 {
@@ -309,70 +350,10 @@ pub(crate) fn drain_for_poll(st: &mut State, max_payload: usize) -> Vec<Packet> 
     out
 }
 
-/// The layer above's end of one Engine.IO session: incoming messages, and a way to send.
-///
-/// Dropping it closes the session.
-pub struct EngineSocket {
-    session: Arc<EngineSession>,
-    rx: MailboxReceiver<Box<EngineMessage>>,
-}
-
-impl EngineSocket {
-    pub(crate) fn new(
-        session: Arc<EngineSession>,
-        rx: MailboxReceiver<Box<EngineMessage>>,
-    ) -> Self {
-        Self { session, rx }
-    }
-
-    /// The session id.
-    pub fn sid(&self) -> &str {
-        &self.session.sid
-    }
-
-    /// The transport carrying the session now.
-    pub fn transport(&self) -> TransportType {
-        self.session.lock().transport
-    }
-
-    /// The next message from the client; `None` once the session is closed.
-    pub async fn recv(&mut self) -> Option<EngineMessage> {
-        self.rx.recv().await.map(|msg| *msg)
-    }
-
-    /// A cloneable handle to send to this client.
-    pub fn sender(&self) -> EngineSender {
-        EngineSender {
-            session: self.session.clone(),
-        }
-    }
-
-    /// Queues a message for the client.
-    pub fn send(&self, msg: EngineMessage) -> Result<(), SendError> {
-        self.sender().send(msg)
-    }
-
-    /// Closes the session.
-    pub fn close(&self) {
-        self.session.close(CloseReason::ServerClosed);
-    }
-
-    /// Why the session ended, once it has.
-    pub fn close_reason(&self) -> Option<CloseReason> {
-        self.session.lock().closed.clone()
-    }
-}
-
-impl Drop for EngineSocket {
-    fn drop(&mut self) {
-        self.session.close(CloseReason::ServerClosed);
-    }
-}
-
 /// A cloneable handle that queues messages for one client.
 #[derive(Clone)]
 pub struct EngineSender {
-    session: Arc<EngineSession>,
+    pub(crate) session: Arc<EngineSession>,
 }
 
 impl EngineSender {
@@ -389,9 +370,27 @@ impl EngineSender {
         &self.session.sid
     }
 
+    /// The transport carrying the session now.
+    pub fn transport(&self) -> TransportType {
+        self.session.lock().transport
+    }
+
     /// Closes the session.
     pub fn close(&self) {
         self.session.close(CloseReason::ServerClosed);
+    }
+
+    /// Closes the session (as [`EngineSender::close`]) at `at`, unless called again with
+    /// `None` or a later time before then: the layer above's timeout without a timer of its
+    /// own (the session's heartbeat, or its WebSocket loop, keeps it).
+    pub fn close_at(&self, at: Option<Instant>) {
+        self.session.lock().deadline = at;
+        self.session.notify();
+    }
+
+    /// Why the session ended, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.session.lock().closed.clone()
     }
 
     /// Whether the session is closed.

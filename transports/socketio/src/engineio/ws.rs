@@ -3,10 +3,11 @@
 //! packets flushed over the WebSocket, polls rejected afterwards).
 //!
 //! The session runs in the task that owns the socket: the engine reads and writes the
-//! [`WsLink`] itself, and a direct WebSocket session's heartbeat is driven by the same loop
-//! (a polling session keeps its heartbeat task across an upgrade). One task and no channels per
-//! connection is what keeps an idle Socket.IO connection small (docs/benchmarks.md, "Idle memory
-//! per connection").
+//! [`WsLink`] itself, hands each message to the layer above's
+//! [`SessionHandler`](super::SessionHandler) from this loop, and a direct WebSocket session's
+//! heartbeat is driven by the same loop (a polling session keeps its heartbeat task across an
+//! upgrade). One task and no channels per connection is what keeps an idle Socket.IO connection
+//! small (docs/benchmarks.md, "Idle memory per connection").
 
 use super::engine::{parse_query, Engine, EngineError, EngineResponse};
 use super::packet::{Packet, WsFrame};
@@ -211,12 +212,11 @@ async fn run(session: &EngineSession, mut link: impl WsLink, heartbeat: bool) {
     let mut beat = heartbeat.then(|| Heartbeat::start(&session.config));
     loop {
         let mut rx = session.subscribe();
-        let (packets, closed) = {
+        let (packets, closed, wake) = {
             let mut st = session.lock();
-            if let Some(beat) = &mut beat {
-                beat.observe(&st, &session.config);
-            }
-            (st.outbound.drain(..).collect::<Vec<_>>(), st.closed.clone())
+            let wake = beat.as_mut().map(|beat| beat.observe(&st, &session.config));
+            let packets = st.outbound.drain(..).collect::<Vec<_>>();
+            (packets, st.closed.clone(), wake)
         };
         for p in packets {
             if !link.send(p.to_ws_frame()).await {
@@ -230,7 +230,6 @@ async fn run(session: &EngineSession, mut link: impl WsLink, heartbeat: bool) {
             }
             return;
         }
-        let wake = beat.as_ref().map(Heartbeat::wake_at);
         tokio::select! {
             frame = link.recv() => match frame {
                 None => session.close(CloseReason::TransportClosed),
