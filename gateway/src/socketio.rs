@@ -151,7 +151,6 @@ fn start_engine(
     tracks: Arc<OffsetTracks>,
     clients: Clients,
 ) -> Engine {
-    let (engine, mut incoming) = Engine::new(config);
     let authorize = move |req: ConnectRequest| {
         let admission = admission.clone();
         let tracks = tracks.clone();
@@ -167,12 +166,9 @@ fn start_engine(
         authorize,
         |connection: &ChatConnection| Some(connection.pid.clone()),
     );
-    tokio::spawn(async move {
-        while let Some(engine_socket) = incoming.accept().await {
-            let io = io.clone();
-            tokio::spawn(async move { io.serve(engine_socket).await });
-        }
-    });
+    // Socket.IO decodes each session's packets in the task that carries the session (the
+    // WebSocket's, or a polling request's): no task per session besides the chat session's own.
+    let engine = Engine::with_handler(config, Arc::new(io));
     tokio::spawn(async move {
         while let Some(socket) = sockets.accept().await {
             let mut socket = socket;

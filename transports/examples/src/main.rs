@@ -135,7 +135,6 @@ async fn main() {
         }
     });
 
-    let (socketio, mut sio_sessions) = Engine::new(engine_config);
     let authorize = |_req: ConnectRequest| async move { Ok::<(), String>(()) };
     let (io, mut sockets) = SocketIo::new(
         SocketIoConfig {
@@ -145,12 +144,7 @@ async fn main() {
         },
         authorize,
     );
-    tokio::spawn(async move {
-        while let Some(session) = sio_sessions.accept().await {
-            let io = io.clone();
-            tokio::spawn(async move { io.serve(session).await });
-        }
-    });
+    let socketio = Engine::with_handler(engine_config, Arc::new(io));
     tokio::spawn(async move {
         while let Some(socket) = sockets.accept().await {
             tokio::spawn(echo_socket(socket));

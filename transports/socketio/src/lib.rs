@@ -5,18 +5,19 @@
 //! - [`engineio`] knows packets, sessions, heartbeats and transports (HTTP long-polling and
 //!   WebSocket, including the upgrade from one to the other). It is HTTP-framework agnostic:
 //!   the gateway hands it plain request parts and gets a plain [`engineio::EngineResponse`]
-//!   back; a WebSocket is driven as two channels of [`engineio::WsFrame`]s.
+//!   back; a WebSocket is any [`engineio::WsLink`] of [`engineio::WsFrame`]s. It reports each
+//!   session to an [`engineio::EngineHandler`], in the task that carries the session.
 //! - [`socketio`] knows namespaces, CONNECT with auth, events, acks (both ways), binary
-//!   attachments and DISCONNECT, on top of an [`engineio::EngineSocket`].
+//!   attachments and DISCONNECT: [`socketio::SocketIo`] is the engine's handler.
 //!
 //! How the gateway is expected to drive it (see `README.md` for the full wiring plan):
 //!
 //! ```no_run
 //! use chat_transport_socketio::engineio::{Engine, EngineConfig, EngineRequest, Method};
 //! use chat_transport_socketio::socketio::{ConnectRequest, SocketEvent, SocketIo, SocketIoConfig};
+//! use std::sync::Arc;
 //!
 //! # async fn demo() {
-//! let (engine, mut incoming) = Engine::new(EngineConfig::default());
 //! let authorize = |req: ConnectRequest| async move {
 //!     match req.auth {
 //!         Some(auth) if auth["token"] == "secret" => Ok("agent-1".to_string()),
@@ -24,13 +25,8 @@
 //!     }
 //! };
 //! let (io, mut sockets) = SocketIo::new(SocketIoConfig::default(), authorize);
-//! // One Socket.IO task per Engine.IO session.
-//! tokio::spawn(async move {
-//!     while let Some(session) = incoming.accept().await {
-//!         let io = io.clone();
-//!         tokio::spawn(async move { io.serve(session).await });
-//!     }
-//! });
+//! // Socket.IO decodes each session's packets in the task that carries the session.
+//! let engine = Engine::with_handler(EngineConfig::default(), Arc::new(io));
 //! // The application side: connected sockets and their events.
 //! tokio::spawn(async move {
 //!     while let Some(mut socket) = sockets.accept().await {

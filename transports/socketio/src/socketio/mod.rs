@@ -1,7 +1,8 @@
-//! Socket.IO v5 over an [`EngineSocket`](crate::engineio::EngineSocket): namespaces, CONNECT
-//! with an auth payload checked by an [`Authorizer`], events and acks in both directions,
-//! binary attachments, DISCONNECT and the connect timeout.
+//! Socket.IO v5 as an Engine.IO [`EngineHandler`](crate::engineio::EngineHandler): namespaces,
+//! CONNECT with an auth payload checked by an [`Authorizer`], events and acks in both
+//! directions, binary attachments, DISCONNECT and the connect timeout.
 
+mod conn;
 pub mod packet;
 mod server;
 

@@ -383,7 +383,8 @@ pub fn decode_text(s: &str, max_attachments: usize) -> Result<(Packet, usize), P
 #[derive(Debug)]
 pub struct Decoder {
     max_attachments: usize,
-    pending: Option<(Packet, usize)>,
+    /// Boxed: a connection keeps its decoder for its life, and this is rarely there.
+    pending: Option<Box<(Packet, usize)>>,
 }
 
 impl Decoder {
@@ -410,21 +411,22 @@ impl Decoder {
         if count == 0 {
             Ok(Some(packet))
         } else {
-            self.pending = Some((packet, count));
+            self.pending = Some(Box::new((packet, count)));
             Ok(None)
         }
     }
 
     /// Feeds a binary message (the next attachment of the pending packet).
     pub fn decode_binary(&mut self, b: Bytes) -> Result<Option<Packet>, PacketError> {
-        let Some((mut packet, count)) = self.pending.take() else {
+        let Some(pending) = self.pending.take() else {
             return Err(PacketError::UnexpectedBinary);
         };
+        let (mut packet, count) = *pending;
         packet.attachments.push(b);
         if packet.attachments.len() == count {
             Ok(Some(packet))
         } else {
-            self.pending = Some((packet, count));
+            self.pending = Some(Box::new((packet, count)));
             Ok(None)
         }
     }

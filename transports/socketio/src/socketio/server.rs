@@ -1,16 +1,19 @@
-//! The namespace layer: one [`SocketIo::serve`] task per Engine.IO session.
+//! The namespace layer: [`SocketIo`] is the engine's [`EngineHandler`]; each Engine.IO session
+//! gets a connection ([`super::conn`]) the engine calls with its messages, and each joined
+//! namespace a [`Socket`] for the application.
 
-use super::packet::{Decoder, Packet, PacketType};
-use crate::engineio::{CloseReason, EngineMessage, EngineSender, EngineSocket, SendError};
+use super::conn::{Conn, Connector, NsEntry};
+use super::packet::Packet;
+use crate::engineio::{CloseReason, EngineHandler, EngineSender, SendError, SessionHandler};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use chat_core::mailbox::{mailbox, MailboxReceiver, MailboxSender};
+use chat_core::mailbox::{mailbox, MailboxReceiver};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,7 +24,7 @@ pub struct SocketIoConfig {
     /// `CONNECT_ERROR {"message":"Invalid namespace"}`.
     pub namespaces: Vec<String>,
     /// A client that has not connected to any namespace this long after the Engine.IO
-    /// handshake is closed.
+    /// handshake is closed (by the engine's own timer: [`EngineSender::close_at`]).
     pub connect_timeout: Duration,
     /// The most binary attachments in one packet; more closes the session.
     pub max_attachments: usize,
@@ -133,8 +136,8 @@ pub enum SocketEvent {
 /// Answers one client event that asked for an ack.
 #[derive(Debug)]
 pub struct AckResponder {
-    emitter: Emitter,
-    id: u64,
+    pub(super) emitter: Emitter,
+    pub(super) id: u64,
 }
 
 impl AckResponder {
@@ -150,61 +153,12 @@ impl AckResponder {
     }
 }
 
-struct NsEntry {
-    socket_id: String,
-    /// The socket's events: a [`chat_core::mailbox`], which costs nothing while empty (a tokio
-    /// channel allocated ≈ 770 bytes, and with 32 inline `SocketEvent`s 4.4 KB, per idle socket:
-    /// issue-12 heap profile); boxed, so that a queue that once held a few keeps a few pointers.
-    events: MailboxSender<Box<SocketEvent>>,
-}
-
-struct Conn {
-    engine: EngineSender,
-    max_pending_acks: usize,
-    next_ack: AtomicU64,
-    acks: Mutex<HashMap<u64, oneshot::Sender<AckPayload>>>,
-    nsps: Mutex<HashMap<String, NsEntry>>,
-}
-
-impl Conn {
-    fn nsps(&self) -> MutexGuard<'_, HashMap<String, NsEntry>> {
-        self.nsps.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn acks(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<AckPayload>>> {
-        self.acks.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn send_packet(&self, p: &Packet) -> Result<(), SendError> {
-        let (text, atts) = p.encode();
-        self.engine.send(EngineMessage::Text(text))?;
-        for a in atts {
-            self.engine.send(EngineMessage::Binary(a))?;
-        }
-        Ok(())
-    }
-
-    /// Removes a namespace entry and tells its socket why.
-    fn leave(&self, nsp: &str, reason: DisconnectReason) -> bool {
-        let entry = self.nsps().remove(nsp);
-        match entry {
-            Some(e) => {
-                let _ = e
-                    .events
-                    .try_send(Box::new(SocketEvent::Disconnected(reason)));
-                true
-            }
-            None => false,
-        }
-    }
-}
-
 /// Sends to one socket (one namespace of one connection). Cheap to clone.
 #[derive(Clone)]
 pub struct Emitter {
-    conn: Arc<Conn>,
-    nsp: String,
-    socket_id: String,
+    pub(super) conn: Arc<Conn>,
+    pub(super) nsp: String,
+    pub(super) socket_id: String,
 }
 
 impl std::fmt::Debug for Emitter {
@@ -218,10 +172,7 @@ impl std::fmt::Debug for Emitter {
 
 impl Emitter {
     fn connected(&self) -> bool {
-        self.conn
-            .nsps()
-            .get(&self.nsp)
-            .is_some_and(|e| e.socket_id == self.socket_id)
+        self.conn.is_joined(&self.nsp, &self.socket_id)
     }
 
     fn send_packet(&self, p: &Packet) -> Result<(), EmitError> {
@@ -255,7 +206,7 @@ impl Emitter {
         {
             let mut acks = self.conn.acks();
             acks.retain(|_, tx| !tx.is_closed());
-            if acks.len() >= self.conn.max_pending_acks {
+            if acks.len() >= self.conn.max_pending_acks() {
                 return Err(EmitError::TooManyPendingAcks);
             }
             acks.insert(id, tx);
@@ -346,25 +297,27 @@ impl<D> Sockets<D> {
     }
 }
 
-/// The Socket.IO server: serves Engine.IO sessions. Cheap to clone.
+/// The Socket.IO server: the [`EngineHandler`] of an engine (give it to
+/// [`Engine::with_handler`](crate::engineio::Engine::with_handler)). Cheap to clone.
 pub struct SocketIo<D, A> {
-    config: Arc<SocketIoConfig>,
-    authorizer: Arc<A>,
+    server: Arc<Server<D, A>>,
+}
+
+struct Server<D, A> {
+    config: SocketIoConfig,
+    authorizer: A,
     sockets: mpsc::Sender<Socket<D>>,
     pid_of: PidOf<D>,
 }
 
 /// Computes the `pid` of an accepted socket, sent in the CONNECT answer (connection-state
 /// recovery: a client that reconnects with the same `pid` learns `socket.recovered`).
-type PidOf<D> = Arc<dyn Fn(&D) -> Option<String> + Send + Sync>;
+type PidOf<D> = Box<dyn Fn(&D) -> Option<String> + Send + Sync>;
 
 impl<D, A> Clone for SocketIo<D, A> {
     fn clone(&self) -> Self {
         Self {
-            config: self.config.clone(),
-            authorizer: self.authorizer.clone(),
-            sockets: self.sockets.clone(),
-            pid_of: self.pid_of.clone(),
+            server: self.server.clone(),
         }
     }
 }
@@ -383,158 +336,69 @@ impl<D: Send + 'static, A: Authorizer<D>> SocketIo<D, A> {
         pid_of: impl Fn(&D) -> Option<String> + Send + Sync + 'static,
     ) -> (Self, Sockets<D>) {
         let (tx, rx) = mpsc::channel(config.accept_queue.max(1));
+        let server = Server {
+            config,
+            authorizer,
+            sockets: tx,
+            pid_of: Box::new(pid_of),
+        };
         (
             Self {
-                config: Arc::new(config),
-                authorizer: Arc::new(authorizer),
-                sockets: tx,
-                pid_of: Arc::new(pid_of),
+                server: Arc::new(server),
             },
             Sockets { rx },
         )
     }
+}
 
-    /// Serves one Engine.IO session until it ends (spawn one task per session).
-    /// Malformed packets close the session.
-    pub async fn serve(&self, mut engine: EngineSocket) {
-        let conn = Arc::new(Conn {
-            engine: engine.sender(),
-            max_pending_acks: self.config.max_pending_acks,
-            next_ack: AtomicU64::new(0),
-            acks: Mutex::new(HashMap::new()),
-            nsps: Mutex::new(HashMap::new()),
-        });
-        let mut decoder = Decoder::new(self.config.max_attachments);
-        let deadline = tokio::time::Instant::now() + self.config.connect_timeout;
-        let mut ever_connected = false;
-        let end = loop {
-            let waiting = !ever_connected;
-            let msg = tokio::select! {
-                m = engine.recv() => m,
-                _ = tokio::time::sleep_until(deadline), if waiting => {
-                    tracing::debug!(sid = engine.sid(), "socket.io connect timeout");
-                    engine.close();
-                    break DisconnectReason::TransportClosed(engine.close_reason());
-                }
-            };
-            let decoded = match msg {
-                None => break DisconnectReason::TransportClosed(engine.close_reason()),
-                Some(EngineMessage::Text(t)) => decoder.decode_text(&t),
-                Some(EngineMessage::Binary(b)) => decoder.decode_binary(b),
-            };
-            let packet = match decoded {
-                Ok(Some(p)) => p,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::debug!(sid = engine.sid(), error = %e, "malformed socket.io packet");
-                    engine.close();
-                    break DisconnectReason::ProtocolViolation(e.to_string());
-                }
-            };
-            match self.on_packet(&conn, &engine, packet).await {
-                Ok(connected) => ever_connected |= connected,
-                Err(reason) => {
-                    engine.close();
-                    break reason;
-                }
-            }
-        };
-        let nsps: Vec<String> = conn.nsps().keys().cloned().collect();
-        for nsp in nsps {
-            conn.leave(&nsp, end.clone());
-        }
-        // Emits still waiting for an ack fail now rather than never.
-        conn.acks().clear();
+impl<D: Send + 'static, A: Authorizer<D>> EngineHandler for SocketIo<D, A> {
+    /// A new Engine.IO session: its connection, and the connect timeout, which the engine keeps
+    /// (closing the session unless a namespace is joined by then).
+    fn on_open(&self, engine: EngineSender) -> Option<Arc<dyn SessionHandler>> {
+        let config = &self.server.config;
+        engine.close_at(Some(tokio::time::Instant::now() + config.connect_timeout));
+        let max_attachments = config.max_attachments;
+        Some(Conn::new(engine, self.server.clone(), max_attachments))
+    }
+}
+
+impl<D: Send + 'static, A: Authorizer<D>> Connector for Server<D, A> {
+    fn namespaces(&self) -> &[String] {
+        &self.config.namespaces
     }
 
-    /// Handles one packet; `Ok(true)` when a namespace was joined.
-    async fn on_packet(
+    fn max_pending_acks(&self) -> usize {
+        self.config.max_pending_acks
+    }
+
+    fn connect(
         &self,
-        conn: &Arc<Conn>,
-        engine: &EngineSocket,
+        conn: Arc<Conn>,
         p: Packet,
-    ) -> Result<bool, DisconnectReason> {
-        let violation = |m: &str| DisconnectReason::ProtocolViolation(m.to_string());
-        match p.kind {
-            PacketType::Connect => {
-                if !self.config.namespaces.contains(&p.nsp) {
-                    let _ = conn.send_packet(&Packet::connect_error(&p.nsp, "Invalid namespace"));
-                    return Ok(false);
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        // Boxed (by the signature): the authorizer's future (admission, store calls) takes
+        // memory only while a CONNECT is handled.
+        Box::pin(async move {
+            let req = ConnectRequest {
+                nsp: p.nsp.clone(),
+                auth: p.data.clone(),
+                engine_sid: conn.engine.sid().to_string(),
+            };
+            match self.authorizer.authorize(req).await {
+                Err(message) => {
+                    let _ = conn.send_packet(&Packet::connect_error(&p.nsp, &message));
+                    false
                 }
-                if conn.nsps().contains_key(&p.nsp) {
-                    return Err(violation("CONNECT to a namespace already joined"));
-                }
-                let req = ConnectRequest {
-                    nsp: p.nsp.clone(),
-                    auth: p.data.clone(),
-                    engine_sid: engine.sid().to_string(),
-                };
-                // Boxed: the authorizer's future (admission, store calls) would otherwise be
-                // part of every idle connection's `serve` future.
-                match Box::pin(self.authorizer.authorize(req)).await {
-                    Err(message) => {
-                        let _ = conn.send_packet(&Packet::connect_error(&p.nsp, &message));
-                        Ok(false)
-                    }
-                    Ok(data) => Ok(self.join(conn, p, data)),
-                }
+                Ok(data) => self.join(&conn, p, data),
             }
-            PacketType::Disconnect => {
-                conn.leave(&p.nsp, DisconnectReason::ClientDisconnect);
-                Ok(false)
-            }
-            PacketType::Event | PacketType::BinaryEvent => {
-                let events = conn.nsps().get(&p.nsp).map(|e| e.events.clone());
-                let Some(events) = events else {
-                    // Not connected to that namespace: ignored, as the reference server does.
-                    return Ok(false);
-                };
-                let Some(Value::Array(mut arr)) = p.data else {
-                    return Err(violation("event without arguments"));
-                };
-                if arr.is_empty() {
-                    return Err(violation("event without a name"));
-                }
-                let name = match arr.remove(0) {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                let ack = p.id.map(|id| AckResponder {
-                    emitter: Emitter {
-                        conn: conn.clone(),
-                        nsp: p.nsp.clone(),
-                        socket_id: conn
-                            .nsps()
-                            .get(&p.nsp)
-                            .map(|e| e.socket_id.clone())
-                            .unwrap_or_default(),
-                    },
-                    id,
-                });
-                let _ = events
-                    .send(Box::new(SocketEvent::Event {
-                        name,
-                        args: arr,
-                        attachments: p.attachments,
-                        ack,
-                    }))
-                    .await;
-                Ok(false)
-            }
-            PacketType::Ack | PacketType::BinaryAck => {
-                let waiting = p.id.and_then(|id| conn.acks().remove(&id));
-                if let (Some(tx), Some(Value::Array(args))) = (waiting, p.data) {
-                    let _ = tx.send(AckPayload {
-                        args,
-                        attachments: p.attachments,
-                    });
-                }
-                Ok(false)
-            }
-            PacketType::ConnectError => Err(violation("CONNECT_ERROR from a client")),
-        }
+        })
     }
+}
 
+impl<D: Send + 'static, A> Server<D, A> {
+    /// Joins an authorized CONNECT's namespace and hands its socket to the application (even
+    /// when the session ended meanwhile: the socket then starts disconnected, so that the
+    /// application sees the end of every socket it was given an authorization for).
     fn join(&self, conn: &Arc<Conn>, p: Packet, data: D) -> bool {
         let socket_id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 15]>());
         let (tx, rx) = mailbox(self.config.event_queue);
@@ -554,13 +418,18 @@ impl<D: Send + 'static, A: Authorizer<D>> SocketIo<D, A> {
             let _ = conn.send_packet(&Packet::connect_error(&p.nsp, "Server busy"));
             return false;
         };
-        conn.nsps().insert(
-            p.nsp.clone(),
-            NsEntry {
-                socket_id: socket_id.clone(),
-                events: tx,
-            },
-        );
+        let entry = NsEntry {
+            socket_id: socket_id.clone(),
+            events: tx,
+        };
+        if let Err(entry) = conn.join(p.nsp.clone(), entry) {
+            let reason = DisconnectReason::TransportClosed(conn.engine.close_reason());
+            let _ = entry
+                .events
+                .try_send(Box::new(SocketEvent::Disconnected(reason)));
+            permit.send(socket);
+            return false;
+        }
         // The CONNECT answer goes out before the application can emit on the socket.
         let mut answer_data = serde_json::json!({ "sid": socket_id });
         if let Some(pid) = pid {
@@ -568,7 +437,10 @@ impl<D: Send + 'static, A: Authorizer<D>> SocketIo<D, A> {
         }
         let answer = Packet::connect(&p.nsp, Some(answer_data));
         if conn.send_packet(&answer).is_err() {
-            conn.nsps().remove(&p.nsp);
+            // The session is closing: the socket is told so (unless its end did already).
+            let reason = DisconnectReason::TransportClosed(conn.engine.close_reason());
+            conn.leave(&p.nsp, reason);
+            permit.send(socket);
             return false;
         }
         permit.send(socket);

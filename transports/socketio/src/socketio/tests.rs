@@ -1,8 +1,9 @@
-//! Namespace-layer tests over an in-memory WebSocket (Engine.IO frames in and out).
+//! Namespace-layer tests over an in-memory WebSocket (Engine.IO frames in and out), and over
+//! polling requests and the upgrade.
 
 use super::packet::placeholder;
 use super::*;
-use crate::engineio::{Engine, EngineConfig, WsConnection, WsFrame};
+use crate::engineio::{Engine, EngineConfig, EngineRequest, Method, WsConnection, WsFrame};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -48,8 +49,8 @@ fn authorize(req: ConnectRequest) -> std::future::Ready<Result<String, String>> 
 
 /// An Engine.IO WebSocket session served by a Socket.IO server, past the `open` packet.
 async fn setup(config: SocketIoConfig) -> (Client, Sockets<String>) {
-    let (engine, mut incoming) = Engine::new(EngineConfig::default());
     let (io, sockets) = SocketIo::new(config, authorize as Auth);
+    let engine = Engine::with_handler(EngineConfig::default(), std::sync::Arc::new(io));
     let accept = engine
         .websocket_request("EIO=4&transport=websocket")
         .unwrap_or_else(|r| panic!("{}", r.body_text()));
@@ -59,12 +60,6 @@ async fn setup(config: SocketIoConfig) -> (Client, Sockets<String>) {
         incoming: c2s_rx,
         outgoing: s2c_tx,
     }));
-    tokio::spawn(async move {
-        while let Some(socket) = incoming.accept().await {
-            let io = io.clone();
-            tokio::spawn(async move { io.serve(socket).await });
-        }
-    });
     let mut client = Client {
         tx: c2s_tx,
         rx: s2c_rx,
@@ -351,4 +346,156 @@ async fn client_connect_error_is_a_violation() {
     let (mut client, _sockets) = setup(config()).await;
     client.send(r#"44{"message":"x"}"#).await;
     assert_eq!(client.recv_text().await, "1");
+}
+
+// Over polling, and across the upgrade: the engine calls the Socket.IO layer from each POST's
+// task and then from the WebSocket's, with no task of the layer's own in between.
+
+fn polling(method: crate::engineio::Method, sid: Option<&str>, body: &str) -> EngineRequest {
+    EngineRequest {
+        method,
+        query: match sid {
+            Some(sid) => format!("EIO=4&transport=polling&sid={sid}"),
+            None => "EIO=4&transport=polling".into(),
+        },
+        body: Bytes::from(body.to_owned()),
+    }
+}
+
+/// A polling handshake on an engine served by `io`; returns the engine and the sid.
+async fn polling_session<D: Send + 'static, A: Authorizer<D>>(
+    io: SocketIo<D, A>,
+    config: EngineConfig,
+) -> (Engine, String) {
+    let engine = Engine::with_handler(config, std::sync::Arc::new(io));
+    let open = engine
+        .handle_polling(polling(Method::Get, None, ""))
+        .await
+        .body_text();
+    let hs: Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
+    (engine, hs["sid"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn polling_then_upgrade_to_websocket() {
+    let (io, mut sockets) = SocketIo::new(config(), authorize as Auth);
+    let (engine, sid) = polling_session(io, EngineConfig::default()).await;
+    let post = engine
+        .handle_polling(polling(Method::Post, Some(&sid), "40"))
+        .await;
+    assert_eq!(post.body_text(), "ok");
+    let answer = engine
+        .handle_polling(polling(Method::Get, Some(&sid), ""))
+        .await
+        .body_text();
+    assert!(answer.starts_with(r#"40{"sid":"#), "{answer}");
+    let mut socket = sockets.accept().await.unwrap();
+
+    // An event over polling.
+    let post = engine
+        .handle_polling(polling(Method::Post, Some(&sid), r#"42["over polling"]"#))
+        .await;
+    assert_eq!(post.status, 200);
+    assert!(matches!(
+        socket.recv().await,
+        Some(SocketEvent::Event { name, .. }) if name == "over polling"
+    ));
+
+    // The upgrade, then events both ways over the WebSocket.
+    let accept = engine
+        .websocket_request(&format!("EIO=4&transport=websocket&sid={sid}"))
+        .unwrap_or_else(|r| panic!("{}", r.body_text()));
+    let (c2s_tx, c2s_rx) = mpsc::channel(16);
+    let (s2c_tx, s2c_rx) = mpsc::channel(16);
+    let task = tokio::spawn(accept.serve(WsConnection {
+        incoming: c2s_rx,
+        outgoing: s2c_tx,
+    }));
+    let mut client = Client {
+        tx: c2s_tx,
+        rx: s2c_rx,
+    };
+    client.send("2probe").await;
+    assert_eq!(client.recv_text().await, "3probe");
+    client.send("5").await;
+    client.send(r#"421["over websocket"]"#).await;
+    let Some(SocketEvent::Event { name, ack, .. }) = socket.recv().await else {
+        panic!("no event");
+    };
+    assert_eq!(name, "over websocket");
+    ack.unwrap().send(vec![json!("done")], vec![]).unwrap();
+    assert_eq!(client.recv_text().await, r#"431["done"]"#);
+    socket.emitter().emit("pushed", vec![], vec![]).unwrap();
+    assert_eq!(client.recv_text().await, r#"42["pushed"]"#);
+
+    drop(client);
+    assert!(matches!(
+        socket.recv().await,
+        Some(SocketEvent::Disconnected(
+            DisconnectReason::TransportClosed(_)
+        ))
+    ));
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_timeout_over_polling() {
+    let io_config = SocketIoConfig {
+        connect_timeout: Duration::from_secs(5),
+        ..config()
+    };
+    let (io, _sockets) = SocketIo::new(io_config, authorize as Auth);
+    let (engine, sid) = polling_session(io, EngineConfig::default()).await;
+    let start = tokio::time::Instant::now();
+    // The pending poll ends with the session: the polling heartbeat keeps the deadline.
+    let poll = engine
+        .handle_polling(polling(Method::Get, Some(&sid), ""))
+        .await;
+    assert_eq!(poll.body_text(), "1");
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    assert!(!engine.has_session(&sid));
+}
+
+#[tokio::test]
+async fn a_connect_authorized_after_the_session_closed_still_hands_its_socket_over() {
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let wait = gate.clone();
+    let slow = move |_req: ConnectRequest| {
+        let wait = wait.clone();
+        async move {
+            wait.notified().await;
+            Ok::<_, String>("late".to_string())
+        }
+    };
+    let (io, mut sockets) = SocketIo::new(config(), slow);
+    let (engine, sid) = polling_session(io, EngineConfig::default()).await;
+    let e2 = engine.clone();
+    let s2 = sid.clone();
+    let connect = tokio::spawn(async move {
+        e2.handle_polling(polling(Method::Post, Some(&s2), "40"))
+            .await
+    });
+    while !engine.session(&sid).is_some_and(|s| s.lock().post_active) {
+        tokio::task::yield_now().await;
+    }
+    // An overlapping POST breaks the protocol: the session closes while the CONNECT waits.
+    let overlapping = engine
+        .handle_polling(polling(Method::Post, Some(&sid), "42[\"x\"]"))
+        .await;
+    assert_eq!(overlapping.status, 400);
+    gate.notify_one();
+    assert_eq!(connect.await.unwrap().status, 200);
+    // The application still gets the socket its authorizer accepted, already disconnected, so
+    // that whatever it opened for it is ended.
+    let mut socket = sockets.accept().await.unwrap();
+    assert_eq!(socket.data, "late");
+    assert!(matches!(
+        socket.recv().await,
+        Some(SocketEvent::Disconnected(
+            DisconnectReason::TransportClosed(Some(
+                crate::engineio::CloseReason::ProtocolViolation(_)
+            ))
+        ))
+    ));
+    assert!(socket.recv().await.is_none());
 }
