@@ -246,7 +246,11 @@ async fn serve_socket(mut socket: Socket<ChatConnection>, mut session: ChatSessi
     let emitter = socket.emitter();
     let recovery = std::mem::replace(&mut socket.data.recovery, RecoveryRequest::None);
     let tracks = socket.data.tracks.clone();
-    let pid = socket.data.principal_pid.clone();
+    let pid = std::mem::take(&mut socket.data.principal_pid);
+    // What only the CONNECT needed (the answer's pid, the auth payload with its token) is not
+    // kept for the life of the connection.
+    socket.data.pid = String::new();
+    socket.auth = None;
     let (mut offsets, from) = match recovery {
         RecoveryRequest::Recover { from, .. } => {
             (OffsetTrack::new(tracks, pid, from.seqs.clone()), Some(from))
