@@ -320,7 +320,7 @@ async fn poll(session: &Arc<EngineSession>) -> Result<EngineResponse, EngineErro
     let config = &session.config;
     let deadline = tokio::time::Instant::now() + config.ping_interval + config.ping_timeout;
     loop {
-        let mut rx = session.subscribe();
+        let changed = session.changed();
         {
             let mut st = session.lock();
             if st.closed == Some(CloseReason::ClientClosed) {
@@ -342,7 +342,7 @@ async fn poll(session: &Arc<EngineSession>) -> Result<EngineResponse, EngineErro
             }
         }
         tokio::select! {
-            _ = rx.changed() => {}
+            _ = changed => {}
             _ = tokio::time::sleep_until(deadline) => {
                 return Ok(EngineResponse::text(200, Packet::Noop.encode_text()));
             }

@@ -8,7 +8,8 @@ use super::packet::Packet;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use tokio::sync::watch;
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The registry of live sessions, by sid.
@@ -89,7 +90,10 @@ pub(crate) struct EngineSession {
     pub(crate) sid: String,
     pub(crate) config: Arc<EngineConfig>,
     state: Mutex<State>,
-    changed: watch::Sender<()>,
+    /// Wakes whoever waits on the session. A `Notify` (a few words inline) rather than a
+    /// `watch` channel, whose shared state (eight `Notify`s for its receivers, the value's
+    /// lock) was one more allocation of ≈ 350 bytes per session (issue 12, idle memory).
+    changed: Notify,
     registry: Weak<Registry>,
 }
 
@@ -114,7 +118,7 @@ impl EngineSession {
                 pong_received: true,
                 closed: None,
             }),
-            changed: watch::channel(()).0,
+            changed: Notify::new(),
             registry,
         })
     }
@@ -143,12 +147,13 @@ impl EngineSession {
 
     /// Wakes every waiter (pending poll, WebSocket loop, heartbeat).
     pub(crate) fn notify(&self) {
-        self.changed.send_replace(());
+        self.changed.notify_waiters();
     }
 
-    /// A receiver that sees every [`EngineSession::notify`] after this call.
-    pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
-        self.changed.subscribe()
+    /// Completes at the first [`EngineSession::notify`] after this call, even one that comes
+    /// before it is first polled: take it, then look at the state, then await it.
+    pub(crate) fn changed(&self) -> Notified<'_> {
+        self.changed.notified()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -158,13 +163,11 @@ impl EngineSession {
     /// Resolves once the session is closed.
     pub(crate) async fn closed(&self) {
         loop {
-            let mut rx = self.subscribe();
+            let changed = self.changed();
             if self.is_closed() {
                 return;
             }
-            if rx.changed().await.is_err() {
-                return;
-            }
+            changed.await;
         }
     }
 
@@ -243,7 +246,7 @@ impl EngineSession {
     pub(crate) async fn heartbeat(self: Arc<Self>) {
         let mut beat = Heartbeat::start(&self.config);
         loop {
-            let mut rx = self.subscribe();
+            let changed = self.changed();
             let wake = {
                 let st = self.lock();
                 if st.closed.is_some() {
@@ -252,7 +255,7 @@ impl EngineSession {
                 beat.observe(&st, &self.config)
             };
             tokio::select! {
-                _ = rx.changed() => {}
+                _ = changed => {}
                 _ = tokio::time::sleep_until(wake) => beat.fire(&self),
             }
         }
@@ -346,6 +349,10 @@ pub(crate) fn drain_for_poll(st: &mut State, max_payload: usize) -> Vec<Packet> 
         if let Some(p) = st.outbound.pop_front() {
             out.push(p);
         }
+    }
+    if st.outbound.is_empty() {
+        // The queue's buffer is not kept by an idle session (72 bytes a slot).
+        st.outbound = VecDeque::new();
     }
     out
 }

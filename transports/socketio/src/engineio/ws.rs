@@ -211,11 +211,13 @@ async fn run(session: &EngineSession, mut link: impl WsLink, heartbeat: bool) {
     let max = session.config.max_payload;
     let mut beat = heartbeat.then(|| Heartbeat::start(&session.config));
     loop {
-        let mut rx = session.subscribe();
+        let changed = session.changed();
         let (packets, closed, wake) = {
             let mut st = session.lock();
             let wake = beat.as_mut().map(|beat| beat.observe(&st, &session.config));
-            let packets = st.outbound.drain(..).collect::<Vec<_>>();
+            // Taken whole: the queue's buffer goes with what it held, instead of staying
+            // allocated (72 bytes a slot) in every idle session.
+            let packets = std::mem::take(&mut st.outbound);
             (packets, st.closed.clone(), wake)
         };
         for p in packets {
@@ -248,7 +250,7 @@ async fn run(session: &EngineSession, mut link: impl WsLink, heartbeat: bool) {
                     }
                 }
             },
-            _ = rx.changed() => {}
+            _ = changed => {}
             _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                 if let Some(beat) = &mut beat {
                     beat.fire(session);
