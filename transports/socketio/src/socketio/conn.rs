@@ -37,9 +37,11 @@ pub(super) trait Connector: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;
 }
 
-/// A joined namespace: its socket's id and where its events go.
+/// A joined namespace: its name, its socket's id (both shared with the socket's [`Emitter`]s)
+/// and where its events go.
 pub(super) struct NsEntry {
-    pub(super) socket_id: String,
+    pub(super) nsp: Arc<str>,
+    pub(super) socket_id: Arc<str>,
     /// The socket's events: a [`chat_core::mailbox`], which costs nothing while empty (a tokio
     /// channel allocated ≈ 770 bytes, and with 32 inline `SocketEvent`s 4.4 KB, per idle socket:
     /// issue-12 heap profile); boxed, so that a queue that once held a few keeps a few pointers.
@@ -47,7 +49,9 @@ pub(super) struct NsEntry {
 }
 
 struct Nsps {
-    joined: HashMap<String, NsEntry>,
+    /// A list, not a map: a connection joins one namespace or a few, and an empty-keyed
+    /// `HashMap` with one entry was a 4-slot table (≈ 240 bytes) in every idle connection.
+    joined: Vec<NsEntry>,
     /// The connection is over: no namespace can be joined any more.
     ended: bool,
 }
@@ -79,7 +83,7 @@ impl Conn {
             next_ack: AtomicU64::new(0),
             acks: Mutex::new(HashMap::new()),
             nsps: Mutex::new(Nsps {
-                joined: HashMap::new(),
+                joined: Vec::new(),
                 ended: false,
             }),
         })
@@ -87,6 +91,11 @@ impl Conn {
 
     fn nsps(&self) -> MutexGuard<'_, Nsps> {
         self.nsps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entry of `nsp`, if joined.
+    fn joined<R>(&self, nsp: &str, f: impl FnOnce(&NsEntry) -> R) -> Option<R> {
+        self.nsps().joined.iter().find(|e| &*e.nsp == nsp).map(f)
     }
 
     pub(super) fn acks(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<AckPayload>>> {
@@ -99,10 +108,8 @@ impl Conn {
 
     /// Whether `socket_id` is still the socket joined to `nsp`.
     pub(super) fn is_joined(&self, nsp: &str, socket_id: &str) -> bool {
-        self.nsps()
-            .joined
-            .get(nsp)
-            .is_some_and(|e| e.socket_id == socket_id)
+        self.joined(nsp, |e| &*e.socket_id == socket_id)
+            .unwrap_or(false)
     }
 
     pub(super) fn send_packet(&self, p: &Packet) -> Result<(), SendError> {
@@ -114,20 +121,28 @@ impl Conn {
         Ok(())
     }
 
-    /// Records `nsp` as joined; gives the entry back when the connection has ended meanwhile
-    /// (its CONNECT was being authorized when the session closed).
-    pub(super) fn join(&self, nsp: String, entry: NsEntry) -> Result<(), NsEntry> {
+    /// Records the entry's namespace as joined (in place of an earlier socket of it); gives
+    /// the entry back when the connection has ended meanwhile (its CONNECT was being
+    /// authorized when the session closed).
+    pub(super) fn join(&self, entry: NsEntry) -> Result<(), NsEntry> {
         let mut nsps = self.nsps();
         if nsps.ended {
             return Err(entry);
         }
-        nsps.joined.insert(nsp, entry);
+        nsps.joined.retain(|e| e.nsp != entry.nsp);
+        // One slot at a time: a first push would make room for four.
+        nsps.joined.reserve_exact(1);
+        nsps.joined.push(entry);
         Ok(())
     }
 
     /// Removes a namespace entry and tells its socket why.
     pub(super) fn leave(&self, nsp: &str, reason: DisconnectReason) -> bool {
-        let entry = self.nsps().joined.remove(nsp);
+        let entry = {
+            let mut nsps = self.nsps();
+            let at = nsps.joined.iter().position(|e| &*e.nsp == nsp);
+            at.map(|at| nsps.joined.swap_remove(at))
+        };
         match entry {
             Some(e) => {
                 let _ = e
@@ -150,7 +165,7 @@ impl Conn {
             nsps.ended = true;
             std::mem::take(&mut nsps.joined)
         };
-        for entry in joined.into_values() {
+        for entry in joined {
             let _ = entry
                 .events
                 .try_send(Box::new(SocketEvent::Disconnected(reason.clone())));
@@ -197,7 +212,7 @@ impl Conn {
                     let _ = self.send_packet(&Packet::connect_error(&p.nsp, "Invalid namespace"));
                     return Ok(());
                 }
-                if self.nsps().joined.contains_key(&p.nsp) {
+                if self.joined(&p.nsp, |_| ()).is_some() {
                     return Err(violation("CONNECT to a namespace already joined"));
                 }
                 // The authorizer runs in this task (it is boxed: only while a CONNECT is
@@ -214,12 +229,10 @@ impl Conn {
                 Ok(())
             }
             PacketType::Event | PacketType::BinaryEvent => {
-                let joined = self
-                    .nsps()
-                    .joined
-                    .get(&p.nsp)
-                    .map(|e| (e.events.clone(), e.socket_id.clone()));
-                let Some((events, socket_id)) = joined else {
+                let joined = self.joined(&p.nsp, |e| {
+                    (e.events.clone(), e.nsp.clone(), e.socket_id.clone())
+                });
+                let Some((events, nsp, socket_id)) = joined else {
                     // Not connected to that namespace: ignored, as the reference server does.
                     return Ok(());
                 };
@@ -236,7 +249,7 @@ impl Conn {
                 let ack = p.id.map(|id| AckResponder {
                     emitter: Emitter {
                         conn: self.clone(),
-                        nsp: p.nsp.clone(),
+                        nsp,
                         socket_id,
                     },
                     id,

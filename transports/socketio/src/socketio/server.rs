@@ -157,8 +157,10 @@ impl AckResponder {
 #[derive(Clone)]
 pub struct Emitter {
     pub(super) conn: Arc<Conn>,
-    pub(super) nsp: String,
-    pub(super) socket_id: String,
+    /// Shared with the connection's entry for the namespace: cloning an emitter allocates
+    /// nothing.
+    pub(super) nsp: Arc<str>,
+    pub(super) socket_id: Arc<str>,
 }
 
 impl std::fmt::Debug for Emitter {
@@ -400,11 +402,12 @@ impl<D: Send + 'static, A> Server<D, A> {
     /// when the session ended meanwhile: the socket then starts disconnected, so that the
     /// application sees the end of every socket it was given an authorization for).
     fn join(&self, conn: &Arc<Conn>, p: Packet, data: D) -> bool {
-        let socket_id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 15]>());
+        let socket_id: Arc<str> = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 15]>()).into();
+        let nsp: Arc<str> = p.nsp.as_str().into();
         let (tx, rx) = mailbox(self.config.event_queue);
         let emitter = Emitter {
             conn: conn.clone(),
-            nsp: p.nsp.clone(),
+            nsp: nsp.clone(),
             socket_id: socket_id.clone(),
         };
         let pid = (self.pid_of)(&data);
@@ -419,10 +422,11 @@ impl<D: Send + 'static, A> Server<D, A> {
             return false;
         };
         let entry = NsEntry {
+            nsp,
             socket_id: socket_id.clone(),
             events: tx,
         };
-        if let Err(entry) = conn.join(p.nsp.clone(), entry) {
+        if let Err(entry) = conn.join(entry) {
             let reason = DisconnectReason::TransportClosed(conn.engine.close_reason());
             let _ = entry
                 .events
@@ -431,7 +435,7 @@ impl<D: Send + 'static, A> Server<D, A> {
             return false;
         }
         // The CONNECT answer goes out before the application can emit on the socket.
-        let mut answer_data = serde_json::json!({ "sid": socket_id });
+        let mut answer_data = serde_json::json!({ "sid": &*socket_id });
         if let Some(pid) = pid {
             answer_data["pid"] = Value::String(pid);
         }
