@@ -16,7 +16,10 @@ async fn service() -> (tempfile::TempDir, ChatService) {
     let store = EmbeddedStore::open_async(dir.path().join("chat.sqlite3"))
         .await
         .unwrap();
-    (dir, ChatService::new(Arc::new(store), ServiceConfig::default()))
+    (
+        dir,
+        ChatService::new(Arc::new(store), ServiceConfig::default()),
+    )
 }
 
 async fn agent(service: &ChatService) -> ChatSession {

@@ -271,14 +271,27 @@ impl WsLink for UpgradedLink {
     }
 
     async fn send(&mut self, frame: WsFrame) -> bool {
+        self.send_all(vec![frame]).await
+    }
+
+    /// Every frame into tungstenite's write buffer, then one flush: a burst of events in one
+    /// system call (docs/benchmarks.md, "Events written in batches").
+    async fn send_all(&mut self, frames: Vec<WsFrame>) -> bool {
         if self.ended.is_some() {
             return false;
         }
-        let message = match frame {
-            WsFrame::Text(text) => WsMessage::Text(text.into()),
-            WsFrame::Binary(bytes) => WsMessage::Binary(bytes),
+        let ws = &mut self.ws;
+        let batch = async move {
+            for frame in frames {
+                let message = match frame {
+                    WsFrame::Text(text) => WsMessage::Text(text.into()),
+                    WsFrame::Binary(bytes) => WsMessage::Binary(bytes),
+                };
+                ws.feed(message).await?;
+            }
+            ws.flush().await
         };
-        let sent = tokio::time::timeout(self.write_timeout, self.ws.send(message)).await;
+        let sent = tokio::time::timeout(self.write_timeout, batch).await;
         if !matches!(sent, Ok(Ok(()))) {
             self.ended = Some("connection_error");
         }

@@ -11,6 +11,11 @@ use std::sync::Arc;
 
 use super::session::{ChatSessionState, HeldRange, ReplayRange};
 
+/// Most events a transport writes in one batch: the one [`ChatSessionState::next_event`] gave,
+/// then what [`ChatSessionState::next_ready_event`] has ready, with one flush for all; a bound
+/// so that a session with a long backlog still reads its client between batches.
+pub const READY_BATCH: usize = 64;
+
 /// Messages read from the store at a time while a `resume` replay streams: what a session holds
 /// in memory for its replay is one page, whatever the replay's length.
 const REPLAY_PAGE: u32 = 50;

@@ -15,14 +15,14 @@
 //! and the client knows to catch up itself.
 
 use crate::offset::{OffsetTrack, OffsetTracks, Positions, Resolved};
-use crate::socketio::{Socket, SocketEvent};
+use crate::socketio::{Emitter, Socket, SocketEvent};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chat_core::model::{ConversationId, Principal};
 use chat_core::protocol::{
     decode_client_value, ClientCommand, ClientFrame, ErrorEvent, ServerEvent,
 };
-use chat_core::service::{ChatSession, Outbound};
+use chat_core::service::{ChatSession, Outbound, READY_BATCH};
 use chat_core::transport::{SessionEnd, Transport, TransportKind};
 use chat_core::ErrorCode;
 use serde_json::{json, Map, Value};
@@ -241,6 +241,16 @@ impl Transport for SocketIoTransport {
     }
 }
 
+/// Emits a server event with the recovery offset that follows it; `false` once the socket is
+/// gone.
+fn emit_event(emitter: &Emitter, offsets: &mut OffsetTrack, event: &ServerEvent) -> bool {
+    if let ServerEvent::Message { message } = event {
+        offsets.advance(message.conversation_id, message.seq);
+    }
+    let args = vec![event_argument(event), Value::String(offsets.offset())];
+    emitter.emit(event.type_name(), args, Vec::new()).is_ok()
+}
+
 /// Drives one chat session over a connected Socket.IO socket until either side ends it.
 async fn serve_socket(mut socket: Socket<ChatConnection>, mut session: ChatSession) -> SessionEnd {
     let emitter = socket.emitter();
@@ -316,12 +326,18 @@ async fn serve_socket(mut socket: Socket<ChatConnection>, mut session: ChatSessi
             },
             outbound = session.next_event() => match outbound {
                 Outbound::Event(event) => {
-                    if let ServerEvent::Message { message } = &event {
-                        offsets.advance(message.conversation_id, message.seq);
-                    }
-                    let args = vec![event_argument(&event), Value::String(offsets.offset())];
-                    if emitter.emit(event.type_name(), args, Vec::new()).is_err() {
+                    // The events ready behind this one are emitted at once too, so that the
+                    // engine writes them to the WebSocket in one batch (one flush).
+                    if !emit_event(&emitter, &mut offsets, &event) {
                         return SessionEnd::ClientClosed;
+                    }
+                    for _ in 1..READY_BATCH {
+                        let Some(event) = session.next_ready_event() else {
+                            break;
+                        };
+                        if !emit_event(&emitter, &mut offsets, &event) {
+                            return SessionEnd::ClientClosed;
+                        }
                     }
                 }
                 Outbound::Lagged => {

@@ -58,16 +58,26 @@ impl Upgraded {
     }
 }
 
+/// Bytes of frames tungstenite gathers before it writes on its own: a batch of small events
+/// goes out in one write, a large batch in pieces of about this size. Only bursts fill it; an
+/// idle connection's buffer holds its last frame, as with no batching (docs/benchmarks.md,
+/// "Events written in batches").
+pub const BATCH_WRITE_BYTES: usize = 16 * 1024;
+
 /// The tungstenite configuration of a server WebSocket that accepts frames and messages of at
 /// most `max_message_bytes` and buffers at most `write_buffer_limit` bytes of writes: a
 /// 512-byte read buffer and a bounded write buffer instead of the 128 KiB / unbounded
 /// defaults, which would cost ~135 KiB per idle connection. The read buffer is what every idle
 /// connection keeps (a client's command is one to a few hundred bytes); a larger frame grows it
 /// to the frame's size while it is read, up to `max_message_bytes`, in a few more reads.
+///
+/// Writes gather up to [`BATCH_WRITE_BYTES`] before tungstenite writes on its own: a transport
+/// writes a batch of events (`feed`) and flushes once, so a burst goes out in one system call
+/// instead of one per event. Every write of ours ends with a flush (`send` or an explicit one).
 pub fn websocket_config(max_message_bytes: usize, write_buffer_limit: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(512)
-        .write_buffer_size(0)
+        .write_buffer_size(BATCH_WRITE_BYTES)
         .max_write_buffer_size(write_buffer_limit)
         .max_message_size(Some(max_message_bytes))
         .max_frame_size(Some(max_message_bytes))

@@ -13,7 +13,7 @@
 
 use chat_core::protocol::decode_client_frame;
 use chat_core::protocol::ServerEvent;
-use chat_core::service::{ChatSession, Outbound};
+use chat_core::service::{ChatSession, Outbound, READY_BATCH};
 use chat_core::transport::{SessionEnd, Transport, TransportKind};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -23,18 +23,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
-
-/// Events written in one batch at most: the event `next_event` gave, then what the session has
-/// ready without waiting ([`ChatSession::next_ready_event`]), with one flush (one system call)
-/// for all of them. An agent receiving a busy site's messages gets them in bursts (a group
-/// commit publishes many at once); writing each on its own costs a `sendto` per event, the
-/// largest share of the gateway's CPU at high rates (docs/benchmarks.md).
-const MAX_BATCH: usize = 64;
-
-/// Bytes tungstenite gathers before it writes on its own (its `write_buffer_size`): a batch of
-/// small events goes out in one write, a large one in pieces of about this size. Only a
-/// session's bursts fill it; an idle connection's buffer holds its last frame, as before.
-const BATCH_BYTES: usize = 16 * 1024;
 
 /// Close code of a session whose agent token expired without a fresh one (`auth`): reconnect
 /// with a new token and resume.
@@ -83,7 +71,6 @@ impl WebSocketSettings {
     /// [`write_buffer_limit`](Self::write_buffer_limit).
     pub fn tungstenite_config(&self) -> WebSocketConfig {
         chat_transport_upgraded::websocket_config(self.max_message_bytes, self.write_buffer_limit())
-            .write_buffer_size(BATCH_BYTES)
     }
 }
 
@@ -238,8 +225,10 @@ impl Transport for WebSocketTransport {
     }
 }
 
-/// Writes `first`, then every event the session has ready (at most [`MAX_BATCH`] in all), and
-/// flushes once. An answer goes first this way too: the events a command caused (a visitor's
+/// Writes `first`, then every event the session has ready (at most [`READY_BATCH`] in all), and
+/// flushes once (an agent of a busy site gets its messages in bursts: a group commit publishes
+/// many at once, and a `sendto` per event was the largest share of the gateway's CPU at high
+/// rates, docs/benchmarks.md). An answer goes first this way too: the events a command caused (a visitor's
 /// own message, a replay's first page) usually follow it in the same write.
 async fn write_batch(
     ws: &mut WebSocketStream<UpgradedStream>,
@@ -249,7 +238,7 @@ async fn write_batch(
 ) -> Result<(), SessionEnd> {
     let batch = async {
         ws.feed(WsMessage::Text(first.to_json().into())).await?;
-        for _ in 1..MAX_BATCH {
+        for _ in 1..READY_BATCH {
             let Some(event) = session.next_ready_event() else {
                 break;
             };

@@ -28,6 +28,20 @@ pub trait WsLink: Send {
     /// Writes one frame; `false` when the socket can no longer take it (the session then ends
     /// with [`CloseReason::TransportClosed`]).
     fn send(&mut self, frame: WsFrame) -> impl Future<Output = bool> + Send;
+
+    /// Writes `frames` in order; `false` as for [`send`](Self::send). The engine hands over
+    /// everything queued since its last write at once, so a link that buffers writes can send
+    /// them with one flush (one system call) instead of one each.
+    fn send_all(&mut self, frames: Vec<WsFrame>) -> impl Future<Output = bool> + Send {
+        async move {
+            for frame in frames {
+                if !self.send(frame).await {
+                    return false;
+                }
+            }
+            true
+        }
+    }
 }
 
 impl<L: WsLink> WsLink for &mut L {
@@ -37,6 +51,10 @@ impl<L: WsLink> WsLink for &mut L {
 
     fn send(&mut self, frame: WsFrame) -> impl Future<Output = bool> + Send {
         (**self).send(frame)
+    }
+
+    fn send_all(&mut self, frames: Vec<WsFrame>) -> impl Future<Output = bool> + Send {
+        (**self).send_all(frames)
     }
 }
 
@@ -220,8 +238,9 @@ async fn run(session: &EngineSession, mut link: impl WsLink, heartbeat: bool) {
             let packets = std::mem::take(&mut st.outbound);
             (packets, st.closed.clone(), wake)
         };
-        for p in packets {
-            if !link.send(p.to_ws_frame()).await {
+        if !packets.is_empty() {
+            let frames = packets.into_iter().map(|p| p.to_ws_frame()).collect();
+            if !link.send_all(frames).await {
                 session.close(CloseReason::TransportClosed);
                 return;
             }
