@@ -214,6 +214,10 @@ pub async fn run(
             base + Duration::from_nanos(window_end_ns),
         );
         tokio::spawn(async move {
+            // Half-way through the warm-up: the tables hold what the first second wrote.
+            let analyze_at = base + Duration::from_nanos(start_ns + (warm_end_ns - start_ns) / 2);
+            tokio::time::sleep_until(analyze_at.into()).await;
+            monitor.analyze().await;
             tokio::time::sleep_until(window_start.into()).await;
             let before = monitor.snapshot().await;
             tokio::time::sleep_until(window_end.into()).await;

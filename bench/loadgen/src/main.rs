@@ -210,6 +210,7 @@ async fn run(mut args: Args) -> Result<bool, BenchError> {
             let monitor = Monitor {
                 server_pids: running.server_pids(),
                 database: running.database.clone(),
+                database_url: running.database_url.clone(),
                 admin: admin.clone(),
             };
             let outcome = load::run(

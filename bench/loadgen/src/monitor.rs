@@ -12,6 +12,7 @@ use crate::procstat;
 pub struct Monitor {
     pub server_pids: Vec<u32>,
     pub database: String,
+    pub database_url: String,
     pub admin: Arc<tokio_postgres::Client>,
 }
 
@@ -38,6 +39,23 @@ pub struct Usage {
 }
 
 impl Monitor {
+    /// `ANALYZE` of the bench database, as autovacuum would do within its first minute: each
+    /// system starts on a fresh, empty database, and a server's cached plans made while its
+    /// tables were empty (a sequential scan is then the cheapest) would otherwise stay for the
+    /// whole window, which a real deployment sees only in its first minute (docs/benchmarks.md,
+    /// "Plans made on empty tables"). Every system gets the same. A failure is reported and
+    /// the run goes on.
+    pub async fn analyze(&self) {
+        let analyzed = async {
+            let client = crate::systems::admin_connect(&self.database_url).await?;
+            client.batch_execute("ANALYZE").await?;
+            Ok::<_, crate::BenchError>(())
+        };
+        if let Err(error) = analyzed.await {
+            eprintln!("ANALYZE of {} failed: {error}", self.database);
+        }
+    }
+
     pub async fn snapshot(&self) -> Snapshot {
         let xact_commit = self
             .admin

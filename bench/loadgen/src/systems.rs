@@ -74,6 +74,8 @@ pub struct Running {
     pub endpoint: Endpoint,
     pub agent_token: String,
     pub database: String,
+    /// The bench database's URL (for the `ANALYZE` after the warm-up).
+    pub database_url: String,
     children: Vec<Child>,
     log: PathBuf,
 }
@@ -371,6 +373,7 @@ pub async fn start(
         endpoint,
         agent_token,
         database,
+        database_url: url,
         children,
         log,
     })
