@@ -1,10 +1,10 @@
 //! The engine: session registry, handshake, HTTP long-polling and the protocol's error answers.
 
 pub use super::config::EngineConfig;
-use super::handler::EngineHandler;
 use super::packet::{decode_payload, encode_payload, Handshake, Packet};
 use super::session::{
-    drain_for_poll, CloseReason, EngineSender, EngineSession, Registry, TransportType, UpgradeState,
+    drain_for_poll, CloseReason, EngineHandler, EngineSender, EngineSession, Registry,
+    TransportType, UpgradeState,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

@@ -4,15 +4,18 @@
 
 mod config;
 mod engine;
-mod handler;
 pub mod packet;
 mod session;
+mod socket;
 mod ws;
 
 pub use engine::{Engine, EngineConfig, EngineError, EngineRequest, EngineResponse, Method};
-pub use handler::{EngineHandler, EngineSocket, Handling, Incoming, SessionHandler};
 pub use packet::{Handshake, Packet, PacketError, WsFrame};
-pub use session::{CloseReason, EngineMessage, EngineSender, SendError, TransportType};
+pub use session::{
+    CloseReason, EngineHandler, EngineMessage, EngineSender, Handling, SendError, SessionHandler,
+    TransportType,
+};
+pub use socket::{EngineSocket, Incoming};
 pub use ws::{WsAccept, WsConnection, WsLink};
 
 #[cfg(test)]

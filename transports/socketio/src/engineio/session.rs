@@ -3,10 +3,11 @@
 //! ([`EngineSender`]).
 
 use super::config::EngineConfig;
-use super::handler::SessionHandler;
 use super::packet::Packet;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
@@ -417,4 +418,37 @@ impl std::fmt::Debug for EngineSender {
             .field("sid", &self.session.sid)
             .finish()
     }
+}
+
+/// How the layer above hears from the engine (as in socketioxide): an [`EngineHandler`] is told
+/// of every session the engine opens and gives back the session's [`SessionHandler`], which the
+/// engine calls with each message and at the end, from whatever task carries the session at that
+/// moment (the WebSocket's, or the HTTP request of a polling POST). The layer above then needs no
+/// task and no queue of its own per session: an idle Socket.IO connection over WebSocket is one
+/// task (docs/benchmarks.md, "Idle memory per connection", third pass).
+/// What [`SessionHandler::on_message`] returns: the handling of one message, which the engine
+/// awaits before it reads the next one from the same transport (back-pressure). Boxed: it takes
+/// memory only while a message is handled, not in every idle connection's task.
+pub type Handling = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The layer above the engine: told of each session the engine opens.
+pub trait EngineHandler: Send + Sync + 'static {
+    /// A session opened (before its `open` packet is sent): what will hear its messages, or
+    /// `None` to refuse it (a polling handshake then gets 503, a WebSocket is closed).
+    fn on_open(&self, session: EngineSender) -> Option<Arc<dyn SessionHandler>>;
+}
+
+/// The layer above's side of one session.
+///
+/// The engine calls [`SessionHandler::on_message`] for one message at a time per transport and
+/// awaits it; [`SessionHandler::on_close`] exactly once, with the first reason, after which the
+/// engine drops its reference (a handler may hold the session's [`EngineSender`]: the engine
+/// holding the handler until the end is what keeps such a pair alive, and the end is what
+/// breaks the cycle).
+pub trait SessionHandler: Send + Sync + 'static {
+    /// One message from the client.
+    fn on_message(self: Arc<Self>, message: EngineMessage) -> Handling;
+
+    /// The session ended; no message follows. Called without any engine lock held.
+    fn on_close(&self, reason: &CloseReason);
 }

@@ -6,11 +6,9 @@ mod conn;
 pub mod packet;
 mod server;
 
+pub use conn::{AckPayload, AckResponder, DisconnectReason, EmitError, Emitter, SocketEvent};
 pub use packet::{Decoder, Packet, PacketError, PacketType};
-pub use server::{
-    AckPayload, AckResponder, Authorizer, ConnectRequest, DisconnectReason, EmitError, Emitter,
-    Socket, SocketEvent, SocketIo, SocketIoConfig, Sockets,
-};
+pub use server::{Authorizer, ConnectRequest, Socket, SocketIo, SocketIoConfig, Sockets};
 
 #[cfg(test)]
 mod tests;

@@ -2,20 +2,18 @@
 //! gets a connection ([`super::conn`]) the engine calls with its messages, and each joined
 //! namespace a [`Socket`] for the application.
 
-use super::conn::{Conn, Connector, NsEntry};
+use super::conn::{Conn, Connector, DisconnectReason, Emitter, NsEntry, SocketEvent};
 use super::packet::Packet;
-use crate::engineio::{CloseReason, EngineHandler, EngineSender, SendError, SessionHandler};
+use crate::engineio::{EngineHandler, EngineSender, SessionHandler};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use bytes::Bytes;
 use chat_core::mailbox::{mailbox, MailboxReceiver};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// Settings of the Socket.IO layer.
 #[derive(Debug, Clone)]
@@ -76,181 +74,6 @@ where
 {
     fn authorize(&self, req: ConnectRequest) -> impl Future<Output = Result<D, String>> + Send {
         self(req)
-    }
-}
-
-/// Why a socket left its namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DisconnectReason {
-    /// The client sent DISCONNECT.
-    ClientDisconnect,
-    /// The server called [`Emitter::disconnect`].
-    ServerDisconnect,
-    /// The Engine.IO session ended.
-    TransportClosed(Option<CloseReason>),
-    /// The client broke the Socket.IO protocol; the session was closed.
-    ProtocolViolation(String),
-}
-
-/// Arguments of an ack, with their attachments.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AckPayload {
-    /// The JSON arguments (with placeholders where attachments go).
-    pub args: Vec<Value>,
-    /// The binary attachments, by placeholder number.
-    pub attachments: Vec<Bytes>,
-}
-
-/// Why an emit failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EmitError {
-    /// The Engine.IO session could not take the packet.
-    #[error(transparent)]
-    Engine(#[from] SendError),
-    /// The socket has left its namespace.
-    #[error("socket disconnected")]
-    Disconnected,
-    /// Too many emits are waiting for acks.
-    #[error("too many pending acks")]
-    TooManyPendingAcks,
-}
-
-/// Something that happened on a socket.
-#[derive(Debug)]
-pub enum SocketEvent {
-    /// The client emitted an event.
-    Event {
-        /// The event name.
-        name: String,
-        /// The arguments (with placeholders where attachments go).
-        args: Vec<Value>,
-        /// The binary attachments, by placeholder number.
-        attachments: Vec<Bytes>,
-        /// Present when the client wants an answer.
-        ack: Option<AckResponder>,
-    },
-    /// The socket left its namespace; no more events follow.
-    Disconnected(DisconnectReason),
-}
-
-/// Answers one client event that asked for an ack.
-#[derive(Debug)]
-pub struct AckResponder {
-    pub(super) emitter: Emitter,
-    pub(super) id: u64,
-}
-
-impl AckResponder {
-    /// The ack id.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// Sends the ack (`ACK`, or `BINARY_ACK` with attachments).
-    pub fn send(self, args: Vec<Value>, attachments: Vec<Bytes>) -> Result<(), EmitError> {
-        self.emitter
-            .send_packet(&Packet::ack(&self.emitter.nsp, self.id, args, attachments))
-    }
-}
-
-/// Sends to one socket (one namespace of one connection). Cheap to clone.
-#[derive(Clone)]
-pub struct Emitter {
-    pub(super) conn: Arc<Conn>,
-    /// Shared with the connection's entry for the namespace: cloning an emitter allocates
-    /// nothing.
-    pub(super) nsp: Arc<str>,
-    pub(super) socket_id: Arc<str>,
-}
-
-impl std::fmt::Debug for Emitter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emitter")
-            .field("nsp", &self.nsp)
-            .field("socket_id", &self.socket_id)
-            .finish()
-    }
-}
-
-impl Emitter {
-    fn connected(&self) -> bool {
-        self.conn.is_joined(&self.nsp, &self.socket_id)
-    }
-
-    fn send_packet(&self, p: &Packet) -> Result<(), EmitError> {
-        if !self.connected() {
-            return Err(EmitError::Disconnected);
-        }
-        Ok(self.conn.send_packet(p)?)
-    }
-
-    /// Emits an event (BINARY_EVENT when `attachments` is not empty; put
-    /// [`placeholder`](super::packet::placeholder)s in `args` for them).
-    pub fn emit(
-        &self,
-        event: &str,
-        args: Vec<Value>,
-        attachments: Vec<Bytes>,
-    ) -> Result<(), EmitError> {
-        self.send_packet(&Packet::event(&self.nsp, event, args, None, attachments))
-    }
-
-    /// Emits an event and returns where its ack will arrive (the receiver fails if the
-    /// connection ends first).
-    pub fn emit_with_ack(
-        &self,
-        event: &str,
-        args: Vec<Value>,
-        attachments: Vec<Bytes>,
-    ) -> Result<oneshot::Receiver<AckPayload>, EmitError> {
-        let id = self.conn.next_ack.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut acks = self.conn.acks();
-            acks.retain(|_, tx| !tx.is_closed());
-            if acks.len() >= self.conn.max_pending_acks() {
-                return Err(EmitError::TooManyPendingAcks);
-            }
-            acks.insert(id, tx);
-        }
-        let sent = self.send_packet(&Packet::event(
-            &self.nsp,
-            event,
-            args,
-            Some(id),
-            attachments,
-        ));
-        if let Err(e) = sent {
-            self.conn.acks().remove(&id);
-            return Err(e);
-        }
-        Ok(rx)
-    }
-
-    /// Disconnects the socket from its namespace (sends DISCONNECT; the Engine.IO session
-    /// stays open for other namespaces).
-    pub fn disconnect(&self) -> Result<(), EmitError> {
-        if !self.connected() {
-            return Err(EmitError::Disconnected);
-        }
-        self.conn
-            .leave(&self.nsp, DisconnectReason::ServerDisconnect);
-        Ok(self.conn.send_packet(&Packet::disconnect(&self.nsp))?)
-    }
-
-    /// The namespace.
-    pub fn nsp(&self) -> &str {
-        &self.nsp
-    }
-
-    /// The Socket.IO socket id.
-    pub fn id(&self) -> &str {
-        &self.socket_id
-    }
-
-    /// The underlying Engine.IO session.
-    pub fn engine(&self) -> &EngineSender {
-        &self.conn.engine
     }
 }
 
