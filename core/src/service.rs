@@ -32,4 +32,4 @@ mod shared;
 pub use chat_service::{ChatService, Delivery, HistoryPage, SessionCounts, VisitorIntro};
 pub use config::ServiceConfig;
 pub use session::{ChatSession, ChatSessionState};
-pub use session_events::{Outbound, READY_BATCH};
+pub use session_events::Outbound;

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use super::session::{ChatSessionState, HeldRange, ReplayRange};
 
 /// Most events a transport writes in one batch: the one [`ChatSessionState::next_event`] gave,
-/// then what [`ChatSessionState::next_ready_event`] has ready, with one flush for all; a bound
-/// so that a session with a long backlog still reads its client between batches.
-pub const READY_BATCH: usize = 64;
+/// then what [`ChatSessionState::ready_events`] yields, with one flush for all; a bound so that
+/// a session with a long backlog still reads its client between batches.
+const READY_BATCH: usize = 64;
 
 /// Messages read from the store at a time while a `resume` replay streams: what a session holds
 /// in memory for its replay is one page, whatever the replay's length.
@@ -190,6 +190,13 @@ impl ChatSessionState {
             Box::pin(self.absorb_after_gap(&event)).await;
             self.stash = None;
         }
+    }
+
+    /// The events to write in the same batch as the one [`next_event`](Self::next_event) just
+    /// gave: [`next_ready_event`](Self::next_ready_event) until it has nothing, at most
+    /// `READY_BATCH` − 1 of them (64 in a batch with the first).
+    pub fn ready_events(&mut self) -> impl Iterator<Item = ServerEvent> + '_ {
+        std::iter::from_fn(|| self.next_ready_event()).take(READY_BATCH - 1)
     }
 
     /// The next event that is ready now, without waiting, a timer or a store read: what a

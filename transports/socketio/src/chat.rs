@@ -22,7 +22,7 @@ use chat_core::model::{ConversationId, Principal};
 use chat_core::protocol::{
     decode_client_value, ClientCommand, ClientFrame, ErrorEvent, ServerEvent,
 };
-use chat_core::service::{ChatSession, Outbound, READY_BATCH};
+use chat_core::service::{ChatSession, Outbound};
 use chat_core::transport::{SessionEnd, Transport, TransportKind};
 use chat_core::ErrorCode;
 use serde_json::{json, Map, Value};
@@ -331,10 +331,7 @@ async fn serve_socket(mut socket: Socket<ChatConnection>, mut session: ChatSessi
                     if !emit_event(&emitter, &mut offsets, &event) {
                         return SessionEnd::ClientClosed;
                     }
-                    for _ in 1..READY_BATCH {
-                        let Some(event) = session.next_ready_event() else {
-                            break;
-                        };
+                    for event in session.ready_events() {
                         if !emit_event(&emitter, &mut offsets, &event) {
                             return SessionEnd::ClientClosed;
                         }

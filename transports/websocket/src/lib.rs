@@ -13,7 +13,7 @@
 
 use chat_core::protocol::decode_client_frame;
 use chat_core::protocol::ServerEvent;
-use chat_core::service::{ChatSession, Outbound, READY_BATCH};
+use chat_core::service::{ChatSession, Outbound};
 use chat_core::transport::{SessionEnd, Transport, TransportKind};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -225,7 +225,7 @@ impl Transport for WebSocketTransport {
     }
 }
 
-/// Writes `first`, then every event the session has ready (at most [`READY_BATCH`] in all), and
+/// Writes `first`, then every event the session has ready ([`ChatSession::ready_events`]), and
 /// flushes once (an agent of a busy site gets its messages in bursts: a group commit publishes
 /// many at once, and a `sendto` per event was the largest share of the gateway's CPU at high
 /// rates, docs/benchmarks.md). An answer goes first this way too: the events a command caused (a visitor's
@@ -238,19 +238,12 @@ async fn write_batch(
 ) -> Result<(), SessionEnd> {
     let batch = async {
         ws.feed(WsMessage::Text(first.to_json().into())).await?;
-        for _ in 1..READY_BATCH {
-            let Some(event) = session.next_ready_event() else {
-                break;
-            };
+        for event in session.ready_events() {
             ws.feed(WsMessage::Text(event.to_json().into())).await?;
         }
         ws.flush().await
     };
-    match timeout(write_timeout, batch).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(SessionEnd::ConnectionError(e.to_string())),
-        Err(_) => Err(SessionEnd::ConnectionError("write timed out".into())),
-    }
+    within(write_timeout, batch).await
 }
 
 async fn send_message(
@@ -258,7 +251,15 @@ async fn send_message(
     message: WsMessage,
     write_timeout: Duration,
 ) -> Result<(), SessionEnd> {
-    match timeout(write_timeout, ws.send(message)).await {
+    within(write_timeout, ws.send(message)).await
+}
+
+/// A write that must finish within `write_timeout`; a failed or late one ends the session.
+async fn within(
+    write_timeout: Duration,
+    write: impl std::future::Future<Output = Result<(), WsError>>,
+) -> Result<(), SessionEnd> {
+    match timeout(write_timeout, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(SessionEnd::ConnectionError(e.to_string())),
         Err(_) => Err(SessionEnd::ConnectionError("write timed out".into())),
