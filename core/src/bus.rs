@@ -45,6 +45,20 @@ pub enum BusEvent {
     },
     /// A conversation was created or changed.
     Conversation(Conversation),
+    /// A participant stored a new read position in a conversation.
+    Read {
+        /// The visitor whose conversation it is (for routing to their sessions).
+        visitor_id: VisitorId,
+        /// The conversation's site (for routing to its agents).
+        site_id: SiteId,
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// The agent who read; absent when the visitor did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_id: Option<crate::model::AgentId>,
+        /// Read up to this `seq`.
+        seq: i64,
+    },
     /// How many agents are connected to the publishing process. Sent on every change and as a
     /// heartbeat; a process not heard from for a while counts as gone.
     Presence {

@@ -43,6 +43,9 @@ pub enum HubEvent {
     Conversation(Conversation),
     /// The online agents changed (each visitor session reads its own site's count).
     Presence(AgentPresence),
+    /// A participant stored a new read position (each session tells its client in its own
+    /// way: visitors are not told which agent read).
+    Read(crate::read_receipts::ReadReceipt),
 }
 
 /// Agents online, by the sites they work for: an agent of every site counts for each site.

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod rate;
+pub mod read_receipts;
 pub mod rollout;
 pub mod service;
 pub mod session_end;

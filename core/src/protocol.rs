@@ -107,6 +107,16 @@ pub enum ClientCommand {
         /// The conversation.
         conversation_id: ConversationId,
     },
+    /// The client has read conversation `conversation_id` up to `seq` (inclusive): stored (never
+    /// backwards, clamped to the conversation's last message) and announced to the other side
+    /// with a `read` event. A visitor may omit `conversation_id`: their open conversation.
+    Read {
+        /// The conversation (required for agents).
+        #[serde(default)]
+        conversation_id: Option<ConversationId>,
+        /// The last `seq` read.
+        seq: i64,
+    },
 }
 
 /// Every `type` a client frame may carry.
@@ -120,6 +130,7 @@ pub const CLIENT_COMMAND_TYPES: &[&str] = &[
     "auth",
     "context",
     "visitor",
+    "read",
 ];
 
 /// Why a client frame could not be decoded. Carries the request id when one could be read,
@@ -239,6 +250,19 @@ pub enum ServerEvent {
         /// Agents connected for the visitor's site.
         agents_online: u32,
     },
+    /// A participant of a conversation the session follows has read it up to `seq`: the
+    /// visitor (sent to the site's agents) or an agent (sent to the visitor, and to agents).
+    Read {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// Who read: `visitor` or `agent`.
+        role: Role,
+        /// Agents' sessions only: which agent read (visitors are told only that an agent did).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_id: Option<crate::model::AgentId>,
+        /// Read up to this `seq` (inclusive).
+        seq: i64,
+    },
 }
 
 /// The `welcome` event.
@@ -303,6 +327,14 @@ pub struct Ack {
     /// `resume`: how many messages will be replayed as `message` events before live ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<u64>,
+    /// `list_conversations`: the asking agent's read state of each listed conversation whose
+    /// state is not all zeros (`unread`, `read_seq`, `visitor_read_seq`; absent means 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_state: Option<BTreeMap<ConversationId, crate::read_receipts::ConversationReadState>>,
+    /// `read`: the reader's stored position now (at least the `seq` sent, unless clamped to
+    /// the conversation's last message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_seq: Option<i64>,
     /// `visitor`: the conversation's visitor and their latest context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visitor: Option<Box<crate::visitor_context::VisitorView>>,
@@ -341,6 +373,7 @@ impl ServerEvent {
             Self::Message { .. } => "message",
             Self::Conversation { .. } => "conversation",
             Self::Presence { .. } => "presence",
+            Self::Read { .. } => "read",
         }
     }
 }

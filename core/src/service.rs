@@ -10,7 +10,8 @@
 //! - `cluster.rs`: the cluster plumbing: the bus to other gateway processes, agent presence;
 //! - the command service, [`ChatService`] (one per process): `chat_service.rs` (construction,
 //!   counts, `assign`, `close`, `list`, `history`), `send.rs` (the three ways to send) and
-//!   `context.rs` (a visitor's reported context);
+//!   `context.rs` (a visitor's reported context), `read.rs` (read receipts: the `read` command,
+//!   its fan-out, agents' unread counts);
 //! - the per-connection session state machine, [`ChatSession`]: `session.rs` (its state and
 //!   end), `open_session.rs` ([`ChatService::open_session`]), `session_commands.rs`
 //!   ([`ChatSessionState::handle`], `resume`, [`ChatSessionState::recover`]) and
@@ -23,6 +24,7 @@ mod cluster;
 mod config;
 mod context;
 mod open_session;
+mod read;
 mod send;
 mod session;
 mod session_commands;

@@ -6,6 +6,7 @@ use crate::model::{
     Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, Sender, SiteId,
     Visitor, VisitorId,
 };
+use crate::read_receipts::{AgentListing, MarkedRead, ReadMarks, Reader};
 use crate::visitor_context::VisitorContextRecord;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -195,6 +196,31 @@ pub trait Store: Send + Sync + 'static {
         &self,
         visitor_id: VisitorId,
     ) -> Result<Option<VisitorContextRecord>, StoreError>;
+
+    /// Moves `reader`'s last read `seq` of conversation `id` forward to `seq`, clamped to the
+    /// conversation's `last_seq`; never backwards (a smaller `seq` changes nothing). Returns the
+    /// stored position and whether this call moved it. [`StoreError::NotFound`] when the
+    /// conversation does not exist.
+    async fn mark_read(
+        &self,
+        id: ConversationId,
+        reader: &Reader,
+        seq: i64,
+    ) -> Result<MarkedRead, StoreError>;
+
+    /// How far the participants of each of `ids` have read (one query; conversations without
+    /// any read position, or that do not exist, are left out).
+    async fn read_marks(&self, ids: &[ConversationId]) -> Result<Vec<ReadMarks>, StoreError>;
+
+    /// [`Store::list_conversations`] as agent `agent_id` sees it: each conversation with the
+    /// agent's unread count (messages from the visitor after the agent's last read `seq`, at
+    /// most [`UNREAD_CAP`](crate::read_receipts::UNREAD_CAP)), its read position and the
+    /// visitor's. One query, whatever the number of conversations.
+    async fn list_conversations_for_agent(
+        &self,
+        filter: &ConversationFilter,
+        agent_id: &str,
+    ) -> Result<Vec<AgentListing>, StoreError>;
 
     /// Conversations with status `open`, for the `chat_conversations_open` gauge; `None` when
     /// the store cannot count them cheaply.

@@ -252,6 +252,32 @@ impl<S: AppendBatch> Store for BatchingStore<S> {
         self.inner.visitor_context(visitor_id).await
     }
 
+    async fn mark_read(
+        &self,
+        id: ConversationId,
+        reader: &chat_core::read_receipts::Reader,
+        seq: i64,
+    ) -> Result<chat_core::read_receipts::MarkedRead, StoreError> {
+        self.inner.mark_read(id, reader, seq).await
+    }
+
+    async fn read_marks(
+        &self,
+        ids: &[ConversationId],
+    ) -> Result<Vec<chat_core::read_receipts::ReadMarks>, StoreError> {
+        self.inner.read_marks(ids).await
+    }
+
+    async fn list_conversations_for_agent(
+        &self,
+        filter: &ConversationFilter,
+        agent_id: &str,
+    ) -> Result<Vec<chat_core::read_receipts::AgentListing>, StoreError> {
+        self.inner
+            .list_conversations_for_agent(filter, agent_id)
+            .await
+    }
+
     async fn open_conversation_count(&self) -> Result<Option<u64>, StoreError> {
         self.inner.open_conversation_count().await
     }

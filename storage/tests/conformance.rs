@@ -227,6 +227,8 @@ async fn tick() {
 
 #[path = "conformance/import.rs"]
 mod import;
+#[path = "conformance/read_state.rs"]
+mod read_state;
 #[path = "conformance/visitor_context.rs"]
 mod visitor_context;
 #[path = "conformance/visitors.rs"]
@@ -235,6 +237,7 @@ mod visitors;
 /// The checks, each generic over the fixture.
 mod checks {
     pub use super::import::*;
+    pub use super::read_state::*;
     pub use super::visitor_context::*;
     pub use super::visitors::*;
     use super::*;
@@ -894,4 +897,9 @@ conformance_suite!(
     move_conversation_hands_it_to_a_visitor_of_the_same_site,
     visitor_context_latest_wins_and_keeps_first_seen,
     visitor_context_of_an_unknown_visitor_is_not_stored,
+    read_positions_only_move_forward_and_stop_at_the_last_message,
+    read_marks_of_many_conversations_in_one_call,
+    marking_a_missing_conversation_is_not_found,
+    unread_counts_visitor_messages_after_the_agents_position,
+    unread_counts_stop_at_the_cap,
 );

@@ -91,7 +91,14 @@
   let selectedId = null;
   let paneMessages = new Map(); // seq -> message, for the selected conversation only
   let typedSeq = 0;
-  let readSeqs = {}; // conversation id -> last seq this agent has seen (unread markers)
+  // Read receipts (docs/protocol.md, "Read receipts"): each conversation carries, from the
+  // server, `unread` (visitor messages after this agent's position), `read_seq` (this agent's
+  // position) and `visitor_read_seq` (the visitor's, shown as "Seen"). `read` goes out when the
+  // open conversation is seen, at most every READ_INTERVAL_MS (the gateway allows 2 a second).
+  const READ_INTERVAL_MS = 600;
+  const UNREAD_CAP = 100; // the gateway stops counting here
+  let readTimer = null;
+  let lastReadAt = 0;
 
   // ---------------------------------------------------------------------------------------------
   // Helpers
@@ -170,16 +177,11 @@
     return 'Visitor ' + (id ? id.slice(0, 8) : '?');
   }
 
-  function loadReadSeqs() {
-    try { readSeqs = JSON.parse(localStorage.getItem('chat-admin-read:' + me.id) || '{}') || {}; } catch (_) { readSeqs = {}; }
+  function unreadOf(conv) {
+    return Math.max(0, Math.min(UNREAD_CAP, conv.unread || 0));
   }
-  function markRead(cid, seq) {
-    if (!me || (readSeqs[cid] || 0) >= seq) return;
-    readSeqs[cid] = seq;
-    try { localStorage.setItem('chat-admin-read:' + me.id, JSON.stringify(readSeqs)); } catch (_) { /* markers reset on reload */ }
-  }
-  function isUnread(conv) {
-    return (conv.last_seq || 0) > (readSeqs[conv.id] || 0);
+  function unreadText(n) {
+    return n >= UNREAD_CAP ? '99+' : String(n);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -514,6 +516,7 @@
     }
     if (f.type === 'message') return onMessage(f.message);
     if (f.type === 'conversation') return onConversation(f.conversation);
+    if (f.type === 'read') return onRead(f);
     // Unknown events (newer gateway) are ignored on purpose.
   }
 
@@ -522,7 +525,6 @@
     attempt = 0;
     clearInterval(countdownTimer);
     me = f.agent && f.agent.id ? { id: String(f.agent.id), name: String(f.agent.name || f.agent.id) } : { id: '?', name: 'agent' };
-    loadReadSeqs();
     Sites.welcome(f.sites, me.id);
     setBanner('connected', 'Connected as ' + me.name);
     showLogin(false);
@@ -553,10 +555,17 @@
   function refreshList() {
     return request('list_conversations', Object.assign({ limit: LIST_LIMIT }, Sites.filter())).then(function (ack) {
       Sites.seen(ack.conversations || []);
+      const states = (ack.read_state && typeof ack.read_state === 'object') ? ack.read_state : {};
       const fresh = new Map();
       for (const c of ack.conversations || []) {
         const old = conversations.get(c.id);
-        fresh.set(c.id, Object.assign({ preview: old ? old.preview : null }, c));
+        // The server's read state; a field it leaves out is 0.
+        const state = states[c.id] || {};
+        fresh.set(c.id, Object.assign({ preview: old ? old.preview : null }, c, {
+          unread: state.unread || 0,
+          read_seq: state.read_seq || 0,
+          visitor_read_seq: Math.max(state.visitor_read_seq || 0, old ? old.visitor_read_seq || 0 : 0),
+        }));
       }
       // Keep the open conversation even if it fell off the list window.
       if (selectedId && !fresh.has(selectedId) && conversations.has(selectedId)) fresh.set(selectedId, conversations.get(selectedId));
@@ -564,6 +573,8 @@
       for (const [id, c] of fresh) conversations.set(id, c);
       renderList();
       renderPane();
+      renderSeen();
+      scheduleRead();
     }, logFailure('list_conversations'));
   }
 
@@ -577,6 +588,7 @@
   function onConversation(conv) {
     if (!conv || typeof conv.id !== 'string') return;
     const old = conversations.get(conv.id);
+    // Read state is not in `conversation` events: keep what the list and live events said.
     conversations.set(conv.id, Object.assign({}, old || {}, conv, { preview: old ? old.preview : null }));
     renderList();
     if (conv.id === selectedId) renderPane();
@@ -596,17 +608,19 @@
     const frag = document.createDocumentFragment();
     let unreadCount = 0;
     for (const c of items) {
-      const unread = c.id !== selectedId && isUnread(c);
+      const count = unreadOf(c);
+      const unread = count > 0;
       if (unread) unreadCount++;
       const assignee = c.assignee ? (me && c.assignee.id === me.id ? 'You' : c.assignee.name || c.assignee.id) : 'Unassigned';
       const button = h('button', {
         type: 'button', class: 'conversation', 'data-testid': 'conversation-item', 'data-conversation-id': c.id,
-        'data-status': c.status, 'data-unread': String(unread), 'aria-current': c.id === selectedId ? 'true' : null,
+        'data-status': c.status, 'data-unread': String(unread), 'data-unread-count': String(count),
+        'aria-current': c.id === selectedId ? 'true' : null,
         onclick: function () { openConversation(c.id); },
       }, [
         h('div', { class: 'row' }, [
           h('span', { class: 'name', text: visitorLabel(c) }),
-          unread ? h('span', { class: 'sr-only', text: '(unread)' }) : null,
+          unread ? h('span', { class: 'unread', 'data-testid': 'conversation-unread', 'aria-label': count + ' unread', text: unreadText(count) }) : null,
           h('span', { class: 'badge', 'data-status': c.status, text: c.status }),
         ]),
         Sites.spansSeveral() ? h('div', { class: 'site', 'data-testid': 'conversation-site', text: c.site_id || '' }) : null,
@@ -739,7 +753,8 @@
     const el = messageElement(role, who, String(m.body), formatTime(m.created_at));
     el.setAttribute('data-seq', String(m.seq));
     placeMessage(el, m.seq);
-    if (document.visibilityState !== 'hidden') markRead(m.conversation_id, m.seq);
+    if (role === 'agent') renderSeen();
+    scheduleRead();
   }
 
   // Highest seq up to which the pane holds every message: resuming from it leaves no hole.
@@ -754,10 +769,15 @@
     if (m.client_msg_id && pending.has(m.client_msg_id)) confirmPending(m.client_msg_id);
     let conv = conversations.get(m.conversation_id);
     if (!conv) {
-      conv = { id: m.conversation_id, status: 'open', assignee: null, last_seq: 0, updated_at: m.created_at, preview: null };
+      conv = { id: m.conversation_id, status: 'open', assignee: null, last_seq: 0, updated_at: m.created_at, preview: null, unread: 0, read_seq: 0, visitor_read_seq: 0 };
       conversations.set(conv.id, conv);
       scheduleRelist();
     }
+    // A visitor message this agent has not seen yet adds to the server's count until the next
+    // list; the open conversation, while the tab is visible, is read at once instead.
+    const fresh = m.seq > (conv.last_seq || 0) && m.seq > (conv.read_seq || 0);
+    const seenNow = m.conversation_id === selectedId && document.visibilityState !== 'hidden';
+    if (fresh && !seenNow && m.sender && m.sender.role === 'visitor') conv.unread = Math.min(UNREAD_CAP, (conv.unread || 0) + 1);
     conv.last_seq = Math.max(conv.last_seq || 0, m.seq);
     if (timeOf(m.created_at) > timeOf(conv.updated_at)) conv.updated_at = m.created_at;
     if (!conv.preview || conv.preview.seq < m.seq) conv.preview = { seq: m.seq, body: String(m.body) };
@@ -769,11 +789,87 @@
   }
 
   document.addEventListener('visibilitychange', function () {
-    if (document.visibilityState === 'visible' && selectedId) {
-      markRead(selectedId, contiguousSeq());
-      renderList();
-    }
+    if (document.visibilityState === 'visible' && selectedId) scheduleRead();
   });
+
+  // ---------------------------------------------------------------------------------------------
+  // Read receipts
+
+  // Tells the gateway this agent has seen the open conversation up to what the pane holds
+  // without a hole; throttled (READ_INTERVAL_MS) and only when that moves this agent's position.
+  function scheduleRead() {
+    if (readTimer || !selectedId || document.visibilityState === 'hidden') return;
+    const wait = Math.max(0, lastReadAt + READ_INTERVAL_MS - Date.now());
+    readTimer = setTimeout(sendRead, wait);
+  }
+
+  function sendRead() {
+    readTimer = null;
+    const id = selectedId;
+    const conv = id ? conversations.get(id) : null;
+    if (!conv || !welcomed || document.visibilityState === 'hidden') return;
+    const seq = contiguousSeq();
+    if (seq <= (conv.read_seq || 0)) {
+      // Nothing new to store (read already, in another tab perhaps): the pane, once loaded,
+      // tells what is left unread.
+      if (unreadOf(conv) && paneMessages.size) { conv.unread = unreadInPane(conv.read_seq || 0); renderList(); }
+      return;
+    }
+    lastReadAt = Date.now();
+    request('read', { conversation_id: id, seq: seq }).then(function (ack) {
+      if (typeof ack.read_seq === 'number') noteOwnRead(id, ack.read_seq);
+    }, function (err) {
+      if (err.code === 'rate_limited') setTimeout(scheduleRead, err.retry_after_ms || READ_INTERVAL_MS);
+      else logFailure('read')(err);
+    });
+  }
+
+  // Visitor messages after `seq` in the open pane (which holds the whole conversation).
+  function unreadInPane(seq) {
+    let n = 0;
+    for (const m of paneMessages.values()) if (m.seq > seq && m.sender && m.sender.role === 'visitor') n++;
+    return n;
+  }
+
+  function noteOwnRead(id, seq) {
+    const conv = conversations.get(id);
+    if (!conv || seq < (conv.read_seq || 0)) return;
+    conv.read_seq = seq;
+    if (id === selectedId) conv.unread = unreadInPane(seq);
+    else if (seq >= (conv.last_seq || 0)) conv.unread = 0;
+    else scheduleRelist(); // read elsewhere part of the way: the server counts the rest
+    renderList();
+  }
+
+  function onRead(f) {
+    if (typeof f.conversation_id !== 'string' || typeof f.seq !== 'number') return;
+    if (f.role === 'agent') {
+      // This agent's own read from another tab or device clears its badge here too.
+      if (me && f.agent_id === me.id) noteOwnRead(f.conversation_id, f.seq);
+      return;
+    }
+    if (f.role !== 'visitor') return;
+    const conv = conversations.get(f.conversation_id);
+    if (!conv) return;
+    conv.visitor_read_seq = Math.max(conv.visitor_read_seq || 0, f.seq);
+    if (f.conversation_id === selectedId) renderSeen();
+  }
+
+  // "Seen" under the newest agent message of the open conversation the visitor has read.
+  function renderSeen() {
+    const old = els.messages.querySelector('[data-testid="message-seen"]');
+    const conv = selectedId ? conversations.get(selectedId) : null;
+    const upto = conv ? conv.visitor_read_seq || 0 : 0;
+    let target = null;
+    let best = 0;
+    for (const el of els.messages.querySelectorAll('[data-role="agent"][data-seq]')) {
+      const seq = Number(el.getAttribute('data-seq'));
+      if (seq <= upto && seq > best) { best = seq; target = el; }
+    }
+    if (old && old.parentElement === target) return;
+    if (old) old.remove();
+    if (target) target.appendChild(h('span', { class: 'seen', 'data-testid': 'message-seen', text: 'Seen' }));
+  }
 
   // ---------------------------------------------------------------------------------------------
   // Actions

@@ -105,7 +105,7 @@
   let unread = 0;
   let connection = { state: 'connecting', text: 'Connecting…' };
 
-  const conversations = new Map(); // id -> { index, status, closedNoted }
+  const conversations = new Map(); // id -> { index, status, closedNoted, agentRead, readSent }
   const messages = new Map(); // "cid:seq" -> message
   const requests = new Map(); // request id -> { kind, ... } for acks/errors of in-flight commands
   const pending = new Map(); // client_msg_id -> { body, el, inFlight, failed }
@@ -334,6 +334,7 @@
     .msg[data-pending="true"] .body { opacity: .7; }
     .msg[data-failed="true"] .meta { color: #b91c1c; }
     .note { text-align: center; font-size: 12px; color: #6b7280; margin: 6px 0 12px; }
+    .seen { text-align: right; font-size: 11px; color: #6b7280; margin: -6px 4px 10px; }
     .empty { text-align: center; font-size: 13px; color: #6b7280; margin-top: 24px; }
     .composer { display: flex; gap: 8px; padding: 10px; border-top: 1px solid #e5e7eb; background: #fff; }
     .input {
@@ -446,6 +447,7 @@
     renderBadge();
     scrollToEnd();
     ui.input.focus();
+    scheduleRead();
   }
 
   function closePanel() {
@@ -538,7 +540,7 @@
   function conversationIndex(cid) {
     let c = conversations.get(cid);
     if (!c) {
-      c = { index: conversations.size, status: 'open', closedNoted: false };
+      c = { index: conversations.size, status: 'open', closedNoted: false, agentRead: 0, readSent: 0 };
       conversations.set(cid, c);
     }
     return c.index;
@@ -572,6 +574,71 @@
       unread++;
       renderBadge();
     }
+    if (role === 'visitor' && m.conversation_id === currentConversationId) renderSeen();
+    scheduleRead();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Read receipts (docs/protocol.md, "Read receipts"): `read` tells the gateway how far the
+  // visitor has seen the current conversation (panel open, tab visible), at most every
+  // READ_INTERVAL_MS (the gateway allows 2 a second); a `read` event from an agent puts "Seen"
+  // under the newest visitor message it covers.
+
+  const READ_INTERVAL_MS = 600;
+  let readTimer = null;
+  let lastReadAt = 0;
+  let seenEl = null;
+
+  function scheduleRead() {
+    if (readTimer || !panelOpen || !welcomed || document.visibilityState === 'hidden') return;
+    const wait = Math.max(0, lastReadAt + READ_INTERVAL_MS - Date.now());
+    readTimer = setTimeout(sendRead, wait);
+  }
+
+  function sendRead() {
+    readTimer = null;
+    const cid = currentConversationId;
+    const c = cid ? conversations.get(cid) : null;
+    if (!c || !transport || !welcomed || !panelOpen || document.visibilityState === 'hidden') return;
+    const seq = contiguousSeq(cid);
+    if (seq <= c.readSent) return;
+    c.readSent = seq;
+    lastReadAt = Date.now();
+    request({ type: 'read', conversation_id: cid, seq: seq }, { kind: 'read', cid: cid });
+  }
+
+  function onRead(f) {
+    if (typeof f.conversation_id !== 'string' || typeof f.seq !== 'number') return;
+    const c = conversations.get(f.conversation_id);
+    if (!c) return;
+    if (f.role === 'agent') {
+      c.agentRead = Math.max(c.agentRead, f.seq);
+      renderSeen();
+    } else if (f.role === 'visitor') {
+      c.readSent = Math.max(c.readSent, f.seq); // read in another tab
+    }
+  }
+
+  // One "Seen" line, under the newest visitor message of the current conversation an agent has
+  // read.
+  function renderSeen() {
+    if (!ui) return;
+    const cid = currentConversationId;
+    const c = cid ? conversations.get(cid) : null;
+    let best = 0;
+    if (c && c.agentRead) {
+      for (const m of messages.values()) {
+        if (m.conversation_id === cid && m.seq <= c.agentRead && m.seq > best && m.sender && m.sender.role === 'visitor') best = m.seq;
+      }
+    }
+    if (!best) {
+      if (seenEl) { seenEl.remove(); seenEl = null; }
+      return;
+    }
+    if (!seenEl) seenEl = h('li', { class: 'seen', 'data-testid': 'chat-seen', text: 'Seen' });
+    seenEl.setAttribute('data-seq', String(best));
+    seenEl.remove();
+    placeInList(seenEl, [c.index, best + 0.5]);
   }
 
   // Highest seq up to which we hold every message: resuming from it can never leave a hole.
@@ -1118,6 +1185,7 @@
       case 'error': return onError(f);
       case 'message': return addMessage(f.message, true);
       case 'conversation': return noteConversation(f.conversation);
+      case 'read': return onRead(f);
       case 'presence':
         if (typeof f.agents_online === 'number') { agentsOnline = f.agents_online; renderStatus(); }
         return;
@@ -1163,6 +1231,7 @@
       if (!known) loadHistory(conv.id, 0);
     }
     flushPending();
+    scheduleRead();
   }
 
   function loadHistory(cid, afterSeq) {
@@ -1177,6 +1246,9 @@
       if (f.message) addMessage(f.message, false);
       const p = pending.get(meta.clientMsgId);
       if (p) { p.inFlight = false; } // ack without message: leave it queued for the next flush
+    } else if (meta.kind === 'read') {
+      const c = conversations.get(meta.cid);
+      if (c && typeof f.read_seq === 'number') c.readSent = Math.max(c.readSent, f.read_seq);
     } else if (meta.kind === 'history' && Array.isArray(f.messages)) {
       for (const m of f.messages) addMessage(m, false);
       // A page is cut by count or by bytes; `more` says another follows (older gateways
@@ -1196,7 +1268,12 @@
     }
     requests.delete(f.id);
     if (meta.kind === 'send') onSendFailed(meta.clientMsgId, f);
-    else if (window.console) console.warn('[chat-widget]', meta.kind, 'failed:', f.code, f.message);
+    else if (meta.kind === 'read') {
+      // Not stored: let the next look try again (after the gateway's wait when limited).
+      const c = conversations.get(meta.cid);
+      if (c) c.readSent = 0;
+      if (f.code === 'rate_limited') setTimeout(scheduleRead, f.retry_after_ms || READ_INTERVAL_MS);
+    } else if (window.console) console.warn('[chat-widget]', meta.kind, 'failed:', f.code, f.message);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1310,6 +1387,7 @@
     connect();
     // The network coming back is a better signal than any backoff timer.
     window.addEventListener('online', function () { if (!transport) { attempt = 0; connect(); } });
+    document.addEventListener('visibilitychange', scheduleRead);
   }
 
   window.ChatWidget = {

@@ -413,6 +413,6 @@ fn not_found(id: ConversationId) -> impl Fn(StoreError) -> ChatError {
     }
 }
 
-fn page_limit(limit: Option<u32>) -> u32 {
+pub(super) fn page_limit(limit: Option<u32>) -> u32 {
     limit.unwrap_or(100).clamp(1, 500)
 }

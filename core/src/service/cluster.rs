@@ -120,6 +120,24 @@ pub(super) async fn run_inbound(inner: Weak<Inner>, mut inbound: mpsc::Receiver<
             Inbound::Event(BusEvent::Conversation(conversation)) => {
                 inner.publish_conversation_locally(conversation)
             }
+            Inbound::Event(BusEvent::Read {
+                visitor_id,
+                site_id,
+                conversation_id,
+                agent_id,
+                seq,
+            }) => inner.publish_read_locally(
+                crate::read_receipts::ReadReceipt {
+                    conversation_id,
+                    reader: agent_id.map_or(
+                        crate::read_receipts::Reader::Visitor,
+                        crate::read_receipts::Reader::Agent,
+                    ),
+                    seq,
+                },
+                visitor_id,
+                &site_id,
+            ),
             Inbound::Event(BusEvent::Presence {
                 node,
                 agents_online,

@@ -82,6 +82,7 @@ impl ChatService {
             presence_told: None,
             profile: intro.profile,
             context: ContextState::new(false),
+            reads: crate::read_receipts::ReadCoalescer::new(std::time::Instant::now()),
         }));
         let welcome = match &principal {
             Principal::Visitor {

@@ -149,6 +149,8 @@ pub struct ChatSessionState {
     pub(super) profile: Option<VisitorProfile>,
     /// The `context` reports of a visitor (see `service/context.rs`).
     pub(super) context: ContextState,
+    /// The gate of the `read` command (see `service/read.rs`).
+    pub(super) reads: crate::read_receipts::ReadCoalescer,
 }
 
 impl ChatSessionState {

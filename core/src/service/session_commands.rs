@@ -174,6 +174,11 @@ impl ChatSessionState {
                 let page = service
                     .history(principal, conversation_id, after_seq, limit)
                     .await?;
+                if after_seq <= 0 {
+                    // A client loading a conversation from its start learns how far the other
+                    // side has read it.
+                    self.queue_read_events(&[conversation_id]).await;
+                }
                 Ok(Ack {
                     messages: Some(page.messages),
                     more: Some(page.more),
@@ -184,10 +189,7 @@ impl ChatSessionState {
                 site,
                 status,
                 limit,
-            } => Ok(Ack {
-                conversations: Some(service.list(principal, site, status, limit).await?),
-                ..Ack::default()
-            }),
+            } => self.list_with_read_state(site, status, limit).await,
             ClientCommand::Assign { conversation_id } => Ok(Ack {
                 conversation: Some(service.assign(principal, conversation_id).await?),
                 ..Ack::default()
@@ -208,6 +210,10 @@ impl ChatSessionState {
                     .report(&self.principal, &*self.service.inner.store, context)
                     .await
             }
+            ClientCommand::Read {
+                conversation_id,
+                seq,
+            } => self.read(conversation_id, seq).await,
             ClientCommand::Visitor { conversation_id } => Ok(Ack {
                 visitor: Some(Box::new(
                     service.visitor_of(principal, conversation_id).await?,
@@ -341,6 +347,10 @@ impl ChatSessionState {
         }
         // Only now, with every read done, change state: a failed resume leaves nothing half-done.
         crate::metrics::replayed(self.transport, count);
+        // How far the other side has read each resumed conversation: before the replay, one
+        // event per conversation at most (so bounded like the cursors).
+        let ids: Vec<ConversationId> = ranges.iter().map(|r| r.conversation).collect();
+        self.queue_read_events(&ids).await;
         for range in ranges {
             let handed = self
                 .delivered

@@ -332,6 +332,7 @@ impl ChatSessionState {
                 }
                 Principal::Agent { .. } => {}
             },
+            HubEvent::Read(receipt) => self.absorb_read(receipt),
         }
         true
     }

@@ -8,6 +8,7 @@
 //! appends to a conversation.
 
 mod import;
+mod read_state;
 mod visitor_context;
 mod visitors;
 
@@ -507,6 +508,36 @@ impl Store for EmbeddedStore {
         visitor_id: VisitorId,
     ) -> Result<Option<chat_core::visitor_context::VisitorContextRecord>, StoreError> {
         self.call(move |conn| visitor_context::get(conn, visitor_id))
+            .await
+    }
+
+    async fn mark_read(
+        &self,
+        id: ConversationId,
+        reader: &chat_core::read_receipts::Reader,
+        seq: i64,
+    ) -> Result<chat_core::read_receipts::MarkedRead, StoreError> {
+        let reader = reader.clone();
+        self.call(move |conn| read_state::mark(conn, id, &reader, seq))
+            .await
+    }
+
+    async fn read_marks(
+        &self,
+        ids: &[ConversationId],
+    ) -> Result<Vec<chat_core::read_receipts::ReadMarks>, StoreError> {
+        let ids = ids.to_vec();
+        self.call(move |conn| read_state::marks(conn, &ids)).await
+    }
+
+    async fn list_conversations_for_agent(
+        &self,
+        filter: &ConversationFilter,
+        agent_id: &str,
+    ) -> Result<Vec<chat_core::read_receipts::AgentListing>, StoreError> {
+        let filter = filter.clone();
+        let agent_id = agent_id.to_owned();
+        self.call(move |conn| read_state::list_for_agent(conn, &filter, &agent_id))
             .await
     }
 

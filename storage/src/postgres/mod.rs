@@ -10,6 +10,7 @@ mod bus;
 mod conninfo;
 mod errors;
 mod import;
+mod read_state;
 mod rows;
 pub mod tls;
 mod visitor_context;
@@ -381,6 +382,37 @@ impl Store for PostgresStore {
         with_client!(self, OP_TIMEOUT, |client| {
             visitor_context::get(&client, visitor_id).await
         })
+    }
+
+    async fn mark_read(
+        &self,
+        id: ConversationId,
+        reader: &chat_core::read_receipts::Reader,
+        seq: i64,
+    ) -> Result<chat_core::read_receipts::MarkedRead, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| read_state::mark(
+            &client, id, reader, seq
+        )
+        .await)
+    }
+
+    async fn read_marks(
+        &self,
+        ids: &[ConversationId],
+    ) -> Result<Vec<chat_core::read_receipts::ReadMarks>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| read_state::marks(&client, ids)
+            .await)
+    }
+
+    async fn list_conversations_for_agent(
+        &self,
+        filter: &ConversationFilter,
+        agent_id: &str,
+    ) -> Result<Vec<chat_core::read_receipts::AgentListing>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| read_state::list_for_agent(
+            &client, filter, agent_id
+        )
+        .await)
     }
 
     async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {
