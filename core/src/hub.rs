@@ -21,6 +21,8 @@ pub enum Topic {
     Site(SiteId),
     /// Presence changes, for every visitor.
     Visitors,
+    /// Colleagues' statuses, for every agent (each session keeps those sharing a site).
+    Staff,
 }
 
 /// The hub boundary: a change as fanned out to this process's sessions, one [`Arc`] shared by
@@ -43,6 +45,10 @@ pub enum HubEvent {
     Conversation(Conversation),
     /// The online agents changed (each visitor session reads its own site's count).
     Presence(AgentPresence),
+    /// Someone started or stopped typing (never stored).
+    Typing(crate::typing::Typing),
+    /// An agent's status or connectedness changed (each agent session keeps its colleagues').
+    AgentStatus(crate::agent_status::AgentStatusView),
 }
 
 /// Agents online, by the sites they work for: an agent of every site counts for each site.
