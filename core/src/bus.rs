@@ -71,6 +71,23 @@ pub enum BusEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sites: Option<AgentPresence>,
     },
+    /// Someone started or stopped typing (never stored; a lost one expires on its own).
+    Typing {
+        /// The visitor whose conversation it is (for routing an agent's typing to them).
+        visitor_id: VisitorId,
+        /// The conversation's site (for routing a visitor's typing to its agents).
+        site_id: SiteId,
+        /// The event.
+        typing: crate::typing::Typing,
+    },
+    /// What the publishing process knows of one agent: their status, and whether they have a
+    /// session there (`connected`). Sent on every change and with every presence heartbeat.
+    AgentStatus {
+        /// The publishing process.
+        node: String,
+        /// The agent.
+        status: crate::agent_status::AgentStatusView,
+    },
 }
 
 impl BusEvent {

@@ -21,6 +21,8 @@ pub enum Topic {
     Site(SiteId),
     /// Presence changes, for every visitor.
     Visitors,
+    /// Colleagues' statuses, for every agent (each session keeps those sharing a site).
+    Staff,
 }
 
 /// The hub boundary: a change as fanned out to this process's sessions, one [`Arc`] shared by
@@ -46,6 +48,10 @@ pub enum HubEvent {
     /// A participant stored a new read position (each session tells its client in its own
     /// way: visitors are not told which agent read).
     Read(crate::read_receipts::ReadReceipt),
+    /// Someone started or stopped typing (never stored).
+    Typing(crate::typing::Typing),
+    /// An agent's status or connectedness changed (each agent session keeps its colleagues').
+    AgentStatus(crate::agent_status::AgentStatusView),
 }
 
 /// Agents online, by the sites they work for: an agent of every site counts for each site.

@@ -117,6 +117,27 @@ pub enum ClientCommand {
         /// The last `seq` read.
         seq: i64,
     },
+    /// Says the user is typing (or stopped) in a conversation: the other side gets a `typing`
+    /// event, never stored ([`crate::typing`]). A visitor may omit `conversation_id`: their open
+    /// conversation is used.
+    Typing {
+        /// The conversation (required for agents).
+        #[serde(default)]
+        conversation_id: Option<ConversationId>,
+        /// Typing now, or stopped.
+        typing: bool,
+    },
+    /// Agents: sets their status for every session of theirs ([`crate::agent_status`]).
+    SetStatus {
+        /// `online`, `away` or `offline`.
+        status: crate::agent_status::AgentStatus,
+    },
+    /// Agents: the agents connected now who share a site with them, with their statuses.
+    ListAgents {
+        /// Only agents of this site (one of the caller's).
+        #[serde(default)]
+        site: Option<String>,
+    },
 }
 
 /// Every `type` a client frame may carry.
@@ -131,6 +152,9 @@ pub const CLIENT_COMMAND_TYPES: &[&str] = &[
     "context",
     "visitor",
     "read",
+    "typing",
+    "set_status",
+    "list_agents",
 ];
 
 /// Why a client frame could not be decoded. Carries the request id when one could be read,
@@ -263,6 +287,10 @@ pub enum ServerEvent {
         /// Read up to this `seq` (inclusive).
         seq: i64,
     },
+    /// Someone started or stopped typing in a conversation the session follows (never stored).
+    Typing(crate::typing::Typing),
+    /// Agents: a colleague's status changed, or they connected or left.
+    AgentStatus(crate::agent_status::AgentStatusView),
 }
 
 /// The `welcome` event.
@@ -281,6 +309,9 @@ pub struct Welcome {
     /// Agents: who the token says they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<Agent>,
+    /// Agents: their status, shared by all their sessions (remembered across reconnects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::agent_status::AgentStatus>,
     /// Agents: the sites they work for (`["*"]`: every site).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sites: Option<Vec<SiteId>>,
@@ -338,6 +369,12 @@ pub struct Ack {
     /// `visitor`: the conversation's visitor and their latest context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visitor: Option<Box<crate::visitor_context::VisitorView>>,
+    /// `set_status`: the agent's status now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_status: Option<Box<crate::agent_status::AgentStatusView>>,
+    /// `list_agents`: the agents connected now, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<Vec<crate::agent_status::AgentStatusView>>,
 }
 
 /// The `error` event.
@@ -374,6 +411,8 @@ impl ServerEvent {
             Self::Conversation { .. } => "conversation",
             Self::Presence { .. } => "presence",
             Self::Read { .. } => "read",
+            Self::Typing(_) => "typing",
+            Self::AgentStatus(_) => "agent_status",
         }
     }
 }

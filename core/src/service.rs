@@ -15,7 +15,8 @@
 //! - the per-connection session state machine, [`ChatSession`]: `session.rs` (its state and
 //!   end), `open_session.rs` ([`ChatService::open_session`]), `session_commands.rs`
 //!   ([`ChatSessionState::handle`], `resume`, [`ChatSessionState::recover`]) and
-//!   `session_events.rs` ([`ChatSessionState::next_event`] and what it yields, [`Outbound`]).
+//!   `session_events.rs` ([`ChatSessionState::next_event`] and what it yields, [`Outbound`]);
+//! - `signals.rs`: what is never stored: typing, agent status (after `session.rs`).
 //!
 //! Only what transports and the gateway use is public, re-exported here.
 
@@ -30,6 +31,7 @@ mod session;
 mod session_commands;
 mod session_events;
 mod shared;
+mod signals;
 
 pub use chat_service::{ChatService, Delivery, HistoryPage, SessionCounts, VisitorIntro};
 pub use config::ServiceConfig;

@@ -502,6 +502,10 @@
   }
 
   function handleFrame(f) {
+    // Other parts of the console (./signals.js) follow the server's events too.
+    if (f.type !== 'ack' && f.type !== 'error') {
+      document.dispatchEvent(new CustomEvent('chat-console:event', { detail: { event: f, request: request } }));
+    }
     if (f.type === 'welcome') return onWelcome(f);
     if (f.type === 'ack' || f.type === 'error') {
       const r = f.id ? requests.get(f.id) : null;
@@ -517,7 +521,8 @@
     if (f.type === 'message') return onMessage(f.message);
     if (f.type === 'conversation') return onConversation(f.conversation);
     if (f.type === 'read') return onRead(f);
-    // Unknown events (newer gateway) are ignored on purpose.
+    // Unknown events (newer gateway) are ignored on purpose; `typing` and `agent_status` are
+    // ./signals.js's.
   }
 
   function onWelcome(f) {

@@ -336,6 +336,7 @@
     .note { text-align: center; font-size: 12px; color: #6b7280; margin: 6px 0 12px; }
     .seen { text-align: right; font-size: 11px; color: #6b7280; margin: -6px 4px 10px; }
     .empty { text-align: center; font-size: 13px; color: #6b7280; margin-top: 24px; }
+    .typing { font-size: 12px; font-style: italic; color: #6b7280; padding: 2px 14px 4px; background: #f9fafb; }
     .composer { display: flex; gap: 8px; padding: 10px; border-top: 1px solid #e5e7eb; background: #fff; }
     .input {
       flex: 1; resize: none; height: 40px; max-height: 120px; padding: 9px 10px;
@@ -403,6 +404,7 @@
       id: inputId, class: 'input', 'data-testid': 'chat-input', rows: '1', placeholder: 'Type a message…',
       'aria-label': 'Message', autocomplete: 'off',
     });
+    const typing = h('div', { class: 'typing', 'data-testid': 'chat-typing', 'aria-live': 'polite', hidden: true });
     const sendButton = h('button', { type: 'submit', class: 'send', 'data-testid': 'chat-send', text: 'Send' });
     const form = h('form', { class: 'composer', 'aria-label': 'Send a message' }, [input, sendButton]);
 
@@ -415,6 +417,7 @@
       ]),
       conn,
       list,
+      typing,
       form,
     ]);
 
@@ -430,9 +433,11 @@
     panel.addEventListener('keydown', function (e) {
       if (e.key === 'Escape') { closePanel(); bubble.focus(); }
     });
+    input.addEventListener('input', onInputTyping);
+    input.addEventListener('blur', stopTyping);
 
     document.body.appendChild(host);
-    return { host, shadow, root, bubble, badge, panel, status, conn, list, empty, input };
+    return { host, shadow, root, bubble, badge, panel, status, conn, list, empty, input, typing };
   }
 
   function openPanel() {
@@ -570,6 +575,7 @@
     el.setAttribute('data-seq', String(m.seq));
     el.setAttribute('data-conversation-id', m.conversation_id);
     placeInList(el, [idx, m.seq]);
+    if (role === 'agent' && m.sender && agentsTyping.has(m.sender.id)) clearAgentTyping(m.sender.id);
     if (live && role !== 'visitor' && !panelOpen) {
       unread++;
       renderBadge();
@@ -664,6 +670,7 @@
     const body = ui.input.value;
     if (!body.trim()) return;
     ui.input.value = '';
+    stopTyping();
     const clientMsgId = randomId('w-');
     const el = messageElement('visitor', 'You', body, 'sending…');
     el.setAttribute('data-pending', 'true');
@@ -1189,6 +1196,7 @@
       case 'presence':
         if (typeof f.agents_online === 'number') { agentsOnline = f.agents_online; renderStatus(); }
         return;
+      case 'typing': return onTypingEvent(f);
       default:
         return; // newer gateways may add events; ignoring them keeps old widgets working
     }
@@ -1274,6 +1282,70 @@
       if (c) c.readSent = 0;
       if (f.code === 'rate_limited') setTimeout(scheduleRead, f.retry_after_ms || READ_INTERVAL_MS);
     } else if (window.console) console.warn('[chat-widget]', meta.kind, 'failed:', f.code, f.message);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Typing indicators (docs/protocol.md, "Typing indicators"). While the visitor types, `typing`
+  // goes out at most every TYPING_RESEND_MS (the gateway allows 2 a second), and `false` once
+  // they send, leave the input, or stop for TYPING_IDLE_MS. An agent's typing shows until their
+  // `false`, their next message, or the event's expiry, whichever comes first.
+
+  const TYPING_RESEND_MS = 2500;
+  const TYPING_IDLE_MS = 4000;
+  const TYPING_MAX_SHOWN_MS = 30000;
+  let typingSentAt = 0; // when our last `typing: true` went out; 0 while we are not typing
+  let typingIdleTimer = null;
+  const agentsTyping = new Map(); // agent id -> { name, timer }
+
+  // Only into an open conversation: before the first message there is nobody to tell.
+  function canSignalTyping() {
+    const c = currentConversationId ? conversations.get(currentConversationId) : null;
+    return Boolean(transport && welcomed && c && c.status === 'open');
+  }
+
+  function sendTyping(on) {
+    typingSentAt = on ? Date.now() : 0;
+    if (canSignalTyping()) request({ type: 'typing', conversation_id: currentConversationId, typing: on });
+  }
+
+  function onInputTyping() {
+    clearTimeout(typingIdleTimer);
+    if (!ui.input.value.trim()) { stopTyping(); return; }
+    if (Date.now() - typingSentAt >= TYPING_RESEND_MS) sendTyping(true);
+    typingIdleTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
+  }
+
+  function stopTyping() {
+    clearTimeout(typingIdleTimer);
+    typingIdleTimer = null;
+    if (typingSentAt) sendTyping(false);
+  }
+
+  function onTypingEvent(f) {
+    const s = f.sender;
+    if (!s || s.role !== 'agent' || typeof s.id !== 'string' || f.conversation_id !== currentConversationId) return;
+    clearAgentTyping(s.id);
+    if (f.typing === true) {
+      const ms = typeof f.expires_in_ms === 'number' && f.expires_in_ms > 0 ? Math.min(f.expires_in_ms, TYPING_MAX_SHOWN_MS) : 6000;
+      const name = typeof s.name === 'string' && s.name ? s.name : 'Agent';
+      agentsTyping.set(s.id, { name: name, timer: setTimeout(function () { clearAgentTyping(s.id); }, ms) });
+    }
+    renderTyping();
+  }
+
+  function clearAgentTyping(id) {
+    const t = agentsTyping.get(id);
+    if (!t) return;
+    clearTimeout(t.timer);
+    agentsTyping.delete(id);
+    renderTyping();
+  }
+
+  function renderTyping() {
+    if (!ui) return;
+    const names = Array.from(agentsTyping.values(), function (t) { return t.name; });
+    ui.typing.hidden = names.length === 0;
+    ui.typing.textContent = names.length ? names.join(', ') + (names.length > 1 ? ' are typing…' : ' is typing…') : '';
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1410,6 +1482,7 @@
         transport: currentTransport(),
         user: user ? { id: user.id, verified: Boolean(user.hash) } : null,
         refused: refused,
+        agentsTyping: Array.from(agentsTyping.values(), function (t) { return t.name; }),
       };
     },
   };

@@ -118,6 +118,7 @@ impl ChatService {
                     .map(|_| AtomicU64::new(0))
                     .collect(),
                 conversation_changes: AtomicU64::new(0),
+                roster: Default::default(),
                 config,
             }),
         }

@@ -86,6 +86,29 @@ impl Inner {
     }
 }
 
+/// Agents whose status a heartbeat repeats at most (a few hundred bytes each, in one batch).
+const ROSTER_HEARTBEAT_AGENTS: usize = 500;
+
+impl Inner {
+    /// With the heartbeat: tells other processes each agent with a session here (so that a
+    /// process started later learns their statuses), and forgets the agents of processes that
+    /// went silent, telling colleagues here.
+    fn publish_roster(&self) {
+        if let Some(bus) = &self.bus {
+            for status in self.roster.local_views(ROSTER_HEARTBEAT_AGENTS) {
+                bus.publish(BusEvent::AgentStatus {
+                    node: bus.node_id().to_owned(),
+                    status,
+                });
+            }
+        }
+        for view in self.roster.expire(PRESENCE_EXPIRY) {
+            self.hub
+                .publish(&[Topic::Staff], HubEvent::AgentStatus(view));
+        }
+    }
+}
+
 /// Feeds events from other processes into this process's hub.
 pub(super) async fn run_inbound(inner: Weak<Inner>, mut inbound: mpsc::Receiver<Inbound>) {
     while let Some(item) = inbound.recv().await {
@@ -159,6 +182,15 @@ pub(super) async fn run_inbound(inner: Weak<Inner>, mut inbound: mpsc::Receiver<
                     inner.announce_presence();
                 }
             }
+            Inbound::Event(BusEvent::Typing {
+                visitor_id,
+                site_id,
+                typing,
+            }) => inner.publish_typing_locally(visitor_id, &site_id, typing),
+            Inbound::Event(BusEvent::AgentStatus { node, status }) => {
+                let change = inner.roster.heard(&inner.hub, &node, &status);
+                inner.apply_roster_change(change);
+            }
             Inbound::Gap => {
                 let evicted = inner.hub.evict_all();
                 tracing::warn!(
@@ -178,6 +210,7 @@ pub(super) async fn run_presence_heartbeat(inner: Weak<Inner>) {
         tokio::time::sleep(PRESENCE_HEARTBEAT).await;
         let Some(inner) = inner.upgrade() else { return };
         inner.publish_local_presence(inner.hub.agents_online());
+        inner.publish_roster();
         let total = inner.agents_online();
         if last_total.as_ref().is_some_and(|last| *last != total) {
             inner.announce_presence();

@@ -83,6 +83,7 @@ impl ChatService {
             profile: intro.profile,
             context: ContextState::new(false),
             reads: crate::read_receipts::ReadCoalescer::new(std::time::Instant::now()),
+            signals: None,
         }));
         let welcome = match &principal {
             Principal::Visitor {
@@ -109,6 +110,7 @@ impl ChatService {
                     visitor_id: Some(*visitor_id),
                     visitor_token,
                     agent: None,
+                    status: None,
                     sites: None,
                     conversation,
                     agents_online,
@@ -124,16 +126,20 @@ impl ChatService {
                         }
                     }
                 }
+                hub.subscribe(sub.id, Topic::Staff);
                 session.counted_as_agent = true;
-                let online = self
-                    .inner
-                    .local_agents_changed(hub.agent_presence(sites, 1));
+                // Counted in the visitors' presence only when the agent is online (a status
+                // set before a reconnect is remembered).
+                let (status, change) = self.inner.roster.join(hub, agent, sites);
+                self.inner.apply_roster_change(change);
+                let online = self.inner.agents_online();
                 Welcome {
                     role: Role::Agent,
                     session_id,
                     visitor_id: None,
                     visitor_token: None,
                     agent: Some(agent.clone()),
+                    status: Some(status),
                     sites: Some(sites.to_claim()),
                     conversation: None,
                     agents_online: online.sessions,

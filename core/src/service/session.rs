@@ -151,6 +151,8 @@ pub struct ChatSessionState {
     pub(super) context: ContextState,
     /// The gate of the `read` command (see `service/read.rs`).
     pub(super) reads: crate::read_receipts::ReadCoalescer,
+    /// Typing and status signalling (see `service/signals.rs`), once the client sends one.
+    pub(super) signals: Option<Box<super::signals::SignalState>>,
 }
 
 impl ChatSessionState {
@@ -230,16 +232,17 @@ impl ChatSessionState {
 
 impl Drop for ChatSessionState {
     fn drop(&mut self) {
+        self.stop_typing_on_end();
         if self.counted {
             self.service
                 .count_session(self.transport, &self.principal, -1);
         }
         let hub = &self.service.inner.hub;
         hub.remove(self.subscriber);
-        if let (true, Principal::Agent { sites, .. }) = (self.counted_as_agent, &self.principal) {
-            self.service
-                .inner
-                .local_agents_changed(hub.agent_presence(sites, -1));
+        if let (true, Principal::Agent { agent, sites }) = (self.counted_as_agent, &self.principal)
+        {
+            let inner = &self.service.inner;
+            inner.apply_roster_change(inner.roster.leave(hub, &agent.id, sites));
         }
     }
 }

@@ -143,6 +143,7 @@ impl ChatSessionState {
                 let message = match appended {
                     Appended::Inserted(m) | Appended::Duplicate(m) => m,
                 };
+                self.typing_ended_by_message(message.conversation_id);
                 self.context
                     .store_pending(&self.principal, &*self.service.inner.store, &self.id)
                     .await;
@@ -214,6 +215,12 @@ impl ChatSessionState {
                 conversation_id,
                 seq,
             } => self.read(conversation_id, seq).await,
+            ClientCommand::Typing {
+                conversation_id,
+                typing,
+            } => self.typing(conversation_id, typing).await,
+            ClientCommand::SetStatus { status } => self.set_status(status),
+            ClientCommand::ListAgents { site } => self.list_agents(site),
             ClientCommand::Visitor { conversation_id } => Ok(Ack {
                 visitor: Some(Box::new(
                     service.visitor_of(principal, conversation_id).await?,

@@ -4,7 +4,7 @@
 
 use crate::error::ErrorCode;
 use crate::hub::HubEvent;
-use crate::model::{Message, Principal};
+use crate::model::{Message, Principal, Sites};
 use crate::protocol::{ErrorEvent, ServerEvent};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -333,6 +333,23 @@ impl ChatSessionState {
                 Principal::Agent { .. } => {}
             },
             HubEvent::Read(receipt) => self.absorb_read(receipt),
+            HubEvent::Typing(typing) => {
+                // Not one's own typing back (an agent's goes to their site's agents too).
+                let own = self.principal.as_sender();
+                if typing.sender.role != own.role || typing.sender.id != own.id {
+                    self.pending.push_back(ServerEvent::Typing(typing.clone()));
+                }
+            }
+            HubEvent::AgentStatus(view) => {
+                if let Principal::Agent { sites, .. } = &self.principal {
+                    let theirs = Sites::parse(&view.sites.join(","));
+                    if theirs.is_ok_and(|theirs| crate::agent_status::sites_overlap(sites, &theirs))
+                    {
+                        self.pending
+                            .push_back(ServerEvent::AgentStatus(view.clone()));
+                    }
+                }
+            }
         }
         true
     }

@@ -41,6 +41,8 @@ pub(super) struct Inner {
     pub(super) conversation_epochs: Box<[AtomicU64]>,
     /// All conversation changes seen by this process.
     pub(super) conversation_changes: AtomicU64,
+    /// The agents this process knows of, with their statuses (`signals.rs`).
+    pub(super) roster: crate::agent_status::AgentRoster,
 }
 
 /// Counters of conversation changes, by hash of the conversation id.
