@@ -9,6 +9,7 @@
 //! [`ServerEvent`](protocol::ServerEvent)s it yields; a store persists what the service asks.
 #![warn(missing_docs)]
 
+pub mod agents;
 pub mod auth;
 pub mod bus;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod service;
 pub mod session_end;
 pub mod store;
 pub mod transport;
+pub mod visibility;
 pub mod visitor_context;
 
 pub use error::{ChatError, ErrorCode, StoreError};

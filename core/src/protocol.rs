@@ -41,6 +41,9 @@ pub enum ClientCommand {
         client_msg_id: Option<String>,
         /// The text.
         body: String,
+        /// Agents: an internal note, seen by agents only (visitors asking get `forbidden`).
+        #[serde(default)]
+        note: bool,
     },
     /// Replay everything after each cursor (the last `seq` the client has seen per
     /// conversation), then continue live with no gap and no duplicate.
@@ -80,10 +83,27 @@ pub enum ClientCommand {
         #[serde(default)]
         limit: Option<u32>,
     },
-    /// Agents: assign a conversation to oneself.
+    /// Agents: assign a conversation to oneself, or to `agent_id` (an agent of the
+    /// conversation's site, from `list_agents`). A change of assignee other than taking an
+    /// unassigned conversation for oneself writes a `system` message to the conversation.
     Assign {
         /// The conversation.
         conversation_id: ConversationId,
+        /// The agent to assign it to (default: oneself).
+        #[serde(default)]
+        agent_id: Option<String>,
+    },
+    /// Agents: leave a conversation unassigned (a `system` message says who did).
+    Unassign {
+        /// The conversation.
+        conversation_id: ConversationId,
+    },
+    /// Agents: the agents of a site (those who opened a session since the directory began),
+    /// for `assign`'s `agent_id`.
+    ListAgents {
+        /// The site (default: the agent's only site; required for an agent of several).
+        #[serde(default)]
+        site: Option<String>,
     },
     /// Agents: close a conversation (visitors may close their own).
     Close {
@@ -116,6 +136,8 @@ pub const CLIENT_COMMAND_TYPES: &[&str] = &[
     "history",
     "list_conversations",
     "assign",
+    "unassign",
+    "list_agents",
     "close",
     "auth",
     "context",
@@ -306,6 +328,9 @@ pub struct Ack {
     /// `visitor`: the conversation's visitor and their latest context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visitor: Option<Box<crate::visitor_context::VisitorView>>,
+    /// `list_agents`: the site's agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<Vec<crate::agents::AgentEntry>>,
 }
 
 /// The `error` event.
@@ -358,7 +383,8 @@ mod tests {
             ClientCommand::Send {
                 conversation_id: None,
                 client_msg_id: Some("c1".into()),
-                body: "hi".into()
+                body: "hi".into(),
+                note: false,
             }
         );
         let id = ConversationId::new_random();
@@ -393,6 +419,34 @@ mod tests {
         );
         let e = decode_client_frame(r#"{"type":"send","body":"x","extra":1}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidFrame);
+    }
+
+    #[test]
+    fn decodes_notes_and_assignment_to_another_agent() {
+        let id = ConversationId::new_random();
+        let f = decode_client_frame(&format!(
+            r#"{{"type":"send","conversation_id":"{id}","body":"x","note":true}}"#
+        ))
+        .unwrap();
+        assert!(matches!(f.command, ClientCommand::Send { note: true, .. }));
+        let f = decode_client_frame(&format!(
+            r#"{{"type":"assign","conversation_id":"{id}","agent_id":"bob"}}"#
+        ))
+        .unwrap();
+        assert!(matches!(f.command, ClientCommand::Assign { agent_id: Some(a), .. } if a == "bob"));
+        let f = decode_client_frame(&format!(r#"{{"type":"assign","conversation_id":"{id}"}}"#))
+            .unwrap();
+        assert!(matches!(
+            f.command,
+            ClientCommand::Assign { agent_id: None, .. }
+        ));
+        let f = decode_client_frame(&format!(
+            r#"{{"type":"unassign","conversation_id":"{id}"}}"#
+        ))
+        .unwrap();
+        assert!(matches!(f.command, ClientCommand::Unassign { .. }));
+        let f = decode_client_frame(r#"{"type":"list_agents","site":"shop"}"#).unwrap();
+        assert!(matches!(f.command, ClientCommand::ListAgents { site: Some(s) } if s == "shop"));
     }
 
     #[test]

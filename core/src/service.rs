@@ -9,7 +9,8 @@
 //!   this process's sessions;
 //! - `cluster.rs`: the cluster plumbing: the bus to other gateway processes, agent presence;
 //! - the command service, [`ChatService`] (one per process): `chat_service.rs` (construction,
-//!   counts, `assign`, `close`, `list`, `history`), `send.rs` (the three ways to send) and
+//!   counts, `close`, `list`, `history`), `send.rs` (the three ways to send),
+//!   `assignment.rs` (`assign`, transfer, unassign, the agent directory) and
 //!   `context.rs` (a visitor's reported context);
 //! - the per-connection session state machine, [`ChatSession`]: `session.rs` (its state and
 //!   end), `open_session.rs` ([`ChatService::open_session`]), `session_commands.rs`
@@ -18,6 +19,7 @@
 //!
 //! Only what transports and the gateway use is public, re-exported here.
 
+mod assignment;
 mod chat_service;
 mod cluster;
 mod config;
@@ -29,6 +31,7 @@ mod session_commands;
 mod session_events;
 mod shared;
 
+pub use assignment::{assignment_line, Assignee};
 pub use chat_service::{ChatService, Delivery, HistoryPage, SessionCounts, VisitorIntro};
 pub use config::ServiceConfig;
 pub use session::{ChatSession, ChatSessionState};

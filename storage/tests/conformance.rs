@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::model::{
-    Agent, Conversation, ConversationId, ConversationStatus, NewMessage, Role, Sender, Visitor,
-    VisitorId,
+    Agent, Conversation, ConversationId, ConversationStatus, MessageKind, NewMessage, Role, Sender,
+    Visitor, VisitorId,
 };
 use chat_core::store::{Appended, ConversationFilter, Store};
 use chat_core::StoreError;
@@ -158,6 +158,7 @@ fn visitor_message(c: &Conversation, client_msg_id: Option<&str>, body: &str) ->
             name: None,
         },
         body: body.to_string(),
+        kind: MessageKind::Text,
     }
 }
 
@@ -179,6 +180,7 @@ fn agent_message(c: &Conversation, client_msg_id: Option<&str>, body: &str) -> N
             name: Some(a.name),
         },
         body: body.to_string(),
+        kind: MessageKind::Text,
     }
 }
 
@@ -227,6 +229,8 @@ async fn tick() {
 
 #[path = "conformance/import.rs"]
 mod import;
+#[path = "conformance/notes_agents.rs"]
+mod notes_agents;
 #[path = "conformance/visitor_context.rs"]
 mod visitor_context;
 #[path = "conformance/visitors.rs"]
@@ -235,6 +239,7 @@ mod visitors;
 /// The checks, each generic over the fixture.
 mod checks {
     pub use super::import::*;
+    pub use super::notes_agents::*;
     pub use super::visitor_context::*;
     pub use super::visitors::*;
     use super::*;
@@ -393,6 +398,7 @@ mod checks {
                     name: None,
                 },
                 body: "bump".into(),
+                kind: MessageKind::Text,
             },
         )
         .await;
@@ -757,6 +763,7 @@ mod checks {
             status: ConversationStatus::Open,
             assignee: None,
             last_seq: 0,
+            visitor_last_seq: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
         };
@@ -894,4 +901,6 @@ conformance_suite!(
     move_conversation_hands_it_to_a_visitor_of_the_same_site,
     visitor_context_latest_wins_and_keeps_first_seen,
     visitor_context_of_an_unknown_visitor_is_not_stored,
+    notes_keep_their_kind_and_stay_out_of_visitor_reads,
+    agent_directory_keeps_the_latest_and_lists_by_site,
 );

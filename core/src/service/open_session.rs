@@ -45,6 +45,10 @@ impl ChatService {
         {
             self.introduce(*visitor_id, site_id, &intro).await?;
         }
+        if let Principal::Agent { agent, sites } = &principal {
+            // Before the session exists: a cancelled open leaves nothing counted.
+            self.record_agent(agent, sites).await;
+        }
         let hub = &self.inner.hub;
         // No visitor row yet: it is written with the visitor's first conversation (see
         // `send_to_visitor`), so connecting alone leaves nothing in the store.
@@ -124,6 +128,7 @@ impl ChatService {
                     }
                 }
                 session.counted_as_agent = true;
+                self.inner.count_agent_session(&agent.id, 1);
                 let online = self
                     .inner
                     .local_agents_changed(hub.agent_presence(sites, 1));

@@ -234,7 +234,9 @@ impl Drop for ChatSessionState {
         }
         let hub = &self.service.inner.hub;
         hub.remove(self.subscriber);
-        if let (true, Principal::Agent { sites, .. }) = (self.counted_as_agent, &self.principal) {
+        if let (true, Principal::Agent { agent, sites }) = (self.counted_as_agent, &self.principal)
+        {
+            self.service.inner.count_agent_session(&agent.id, -1);
             self.service
                 .inner
                 .local_agents_changed(hub.agent_presence(sites, -1));

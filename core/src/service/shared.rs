@@ -41,6 +41,9 @@ pub(super) struct Inner {
     pub(super) conversation_epochs: Box<[AtomicU64]>,
     /// All conversation changes seen by this process.
     pub(super) conversation_changes: AtomicU64,
+    /// Agent sessions open on this process, by agent id (no zero entries): `list_agents`'s
+    /// `online`.
+    pub(super) agent_sessions: std::sync::Mutex<HashMap<crate::model::AgentId, u32>>,
 }
 
 /// Counters of conversation changes, by hash of the conversation id.
@@ -72,6 +75,30 @@ impl Inner {
             ],
             HubEvent::Message(message),
         );
+    }
+
+    /// Counts an agent session of `agent_id` opening (`+1`) or ending (`-1`) on this process.
+    pub(super) fn count_agent_session(&self, agent_id: &str, delta: i32) {
+        let mut sessions = self
+            .agent_sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if delta > 0 {
+            *sessions.entry(agent_id.to_owned()).or_insert(0) += 1;
+        } else if let Some(n) = sessions.get_mut(agent_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                sessions.remove(agent_id);
+            }
+        }
+    }
+
+    /// Whether a session of agent `agent_id` is open on this process.
+    pub(super) fn agent_connected(&self, agent_id: &str) -> bool {
+        self.agent_sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains_key(agent_id)
     }
 
     /// Changes to conversation `id` (and to those sharing its counter) seen so far.
