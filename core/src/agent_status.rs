@@ -31,8 +31,6 @@ pub const REMEMBER_FOR: Duration = Duration::from_secs(3600);
 /// Agents a process remembers at most; past it, those without a session are forgotten first.
 const MAX_AGENTS: usize = 10_000;
 
-/// Most agents a `list_agents` answer names.
-pub const MAX_LISTED_AGENTS: usize = 200;
 
 /// Whether an agent takes conversations now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -335,7 +333,7 @@ impl AgentRoster {
                 .cmp(&b.agent.name)
                 .then_with(|| a.agent.id.cmp(&b.agent.id))
         });
-        list.truncate(MAX_LISTED_AGENTS);
+        list.truncate(crate::agents::MAX_LISTED_AGENTS as usize);
         list
     }
 

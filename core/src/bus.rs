@@ -10,7 +10,7 @@
 //! or NATS bus would implement the same trait.
 
 use crate::hub::AgentPresence;
-use crate::model::{Conversation, ConversationId, Message, SiteId, VisitorId};
+use crate::model::{Conversation, ConversationId, Message, MessageKind, SiteId, VisitorId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -37,6 +37,28 @@ pub enum BusEvent {
         visitor_id: VisitorId,
         /// The conversation's site.
         #[serde(default)]
+        site_id: SiteId,
+        /// Its conversation.
+        conversation_id: ConversationId,
+        /// Its sequence number.
+        seq: i64,
+    },
+    /// An internal note was committed (agents only). Its own kind, not a `message` with a
+    /// kind field, so that a process older than notes, which would hand a `message` to the
+    /// visitor's sessions, ignores it as an event it cannot read.
+    Note {
+        /// The visitor whose conversation it is (for routing).
+        visitor_id: VisitorId,
+        /// The conversation's site (for routing to its agents).
+        site_id: SiteId,
+        /// The committed note.
+        message: Message,
+    },
+    /// An internal note too large to travel inline: receivers read it from the store.
+    NoteRef {
+        /// The visitor whose conversation it is.
+        visitor_id: VisitorId,
+        /// The conversation's site.
         site_id: SiteId,
         /// Its conversation.
         conversation_id: ConversationId,
@@ -91,6 +113,24 @@ pub enum BusEvent {
 }
 
 impl BusEvent {
+    /// The event announcing committed `message`: [`BusEvent::Note`] for an internal note,
+    /// [`BusEvent::Message`] otherwise.
+    pub fn committed(visitor_id: VisitorId, site_id: SiteId, message: Message) -> Self {
+        if message.kind == MessageKind::Note {
+            Self::Note {
+                visitor_id,
+                site_id,
+                message,
+            }
+        } else {
+            Self::Message {
+                visitor_id,
+                site_id,
+                message,
+            }
+        }
+    }
+
     /// The same event in a form small enough for `limit` bytes of JSON: a message too large
     /// becomes a [`BusEvent::MessageRef`]. Returns the JSON.
     ///
@@ -111,6 +151,17 @@ impl BusEvent {
                 site_id,
                 message,
             } => serde_json::to_string(&Self::MessageRef {
+                visitor_id: *visitor_id,
+                site_id: site_id.clone(),
+                conversation_id: message.conversation_id,
+                seq: message.seq,
+            })
+            .unwrap_or_default(),
+            Self::Note {
+                visitor_id,
+                site_id,
+                message,
+            } => serde_json::to_string(&Self::NoteRef {
                 visitor_id: *visitor_id,
                 site_id: site_id.clone(),
                 conversation_id: message.conversation_id,
@@ -229,6 +280,7 @@ mod tests {
         let message = Message {
             conversation_id: ConversationId::new_random(),
             seq: 7,
+            kind: MessageKind::Text,
             client_msg_id: Some("c".into()),
             sender: Sender {
                 role: Role::Visitor,
@@ -257,6 +309,60 @@ mod tests {
                 seq: 7
             }
         );
+    }
+
+    #[test]
+    fn notes_travel_as_their_own_kind_inline_or_by_reference() {
+        let note = Message {
+            conversation_id: ConversationId::new_random(),
+            seq: 3,
+            kind: MessageKind::Note,
+            client_msg_id: None,
+            sender: Sender {
+                role: Role::Agent,
+                id: "a".into(),
+                name: Some("Alice".into()),
+            },
+            body: "é".repeat(4000),
+            created_at: chrono::Utc::now(),
+        };
+        let visitor_id = VisitorId::new_random();
+        let event = BusEvent::committed(visitor_id, "shop".into(), note.clone());
+        assert!(matches!(event, BusEvent::Note { .. }));
+        let json = event.to_json_within(100_000);
+        assert!(json.starts_with(r#"{"kind":"note""#), "{json}");
+        assert!(json.contains(r#""kind":"note""#));
+        assert_eq!(serde_json::from_str::<BusEvent>(&json).unwrap(), event);
+        let json = event.to_json_within(7_900);
+        assert_eq!(
+            serde_json::from_str::<BusEvent>(&json).unwrap(),
+            BusEvent::NoteRef {
+                visitor_id,
+                site_id: "shop".into(),
+                conversation_id: note.conversation_id,
+                seq: 3
+            }
+        );
+        // A process older than notes reads neither as a message it would give a visitor.
+        #[derive(Deserialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        #[allow(dead_code)]
+        enum OldBusEvent {
+            Message { message: serde_json::Value },
+            MessageRef { seq: i64 },
+            Conversation(serde_json::Value),
+            Presence { node: String },
+        }
+        assert!(serde_json::from_str::<OldBusEvent>(&event.to_json_within(100_000)).is_err());
+        assert!(serde_json::from_str::<OldBusEvent>(&json).is_err());
+        let text = Message {
+            kind: MessageKind::Text,
+            ..note
+        };
+        assert!(matches!(
+            BusEvent::committed(visitor_id, "shop".into(), text),
+            BusEvent::Message { .. }
+        ));
     }
 
     #[test]

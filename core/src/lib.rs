@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod agent_status;
+pub mod agents;
 pub mod auth;
 pub mod bus;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod session_end;
 pub mod store;
 pub mod transport;
 pub mod typing;
+pub mod visibility;
 pub mod visitor_context;
 
 pub use error::{ChatError, ErrorCode, StoreError};

@@ -215,6 +215,11 @@ pub struct Conversation {
     pub assignee: Option<Agent>,
     /// Sequence number of the newest message; 0 when there is none.
     pub last_seq: i64,
+    /// Agents only: the `seq` of the newest message visitors see, when internal notes follow it
+    /// (absent: the same as `last_seq`). A visitor's copy never has it: its `last_seq` is this
+    /// (see [`crate::visibility`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_last_seq: Option<i64>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed (message, assignment, status).
@@ -261,13 +266,59 @@ pub struct Sender {
     pub name: Option<String>,
 }
 
+/// What a message is: text between the visitor and agents, an agents-only note, or a line the
+/// gateway writes about the conversation (a transfer).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// A message of the chat, seen by the visitor and the agents.
+    #[default]
+    Text,
+    /// An internal note: agents only, never sent to a visitor on any path
+    /// ([`crate::visibility`]).
+    Note,
+    /// Written by the gateway about the conversation ("Alice transferred the conversation to
+    /// Bob"); seen by the visitor and the agents.
+    System,
+}
+
+impl MessageKind {
+    /// The name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Note => "note",
+            Self::System => "system",
+        }
+    }
+
+    /// Parses the name used on the wire and in the database.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "text" => Some(Self::Text),
+            "note" => Some(Self::Note),
+            "system" => Some(Self::System),
+            _ => None,
+        }
+    }
+
+    /// Whether it is [`MessageKind::Text`] (left out of a message's JSON).
+    pub fn is_text(&self) -> bool {
+        *self == Self::Text
+    }
+}
+
 /// A message as stored: immutable once committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// The conversation it belongs to.
     pub conversation_id: ConversationId,
-    /// Position in the conversation, 1, 2, 3… with no gaps.
+    /// Position in the conversation, 1, 2, 3… with no gaps (in a visitor's view, internal
+    /// notes leave holes: see [`crate::visibility`]).
     pub seq: i64,
+    /// Text (absent on the wire), note or system.
+    #[serde(default, skip_serializing_if = "MessageKind::is_text")]
+    pub kind: MessageKind,
     /// The sender's own id for the message, which makes retries idempotent.
     pub client_msg_id: Option<String>,
     /// Who wrote it.
@@ -289,6 +340,8 @@ pub struct NewMessage {
     pub sender: Sender,
     /// The text.
     pub body: String,
+    /// Text, note or system.
+    pub kind: MessageKind,
 }
 
 /// Who is on the other end of a session, after authentication.

@@ -41,6 +41,9 @@ pub enum ClientCommand {
         client_msg_id: Option<String>,
         /// The text.
         body: String,
+        /// Agents: an internal note, seen by agents only (visitors asking get `forbidden`).
+        #[serde(default)]
+        note: bool,
     },
     /// Replay everything after each cursor (the last `seq` the client has seen per
     /// conversation), then continue live with no gap and no duplicate.
@@ -80,10 +83,29 @@ pub enum ClientCommand {
         #[serde(default)]
         limit: Option<u32>,
     },
-    /// Agents: assign a conversation to oneself.
+    /// Agents: assign a conversation to oneself, or to `agent_id` (an agent of the
+    /// conversation's site, from `list_agents`). A change of assignee other than taking an
+    /// unassigned conversation for oneself writes a `system` message to the conversation.
     Assign {
         /// The conversation.
         conversation_id: ConversationId,
+        /// The agent to assign it to (default: oneself).
+        #[serde(default)]
+        agent_id: Option<String>,
+    },
+    /// Agents: leave a conversation unassigned (a `system` message says who did).
+    Unassign {
+        /// The conversation.
+        conversation_id: ConversationId,
+    },
+    /// Agents: their colleagues with their statuses — the agents connected now who share a
+    /// site with them, and the site's directory (those who opened a session since the directory
+    /// began), for `assign`'s `agent_id`.
+    ListAgents {
+        /// Only agents of this site (one of the caller's); the directory's are listed when the
+        /// site is known (this one, or the caller's only site).
+        #[serde(default)]
+        site: Option<String>,
     },
     /// Agents: close a conversation (visitors may close their own).
     Close {
@@ -132,12 +154,6 @@ pub enum ClientCommand {
         /// `online`, `away` or `offline`.
         status: crate::agent_status::AgentStatus,
     },
-    /// Agents: the agents connected now who share a site with them, with their statuses.
-    ListAgents {
-        /// Only agents of this site (one of the caller's).
-        #[serde(default)]
-        site: Option<String>,
-    },
 }
 
 /// Every `type` a client frame may carry.
@@ -147,6 +163,8 @@ pub const CLIENT_COMMAND_TYPES: &[&str] = &[
     "history",
     "list_conversations",
     "assign",
+    "unassign",
+    "list_agents",
     "close",
     "auth",
     "context",
@@ -154,7 +172,6 @@ pub const CLIENT_COMMAND_TYPES: &[&str] = &[
     "read",
     "typing",
     "set_status",
-    "list_agents",
 ];
 
 /// Why a client frame could not be decoded. Carries the request id when one could be read,
@@ -372,7 +389,7 @@ pub struct Ack {
     /// `set_status`: the agent's status now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_status: Option<Box<crate::agent_status::AgentStatusView>>,
-    /// `list_agents`: the agents connected now, by name.
+    /// `list_agents`: the caller's colleagues (connected, and the site's directory), by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents: Option<Vec<crate::agent_status::AgentStatusView>>,
 }
@@ -430,7 +447,8 @@ mod tests {
             ClientCommand::Send {
                 conversation_id: None,
                 client_msg_id: Some("c1".into()),
-                body: "hi".into()
+                body: "hi".into(),
+                note: false,
             }
         );
         let id = ConversationId::new_random();
@@ -465,6 +483,34 @@ mod tests {
         );
         let e = decode_client_frame(r#"{"type":"send","body":"x","extra":1}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidFrame);
+    }
+
+    #[test]
+    fn decodes_notes_and_assignment_to_another_agent() {
+        let id = ConversationId::new_random();
+        let f = decode_client_frame(&format!(
+            r#"{{"type":"send","conversation_id":"{id}","body":"x","note":true}}"#
+        ))
+        .unwrap();
+        assert!(matches!(f.command, ClientCommand::Send { note: true, .. }));
+        let f = decode_client_frame(&format!(
+            r#"{{"type":"assign","conversation_id":"{id}","agent_id":"bob"}}"#
+        ))
+        .unwrap();
+        assert!(matches!(f.command, ClientCommand::Assign { agent_id: Some(a), .. } if a == "bob"));
+        let f = decode_client_frame(&format!(r#"{{"type":"assign","conversation_id":"{id}"}}"#))
+            .unwrap();
+        assert!(matches!(
+            f.command,
+            ClientCommand::Assign { agent_id: None, .. }
+        ));
+        let f = decode_client_frame(&format!(
+            r#"{{"type":"unassign","conversation_id":"{id}"}}"#
+        ))
+        .unwrap();
+        assert!(matches!(f.command, ClientCommand::Unassign { .. }));
+        let f = decode_client_frame(r#"{"type":"list_agents","site":"shop"}"#).unwrap();
+        assert!(matches!(f.command, ClientCommand::ListAgents { site: Some(s) } if s == "shop"));
     }
 
     #[test]

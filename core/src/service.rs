@@ -9,9 +9,10 @@
 //!   this process's sessions;
 //! - `cluster.rs`: the cluster plumbing: the bus to other gateway processes, agent presence;
 //! - the command service, [`ChatService`] (one per process): `chat_service.rs` (construction,
-//!   counts, `assign`, `close`, `list`, `history`), `send.rs` (the three ways to send) and
-//!   `context.rs` (a visitor's reported context), `read.rs` (read receipts: the `read` command,
-//!   its fan-out, agents' unread counts);
+//!   counts, `close`, `list`, `history`), `send.rs` (the three ways to send),
+//!   `assignment.rs` (`assign`, transfer, unassign, the agent directory, `list_agents`),
+//!   `context.rs` (a visitor's reported context) and `read.rs` (read receipts: the `read`
+//!   command, its fan-out, agents' unread counts);
 //! - the per-connection session state machine, [`ChatSession`]: `session.rs` (its state and
 //!   end), `open_session.rs` ([`ChatService::open_session`]), `session_commands.rs`
 //!   ([`ChatSessionState::handle`], `resume`, [`ChatSessionState::recover`]) and
@@ -20,6 +21,7 @@
 //!
 //! Only what transports and the gateway use is public, re-exported here.
 
+mod assignment;
 mod chat_service;
 mod cluster;
 mod config;
@@ -33,6 +35,7 @@ mod session_events;
 mod shared;
 mod signals;
 
+pub use assignment::{assignment_line, Assignee};
 pub use chat_service::{ChatService, Delivery, HistoryPage, SessionCounts, VisitorIntro};
 pub use config::ServiceConfig;
 pub use session::{ChatSession, ChatSessionState};

@@ -1,6 +1,7 @@
 //! The [`Store`] trait: what the chat needs from a database. Implementations live in the
 //! `chat-storage` crate (Postgres and the embedded default); both pass one conformance suite.
 
+use crate::agents::AgentRecord;
 use crate::error::StoreError;
 use crate::model::{
     Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, Sender, SiteId,
@@ -155,7 +156,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Conversation, StoreError>;
 
     /// Appends a message with the next sequence number of its conversation, atomically with
-    /// the conversation's `last_seq` and `updated_at`. When `client_msg_id` is already present
+    /// the conversation's `last_seq`, `visitor_last_seq` (left as the `last_seq` before a note,
+    /// cleared by any other message) and `updated_at`. When `client_msg_id` is already present
     /// in the conversation, writes nothing and returns the original as [`Appended::Duplicate`].
     /// [`StoreError::NotFound`] when the conversation does not exist.
     async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError>;
@@ -167,6 +169,33 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError>;
+
+    /// Messages visitors see ([`crate::visibility`]: every kind but notes) with
+    /// `seq > after_seq`, in order, at most `limit`.
+    async fn visitor_messages_after(
+        &self,
+        conversation_id: ConversationId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// How many messages visitors see have `after_seq < seq <= upto_seq`.
+    async fn visitor_message_count(
+        &self,
+        conversation_id: ConversationId,
+        after_seq: i64,
+        upto_seq: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// Writes `agent` into the agent directory, replacing what it held for that id.
+    async fn record_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
+
+    /// One agent of the directory.
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
+
+    /// The agents of the directory who work for `site` (their sites list it, or are every
+    /// site), by name then id, at most `limit`.
+    async fn agents_of_site(&self, site: &str, limit: u32) -> Result<Vec<AgentRecord>, StoreError>;
 
     /// Imports messages in order, in one transaction: each gets the next sequence number of
     /// its conversation (so a file sorted by time per conversation numbers them in time order,

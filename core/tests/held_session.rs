@@ -103,6 +103,7 @@ async fn a_held_session_outgrowing_its_queue_stays_open_and_misses_nothing() {
                         conversation_id: None,
                         client_msg_id: None,
                         body: format!("m{n}"),
+                        note: false,
                     },
                 })
                 .await;
@@ -156,6 +157,7 @@ async fn a_held_session_outgrowing_its_queue_stays_open_and_misses_nothing() {
                     conversation_id: None,
                     client_msg_id: None,
                     body: "after".into(),
+                    note: false,
                 },
             })
             .await;

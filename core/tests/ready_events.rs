@@ -54,6 +54,7 @@ async fn send(visitor: &mut ChatSession, body: &str) {
             conversation_id: None,
             client_msg_id: None,
             body: body.into(),
+            note: false,
         },
     };
     let answer = visitor.handle(frame).await;

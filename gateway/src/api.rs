@@ -224,9 +224,21 @@ impl Api<'_> {
                     .await
                 }
             };
+            let audience = match query_param(query.as_deref(), "audience").as_deref() {
+                None | Some("agent") => Role::Agent,
+                Some("visitor") => Role::Visitor,
+                Some(_) => {
+                    return ErrorResponse::chat(
+                        ErrorCode::BadRequest,
+                        "audience must be `agent` or `visitor`",
+                    )
+                    .respond(session)
+                    .await
+                }
+            };
             return match self
                 .chat
-                .history(principal, conversation_id, after_seq, limit)
+                .history_seen_by(principal, audience, conversation_id, after_seq, limit)
                 .await
             {
                 Ok(page) => {

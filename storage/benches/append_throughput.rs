@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat_core::model::{Conversation, NewMessage, Role, Sender, Visitor, VisitorId};
+use chat_core::model::{Conversation, MessageKind, NewMessage, Role, Sender, Visitor, VisitorId};
 use chat_core::store::Store;
 use chat_storage::test_support::TestPostgres;
 use chat_storage::{BatchSettings, BatchingStore, EmbeddedStore, PostgresStore};
@@ -88,6 +88,7 @@ async fn run_case(
                         },
                         body: "a typical chat message of about sixty characters, give or take"
                             .into(),
+                        kind: MessageKind::Text,
                     })
                     .await
                     .expect("append");

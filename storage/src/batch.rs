@@ -231,6 +231,44 @@ impl<S: AppendBatch> Store for BatchingStore<S> {
             .await
     }
 
+    async fn visitor_messages_after(
+        &self,
+        conversation_id: ConversationId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.inner
+            .visitor_messages_after(conversation_id, after_seq, limit)
+            .await
+    }
+
+    async fn visitor_message_count(
+        &self,
+        conversation_id: ConversationId,
+        after_seq: i64,
+        upto_seq: i64,
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .visitor_message_count(conversation_id, after_seq, upto_seq)
+            .await
+    }
+
+    async fn record_agent(&self, agent: &chat_core::agents::AgentRecord) -> Result<(), StoreError> {
+        self.inner.record_agent(agent).await
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<chat_core::agents::AgentRecord>, StoreError> {
+        self.inner.agent(id).await
+    }
+
+    async fn agents_of_site(
+        &self,
+        site: &str,
+        limit: u32,
+    ) -> Result<Vec<chat_core::agents::AgentRecord>, StoreError> {
+        self.inner.agents_of_site(site, limit).await
+    }
+
     async fn import_messages(
         &self,
         messages: &[chat_core::store::ImportedMessage],

@@ -27,7 +27,7 @@ pub use chat_core::StoreError;
 macro_rules! conversation_columns {
     () => {
         "id, site_id, visitor_id, status, assignee_id, assignee_name, last_seq, created_at, \
-         updated_at"
+         updated_at, visitor_last_seq"
     };
 }
 
@@ -35,6 +35,14 @@ macro_rules! message_columns {
     () => {
         "conversation_id, seq, client_msg_id, sender_role, sender_id, sender_name, body, \
          created_at"
+    };
+}
+
+/// The columns a message is read from: those written by every insert, then `kind` (migration
+/// 6), which inserts of text (imports) leave to its default.
+macro_rules! message_row_columns {
+    () => {
+        concat!(message_columns!(), ", kind")
     };
 }
 

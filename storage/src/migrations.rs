@@ -33,6 +33,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0004_conversation_activity.sql"),
     },
     Migration {
+        version: 6,
+        name: "notes_and_agents",
+        sql: include_str!("../migrations/postgres/0006_notes_and_agents.sql"),
+    },
+    Migration {
         version: 7,
         name: "read_receipts",
         sql: include_str!("../migrations/postgres/0007_read_receipts.sql"),
@@ -60,6 +65,11 @@ pub(crate) const EMBEDDED: &[Migration] = &[
         version: 4,
         name: "conversation_activity",
         sql: include_str!("../migrations/embedded/0004_conversation_activity.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "notes_and_agents",
+        sql: include_str!("../migrations/embedded/0006_notes_and_agents.sql"),
     },
     Migration {
         version: 7,

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::model::{
-    Agent, Conversation, ConversationId, ConversationStatus, NewMessage, Role, Sender, Visitor,
-    VisitorId,
+    Agent, Conversation, ConversationId, ConversationStatus, MessageKind, NewMessage, Role, Sender,
+    Visitor, VisitorId,
 };
 use chat_core::store::{Appended, ConversationFilter, Store};
 use chat_core::StoreError;
@@ -158,6 +158,7 @@ fn visitor_message(c: &Conversation, client_msg_id: Option<&str>, body: &str) ->
             name: None,
         },
         body: body.to_string(),
+        kind: MessageKind::Text,
     }
 }
 
@@ -179,6 +180,7 @@ fn agent_message(c: &Conversation, client_msg_id: Option<&str>, body: &str) -> N
             name: Some(a.name),
         },
         body: body.to_string(),
+        kind: MessageKind::Text,
     }
 }
 
@@ -229,6 +231,8 @@ async fn tick() {
 mod import;
 #[path = "conformance/read_state.rs"]
 mod read_state;
+#[path = "conformance/notes_agents.rs"]
+mod notes_agents;
 #[path = "conformance/visitor_context.rs"]
 mod visitor_context;
 #[path = "conformance/visitors.rs"]
@@ -238,6 +242,7 @@ mod visitors;
 mod checks {
     pub use super::import::*;
     pub use super::read_state::*;
+    pub use super::notes_agents::*;
     pub use super::visitor_context::*;
     pub use super::visitors::*;
     use super::*;
@@ -396,6 +401,7 @@ mod checks {
                     name: None,
                 },
                 body: "bump".into(),
+                kind: MessageKind::Text,
             },
         )
         .await;
@@ -760,6 +766,7 @@ mod checks {
             status: ConversationStatus::Open,
             assignee: None,
             last_seq: 0,
+            visitor_last_seq: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
         };
@@ -902,4 +909,6 @@ conformance_suite!(
     marking_a_missing_conversation_is_not_found,
     unread_counts_visitor_messages_after_the_agents_position,
     unread_counts_stop_at_the_cap,
+    notes_keep_their_kind_and_stay_out_of_visitor_reads,
+    agent_directory_keeps_the_latest_and_lists_by_site,
 );

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use chat_core::model::{NewMessage, Role, Sender, Visitor, VisitorId};
+use chat_core::model::{MessageKind, NewMessage, Role, Sender, Visitor, VisitorId};
 use chat_core::store::{Appended, Store};
 use chat_core::StoreError;
 use chat_storage::test_support::TestPostgres;
@@ -139,6 +139,7 @@ async fn health_fails_while_postgres_is_down_and_recovers() {
             name: None,
         },
         body: cmid.to_string(),
+        kind: MessageKind::Text,
     };
     store.append_message(message("before")).await.unwrap();
 
@@ -297,6 +298,7 @@ async fn messages_are_notified_in_their_commit_and_only_when_a_peer_listens() {
                 name: None,
             },
             body: cmid.to_string(),
+            kind: MessageKind::Text,
         };
 
         // A spy listening under this process's own listener's name: not a peer, so it hears

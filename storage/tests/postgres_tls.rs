@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::bus::{Bus, BusEvent, Inbound};
-use chat_core::model::{NewMessage, Role, Sender, Visitor, VisitorId};
+use chat_core::model::{MessageKind, NewMessage, Role, Sender, Visitor, VisitorId};
 use chat_core::store::Store;
 use chat_core::StoreError;
 use chat_storage::test_support::TestPostgres;
@@ -90,6 +90,7 @@ async fn write_and_read(store: &dyn Store) {
                 name: None,
             },
             body: "over TLS".into(),
+            kind: MessageKind::Text,
         })
         .await
         .expect("append");

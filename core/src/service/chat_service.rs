@@ -274,28 +274,6 @@ impl ChatService {
         }
     }
 
-    /// Assigns a conversation to the calling agent.
-    pub async fn assign(
-        &self,
-        principal: &Principal,
-        id: ConversationId,
-    ) -> Result<Conversation, ChatError> {
-        let Principal::Agent { agent, .. } = principal else {
-            return Err(ChatError::Forbidden(
-                "only agents can assign conversations".into(),
-            ));
-        };
-        self.authorized_conversation(principal, id).await?;
-        let conversation = self
-            .inner
-            .store
-            .assign(id, Some(agent))
-            .await
-            .map_err(not_found(id))?;
-        self.inner.publish_conversation(&conversation);
-        Ok(conversation)
-    }
-
     /// Closes a conversation (agents: any; visitors: their own).
     pub async fn close(
         &self,
@@ -357,13 +335,30 @@ impl ChatService {
         after_seq: i64,
         limit: Option<u32>,
     ) -> Result<HistoryPage, ChatError> {
+        self.history_seen_by(principal, principal.role(), id, after_seq, limit)
+            .await
+    }
+
+    /// [`ChatService::history`] as `audience` sees it: an agent (or a server with the API key)
+    /// may read what the conversation's visitor sees, notes left out ([`crate::visibility`]);
+    /// a visitor reads as a visitor whatever it asks.
+    pub async fn history_seen_by(
+        &self,
+        principal: &Principal,
+        audience: Role,
+        id: ConversationId,
+        after_seq: i64,
+        limit: Option<u32>,
+    ) -> Result<HistoryPage, ChatError> {
         self.authorized_conversation(principal, id).await?;
+        let audience = match principal.role() {
+            Role::Visitor => Role::Visitor,
+            Role::Agent => audience,
+        };
         let limit = page_limit(limit);
         // One more than asked tells whether the page is the last.
         let mut messages = self
-            .inner
-            .store
-            .messages_after(id, after_seq.max(0), limit + 1)
+            .messages_for(audience, id, after_seq.max(0), limit + 1)
             .await?;
         let mut more = messages.len() > limit as usize;
         let mut budget = self.inner.config.max_answer_bytes;
@@ -381,6 +376,30 @@ impl ChatService {
             messages.truncate(fits);
         }
         Ok(HistoryPage { messages, more })
+    }
+}
+
+impl ChatService {
+    /// Messages of conversation `id` after `after_seq` that `role` may see, at most `limit`,
+    /// in order: for a visitor, the store's visitor read, checked again by
+    /// [`crate::visibility::visible_to`]. Every read of messages for a client goes through
+    /// here (`history`, a session's replay and gap fill).
+    pub(super) async fn messages_for(
+        &self,
+        role: Role,
+        id: ConversationId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let store = &self.inner.store;
+        Ok(match role {
+            Role::Agent => store.messages_after(id, after_seq, limit).await?,
+            Role::Visitor => {
+                let mut page = store.visitor_messages_after(id, after_seq, limit).await?;
+                page.retain(|m| crate::visibility::visible_to(role, m));
+                page
+            }
+        })
     }
 }
 
@@ -407,7 +426,7 @@ fn message_json_len(message: &Message) -> usize {
     serde_json::to_vec(message).map_or(0, |json| json.len()) + 1
 }
 
-fn not_found(id: ConversationId) -> impl Fn(StoreError) -> ChatError {
+pub(super) fn not_found(id: ConversationId) -> impl Fn(StoreError) -> ChatError {
     move |e| match e {
         StoreError::NotFound(_) => ChatError::NotFound(format!("conversation {id} does not exist")),
         other => ChatError::Store(other),

@@ -31,11 +31,11 @@ impl Inner {
             if committed && bus.store_publishes_messages() {
                 return;
             }
-            bus.publish(BusEvent::Message {
+            bus.publish(BusEvent::committed(
                 visitor_id,
-                site_id: conversation.site_id.clone(),
-                message: message.clone(),
-            });
+                conversation.site_id.clone(),
+                message.clone(),
+            ));
         }
     }
 
@@ -114,17 +114,34 @@ pub(super) async fn run_inbound(inner: Weak<Inner>, mut inbound: mpsc::Receiver<
     while let Some(item) = inbound.recv().await {
         let Some(inner) = inner.upgrade() else { return };
         match item {
-            Inbound::Event(BusEvent::Message {
-                visitor_id,
-                site_id,
-                message,
-            }) => inner.publish_message_locally(message, visitor_id, &site_id),
-            Inbound::Event(BusEvent::MessageRef {
-                visitor_id,
-                site_id,
-                conversation_id,
-                seq,
-            }) => match inner
+            // A note goes to the same topics: the visitor's sessions drop it
+            // (`crate::visibility`), counting it as delivered.
+            Inbound::Event(
+                BusEvent::Message {
+                    visitor_id,
+                    site_id,
+                    message,
+                }
+                | BusEvent::Note {
+                    visitor_id,
+                    site_id,
+                    message,
+                },
+            ) => inner.publish_message_locally(message, visitor_id, &site_id),
+            Inbound::Event(
+                BusEvent::MessageRef {
+                    visitor_id,
+                    site_id,
+                    conversation_id,
+                    seq,
+                }
+                | BusEvent::NoteRef {
+                    visitor_id,
+                    site_id,
+                    conversation_id,
+                    seq,
+                },
+            ) => match inner
                 .store
                 .messages_after(conversation_id, seq - 1, 1)
                 .await

@@ -45,6 +45,10 @@ impl ChatService {
         {
             self.introduce(*visitor_id, site_id, &intro).await?;
         }
+        if let Principal::Agent { agent, sites } = &principal {
+            // Before the session exists: a cancelled open leaves nothing counted.
+            self.record_agent(agent, sites).await;
+        }
         let hub = &self.inner.hub;
         // No visitor row yet: it is written with the visitor's first conversation (see
         // `send_to_visitor`), so connecting alone leaves nothing in the store.

@@ -4,8 +4,8 @@
 
 use crate::error::ChatError;
 use crate::model::{
-    Conversation, ConversationId, ConversationStatus, NewMessage, Principal, Role, Visitor,
-    VisitorId, VisitorProfile,
+    Conversation, ConversationId, ConversationStatus, MessageKind, NewMessage, Principal, Role,
+    Visitor, VisitorId, VisitorProfile,
 };
 use crate::store::Appended;
 
@@ -24,9 +24,17 @@ impl ChatService {
         client_msg_id: Option<String>,
         body: String,
     ) -> Result<Appended, ChatError> {
-        self.send_to_visitor(principal, conversation_id, client_msg_id, body, None, None)
-            .await
-            .map(|(appended, _)| appended)
+        self.send_to_visitor(
+            principal,
+            conversation_id,
+            client_msg_id,
+            body,
+            MessageKind::Text,
+            None,
+            None,
+        )
+        .await
+        .map(|(appended, _)| appended)
     }
 
     /// [`ChatService::send`], also returning the conversation written to (as it is after the
@@ -36,16 +44,33 @@ impl ChatService {
     /// the store on every send (issue 12): it is used when it is the one named, or, for a
     /// visitor naming none, when it is the visitor's and still open. Its visitor never changes;
     /// its status is kept current by the conversation events the session receives.
+    ///
+    /// `kind` is [`MessageKind::Text`] or, for agents only, [`MessageKind::Note`].
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn send_to_visitor(
         &self,
         principal: &Principal,
         conversation_id: Option<ConversationId>,
         client_msg_id: Option<String>,
         body: String,
+        kind: MessageKind,
         known: Option<Conversation>,
         profile: Option<&VisitorProfile>,
     ) -> Result<(Appended, Conversation), ChatError> {
         let max = self.inner.config.max_message_chars;
+        match (kind, principal.role()) {
+            (MessageKind::Text, _) | (MessageKind::Note, Role::Agent) => {}
+            (MessageKind::Note, Role::Visitor) => {
+                return Err(ChatError::Forbidden(
+                    "only agents write internal notes".into(),
+                ))
+            }
+            (MessageKind::System, _) => {
+                return Err(ChatError::Forbidden(
+                    "system messages are written by the gateway".into(),
+                ))
+            }
+        }
         if body.trim().is_empty() {
             return Err(ChatError::BadRequest("message body is empty".into()));
         }
@@ -118,6 +143,7 @@ impl ChatService {
                 client_msg_id,
                 sender: principal.as_sender(),
                 body,
+                kind,
             })
             .await?;
         match &appended {
@@ -146,7 +172,15 @@ impl ChatService {
         body: String,
     ) -> Result<(Appended, Option<Delivery>), ChatError> {
         let (appended, conversation) = self
-            .send_to_visitor(principal, conversation_id, client_msg_id, body, None, None)
+            .send_to_visitor(
+                principal,
+                conversation_id,
+                client_msg_id,
+                body,
+                MessageKind::Text,
+                None,
+                None,
+            )
             .await?;
         let visitor_id = conversation.visitor_id;
         let delivery = match appended {

@@ -3,12 +3,15 @@
 //! `session_events.rs` streams.
 
 use crate::error::{ChatError, ErrorCode};
-use crate::model::{Conversation, ConversationId, ConversationStatus, Principal, Role, SiteId};
+use crate::model::{
+    Conversation, ConversationId, ConversationStatus, MessageKind, Principal, Role, SiteId,
+};
 use crate::protocol::{Ack, ClientCommand, ClientFrame, ErrorEvent, ServerEvent};
 use crate::store::Appended;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
+use super::assignment::Assignee;
 use super::session::{instant_of_unix, ChatSessionState, ReplayRange};
 
 /// What a resume does with a conversation the session may not see.
@@ -75,7 +78,11 @@ impl ChatSessionState {
         match result {
             Ok(mut ack) => {
                 ack.id = id;
-                ServerEvent::Ack(Box::new(ack))
+                // The same rule as every other event ([`crate::visibility`]); an answer is
+                // never dropped, only what it may not show is left out of it.
+                let role = self.principal.role();
+                crate::visibility::event_for(role, ServerEvent::Ack(Box::new(ack)))
+                    .unwrap_or_else(|| ServerEvent::Ack(Box::default()))
             }
             Err(error) => {
                 if matches!(error.code(), ErrorCode::Internal | ErrorCode::Unavailable) {
@@ -99,6 +106,7 @@ impl ChatSessionState {
                 conversation_id,
                 client_msg_id,
                 body,
+                note,
             } => {
                 if let Err(retry_after) = service.inner.take_visitor_send(principal) {
                     crate::metrics::send_rate_limited(self.transport);
@@ -118,6 +126,11 @@ impl ChatSessionState {
                         conversation_id,
                         client_msg_id,
                         body,
+                        if note {
+                            MessageKind::Note
+                        } else {
+                            MessageKind::Text
+                        },
                         known.map(|(c, _)| c),
                         self.profile.as_ref(),
                     )
@@ -191,8 +204,27 @@ impl ChatSessionState {
                 status,
                 limit,
             } => self.list_with_read_state(site, status, limit).await,
-            ClientCommand::Assign { conversation_id } => Ok(Ack {
-                conversation: Some(service.assign(principal, conversation_id).await?),
+            ClientCommand::Assign {
+                conversation_id,
+                agent_id,
+            } => Ok(Ack {
+                conversation: Some(
+                    service
+                        .assign_to(principal, conversation_id, Assignee::of(agent_id))
+                        .await?,
+                ),
+                ..Ack::default()
+            }),
+            ClientCommand::Unassign { conversation_id } => Ok(Ack {
+                conversation: Some(
+                    service
+                        .assign_to(principal, conversation_id, Assignee::Nobody)
+                        .await?,
+                ),
+                ..Ack::default()
+            }),
+            ClientCommand::ListAgents { site } => Ok(Ack {
+                agents: Some(service.list_agents(principal, site).await?),
                 ..Ack::default()
             }),
             ClientCommand::Close { conversation_id } => Ok(Ack {
@@ -220,7 +252,6 @@ impl ChatSessionState {
                 typing,
             } => self.typing(conversation_id, typing).await,
             ClientCommand::SetStatus { status } => self.set_status(status),
-            ClientCommand::ListAgents { site } => self.list_agents(site),
             ClientCommand::Visitor { conversation_id } => Ok(Ack {
                 visitor: Some(Box::new(
                     service.visitor_of(principal, conversation_id).await?,
@@ -337,12 +368,31 @@ impl ChatSessionState {
                 let from = self.live_from.get(&conversation_id).copied().unwrap_or(1);
                 from..=upto
             });
-            // Sequence numbers have no holes, so the count is known without reading.
+            // Sequence numbers have no holes, so the count is known without reading, except
+            // for a visitor when notes (which a visitor is not sent) may be among them.
             let upto = conversation.last_seq;
+            let overlap = skip
+                .as_ref()
+                .map(|skip| ((*skip.start()).max(cursor + 1), (*skip.end()).min(upto)));
             let mut missing = (upto - cursor).max(0);
-            if let Some(skip) = &skip {
-                let overlap = (*skip.end()).min(upto) - (*skip.start()).max(cursor + 1) + 1;
-                missing -= overlap.max(0);
+            if let Some((from, to)) = overlap {
+                missing -= (to - from + 1).max(0);
+            }
+            if missing > 0 && self.principal.role() == Role::Visitor {
+                // A visitor is sent no note: count what it is sent (one indexed count, only
+                // when something was missed).
+                let store = &self.service.inner.store;
+                let mut visible = store
+                    .visitor_message_count(conversation_id, cursor, upto)
+                    .await?;
+                if let Some((from, to)) = overlap.filter(|(from, to)| from <= to) {
+                    visible = visible.saturating_sub(
+                        store
+                            .visitor_message_count(conversation_id, from - 1, to)
+                            .await?,
+                    );
+                }
+                missing = visible as i64;
             }
             count += missing as u64;
             ranges.push(ReplayRange {

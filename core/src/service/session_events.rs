@@ -51,6 +51,20 @@ pub enum Outbound {
 }
 
 impl ChatSessionState {
+    /// The next queued event the client may see ([`crate::visibility::event_for`]): every
+    /// event a session gives its client leaves through here, so a note queued for a visitor
+    /// (live, replayed or filling a gap; it still counts as delivered, so the next message is
+    /// no gap) is dropped here.
+    fn pop_visible(&mut self) -> Option<ServerEvent> {
+        let role = self.principal.role();
+        while let Some(event) = self.pending.pop_front() {
+            if let Some(event) = crate::visibility::event_for(role, event) {
+                return Some(event);
+            }
+        }
+        None
+    }
+
     /// Reads the next page of the replay into `pending`. Cancel-safe: state changes only once
     /// the page has been read.
     async fn stream_replay(&mut self) {
@@ -60,9 +74,7 @@ impl ChatSessionState {
         let want = REPLAY_PAGE.min((range.upto - range.after).clamp(0, i64::from(u32::MAX)) as u32);
         let read = self
             .service
-            .inner
-            .store
-            .messages_after(range.conversation, range.after, want)
+            .messages_for(self.principal.role(), range.conversation, range.after, want)
             .await;
         let page = match read {
             Ok(page) => page,
@@ -127,7 +139,7 @@ impl ChatSessionState {
             if self.credentials_expired {
                 return Outbound::CredentialsExpired;
             }
-            if let Some(event) = self.pending.pop_front() {
+            if let Some(event) = self.pop_visible() {
                 return Outbound::Event(event);
             }
             if !self.replay.is_empty() {
@@ -215,7 +227,7 @@ impl ChatSessionState {
                 // The expiry's error and close are `next_event`'s to give.
                 return None;
             }
-            if let Some(event) = self.pending.pop_front() {
+            if let Some(event) = self.pop_visible() {
                 return Some(event);
             }
             if !self.replay.is_empty()
@@ -380,9 +392,12 @@ impl ChatSessionState {
         };
         let read = self
             .service
-            .inner
-            .store
-            .messages_after(conversation, seen, (message.seq - seen - 1) as u32)
+            .messages_for(
+                self.principal.role(),
+                conversation,
+                seen,
+                (message.seq - seen - 1) as u32,
+            )
             .await;
         match read {
             Ok(missing) => self.pending.extend(

@@ -1,6 +1,6 @@
 //! Live signals on a [`ChatSession`](crate::service::ChatSession), never stored: `typing`
-//! ([`crate::typing`]) and the agent status commands `set_status` and `list_agents`
-//! ([`crate::agent_status`]); and their fan-out to this process's sessions (the hub) and to the
+//! ([`crate::typing`]) and the agent status command `set_status` ([`crate::agent_status`];
+//! `list_agents` is `assignment.rs`'s, reading the roster kept here); and their fan-out to this process's sessions (the hub) and to the
 //! other processes (the bus).
 
 use crate::agent_status::{AgentRoster, AgentStatus, RosterChange};
@@ -200,45 +200,6 @@ impl ChatSessionState {
         let view = inner.roster().view_of(&agent.id);
         Ok(Ack {
             agent_status: view.map(Box::new),
-            ..Ack::default()
-        })
-    }
-
-    /// `list_agents`: the connected agents sharing a site with the caller, within the answer
-    /// budget in bytes.
-    pub(super) fn list_agents(&self, site: Option<String>) -> Result<Ack, ChatError> {
-        let Principal::Agent { sites, .. } = &self.principal else {
-            return Err(ChatError::Forbidden("only agents list agents".into()));
-        };
-        if let Some(site) = &site {
-            if !sites.contains(site) {
-                return Err(ChatError::Forbidden(format!(
-                    "you are not an agent of site `{}`",
-                    site.chars().take(70).collect::<String>()
-                )));
-            }
-        }
-        let mut budget = self
-            .service
-            .inner
-            .config
-            .max_answer_bytes
-            .saturating_sub(256);
-        let agents = self
-            .service
-            .inner
-            .roster()
-            .list(sites, site.as_deref())
-            .into_iter()
-            .take_while(|view| {
-                let size = serde_json::to_vec(view).map_or(0, |json| json.len()) + 1;
-                let fits = size <= budget;
-                budget = budget.saturating_sub(size);
-                fits
-            })
-            .collect();
-        Ok(Ack {
-            agents: Some(agents),
             ..Ack::default()
         })
     }

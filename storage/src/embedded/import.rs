@@ -83,7 +83,7 @@ fn import_one(conn: &Connection, message: &ImportedMessage) -> Result<Imported, 
     }
     let seq: i64 = conn
         .prepare_cached(
-            "UPDATE conversations SET last_seq = last_seq + 1, \
+            "UPDATE conversations SET last_seq = last_seq + 1, visitor_last_seq = NULL, \
              updated_at = max(updated_at, ?2) WHERE id = ?1 RETURNING last_seq",
         )
         .and_then(|mut stmt| stmt.query_row(params![conversation_id, created_at], |r| r.get(0)))
@@ -93,7 +93,7 @@ fn import_one(conn: &Connection, message: &ImportedMessage) -> Result<Imported, 
             "INSERT INTO messages (",
             message_columns!(),
             ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING ",
-            message_columns!()
+            message_row_columns!()
         ))
         .and_then(|mut stmt| {
             stmt.query_row(

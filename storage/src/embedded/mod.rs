@@ -7,8 +7,10 @@
 //! pool against one connection behind a mutex: one writer at a time, which also serializes
 //! appends to a conversation.
 
+mod agents;
 mod import;
 mod read_state;
+mod visibility;
 mod visitor_context;
 mod visitors;
 
@@ -17,9 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chat_core::agents::AgentRecord;
 use chat_core::model::{
-    Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, Role, Sender,
-    Visitor, VisitorId,
+    Agent, Conversation, ConversationId, ConversationStatus, Message, MessageKind, NewMessage,
+    Role, Sender, Visitor, VisitorId,
 };
 use chat_core::store::{Appended, ConversationFilter, Imported, ImportedMessage, Store};
 use chat_core::StoreError;
@@ -35,7 +38,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const SELECT_DUPLICATE: &str = concat!(
     "SELECT ",
-    message_columns!(),
+    message_row_columns!(),
     " FROM messages WHERE conversation_id = ?1 AND client_msg_id = ?2"
 );
 
@@ -260,6 +263,7 @@ struct ConversationRow {
     last_seq: i64,
     created_at: i64,
     updated_at: i64,
+    visitor_last_seq: Option<i64>,
 }
 
 fn read_conversation(row: &Row<'_>) -> rusqlite::Result<ConversationRow> {
@@ -273,6 +277,7 @@ fn read_conversation(row: &Row<'_>) -> rusqlite::Result<ConversationRow> {
         last_seq: row.get(6)?,
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
+        visitor_last_seq: row.get(9)?,
     })
 }
 
@@ -288,6 +293,7 @@ fn conversation_from(raw: ConversationRow) -> Result<Conversation, StoreError> {
             name: raw.assignee_name.unwrap_or_default(),
         }),
         last_seq: raw.last_seq,
+        visitor_last_seq: raw.visitor_last_seq,
         created_at: timestamp(raw.created_at)?,
         updated_at: timestamp(raw.updated_at)?,
     })
@@ -302,6 +308,7 @@ struct MessageRow {
     sender_name: Option<String>,
     body: String,
     created_at: i64,
+    kind: String,
 }
 
 fn read_message(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
@@ -314,6 +321,7 @@ fn read_message(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
         sender_name: row.get(5)?,
         body: row.get(6)?,
         created_at: row.get(7)?,
+        kind: row.get(8)?,
     })
 }
 
@@ -321,6 +329,7 @@ fn message_from(raw: MessageRow) -> Result<Message, StoreError> {
     Ok(Message {
         conversation_id: ConversationId(parse_uuid(&raw.conversation_id)?),
         seq: raw.seq,
+        kind: MessageKind::parse(&raw.kind).ok_or_else(|| bad_data("message kind", &raw.kind))?,
         client_msg_id: raw.client_msg_id,
         sender: Sender {
             role: Role::parse(&raw.sender_role)
@@ -372,12 +381,17 @@ fn append_in(conn: &Connection, message: NewMessage) -> Result<Appended, StoreEr
     let created_at = now_micros();
     let seq: Option<i64> = conn
         .prepare_cached(
-            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = ?2 WHERE id = ?1 \
-             RETURNING last_seq",
+            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = ?2, \
+             visitor_last_seq = CASE WHEN ?3 THEN coalesce(visitor_last_seq, last_seq) END \
+             WHERE id = ?1 RETURNING last_seq",
         )
         .and_then(|mut stmt| {
             stmt.query_row(
-                params![conversation_id, created_at.timestamp_micros()],
+                params![
+                    conversation_id,
+                    created_at.timestamp_micros(),
+                    message.kind == MessageKind::Note
+                ],
                 |row| row.get(0),
             )
             .optional()
@@ -388,7 +402,7 @@ fn append_in(conn: &Connection, message: NewMessage) -> Result<Appended, StoreEr
     };
     conn.prepare_cached(
         "INSERT INTO messages (conversation_id, seq, client_msg_id, sender_role, sender_id, \
-         sender_name, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         sender_name, body, created_at, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -400,12 +414,14 @@ fn append_in(conn: &Connection, message: NewMessage) -> Result<Appended, StoreEr
             message.sender.name,
             message.body,
             created_at.timestamp_micros(),
+            message.kind.as_str(),
         ])
     })
     .map_err(sqlite_err)?;
     Ok(Appended::Inserted(Message {
         conversation_id: message.conversation_id,
         seq,
+        kind: message.kind,
         client_msg_id: message.client_msg_id,
         sender: message.sender,
         body: message.body,
@@ -484,6 +500,42 @@ impl Store for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+
+    async fn visitor_messages_after(
+        &self,
+        conversation_id: ConversationId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.call(move |conn| visibility::messages_after(conn, conversation_id, after_seq, limit))
+            .await
+    }
+
+    async fn visitor_message_count(
+        &self,
+        conversation_id: ConversationId,
+        after_seq: i64,
+        upto_seq: i64,
+    ) -> Result<u64, StoreError> {
+        self.call(move |conn| visibility::count(conn, conversation_id, after_seq, upto_seq))
+            .await
+    }
+
+    async fn record_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        let agent = agent.clone();
+        self.call(move |conn| agents::record(conn, &agent)).await
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| agents::get(conn, &id)).await
+    }
+
+    async fn agents_of_site(&self, site: &str, limit: u32) -> Result<Vec<AgentRecord>, StoreError> {
+        let site = site.to_owned();
+        self.call(move |conn| agents::of_site(conn, &site, limit))
+            .await
     }
 
     async fn import_messages(
@@ -757,7 +809,7 @@ impl Store for EmbeddedStore {
             let raws = conn
                 .prepare_cached(concat!(
                     "SELECT ",
-                    message_columns!(),
+                    message_row_columns!(),
                     " FROM messages WHERE conversation_id = ?1 AND seq > ?2 \
                      ORDER BY seq LIMIT ?3"
                 ))

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use chat_core::bus::BusEvent;
-use chat_core::model::{Message, NewMessage, VisitorId};
+use chat_core::model::{Message, MessageKind, NewMessage, VisitorId};
 use chat_core::store::{Appended, Store};
 use chat_core::StoreError;
 use chrono::{DateTime, Utc};
@@ -33,13 +33,13 @@ use super::rows::message_from_row;
 use super::{bus, finish, OperationError, PostgresStore, OP_TIMEOUT};
 
 /// The batch's conversations, locked in id order.
-const LOCK_CONVERSATIONS: &str = "SELECT id, visitor_id, last_seq, site_id FROM conversations \
-     WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+const LOCK_CONVERSATIONS: &str = "SELECT id, visitor_id, last_seq, site_id, visitor_last_seq \
+     FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
 /// The batch's messages already stored, by (conversation, `client_msg_id`).
 const SELECT_PRESENT: &str = concat!(
     "SELECT ",
-    message_columns!(),
+    message_row_columns!(),
     " FROM messages WHERE client_msg_id IS NOT NULL AND (conversation_id, client_msg_id) IN \
      (SELECT * FROM unnest($1::uuid[], $2::text[]))"
 );
@@ -47,13 +47,15 @@ const SELECT_PRESENT: &str = concat!(
 const CLOCK: &str = "SELECT clock_timestamp()";
 
 const BUMP_CONVERSATIONS: &str = "UPDATE conversations c SET last_seq = u.last_seq, \
-     updated_at = $3 FROM unnest($1::uuid[], $2::bigint[]) AS u(id, last_seq) WHERE c.id = u.id";
+     visitor_last_seq = u.visitor_last_seq, updated_at = $4 \
+     FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS u(id, last_seq, visitor_last_seq) \
+     WHERE c.id = u.id";
 
 const INSERT_MESSAGES: &str = concat!(
     "INSERT INTO messages (",
     message_columns!(),
-    ") SELECT c, s, k, r, i, n, b, $8 FROM unnest($1::uuid[], $2::bigint[], $3::text[], \
-     $4::text[], $5::text[], $6::text[], $7::text[]) AS m(c, s, k, r, i, n, b)"
+    ", kind) SELECT c, s, k, r, i, n, b, $8, d FROM unnest($1::uuid[], $2::bigint[], $3::text[], \
+     $4::text[], $5::text[], $6::text[], $7::text[], $9::text[]) AS m(c, s, k, r, i, n, b, d)"
 );
 
 /// Why one attempt at committing a batch failed.
@@ -101,6 +103,8 @@ struct Locked {
     /// Its site, for the bus notification (a shared copy per conversation, not per message).
     site_id: std::sync::Arc<str>,
     last_seq: i64,
+    /// The newest `seq` visitors see while notes follow it (`None`: `last_seq`).
+    visitor_last_seq: Option<i64>,
     bumped: bool,
 }
 
@@ -112,8 +116,8 @@ struct Plan {
     inserts: Vec<Message>,
     /// The visitor of each new message's conversation (for the bus), as `inserts`.
     visitors: Vec<(Uuid, std::sync::Arc<str>)>,
-    /// The conversations' new `last_seq`.
-    bumps: Vec<(Uuid, i64)>,
+    /// The conversations' new `last_seq` and `visitor_last_seq`.
+    bumps: Vec<(Uuid, i64, Option<i64>)>,
 }
 
 /// Numbers the batch's new messages (`order`: the batch's indexes sorted by conversation,
@@ -141,11 +145,16 @@ fn plan(
                 continue;
             }
         }
+        state.visitor_last_seq = match m.kind {
+            MessageKind::Note => Some(state.visitor_last_seq.unwrap_or(state.last_seq)),
+            MessageKind::Text | MessageKind::System => None,
+        };
         state.last_seq += 1;
         state.bumped = true;
         let message = Message {
             conversation_id: m.conversation_id,
             seq: state.last_seq,
+            kind: m.kind,
             client_msg_id: m.client_msg_id.clone(),
             sender: m.sender.clone(),
             body: m.body.clone(),
@@ -158,10 +167,10 @@ fn plan(
         inserts.push(message.clone());
         results[i] = Some(Appended::Inserted(message));
     }
-    let mut bumps: Vec<(Uuid, i64)> = locked
+    let mut bumps: Vec<(Uuid, i64, Option<i64>)> = locked
         .drain()
         .filter(|(_, s)| s.bumped)
-        .map(|(id, s)| (id, s.last_seq))
+        .map(|(id, s)| (id, s.last_seq, s.visitor_last_seq))
         .collect();
     bumps.sort_unstable();
     Plan {
@@ -244,6 +253,7 @@ impl PostgresStore {
                         visitor_id: row.try_get(1)?,
                         site_id: row.try_get::<_, &str>(3)?.into(),
                         last_seq: row.try_get(2)?,
+                        visitor_last_seq: row.try_get(4)?,
                         bumped: false,
                     },
                 ))
@@ -271,11 +281,11 @@ impl PostgresStore {
                 .iter()
                 .zip(&plan.visitors)
                 .map(|(message, (visitor, site))| {
-                    notifier.payload(&BusEvent::Message {
-                        visitor_id: VisitorId(*visitor),
-                        site_id: site.to_string(),
-                        message: message.clone(),
-                    })
+                    notifier.payload(&BusEvent::committed(
+                        VisitorId(*visitor),
+                        site.to_string(),
+                        message.clone(),
+                    ))
                 })
                 .collect(),
             None => Vec::new(),
@@ -292,6 +302,7 @@ impl PostgresStore {
         };
         let bump_ids: Vec<Uuid> = plan.bumps.iter().map(|b| b.0).collect();
         let bump_seqs: Vec<i64> = plan.bumps.iter().map(|b| b.1).collect();
+        let bump_visible: Vec<Option<i64>> = plan.bumps.iter().map(|b| b.2).collect();
         let m = &plan.inserts;
         let conversation: Vec<Uuid> = m.iter().map(|m| m.conversation_id.0).collect();
         let seq: Vec<i64> = m.iter().map(|m| m.seq).collect();
@@ -300,12 +311,14 @@ impl PostgresStore {
         let sender: Vec<&str> = m.iter().map(|m| m.sender.id.as_str()).collect();
         let name: Vec<Option<&str>> = m.iter().map(|m| m.sender.name.as_deref()).collect();
         let body: Vec<&str> = m.iter().map(|m| m.body.as_str()).collect();
+        let kind: Vec<&str> = m.iter().map(|m| m.kind.as_str()).collect();
         let writes = async {
             if m.is_empty() {
                 return Ok(());
             }
-            let bump_params: [&(dyn ToSql + Sync); 3] = [&bump_ids, &bump_seqs, &now];
-            let insert_params: [&(dyn ToSql + Sync); 8] = [
+            let bump_params: [&(dyn ToSql + Sync); 4] =
+                [&bump_ids, &bump_seqs, &bump_visible, &now];
+            let insert_params: [&(dyn ToSql + Sync); 9] = [
                 &conversation,
                 &seq,
                 &key,
@@ -314,6 +327,7 @@ impl PostgresStore {
                 &name,
                 &body,
                 &now,
+                &kind,
             ];
             let bumped = client.execute(&bump, &bump_params);
             let inserted = client.execute(&insert, &insert_params);
@@ -420,6 +434,7 @@ mod tests {
                 name: None,
             },
             body: "hi".into(),
+            kind: MessageKind::Text,
         }
     }
 
@@ -454,6 +469,7 @@ mod tests {
                     visitor_id: Uuid::nil(),
                     site_id: "s".into(),
                     last_seq: 10,
+                    visitor_last_seq: None,
                     bumped: false,
                 },
             ),
@@ -463,6 +479,7 @@ mod tests {
                     visitor_id: Uuid::nil(),
                     site_id: "s".into(),
                     last_seq: 4,
+                    visitor_last_seq: None,
                     bumped: false,
                 },
             ),
@@ -481,7 +498,7 @@ mod tests {
         assert_eq!(seq(1), (true, 5));
         assert_eq!(seq(4), (false, 4));
         assert!(plan.results[5].is_none());
-        assert_eq!(plan.bumps, vec![(b, 5), (a, 13)]);
+        assert_eq!(plan.bumps, vec![(b, 5, None), (a, 13, None)]);
         let order: Vec<(Uuid, i64)> = plan
             .inserts
             .iter()
@@ -490,11 +507,60 @@ mod tests {
         assert_eq!(order, vec![(b, 5), (a, 11), (a, 12), (a, 13)]);
     }
 
+    #[test]
+    fn notes_keep_what_visitors_see_and_any_other_message_clears_it() {
+        let a = Uuid::from_u128(7);
+        let note = |key: &str| NewMessage {
+            kind: MessageKind::Note,
+            ..new_message(a, Some(key))
+        };
+        let locked = || {
+            HashMap::from([(
+                a,
+                Locked {
+                    visitor_id: Uuid::nil(),
+                    site_id: "s".into(),
+                    last_seq: 3,
+                    visitor_last_seq: None,
+                    bumped: false,
+                },
+            )])
+        };
+        let batch = vec![note("n1"), note("n2")];
+        let planned = plan(
+            &batch,
+            &sorted(&batch),
+            locked(),
+            HashMap::new(),
+            Utc::now(),
+        );
+        assert_eq!(planned.bumps, vec![(a, 5, Some(3))]);
+        let batch = vec![note("n1"), new_message(a, Some("t")), note("n2")];
+        let planned = plan(
+            &batch,
+            &sorted(&batch),
+            locked(),
+            HashMap::new(),
+            Utc::now(),
+        );
+        assert_eq!(planned.bumps, vec![(a, 6, Some(5))]);
+        let batch = vec![note("n1"), new_message(a, Some("t"))];
+        let planned = plan(
+            &batch,
+            &sorted(&batch),
+            locked(),
+            HashMap::new(),
+            Utc::now(),
+        );
+        assert_eq!(planned.bumps, vec![(a, 5, None)]);
+    }
+
     fn plan_message(conversation: Uuid, key: &str) -> Message {
         let m = new_message(conversation, Some(key));
         Message {
             conversation_id: m.conversation_id,
             seq: 0,
+            kind: m.kind,
             client_msg_id: m.client_msg_id,
             sender: m.sender,
             body: m.body,

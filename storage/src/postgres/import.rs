@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use chat_core::model::{Message, VisitorId};
+use chat_core::model::{Message, MessageKind, VisitorId};
 use chat_core::store::{Imported, ImportedMessage};
 use chat_core::StoreError;
 use chrono::{DateTime, Utc};
@@ -86,6 +86,7 @@ pub(super) async fn import_in(
         let stored = Message {
             conversation_id: message.conversation_id,
             seq: planned.state.last_seq,
+            kind: MessageKind::Text,
             client_msg_id: Some(message.client_msg_id.clone()),
             sender: message.sender.clone(),
             body: message.body.clone(),
@@ -149,7 +150,7 @@ async fn present_messages(
     let stmt = tx
         .prepare_cached(concat!(
             "SELECT ",
-            message_columns!(),
+            message_row_columns!(),
             " FROM messages WHERE client_msg_id IS NOT NULL AND (conversation_id, client_msg_id) IN \
              (SELECT * FROM unnest($1::uuid[], $2::text[]))"
         ))
@@ -263,7 +264,7 @@ async fn write(
             .collect();
         let stmt = tx
             .prepare_cached(
-                "UPDATE conversations c SET last_seq = u.last_seq, \
+                "UPDATE conversations c SET last_seq = u.last_seq, visitor_last_seq = NULL, \
                  updated_at = greatest(c.updated_at, u.updated_at) \
                  FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) \
                  AS u(id, last_seq, updated_at) WHERE c.id = u.id",

@@ -5,6 +5,7 @@
 //! one, a query) is bounded, so while Postgres is down calls fail fast with
 //! [`StoreError::Unavailable`] and the store recovers by itself once Postgres is back.
 
+mod agents;
 mod append;
 mod bus;
 mod conninfo;
@@ -13,6 +14,7 @@ mod import;
 mod read_state;
 mod rows;
 pub mod tls;
+mod visibility;
 mod visitor_context;
 mod visitors;
 
@@ -22,10 +24,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chat_core::agents::AgentRecord;
 use chat_core::bus::BusEvent;
 use chat_core::model::{
-    Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, Visitor,
-    VisitorId,
+    Agent, Conversation, ConversationId, ConversationStatus, Message, MessageKind, NewMessage,
+    Visitor, VisitorId,
 };
 use chat_core::store::{Appended, ConversationFilter, Imported, ImportedMessage, Store};
 use chat_core::StoreError;
@@ -50,7 +53,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_6d69_6772;
 
 const SELECT_DUPLICATE: &str = concat!(
     "SELECT ",
-    message_columns!(),
+    message_row_columns!(),
     " FROM messages WHERE conversation_id = $1 AND client_msg_id = $2"
 );
 
@@ -620,13 +623,15 @@ impl Store for PostgresStore {
             let bump = tx
                 .prepare_cached(
                     "UPDATE conversations SET last_seq = last_seq + 1, \
-                     updated_at = clock_timestamp() WHERE id = $1 \
+                     visitor_last_seq = CASE WHEN $2 THEN coalesce(visitor_last_seq, last_seq) \
+                     END, updated_at = clock_timestamp() WHERE id = $1 \
                      RETURNING last_seq, updated_at",
                 )
                 .await
                 .map_err(pg_err)?;
+            let hidden = message.kind == MessageKind::Note;
             let Some(row) = tx
-                .query_opt(&bump, &[&conversation_id])
+                .query_opt(&bump, &[&conversation_id, &hidden])
                 .await
                 .map_err(pg_err)?
             else {
@@ -637,8 +642,8 @@ impl Store for PostgresStore {
             let insert = tx
                 .prepare_cached(
                     "INSERT INTO messages (conversation_id, seq, client_msg_id, sender_role, \
-                     sender_id, sender_name, body, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     sender_id, sender_name, body, created_at, kind) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .await
                 .map_err(pg_err)?;
@@ -654,6 +659,7 @@ impl Store for PostgresStore {
                         &message.sender.name,
                         &message.body,
                         &created_at,
+                        &message.kind.as_str(),
                     ],
                 )
                 .await;
@@ -670,18 +676,19 @@ impl Store for PostgresStore {
                         };
                         let site_id: String = visitor_id.try_get(2).map_err(pg_err)?;
                         let visitor_id = VisitorId(visitor_id.try_get(1).map_err(pg_err)?);
-                        let event = BusEvent::Message {
+                        let event = BusEvent::committed(
                             visitor_id,
                             site_id,
-                            message: Message {
+                            Message {
                                 conversation_id: message.conversation_id,
                                 seq,
+                                kind: message.kind,
                                 client_msg_id: message.client_msg_id.clone(),
                                 sender: message.sender.clone(),
                                 body: message.body.clone(),
                                 created_at,
                             },
-                        };
+                        );
                         let notify = tx.prepare_cached(bus::NOTIFY_PEERS).await.map_err(pg_err)?;
                         tx.execute(
                             &notify,
@@ -699,6 +706,7 @@ impl Store for PostgresStore {
                     Ok(Appended::Inserted(Message {
                         conversation_id: message.conversation_id,
                         seq,
+                        kind: message.kind,
                         client_msg_id: message.client_msg_id.clone(),
                         sender: message.sender.clone(),
                         body: message.body.clone(),
@@ -729,6 +737,44 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn visitor_messages_after(
+        &self,
+        conversation_id: ConversationId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            visibility::messages_after(&client, conversation_id, after_seq, limit).await
+        })
+    }
+
+    async fn visitor_message_count(
+        &self,
+        conversation_id: ConversationId,
+        after_seq: i64,
+        upto_seq: i64,
+    ) -> Result<u64, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            visibility::count(&client, conversation_id, after_seq, upto_seq).await
+        })
+    }
+
+    async fn record_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| agents::record(&client, agent)
+            .await)
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| agents::get(&client, id).await)
+    }
+
+    async fn agents_of_site(&self, site: &str, limit: u32) -> Result<Vec<AgentRecord>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| agents::of_site(
+            &client, site, limit
+        )
+        .await)
+    }
+
     async fn import_messages(
         &self,
         messages: &[ImportedMessage],
@@ -752,7 +798,7 @@ impl Store for PostgresStore {
             let stmt = client
                 .prepare_cached(concat!(
                     "SELECT ",
-                    message_columns!(),
+                    message_row_columns!(),
                     " FROM messages WHERE conversation_id = $1 AND seq > $2 \
                      ORDER BY seq LIMIT $3"
                 ))

@@ -1,8 +1,8 @@
 //! Decoding Postgres rows into the model.
 
 use chat_core::model::{
-    Agent, Conversation, ConversationId, ConversationStatus, Message, Role, Sender, Visitor,
-    VisitorId, VisitorProfile,
+    Agent, Conversation, ConversationId, ConversationStatus, Message, MessageKind, Role, Sender,
+    Visitor, VisitorId, VisitorProfile,
 };
 use chat_core::StoreError;
 use chrono::{DateTime, Utc};
@@ -48,19 +48,24 @@ pub(crate) fn conversation_from_row(row: &Row) -> Result<Conversation, StoreErro
             name: assignee_name.unwrap_or_default(),
         }),
         last_seq: row.try_get(6).map_err(pg_err)?,
+        visitor_last_seq: row.try_get(9).map_err(pg_err)?,
         created_at: row.try_get::<_, DateTime<Utc>>(7).map_err(pg_err)?,
         updated_at: row.try_get::<_, DateTime<Utc>>(8).map_err(pg_err)?,
     })
 }
 
-/// The columns of `message_columns!()`, in order.
+/// The columns of `message_row_columns!()`, in order.
 pub(crate) fn message_from_row(row: &Row) -> Result<Message, StoreError> {
     let role: String = row.try_get(3).map_err(pg_err)?;
     let role =
         Role::parse(&role).ok_or_else(|| StoreError::Other(format!("unknown role {role:?}")))?;
+    let kind: String = row.try_get(8).map_err(pg_err)?;
+    let kind = MessageKind::parse(&kind)
+        .ok_or_else(|| StoreError::Other(format!("unknown message kind {kind:?}")))?;
     Ok(Message {
         conversation_id: ConversationId(row.try_get::<_, Uuid>(0).map_err(pg_err)?),
         seq: row.try_get(1).map_err(pg_err)?,
+        kind,
         client_msg_id: row.try_get(2).map_err(pg_err)?,
         sender: Sender {
             role,
