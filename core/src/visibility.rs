@@ -75,7 +75,13 @@ pub fn event_for(role: Role, event: ServerEvent) -> Option<ServerEvent> {
             }
             ServerEvent::Ack(ack)
         }
-        other @ (ServerEvent::Error(_) | ServerEvent::Presence { .. }) => other,
+        // Read positions, typing and statuses carry no message content (an agent's read
+        // position may be a note's `seq`: a visitor's client only compares it with its own).
+        other @ (ServerEvent::Error(_)
+        | ServerEvent::Presence { .. }
+        | ServerEvent::Read { .. }
+        | ServerEvent::Typing(_)
+        | ServerEvent::AgentStatus(_)) => other,
     })
 }
 
@@ -184,6 +190,7 @@ mod tests {
             visitor_id: None,
             visitor_token: None,
             agent: None,
+            status: None,
             sites: None,
             conversation: Some(trailing_note),
             agents_online: 0,
