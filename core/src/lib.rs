@@ -25,5 +25,6 @@ pub mod session_end;
 pub mod store;
 pub mod transport;
 pub mod visitor_context;
+pub mod webhook;
 
 pub use error::{ChatError, ErrorCode, StoreError};
