@@ -30,5 +30,6 @@ pub mod transport;
 pub mod typing;
 pub mod visibility;
 pub mod visitor_context;
+pub mod webhook;
 
 pub use error::{ChatError, ErrorCode, StoreError};

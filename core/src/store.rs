@@ -9,6 +9,7 @@ use crate::model::{
 };
 use crate::read_receipts::{AgentListing, MarkedRead, ReadMarks, Reader};
 use crate::visitor_context::VisitorContextRecord;
+use crate::webhook::{OutboxDepth, WebhookEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -261,6 +262,46 @@ pub trait Store: Send + Sync + 'static {
     /// without a pool.
     fn pool_status(&self) -> Option<PoolStatus> {
         None
+    }
+
+    /// Claims up to `limit` due webhook events (pending, their next attempt due), oldest
+    /// first, for one delivery attempt each: each gets its `attempts` raised by one and its
+    /// next attempt moved `lease` ahead, so no other worker (of this process or another) claims
+    /// it while this one delivers; if this process dies, the event is due again once the lease
+    /// ends. Concurrent claims never return the same event. See [`crate::webhook`].
+    async fn claim_webhook_events(
+        &self,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> Result<Vec<WebhookEvent>, StoreError> {
+        let _ = (limit, lease);
+        Ok(Vec::new())
+    }
+
+    /// Ends a delivered event's life: it leaves the outbox.
+    async fn webhook_event_delivered(&self, id: uuid::Uuid) -> Result<(), StoreError> {
+        let _ = id;
+        Ok(())
+    }
+
+    /// Records a failed attempt of the event claimed with `attempts`: with `retry_in`, it is
+    /// due again that long from now; without, it is dead (kept, never retried). Does nothing
+    /// when the event was delivered or claimed again since (its lease ended), so a slow worker
+    /// cannot undo another's progress. `error` is kept (bounded) for inspection.
+    async fn webhook_event_failed(
+        &self,
+        id: uuid::Uuid,
+        attempts: u32,
+        retry_in: Option<std::time::Duration>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let _ = (id, attempts, retry_in, error);
+        Ok(())
+    }
+
+    /// Rows in the webhook outbox, by state.
+    async fn webhook_outbox_depth(&self) -> Result<OutboxDepth, StoreError> {
+        Ok(OutboxDepth::default())
     }
 }
 

@@ -193,6 +193,9 @@ pub struct Config {
     pub console_sign_in: crate::console_sign_in::ConsoleSignIn,
     /// The access log (`CHAT_ACCESS_LOG`, `CHAT_ACCESS_LOG_FORMAT`).
     pub access_log: crate::access_log::AccessLogConfig,
+    /// Webhooks (`CHAT_WEBHOOK_URLS`, `CHAT_WEBHOOK_SECRET`, `CHAT_WEBHOOK_TIMEOUT_SECS`,
+    /// `CHAT_WEBHOOK_MAX_ATTEMPTS`); `None` when no URL is configured.
+    pub webhooks: Option<crate::webhooks::WebhookConfig>,
 }
 
 impl Config {
@@ -353,6 +356,14 @@ impl Config {
                 target: parse(&lookup, &ACCESS_LOG)?,
                 format: parse(&lookup, &ACCESS_LOG_FORMAT)?,
             },
+            webhooks: crate::webhooks::WebhookConfig::from_settings(
+                get(&WEBHOOK_URLS).as_deref(),
+                get(&WEBHOOK_SECRET).as_deref(),
+                secs(&lookup, &WEBHOOK_TIMEOUT_SECS)?,
+                parse(&lookup, &WEBHOOK_MAX_ATTEMPTS)?,
+            )
+            // Both are secrets: `invalid` shows `<hidden>` whatever the value.
+            .map_err(|(setting, reason)| invalid(setting, String::new(), reason))?,
         })
     }
 }

@@ -41,4 +41,5 @@ pub mod server;
 pub mod settings;
 pub mod socketio;
 pub mod tls;
+pub mod webhooks;
 pub mod wire_error;

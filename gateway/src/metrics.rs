@@ -11,6 +11,7 @@
 
 pub mod http_edge;
 pub mod sessions;
+pub mod webhooks;
 
 pub use http_edge::{
     access_log_dropped, config_reload, http_connection_refused, http_request, set_http_connections,
@@ -29,6 +30,7 @@ pub fn init() {
         chat_core::metrics::init();
         sessions::init();
         http_edge::init();
+        webhooks::init();
     });
 }
 

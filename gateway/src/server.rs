@@ -51,11 +51,21 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         .enable_all()
         .build()?;
     let store_config = config.store_config();
+    // The sites with a webhook URL: the store writes their facts' events into its outbox, in
+    // the facts' own transactions (`crate::webhooks`).
+    let webhook_outbox = config
+        .webhooks
+        .as_ref()
+        .and_then(|webhooks| webhooks.targets.sites())
+        .map(chat_core::webhook::WebhookOutbox::new);
     // With Postgres, other gateway processes may share the database: events and agent presence
     // travel between them on LISTEN/NOTIFY, messages' notifications inside their commits.
     let (store, bus) = {
         let _entered = runtime.enter();
-        runtime.block_on(chat_storage::open_with_bus(&store_config))?
+        runtime.block_on(chat_storage::open_with_bus_and_outbox(
+            &store_config,
+            webhook_outbox.clone(),
+        ))?
     };
     match &store_config {
         StoreConfig::Postgres { url, .. } => {
@@ -64,6 +74,15 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         StoreConfig::Embedded { path, .. } => {
             println!("DB_OK store=embedded path={}", path.display())
         }
+    }
+
+    if let (Some(webhooks), Some(outbox)) = (&config.webhooks, &webhook_outbox) {
+        let _entered = runtime.enter();
+        crate::webhooks::start(store.clone(), outbox.clone(), webhooks.clone())?;
+        tracing::info!(
+            sites = %outbox.sites(),
+            "webhooks on: events are delivered from the store's outbox (CHAT_WEBHOOK_URLS)"
+        );
     }
 
     let service_config = config.service_config();

@@ -263,6 +263,14 @@ settings! {
     UPSTREAM_CONNECT_TIMEOUT_SECS = "CHAT_UPSTREAM_CONNECT_TIMEOUT_SECS", Seconds, Value("3");
     /// Longest wait for each read from the main site.
     UPSTREAM_READ_TIMEOUT_SECS = "CHAT_UPSTREAM_READ_TIMEOUT_SECS", Seconds, Value("60");
+    /// Webhook URLs per site, `<sites>:<url>,…` (`<sites>`: `*` or site ids joined by `|`).
+    WEBHOOK_URLS = "CHAT_WEBHOOK_URLS", Secret, UNSET;
+    /// The HMAC-SHA256 key webhook requests are signed with (at least 32 bytes).
+    WEBHOOK_SECRET = "CHAT_WEBHOOK_SECRET", Secret, UNSET;
+    /// Longest wait for a webhook receiver's answer, connecting included.
+    WEBHOOK_TIMEOUT_SECS = "CHAT_WEBHOOK_TIMEOUT_SECS", Seconds, Value("10");
+    /// Delivery attempts of one webhook event before it is given up as dead.
+    WEBHOOK_MAX_ATTEMPTS = "CHAT_WEBHOOK_MAX_ATTEMPTS", Count, Value("20");
     /// The log filter, with levels per module.
     LOG = "CHAT_LOG", Text, Value("info");
     /// `json`: one JSON object per log line.

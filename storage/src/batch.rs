@@ -323,4 +323,32 @@ impl<S: AppendBatch> Store for BatchingStore<S> {
     fn pool_status(&self) -> Option<chat_core::store::PoolStatus> {
         self.inner.pool_status()
     }
+
+    async fn claim_webhook_events(
+        &self,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> Result<Vec<chat_core::webhook::WebhookEvent>, StoreError> {
+        self.inner.claim_webhook_events(limit, lease).await
+    }
+
+    async fn webhook_event_delivered(&self, id: uuid::Uuid) -> Result<(), StoreError> {
+        self.inner.webhook_event_delivered(id).await
+    }
+
+    async fn webhook_event_failed(
+        &self,
+        id: uuid::Uuid,
+        attempts: u32,
+        retry_in: Option<std::time::Duration>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .webhook_event_failed(id, attempts, retry_in, error)
+            .await
+    }
+
+    async fn webhook_outbox_depth(&self) -> Result<chat_core::webhook::OutboxDepth, StoreError> {
+        self.inner.webhook_outbox_depth().await
+    }
 }

@@ -286,6 +286,16 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StorageError> 
 pub async fn open_with_bus(
     config: &StoreConfig,
 ) -> Result<(Arc<dyn Store>, Option<PostgresBus>), StorageError> {
+    open_with_bus_and_outbox(config, None).await
+}
+
+/// [`open_with_bus`], with the webhook outbox (`chat_core::webhook`) when `outbox` is set: the
+/// store then writes the webhook event of every fact of a site the outbox wants inside the
+/// fact's transaction.
+pub async fn open_with_bus_and_outbox(
+    config: &StoreConfig,
+    outbox: Option<Arc<chat_core::webhook::WebhookOutbox>>,
+) -> Result<(Arc<dyn Store>, Option<PostgresBus>), StorageError> {
     match config {
         StoreConfig::Postgres {
             url,
@@ -293,13 +303,22 @@ pub async fn open_with_bus(
             batch,
             ca,
         } => {
-            let store = PostgresStore::connect_with_ca(url, *pool_size, ca.as_deref())?;
+            let mut store = PostgresStore::connect_with_ca(url, *pool_size, ca.as_deref())?;
             store.check_schema().await?;
             let bus = PostgresBus::start_with_ca(url, ca.as_deref()).await?;
-            let store = store.notify_commits(bus.commit_notifier());
+            store = store.notify_commits(bus.commit_notifier());
+            if let Some(outbox) = outbox {
+                store = store.with_webhook_outbox(outbox);
+            }
             Ok((with_batching(store, *batch), Some(bus)))
         }
-        StoreConfig::Embedded { .. } => Ok((open(config).await?, None)),
+        StoreConfig::Embedded { path, batch } => {
+            let mut store = EmbeddedStore::open_async(path.clone()).await?;
+            if let Some(outbox) = outbox {
+                store = store.with_webhook_outbox(outbox);
+            }
+            Ok((with_batching(store, *batch), None))
+        }
     }
 }
 

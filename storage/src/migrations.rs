@@ -42,6 +42,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "read_receipts",
         sql: include_str!("../migrations/postgres/0007_read_receipts.sql"),
     },
+    Migration {
+        version: 8,
+        name: "webhook_outbox",
+        sql: include_str!("../migrations/postgres/0008_webhook_outbox.sql"),
+    },
 ];
 
 /// Embedded (SQLite) migrations, in increasing version order (as [`POSTGRES`]).
@@ -75,6 +80,11 @@ pub(crate) const EMBEDDED: &[Migration] = &[
         version: 7,
         name: "read_receipts",
         sql: include_str!("../migrations/embedded/0007_read_receipts.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "webhook_outbox",
+        sql: include_str!("../migrations/embedded/0008_webhook_outbox.sql"),
     },
 ];
 

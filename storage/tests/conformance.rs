@@ -13,6 +13,7 @@ use chat_core::model::{
     Visitor, VisitorId,
 };
 use chat_core::store::{Appended, ConversationFilter, Store};
+use chat_core::webhook::WebhookOutbox;
 use chat_core::StoreError;
 use chat_storage::test_support::TestPostgres;
 use chat_storage::{BatchSettings, BatchingStore, EmbeddedStore, PostgresStore};
@@ -27,6 +28,8 @@ pub trait Fixture: Send + Sync + Sized + 'static {
     async fn new() -> Self;
     /// A new store instance over this fixture's data (as a restarted gateway would open it).
     async fn open(&self) -> Self::S;
+    /// [`Fixture::open`], writing the webhook events of the sites `outbox` wants.
+    async fn open_with_outbox(&self, outbox: Arc<WebhookOutbox>) -> Self::S;
 }
 
 /// A temporary SQLite file.
@@ -49,6 +52,10 @@ impl Fixture for EmbeddedFixture {
         EmbeddedStore::open_async(self.path.clone())
             .await
             .expect("open embedded store")
+    }
+
+    async fn open_with_outbox(&self, outbox: Arc<WebhookOutbox>) -> EmbeddedStore {
+        self.open().await.with_webhook_outbox(outbox)
     }
 }
 
@@ -83,6 +90,10 @@ impl Fixture for PostgresFixture {
         store.check_schema().await.expect("schema is current");
         store
     }
+
+    async fn open_with_outbox(&self, outbox: Arc<WebhookOutbox>) -> PostgresStore {
+        self.open().await.with_webhook_outbox(outbox)
+    }
 }
 
 /// Small batches and several writers, so that the concurrency checks cross batch boundaries
@@ -106,6 +117,10 @@ impl Fixture for BatchedEmbeddedFixture {
     async fn open(&self) -> Self::S {
         BatchingStore::spawn(self.0.open().await, BATCHING)
     }
+
+    async fn open_with_outbox(&self, outbox: Arc<WebhookOutbox>) -> Self::S {
+        BatchingStore::spawn(self.0.open_with_outbox(outbox).await, BATCHING)
+    }
 }
 
 /// [`PostgresFixture`] behind the group-commit writer.
@@ -121,6 +136,10 @@ impl Fixture for BatchedPostgresFixture {
 
     async fn open(&self) -> Self::S {
         BatchingStore::spawn(self.0.open().await, BATCHING)
+    }
+
+    async fn open_with_outbox(&self, outbox: Arc<WebhookOutbox>) -> Self::S {
+        BatchingStore::spawn(self.0.open_with_outbox(outbox).await, BATCHING)
     }
 }
 
@@ -237,6 +256,8 @@ mod notes_agents;
 mod visitor_context;
 #[path = "conformance/visitors.rs"]
 mod visitors;
+#[path = "conformance/webhooks.rs"]
+mod webhooks;
 
 /// The checks, each generic over the fixture.
 mod checks {
@@ -245,6 +266,7 @@ mod checks {
     pub use super::notes_agents::*;
     pub use super::visitor_context::*;
     pub use super::visitors::*;
+    pub use super::webhooks::*;
     use super::*;
 
     pub async fn health_and_kind<F: Fixture>(fx: &F) {
@@ -911,4 +933,9 @@ conformance_suite!(
     unread_counts_stop_at_the_cap,
     notes_keep_their_kind_and_stay_out_of_visitor_reads,
     agent_directory_keeps_the_latest_and_lists_by_site,
+    webhook_events_are_written_with_their_facts,
+    webhook_events_of_batched_appends_are_written_with_them,
+    webhook_events_are_leased_retried_finished_and_given_up,
+    concurrent_webhook_claims_never_share_an_event,
+    a_store_without_an_outbox_writes_no_webhook_event,
 );

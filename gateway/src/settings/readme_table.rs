@@ -156,7 +156,7 @@ fn the_readme_lists_them_in_the_tables_order() {
 }
 
 /// The docs restating some settings in a `| variable | default | … |` table of their own.
-const DOCS: [(&str, &str); 2] = [
+const DOCS: [(&str, &str); 3] = [
     (
         "docs/operations.md",
         include_str!("../../../docs/operations.md"),
@@ -164,6 +164,10 @@ const DOCS: [(&str, &str); 2] = [
     (
         "docs/agent-sign-in.md",
         include_str!("../../../docs/agent-sign-in.md"),
+    ),
+    (
+        "docs/webhooks.md",
+        include_str!("../../../docs/webhooks.md"),
     ),
 ];
 

@@ -13,6 +13,7 @@ mod read_state;
 mod visibility;
 mod visitor_context;
 mod visitors;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use chat_core::model::{
     Role, Sender, Visitor, VisitorId,
 };
 use chat_core::store::{Appended, ConversationFilter, Imported, ImportedMessage, Store};
+use chat_core::webhook::{NewWebhookEvent, OutboxDepth, WebhookEvent, WebhookOutbox};
 use chat_core::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use uuid::Uuid;
@@ -42,6 +44,19 @@ const SELECT_DUPLICATE: &str = concat!(
     " FROM messages WHERE conversation_id = ?1 AND client_msg_id = ?2"
 );
 
+/// Sets a conversation's assignee (`?2` id, `?3` name) at `?4`.
+const ASSIGN: &str = concat!(
+    "UPDATE conversations SET assignee_id = ?2, assignee_name = ?3, updated_at = ?4 \
+     WHERE id = ?1 RETURNING ",
+    conversation_columns!()
+);
+
+/// Sets a conversation's status (`?2`) at `?3`.
+const SET_STATUS: &str = concat!(
+    "UPDATE conversations SET status = ?2, updated_at = ?3 WHERE id = ?1 RETURNING ",
+    conversation_columns!()
+);
+
 /// The [`Store`] in a single SQLite file.
 ///
 /// ```no_run
@@ -53,6 +68,8 @@ const SELECT_DUPLICATE: &str = concat!(
 pub struct EmbeddedStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// Writes the webhook events of the sites it wants inside their facts' commits, when set.
+    outbox: Option<Arc<WebhookOutbox>>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -75,6 +92,40 @@ impl EmbeddedStore {
         tokio::task::spawn_blocking(move || Self::open(path))
             .await
             .map_err(|e| StorageError::Store(StoreError::Other(e.to_string())))?
+    }
+
+    /// Writes a webhook event into the outbox (`webhook_outbox`) with every fact of a site
+    /// `outbox` wants, inside the fact's own transaction (see `chat_core::webhook`).
+    pub fn with_webhook_outbox(mut self, outbox: Arc<WebhookOutbox>) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// Wakes the outbox's worker after a commit that wrote events.
+    fn wake_outbox(&self, wrote_events: bool) {
+        if let (true, Some(outbox)) = (wrote_events, &self.outbox) {
+            outbox.committed();
+        }
+    }
+
+    /// An assignment or a status change with its webhook event, in one transaction.
+    async fn change_with_event(
+        &self,
+        outbox: Arc<WebhookOutbox>,
+        id: ConversationId,
+        change: webhooks::ConversationChange,
+    ) -> Result<Conversation, StoreError> {
+        let id = id.0.to_string();
+        let changed = self
+            .call(move |conn| webhooks::change_conversation(conn, &outbox, &id, change))
+            .await?;
+        match changed {
+            Some((conversation, wrote_event)) => {
+                self.wake_outbox(wrote_event);
+                Ok(conversation)
+            }
+            None => Err(StoreError::NotFound("conversation")),
+        }
     }
 
     /// The database file.
@@ -127,6 +178,7 @@ impl EmbeddedStore {
         let store = Self {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
+            outbox: None,
         };
         Ok((store, report))
     }
@@ -370,8 +422,13 @@ fn duplicate_of(
 }
 
 /// Appends one message inside the caller's transaction (which holds SQLite's write lock, so
-/// the duplicate check and the insert cannot race another writer).
-fn append_in(conn: &Connection, message: NewMessage) -> Result<Appended, StoreError> {
+/// the duplicate check and the insert cannot race another writer), with its `message.created`
+/// event when `outbox` wants the conversation's site.
+fn append_in(
+    conn: &Connection,
+    message: NewMessage,
+    outbox: Option<&WebhookOutbox>,
+) -> Result<Appended, StoreError> {
     let conversation_id = message.conversation_id.0.to_string();
     if let Some(client_msg_id) = &message.client_msg_id {
         if let Some(original) = duplicate_of(conn, &conversation_id, client_msg_id)? {
@@ -379,11 +436,11 @@ fn append_in(conn: &Connection, message: NewMessage) -> Result<Appended, StoreEr
         }
     }
     let created_at = now_micros();
-    let seq: Option<i64> = conn
+    let bumped: Option<(i64, String, String)> = conn
         .prepare_cached(
             "UPDATE conversations SET last_seq = last_seq + 1, updated_at = ?2, \
              visitor_last_seq = CASE WHEN ?3 THEN coalesce(visitor_last_seq, last_seq) END \
-             WHERE id = ?1 RETURNING last_seq",
+             WHERE id = ?1 RETURNING last_seq, site_id, visitor_id",
         )
         .and_then(|mut stmt| {
             stmt.query_row(
@@ -392,12 +449,12 @@ fn append_in(conn: &Connection, message: NewMessage) -> Result<Appended, StoreEr
                     created_at.timestamp_micros(),
                     message.kind == MessageKind::Note
                 ],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .optional()
         })
         .map_err(sqlite_err)?;
-    let Some(seq) = seq else {
+    let Some((seq, site_id, visitor_id)) = bumped else {
         return Err(StoreError::NotFound("conversation"));
     };
     conn.prepare_cached(
@@ -418,7 +475,7 @@ fn append_in(conn: &Connection, message: NewMessage) -> Result<Appended, StoreEr
         ])
     })
     .map_err(sqlite_err)?;
-    Ok(Appended::Inserted(Message {
+    let committed = Message {
         conversation_id: message.conversation_id,
         seq,
         kind: message.kind,
@@ -426,7 +483,13 @@ fn append_in(conn: &Connection, message: NewMessage) -> Result<Appended, StoreEr
         sender: message.sender,
         body: message.body,
         created_at,
-    }))
+    };
+    if outbox.is_some_and(|outbox| outbox.wants(&site_id)) {
+        let visitor_id = VisitorId(parse_uuid(&visitor_id)?);
+        let event = NewWebhookEvent::message(&committed, &site_id, visitor_id);
+        webhooks::insert(conn, &[event])?;
+    }
+    Ok(Appended::Inserted(committed))
 }
 
 /// Appends `batch` in one transaction (one fsync), each message under its own savepoint so
@@ -434,6 +497,7 @@ fn append_in(conn: &Connection, message: NewMessage) -> Result<Appended, StoreEr
 fn append_batch(
     conn: &mut Connection,
     batch: Vec<NewMessage>,
+    outbox: Option<&WebhookOutbox>,
 ) -> Vec<Result<Appended, StoreError>> {
     let count = batch.len();
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
@@ -448,7 +512,7 @@ fn append_batch(
     let mut results = Vec::with_capacity(count);
     for message in batch {
         let result = match tx.savepoint() {
-            Ok(sp) => match append_in(&sp, message) {
+            Ok(sp) => match append_in(&sp, message, outbox) {
                 Ok(appended) => sp.commit().map_err(sqlite_err).map(|()| appended),
                 // Dropping the savepoint rolls back this message only.
                 Err(e) => Err(e),
@@ -475,8 +539,20 @@ fn append_batch(
 impl crate::batch::AppendBatch for EmbeddedStore {
     async fn append_batch(&self, batch: Vec<NewMessage>) -> Vec<Result<Appended, StoreError>> {
         let count = batch.len();
-        match self.call(move |conn| Ok(append_batch(conn, batch))).await {
-            Ok(results) => results,
+        let outbox = self.outbox.clone();
+        match self
+            .call(move |conn| Ok(append_batch(conn, batch, outbox.as_deref())))
+            .await
+        {
+            Ok(results) => {
+                let inserted = results
+                    .iter()
+                    .any(|r| matches!(r, Ok(Appended::Inserted(_))));
+                // Whether the site wanted an event is known in the transaction only; a spurious
+                // wake-up costs one empty claim.
+                self.wake_outbox(inserted);
+                results
+            }
             Err(e) => {
                 let why = e.to_string();
                 (0..count)
@@ -618,29 +694,47 @@ impl Store for EmbeddedStore {
         visitor_id: VisitorId,
     ) -> Result<Conversation, StoreError> {
         let id = ConversationId::new_random().0.to_string();
+        let outbox = self.outbox.clone().filter(|outbox| outbox.wants(site_id));
+        let wrote_event = outbox.is_some();
         let site_id = site_id.to_string();
         let visitor_id = visitor_id.0.to_string();
-        self.call(move |conn| {
-            let now = now_micros().timestamp_micros();
-            let raw = conn
-                .prepare_cached(concat!(
-                    "INSERT INTO conversations \
+        let created = self
+            .call(move |conn| {
+                let now = now_micros().timestamp_micros();
+                // With its `conversation.created` event when the site wants one, in one transaction.
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_err)?;
+                let raw = tx
+                    .prepare_cached(concat!(
+                        "INSERT INTO conversations \
                      (id, site_id, visitor_id, status, last_seq, created_at, updated_at) \
                      VALUES (?1, ?2, ?3, 'open', 0, ?4, ?4) RETURNING ",
-                    conversation_columns!()
-                ))
-                .and_then(|mut stmt| {
-                    stmt.query_row(params![id, site_id, visitor_id, now], read_conversation)
-                });
-            match raw {
-                Ok(raw) => conversation_from(raw),
-                Err(e) if constraint(&e, rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => {
-                    Err(StoreError::NotFound("visitor"))
+                        conversation_columns!()
+                    ))
+                    .and_then(|mut stmt| {
+                        stmt.query_row(params![id, site_id, visitor_id, now], read_conversation)
+                    });
+                let created = match raw {
+                    Ok(raw) => conversation_from(raw)?,
+                    Err(e) if constraint(&e, rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => {
+                        return Err(StoreError::NotFound("visitor"))
+                    }
+                    Err(e) => return Err(sqlite_err(e)),
+                };
+                if outbox.is_some() {
+                    let event = NewWebhookEvent::conversation(
+                        chat_core::webhook::WebhookEventKind::ConversationCreated,
+                        &created,
+                    );
+                    webhooks::insert(&tx, &[event])?;
                 }
-                Err(e) => Err(sqlite_err(e)),
-            }
-        })
-        .await
+                tx.commit().map_err(sqlite_err)?;
+                Ok(created)
+            })
+            .await;
+        self.wake_outbox(wrote_event && created.is_ok());
+        created
     }
 
     async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
@@ -708,26 +802,26 @@ impl Store for EmbeddedStore {
         id: ConversationId,
         assignee: Option<&Agent>,
     ) -> Result<Conversation, StoreError> {
+        if let Some(outbox) = self.outbox.clone() {
+            let change = webhooks::ConversationChange::Assign(assignee.cloned());
+            return self.change_with_event(outbox, id, change).await;
+        }
         let id = id.0.to_string();
         let assignee_id = assignee.map(|a| a.id.clone());
         let assignee_name = assignee.map(|a| a.name.clone());
         self.call(move |conn| {
             let now = now_micros().timestamp_micros();
-            conn.prepare_cached(concat!(
-                "UPDATE conversations SET assignee_id = ?2, assignee_name = ?3, \
-                 updated_at = ?4 WHERE id = ?1 RETURNING ",
-                conversation_columns!()
-            ))
-            .and_then(|mut stmt| {
-                stmt.query_row(
-                    params![id, assignee_id, assignee_name, now],
-                    read_conversation,
-                )
-                .optional()
-            })
-            .map_err(sqlite_err)?
-            .map(conversation_from)
-            .unwrap_or(Err(StoreError::NotFound("conversation")))
+            conn.prepare_cached(ASSIGN)
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        params![id, assignee_id, assignee_name, now],
+                        read_conversation,
+                    )
+                    .optional()
+                })
+                .map_err(sqlite_err)?
+                .map(conversation_from)
+                .unwrap_or(Err(StoreError::NotFound("conversation")))
         })
         .await
     }
@@ -737,39 +831,43 @@ impl Store for EmbeddedStore {
         id: ConversationId,
         status: ConversationStatus,
     ) -> Result<Conversation, StoreError> {
+        if let Some(outbox) = self.outbox.clone() {
+            if status == ConversationStatus::Closed {
+                let change = webhooks::ConversationChange::Status(status);
+                return self.change_with_event(outbox, id, change).await;
+            }
+        }
         let id = id.0.to_string();
         self.call(move |conn| {
             let now = now_micros().timestamp_micros();
-            conn.prepare_cached(concat!(
-                "UPDATE conversations SET status = ?2, updated_at = ?3 WHERE id = ?1 \
-                 RETURNING ",
-                conversation_columns!()
-            ))
-            .and_then(|mut stmt| {
-                stmt.query_row(params![id, status.as_str(), now], read_conversation)
-                    .optional()
-            })
-            .map_err(sqlite_err)?
-            .map(conversation_from)
-            .unwrap_or(Err(StoreError::NotFound("conversation")))
+            conn.prepare_cached(SET_STATUS)
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![id, status.as_str(), now], read_conversation)
+                        .optional()
+                })
+                .map_err(sqlite_err)?
+                .map(conversation_from)
+                .unwrap_or(Err(StoreError::NotFound("conversation")))
         })
         .await
     }
 
     async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
         let started = std::time::Instant::now();
+        let outbox = self.outbox.clone();
         let appended = self
             .call(move |conn| {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sqlite_err)?;
-                let appended = append_in(&tx, message)?;
+                let appended = append_in(&tx, message, outbox.as_deref())?;
                 tx.commit().map_err(sqlite_err)?;
                 Ok(appended)
             })
             .await;
         if let Ok(Appended::Inserted(_)) = &appended {
             chat_core::metrics::observe_store_commit("embedded", 1, started.elapsed());
+            self.wake_outbox(true);
         }
         appended
     }
@@ -785,6 +883,35 @@ impl Store for EmbeddedStore {
             .map_err(sqlite_err)
         })
         .await
+    }
+
+    async fn claim_webhook_events(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<WebhookEvent>, StoreError> {
+        self.call(move |conn| webhooks::claim(conn, limit, lease))
+            .await
+    }
+
+    async fn webhook_event_delivered(&self, id: Uuid) -> Result<(), StoreError> {
+        self.call(move |conn| webhooks::delivered(conn, id)).await
+    }
+
+    async fn webhook_event_failed(
+        &self,
+        id: Uuid,
+        attempts: u32,
+        retry_in: Option<Duration>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let error = error.to_owned();
+        self.call(move |conn| webhooks::failed(conn, id, attempts, retry_in, &error))
+            .await
+    }
+
+    async fn webhook_outbox_depth(&self) -> Result<OutboxDepth, StoreError> {
+        self.call(webhooks::depth_of).await
     }
 
     fn pool_status(&self) -> Option<chat_core::store::PoolStatus> {

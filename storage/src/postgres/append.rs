@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use chat_core::bus::BusEvent;
 use chat_core::model::{Message, MessageKind, NewMessage, VisitorId};
 use chat_core::store::{Appended, Store};
+use chat_core::webhook::NewWebhookEvent;
 use chat_core::StoreError;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Object;
@@ -30,7 +31,7 @@ use uuid::Uuid;
 
 use super::errors::{self, pg_err, unique_violation};
 use super::rows::message_from_row;
-use super::{bus, finish, OperationError, PostgresStore, OP_TIMEOUT};
+use super::{bus, finish, webhooks, OperationError, PostgresStore, OP_TIMEOUT};
 
 /// The batch's conversations, locked in id order.
 const LOCK_CONVERSATIONS: &str = "SELECT id, visitor_id, last_seq, site_id, visitor_last_seq \
@@ -300,6 +301,31 @@ impl PostgresStore {
             )),
             _ => None,
         };
+        // The `message.created` events of the sites with a webhook, in this transaction; none
+        // (and no statement) when no site of the batch has one.
+        let events: Vec<NewWebhookEvent> = match &self.outbox {
+            Some(outbox) => plan
+                .inserts
+                .iter()
+                .zip(&plan.visitors)
+                .filter(|(_, (_, site))| outbox.wants(site))
+                .map(|(message, (visitor, site))| {
+                    NewWebhookEvent::message(message, site, VisitorId(*visitor))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        // Prepared before round trip 2, so that the insert travels before `COMMIT`.
+        let outbox_insert = match events.is_empty() {
+            true => None,
+            false => Some(
+                client
+                    .prepare_cached(webhooks::INSERT_EVENTS)
+                    .await
+                    .map_err(classify)?,
+            ),
+        };
+        let event_columns = webhooks::EventColumns::new(&events);
         let bump_ids: Vec<Uuid> = plan.bumps.iter().map(|b| b.0).collect();
         let bump_seqs: Vec<i64> = plan.bumps.iter().map(|b| b.1).collect();
         let bump_visible: Vec<Option<i64>> = plan.bumps.iter().map(|b| b.2).collect();
@@ -342,11 +368,21 @@ impl PostgresStore {
                     None => Ok(()),
                 }
             };
-            let (bumped, inserted, notified) =
-                futures_util::future::join3(bumped, inserted, notified).await;
+            let outboxed = async {
+                match &outbox_insert {
+                    Some(stmt) => client
+                        .execute(stmt, &event_columns.params())
+                        .await
+                        .map(drop),
+                    None => Ok(()),
+                }
+            };
+            let (bumped, inserted, notified, outboxed) =
+                futures_util::future::join4(bumped, inserted, notified, outboxed).await;
             bumped?;
             inserted?;
-            notified
+            notified?;
+            outboxed
         };
         // `COMMIT` travels with the writes; after a failed write it only ends the (aborted)
         // transaction, and the write's error is what counts.
@@ -354,6 +390,9 @@ impl PostgresStore {
             futures_util::future::join(writes, client.batch_execute("COMMIT")).await;
         written.map_err(classify)?;
         committed.map_err(classify)?;
+        if let (Some(outbox), false) = (&self.outbox, events.is_empty()) {
+            outbox.committed();
+        }
         Ok(plan.results)
     }
 }

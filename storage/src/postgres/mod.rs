@@ -17,6 +17,7 @@ pub mod tls;
 mod visibility;
 mod visitor_context;
 mod visitors;
+mod webhooks;
 
 pub use bus::{CommitNotifier, PostgresBus, LISTENER_APP_PREFIX};
 
@@ -31,6 +32,7 @@ use chat_core::model::{
     Visitor, VisitorId,
 };
 use chat_core::store::{Appended, ConversationFilter, Imported, ImportedMessage, Store};
+use chat_core::webhook::{NewWebhookEvent, OutboxDepth, WebhookEvent, WebhookOutbox};
 use chat_core::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
@@ -57,6 +59,35 @@ const SELECT_DUPLICATE: &str = concat!(
     " FROM messages WHERE conversation_id = $1 AND client_msg_id = $2"
 );
 
+const CREATE_CONVERSATION: &str = concat!(
+    "INSERT INTO conversations (id, site_id, visitor_id, status, last_seq, created_at, \
+     updated_at) VALUES ($1, $2, $3, 'open', 0, now(), now()) RETURNING ",
+    conversation_columns!()
+);
+
+/// A failed conversation insert: an unknown visitor is [`StoreError::NotFound`].
+fn create_error(e: tokio_postgres::Error) -> StoreError {
+    if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+        StoreError::NotFound("visitor")
+    } else {
+        pg_err(e)
+    }
+}
+
+/// Sets a conversation's assignee (`$2` id, `$3` name).
+const ASSIGN: &str = concat!(
+    "UPDATE conversations SET assignee_id = $2, assignee_name = $3, \
+     updated_at = clock_timestamp() WHERE id = $1 RETURNING ",
+    conversation_columns!()
+);
+
+/// Sets a conversation's status (`$2`).
+const SET_STATUS: &str = concat!(
+    "UPDATE conversations SET status = $2, updated_at = clock_timestamp() \
+     WHERE id = $1 RETURNING ",
+    conversation_columns!()
+);
+
 /// The visitors of conversations (`$1`: their ids), for bus notifications.
 const SELECT_VISITORS: &str =
     "SELECT id, visitor_id, site_id FROM conversations WHERE id = ANY($1)";
@@ -78,6 +109,8 @@ pub struct PostgresStore {
     ssl_mode: tls::SslMode,
     /// Sends the bus notification of each message inside its commit, when set.
     notifier: Option<Arc<bus::CommitNotifier>>,
+    /// Writes the webhook events of the sites it wants inside their facts' commits, when set.
+    outbox: Option<Arc<WebhookOutbox>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -141,7 +174,20 @@ impl PostgresStore {
             pool,
             ssl_mode,
             notifier: None,
+            outbox: None,
         })
+    }
+
+    /// Writes a webhook event into the outbox (`webhook_outbox`) with every fact of a site
+    /// `outbox` wants, inside the fact's own transaction (see `chat_core::webhook`).
+    pub fn with_webhook_outbox(mut self, outbox: Arc<WebhookOutbox>) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// The outbox when it wants events of `site`.
+    fn outbox_for(&self, site: &str) -> Option<&WebhookOutbox> {
+        self.outbox.as_deref().filter(|outbox| outbox.wants(site))
     }
 
     /// Sends the bus notification of every message this store commits inside the committing
@@ -332,6 +378,29 @@ macro_rules! with_client {
     }};
 }
 
+impl PostgresStore {
+    /// An assignment or a status change with its webhook event, in one transaction.
+    async fn change_with_event(
+        &self,
+        outbox: &WebhookOutbox,
+        id: ConversationId,
+        change: webhooks::ConversationChange<'_>,
+    ) -> Result<Conversation, StoreError> {
+        let changed = with_client!(self, OP_TIMEOUT, |client| {
+            webhooks::change_conversation(&mut client, outbox, id, change).await
+        })?;
+        match changed {
+            Some((conversation, wrote_event)) => {
+                if wrote_event {
+                    outbox.committed();
+                }
+                Ok(conversation)
+            }
+            None => Err(StoreError::NotFound("conversation")),
+        }
+    }
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     fn kind(&self) -> &'static str {
@@ -357,6 +426,39 @@ impl Store for PostgresStore {
             let n: i64 = row.try_get(0).map_err(pg_err)?;
             Ok(Some(n.max(0) as u64))
         })
+    }
+
+    async fn claim_webhook_events(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<WebhookEvent>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| webhooks::claim(
+            &client, limit, lease
+        )
+        .await)
+    }
+
+    async fn webhook_event_delivered(&self, id: uuid::Uuid) -> Result<(), StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| webhooks::delivered(&client, id)
+            .await)
+    }
+
+    async fn webhook_event_failed(
+        &self,
+        id: uuid::Uuid,
+        attempts: u32,
+        retry_in: Option<Duration>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            webhooks::failed(&client, id, attempts, retry_in, error).await
+        })
+    }
+
+    async fn webhook_outbox_depth(&self) -> Result<OutboxDepth, StoreError> {
+        with_client!(self, HEALTH_TIMEOUT, |client| webhooks::depth(&client)
+            .await)
     }
 
     fn pool_status(&self) -> Option<chat_core::store::PoolStatus> {
@@ -445,27 +547,42 @@ impl Store for PostgresStore {
         visitor_id: VisitorId,
     ) -> Result<Conversation, StoreError> {
         let id = ConversationId::new_random();
-        with_client!(self, OP_TIMEOUT, |client| {
+        let outbox = self.outbox_for(site_id);
+        let created = with_client!(self, OP_TIMEOUT, |client| {
             let stmt = client
-                .prepare_cached(concat!(
-                    "INSERT INTO conversations \
-                     (id, site_id, visitor_id, status, last_seq, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 'open', 0, now(), now()) RETURNING ",
-                    conversation_columns!()
-                ))
+                .prepare_cached(CREATE_CONVERSATION)
                 .await
                 .map_err(pg_err)?;
-            match client
+            if outbox.is_none() {
+                return match client
+                    .query_one(&stmt, &[&id.0, &site_id, &visitor_id.0])
+                    .await
+                {
+                    Ok(row) => conversation_from_row(&row),
+                    Err(e) => Err(create_error(e)),
+                };
+            }
+            // With its `conversation.created` event, in one transaction.
+            let tx = client.transaction().await.map_err(pg_err)?;
+            let row = tx
                 .query_one(&stmt, &[&id.0, &site_id, &visitor_id.0])
                 .await
-            {
-                Ok(row) => conversation_from_row(&row),
-                Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
-                    Err(StoreError::NotFound("visitor"))
-                }
-                Err(e) => Err(pg_err(e)),
+                .map_err(create_error)?;
+            let created = conversation_from_row(&row)?;
+            let event = NewWebhookEvent::conversation(
+                chat_core::webhook::WebhookEventKind::ConversationCreated,
+                &created,
+            );
+            webhooks::insert(&tx, &[event]).await.map_err(pg_err)?;
+            tx.commit().await.map_err(pg_err)?;
+            Ok(created)
+        });
+        if created.is_ok() {
+            if let Some(outbox) = outbox {
+                outbox.committed();
             }
-        })
+        }
+        created
     }
 
     async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
@@ -553,17 +670,14 @@ impl Store for PostgresStore {
         id: ConversationId,
         assignee: Option<&Agent>,
     ) -> Result<Conversation, StoreError> {
+        if let Some(outbox) = &self.outbox {
+            let change = webhooks::ConversationChange::Assign(assignee);
+            return self.change_with_event(outbox, id, change).await;
+        }
         let assignee_id = assignee.map(|a| a.id.as_str());
         let assignee_name = assignee.map(|a| a.name.as_str());
         with_client!(self, OP_TIMEOUT, |client| {
-            let stmt = client
-                .prepare_cached(concat!(
-                    "UPDATE conversations SET assignee_id = $2, assignee_name = $3, \
-                     updated_at = clock_timestamp() WHERE id = $1 RETURNING ",
-                    conversation_columns!()
-                ))
-                .await
-                .map_err(pg_err)?;
+            let stmt = client.prepare_cached(ASSIGN).await.map_err(pg_err)?;
             let row = client
                 .query_opt(&stmt, &[&id.0, &assignee_id, &assignee_name])
                 .await
@@ -580,15 +694,14 @@ impl Store for PostgresStore {
         id: ConversationId,
         status: ConversationStatus,
     ) -> Result<Conversation, StoreError> {
+        if let Some(outbox) = &self.outbox {
+            if status == ConversationStatus::Closed {
+                let change = webhooks::ConversationChange::Status(status);
+                return self.change_with_event(outbox, id, change).await;
+            }
+        }
         with_client!(self, OP_TIMEOUT, |client| {
-            let stmt = client
-                .prepare_cached(concat!(
-                    "UPDATE conversations SET status = $2, updated_at = clock_timestamp() \
-                     WHERE id = $1 RETURNING ",
-                    conversation_columns!()
-                ))
-                .await
-                .map_err(pg_err)?;
+            let stmt = client.prepare_cached(SET_STATUS).await.map_err(pg_err)?;
             let row = client
                 .query_opt(&stmt, &[&id.0, &status.as_str()])
                 .await
@@ -625,7 +738,7 @@ impl Store for PostgresStore {
                     "UPDATE conversations SET last_seq = last_seq + 1, \
                      visitor_last_seq = CASE WHEN $2 THEN coalesce(visitor_last_seq, last_seq) \
                      END, updated_at = clock_timestamp() WHERE id = $1 \
-                     RETURNING last_seq, updated_at",
+                     RETURNING last_seq, updated_at, site_id, visitor_id",
                 )
                 .await
                 .map_err(pg_err)?;
@@ -639,6 +752,9 @@ impl Store for PostgresStore {
             };
             let seq: i64 = row.try_get(0).map_err(pg_err)?;
             let created_at: chrono::DateTime<chrono::Utc> = row.try_get(1).map_err(pg_err)?;
+            let site_id: &str = row.try_get(2).map_err(pg_err)?;
+            let outbox = self.outbox_for(site_id);
+            let visitor_id = VisitorId(row.try_get(3).map_err(pg_err)?);
             let insert = tx
                 .prepare_cached(
                     "INSERT INTO messages (conversation_id, seq, client_msg_id, sender_role, \
@@ -701,9 +817,7 @@ impl Store for PostgresStore {
                         .await
                         .map_err(pg_err)?;
                     }
-                    tx.commit().await.map_err(pg_err)?;
-                    chat_core::metrics::observe_store_commit("postgres", 1, started.elapsed());
-                    Ok(Appended::Inserted(Message {
+                    let committed = Message {
                         conversation_id: message.conversation_id,
                         seq,
                         kind: message.kind,
@@ -711,7 +825,17 @@ impl Store for PostgresStore {
                         sender: message.sender.clone(),
                         body: message.body.clone(),
                         created_at,
-                    }))
+                    };
+                    if outbox.is_some() {
+                        let event = NewWebhookEvent::message(&committed, site_id, visitor_id);
+                        webhooks::insert(&tx, &[event]).await.map_err(pg_err)?;
+                    }
+                    tx.commit().await.map_err(pg_err)?;
+                    if let Some(outbox) = outbox {
+                        outbox.committed();
+                    }
+                    chat_core::metrics::observe_store_commit("postgres", 1, started.elapsed());
+                    Ok(Appended::Inserted(committed))
                 }
                 Err(e) if unique_violation(&e) && message.client_msg_id.is_some() => {
                     // A concurrent append with the same client_msg_id committed first.
