@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod bus;
+pub mod canned;
 pub mod error;
 pub mod hub;
 pub mod identity;
@@ -20,6 +21,7 @@ pub mod model;
 pub mod protocol;
 pub mod rate;
 pub mod rollout;
+pub mod search;
 pub mod service;
 pub mod session_end;
 pub mod store;

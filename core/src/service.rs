@@ -10,7 +10,8 @@
 //! - `cluster.rs`: the cluster plumbing: the bus to other gateway processes, agent presence;
 //! - the command service, [`ChatService`] (one per process): `chat_service.rs` (construction,
 //!   counts, `assign`, `close`, `list`, `history`), `send.rs` (the three ways to send) and
-//!   `context.rs` (a visitor's reported context);
+//!   `context.rs` (a visitor's reported context), `canned.rs` (canned responses) and
+//!   `search.rs` (conversation search);
 //! - the per-connection session state machine, [`ChatSession`]: `session.rs` (its state and
 //!   end), `open_session.rs` ([`ChatService::open_session`]), `session_commands.rs`
 //!   ([`ChatSessionState::handle`], `resume`, [`ChatSessionState::recover`]) and
@@ -18,11 +19,13 @@
 //!
 //! Only what transports and the gateway use is public, re-exported here.
 
+mod canned;
 mod chat_service;
 mod cluster;
 mod config;
 mod context;
 mod open_session;
+mod search;
 mod send;
 mod session;
 mod session_commands;
@@ -31,5 +34,6 @@ mod shared;
 
 pub use chat_service::{ChatService, Delivery, HistoryPage, SessionCounts, VisitorIntro};
 pub use config::ServiceConfig;
+pub use search::{SearchPage, SearchRequest, DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT, SEARCH_RATE};
 pub use session::{ChatSession, ChatSessionState};
 pub use session_events::Outbound;

@@ -32,6 +32,16 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "conversation_activity",
         sql: include_str!("../migrations/postgres/0004_conversation_activity.sql"),
     },
+    Migration {
+        version: 9,
+        name: "canned_responses",
+        sql: include_str!("../migrations/postgres/0009_canned_responses.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "search",
+        sql: include_str!("../migrations/postgres/0010_search.sql"),
+    },
 ];
 
 /// Embedded (SQLite) migrations, in increasing version order (as [`POSTGRES`]).
@@ -55,6 +65,16 @@ pub(crate) const EMBEDDED: &[Migration] = &[
         version: 4,
         name: "conversation_activity",
         sql: include_str!("../migrations/embedded/0004_conversation_activity.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "canned_responses",
+        sql: include_str!("../migrations/embedded/0009_canned_responses.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "search",
+        sql: include_str!("../migrations/embedded/0010_search.sql"),
     },
 ];
 

@@ -225,8 +225,12 @@ async fn tick() {
     tokio::time::sleep(Duration::from_millis(3)).await;
 }
 
+#[path = "conformance/canned.rs"]
+mod canned;
 #[path = "conformance/import.rs"]
 mod import;
+#[path = "conformance/search.rs"]
+mod search;
 #[path = "conformance/visitor_context.rs"]
 mod visitor_context;
 #[path = "conformance/visitors.rs"]
@@ -234,7 +238,9 @@ mod visitors;
 
 /// The checks, each generic over the fixture.
 mod checks {
+    pub use super::canned::*;
     pub use super::import::*;
+    pub use super::search::*;
     pub use super::visitor_context::*;
     pub use super::visitors::*;
     use super::*;
@@ -894,4 +900,9 @@ conformance_suite!(
     move_conversation_hands_it_to_a_visitor_of_the_same_site,
     visitor_context_latest_wins_and_keeps_first_seen,
     visitor_context_of_an_unknown_visitor_is_not_stored,
+    canned_responses_crud_per_site,
+    canned_responses_stop_at_the_site_limit,
+    search_finds_text_people_and_status_within_sites,
+    search_pages_with_a_cursor,
+    search_treats_hostile_queries_as_plain_words,
 );

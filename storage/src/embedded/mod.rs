@@ -7,7 +7,9 @@
 //! pool against one connection behind a mutex: one writer at a time, which also serializes
 //! appends to a conversation.
 
+mod canned;
 mod import;
+mod search;
 mod visitor_context;
 mod visitors;
 
@@ -508,6 +510,54 @@ impl Store for EmbeddedStore {
     ) -> Result<Option<chat_core::visitor_context::VisitorContextRecord>, StoreError> {
         self.call(move |conn| visitor_context::get(conn, visitor_id))
             .await
+    }
+
+    async fn canned_responses(
+        &self,
+        site_id: &str,
+    ) -> Result<Vec<chat_core::canned::CannedResponse>, StoreError> {
+        let site_id = site_id.to_owned();
+        self.call(move |conn| canned::list(conn, &site_id)).await
+    }
+
+    async fn canned_response(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<chat_core::canned::CannedResponse>, StoreError> {
+        self.call(move |conn| canned::get(conn, id)).await
+    }
+
+    async fn create_canned_response(
+        &self,
+        site_id: &str,
+        fields: &chat_core::canned::CannedFields,
+        max_per_site: u32,
+    ) -> Result<chat_core::canned::CannedWrite, StoreError> {
+        let (site_id, fields) = (site_id.to_owned(), fields.clone());
+        self.call(move |conn| canned::create(conn, &site_id, &fields, max_per_site))
+            .await
+    }
+
+    async fn update_canned_response(
+        &self,
+        id: Uuid,
+        fields: &chat_core::canned::CannedFields,
+    ) -> Result<chat_core::canned::CannedWrite, StoreError> {
+        let fields = fields.clone();
+        self.call(move |conn| canned::update(conn, id, &fields))
+            .await
+    }
+
+    async fn delete_canned_response(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.call(move |conn| canned::delete(conn, id)).await
+    }
+
+    async fn search_conversations(
+        &self,
+        query: &chat_core::search::SearchQuery,
+    ) -> Result<Vec<chat_core::search::StoredHit>, StoreError> {
+        let query = query.clone();
+        self.call(move |conn| search::search(conn, &query)).await
     }
 
     async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {
