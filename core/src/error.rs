@@ -25,6 +25,9 @@ pub enum ErrorCode {
     NotFound,
     /// The message body is over the configured limit.
     TooLarge,
+    /// The request contradicts what is stored (a canned response's shortcut already taken, a
+    /// site's canned responses at their limit).
+    Conflict,
     /// The store is unreachable; retry with the same `client_msg_id`.
     Unavailable,
     /// Too many requests (sends, session opens): retry after `retry_after_ms`.
@@ -46,6 +49,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::TooLarge => "too_large",
+            Self::Conflict => "conflict",
             Self::Unavailable => "unavailable",
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
@@ -93,6 +97,9 @@ pub enum ChatError {
     /// See [`ErrorCode::TooLarge`].
     #[error("{0}")]
     TooLarge(String),
+    /// See [`ErrorCode::Conflict`].
+    #[error("{0}")]
+    Conflict(String),
     /// See [`ErrorCode::RateLimited`]: the command was not executed; retry it (with the same
     /// `client_msg_id`) after `retry_after`.
     #[error("{what}; retry in {} ms", retry_after.as_millis())]
@@ -116,6 +123,7 @@ impl ChatError {
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::TooLarge(_) => ErrorCode::TooLarge,
+            Self::Conflict(_) => ErrorCode::Conflict,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Store(StoreError::NotFound(what)) => {
                 let _ = what;

@@ -154,6 +154,24 @@ pub enum ClientCommand {
         /// `online`, `away` or `offline`.
         status: crate::agent_status::AgentStatus,
     },
+    /// Agents: conversations whose messages, or whose visitor's name or email, match `query`
+    /// ([`crate::search`]), most recently updated first, a page at a time.
+    SearchConversations {
+        /// The text, at most 200 bytes.
+        query: String,
+        /// Only this site's conversations (default: every site of the agent).
+        #[serde(default)]
+        site: Option<String>,
+        /// Only conversations in this status.
+        #[serde(default)]
+        status: Option<ConversationStatus>,
+        /// The `next_cursor` of the page before.
+        #[serde(default)]
+        cursor: Option<String>,
+        /// Results per page (default 20, at most 50).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
 }
 
 /// Every `type` a client frame may carry.
@@ -172,6 +190,7 @@ pub const CLIENT_COMMAND_TYPES: &[&str] = &[
     "read",
     "typing",
     "set_status",
+    "search_conversations",
 ];
 
 /// Why a client frame could not be decoded. Carries the request id when one could be read,
@@ -392,6 +411,12 @@ pub struct Ack {
     /// `list_agents`: the caller's colleagues (connected, and the site's directory), by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents: Option<Vec<crate::agent_status::AgentStatusView>>,
+    /// `search_conversations`: the page of results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<crate::search::SearchResult>>,
+    /// `search_conversations`: present when more results may follow; the next page's `cursor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// The `error` event.

@@ -11,8 +11,9 @@
 //! - the command service, [`ChatService`] (one per process): `chat_service.rs` (construction,
 //!   counts, `close`, `list`, `history`), `send.rs` (the three ways to send),
 //!   `assignment.rs` (`assign`, transfer, unassign, the agent directory, `list_agents`),
-//!   `context.rs` (a visitor's reported context) and `read.rs` (read receipts: the `read`
-//!   command, its fan-out, agents' unread counts);
+//!   `context.rs` (a visitor's reported context), `read.rs` (read receipts: the `read`
+//!   command, its fan-out, agents' unread counts), `canned.rs` (canned responses) and
+//!   `search.rs` (conversation search);
 //! - the per-connection session state machine, [`ChatSession`]: `session.rs` (its state and
 //!   end), `open_session.rs` ([`ChatService::open_session`]), `session_commands.rs`
 //!   ([`ChatSessionState::handle`], `resume`, [`ChatSessionState::recover`]) and
@@ -22,12 +23,14 @@
 //! Only what transports and the gateway use is public, re-exported here.
 
 mod assignment;
+mod canned;
 mod chat_service;
 mod cluster;
 mod config;
 mod context;
 mod open_session;
 mod read;
+mod search;
 mod send;
 mod session;
 mod session_commands;
@@ -38,5 +41,6 @@ mod signals;
 pub use assignment::{assignment_line, Assignee};
 pub use chat_service::{ChatService, Delivery, HistoryPage, SessionCounts, VisitorIntro};
 pub use config::ServiceConfig;
+pub use search::{SearchPage, SearchRequest, DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT, SEARCH_RATE};
 pub use session::{ChatSession, ChatSessionState};
 pub use session_events::Outbound;

@@ -2,12 +2,14 @@
 //! `chat-storage` crate (Postgres and the embedded default); both pass one conformance suite.
 
 use crate::agents::AgentRecord;
+use crate::canned::{CannedFields, CannedResponse, CannedWrite};
 use crate::error::StoreError;
 use crate::model::{
     Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, Sender, SiteId,
     Visitor, VisitorId,
 };
 use crate::read_receipts::{AgentListing, MarkedRead, ReadMarks, Reader};
+use crate::search::{SearchQuery, StoredHit};
 use crate::visitor_context::VisitorContextRecord;
 use crate::webhook::{OutboxDepth, WebhookEvent};
 use async_trait::async_trait;
@@ -251,6 +253,62 @@ pub trait Store: Send + Sync + 'static {
         filter: &ConversationFilter,
         agent_id: &str,
     ) -> Result<Vec<AgentListing>, StoreError>;
+    /// The canned responses of `site_id`, by shortcut.
+    async fn canned_responses(&self, site_id: &str) -> Result<Vec<CannedResponse>, StoreError> {
+        let _ = site_id;
+        Err(self.lacks("canned responses"))
+    }
+
+    /// One canned response.
+    async fn canned_response(&self, id: uuid::Uuid) -> Result<Option<CannedResponse>, StoreError> {
+        let _ = id;
+        Err(self.lacks("canned responses"))
+    }
+
+    /// Creates a canned response of `site_id`, unless the site holds `max_per_site` already
+    /// ([`CannedWrite::LimitReached`]) or one with the same shortcut
+    /// ([`CannedWrite::ShortcutTaken`]); the count and the insert are one atomic step.
+    async fn create_canned_response(
+        &self,
+        site_id: &str,
+        fields: &CannedFields,
+        max_per_site: u32,
+    ) -> Result<CannedWrite, StoreError> {
+        let _ = (site_id, fields, max_per_site);
+        Err(self.lacks("canned responses"))
+    }
+
+    /// Replaces a canned response's fields (its site stays). [`StoreError::NotFound`] when it
+    /// does not exist; [`CannedWrite::ShortcutTaken`] when another of its site has the shortcut.
+    async fn update_canned_response(
+        &self,
+        id: uuid::Uuid,
+        fields: &CannedFields,
+    ) -> Result<CannedWrite, StoreError> {
+        let _ = (id, fields);
+        Err(self.lacks("canned responses"))
+    }
+
+    /// Deletes a canned response; returns whether it existed.
+    async fn delete_canned_response(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
+        let _ = id;
+        Err(self.lacks("canned responses"))
+    }
+
+    /// Conversations matching `query` ([`crate::search`] says what matches), most recently
+    /// updated first (then by id, descending), each with its newest matching message.
+    async fn search_conversations(
+        &self,
+        query: &SearchQuery,
+    ) -> Result<Vec<StoredHit>, StoreError> {
+        let _ = query;
+        Err(self.lacks("search"))
+    }
+
+    /// The error of a feature this store does not have.
+    fn lacks(&self, what: &str) -> StoreError {
+        StoreError::Other(format!("the {} store has no {what}", self.kind()))
+    }
 
     /// Conversations with status `open`, for the `chat_conversations_open` gauge; `None` when
     /// the store cannot count them cheaply.

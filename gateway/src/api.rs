@@ -16,6 +16,8 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::{json, Value};
 
+mod canned;
+mod search;
 mod visitor;
 
 /// Most agents whose API send buckets are kept; past it, full (idle) buckets are forgotten.

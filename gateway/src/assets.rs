@@ -181,6 +181,16 @@ pub fn lookup(path: &str) -> Option<Asset> {
             body: include_str!("../../web/admin/signals.js"),
             headers: &[],
         },
+        "/chat/admin/canned.js" => Asset {
+            content_type: "application/javascript; charset=utf-8",
+            body: include_str!("../../web/admin/canned.js"),
+            headers: &[],
+        },
+        "/chat/admin/search.js" => Asset {
+            content_type: "application/javascript; charset=utf-8",
+            body: include_str!("../../web/admin/search.js"),
+            headers: &[],
+        },
         "/chat/admin/console.css" => Asset {
             content_type: "text/css; charset=utf-8",
             body: include_str!("../../web/admin/console.css"),

@@ -193,6 +193,8 @@ impl ProxyHttp for ChatEdge {
                 self.api().user_messages(session, &site, &user).await
             }
             Route::ApiVisitor(id) if read_only => self.api().visitor(session, &id).await,
+            Route::ApiCanned(id) => self.api().canned(session, id.as_deref()).await,
+            Route::ApiSearch if read_only => self.api().search(session).await,
             Route::Asset(asset) if read_only => {
                 let mut headers = vec![("Cache-Control", "no-cache")];
                 headers.extend_from_slice(asset.headers);

@@ -26,6 +26,10 @@ pub enum Route {
     },
     /// `GET /chat/api/conversations/{id}/visitor`.
     ApiVisitor(String),
+    /// `/chat/api/canned-responses` (`None`) or `/chat/api/canned-responses/{id}`.
+    ApiCanned(Option<String>),
+    /// `GET /chat/api/conversations/search`.
+    ApiSearch,
     /// An embedded browser file.
     Asset(Asset),
     /// `/ws-visitor/` or `/ws-admin/`: a WebSocket for that role.
@@ -51,6 +55,8 @@ impl Route {
             Self::ApiMessages(_) => "api_messages",
             Self::ApiUserMessages { .. } => "api_user_messages",
             Self::ApiVisitor(_) => "api_visitor",
+            Self::ApiCanned(_) => "api_canned",
+            Self::ApiSearch => "api_search",
             Self::Asset(_) => "asset",
             Self::Socket(Role::Visitor) => "socket_visitor",
             Self::Socket(Role::Agent) => "socket_agent",
@@ -83,6 +89,16 @@ pub fn route(path: &str) -> Route {
         "/chat/health/live" => Route::Live,
         "/chat/api/whoami" => Route::WhoAmI,
         "/chat/api/stats" => Route::ApiStats,
+        "/chat/api/conversations/search" => Route::ApiSearch,
+        "/chat/api/canned-responses" => Route::ApiCanned(None),
+        _ if path.starts_with("/chat/api/canned-responses/") => {
+            let id = &path["/chat/api/canned-responses/".len()..];
+            if id.is_empty() || id.contains('/') {
+                Route::NotFound
+            } else {
+                Route::ApiCanned(Some(id.to_owned()))
+            }
+        }
         _ if path.starts_with("/chat/api/conversations/") && path.ends_with("/messages") => {
             let id = &path["/chat/api/conversations/".len()..path.len() - "/messages".len()];
             if id.is_empty() || id.contains('/') {
@@ -134,6 +150,8 @@ mod tests {
             | Route::ApiMessages(_)
             | Route::ApiUserMessages { .. }
             | Route::ApiVisitor(_)
+            | Route::ApiCanned(_)
+            | Route::ApiSearch
             | Route::Asset(_)
             | Route::Socket(_)
             | Route::Poll(_)
@@ -152,6 +170,8 @@ mod tests {
                 user: String::new(),
             },
             Route::ApiVisitor(String::new()),
+            Route::ApiCanned(None),
+            Route::ApiSearch,
             Route::Asset(crate::assets::lookup("/chat/widget/widget.js").expect("the widget")),
             Route::Socket(Role::Visitor),
             Route::Socket(Role::Agent),
@@ -173,7 +193,7 @@ mod tests {
             .iter()
             .filter_map(Route::metric_name)
             .collect();
-        assert_eq!(names.len(), 14);
+        assert_eq!(names.len(), 16);
         for name in names {
             assert!(row.contains(&format!("`{name}`")), "{name} is not in {row}");
         }
@@ -209,6 +229,21 @@ mod tests {
         assert!(
             matches!(route("/chat/api/conversations/abc/visitor"), Route::ApiVisitor(id) if id == "abc")
         );
+        assert!(matches!(
+            route("/chat/api/conversations/search"),
+            Route::ApiSearch
+        ));
+        assert!(matches!(
+            route("/chat/api/canned-responses"),
+            Route::ApiCanned(None)
+        ));
+        assert!(
+            matches!(route("/chat/api/canned-responses/abc"), Route::ApiCanned(Some(id)) if id == "abc")
+        );
+        assert!(matches!(
+            route("/chat/api/canned-responses/a/b"),
+            Route::NotFound
+        ));
         assert!(matches!(
             route("/chat/api/conversations//messages"),
             Route::NotFound

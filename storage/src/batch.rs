@@ -316,6 +316,50 @@ impl<S: AppendBatch> Store for BatchingStore<S> {
             .await
     }
 
+    async fn canned_responses(
+        &self,
+        site_id: &str,
+    ) -> Result<Vec<chat_core::canned::CannedResponse>, StoreError> {
+        self.inner.canned_responses(site_id).await
+    }
+
+    async fn canned_response(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Option<chat_core::canned::CannedResponse>, StoreError> {
+        self.inner.canned_response(id).await
+    }
+
+    async fn create_canned_response(
+        &self,
+        site_id: &str,
+        fields: &chat_core::canned::CannedFields,
+        max_per_site: u32,
+    ) -> Result<chat_core::canned::CannedWrite, StoreError> {
+        self.inner
+            .create_canned_response(site_id, fields, max_per_site)
+            .await
+    }
+
+    async fn update_canned_response(
+        &self,
+        id: uuid::Uuid,
+        fields: &chat_core::canned::CannedFields,
+    ) -> Result<chat_core::canned::CannedWrite, StoreError> {
+        self.inner.update_canned_response(id, fields).await
+    }
+
+    async fn delete_canned_response(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
+        self.inner.delete_canned_response(id).await
+    }
+
+    async fn search_conversations(
+        &self,
+        query: &chat_core::search::SearchQuery,
+    ) -> Result<Vec<chat_core::search::StoredHit>, StoreError> {
+        self.inner.search_conversations(query).await
+    }
+
     async fn open_conversation_count(&self) -> Result<Option<u64>, StoreError> {
         self.inner.open_conversation_count().await
     }

@@ -50,6 +50,7 @@ pub mod batch;
 pub mod embedded;
 pub mod files;
 mod import;
+mod like;
 mod migrations;
 pub mod postgres;
 mod status;
@@ -59,6 +60,7 @@ mod time;
 
 pub use batch::{AppendBatch, BatchSettings, BatchingStore};
 pub use embedded::EmbeddedStore;
+pub(crate) use like::like_pattern;
 pub use migrations::{MigrationInfo, MigrationReport};
 pub use postgres::{PostgresBus, PostgresStore};
 pub use status::{schema_status, SchemaStatus};

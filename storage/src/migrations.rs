@@ -47,6 +47,16 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "webhook_outbox",
         sql: include_str!("../migrations/postgres/0008_webhook_outbox.sql"),
     },
+    Migration {
+        version: 9,
+        name: "canned_responses",
+        sql: include_str!("../migrations/postgres/0009_canned_responses.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "search",
+        sql: include_str!("../migrations/postgres/0010_search.sql"),
+    },
 ];
 
 /// Embedded (SQLite) migrations, in increasing version order (as [`POSTGRES`]).
@@ -85,6 +95,16 @@ pub(crate) const EMBEDDED: &[Migration] = &[
         version: 8,
         name: "webhook_outbox",
         sql: include_str!("../migrations/embedded/0008_webhook_outbox.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "canned_responses",
+        sql: include_str!("../migrations/embedded/0009_canned_responses.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "search",
+        sql: include_str!("../migrations/embedded/0010_search.sql"),
     },
 ];
 

@@ -246,12 +246,16 @@ async fn tick() {
     tokio::time::sleep(Duration::from_millis(3)).await;
 }
 
+#[path = "conformance/canned.rs"]
+mod canned;
 #[path = "conformance/import.rs"]
 mod import;
 #[path = "conformance/read_state.rs"]
 mod read_state;
 #[path = "conformance/notes_agents.rs"]
 mod notes_agents;
+#[path = "conformance/search.rs"]
+mod search;
 #[path = "conformance/visitor_context.rs"]
 mod visitor_context;
 #[path = "conformance/visitors.rs"]
@@ -261,9 +265,11 @@ mod webhooks;
 
 /// The checks, each generic over the fixture.
 mod checks {
+    pub use super::canned::*;
     pub use super::import::*;
     pub use super::read_state::*;
     pub use super::notes_agents::*;
+    pub use super::search::*;
     pub use super::visitor_context::*;
     pub use super::visitors::*;
     pub use super::webhooks::*;
@@ -938,4 +944,9 @@ conformance_suite!(
     webhook_events_are_leased_retried_finished_and_given_up,
     concurrent_webhook_claims_never_share_an_event,
     a_store_without_an_outbox_writes_no_webhook_event,
+    canned_responses_crud_per_site,
+    canned_responses_stop_at_the_site_limit,
+    search_finds_text_people_and_status_within_sites,
+    search_pages_with_a_cursor,
+    search_treats_hostile_queries_as_plain_words,
 );

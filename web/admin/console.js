@@ -546,6 +546,16 @@
       if (!selectedId && remembered && conversations.has(remembered)) openConversation(remembered);
     });
     flushPending();
+    // What ./canned.js and ./search.js need: this socket, the token (for the HTTP API), who
+    // we are, and a way to open a conversation that may not be in the list.
+    document.dispatchEvent(new CustomEvent('chat-console:ready', {
+      detail: {
+        request: request,
+        token: function () { return token; },
+        agent: me,
+        open: function (conv) { onConversation(conv); openConversation(conv.id); },
+      },
+    }));
   }
 
   function logFailure(what) {
@@ -682,7 +692,8 @@
 
   // Tells ./visitor-panel.js which conversation is open, and that something happened in it.
   function announce(what, id) {
-    const detail = what === 'open' ? { id: id, request: request } : { id: id };
+    const conv = id ? conversations.get(id) : null;
+    const detail = what === 'open' ? { id: id, request: request, site: conv ? conv.site_id : null } : { id: id };
     document.dispatchEvent(new CustomEvent('chat-console:' + what, { detail: detail }));
   }
 

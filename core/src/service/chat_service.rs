@@ -113,6 +113,10 @@ impl ChatService {
                 remote_agents: std::sync::Mutex::new(HashMap::new()),
                 agent_tokens: std::sync::OnceLock::new(),
                 visitor_sends,
+                searches: crate::rate::KeyedBuckets::new(
+                    Some(super::SEARCH_RATE),
+                    MAX_VISITOR_SEND_BUCKETS,
+                ),
                 rollout: std::sync::RwLock::new(Arc::new(config.rollout.clone())),
                 conversation_epochs: (0..CONVERSATION_EPOCHS)
                     .map(|_| AtomicU64::new(0))

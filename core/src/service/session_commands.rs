@@ -258,6 +258,27 @@ impl ChatSessionState {
                 )),
                 ..Ack::default()
             }),
+            ClientCommand::SearchConversations {
+                query,
+                site,
+                status,
+                cursor,
+                limit,
+            } => {
+                let request = crate::service::SearchRequest {
+                    query,
+                    site,
+                    status,
+                    cursor,
+                    limit,
+                };
+                let page = service.search(principal, request).await?;
+                Ok(Ack {
+                    results: Some(page.results),
+                    next_cursor: page.next_cursor,
+                    ..Ack::default()
+                })
+            }
         }
     }
 

@@ -33,6 +33,8 @@ pub(super) struct Inner {
     /// Send buckets by visitor (`ServiceConfig::visitor_send_rate`), shared by all of a
     /// visitor's sessions on this process, so reconnecting does not refill one.
     pub(super) visitor_sends: crate::rate::KeyedBuckets<VisitorId>,
+    /// Search buckets by agent id ([`super::SEARCH_RATE`]).
+    pub(super) searches: crate::rate::KeyedBuckets<crate::model::AgentId>,
     /// The rollout in force: `config.rollout` at start, replaced on reload.
     pub(super) rollout: std::sync::RwLock<Arc<crate::rollout::Rollout>>,
     /// Conversation changes seen by this process (its own and other processes'), counted by

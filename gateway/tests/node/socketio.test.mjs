@@ -405,3 +405,28 @@ test('a verified user over Socket.IO is the same visitor on two connections; a w
   assert.match(err.message, /user hash does not match/);
   for (const s of [phone, laptop, wrong]) s.close();
 });
+
+test('search over Socket.IO: an agent finds a conversation by a word of its message, on its own site only', async () => {
+  const gw = await gateway();
+  const v1 = visitor(gw, { auth: { site: 'shop1' }, transports: ['websocket'] });
+  const v2 = visitor(gw, { auth: { site: 'shop2' }, transports: ['polling'] });
+  await Promise.all([once(v1, 'welcome'), once(v2, 'welcome')]);
+  const c1 = (await v1.emitWithAck('send', { body: 'My parcel never arrived' })).message.conversation_id;
+  await v1.emitWithAck('send', { body: 'hello again' });
+  await v2.emitWithAck('send', { body: 'parcel on shop2' });
+
+  for (const transports of [['websocket'], ['polling']]) {
+    const a = agent(gw, shortToken(gw, 'ann', 600, { sites: ['shop1'] }), { transports });
+    await once(a, 'welcome');
+    const ack = await a.timeout(10_000).emitWithAck('search_conversations', { query: 'PARCEL "never"' });
+    assert.equal(ack.results?.length, 1, JSON.stringify(ack));
+    assert.equal(ack.results[0].conversation.id, c1);
+    assert.equal(ack.results[0].seq, 1);
+    assert.equal(ack.results[0].snippet, 'My parcel never arrived');
+    const other = await a.timeout(10_000).emitWithAck('search_conversations', { query: 'parcel', site: 'shop2' });
+    assert.equal(other.error?.code, 'forbidden', JSON.stringify(other));
+    a.close();
+  }
+  v1.close();
+  v2.close();
+});

@@ -11,6 +11,9 @@ mod agents;
 mod import;
 mod read_state;
 mod visibility;
+mod canned;
+mod import;
+mod search;
 mod visitor_context;
 mod visitors;
 mod webhooks;
@@ -667,6 +670,54 @@ impl Store for EmbeddedStore {
         let agent_id = agent_id.to_owned();
         self.call(move |conn| read_state::list_for_agent(conn, &filter, &agent_id))
             .await
+    }
+
+    async fn canned_responses(
+        &self,
+        site_id: &str,
+    ) -> Result<Vec<chat_core::canned::CannedResponse>, StoreError> {
+        let site_id = site_id.to_owned();
+        self.call(move |conn| canned::list(conn, &site_id)).await
+    }
+
+    async fn canned_response(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<chat_core::canned::CannedResponse>, StoreError> {
+        self.call(move |conn| canned::get(conn, id)).await
+    }
+
+    async fn create_canned_response(
+        &self,
+        site_id: &str,
+        fields: &chat_core::canned::CannedFields,
+        max_per_site: u32,
+    ) -> Result<chat_core::canned::CannedWrite, StoreError> {
+        let (site_id, fields) = (site_id.to_owned(), fields.clone());
+        self.call(move |conn| canned::create(conn, &site_id, &fields, max_per_site))
+            .await
+    }
+
+    async fn update_canned_response(
+        &self,
+        id: Uuid,
+        fields: &chat_core::canned::CannedFields,
+    ) -> Result<chat_core::canned::CannedWrite, StoreError> {
+        let fields = fields.clone();
+        self.call(move |conn| canned::update(conn, id, &fields))
+            .await
+    }
+
+    async fn delete_canned_response(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.call(move |conn| canned::delete(conn, id)).await
+    }
+
+    async fn search_conversations(
+        &self,
+        query: &chat_core::search::SearchQuery,
+    ) -> Result<Vec<chat_core::search::StoredHit>, StoreError> {
+        let query = query.clone();
+        self.call(move |conn| search::search(conn, &query)).await
     }
 
     async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {

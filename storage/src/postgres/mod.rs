@@ -8,11 +8,13 @@
 mod agents;
 mod append;
 mod bus;
+mod canned;
 mod conninfo;
 mod errors;
 mod import;
 mod read_state;
 mod rows;
+mod search;
 pub mod tls;
 mod visibility;
 mod visitor_context;
@@ -518,6 +520,52 @@ impl Store for PostgresStore {
             &client, filter, agent_id
         )
         .await)
+    async fn canned_responses(
+        &self,
+        site_id: &str,
+    ) -> Result<Vec<chat_core::canned::CannedResponse>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| canned::list(&client, site_id)
+            .await)
+    }
+
+    async fn canned_response(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Option<chat_core::canned::CannedResponse>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| canned::get(&client, id).await)
+    }
+
+    async fn create_canned_response(
+        &self,
+        site_id: &str,
+        fields: &chat_core::canned::CannedFields,
+        max_per_site: u32,
+    ) -> Result<chat_core::canned::CannedWrite, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            canned::create(&mut client, site_id, fields, max_per_site).await
+        })
+    }
+
+    async fn update_canned_response(
+        &self,
+        id: uuid::Uuid,
+        fields: &chat_core::canned::CannedFields,
+    ) -> Result<chat_core::canned::CannedWrite, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            canned::update(&client, id, fields).await
+        })
+    }
+
+    async fn delete_canned_response(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| canned::delete(&client, id).await)
+    }
+
+    async fn search_conversations(
+        &self,
+        query: &chat_core::search::SearchQuery,
+    ) -> Result<Vec<chat_core::search::StoredHit>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| search::search(&client, query)
+            .await)
     }
 
     async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {

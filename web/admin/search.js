@@ -1,0 +1,133 @@
+/*
+ * Conversation search in the agent console: a search box above the conversation list. Typing
+ * (after a pause) or Enter runs `search_conversations` (docs/protocol.md#search) over the
+ * console's socket, for the site the switcher shows (all of the agent's sites otherwise); the
+ * results replace the list until the box is emptied or Escape is pressed. A result shows the
+ * matching message's snippet (or that the visitor's name or email matched); choosing it opens
+ * the conversation. "More results" asks for the next page.
+ *
+ * console.js hands over `request` and `open` with `chat-console:ready`. Text only, via
+ * textContent.
+ */
+(function () {
+  'use strict';
+
+  const PAUSE_MS = 350;
+  const sidebarHead = document.querySelector('.sidebar-head');
+  const conversationList = document.getElementById('conversations');
+  const noConversations = document.getElementById('no-conversations');
+  if (!sidebarHead || !conversationList) return;
+
+  let ctx = null; // { request, open }
+  let timer = null;
+  let generation = 0;
+  let shown = []; // results on screen
+  let nextCursor = null;
+  let lastQuery = '';
+
+  document.addEventListener('chat-console:ready', function (e) { ctx = e.detail; });
+
+  function h(tag, attrs, text) {
+    const el = document.createElement(tag);
+    for (const name of Object.keys(attrs || {})) el.setAttribute(name, attrs[name]);
+    if (text !== undefined) el.textContent = text;
+    return el;
+  }
+
+  const form = h('form', { class: 'search', role: 'search', 'data-testid': 'search-form' });
+  const input = h('input', {
+    type: 'search', class: 'search-input', placeholder: 'Search messages, names, emails', maxlength: '200',
+    'aria-label': 'Search conversations', 'data-testid': 'search-input', autocomplete: 'off',
+  });
+  form.append(input);
+  sidebarHead.after(form);
+
+  const status = h('p', { class: 'search-status', role: 'status', 'data-testid': 'search-status' });
+  const results = h('ul', { class: 'conversations search-results', 'data-testid': 'search-results' });
+  const more = h('button', { type: 'button', class: 'button subtle search-more', 'data-testid': 'search-more' }, 'More results');
+  status.hidden = true;
+  results.hidden = true;
+  more.hidden = true;
+  conversationList.before(status, results, more);
+
+  function showResults(on) {
+    results.hidden = !on;
+    status.hidden = !on;
+    conversationList.hidden = on;
+    if (noConversations) noConversations.hidden = on || conversationList.children.length > 0;
+    if (!on) more.hidden = true;
+  }
+
+  function siteFilter() {
+    const sites = window.ChatSiteSwitcher;
+    return sites && typeof sites.filter === 'function' ? sites.filter() : {};
+  }
+
+  function when(iso) {
+    const d = new Date(iso);
+    return isNaN(d) ? '' : d.toLocaleString();
+  }
+
+  function render() {
+    results.replaceChildren();
+    for (const r of shown) {
+      const c = r.conversation || {};
+      const button = h('button', {
+        type: 'button', class: 'conversation', 'data-testid': 'search-result', 'data-conversation-id': c.id || '',
+      });
+      const row = h('div', { class: 'row' });
+      row.append(h('span', { class: 'name' }, c.site_id ? c.site_id : 'Conversation'), h('span', { class: 'badge', 'data-status': c.status }, c.status || ''));
+      button.append(row,
+        h('div', { class: 'preview', 'data-testid': 'search-snippet' }, r.snippet ? r.snippet : 'The visitor\'s name or email matches'),
+        h('div', { class: 'time' }, when(c.updated_at)));
+      button.addEventListener('click', function () { if (ctx && c.id) ctx.open(c); });
+      const item = h('li');
+      item.append(button);
+      results.append(item);
+    }
+    status.textContent = shown.length ? shown.length + (nextCursor ? '+' : '') + ' found' : 'Nothing found';
+    more.hidden = !nextCursor;
+  }
+
+  function run(cursor) {
+    const query = input.value.trim();
+    if (!query) { generation++; showResults(false); return; }
+    if (!ctx) return;
+    const mine = ++generation;
+    lastQuery = query;
+    const fields = Object.assign({ query: query, limit: 20 }, siteFilter());
+    if (cursor) fields.cursor = cursor;
+    showResults(true);
+    if (!cursor) status.textContent = 'Searching…';
+    ctx.request('search_conversations', fields).then(function (ack) {
+      if (mine !== generation) return;
+      const page = Array.isArray(ack.results) ? ack.results : [];
+      shown = cursor ? shown.concat(page) : page;
+      nextCursor = typeof ack.next_cursor === 'string' ? ack.next_cursor : null;
+      render();
+    }, function (err) {
+      if (mine !== generation) return;
+      if (!cursor) { shown = []; nextCursor = null; results.replaceChildren(); }
+      status.textContent = err.code === 'rate_limited' ? 'Searching too fast — wait a moment'
+        : 'Search failed: ' + (err.message || err.code);
+    });
+  }
+
+  input.addEventListener('input', function () {
+    clearTimeout(timer);
+    timer = setTimeout(function () { run(null); }, PAUSE_MS);
+  });
+  input.addEventListener('keydown', function (e) {
+    if (e.key === 'Escape') { input.value = ''; clearTimeout(timer); run(null); }
+  });
+  form.addEventListener('submit', function (e) {
+    e.preventDefault();
+    clearTimeout(timer);
+    run(null);
+  });
+  more.addEventListener('click', function () { if (nextCursor && input.value.trim() === lastQuery) run(nextCursor); });
+  // Another site chosen: the results are of the old one.
+  document.addEventListener('chat-console:site', function () {
+    if (input.value.trim() && !results.hidden) run(null);
+  });
+})();

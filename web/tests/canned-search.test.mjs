@@ -1,0 +1,108 @@
+// End-to-end: canned replies and search in the agent console (issue 15). A known visitor
+// writes; the agent adds a canned reply in the console's "Canned replies" dialog, types `/gre`
+// in the reply box, sees it offered, presses Enter and gets it with the visitor's name filled in;
+// then searches a word of the visitor's message and opens the conversation from the result.
+// Real chat-gateway binary, real Chromium.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  WAIT, startGateway, stopGateway, launchBrowser, mintToken, serveShop, waitForText,
+  openWidget, widgetSend, openConsole,
+} from './harness.mjs';
+
+let gw;
+let browser;
+
+before(async () => {
+  gw = await startGateway();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  await stopGateway(gw);
+});
+
+test('a canned reply is offered on /gre and inserted with the visitor\'s name; a search finds the conversation', { timeout: 240_000 }, async () => {
+  const shopper = await browser.newContext();
+  const agentCtx = await browser.newContext();
+  try {
+    await serveShop(shopper, gw, { user: { id: 'u-77', name: 'Bob Buyer', email: 'bob@example.com' } });
+    const visitor = await shopper.newPage();
+    await openWidget(gw, visitor);
+    await widgetSend(gw, visitor, 'Where is my parcel? It is late.');
+    const conversationId = (await visitor.evaluate(() => window.ChatWidget.state)).conversationId;
+    assert.ok(conversationId);
+
+    // Another conversation, which the search must leave out.
+    const other = await (await browser.newContext()).newPage();
+    await serveShop(other.context(), gw, {});
+    await openWidget(gw, other);
+    await widgetSend(gw, other, 'Just browsing');
+
+    const token = await mintToken(gw, 'ann', 'Ann Agent');
+    const agent = await agentCtx.newPage();
+    await openConsole(gw, agent, token, 'Ann Agent');
+    await agent.locator(`[data-testid="conversation-item"][data-conversation-id="${conversationId}"]`).click({ timeout: WAIT });
+
+    // Add a canned reply in the dialog.
+    await agent.getByTestId('canned-manage-button').click({ timeout: WAIT });
+    await agent.getByTestId('canned-dialog').waitFor({ state: 'visible', timeout: WAIT });
+    await agent.getByTestId('canned-shortcut').fill('greet');
+    await agent.getByTestId('canned-title').fill('Greeting');
+    await agent.getByTestId('canned-body').fill('Hi {{visitor.name|there}}, {{agent.name}} here. {{visitor.phone}}');
+    await agent.getByTestId('canned-save').click();
+    await agent.locator('[data-testid="canned-item"][data-shortcut="greet"]').waitFor({ timeout: WAIT });
+    // It is stored on the conversation's site, over the HTTP API.
+    const listed = await fetch(`${gw.base}/chat/api/canned-responses?site=default`, { headers: { Authorization: `Bearer ${token}` } });
+    assert.equal(listed.status, 200);
+    const { canned_responses: stored } = await listed.json();
+    assert.deepEqual(stored.map((c) => c.shortcut), ['greet']);
+    await agent.getByTestId('canned-done').click();
+
+    // `/gre` offers it; Enter inserts it, placeholders filled (an unknown one left as written).
+    const reply = agent.getByTestId('reply-input');
+    await reply.click();
+    await reply.pressSequentially('/gre');
+    const option = agent.locator('[data-testid="canned-option"][data-shortcut="greet"]');
+    await option.waitFor({ state: 'visible', timeout: WAIT });
+    await reply.press('Enter');
+    await agent.waitForFunction(() => document.querySelector('[data-testid="reply-input"]').value.startsWith('Hi '), null, { timeout: WAIT });
+    assert.equal(await reply.inputValue(), 'Hi Bob Buyer, Ann Agent here. {{visitor.phone}}');
+    assert.equal(await agent.getByTestId('canned-menu').isHidden(), true);
+    // Nothing was sent by that Enter.
+    assert.equal(await agent.locator('[data-testid="message"][data-role="agent"]').count(), 0);
+    // A shortcut that matches nothing offers nothing.
+    await reply.fill('');
+    await reply.pressSequentially('/zzz');
+    await agent.waitForTimeout(300);
+    assert.equal(await agent.getByTestId('canned-menu').isHidden(), true);
+    await reply.fill('');
+
+    // Search: a word of the visitor's message finds its conversation only, with the snippet.
+    await agent.getByTestId('search-input').fill('parcel');
+    await agent.getByTestId('search-input').press('Enter');
+    const result = agent.getByTestId('search-result');
+    await waitForText(gw, agent.getByTestId('search-snippet'), /Where is my parcel\?/, 'search snippet');
+    assert.equal(await result.count(), 1);
+    assert.equal(await result.first().getAttribute('data-conversation-id'), conversationId);
+    assert.equal(await agent.getByTestId('conversation-list').isHidden(), true);
+    // By the visitor's email too.
+    await agent.getByTestId('search-input').fill('bob@example');
+    await agent.getByTestId('search-input').press('Enter');
+    await waitForText(gw, agent.getByTestId('search-snippet'), /name or email/, 'search by email');
+    // Opening a result opens the conversation; emptying the box brings the list back.
+    await agent.getByTestId('search-input').fill('late');
+    await agent.getByTestId('search-input').press('Enter');
+    await waitForText(gw, agent.getByTestId('search-snippet'), /late/, 'search snippet');
+    await agent.getByTestId('search-result').first().click();
+    await waitForText(gw, agent.getByTestId('message-body'), /Where is my parcel/, 'opened from the search');
+    await agent.getByTestId('search-input').fill('');
+    await agent.getByTestId('search-input').press('Enter');
+    await agent.getByTestId('conversation-list').waitFor({ state: 'visible', timeout: WAIT });
+  } finally {
+    await shopper.close().catch(() => {});
+    await agentCtx.close().catch(() => {});
+  }
+});
