@@ -55,6 +55,9 @@ async fn reads_reach_the_other_side_and_unread_goes_to_zero() {
     let gw = Gateway::start(dir.path(), &[]);
     let mut alice = agent(&gw, "alice", "Alice").await;
     let mut bob = agent(&gw, "bob", "Bob").await;
+    // An agent of another site only: told nothing, allowed nothing (docs/sites.md).
+    let token = gw.agent_token_for("olga", "Olga", Some("elsewhere"));
+    let mut outsider = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
     let mut visitor = Client::connect(&gw.ws("/ws-visitor/"), &[]).await;
     visitor.request(json!({"type":"resume","cursors":{}})).await;
 
@@ -128,6 +131,16 @@ async fn reads_reach_the_other_side_and_unread_goes_to_zero() {
     assert_eq!(ack["read_seq"], 3, "{ack}");
     let ack = visitor.request(json!({"type":"read","seq":-1})).await;
     assert_eq!(ack["code"], "bad_request", "{ack}");
+
+    let ack = outsider
+        .request(json!({"type":"read","conversation_id":conversation,"seq":1}))
+        .await;
+    assert_eq!(ack["code"], "forbidden", "{ack}");
+    assert!(
+        !outsider.backlog.iter().any(|e| e["type"] == "read"),
+        "another site's agent was told: {:?}",
+        outsider.backlog
+    );
 
     // Another visitor may not mark this conversation.
     let mut stranger = Client::connect(&gw.ws("/ws-visitor/"), &[]).await;

@@ -831,6 +831,8 @@
       if (unreadOf(conv) && paneMessages.size) { conv.unread = unreadInPane(conv.read_seq || 0); renderList(); }
       return;
     }
+    // Agents' messages (this agent's replies) need no receipt: only the visitor's count.
+    if (!unreadInRange(conv.read_seq || 0, seq)) return;
     lastReadAt = Date.now();
     request('read', { conversation_id: id, seq: seq }).then(function (ack) {
       if (typeof ack.read_seq === 'number') noteOwnRead(id, ack.read_seq);
@@ -842,8 +844,15 @@
 
   // Visitor messages after `seq` in the open pane (which holds the whole conversation).
   function unreadInPane(seq) {
+    return unreadInRange(seq, Infinity);
+  }
+
+  // Visitor messages with a seq in (after, upto] in the open pane.
+  function unreadInRange(after, upto) {
     let n = 0;
-    for (const m of paneMessages.values()) if (m.seq > seq && m.sender && m.sender.role === 'visitor') n++;
+    for (const m of paneMessages.values()) {
+      if (m.seq > after && m.seq <= upto && m.sender && m.sender.role === 'visitor') n++;
+    }
     return n;
   }
 

@@ -608,6 +608,13 @@
     if (!c || !transport || !welcomed || !panelOpen || document.visibilityState === 'hidden') return;
     const seq = contiguousSeq(cid);
     if (seq <= c.readSent) return;
+    // Only what others wrote is worth telling: the visitor's own messages need no receipt.
+    let news = false;
+    for (let s = c.readSent + 1; s <= seq && !news; s++) {
+      const m = messages.get(cid + ':' + s);
+      news = !m || !m.sender || m.sender.role !== 'visitor';
+    }
+    if (!news) return;
     c.readSent = seq;
     lastReadAt = Date.now();
     request({ type: 'read', conversation_id: cid, seq: seq }, { kind: 'read', cid: cid });
