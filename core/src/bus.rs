@@ -173,8 +173,35 @@ impl BusEvent {
                 agents_online,
                 sites: Some(presence),
             } => Self::presence_within(node, *agents_online, presence, limit),
-            // Conversations are small (ids, names, timestamps).
+            Self::AgentStatus { node, status } => Self::agent_status_within(node, status, limit),
+            // Conversations and typing are small (ids, names, timestamps).
             _ => json,
+        }
+    }
+
+    /// An agent status whose sites do not fit (a token may list up to 1000): the sites are cut
+    /// until it fits, so colleagues of the sites left out on other processes miss this change
+    /// (they see it on this agent's next one that fits, or never for those sites). A batch of
+    /// notifications holding one over the limit would fail whole.
+    fn agent_status_within(
+        node: &str,
+        status: &crate::agent_status::AgentStatusView,
+        limit: usize,
+    ) -> String {
+        let mut trimmed = status.clone();
+        loop {
+            let json = serde_json::to_string(&Self::AgentStatus {
+                node: node.to_owned(),
+                status: trimmed.clone(),
+            })
+            .unwrap_or_default();
+            if json.len() <= limit || trimmed.sites.is_empty() {
+                return json;
+            }
+            // A site takes at most 67 bytes (64, quotes, comma): never more dropped than needed.
+            let excess = json.len() - limit;
+            let drop = (excess / 67 + 1).min(trimmed.sites.len());
+            trimmed.sites.truncate(trimmed.sites.len() - drop);
         }
     }
 
@@ -403,6 +430,33 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn an_agent_status_of_many_sites_is_cut_to_fit() {
+        let status = crate::agent_status::AgentStatusView {
+            agent: crate::model::Agent {
+                id: "alice".into(),
+                name: "Alice".into(),
+            },
+            status: crate::agent_status::AgentStatus::Away,
+            changed_at: chrono::Utc::now(),
+            sites: (0..1000).map(|i| format!("shop-number-{i:04}")).collect(),
+            connected: true,
+        };
+        let event = BusEvent::AgentStatus {
+            node: "n1".into(),
+            status: status.clone(),
+        };
+        let json = event.to_json_within(7_800);
+        assert!(json.len() <= 7_800, "{}", json.len());
+        let BusEvent::AgentStatus { status: sent, .. } = serde_json::from_str(&json).unwrap()
+        else {
+            panic!("not an agent status: {json}");
+        };
+        assert!(sent.sites.len() > 200, "{}", sent.sites.len());
+        assert_eq!(sent.sites[..], status.sites[..sent.sites.len()]);
+        assert_eq!(sent.status, status.status);
     }
 
     #[test]

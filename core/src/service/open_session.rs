@@ -130,12 +130,13 @@ impl ChatService {
                         }
                     }
                 }
-                hub.subscribe(sub.id, Topic::Staff);
                 session.counted_as_agent = true;
                 // Counted in the visitors' presence only when the agent is online (a status
                 // set before a reconnect is remembered).
                 let (status, change) = self.inner.roster.join(hub, agent, sites);
                 self.inner.apply_roster_change(change);
+                // After joining: the session is not told of its own arrival (`welcome` says it).
+                hub.subscribe(sub.id, Topic::Staff);
                 let online = self.inner.agents_online();
                 Welcome {
                     role: Role::Agent,
