@@ -8,12 +8,11 @@
 //! appends to a conversation.
 
 mod agents;
-mod import;
-mod read_state;
-mod visibility;
 mod canned;
 mod import;
+mod read_state;
 mod search;
+mod visibility;
 mod visitor_context;
 mod visitors;
 mod webhooks;

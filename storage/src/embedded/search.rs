@@ -35,7 +35,7 @@ fn statement(words: bool, substrings: usize) -> String {
          SELECT c.id, c.site_id, c.visitor_id, c.status, c.assignee_id, c.assignee_name, \
          c.last_seq, c.created_at, c.updated_at, \
          m.conversation_id, m.seq, m.client_msg_id, m.sender_role, m.sender_id, m.sender_name, \
-         m.body, m.created_at \
+         m.body, m.created_at, m.kind \
          FROM conversations c \
          LEFT JOIN hits h ON h.conversation_id = c.id \
          LEFT JOIN messages m ON m.conversation_id = h.conversation_id AND m.seq = h.seq \
@@ -100,6 +100,7 @@ pub(super) fn search(conn: &Connection, query: &SearchQuery) -> Result<Vec<Store
                         sender_name: row.get(14)?,
                         body: row.get(15)?,
                         created_at: row.get(16)?,
+                        kind: row.get(17)?,
                     }),
                 };
                 Ok((conversation, message))

@@ -520,6 +520,8 @@ impl Store for PostgresStore {
             &client, filter, agent_id
         )
         .await)
+    }
+
     async fn canned_responses(
         &self,
         site_id: &str,

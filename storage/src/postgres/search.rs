@@ -3,7 +3,7 @@
 //! case-insensitive substrings (`ILIKE`), and the whole query against the visitor's name and
 //! email. The query's text only ever travels as bound parameters.
 
-use chat_core::model::{ConversationStatus, Message, Role, Sender};
+use chat_core::model::{MessageKind, ConversationStatus, Message, Role, Sender};
 use chat_core::search::{SearchQuery, StoredHit};
 use chat_core::StoreError;
 use chrono::{DateTime, Utc};
@@ -37,7 +37,7 @@ fn statement(words: bool, substrings: usize) -> String {
          WHERE {} GROUP BY m.conversation_id) \
          SELECT c.id, c.site_id, c.visitor_id, c.status, c.assignee_id, c.assignee_name, \
          c.last_seq, c.created_at, c.updated_at, \
-         m.seq, m.client_msg_id, m.sender_role, m.sender_id, m.sender_name, m.body, m.created_at \
+         m.seq, m.client_msg_id, m.sender_role, m.sender_id, m.sender_name, m.body, m.created_at, m.kind \
          FROM conversations c \
          LEFT JOIN hits h ON h.conversation_id = c.id \
          LEFT JOIN messages m ON m.conversation_id = h.conversation_id AND m.seq = h.seq \
@@ -81,6 +81,12 @@ fn hit_from_row(row: &Row) -> Result<StoredHit, StoreError> {
                 },
                 body: row.try_get(14).map_err(pg_err)?,
                 created_at: row.try_get::<_, DateTime<Utc>>(15).map_err(pg_err)?,
+                kind: {
+                    let kind: String = row.try_get(16).map_err(pg_err)?;
+                    MessageKind::parse(&kind).ok_or_else(|| {
+                        StoreError::Other(format!("unknown message kind {kind:?}"))
+                    })?
+                },
             })
         }
     };
