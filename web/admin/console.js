@@ -63,6 +63,8 @@
     paneMeta: $('pane-meta'),
     paneError: $('pane-error'),
     assign: $('assign'),
+    transfer: $('transfer'),
+    noteToggle: $('note-toggle'),
     close: $('close'),
     messages: $('messages'),
     replyForm: $('reply-form'),
@@ -686,6 +688,7 @@
     renderList();
     renderPane();
     loadHistory(id, 0);
+    loadAgents(id);
     announce('open', id);
     els.reply.focus();
   }
@@ -728,6 +731,7 @@
     const mine = Boolean(conv && conv.assignee && me && conv.assignee.id === me.id);
     els.assign.textContent = mine ? 'Assigned to you' : 'Assign to me';
     els.assign.disabled = !welcomed || mine || !conv;
+    els.transfer.disabled = !welcomed || !conv;
     els.close.disabled = !welcomed || !conv || conv.status === 'closed';
   }
 
@@ -747,9 +751,9 @@
     if (stick) list.scrollTop = list.scrollHeight;
   }
 
-  function messageElement(role, who, body, meta) {
+  function messageElement(role, who, body, meta, kind) {
     const metaEl = h('span', { class: 'meta', text: meta });
-    const el = h('li', { class: 'message', 'data-testid': 'message', 'data-role': role }, [
+    const el = h('li', { class: 'message', 'data-testid': 'message', 'data-role': role, 'data-kind': kind || 'text' }, [
       h('span', { class: 'who', text: who }),
       h('div', { class: 'body', 'data-testid': 'message-body', text: body }),
       metaEl,
@@ -766,7 +770,8 @@
     if (role === 'visitor') who = 'Visitor';
     else if (me && m.sender.id === me.id) who = 'You';
     else who = m.sender.name || m.sender.id || 'Agent';
-    const el = messageElement(role, who, String(m.body), formatTime(m.created_at));
+    const kind = m.kind === 'note' || m.kind === 'system' ? m.kind : 'text';
+    const el = messageElement(role, who, String(m.body), formatTime(m.created_at), kind);
     el.setAttribute('data-seq', String(m.seq));
     placeMessage(el, m.seq);
     if (role === 'agent') renderSeen();
@@ -911,6 +916,51 @@
     });
   });
 
+  // Internal notes: the reply box turns into a note box while the toggle is on.
+  els.noteToggle.addEventListener('change', function () {
+    els.replyForm.setAttribute('data-note', String(els.noteToggle.checked));
+    els.reply.placeholder = els.noteToggle.checked
+      ? 'Internal note: only agents see it (Enter saves)'
+      : 'Type a reply (Enter sends, Shift+Enter for a new line)';
+    els.reply.focus();
+  });
+
+  // Transfer: the agents of the conversation's site (list_agents), and "Unassigned".
+  function loadAgents(id) {
+    const conv = conversations.get(id);
+    const fields = conv && conv.site_id ? { site: conv.site_id } : {};
+    request('list_agents', fields).then(function (ack) {
+      if (selectedId !== id) return;
+      const options = [h('option', { value: '', text: 'Transfer to…' })];
+      // Each as an `agent_status` event shows them: { agent: { id, name }, status, connected }.
+      for (const view of ack.agents || []) {
+        const a = view && view.agent;
+        if (!a || typeof a.id !== 'string' || (me && a.id === me.id)) continue;
+        const label = (a.name || a.id) + (view.connected ? ' (' + view.status + ')' : '');
+        options.push(h('option', { value: 'agent:' + a.id, 'data-testid': 'transfer-option', text: label }));
+      }
+      options.push(h('option', { value: 'nobody', text: 'Unassigned' }));
+      els.transfer.replaceChildren.apply(els.transfer, options);
+    }, logFailure('list_agents'));
+  }
+
+  els.transfer.addEventListener('change', function () {
+    const id = selectedId;
+    const choice = els.transfer.value;
+    els.transfer.value = '';
+    if (!id || !choice) return;
+    const done = function (ack) {
+      showPaneError(null);
+      if (ack.conversation) onConversation(ack.conversation);
+    };
+    const failed = function (err) {
+      showPaneError('Could not transfer: ' + (err.message || err.code));
+      renderPane();
+    };
+    if (choice === 'nobody') request('unassign', { conversation_id: id }).then(done, failed);
+    else request('assign', { conversation_id: id, agent_id: choice.slice('agent:'.length) }).then(done, failed);
+  });
+
   els.close.addEventListener('click', function () {
     const id = selectedId;
     els.close.disabled = true;
@@ -938,10 +988,11 @@
     const body = els.reply.value;
     if (!body.trim() || !selectedId) return;
     els.reply.value = '';
+    const note = els.noteToggle.checked;
     const clientMsgId = randomId('a-');
-    const el = messageElement('agent', 'You', body, 'sending…');
+    const el = messageElement('agent', 'You', body, 'sending…', note ? 'note' : 'text');
     el.setAttribute('data-pending', 'true');
-    const p = { cid: selectedId, body: body, el: el, key: PENDING_KEY_BASE + (++typedSeq), inFlight: false, failed: false };
+    const p = { cid: selectedId, body: body, note: note, el: el, key: PENDING_KEY_BASE + (++typedSeq), inFlight: false, failed: false };
     pending.set(clientMsgId, p);
     placeMessage(el, p.key);
     els.messages.scrollTop = els.messages.scrollHeight;
@@ -955,7 +1006,9 @@
     for (const [clientMsgId, p] of pending) {
       if (p.inFlight || p.failed) continue;
       p.inFlight = true;
-      request('send', { conversation_id: p.cid, client_msg_id: clientMsgId, body: p.body }).then(function (ack) {
+      const frame = { conversation_id: p.cid, client_msg_id: clientMsgId, body: p.body };
+      if (p.note) frame.note = true;
+      request('send', frame).then(function (ack) {
         if (ack.message) onMessage(ack.message);
         confirmPending(clientMsgId);
       }, function (err) {

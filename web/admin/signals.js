@@ -163,7 +163,9 @@
 
   reply.addEventListener('input', function () {
     clearTimeout(idleTimer);
-    if (!selectedId || !reply.value.trim()) { stopTyping(); return; }
+    // An internal note is for colleagues: the visitor must not see "typing…" for it.
+    const note = document.getElementById('note-toggle');
+    if (!selectedId || !reply.value.trim() || (note && note.checked)) { stopTyping(); return; }
     if (typingIn !== selectedId || Date.now() - typingSentAt >= TYPING_RESEND_MS) {
       typingIn = selectedId;
       typingSentAt = Date.now();

@@ -107,6 +107,11 @@
 
   const conversations = new Map(); // id -> { index, status, closedNoted, agentRead, readSent }
   const messages = new Map(); // "cid:seq" -> message
+  // "cid:seq" of numbers we will never get: agents' internal notes take a seq too, and the
+  // gateway sends visitors none. Known from gaps within one answer or one session's stream,
+  // inside which the gateway promises no gap (docs/protocol.md, "Internal notes").
+  const hidden = new Set();
+  let streamLast = new Map(); // cid -> last seq of this session's message events (or cursor)
   const requests = new Map(); // request id -> { kind, ... } for acks/errors of in-flight commands
   const pending = new Map(); // client_msg_id -> { body, el, inFlight, failed }
 
@@ -571,7 +576,9 @@
       currentConversationId = m.conversation_id;
     }
     const role = (m.sender && m.sender.role) || 'agent';
-    const el = messageElement(role, senderLabel(m), String(m.body), formatTime(m.created_at));
+    const el = m.kind === 'system'
+      ? h('li', { class: 'note', 'data-testid': 'chat-system', text: String(m.body) })
+      : messageElement(role, senderLabel(m), String(m.body), formatTime(m.created_at));
     el.setAttribute('data-seq', String(m.seq));
     el.setAttribute('data-conversation-id', m.conversation_id);
     placeInList(el, [idx, m.seq]);
@@ -654,11 +661,27 @@
     placeInList(seenEl, [c.index, best + 0.5]);
   }
 
-  // Highest seq up to which we hold every message: resuming from it can never leave a hole.
+  // Highest seq up to which we hold every message (or know it hidden): resuming from it can
+  // never leave a hole.
   function contiguousSeq(cid) {
     let seq = 0;
-    while (messages.has(cid + ':' + (seq + 1))) seq++;
+    while (messages.has(cid + ':' + (seq + 1)) || hidden.has(cid + ':' + (seq + 1))) seq++;
     return seq;
+  }
+
+  // Numbers between two messages with no message between them were taken by notes.
+  function markHidden(cid, after, before) {
+    for (let seq = after + 1; seq < before; seq++) hidden.add(cid + ':' + seq);
+  }
+
+  // A message event of this session: a gap since the previous one (or since the resume
+  // cursor) is notes.
+  function onStreamedMessage(m) {
+    if (!m || typeof m.conversation_id !== 'string' || typeof m.seq !== 'number') return;
+    const last = streamLast.get(m.conversation_id);
+    if (typeof last === 'number' && m.seq > last + 1) markHidden(m.conversation_id, last, m.seq);
+    if (typeof last !== 'number' || m.seq > last) streamLast.set(m.conversation_id, m.seq);
+    addMessage(m, true);
   }
 
   function noteConversation(conv) {
@@ -1197,7 +1220,7 @@
       case 'welcome': return onWelcome(f);
       case 'ack': return onAck(f);
       case 'error': return onError(f);
-      case 'message': return addMessage(f.message, true);
+      case 'message': return onStreamedMessage(f.message);
       case 'conversation': return noteConversation(f.conversation);
       case 'read': return onRead(f);
       case 'presence':
@@ -1230,6 +1253,7 @@
     // Conversations we hold messages for: the gateway replays what we missed, then goes live.
     const cursors = {};
     for (const cid of conversations.keys()) cursors[cid] = contiguousSeq(cid);
+    streamLast = new Map(Object.entries(cursors));
     // Sent even when empty: until its first resume the gateway holds live messages back.
     request({ type: 'resume', cursors: cursors });
     reportContext(true);
@@ -1250,7 +1274,7 @@
   }
 
   function loadHistory(cid, afterSeq) {
-    request({ type: 'history', conversation_id: cid, after_seq: afterSeq, limit: HISTORY_PAGE }, { kind: 'history', cid: cid });
+    request({ type: 'history', conversation_id: cid, after_seq: afterSeq, limit: HISTORY_PAGE }, { kind: 'history', cid: cid, after: afterSeq });
   }
 
   function onAck(f) {
@@ -1265,7 +1289,11 @@
       const c = conversations.get(meta.cid);
       if (c && typeof f.read_seq === 'number') c.readSent = Math.max(c.readSent, f.read_seq);
     } else if (meta.kind === 'history' && Array.isArray(f.messages)) {
-      for (const m of f.messages) addMessage(m, false);
+      let prev = meta.after;
+      for (const m of f.messages) {
+        if (m && typeof m.seq === 'number') { markHidden(meta.cid, prev, m.seq); prev = m.seq; }
+        addMessage(m, false);
+      }
       // A page is cut by count or by bytes; `more` says another follows (older gateways
       // without it: a full page).
       const more = typeof f.more === 'boolean' ? f.more : f.messages.length >= HISTORY_PAGE;

@@ -115,9 +115,10 @@ test('a transfer to another agent over Socket.IO: both agents and the visitor se
   const conversation = first.message.conversation_id;
 
   const listed = await alice.timeout(10_000).emitWithAck('list_agents', { site: 'default' });
-  const bobEntry = listed.agents.find((a) => a.id === 'bob');
-  assert.equal(bobEntry.name, 'Bob');
-  assert.equal(bobEntry.online, true);
+  const bobEntry = listed.agents.find((a) => a.agent.id === 'bob');
+  assert.equal(bobEntry.agent.name, 'Bob');
+  assert.equal(bobEntry.connected, true);
+  assert.equal(bobEntry.status, 'online');
 
   await alice.timeout(10_000).emitWithAck('assign', { conversation_id: conversation });
   const moved = await alice.timeout(10_000).emitWithAck('assign', { conversation_id: conversation, agent_id: 'bob' });
