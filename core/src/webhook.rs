@@ -255,7 +255,7 @@ pub struct OutboxDepth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Agent, ConversationStatus, Role, Sender};
+    use crate::model::{Agent, ConversationStatus, MessageKind, Role, Sender};
 
     fn conversation(site: &str) -> Conversation {
         let at = Utc::now();
@@ -269,6 +269,7 @@ mod tests {
                 name: "Ada".into(),
             }),
             last_seq: 0,
+            visitor_last_seq: None,
             created_at: at,
             updated_at: at,
         }
@@ -322,6 +323,7 @@ mod tests {
             },
             body: "hello \"there\"".into(),
             created_at: Utc::now(),
+            kind: MessageKind::Text,
         };
         let event = NewWebhookEvent::message(&message, "shop1", c.visitor_id);
         let body: serde_json::Value = serde_json::from_str(&event.payload).unwrap();

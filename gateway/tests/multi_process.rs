@@ -5,31 +5,9 @@
 mod common;
 
 use chat_storage::test_support::TestPostgres;
-use common::{Client, Gateway};
+use common::{two_gateways, Client};
 use serde_json::json;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn migrate(url: &str, data: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
-        .envs([("CHAT_DATABASE_URL", url), ("CHAT_DATA_DIR", data)])
-        .arg("migrate")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Two gateways sharing the database and the data directory (so the same secrets).
-fn two_gateways(url: &str, dir: &std::path::Path) -> (Gateway, Gateway) {
-    migrate(url, &dir.display().to_string());
-    let a = Gateway::start(dir, &[("CHAT_DATABASE_URL", url)]);
-    let b = Gateway::start(dir, &[("CHAT_DATABASE_URL", url)]);
-    (a, b)
-}
 
 #[tokio::test]
 async fn a_visitor_on_one_process_and_an_agent_on_another_chat_and_share_presence() {

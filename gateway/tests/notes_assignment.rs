@@ -7,9 +7,8 @@ mod common;
 
 use chat_storage::test_support::TestPostgres;
 use common::poller::Poller;
-use common::{call, Client, Gateway};
+use common::{call, two_gateways, Client, Gateway};
 use serde_json::{json, Value};
-use std::process::Command;
 
 const API_KEY: &str = "test-api-key-notes-0123456789";
 const SECRET: &str = "internal: VIP, refund approved";
@@ -236,27 +235,12 @@ async fn a_note_reaches_agents_and_never_the_visitor_on_any_path() {
     assert_eq!(status, 400);
 }
 
-fn migrate(url: &str, data: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
-        .envs([("CHAT_DATABASE_URL", url), ("CHAT_DATA_DIR", data)])
-        .arg("migrate")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test]
 async fn a_conversation_is_transferred_between_agents_on_two_processes() {
     let pg = TestPostgres::start();
     let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    migrate(&url, &dir.path().display().to_string());
-    let a = Gateway::start(dir.path(), &[("CHAT_DATABASE_URL", &url)]);
-    let b = Gateway::start(dir.path(), &[("CHAT_DATABASE_URL", &url)]);
+    let (a, b) = two_gateways(&url, dir.path());
 
     let mut visitor = Client::connect(&a.ws("/ws-visitor/"), &[]).await;
     visitor.request(json!({"type":"resume","cursors":{}})).await;

@@ -7,9 +7,8 @@ mod common;
 
 use chat_storage::test_support::TestPostgres;
 use common::poller::Poller;
-use common::{Client, Gateway};
+use common::{two_gateways, Client, Gateway};
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::Duration;
 
 fn conversation_of(ack: &Value) -> String {
@@ -268,27 +267,12 @@ async fn reads_over_long_polling() {
     gw.stop();
 }
 
-fn migrate(url: &str, data: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
-        .envs([("CHAT_DATABASE_URL", url), ("CHAT_DATA_DIR", data)])
-        .arg("migrate")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test]
 async fn reads_cross_gateway_processes() {
     let pg = TestPostgres::start();
     let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    migrate(&url, &dir.path().display().to_string());
-    let a = Gateway::start(dir.path(), &[("CHAT_DATABASE_URL", &url)]);
-    let b = Gateway::start(dir.path(), &[("CHAT_DATABASE_URL", &url)]);
+    let (a, b) = two_gateways(&url, dir.path());
 
     let mut visitor = Client::connect(&a.ws("/ws-visitor/"), &[]).await;
     visitor.request(json!({"type":"resume","cursors":{}})).await;

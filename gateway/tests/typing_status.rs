@@ -9,7 +9,7 @@ mod common;
 
 use chat_storage::test_support::TestPostgres;
 use common::poller::Poller;
-use common::{Client, Gateway};
+use common::{two_gateways, Client, Gateway};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -464,27 +464,12 @@ async fn list_agents_and_status_events_are_site_scoped() {
     );
 }
 
-fn migrate(url: &str, data: &str) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
-        .envs([("CHAT_DATABASE_URL", url), ("CHAT_DATA_DIR", data)])
-        .arg("migrate")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test]
 async fn typing_and_status_cross_gateway_processes() {
     let pg = TestPostgres::start();
     let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    migrate(&url, &dir.path().display().to_string());
-    let a = Gateway::start(dir.path(), &[("CHAT_DATABASE_URL", &url)]);
-    let b = Gateway::start(dir.path(), &[("CHAT_DATABASE_URL", &url)]);
+    let (a, b) = two_gateways(&url, dir.path());
 
     let mut visitor = Client::connect(&a.ws("/ws-visitor/"), &[]).await;
     let token = b.agent_token("alice", "Alice");

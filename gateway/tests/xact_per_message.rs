@@ -6,7 +6,7 @@
 mod common;
 
 use chat_storage::test_support::TestPostgres;
-use common::{Client, Gateway};
+use common::{migrate, Client, Gateway};
 use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
@@ -14,19 +14,6 @@ use std::time::Duration;
 /// Messages sent per measurement; background work (presence heartbeats, pool checks) adds a
 /// few transactions per run, which this many messages makes small.
 const MESSAGES: usize = 300;
-
-fn migrate(url: &str, data: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
-        .envs([("CHAT_DATABASE_URL", url), ("CHAT_DATA_DIR", data)])
-        .arg("migrate")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Committed transactions of the database of `url` so far. Statistics reach
 /// `pg_stat_database` at most once a second from a busy backend, and within 10 s from one
@@ -80,7 +67,7 @@ async fn one_gateway_commits_about_one_transaction_per_message() {
     let pg = TestPostgres::start();
     let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    migrate(&url, &dir.path().display().to_string());
+    migrate(&url, dir.path());
     let gw = Gateway::start(
         dir.path(),
         &[("CHAT_DATABASE_URL", &url), ("CHAT_SEND_RATE_PER_SEC", "0")],
@@ -106,7 +93,7 @@ async fn two_gateways_notify_inside_the_committing_transaction() {
     let pg = TestPostgres::start();
     let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    migrate(&url, &dir.path().display().to_string());
+    migrate(&url, dir.path());
     let a = Gateway::start(
         dir.path(),
         &[("CHAT_DATABASE_URL", &url), ("CHAT_SEND_RATE_PER_SEC", "0")],
@@ -139,7 +126,7 @@ async fn a_send_after_an_agent_closed_the_conversation_opens_a_new_one() {
     let pg = TestPostgres::start();
     let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    migrate(&url, &dir.path().display().to_string());
+    migrate(&url, dir.path());
     let gw = Gateway::start(
         dir.path(),
         &[("CHAT_DATABASE_URL", &url), ("CHAT_SEND_RATE_PER_SEC", "0")],

@@ -250,10 +250,10 @@ async fn tick() {
 mod canned;
 #[path = "conformance/import.rs"]
 mod import;
-#[path = "conformance/read_state.rs"]
-mod read_state;
 #[path = "conformance/notes_agents.rs"]
 mod notes_agents;
+#[path = "conformance/read_state.rs"]
+mod read_state;
 #[path = "conformance/search.rs"]
 mod search;
 #[path = "conformance/visitor_context.rs"]
@@ -267,8 +267,8 @@ mod webhooks;
 mod checks {
     pub use super::canned::*;
     pub use super::import::*;
-    pub use super::read_state::*;
     pub use super::notes_agents::*;
+    pub use super::read_state::*;
     pub use super::search::*;
     pub use super::visitor_context::*;
     pub use super::visitors::*;

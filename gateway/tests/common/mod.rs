@@ -20,6 +20,31 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "e2e-test-secret-0123456789abcdef";
 
+/// Brings the Postgres database at `url` to the current schema with `chat-gateway migrate`
+/// (`data`: the data directory, for the secrets the command may create).
+pub fn migrate(url: &str, data: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
+        .envs([("CHAT_DATABASE_URL", url)])
+        .env("CHAT_DATA_DIR", data)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two gateway processes sharing the Postgres database at `url` (migrated first) and the data
+/// directory `dir` (so the same secrets): the cluster of the multi-process tests.
+pub fn two_gateways(url: &str, dir: &Path) -> (Gateway, Gateway) {
+    migrate(url, dir);
+    let a = Gateway::start(dir, &[("CHAT_DATABASE_URL", url)]);
+    let b = Gateway::start(dir, &[("CHAT_DATABASE_URL", url)]);
+    (a, b)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

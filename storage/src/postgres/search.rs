@@ -3,7 +3,7 @@
 //! case-insensitive substrings (`ILIKE`), and the whole query against the visitor's name and
 //! email. The query's text only ever travels as bound parameters.
 
-use chat_core::model::{MessageKind, ConversationStatus, Message, Role, Sender};
+use chat_core::model::{ConversationStatus, Message, MessageKind, Role, Sender};
 use chat_core::search::{SearchQuery, StoredHit};
 use chat_core::StoreError;
 use chrono::{DateTime, Utc};
