@@ -31,6 +31,10 @@ macro_rules! conversation_columns {
     };
 }
 
+/// How many columns `conversation_columns!()` names: a query that selects more after them reads
+/// those from this index on (a test below ties the two).
+pub(crate) const CONVERSATION_COLUMNS: usize = 10;
+
 macro_rules! message_columns {
     () => {
         "conversation_id, seq, client_msg_id, sender_role, sender_id, sender_name, body, \
@@ -397,6 +401,17 @@ mod tests {
         assert_eq!(
             redact_url("host=db password = 'two words' dbname=chat"),
             "host=db password = *** dbname=chat"
+        );
+    }
+}
+
+#[cfg(test)]
+mod conversation_columns_tests {
+    #[test]
+    fn the_count_matches_the_list() {
+        assert_eq!(
+            conversation_columns!().split(',').count(),
+            super::CONVERSATION_COLUMNS
         );
     }
 }

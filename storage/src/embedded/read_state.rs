@@ -145,9 +145,9 @@ pub(super) fn list_for_agent(
                 |row| {
                     Ok((
                         read_conversation(row)?,
-                        row.get::<_, i64>(9)?,
-                        row.get::<_, i64>(10)?,
-                        row.get::<_, i64>(11)?,
+                        row.get::<_, i64>(crate::CONVERSATION_COLUMNS)?,
+                        row.get::<_, i64>(crate::CONVERSATION_COLUMNS + 1)?,
+                        row.get::<_, i64>(crate::CONVERSATION_COLUMNS + 2)?,
                     ))
                 },
             )?
