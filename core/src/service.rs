@@ -10,7 +10,8 @@
 //! - `cluster.rs`: the cluster plumbing: the bus to other gateway processes, agent presence;
 //! - the command service, [`ChatService`] (one per process): `chat_service.rs` (construction,
 //!   counts, `assign`, `close`, `list`, `history`), `send.rs` (the three ways to send) and
-//!   `context.rs` (a visitor's reported context);
+//!   `context.rs` (a visitor's reported context), `offline.rs` (offline capture: the
+//!   `waiting` mark and the visitor's `contact` email);
 //! - the per-connection session state machine, [`ChatSession`]: `session.rs` (its state and
 //!   end), `open_session.rs` ([`ChatService::open_session`]), `session_commands.rs`
 //!   ([`ChatSessionState::handle`], `resume`, [`ChatSessionState::recover`]) and
@@ -22,6 +23,7 @@ mod chat_service;
 mod cluster;
 mod config;
 mod context;
+mod offline;
 mod open_session;
 mod send;
 mod session;
@@ -31,5 +33,6 @@ mod shared;
 
 pub use chat_service::{ChatService, Delivery, HistoryPage, SessionCounts, VisitorIntro};
 pub use config::ServiceConfig;
+pub use offline::{validate_contact_email, MAX_CONTACT_EMAIL_BYTES};
 pub use session::{ChatSession, ChatSessionState};
 pub use session_events::Outbound;

@@ -153,6 +153,15 @@ pub trait Store: Send + Sync + 'static {
         status: ConversationStatus,
     ) -> Result<Conversation, StoreError>;
 
+    /// Sets or clears the conversation's `waiting` mark (offline capture: the visitor wrote
+    /// while no agent of the site was online), and its `updated_at`.
+    /// [`StoreError::NotFound`] when the conversation does not exist.
+    async fn set_waiting(
+        &self,
+        id: ConversationId,
+        waiting: bool,
+    ) -> Result<Conversation, StoreError>;
+
     /// Appends a message with the next sequence number of its conversation, atomically with
     /// the conversation's `last_seq` and `updated_at`. When `client_msg_id` is already present
     /// in the conversation, writes nothing and returns the original as [`Appended::Duplicate`].

@@ -32,6 +32,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "conversation_activity",
         sql: include_str!("../migrations/postgres/0004_conversation_activity.sql"),
     },
+    Migration {
+        version: 11,
+        name: "conversation_waiting",
+        sql: include_str!("../migrations/postgres/0011_conversation_waiting.sql"),
+    },
 ];
 
 /// Embedded (SQLite) migrations, in increasing version order (as [`POSTGRES`]).
@@ -55,6 +60,11 @@ pub(crate) const EMBEDDED: &[Migration] = &[
         version: 4,
         name: "conversation_activity",
         sql: include_str!("../migrations/embedded/0004_conversation_activity.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "conversation_waiting",
+        sql: include_str!("../migrations/embedded/0011_conversation_waiting.sql"),
     },
 ];
 

@@ -231,12 +231,15 @@ mod import;
 mod visitor_context;
 #[path = "conformance/visitors.rs"]
 mod visitors;
+#[path = "conformance/waiting.rs"]
+mod waiting;
 
 /// The checks, each generic over the fixture.
 mod checks {
     pub use super::import::*;
     pub use super::visitor_context::*;
     pub use super::visitors::*;
+    pub use super::waiting::*;
     use super::*;
 
     pub async fn health_and_kind<F: Fixture>(fx: &F) {
@@ -759,6 +762,7 @@ mod checks {
             last_seq: 0,
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            waiting: false,
         };
         for cmid in [None, Some("x")] {
             match store
@@ -894,4 +898,5 @@ conformance_suite!(
     move_conversation_hands_it_to_a_visitor_of_the_same_site,
     visitor_context_latest_wins_and_keeps_first_seen,
     visitor_context_of_an_unknown_visitor_is_not_stored,
+    waiting_is_set_kept_and_cleared,
 );

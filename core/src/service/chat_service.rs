@@ -292,7 +292,8 @@ impl ChatService {
             .await
             .map_err(not_found(id))?;
         self.inner.publish_conversation(&conversation);
-        Ok(conversation)
+        // Taken by an agent: no longer waiting for one (offline capture).
+        Ok(self.set_waiting(conversation, false).await)
     }
 
     /// Closes a conversation (agents: any; visitors: their own).

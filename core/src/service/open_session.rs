@@ -82,6 +82,7 @@ impl ChatService {
             presence_told: None,
             profile: intro.profile,
             context: ContextState::new(false),
+            contact_bucket: None,
         }));
         let welcome = match &principal {
             Principal::Visitor {

@@ -149,6 +149,8 @@ pub struct ChatSessionState {
     pub(super) profile: Option<VisitorProfile>,
     /// The `context` reports of a visitor (see `service/context.rs`).
     pub(super) context: ContextState,
+    /// A visitor's `contact` commands allowed (`service/offline.rs`), made on the first one.
+    pub(super) contact_bucket: Option<crate::rate::TokenBucket>,
 }
 
 impl ChatSessionState {

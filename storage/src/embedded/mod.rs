@@ -10,6 +10,7 @@
 mod import;
 mod visitor_context;
 mod visitors;
+mod waiting;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -259,6 +260,7 @@ struct ConversationRow {
     last_seq: i64,
     created_at: i64,
     updated_at: i64,
+    waiting: bool,
 }
 
 fn read_conversation(row: &Row<'_>) -> rusqlite::Result<ConversationRow> {
@@ -272,6 +274,7 @@ fn read_conversation(row: &Row<'_>) -> rusqlite::Result<ConversationRow> {
         last_seq: row.get(6)?,
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
+        waiting: row.get(9)?,
     })
 }
 
@@ -289,6 +292,7 @@ fn conversation_from(raw: ConversationRow) -> Result<Conversation, StoreError> {
         last_seq: raw.last_seq,
         created_at: timestamp(raw.created_at)?,
         updated_at: timestamp(raw.updated_at)?,
+        waiting: raw.waiting,
     })
 }
 
@@ -647,6 +651,14 @@ impl Store for EmbeddedStore {
             .unwrap_or(Err(StoreError::NotFound("conversation")))
         })
         .await
+    }
+
+    async fn set_waiting(
+        &self,
+        id: ConversationId,
+        waiting: bool,
+    ) -> Result<Conversation, StoreError> {
+        self.call(move |conn| waiting::set(conn, id, waiting)).await
     }
 
     async fn set_status(

@@ -14,6 +14,7 @@ mod rows;
 pub mod tls;
 mod visitor_context;
 mod visitors;
+mod waiting;
 
 pub use bus::{CommitNotifier, PostgresBus, LISTENER_APP_PREFIX};
 
@@ -538,6 +539,17 @@ impl Store for PostgresStore {
                 None => Err(StoreError::NotFound("conversation")),
             }
         })
+    }
+
+    async fn set_waiting(
+        &self,
+        id: ConversationId,
+        waiting: bool,
+    ) -> Result<Conversation, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| waiting::set(
+            &client, id, waiting
+        )
+        .await)
     }
 
     async fn set_status(
