@@ -17,7 +17,11 @@
  * the fallback), attributes (a flat object of strings, numbers and booleans shown to agents with the
  * page the visitor is on, e.g. { plan: "pro", orderCount: 3 }: at most 20, keys [A-Za-z0-9_.-]),
  * user ({ id, name, email, hash }: the main site's logged-in user, hash computed on its server;
- * docs/identity.md).
+ * docs/identity.md), locale ("en" | "zh-CN"; default: the browser's languages), offlineEmail
+ * (true: when no agent is online, ask for an email address to answer at; false: don't).
+ *
+ * Every string shown comes from web/i18n/<locale>.js through t(): the gateway serves those
+ * tables and web/i18n/i18n.js in the same function scope as this file (gateway/src/assets.rs).
  */
 (function () {
   'use strict';
@@ -28,10 +32,14 @@
   // currentScript is only set while this file first runs, so capture it before anything async.
   const scriptEl = document.currentScript;
   const config = Object.assign({}, window.ChatWidgetConfig || {});
+  const i18n = chatI18n(config.locale, navigator.languages || [navigator.language]);
+  const t = i18n.t;
 
   const baseUrl = normalizeBaseUrl(config.serverBaseUrl || scriptOrigin());
   const site = String(config.site || 'default');
-  const title = String(config.title || 'Chat with us');
+  const title = String(config.title || t('widget.title'));
+  // Ask for an email address while no agent is online (offline capture), unless told not to.
+  const offlineEmail = config.offlineEmail !== false;
   const position = config.position === 'bottom-left' ? 'bottom-left' : 'bottom-right';
 
   // The logged-in user of the main site (docs/identity.md), or null: an anonymous visitor.
@@ -103,7 +111,9 @@
   let currentConversationId = null;
   let panelOpen = false;
   let unread = 0;
-  let connection = { state: 'connecting', text: 'Connecting…' };
+  let connection = { state: 'connecting', text: t('widget.connecting') };
+  // The offline form: 'ask', 'sending', 'sent' or 'error'.
+  let contactState = typeof saved.email === 'string' && saved.email ? 'sent' : 'ask';
 
   const conversations = new Map(); // id -> { index, status, closedNoted }
   const messages = new Map(); // "cid:seq" -> message
@@ -161,6 +171,7 @@
     const value = {};
     if (saved.token) value.token = saved.token;
     if (saved.transport === 'polling') value.transport = 'polling';
+    if (saved.email) value.email = saved.email;
     storageSet('localStorage', STORE_KEY, Object.keys(value).length ? JSON.stringify(value) : null);
   }
 
@@ -232,7 +243,7 @@
     clearTimeout(wsRetryTimer);
     retryTimer = countdownTimer = wsRetryTimer = null;
     if (window.console) console.error('[chat-widget] the gateway refused ChatWidgetConfig.user:', refused);
-    setConnection('refused', 'Chat is unavailable: your sign-in could not be verified (' + refused + ')');
+    setConnection('refused', t('widget.refused', { reason: refused }));
   }
 
   // A 401 with a user: first without our token (it may be the stale part), then it is the user.
@@ -272,9 +283,7 @@
   }
 
   function formatTime(iso) {
-    const d = new Date(iso);
-    if (isNaN(d.getTime())) return '';
-    return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    return i18n.time(iso);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -343,6 +352,13 @@
     .input:focus { border-color: var(--accent); box-shadow: 0 0 0 2px rgba(37,99,235,.2); }
     .send { border: none; border-radius: 8px; padding: 0 14px; background: var(--accent); color: #fff; cursor: pointer; font-weight: 600; }
     .send:disabled { opacity: .5; cursor: default; }
+    .offline { padding: 10px 12px; border-top: 1px solid #e5e7eb; background: #fffbeb; }
+    .offline-note { margin: 0 0 6px; font-size: 13px; color: #92400e; }
+    .offline[data-state="sent"] .offline-note { color: #065f46; margin: 0; }
+    .offline-fields { display: flex; gap: 6px; }
+    .offline-email { flex: 1; min-width: 0; padding: 6px 8px; border: 1px solid #d1d5db; border-radius: 6px; font: inherit; }
+    .offline-submit { border: none; border-radius: 6px; padding: 0 10px; background: var(--accent); color: #fff; cursor: pointer; font: inherit; }
+    .offline-submit:disabled { opacity: .5; cursor: default; }
     .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
     @media (max-width: 480px) {
       .panel { position: fixed; inset: 0; width: auto; height: auto; max-width: none; max-height: none; border-radius: 0; }
@@ -378,7 +394,7 @@
     const badge = h('span', { class: 'badge', 'aria-hidden': 'true', hidden: true });
     const bubble = h('button', {
       type: 'button', class: 'bubble', 'data-testid': 'chat-bubble',
-      'aria-label': 'Open chat', 'aria-controls': panelId, 'aria-expanded': 'false',
+      'aria-label': t('widget.open'), 'aria-controls': panelId, 'aria-expanded': 'false',
       onclick: function () { panelOpen ? closePanel() : openPanel(); },
     }, [badge]);
     // Built node by node: parsing markup would throw on sites that enforce Trusted Types.
@@ -393,27 +409,29 @@
 
     const status = h('div', { class: 'status', 'data-testid': 'chat-status', 'data-online': 'false' }, [
       h('span', { class: 'dot', 'aria-hidden': 'true' }),
-      h('span', { class: 'status-text', text: 'Offline' }),
+      h('span', { class: 'status-text', text: t('widget.offline') }),
     ]);
-    const conn = h('div', { class: 'conn', 'data-testid': 'chat-connection', role: 'status', 'aria-live': 'polite', 'data-state': 'connecting', text: 'Connecting…' });
-    const empty = h('li', { class: 'empty', text: 'Send us a message and we will reply here.' });
-    const list = h('ol', { class: 'list', 'data-testid': 'chat-messages', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages' }, [empty]);
+    const conn = h('div', { class: 'conn', 'data-testid': 'chat-connection', role: 'status', 'aria-live': 'polite', 'data-state': 'connecting', text: t('widget.connecting') });
+    const empty = h('li', { class: 'empty', text: t('widget.empty') });
+    const list = h('ol', { class: 'list', 'data-testid': 'chat-messages', role: 'log', 'aria-live': 'polite', 'aria-label': t('widget.messages') }, [empty]);
     const input = h('textarea', {
-      id: inputId, class: 'input', 'data-testid': 'chat-input', rows: '1', placeholder: 'Type a message…',
-      'aria-label': 'Message', autocomplete: 'off',
+      id: inputId, class: 'input', 'data-testid': 'chat-input', rows: '1', placeholder: t('widget.placeholder'),
+      'aria-label': t('widget.message'), autocomplete: 'off',
     });
-    const sendButton = h('button', { type: 'submit', class: 'send', 'data-testid': 'chat-send', text: 'Send' });
-    const form = h('form', { class: 'composer', 'aria-label': 'Send a message' }, [input, sendButton]);
+    const sendButton = h('button', { type: 'submit', class: 'send', 'data-testid': 'chat-send', text: t('widget.send') });
+    const form = h('form', { class: 'composer', 'aria-label': t('widget.compose') }, [input, sendButton]);
+    const offline = buildOfflineForm();
 
     const panel = h('section', {
       id: panelId, class: 'panel', 'data-testid': 'chat-panel', role: 'dialog', 'aria-label': title, hidden: true,
     }, [
       h('div', { class: 'header' }, [
         h('div', { class: 'heading' }, [h('h2', { class: 'title', text: title }), status]),
-        h('button', { type: 'button', class: 'close', 'aria-label': 'Close chat', 'data-testid': 'chat-close', text: '×', onclick: closePanel }),
+        h('button', { type: 'button', class: 'close', 'aria-label': t('widget.close'), 'data-testid': 'chat-close', text: '×', onclick: closePanel }),
       ]),
       conn,
       list,
+      offline.box,
       form,
     ]);
 
@@ -431,7 +449,7 @@
     });
 
     document.body.appendChild(host);
-    return { host, shadow, root, bubble, badge, panel, status, conn, list, empty, input };
+    return { host, shadow, root, bubble, badge, panel, status, conn, list, empty, input, offline };
   }
 
   function openPanel() {
@@ -441,7 +459,7 @@
     ui.panel.hidden = false;
     ui.root.classList.add('open');
     ui.bubble.setAttribute('aria-expanded', 'true');
-    ui.bubble.setAttribute('aria-label', 'Close chat');
+    ui.bubble.setAttribute('aria-label', t('widget.close'));
     unread = 0;
     renderBadge();
     scrollToEnd();
@@ -462,7 +480,7 @@
     if (!ui) return;
     ui.badge.hidden = unread === 0;
     ui.badge.textContent = unread > 9 ? '9+' : String(unread);
-    if (!panelOpen) ui.bubble.setAttribute('aria-label', unread ? 'Open chat (' + unread + ' unread)' : 'Open chat');
+    if (!panelOpen) ui.bubble.setAttribute('aria-label', unread ? t('widget.openUnread', { count: unread }) : t('widget.open'));
   }
 
   function renderStatus() {
@@ -470,7 +488,69 @@
     // Agents we cannot reach cannot answer: show Offline unless connected with someone online.
     const online = connection.state === 'open' && agentsOnline > 0;
     ui.status.setAttribute('data-online', String(online));
-    ui.status.querySelector('.status-text').textContent = online ? 'Online' : 'Offline';
+    ui.status.querySelector('.status-text').textContent = online ? t('widget.online') : t('widget.offline');
+    renderOffline();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Offline capture: while no agent of the site is online, say so and offer a field for an email
+  // address (sent with `contact`, docs/protocol.md); the visitor can write all the same. Once
+  // given (remembered with the visitor's token), the form says where we will answer.
+
+  const EMAIL_SHAPE = /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$/;
+  const MAX_EMAIL_BYTES = 254;
+
+  function buildOfflineForm() {
+    const note = h('p', { class: 'offline-note', 'data-testid': 'chat-offline-note', text: t('widget.offlineAsk') });
+    const email = h('input', {
+      type: 'email', class: 'offline-email', 'data-testid': 'chat-offline-email', autocomplete: 'email',
+      placeholder: t('widget.emailPlaceholder'), 'aria-label': t('widget.emailLabel'), maxlength: String(MAX_EMAIL_BYTES),
+    });
+    const submit = h('button', { type: 'submit', class: 'offline-submit', 'data-testid': 'chat-offline-submit', text: t('widget.emailSubmit') });
+    const fields = h('div', { class: 'offline-fields' }, [email, submit]);
+    const box = h('form', { class: 'offline', 'data-testid': 'chat-offline', 'data-state': contactState, 'aria-label': t('widget.offlineTitle'), novalidate: true, hidden: true }, [note, fields]);
+    box.addEventListener('submit', function (e) { e.preventDefault(); submitContact(); });
+    return { box: box, note: note, email: email, submit: submit, fields: fields };
+  }
+
+  function renderOffline() {
+    if (!ui || !ui.offline) return;
+    const o = ui.offline;
+    const show = offlineEmail && connection.state === 'open' && agentsOnline === 0;
+    o.box.hidden = !show;
+    o.box.setAttribute('data-state', contactState);
+    o.fields.hidden = contactState === 'sent';
+    o.submit.disabled = contactState === 'sending' || !transport || !welcomed;
+    if (contactState === 'sent') o.note.textContent = t('widget.emailSaved', { email: saved.email || '' });
+    else if (contactState === 'error') o.note.textContent = o.errorText || t('widget.emailInvalid');
+    else o.note.textContent = t('widget.offlineAsk');
+  }
+
+  function submitContact() {
+    const email = ui.offline.email.value.trim();
+    if (!EMAIL_SHAPE.test(email) || new TextEncoder().encode(email).length > MAX_EMAIL_BYTES) {
+      ui.offline.errorText = t('widget.emailInvalid');
+      contactState = 'error';
+      renderOffline();
+      return;
+    }
+    if (!transport || !welcomed) return;
+    contactState = 'sending';
+    request({ type: 'contact', email: email }, { kind: 'contact', email: email });
+    renderOffline();
+  }
+
+  function onContactSaved(email) {
+    saved.email = email;
+    persist();
+    contactState = 'sent';
+    renderOffline();
+  }
+
+  function onContactFailed(err) {
+    contactState = 'error';
+    ui.offline.errorText = err.code === 'rate_limited' ? t('widget.emailTooOften') : t('widget.emailInvalid');
+    renderOffline();
   }
 
   function setConnection(state, text) {
@@ -520,8 +600,8 @@
   }
 
   function senderLabel(m) {
-    if (m.sender && m.sender.role === 'visitor') return 'You';
-    return (m.sender && m.sender.name) || 'Agent';
+    if (m.sender && m.sender.role === 'visitor') return t('widget.you');
+    return (m.sender && m.sender.name) || t('widget.agent');
   }
 
   function messageElement(role, who, body, meta) {
@@ -588,7 +668,7 @@
     c.status = conv.status;
     if (conv.status === 'closed' && !c.closedNoted) {
       c.closedNoted = true;
-      const el = h('li', { class: 'note', 'data-testid': 'chat-note', text: 'This conversation was closed. Send a message to start a new one.' });
+      const el = h('li', { class: 'note', 'data-testid': 'chat-note', text: t('widget.closedNote') });
       placeInList(el, [idx, Number.MAX_SAFE_INTEGER]);
     }
   }
@@ -598,7 +678,7 @@
     if (!body.trim()) return;
     ui.input.value = '';
     const clientMsgId = randomId('w-');
-    const el = messageElement('visitor', 'You', body, 'sending…');
+    const el = messageElement('visitor', t('widget.you'), body, t('widget.sending'));
     el.setAttribute('data-pending', 'true');
     pending.set(clientMsgId, { body: body, el: el, inFlight: false, failed: false });
     placeInList(el, [Number.MAX_SAFE_INTEGER, ++typedSeq]);
@@ -623,13 +703,13 @@
     p.inFlight = false;
     if (err.code === 'unavailable' || err.code === 'internal') {
       // Nothing was written: retrying with the same client_msg_id is safe and cannot duplicate.
-      p.el._meta.textContent = 'sending… (retrying)';
+      p.el._meta.textContent = t('widget.retrying');
       setTimeout(flushPending, 2000);
       return;
     }
     p.failed = true;
     p.el.setAttribute('data-failed', 'true');
-    p.el._meta.textContent = 'Not sent: ' + (err.message || err.code || 'error');
+    p.el._meta.textContent = t('widget.notSent', { reason: err.message || err.code || 'error' });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -894,7 +974,7 @@
     retryTimer = countdownTimer = null;
     if (transport) dropTransport();
     if (refused) return;
-    setConnection('connecting', attempt === 0 ? 'Connecting…' : 'Reconnecting…');
+    setConnection('connecting', attempt === 0 ? t('widget.connecting') : t('widget.reconnecting'));
     const withToken = Boolean(presentedToken() && !tryWithoutToken);
     welcomed = false;
     transport = attach(transportKind, withToken);
@@ -1101,8 +1181,8 @@
     const show = function () {
       const secs = Math.max(1, Math.ceil((due - Date.now()) / 1000));
       setConnection('waiting', navigator.onLine === false
-        ? 'No network. Reconnecting in ' + secs + ' s…'
-        : 'Reconnecting in ' + secs + ' s…');
+        ? t('widget.noNetwork', { seconds: secs })
+        : t('widget.reconnectingIn', { seconds: secs }));
     };
     show();
     clearInterval(countdownTimer);
@@ -1142,7 +1222,7 @@
     }
     visitorId = f.visitor_id || null;
     agentsOnline = typeof f.agents_online === 'number' ? f.agents_online : 0;
-    setConnection('open', 'Connected');
+    setConnection('open', t('widget.connected'));
 
     // Conversations we hold messages for: the gateway replays what we missed, then goes live.
     const cursors = {};
@@ -1177,6 +1257,8 @@
       if (f.message) addMessage(f.message, false);
       const p = pending.get(meta.clientMsgId);
       if (p) { p.inFlight = false; } // ack without message: leave it queued for the next flush
+    } else if (meta.kind === 'contact') {
+      onContactSaved(meta.email);
     } else if (meta.kind === 'history' && Array.isArray(f.messages)) {
       for (const m of f.messages) addMessage(m, false);
       // A page is cut by count or by bytes; `more` says another follows (older gateways
@@ -1196,6 +1278,7 @@
     }
     requests.delete(f.id);
     if (meta.kind === 'send') onSendFailed(meta.clientMsgId, f);
+    else if (meta.kind === 'contact') onContactFailed(f);
     else if (window.console) console.warn('[chat-widget]', meta.kind, 'failed:', f.code, f.message);
   }
 
@@ -1332,6 +1415,8 @@
         transport: currentTransport(),
         user: user ? { id: user.id, verified: Boolean(user.hash) } : null,
         refused: refused,
+        locale: i18n.locale,
+        contact: contactState,
       };
     },
   };
