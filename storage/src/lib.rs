@@ -27,7 +27,7 @@ pub use chat_core::StoreError;
 macro_rules! conversation_columns {
     () => {
         "id, site_id, visitor_id, status, assignee_id, assignee_name, last_seq, created_at, \
-         updated_at, visitor_last_seq"
+         updated_at, visitor_last_seq, waiting"
     };
 }
 

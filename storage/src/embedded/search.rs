@@ -33,7 +33,7 @@ fn statement(words: bool, substrings: usize) -> String {
         "WITH hits AS (SELECT m.conversation_id AS conversation_id, max(m.seq) AS seq \
          FROM {source} WHERE {} GROUP BY m.conversation_id) \
          SELECT c.id, c.site_id, c.visitor_id, c.status, c.assignee_id, c.assignee_name, \
-         c.last_seq, c.created_at, c.updated_at, \
+         c.last_seq, c.created_at, c.updated_at, c.visitor_last_seq, c.waiting, \
          m.conversation_id, m.seq, m.client_msg_id, m.sender_role, m.sender_id, m.sender_name, \
          m.body, m.created_at, m.kind \
          FROM conversations c \
@@ -88,19 +88,19 @@ pub(super) fn search(conn: &Connection, query: &SearchQuery) -> Result<Vec<Store
         .and_then(|mut stmt| {
             stmt.query_map(params_from_iter(values), |row| {
                 let conversation = read_conversation(row)?;
-                let seq: Option<i64> = row.get(10)?;
+                let seq: Option<i64> = row.get(12)?;
                 let message = match seq {
                     None => None,
                     Some(seq) => Some(MessageRow {
-                        conversation_id: row.get(9)?,
+                        conversation_id: row.get(11)?,
                         seq,
-                        client_msg_id: row.get(11)?,
-                        sender_role: row.get(12)?,
-                        sender_id: row.get(13)?,
-                        sender_name: row.get(14)?,
-                        body: row.get(15)?,
-                        created_at: row.get(16)?,
-                        kind: row.get(17)?,
+                        client_msg_id: row.get(13)?,
+                        sender_role: row.get(14)?,
+                        sender_id: row.get(15)?,
+                        sender_name: row.get(16)?,
+                        body: row.get(17)?,
+                        created_at: row.get(18)?,
+                        kind: row.get(19)?,
                     }),
                 };
                 Ok((conversation, message))

@@ -3,7 +3,7 @@
 //! case-insensitive substrings (`ILIKE`), and the whole query against the visitor's name and
 //! email. The query's text only ever travels as bound parameters.
 
-use chat_core::model::{MessageKind, ConversationStatus, Message, Role, Sender};
+use chat_core::model::{ConversationStatus, Message, MessageKind, Role, Sender};
 use chat_core::search::{SearchQuery, StoredHit};
 use chat_core::StoreError;
 use chrono::{DateTime, Utc};
@@ -36,7 +36,7 @@ fn statement(words: bool, substrings: usize) -> String {
         "WITH hits AS (SELECT m.conversation_id, max(m.seq) AS seq FROM messages m \
          WHERE {} GROUP BY m.conversation_id) \
          SELECT c.id, c.site_id, c.visitor_id, c.status, c.assignee_id, c.assignee_name, \
-         c.last_seq, c.created_at, c.updated_at, \
+         c.last_seq, c.created_at, c.updated_at, c.visitor_last_seq, c.waiting, \
          m.seq, m.client_msg_id, m.sender_role, m.sender_id, m.sender_name, m.body, m.created_at, m.kind \
          FROM conversations c \
          LEFT JOIN hits h ON h.conversation_id = c.id \
@@ -64,25 +64,25 @@ fn tsquery(words: &[String]) -> String {
 
 fn hit_from_row(row: &Row) -> Result<StoredHit, StoreError> {
     let conversation = conversation_from_row(row)?;
-    let seq: Option<i64> = row.try_get(9).map_err(pg_err)?;
+    let seq: Option<i64> = row.try_get(11).map_err(pg_err)?;
     let message = match seq {
         None => None,
         Some(seq) => {
-            let role: String = row.try_get(11).map_err(pg_err)?;
+            let role: String = row.try_get(13).map_err(pg_err)?;
             Some(Message {
                 conversation_id: conversation.id,
                 seq,
-                client_msg_id: row.try_get(10).map_err(pg_err)?,
+                client_msg_id: row.try_get(12).map_err(pg_err)?,
                 sender: Sender {
                     role: Role::parse(&role)
                         .ok_or_else(|| StoreError::Other(format!("unknown role {role:?}")))?,
-                    id: row.try_get(12).map_err(pg_err)?,
-                    name: row.try_get(13).map_err(pg_err)?,
+                    id: row.try_get(14).map_err(pg_err)?,
+                    name: row.try_get(15).map_err(pg_err)?,
                 },
-                body: row.try_get(14).map_err(pg_err)?,
-                created_at: row.try_get::<_, DateTime<Utc>>(15).map_err(pg_err)?,
+                body: row.try_get(16).map_err(pg_err)?,
+                created_at: row.try_get::<_, DateTime<Utc>>(17).map_err(pg_err)?,
                 kind: {
-                    let kind: String = row.try_get(16).map_err(pg_err)?;
+                    let kind: String = row.try_get(18).map_err(pg_err)?;
                     MessageKind::parse(&kind).ok_or_else(|| {
                         StoreError::Other(format!("unknown message kind {kind:?}"))
                     })?
