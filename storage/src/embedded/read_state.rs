@@ -145,9 +145,10 @@ pub(super) fn list_for_agent(
                 |row| {
                     Ok((
                         read_conversation(row)?,
-                        row.get::<_, i64>(9)?,
-                        row.get::<_, i64>(10)?,
+                        // After the 11 of `conversation_columns!()`.
                         row.get::<_, i64>(11)?,
+                        row.get::<_, i64>(12)?,
+                        row.get::<_, i64>(13)?,
                     ))
                 },
             )?

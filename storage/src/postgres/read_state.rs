@@ -151,13 +151,14 @@ pub(super) async fn list_for_agent(
     .map_err(pg_err)?;
     rows.iter()
         .map(|row| {
-            let unread: i64 = row.try_get(11).map_err(pg_err)?;
+            // After the 11 of `conversation_columns!()`.
+            let unread: i64 = row.try_get(13).map_err(pg_err)?;
             Ok(AgentListing {
                 conversation: conversation_from_row(row)?,
                 read: ConversationReadState {
                     unread: unread.clamp(0, i64::from(UNREAD_CAP)) as u32,
-                    read_seq: row.try_get(9).map_err(pg_err)?,
-                    visitor_read_seq: row.try_get(10).map_err(pg_err)?,
+                    read_seq: row.try_get(11).map_err(pg_err)?,
+                    visitor_read_seq: row.try_get(12).map_err(pg_err)?,
                 },
             })
         })
