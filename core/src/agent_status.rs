@@ -31,7 +31,6 @@ pub const REMEMBER_FOR: Duration = Duration::from_secs(3600);
 /// Agents a process remembers at most; past it, those without a session are forgotten first.
 const MAX_AGENTS: usize = 10_000;
 
-
 /// Whether an agent takes conversations now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
