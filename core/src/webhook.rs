@@ -269,8 +269,10 @@ mod tests {
                 name: "Ada".into(),
             }),
             last_seq: 0,
+            visitor_last_seq: None,
             created_at: at,
             updated_at: at,
+            waiting: false,
         }
     }
 
@@ -322,6 +324,7 @@ mod tests {
             },
             body: "hello \"there\"".into(),
             created_at: Utc::now(),
+            kind: crate::model::MessageKind::Text,
         };
         let event = NewWebhookEvent::message(&message, "shop1", c.visitor_id);
         let body: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
