@@ -224,6 +224,10 @@ pub struct Conversation {
     pub created_at: DateTime<Utc>,
     /// When it last changed (message, assignment, status).
     pub updated_at: DateTime<Utc>,
+    /// The visitor wrote while no agent of the site was online, and no agent has replied or
+    /// taken it since (offline capture, issue 15). Absent on the wire when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waiting: bool,
 }
 
 /// Who wrote a message.

@@ -172,6 +172,13 @@ pub enum ClientCommand {
         #[serde(default)]
         limit: Option<u32>,
     },
+    /// Visitors: an email address to be answered at (offline capture), stored unverified on
+    /// the visitor's profile unless the main site verified it; at most
+    /// [`MAX_CONTACT_EMAIL_BYTES`](crate::service::MAX_CONTACT_EMAIL_BYTES).
+    Contact {
+        /// The address the visitor typed.
+        email: String,
+    },
 }
 
 /// Every `type` a client frame may carry.
@@ -191,6 +198,7 @@ pub const CLIENT_COMMAND_TYPES: &[&str] = &[
     "typing",
     "set_status",
     "search_conversations",
+    "contact",
 ];
 
 /// Why a client frame could not be decoded. Carries the request id when one could be read,

@@ -12,8 +12,9 @@
 //!   counts, `close`, `list`, `history`), `send.rs` (the three ways to send),
 //!   `assignment.rs` (`assign`, transfer, unassign, the agent directory, `list_agents`),
 //!   `context.rs` (a visitor's reported context), `read.rs` (read receipts: the `read`
-//!   command, its fan-out, agents' unread counts), `canned.rs` (canned responses) and
-//!   `search.rs` (conversation search);
+//!   command, its fan-out, agents' unread counts), `canned.rs` (canned responses),
+//!   `search.rs` (conversation search) and `offline.rs` (offline capture: the `waiting` mark
+//!   and the visitor's `contact` email);
 //! - the per-connection session state machine, [`ChatSession`]: `session.rs` (its state and
 //!   end), `open_session.rs` ([`ChatService::open_session`]), `session_commands.rs`
 //!   ([`ChatSessionState::handle`], `resume`, [`ChatSessionState::recover`]) and
@@ -28,6 +29,7 @@ mod chat_service;
 mod cluster;
 mod config;
 mod context;
+mod offline;
 mod open_session;
 mod read;
 mod search;
@@ -41,6 +43,7 @@ mod signals;
 pub use assignment::{assignment_line, Assignee};
 pub use chat_service::{ChatService, Delivery, HistoryPage, SessionCounts, VisitorIntro};
 pub use config::ServiceConfig;
+pub use offline::{validate_contact_email, MAX_CONTACT_EMAIL_BYTES};
 pub use search::{SearchPage, SearchRequest, DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT, SEARCH_RATE};
 pub use session::{ChatSession, ChatSessionState};
 pub use session_events::Outbound;

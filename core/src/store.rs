@@ -158,6 +158,15 @@ pub trait Store: Send + Sync + 'static {
         status: ConversationStatus,
     ) -> Result<Conversation, StoreError>;
 
+    /// Sets or clears the conversation's `waiting` mark (offline capture: the visitor wrote
+    /// while no agent of the site was online), and its `updated_at`.
+    /// [`StoreError::NotFound`] when the conversation does not exist.
+    async fn set_waiting(
+        &self,
+        id: ConversationId,
+        waiting: bool,
+    ) -> Result<Conversation, StoreError>;
+
     /// Appends a message with the next sequence number of its conversation, atomically with
     /// the conversation's `last_seq`, `visitor_last_seq` (left as the `last_seq` before a note,
     /// cleared by any other message) and `updated_at`. When `client_msg_id` is already present

@@ -118,6 +118,7 @@ mod tests {
             visitor_last_seq,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
+            waiting: false,
         }
     }
 

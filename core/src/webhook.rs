@@ -272,6 +272,7 @@ mod tests {
             visitor_last_seq: None,
             created_at: at,
             updated_at: at,
+            waiting: false,
         }
     }
 

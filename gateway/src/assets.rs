@@ -19,9 +19,19 @@ pub struct Asset {
     pub headers: &'static [(&'static str, &'static str)],
 }
 
+/// The widget loader: its language tables and their chooser (web/i18n/) and widget.js, in one
+/// function scope so that none of them becomes a global of the customer's page, served as one
+/// script (customer pages embed one tag).
 const WIDGET: Asset = Asset {
     content_type: "application/javascript; charset=utf-8",
-    body: include_str!("../../web/widget/widget.js"),
+    body: concat!(
+        "(function () {\n",
+        include_str!("../../web/i18n/i18n.js"),
+        include_str!("../../web/i18n/en.js"),
+        include_str!("../../web/i18n/zh-CN.js"),
+        include_str!("../../web/widget/widget.js"),
+        "}());\n"
+    ),
     headers: &[],
 };
 
@@ -141,6 +151,15 @@ fn inline_blocks<'a>(html: &'a str, tag: &str) -> Vec<&'a str> {
     blocks
 }
 
+/// A script of the console, under its own policy.
+fn script(body: &'static str) -> Asset {
+    Asset {
+        content_type: "application/javascript; charset=utf-8",
+        body,
+        headers: &[],
+    }
+}
+
 /// The asset served at `path`, if any. The widget answers at its current path and at the two
 /// paths older integrations embed.
 pub fn lookup(path: &str) -> Option<Asset> {
@@ -191,6 +210,11 @@ pub fn lookup(path: &str) -> Option<Asset> {
             body: include_str!("../../web/admin/search.js"),
             headers: &[],
         },
+        "/chat/admin/i18n/i18n.js" => script(include_str!("../../web/i18n/i18n.js")),
+        "/chat/admin/i18n/en.js" => script(include_str!("../../web/i18n/en.js")),
+        "/chat/admin/i18n/zh-CN.js" => script(include_str!("../../web/i18n/zh-CN.js")),
+        "/chat/admin/language.js" => script(include_str!("../../web/admin/language.js")),
+        "/chat/admin/alerts.js" => script(include_str!("../../web/admin/alerts.js")),
         "/chat/admin/console.css" => Asset {
             content_type: "text/css; charset=utf-8",
             body: include_str!("../../web/admin/console.css"),
@@ -211,6 +235,10 @@ mod tests {
     #[test]
     fn legacy_widget_paths_serve_the_same_loader() {
         let current = super::lookup("/chat/widget/widget.js").unwrap().body;
+        // One script with its languages inside, in a function scope of its own.
+        assert!(current.starts_with("(function () {"));
+        assert!(current.contains("ChatLocales['zh-CN'] = {"));
+        assert!(current.contains("window.ChatWidget = {"));
         assert_eq!(super::lookup("/widget/widget.js").unwrap().body, current);
         assert_eq!(
             super::lookup("/widget/widgetScript.js").unwrap().body,
@@ -257,6 +285,27 @@ mod tests {
         let console_at = CONSOLE_HTML.find("src=\"./console.js\"").unwrap();
         assert!(config_at < console_at && site_token_at < console_at);
         assert!(site_switcher_at < console_at);
+        // The language (and the alerts, which use it) come before every script that shows text.
+        let language_at = CONSOLE_HTML.find("src=\"./language.js\"").unwrap();
+        let alerts_at = CONSOLE_HTML.find("src=\"./alerts.js\"").unwrap();
+        let panel_at = CONSOLE_HTML.find("src=\"./visitor-panel.js\"").unwrap();
+        for table in ["i18n.js", "en.js", "zh-CN.js"] {
+            let at = CONSOLE_HTML
+                .find(&format!("src=\"./i18n/{table}\""))
+                .unwrap();
+            assert!(at < language_at, "{table}");
+            assert!(lookup(&format!("/chat/admin/i18n/{table}")).is_some());
+        }
+        assert!(language_at < alerts_at && alerts_at < site_switcher_at);
+        assert!(alerts_at < console_at && language_at < panel_at);
+        // The console's parts that listen to console.js's events (and show text) come after it.
+        for part in ["signals.js", "canned.js", "search.js"] {
+            let at = CONSOLE_HTML.find(&format!("src=\"./{part}\"")).unwrap();
+            assert!(language_at < at && console_at < at, "{part}");
+            assert!(lookup(&format!("/chat/admin/{part}")).is_some());
+        }
+        assert!(lookup("/chat/admin/language.js").is_some());
+        assert!(lookup("/chat/admin/alerts.js").is_some());
         assert!(lookup("/chat/admin/site-token.js").is_some());
         assert!(lookup("/chat/admin/site-switcher.js").is_some());
         let config = lookup("/chat/admin/config.js").unwrap();

@@ -198,6 +198,14 @@ impl<S: AppendBatch> Store for BatchingStore<S> {
         self.inner.assign(id, assignee).await
     }
 
+    async fn set_waiting(
+        &self,
+        id: ConversationId,
+        waiting: bool,
+    ) -> Result<Conversation, StoreError> {
+        self.inner.set_waiting(id, waiting).await
+    }
+
     async fn set_status(
         &self,
         id: ConversationId,

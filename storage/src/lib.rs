@@ -27,13 +27,13 @@ pub use chat_core::StoreError;
 macro_rules! conversation_columns {
     () => {
         "id, site_id, visitor_id, status, assignee_id, assignee_name, last_seq, created_at, \
-         updated_at, visitor_last_seq"
+         updated_at, visitor_last_seq, waiting"
     };
 }
 
 /// How many columns `conversation_columns!()` names: a query that selects more after them reads
 /// those from this index on (a test below ties the two).
-pub(crate) const CONVERSATION_COLUMNS: usize = 10;
+pub(crate) const CONVERSATION_COLUMNS: usize = 11;
 
 macro_rules! message_columns {
     () => {

@@ -57,6 +57,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "search",
         sql: include_str!("../migrations/postgres/0010_search.sql"),
     },
+    Migration {
+        version: 11,
+        name: "conversation_waiting",
+        sql: include_str!("../migrations/postgres/0011_conversation_waiting.sql"),
+    },
 ];
 
 /// Embedded (SQLite) migrations, in increasing version order (as [`POSTGRES`]).
@@ -105,6 +110,11 @@ pub(crate) const EMBEDDED: &[Migration] = &[
         version: 10,
         name: "search",
         sql: include_str!("../migrations/embedded/0010_search.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "conversation_waiting",
+        sql: include_str!("../migrations/embedded/0011_conversation_waiting.sql"),
     },
 ];
 

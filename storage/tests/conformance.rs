@@ -260,6 +260,8 @@ mod search;
 mod visitor_context;
 #[path = "conformance/visitors.rs"]
 mod visitors;
+#[path = "conformance/waiting.rs"]
+mod waiting;
 #[path = "conformance/webhooks.rs"]
 mod webhooks;
 
@@ -272,6 +274,7 @@ mod checks {
     pub use super::search::*;
     pub use super::visitor_context::*;
     pub use super::visitors::*;
+    pub use super::waiting::*;
     pub use super::webhooks::*;
     use super::*;
 
@@ -797,6 +800,7 @@ mod checks {
             visitor_last_seq: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            waiting: false,
         };
         for cmid in [None, Some("x")] {
             match store
@@ -949,4 +953,5 @@ conformance_suite!(
     search_finds_text_people_and_status_within_sites,
     search_pages_with_a_cursor,
     search_treats_hostile_queries_as_plain_words,
+    waiting_is_set_kept_and_cleared,
 );

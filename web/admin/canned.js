@@ -21,6 +21,7 @@
 (function () {
   'use strict';
 
+  const t = window.ChatConsoleI18n.t; // ./language.js
   const API = '/chat/api/canned-responses';
   const STALE_MS = 30000;
   const MAX_OFFERED = 8;
@@ -52,7 +53,7 @@
   }
 
   function call(method, path, body) {
-    if (!ctx) return Promise.reject(new Error('not connected'));
+    if (!ctx) return Promise.reject(new Error(t('console.notConnected')));
     const headers = { Authorization: 'Bearer ' + ctx.token() };
     if (body) headers['Content-Type'] = 'application/json';
     return fetch(path, { method: method, headers: headers, body: body ? JSON.stringify(body) : undefined, cache: 'no-store' })
@@ -78,7 +79,7 @@
   // ---------------------------------------------------------------------------------------------
   // The `/` menu
 
-  const menu = h('ul', { class: 'canned-menu', role: 'listbox', 'data-testid': 'canned-menu', 'aria-label': 'Canned replies' });
+  const menu = h('ul', { class: 'canned-menu', role: 'listbox', 'data-testid': 'canned-menu', 'aria-label': t('canned.title') });
   menu.hidden = true;
   form.prepend(menu);
 
@@ -181,7 +182,7 @@
   // ---------------------------------------------------------------------------------------------
   // Managing them
 
-  const manageButton = h('button', { type: 'button', class: 'button', 'data-testid': 'canned-manage-button' }, 'Canned replies');
+  const manageButton = h('button', { type: 'button', class: 'button', 'data-testid': 'canned-manage-button' }, t('canned.title'));
   actions.prepend(manageButton);
 
   const dialog = h('dialog', { class: 'canned-dialog', 'data-testid': 'canned-dialog', 'aria-labelledby': 'canned-dialog-title' });
@@ -189,14 +190,14 @@
   const error = h('p', { class: 'error', role: 'alert', 'data-testid': 'canned-error' });
   const list = h('ul', { class: 'canned-list', 'data-testid': 'canned-list' });
   const editor = h('form', { class: 'canned-editor', 'data-testid': 'canned-editor' });
-  const shortcutInput = h('input', { name: 'shortcut', required: '', maxlength: '32', pattern: '[a-z0-9_\\-]+', placeholder: 'greet', 'data-testid': 'canned-shortcut', autocomplete: 'off' });
-  const titleInput = h('input', { name: 'title', required: '', maxlength: '100', placeholder: 'Greeting', 'data-testid': 'canned-title' });
-  const bodyInput = h('textarea', { name: 'body', required: '', rows: '3', placeholder: 'Hi {{visitor.name|there}}, how can I help?', 'data-testid': 'canned-body' });
-  const save = h('button', { type: 'submit', class: 'button primary', 'data-testid': 'canned-save' }, 'Add');
-  const cancel = h('button', { type: 'button', class: 'button subtle', 'data-testid': 'canned-cancel-edit' }, 'New');
-  const done = h('button', { type: 'button', class: 'button', 'data-testid': 'canned-done' }, 'Done');
+  const shortcutInput = h('input', { name: 'shortcut', required: '', maxlength: '32', pattern: '[a-z0-9_\\-]+', placeholder: t('canned.shortcutPlaceholder'), 'data-testid': 'canned-shortcut', autocomplete: 'off' });
+  const titleInput = h('input', { name: 'title', required: '', maxlength: '100', placeholder: t('canned.titlePlaceholder'), 'data-testid': 'canned-title' });
+  const bodyInput = h('textarea', { name: 'body', required: '', rows: '3', placeholder: t('canned.textPlaceholder'), 'data-testid': 'canned-body' });
+  const save = h('button', { type: 'submit', class: 'button primary', 'data-testid': 'canned-save' }, t('canned.add'));
+  const cancel = h('button', { type: 'button', class: 'button subtle', 'data-testid': 'canned-cancel-edit' }, t('canned.new'));
+  const done = h('button', { type: 'button', class: 'button', 'data-testid': 'canned-done' }, t('canned.done'));
   const label = function (text, input) { const l = h('label', {}, text); l.append(input); return l; };
-  editor.append(label('Shortcut', shortcutInput), label('Title', titleInput), label('Text', bodyInput), h('div', { class: 'canned-buttons' }));
+  editor.append(label(t('canned.shortcut'), shortcutInput), label(t('canned.titleLabel'), titleInput), label(t('canned.text'), bodyInput), h('div', { class: 'canned-buttons' }));
   editor.lastChild.append(save, cancel);
   dialog.append(title, error, list, editor, done);
   document.body.append(dialog);
@@ -210,42 +211,42 @@
   function resetEditor() {
     editing = null;
     editor.reset();
-    save.textContent = 'Add';
+    save.textContent = t('canned.add');
   }
 
   function renderList(items) {
     list.replaceChildren();
     for (const c of items) {
-      const edit = h('button', { type: 'button', class: 'link-button', 'data-testid': 'canned-edit' }, 'Edit');
-      const remove = h('button', { type: 'button', class: 'link-button', 'data-testid': 'canned-delete' }, 'Delete');
+      const edit = h('button', { type: 'button', class: 'link-button', 'data-testid': 'canned-edit' }, t('canned.edit'));
+      const remove = h('button', { type: 'button', class: 'link-button', 'data-testid': 'canned-delete' }, t('canned.delete'));
       edit.addEventListener('click', function () {
         editing = c.id;
         shortcutInput.value = c.shortcut;
         titleInput.value = c.title;
         bodyInput.value = c.body;
-        save.textContent = 'Save';
+        save.textContent = t('canned.save');
         shortcutInput.focus();
       });
       remove.addEventListener('click', function () {
-        call('DELETE', API + '/' + encodeURIComponent(c.id)).then(refresh, function (err) { showError('Could not delete: ' + err.message); });
+        call('DELETE', API + '/' + encodeURIComponent(c.id)).then(refresh, function (err) { showError(t('canned.deleteFailed', { reason: err.message })); });
       });
       const item = h('li', { class: 'canned-item', 'data-testid': 'canned-item', 'data-shortcut': c.shortcut });
       item.append(h('span', { class: 'canned-shortcut' }, '/' + c.shortcut), h('span', { class: 'canned-title' }, c.title),
         h('span', { class: 'canned-text' }, c.body), edit, remove);
       list.append(item);
     }
-    if (!items.length) list.append(h('li', { class: 'empty' }, 'No canned replies yet.'));
+    if (!items.length) list.append(h('li', { class: 'empty' }, t('canned.none')));
   }
 
   function refresh() {
     if (!site) return Promise.resolve();
-    return load(site, true).then(function (items) { showError(null); renderList(items); }, function (err) { showError('Could not load: ' + err.message); });
+    return load(site, true).then(function (items) { showError(null); renderList(items); }, function (err) { showError(t('canned.loadFailed', { reason: err.message })); });
   }
 
   manageButton.addEventListener('click', function () {
     site = open && open.site;
     if (!site) return;
-    title.textContent = 'Canned replies of ' + site;
+    title.textContent = t('canned.ofSite', { site: site });
     resetEditor();
     showError(null);
     renderList((bySite.get(site) || { list: [] }).list);
@@ -261,7 +262,7 @@
     const written = editing
       ? call('PUT', API + '/' + encodeURIComponent(editing), fields)
       : call('POST', API, Object.assign({ site: site }, fields));
-    written.then(function () { resetEditor(); return refresh(); }, function (err) { showError('Could not save: ' + err.message); });
+    written.then(function () { resetEditor(); return refresh(); }, function (err) { showError(t('canned.saveFailed', { reason: err.message })); });
   });
 
   window.ChatCanned = { fill: fill }; // for tests and integrators

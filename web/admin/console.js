@@ -25,19 +25,22 @@
   const STALE_MARGIN_MS = 10000;
 
   const CONFIG = readConfig();
+  const I18n = window.ChatConsoleI18n; // ./language.js
+  const t = I18n.t;
+  const Alerts = window.ChatConsoleAlerts; // ./alerts.js
   const SiteToken = window.ChatSiteToken; // ./site-token.js
   const Sites = window.ChatSiteSwitcher; // ./site-switcher.js
 
   // Why a socket closed, in words an agent can act on (the close reason, when sent, wins).
   const CLOSE_REASONS = {
-    1000: 'closed normally',
-    1001: 'gateway restarting',
-    1006: 'connection lost',
-    1008: 'policy violation',
-    1009: 'message too large',
-    1011: 'gateway error',
-    1013: 'fell too far behind',
-    4001: 'token expired',
+    1000: t('console.close.1000'),
+    1001: t('console.close.1001'),
+    1006: t('console.close.1006'),
+    1008: t('console.close.1008'),
+    1009: t('console.close.1009'),
+    1011: t('console.close.1011'),
+    1013: t('console.close.1013'),
+    4001: t('console.close.4001'),
   };
 
   const $ = function (id) { return document.getElementById(id); };
@@ -164,9 +167,7 @@
     const d = new Date(iso);
     if (isNaN(d.getTime())) return '';
     const sameDay = d.toDateString() === new Date().toDateString();
-    return sameDay
-      ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
-      : d.toLocaleDateString([], { month: 'short', day: 'numeric' }) + ' ' + d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    return sameDay ? I18n.time(d) : I18n.shortDateTime(d);
   }
 
   function timeOf(iso) {
@@ -176,7 +177,7 @@
 
   function visitorLabel(conv) {
     const id = conv && conv.visitor_id ? String(conv.visitor_id) : '';
-    return 'Visitor ' + (id ? id.slice(0, 8) : '?');
+    return t('console.visitorLabel', { id: id ? id.slice(0, 8) : '?' });
   }
 
   function unreadOf(conv) {
@@ -184,6 +185,13 @@
   }
   function unreadText(n) {
     return n >= UNREAD_CAP ? '99+' : String(n);
+  }
+
+  // An agent status (`online`, `away`, `offline`) in the console's language.
+  function statusText(status) {
+    if (status === 'away') return t('console.agentStatus.away');
+    if (status === 'offline') return t('console.agentStatus.offline');
+    return t('console.agentStatus.online');
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -231,7 +239,7 @@
     token = null;
     tokenSource = null;
     storageSet(TOKEN_KEY, null);
-    setBanner('rejected', CONFIG.tokenUrl ? 'Signed out' : 'Signed out — paste a token to connect');
+    setBanner('rejected', CONFIG.tokenUrl ? t('console.signedOut') : t('console.signedOutPaste'));
     showLogin(true);
   });
 
@@ -240,7 +248,7 @@
     leaveSiteMode();
     token = null;
     tokenSource = null;
-    setBanner('rejected', 'Paste an agent token to connect');
+    setBanner('rejected', t('console.pasteToConnect'));
     showLogin(true);
   }
   els.useToken.addEventListener('click', pasteInstead);
@@ -284,7 +292,7 @@
 
   // Gets a site token, then connects; 401/403 stops at the sign-in panel, other failures retry.
   function connectWithSiteToken() {
-    setBanner('connecting', 'Getting a token from the main site…');
+    setBanner('connecting', t('console.gettingToken'));
     const generation = ++siteGeneration;
     SiteToken.fetch(CONFIG.tokenUrl).then(function (got) {
       if (generation !== siteGeneration || tokenSource !== 'site') return;
@@ -297,7 +305,7 @@
         showSignIn(err.status);
       } else {
         els.useToken.hidden = false;
-        scheduleReconnect('Could not get a token: ' + err.message, 'error');
+        scheduleReconnect(t('console.tokenFetchFailed', { reason: err.message }), 'error');
       }
     });
   }
@@ -309,8 +317,8 @@
     if (CONFIG.loginUrl) els.signinLink.setAttribute('href', CONFIG.loginUrl);
     els.signinLink.hidden = !CONFIG.loginUrl;
     showPanel('signin');
-    const why = status === 'redirect' ? 'the token URL redirected' : 'HTTP ' + status;
-    setBanner('rejected', 'Not signed in on the main site (' + why + ') — sign in on the main site');
+    const why = status === 'redirect' ? t('console.tokenUrlRedirected') : 'HTTP ' + status;
+    setBanner('rejected', t('console.notSignedInSite', { reason: why }));
   }
 
   // Renews the token some time before it expires (SiteToken.renewAfterMs): the main site's
@@ -330,7 +338,7 @@
     const retry = function (why) {
       const delay = Math.min(REFRESH_RETRY_MAX_MS, REFRESH_RETRY_MIN_MS * Math.pow(2, refreshAttempt++));
       console.warn('[chat-console] token renewal failed:', why, '— retrying in', delay, 'ms');
-      setBanner('error', 'Connected as ' + (me ? me.name : 'agent') + ' — could not renew the token (' + why + '), retrying');
+      setBanner('error', t('console.renewFailed', { name: me ? me.name : t('console.agent'), reason: why }));
       scheduleRefresh(delay);
     };
     SiteToken.fetch(CONFIG.tokenUrl).then(function (got) {
@@ -339,7 +347,7 @@
         if (generation !== siteGeneration) return;
         adoptSiteToken(got);
         refreshAttempt = 0;
-        if (me) setBanner('connected', 'Connected as ' + me.name);
+        if (me) setBanner('connected', t('console.connectedAs', { name: me.name }));
         scheduleRefresh();
       }, function (err) {
         if (generation !== siteGeneration || err.code === 'disconnected') return; // reconnecting fetches anew
@@ -349,13 +357,13 @@
           if (ws) ws.close(1000);
           return;
         }
-        retry('the gateway refused it: ' + (err.message || err.code));
+        retry(t('console.renewRefused', { reason: err.message || err.code }));
       });
     }, function (err) {
       if (generation !== siteGeneration) return;
       // Signed out on the main site: the session lasts until the token expires (4001), then the
       // sign-in panel shows. Keep asking now and then in case the agent signs in again.
-      if (err.kind === 'signin') retry('signed out on the main site: sign in there to stay connected');
+      if (err.kind === 'signin') retry(t('console.renewSignedOut'));
       else retry(err.message);
     });
   }
@@ -382,14 +390,14 @@
     retryTimer = countdownTimer = null;
     if (tokenSource === 'site' && (!token || (fresh !== true && siteTokenStale()))) { connectWithSiteToken(); return; }
     if (!token) { showLogin(true); return; }
-    setBanner('connecting', 'Connecting…');
+    setBanner('connecting', t('console.connecting'));
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const url = proto + '//' + location.host + '/ws-admin/?token=' + encodeURIComponent(token);
     let sock;
     try {
       sock = new WebSocket(url);
     } catch (_) {
-      scheduleReconnect('Could not open a WebSocket');
+      scheduleReconnect(t('console.noWebSocket'));
       return;
     }
     ws = sock;
@@ -409,17 +417,17 @@
         // Not renewed in time (laptop asleep, main site down): fetch a new one and resume. Through
         // the back-off, so that tokens that keep expiring at once cannot spin.
         token = null;
-        scheduleReconnect('Token expired — getting a fresh one from the main site', 'connecting');
+        scheduleReconnect(t('console.tokenExpiredSite'), 'connecting');
       } else if (ev.code === 4001) {
         // The token expired: a new one from the main site continues where this left off
         // (conversations stay on screen; the next session resumes from them).
         token = null;
         storageSet(TOKEN_KEY, null);
         showLogin(true);
-        setBanner('rejected', 'Your token expired — paste a fresh one to continue where you were');
+        setBanner('rejected', t('console.tokenExpiredPaste'));
       } else if (hadWelcome) {
-        const reason = ev.reason || CLOSE_REASONS[ev.code] || 'unknown reason';
-        scheduleReconnect('Disconnected (code ' + ev.code + ': ' + reason + ')');
+        const reason = ev.reason || CLOSE_REASONS[ev.code] || t('console.close.unknown');
+        scheduleReconnect(t('console.disconnected', { code: ev.code, reason: reason }));
       } else {
         diagnoseFailedConnect();
       }
@@ -430,7 +438,7 @@
     welcomed = false;
     clearTimeout(refreshTimer); // renewal runs on an open session; a new one schedules it again
     refreshTimer = null;
-    for (const r of requests.values()) r.reject({ code: 'disconnected', message: 'connection lost' });
+    for (const r of requests.values()) r.reject({ code: 'disconnected', message: t('console.close.1006') });
     requests.clear();
     for (const p of pending.values()) p.inFlight = false;
     renderPane();
@@ -439,7 +447,7 @@
   // Browsers hide the HTTP status of a refused upgrade, so ask the gateway over plain HTTP with
   // the same token why it would refuse us.
   function diagnoseFailedConnect() {
-    setBanner('error', 'Connection failed — checking why…');
+    setBanner('error', t('console.checkingWhy'));
     const tokenTried = token;
     fetch('/chat/api/whoami', { headers: { Authorization: 'Bearer ' + tokenTried }, cache: 'no-store' })
       .then(function (res) {
@@ -452,25 +460,24 @@
           // A fresh one may do (it expired meanwhile); if the main site keeps minting tokens the
           // gateway refuses (another secret), the back-off keeps this slow and the banner says why.
           token = null;
-          scheduleReconnect('The gateway refused the main site\'s token (401): ' + (message || 'invalid') +
-            ' — is CHAT_ADMIN_JWT_SECRET the main site\'s secret?', 'error');
+          scheduleReconnect(t('console.siteTokenRefused', { reason: message || t('console.invalid') }), 'error');
           els.useToken.hidden = false;
         } else if (r.status === 401) {
           // Retrying cannot fix a bad token: stop and ask for a new one.
           token = null;
           storageSet(TOKEN_KEY, null);
           showLogin(true);
-          setBanner('rejected', 'Token rejected (401): ' + (message || 'expired or invalid') + ' — paste a new token');
+          setBanner('rejected', t('console.tokenRejected', { reason: message || t('console.expiredOrInvalid') }));
         } else if (r.status === 403) {
-          scheduleReconnect('Origin not allowed (403)' + (message ? ': ' + message : ''), 'error');
+          scheduleReconnect(message ? t('console.originRefusedWhy', { reason: message }) : t('console.originRefused'), 'error');
         } else if (r.status >= 200 && r.status < 300) {
-          scheduleReconnect('WebSocket refused although the token is valid (is /ws-admin/ routed to the gateway?)', 'error');
+          scheduleReconnect(t('console.upgradeRefused'), 'error');
         } else {
-          scheduleReconnect('Connection failed (HTTP ' + r.status + (message ? ': ' + message : '') + ')', 'error');
+          scheduleReconnect(t('console.connectFailed', { status: r.status + (message ? ': ' + message : '') }), 'error');
         }
       }, function () {
         if (token !== tokenTried) return;
-        scheduleReconnect('Gateway unreachable', 'error');
+        scheduleReconnect(t('console.unreachable'), 'error');
       });
   }
 
@@ -482,7 +489,7 @@
     const due = Date.now() + delay;
     const show = function () {
       const secs = Math.max(1, Math.ceil((due - Date.now()) / 1000));
-      setBanner(state || 'error', why + ' — reconnecting in ' + secs + ' s');
+      setBanner(state || 'error', t('console.reconnectingIn', { why: why, seconds: secs }));
     };
     show();
     clearInterval(countdownTimer);
@@ -494,7 +501,7 @@
   function request(type, fields) {
     return new Promise(function (resolve, reject) {
       if (!ws || !welcomed) {
-        reject({ code: 'disconnected', message: 'not connected' });
+        reject({ code: 'disconnected', message: t('console.notConnected') });
         return;
       }
       const id = 'a' + (++requestSeq);
@@ -520,7 +527,7 @@
       else r.reject({ code: f.code, message: f.message });
       return;
     }
-    if (f.type === 'message') return onMessage(f.message);
+    if (f.type === 'message') return onMessage(f.message, true);
     if (f.type === 'conversation') return onConversation(f.conversation);
     if (f.type === 'read') return onRead(f);
     // Unknown events (newer gateway) are ignored on purpose; `typing` and `agent_status` are
@@ -531,9 +538,9 @@
     welcomed = true;
     attempt = 0;
     clearInterval(countdownTimer);
-    me = f.agent && f.agent.id ? { id: String(f.agent.id), name: String(f.agent.name || f.agent.id) } : { id: '?', name: 'agent' };
+    me = f.agent && f.agent.id ? { id: String(f.agent.id), name: String(f.agent.name || f.agent.id) } : { id: '?', name: t('console.agent') };
     Sites.welcome(f.sites, me.id);
-    setBanner('connected', 'Connected as ' + me.name);
+    setBanner('connected', t('console.connectedAs', { name: me.name }));
     showLogin(false);
     scheduleRefresh();
 
@@ -606,7 +613,11 @@
     if (!conv || typeof conv.id !== 'string') return;
     const old = conversations.get(conv.id);
     // Read state is not in `conversation` events: keep what the list and live events said.
-    conversations.set(conv.id, Object.assign({}, old || {}, conv, { preview: old ? old.preview : null }));
+    // `waiting` is sent only when true: an update without it clears the mark.
+    conversations.set(conv.id, Object.assign({}, old || {}, conv, { waiting: conv.waiting === true, preview: old ? old.preview : null }));
+    if (!old && welcomed && Sites.shows(conv)) {
+      Alerts.conversation(conv, visitorLabel(conv), function () { openConversation(conv.id); });
+    }
     renderList();
     if (conv.id === selectedId) renderPane();
   }
@@ -628,17 +639,18 @@
       const count = unreadOf(c);
       const unread = count > 0;
       if (unread) unreadCount++;
-      const assignee = c.assignee ? (me && c.assignee.id === me.id ? 'You' : c.assignee.name || c.assignee.id) : 'Unassigned';
+      const assignee = c.assignee ? (me && c.assignee.id === me.id ? t('console.you') : c.assignee.name || c.assignee.id) : t('console.unassigned');
       const button = h('button', {
         type: 'button', class: 'conversation', 'data-testid': 'conversation-item', 'data-conversation-id': c.id,
         'data-status': c.status, 'data-unread': String(unread), 'data-unread-count': String(count),
-        'aria-current': c.id === selectedId ? 'true' : null,
+        'data-waiting': String(Boolean(c.waiting)), 'aria-current': c.id === selectedId ? 'true' : null,
         onclick: function () { openConversation(c.id); },
       }, [
         h('div', { class: 'row' }, [
           h('span', { class: 'name', text: visitorLabel(c) }),
-          unread ? h('span', { class: 'unread', 'data-testid': 'conversation-unread', 'aria-label': count + ' unread', text: unreadText(count) }) : null,
-          h('span', { class: 'badge', 'data-status': c.status, text: c.status }),
+          unread ? h('span', { class: 'unread', 'data-testid': 'conversation-unread', 'aria-label': t('console.unreadCount', { count: unreadText(count) }), text: unreadText(count) }) : null,
+          c.waiting ? h('span', { class: 'badge waiting', 'data-testid': 'conversation-waiting', title: t('console.waitingHint'), text: t('console.waiting') }) : null,
+          h('span', { class: 'badge', 'data-status': c.status, text: c.status === 'closed' ? t('console.status.closed') : t('console.status.open') }),
         ]),
         Sites.spansSeveral() ? h('div', { class: 'site', 'data-testid': 'conversation-site', text: c.site_id || '' }) : null,
         h('div', { class: 'row' }, [
@@ -651,7 +663,7 @@
     }
     els.list.replaceChildren(frag);
     els.noConversations.hidden = items.length > 0;
-    document.title = (unreadCount ? '(' + unreadCount + ') ' : '') + 'Chat console';
+    Alerts.listed(unreadCount);
     if (focusedId) {
       const again = els.list.querySelector('[data-conversation-id="' + CSS.escape(focusedId) + '"]');
       if (again) again.focus();
@@ -711,7 +723,7 @@
       if (more && list.length) loadHistory(id, list[list.length - 1].seq);
     }, function (err) {
       // A disconnect is healed by `resume` after reconnecting; anything else the agent should see.
-      if (err.code !== 'disconnected' && selectedId === id) showPaneError('Could not load history: ' + (err.message || err.code));
+      if (err.code !== 'disconnected' && selectedId === id) showPaneError(t('console.historyFailed', { reason: err.message || err.code }));
     });
   }
 
@@ -720,16 +732,17 @@
     els.pane.hidden = !selectedId;
     els.paneEmpty.hidden = Boolean(selectedId);
     if (!selectedId) return;
-    els.paneTitle.textContent = conv ? visitorLabel(conv) : 'Conversation';
+    els.paneTitle.textContent = conv ? visitorLabel(conv) : t('console.conversation');
     const parts = [];
     if (conv) {
-      parts.push(conv.status === 'closed' ? 'Closed' : 'Open');
-      parts.push(conv.assignee ? 'Assigned to ' + (me && conv.assignee.id === me.id ? 'you' : conv.assignee.name || conv.assignee.id) : 'Unassigned');
-      if (conv.created_at) parts.push('started ' + formatTime(conv.created_at));
+      parts.push(conv.status === 'closed' ? t('console.closed') : t('console.open'));
+      if (conv.waiting) parts.push(t('console.waitingMeta'));
+      parts.push(conv.assignee ? t('console.assignedTo', { name: me && conv.assignee.id === me.id ? t('console.youLower') : conv.assignee.name || conv.assignee.id }) : t('console.unassigned'));
+      if (conv.created_at) parts.push(t('console.started', { time: formatTime(conv.created_at) }));
     }
     els.paneMeta.textContent = parts.join(' · ');
     const mine = Boolean(conv && conv.assignee && me && conv.assignee.id === me.id);
-    els.assign.textContent = mine ? 'Assigned to you' : 'Assign to me';
+    els.assign.textContent = mine ? t('console.assignedToYou') : t('console.assignToMe');
     els.assign.disabled = !welcomed || mine || !conv;
     els.transfer.disabled = !welcomed || !conv;
     els.close.disabled = !welcomed || !conv || conv.status === 'closed';
@@ -767,9 +780,9 @@
     paneMessages.set(m.seq, m);
     const role = (m.sender && m.sender.role) || 'visitor';
     let who;
-    if (role === 'visitor') who = 'Visitor';
-    else if (me && m.sender.id === me.id) who = 'You';
-    else who = m.sender.name || m.sender.id || 'Agent';
+    if (role === 'visitor') who = t('console.visitor');
+    else if (me && m.sender.id === me.id) who = t('console.you');
+    else who = m.sender.name || m.sender.id || t('console.agentName');
     const kind = m.kind === 'note' || m.kind === 'system' ? m.kind : 'text';
     const el = messageElement(role, who, String(m.body), formatTime(m.created_at), kind);
     el.setAttribute('data-seq', String(m.seq));
@@ -785,8 +798,11 @@
     return seq;
   }
 
-  function onMessage(m) {
+  // `live`: a `message` event (not an ack, a replay or history), which may call for an alert.
+  function onMessage(m, live) {
     if (!m || typeof m.conversation_id !== 'string' || typeof m.seq !== 'number') return;
+    const known = conversations.get(m.conversation_id);
+    const isNew = !known || (known.last_seq || 0) < m.seq; // not seen by this console before
     if (m.client_msg_id && pending.has(m.client_msg_id)) confirmPending(m.client_msg_id);
     let conv = conversations.get(m.conversation_id);
     if (!conv) {
@@ -807,6 +823,9 @@
       announce('activity', m.conversation_id);
     }
     renderList();
+    if (live && isNew && m.sender && m.sender.role === 'visitor' && Sites.shows(conv)) {
+      Alerts.message(m, visitorLabel(conv), function () { openConversation(m.conversation_id); });
+    }
   }
 
   document.addEventListener('visibilitychange', function () {
@@ -898,7 +917,7 @@
     }
     if (old && old.parentElement === target) return;
     if (old) old.remove();
-    if (target) target.appendChild(h('span', { class: 'seen', 'data-testid': 'message-seen', text: 'Seen' }));
+    if (target) target.appendChild(h('span', { class: 'seen', 'data-testid': 'message-seen', text: t('console.seen') }));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -911,7 +930,7 @@
       showPaneError(null);
       if (ack.conversation) onConversation(ack.conversation);
     }, function (err) {
-      showPaneError('Could not assign: ' + (err.message || err.code));
+      showPaneError(t('console.assignFailed', { reason: err.message || err.code }));
       renderPane();
     });
   });
@@ -920,8 +939,8 @@
   els.noteToggle.addEventListener('change', function () {
     els.replyForm.setAttribute('data-note', String(els.noteToggle.checked));
     els.reply.placeholder = els.noteToggle.checked
-      ? 'Internal note: only agents see it (Enter saves)'
-      : 'Type a reply (Enter sends, Shift+Enter for a new line)';
+      ? t('console.notePlaceholder')
+      : t('console.replyPlaceholder');
     els.reply.focus();
   });
 
@@ -931,15 +950,16 @@
     const fields = conv && conv.site_id ? { site: conv.site_id } : {};
     request('list_agents', fields).then(function (ack) {
       if (selectedId !== id) return;
-      const options = [h('option', { value: '', text: 'Transfer to…' })];
+      const options = [h('option', { value: '', text: t('console.transferTo') })];
       // Each as an `agent_status` event shows them: { agent: { id, name }, status, connected }.
       for (const view of ack.agents || []) {
         const a = view && view.agent;
         if (!a || typeof a.id !== 'string' || (me && a.id === me.id)) continue;
-        const label = (a.name || a.id) + (view.connected ? ' (' + view.status + ')' : '');
+        const name = a.name || a.id;
+        const label = view.connected ? t('console.agentWithStatus', { name: name, status: statusText(view.status) }) : name;
         options.push(h('option', { value: 'agent:' + a.id, 'data-testid': 'transfer-option', text: label }));
       }
-      options.push(h('option', { value: 'nobody', text: 'Unassigned' }));
+      options.push(h('option', { value: 'nobody', text: t('console.unassigned') }));
       els.transfer.replaceChildren.apply(els.transfer, options);
     }, logFailure('list_agents'));
   }
@@ -954,7 +974,7 @@
       if (ack.conversation) onConversation(ack.conversation);
     };
     const failed = function (err) {
-      showPaneError('Could not transfer: ' + (err.message || err.code));
+      showPaneError(t('console.transferFailed', { reason: err.message || err.code }));
       renderPane();
     };
     if (choice === 'nobody') request('unassign', { conversation_id: id }).then(done, failed);
@@ -968,7 +988,7 @@
       showPaneError(null);
       if (ack.conversation) onConversation(ack.conversation);
     }, function (err) {
-      showPaneError('Could not close: ' + (err.message || err.code));
+      showPaneError(t('console.closeFailed', { reason: err.message || err.code }));
       renderPane();
     });
   });
@@ -990,7 +1010,7 @@
     els.reply.value = '';
     const note = els.noteToggle.checked;
     const clientMsgId = randomId('a-');
-    const el = messageElement('agent', 'You', body, 'sending…', note ? 'note' : 'text');
+    const el = messageElement('agent', t('console.you'), body, t('console.sending'), note ? 'note' : 'text');
     el.setAttribute('data-pending', 'true');
     const p = { cid: selectedId, body: body, note: note, el: el, key: PENDING_KEY_BASE + (++typedSeq), inFlight: false, failed: false };
     pending.set(clientMsgId, p);
@@ -1015,13 +1035,13 @@
         p.inFlight = false;
         if (err.code === 'disconnected') return; // flushed again after reconnecting
         if (err.code === 'unavailable' || err.code === 'internal') {
-          p.el._meta.textContent = 'sending… (retrying)';
+          p.el._meta.textContent = t('console.retrying');
           setTimeout(flushPending, 2000);
           return;
         }
         p.failed = true;
         p.el.setAttribute('data-failed', 'true');
-        p.el._meta.textContent = 'Not sent: ' + (err.message || err.code);
+        p.el._meta.textContent = t('console.notSent', { reason: err.message || err.code });
       });
     }
   }
@@ -1042,7 +1062,7 @@
   } else if (CONFIG.tokenUrl) {
     signInWithSite();
   } else {
-    setBanner('rejected', 'Not signed in — paste an agent token');
+    setBanner('rejected', t('console.notSignedIn'));
     showLogin(true);
   }
 })();

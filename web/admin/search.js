@@ -12,6 +12,8 @@
 (function () {
   'use strict';
 
+  const I18n = window.ChatConsoleI18n; // ./language.js
+  const t = I18n.t;
   const PAUSE_MS = 350;
   const sidebarHead = document.querySelector('.sidebar-head');
   const conversationList = document.getElementById('conversations');
@@ -36,15 +38,15 @@
 
   const form = h('form', { class: 'search', role: 'search', 'data-testid': 'search-form' });
   const input = h('input', {
-    type: 'search', class: 'search-input', placeholder: 'Search messages, names, emails', maxlength: '200',
-    'aria-label': 'Search conversations', 'data-testid': 'search-input', autocomplete: 'off',
+    type: 'search', class: 'search-input', placeholder: t('search.placeholder'), maxlength: '200',
+    'aria-label': t('search.label'), 'data-testid': 'search-input', autocomplete: 'off',
   });
   form.append(input);
   sidebarHead.after(form);
 
   const status = h('p', { class: 'search-status', role: 'status', 'data-testid': 'search-status' });
   const results = h('ul', { class: 'conversations search-results', 'data-testid': 'search-results' });
-  const more = h('button', { type: 'button', class: 'button subtle search-more', 'data-testid': 'search-more' }, 'More results');
+  const more = h('button', { type: 'button', class: 'button subtle search-more', 'data-testid': 'search-more' }, t('search.more'));
   status.hidden = true;
   results.hidden = true;
   more.hidden = true;
@@ -64,8 +66,7 @@
   }
 
   function when(iso) {
-    const d = new Date(iso);
-    return isNaN(d) ? '' : d.toLocaleString();
+    return iso ? I18n.dateTime(iso) : '';
   }
 
   function render() {
@@ -76,16 +77,17 @@
         type: 'button', class: 'conversation', 'data-testid': 'search-result', 'data-conversation-id': c.id || '',
       });
       const row = h('div', { class: 'row' });
-      row.append(h('span', { class: 'name' }, c.site_id ? c.site_id : 'Conversation'), h('span', { class: 'badge', 'data-status': c.status }, c.status || ''));
+      row.append(h('span', { class: 'name' }, c.site_id ? c.site_id : t('console.conversation')),
+        h('span', { class: 'badge', 'data-status': c.status }, c.status === 'closed' ? t('console.status.closed') : c.status ? t('console.status.open') : ''));
       button.append(row,
-        h('div', { class: 'preview', 'data-testid': 'search-snippet' }, r.snippet ? r.snippet : 'The visitor\'s name or email matches'),
+        h('div', { class: 'preview', 'data-testid': 'search-snippet' }, r.snippet ? r.snippet : t('search.visitorMatches')),
         h('div', { class: 'time' }, when(c.updated_at)));
       button.addEventListener('click', function () { if (ctx && c.id) ctx.open(c); });
       const item = h('li');
       item.append(button);
       results.append(item);
     }
-    status.textContent = shown.length ? shown.length + (nextCursor ? '+' : '') + ' found' : 'Nothing found';
+    status.textContent = shown.length ? t('search.found', { count: shown.length + (nextCursor ? '+' : '') }) : t('search.none');
     more.hidden = !nextCursor;
   }
 
@@ -98,7 +100,7 @@
     const fields = Object.assign({ query: query, limit: 20 }, siteFilter());
     if (cursor) fields.cursor = cursor;
     showResults(true);
-    if (!cursor) status.textContent = 'Searching…';
+    if (!cursor) status.textContent = t('search.searching');
     ctx.request('search_conversations', fields).then(function (ack) {
       if (mine !== generation) return;
       const page = Array.isArray(ack.results) ? ack.results : [];
@@ -108,8 +110,8 @@
     }, function (err) {
       if (mine !== generation) return;
       if (!cursor) { shown = []; nextCursor = null; results.replaceChildren(); }
-      status.textContent = err.code === 'rate_limited' ? 'Searching too fast — wait a moment'
-        : 'Search failed: ' + (err.message || err.code);
+      status.textContent = err.code === 'rate_limited' ? t('search.tooFast')
+        : t('search.failed', { reason: err.message || err.code });
     });
   }
 

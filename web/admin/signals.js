@@ -19,6 +19,7 @@
 (function () {
   'use strict';
 
+  const t = window.ChatConsoleI18n.t; // ./language.js
   const TYPING_RESEND_MS = 2500;
   const TYPING_IDLE_MS = 4000;
   const TYPING_DEFAULT_MS = 6000;
@@ -128,6 +129,13 @@
     renderAgents();
   }
 
+  // An agent status (`online`, `away`, `offline`) in the console's language.
+  function statusText(status) {
+    if (status === 'away') return t('console.agentStatus.away');
+    if (status === 'offline') return t('console.agentStatus.offline');
+    return t('console.agentStatus.online');
+  }
+
   function renderAgents() {
     const sorted = Array.from(agents.values()).sort(function (a, b) {
       return String(a.agent.name).localeCompare(String(b.agent.name));
@@ -136,9 +144,10 @@
     for (const view of sorted) {
       const li = h('li', { 'data-testid': 'agent-item', 'data-agent-id': view.agent.id, 'data-status': view.status });
       li.append(h('span', { class: 'dot', 'aria-hidden': 'true' }));
-      const name = view.agent.id === me ? (view.agent.name || view.agent.id) + ' (you)' : view.agent.name || view.agent.id;
+      const own = view.agent.name || view.agent.id;
+      const name = view.agent.id === me ? t('console.agentYou', { name: own }) : own;
       li.append(h('span', { class: 'agent-name' }, name));
-      li.append(h('span', { class: 'agent-state', 'data-testid': 'agent-state' }, view.status));
+      li.append(h('span', { class: 'agent-state', 'data-testid': 'agent-state' }, statusText(view.status)));
       frag.append(li);
     }
     agentList.replaceChildren(frag);
@@ -197,7 +206,7 @@
       if (!who) typing.set(f.conversation_id, who = new Map());
       who.set(key, {
         role: s.role,
-        name: s.role === 'visitor' ? 'Visitor' : String(s.name || s.id),
+        name: s.role === 'visitor' ? t('console.visitor') : String(s.name || s.id),
         timer: setTimeout(function () { clearTyping(f.conversation_id, key); }, ms),
       });
     }
@@ -206,9 +215,9 @@
 
   function clearTyping(cid, key, quiet) {
     const who = typing.get(cid);
-    const t = who && who.get(key);
-    if (!t) return;
-    clearTimeout(t.timer);
+    const typist = who && who.get(key);
+    if (!typist) return;
+    clearTimeout(typist.timer);
     who.delete(key);
     if (!who.size) typing.delete(cid);
     if (!quiet) renderTyping();
@@ -216,9 +225,11 @@
 
   function renderTyping() {
     const who = selectedId ? typing.get(selectedId) : null;
-    const names = who ? Array.from(who.values(), function (t) { return t.name; }) : [];
+    const names = who ? Array.from(who.values(), function (typist) { return typist.name; }) : [];
     typingLine.hidden = names.length === 0;
-    typingLine.textContent = names.length ? names.join(', ') + (names.length > 1 ? ' are typing…' : ' is typing…') : '';
+    typingLine.textContent = names.length === 0 ? ''
+      : names.length > 1 ? t('console.typingMany', { names: names.join(t('console.listSeparator')) })
+        : t('console.typingOne', { name: names[0] });
     markList();
   }
 
@@ -227,10 +238,10 @@
   function markList() {
     for (const button of list.querySelectorAll('[data-conversation-id]')) {
       const who = typing.get(button.getAttribute('data-conversation-id'));
-      const visitorTyping = Boolean(who && Array.from(who.values()).some(function (t) { return t.role === 'visitor'; }));
+      const visitorTyping = Boolean(who && Array.from(who.values()).some(function (typist) { return typist.role === 'visitor'; }));
       const mark = button.querySelector('.typing-mark');
       button.setAttribute('data-typing', String(visitorTyping));
-      if (visitorTyping && !mark) button.append(h('span', { class: 'typing-mark', 'data-testid': 'conversation-typing' }, 'typing…'));
+      if (visitorTyping && !mark) button.append(h('span', { class: 'typing-mark', 'data-testid': 'conversation-typing' }, t('console.typingMark')));
       else if (!visitorTyping && mark) mark.remove();
     }
   }

@@ -52,7 +52,7 @@
     const list = everySite() ? Array.from(seenSites) : sites.slice();
     if (chosen && list.indexOf(chosen) < 0) list.push(chosen);
     list.sort();
-    select.replaceChildren(option(ALL, 'All sites'), ...list.map(function (s) { return option(s, s); }));
+    select.replaceChildren(option(ALL, window.ChatConsoleI18n.t('console.allSites')), ...list.map(function (s) { return option(s, s); }));
     select.value = chosen || ALL;
   }
 

@@ -17,6 +17,8 @@
   'use strict';
 
   const REFRESH_MS = 3000;
+  const I18n = window.ChatConsoleI18n; // ./language.js
+  const t = I18n.t;
   const panel = document.getElementById('visitor-panel');
   if (!panel) return;
 
@@ -48,8 +50,7 @@
   }
 
   function when(iso) {
-    const d = new Date(iso);
-    return isNaN(d) ? '' : d.toLocaleString();
+    return I18n.dateTime(iso);
   }
 
   // The main site's user, if it named one: verified (its hash checked) or not.
@@ -59,42 +60,40 @@
     const box = h('div', { class: 'visitor-profile', 'data-testid': 'visitor-profile' });
     const verified = p.verified === true;
     const mark = h('span', { class: 'identity-mark', 'data-testid': 'visitor-verified', 'data-verified': String(verified) });
-    mark.textContent = verified ? '✓ verified' : 'unverified';
-    mark.title = verified
-      ? 'The main site vouched for this user (hash checked by the gateway)'
-      : 'Given by the page without proof: anyone could have typed it';
+    mark.textContent = verified ? t('panel.verified') : t('panel.unverified');
+    mark.title = verified ? t('panel.verifiedHint') : t('panel.unverifiedHint');
     const list = h('dl', { class: 'visitor-facts' });
-    row(list, 'Name', p.name, 'visitor-name');
-    row(list, 'Email', p.email, 'visitor-email');
-    row(list, 'User id', p.user_id, 'visitor-user-id');
+    row(list, t('panel.name'), p.name, 'visitor-name');
+    row(list, t('panel.email'), p.email, 'visitor-email');
+    row(list, t('panel.userId'), p.user_id, 'visitor-user-id');
     box.append(mark, list);
     return box;
   }
 
   function render(visitor) {
     const title = h('h3');
-    title.textContent = 'Visitor';
+    title.textContent = t('panel.title');
     const list = h('dl', { class: 'visitor-facts' });
     const profile = profileOf(visitor);
     const head = profile ? [title, profile] : [title];
     const c = visitor && visitor.context;
     if (!c) {
       const empty = h('p', { class: 'empty', 'data-testid': 'visitor-empty' });
-      empty.textContent = 'No page reported yet.';
+      empty.textContent = t('panel.noPage');
       panel.replaceChildren(...head, empty);
       return;
     }
-    row(list, 'Page', c.title, 'visitor-title');
-    row(list, 'URL', c.url ? link(c.url) : null, 'visitor-url');
-    row(list, 'Came from', c.referrer ? link(c.referrer) : null, 'visitor-referrer');
-    row(list, 'Language', c.language, 'visitor-language');
-    row(list, 'Time zone', c.time_zone, 'visitor-time-zone');
-    row(list, 'Address', c.ip ? c.ip + (c.country ? ' (' + c.country + ')' : '') : null, 'visitor-address');
-    row(list, 'Browser', c.user_agent, 'visitor-user-agent');
+    row(list, t('panel.page'), c.title, 'visitor-title');
+    row(list, t('panel.url'), c.url ? link(c.url) : null, 'visitor-url');
+    row(list, t('panel.referrer'), c.referrer ? link(c.referrer) : null, 'visitor-referrer');
+    row(list, t('panel.language'), c.language, 'visitor-language');
+    row(list, t('panel.timeZone'), c.time_zone, 'visitor-time-zone');
+    row(list, t('panel.address'), c.ip ? c.ip + (c.country ? ' (' + c.country + ')' : '') : null, 'visitor-address');
+    row(list, t('panel.browser'), c.user_agent, 'visitor-user-agent');
     const attributes = c.attributes || {};
     for (const key of Object.keys(attributes).sort()) row(list, key, attributes[key], 'visitor-attribute');
-    row(list, 'First seen', visitor.first_seen_at ? when(visitor.first_seen_at) : null);
-    row(list, 'Updated', visitor.updated_at ? when(visitor.updated_at) : null, 'visitor-updated');
+    row(list, t('panel.firstSeen'), visitor.first_seen_at ? when(visitor.first_seen_at) : null);
+    row(list, t('panel.updated'), visitor.updated_at ? when(visitor.updated_at) : null, 'visitor-updated');
     panel.replaceChildren(...head, list);
   }
 
@@ -107,7 +106,7 @@
     }, function (err) {
       if (err && err.code !== 'disconnected' && current === target) {
         const p = h('p', { class: 'error' });
-        p.textContent = 'Could not read the visitor: ' + (err.message || err.code);
+        p.textContent = t('panel.failed', { reason: err.message || err.code });
         panel.replaceChildren(p);
       }
     }).finally(function () { inFlight = false; });

@@ -17,7 +17,11 @@
  * the fallback), attributes (a flat object of strings, numbers and booleans shown to agents with the
  * page the visitor is on, e.g. { plan: "pro", orderCount: 3 }: at most 20, keys [A-Za-z0-9_.-]),
  * user ({ id, name, email, hash }: the main site's logged-in user, hash computed on its server;
- * docs/identity.md).
+ * docs/identity.md), locale ("en" | "zh-CN"; default: the browser's languages), offlineEmail
+ * (true: when no agent is online, ask for an email address to answer at; false: don't).
+ *
+ * Every string shown comes from web/i18n/<locale>.js through t(): the gateway serves those
+ * tables and web/i18n/i18n.js in the same function scope as this file (gateway/src/assets.rs).
  */
 (function () {
   'use strict';
@@ -28,10 +32,14 @@
   // currentScript is only set while this file first runs, so capture it before anything async.
   const scriptEl = document.currentScript;
   const config = Object.assign({}, window.ChatWidgetConfig || {});
+  const i18n = chatI18n(config.locale, navigator.languages || [navigator.language]);
+  const t = i18n.t;
 
   const baseUrl = normalizeBaseUrl(config.serverBaseUrl || scriptOrigin());
   const site = String(config.site || 'default');
-  const title = String(config.title || 'Chat with us');
+  const title = String(config.title || t('widget.title'));
+  // Ask for an email address while no agent is online (offline capture), unless told not to.
+  const offlineEmail = config.offlineEmail !== false;
   const position = config.position === 'bottom-left' ? 'bottom-left' : 'bottom-right';
 
   // The logged-in user of the main site (docs/identity.md), or null: an anonymous visitor.
@@ -103,7 +111,9 @@
   let currentConversationId = null;
   let panelOpen = false;
   let unread = 0;
-  let connection = { state: 'connecting', text: 'Connecting…' };
+  let connection = { state: 'connecting', text: t('widget.connecting') };
+  // The offline form: 'ask', 'sending', 'sent' or 'error'.
+  let contactState = typeof saved.email === 'string' && saved.email ? 'sent' : 'ask';
 
   const conversations = new Map(); // id -> { index, status, closedNoted, agentRead, readSent }
   const messages = new Map(); // "cid:seq" -> message
@@ -166,6 +176,7 @@
     const value = {};
     if (saved.token) value.token = saved.token;
     if (saved.transport === 'polling') value.transport = 'polling';
+    if (saved.email) value.email = saved.email;
     storageSet('localStorage', STORE_KEY, Object.keys(value).length ? JSON.stringify(value) : null);
   }
 
@@ -237,7 +248,7 @@
     clearTimeout(wsRetryTimer);
     retryTimer = countdownTimer = wsRetryTimer = null;
     if (window.console) console.error('[chat-widget] the gateway refused ChatWidgetConfig.user:', refused);
-    setConnection('refused', 'Chat is unavailable: your sign-in could not be verified (' + refused + ')');
+    setConnection('refused', t('widget.refused', { reason: refused }));
   }
 
   // A 401 with a user: first without our token (it may be the stale part), then it is the user.
@@ -277,9 +288,7 @@
   }
 
   function formatTime(iso) {
-    const d = new Date(iso);
-    if (isNaN(d.getTime())) return '';
-    return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    return i18n.time(iso);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -350,6 +359,13 @@
     .input:focus { border-color: var(--accent); box-shadow: 0 0 0 2px rgba(37,99,235,.2); }
     .send { border: none; border-radius: 8px; padding: 0 14px; background: var(--accent); color: #fff; cursor: pointer; font-weight: 600; }
     .send:disabled { opacity: .5; cursor: default; }
+    .offline { padding: 10px 12px; border-top: 1px solid #e5e7eb; background: #fffbeb; }
+    .offline-note { margin: 0 0 6px; font-size: 13px; color: #92400e; }
+    .offline[data-state="sent"] .offline-note { color: #065f46; margin: 0; }
+    .offline-fields { display: flex; gap: 6px; }
+    .offline-email { flex: 1; min-width: 0; padding: 6px 8px; border: 1px solid #d1d5db; border-radius: 6px; font: inherit; }
+    .offline-submit { border: none; border-radius: 6px; padding: 0 10px; background: var(--accent); color: #fff; cursor: pointer; font: inherit; }
+    .offline-submit:disabled { opacity: .5; cursor: default; }
     .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
     @media (max-width: 480px) {
       .panel { position: fixed; inset: 0; width: auto; height: auto; max-width: none; max-height: none; border-radius: 0; }
@@ -385,7 +401,7 @@
     const badge = h('span', { class: 'badge', 'aria-hidden': 'true', hidden: true });
     const bubble = h('button', {
       type: 'button', class: 'bubble', 'data-testid': 'chat-bubble',
-      'aria-label': 'Open chat', 'aria-controls': panelId, 'aria-expanded': 'false',
+      'aria-label': t('widget.open'), 'aria-controls': panelId, 'aria-expanded': 'false',
       onclick: function () { panelOpen ? closePanel() : openPanel(); },
     }, [badge]);
     // Built node by node: parsing markup would throw on sites that enforce Trusted Types.
@@ -400,29 +416,31 @@
 
     const status = h('div', { class: 'status', 'data-testid': 'chat-status', 'data-online': 'false' }, [
       h('span', { class: 'dot', 'aria-hidden': 'true' }),
-      h('span', { class: 'status-text', text: 'Offline' }),
+      h('span', { class: 'status-text', text: t('widget.offline') }),
     ]);
-    const conn = h('div', { class: 'conn', 'data-testid': 'chat-connection', role: 'status', 'aria-live': 'polite', 'data-state': 'connecting', text: 'Connecting…' });
-    const empty = h('li', { class: 'empty', text: 'Send us a message and we will reply here.' });
-    const list = h('ol', { class: 'list', 'data-testid': 'chat-messages', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages' }, [empty]);
+    const conn = h('div', { class: 'conn', 'data-testid': 'chat-connection', role: 'status', 'aria-live': 'polite', 'data-state': 'connecting', text: t('widget.connecting') });
+    const empty = h('li', { class: 'empty', text: t('widget.empty') });
+    const list = h('ol', { class: 'list', 'data-testid': 'chat-messages', role: 'log', 'aria-live': 'polite', 'aria-label': t('widget.messages') }, [empty]);
     const input = h('textarea', {
-      id: inputId, class: 'input', 'data-testid': 'chat-input', rows: '1', placeholder: 'Type a message…',
-      'aria-label': 'Message', autocomplete: 'off',
+      id: inputId, class: 'input', 'data-testid': 'chat-input', rows: '1', placeholder: t('widget.placeholder'),
+      'aria-label': t('widget.message'), autocomplete: 'off',
     });
     const typing = h('div', { class: 'typing', 'data-testid': 'chat-typing', 'aria-live': 'polite', hidden: true });
-    const sendButton = h('button', { type: 'submit', class: 'send', 'data-testid': 'chat-send', text: 'Send' });
-    const form = h('form', { class: 'composer', 'aria-label': 'Send a message' }, [input, sendButton]);
+    const sendButton = h('button', { type: 'submit', class: 'send', 'data-testid': 'chat-send', text: t('widget.send') });
+    const form = h('form', { class: 'composer', 'aria-label': t('widget.compose') }, [input, sendButton]);
+    const offline = buildOfflineForm();
 
     const panel = h('section', {
       id: panelId, class: 'panel', 'data-testid': 'chat-panel', role: 'dialog', 'aria-label': title, hidden: true,
     }, [
       h('div', { class: 'header' }, [
         h('div', { class: 'heading' }, [h('h2', { class: 'title', text: title }), status]),
-        h('button', { type: 'button', class: 'close', 'aria-label': 'Close chat', 'data-testid': 'chat-close', text: '×', onclick: closePanel }),
+        h('button', { type: 'button', class: 'close', 'aria-label': t('widget.close'), 'data-testid': 'chat-close', text: '×', onclick: closePanel }),
       ]),
       conn,
       list,
       typing,
+      offline.box,
       form,
     ]);
 
@@ -442,7 +460,7 @@
     input.addEventListener('blur', stopTyping);
 
     document.body.appendChild(host);
-    return { host, shadow, root, bubble, badge, panel, status, conn, list, empty, input, typing };
+    return { host, shadow, root, bubble, badge, panel, status, conn, list, empty, input, typing, offline };
   }
 
   function openPanel() {
@@ -452,7 +470,7 @@
     ui.panel.hidden = false;
     ui.root.classList.add('open');
     ui.bubble.setAttribute('aria-expanded', 'true');
-    ui.bubble.setAttribute('aria-label', 'Close chat');
+    ui.bubble.setAttribute('aria-label', t('widget.close'));
     unread = 0;
     renderBadge();
     scrollToEnd();
@@ -474,7 +492,7 @@
     if (!ui) return;
     ui.badge.hidden = unread === 0;
     ui.badge.textContent = unread > 9 ? '9+' : String(unread);
-    if (!panelOpen) ui.bubble.setAttribute('aria-label', unread ? 'Open chat (' + unread + ' unread)' : 'Open chat');
+    if (!panelOpen) ui.bubble.setAttribute('aria-label', unread ? t('widget.openUnread', { count: unread }) : t('widget.open'));
   }
 
   function renderStatus() {
@@ -482,7 +500,69 @@
     // Agents we cannot reach cannot answer: show Offline unless connected with someone online.
     const online = connection.state === 'open' && agentsOnline > 0;
     ui.status.setAttribute('data-online', String(online));
-    ui.status.querySelector('.status-text').textContent = online ? 'Online' : 'Offline';
+    ui.status.querySelector('.status-text').textContent = online ? t('widget.online') : t('widget.offline');
+    renderOffline();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Offline capture: while no agent of the site is online, say so and offer a field for an email
+  // address (sent with `contact`, docs/protocol.md); the visitor can write all the same. Once
+  // given (remembered with the visitor's token), the form says where we will answer.
+
+  const EMAIL_SHAPE = /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$/;
+  const MAX_EMAIL_BYTES = 254;
+
+  function buildOfflineForm() {
+    const note = h('p', { class: 'offline-note', 'data-testid': 'chat-offline-note', text: t('widget.offlineAsk') });
+    const email = h('input', {
+      type: 'email', class: 'offline-email', 'data-testid': 'chat-offline-email', autocomplete: 'email',
+      placeholder: t('widget.emailPlaceholder'), 'aria-label': t('widget.emailLabel'), maxlength: String(MAX_EMAIL_BYTES),
+    });
+    const submit = h('button', { type: 'submit', class: 'offline-submit', 'data-testid': 'chat-offline-submit', text: t('widget.emailSubmit') });
+    const fields = h('div', { class: 'offline-fields' }, [email, submit]);
+    const box = h('form', { class: 'offline', 'data-testid': 'chat-offline', 'data-state': contactState, 'aria-label': t('widget.offlineTitle'), novalidate: true, hidden: true }, [note, fields]);
+    box.addEventListener('submit', function (e) { e.preventDefault(); submitContact(); });
+    return { box: box, note: note, email: email, submit: submit, fields: fields };
+  }
+
+  function renderOffline() {
+    if (!ui || !ui.offline) return;
+    const o = ui.offline;
+    const show = offlineEmail && connection.state === 'open' && agentsOnline === 0;
+    o.box.hidden = !show;
+    o.box.setAttribute('data-state', contactState);
+    o.fields.hidden = contactState === 'sent';
+    o.submit.disabled = contactState === 'sending' || !transport || !welcomed;
+    if (contactState === 'sent') o.note.textContent = t('widget.emailSaved', { email: saved.email || '' });
+    else if (contactState === 'error') o.note.textContent = o.errorText || t('widget.emailInvalid');
+    else o.note.textContent = t('widget.offlineAsk');
+  }
+
+  function submitContact() {
+    const email = ui.offline.email.value.trim();
+    if (!EMAIL_SHAPE.test(email) || new TextEncoder().encode(email).length > MAX_EMAIL_BYTES) {
+      ui.offline.errorText = t('widget.emailInvalid');
+      contactState = 'error';
+      renderOffline();
+      return;
+    }
+    if (!transport || !welcomed) return;
+    contactState = 'sending';
+    request({ type: 'contact', email: email }, { kind: 'contact', email: email });
+    renderOffline();
+  }
+
+  function onContactSaved(email) {
+    saved.email = email;
+    persist();
+    contactState = 'sent';
+    renderOffline();
+  }
+
+  function onContactFailed(err) {
+    contactState = 'error';
+    ui.offline.errorText = err.code === 'rate_limited' ? t('widget.emailTooOften') : t('widget.emailInvalid');
+    renderOffline();
   }
 
   function setConnection(state, text) {
@@ -532,8 +612,8 @@
   }
 
   function senderLabel(m) {
-    if (m.sender && m.sender.role === 'visitor') return 'You';
-    return (m.sender && m.sender.name) || 'Agent';
+    if (m.sender && m.sender.role === 'visitor') return t('widget.you');
+    return (m.sender && m.sender.name) || t('widget.agent');
   }
 
   function messageElement(role, who, body, meta) {
@@ -655,7 +735,7 @@
       if (seenEl) { seenEl.remove(); seenEl = null; }
       return;
     }
-    if (!seenEl) seenEl = h('li', { class: 'seen', 'data-testid': 'chat-seen', text: 'Seen' });
+    if (!seenEl) seenEl = h('li', { class: 'seen', 'data-testid': 'chat-seen', text: t('widget.seen') });
     seenEl.setAttribute('data-seq', String(best));
     seenEl.remove();
     placeInList(seenEl, [c.index, best + 0.5]);
@@ -691,7 +771,7 @@
     c.status = conv.status;
     if (conv.status === 'closed' && !c.closedNoted) {
       c.closedNoted = true;
-      const el = h('li', { class: 'note', 'data-testid': 'chat-note', text: 'This conversation was closed. Send a message to start a new one.' });
+      const el = h('li', { class: 'note', 'data-testid': 'chat-note', text: t('widget.closedNote') });
       placeInList(el, [idx, Number.MAX_SAFE_INTEGER]);
     }
   }
@@ -702,7 +782,7 @@
     ui.input.value = '';
     stopTyping();
     const clientMsgId = randomId('w-');
-    const el = messageElement('visitor', 'You', body, 'sending…');
+    const el = messageElement('visitor', t('widget.you'), body, t('widget.sending'));
     el.setAttribute('data-pending', 'true');
     pending.set(clientMsgId, { body: body, el: el, inFlight: false, failed: false });
     placeInList(el, [Number.MAX_SAFE_INTEGER, ++typedSeq]);
@@ -727,13 +807,13 @@
     p.inFlight = false;
     if (err.code === 'unavailable' || err.code === 'internal') {
       // Nothing was written: retrying with the same client_msg_id is safe and cannot duplicate.
-      p.el._meta.textContent = 'sending… (retrying)';
+      p.el._meta.textContent = t('widget.retrying');
       setTimeout(flushPending, 2000);
       return;
     }
     p.failed = true;
     p.el.setAttribute('data-failed', 'true');
-    p.el._meta.textContent = 'Not sent: ' + (err.message || err.code || 'error');
+    p.el._meta.textContent = t('widget.notSent', { reason: err.message || err.code || 'error' });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -998,7 +1078,7 @@
     retryTimer = countdownTimer = null;
     if (transport) dropTransport();
     if (refused) return;
-    setConnection('connecting', attempt === 0 ? 'Connecting…' : 'Reconnecting…');
+    setConnection('connecting', attempt === 0 ? t('widget.connecting') : t('widget.reconnecting'));
     const withToken = Boolean(presentedToken() && !tryWithoutToken);
     welcomed = false;
     transport = attach(transportKind, withToken);
@@ -1205,8 +1285,8 @@
     const show = function () {
       const secs = Math.max(1, Math.ceil((due - Date.now()) / 1000));
       setConnection('waiting', navigator.onLine === false
-        ? 'No network. Reconnecting in ' + secs + ' s…'
-        : 'Reconnecting in ' + secs + ' s…');
+        ? t('widget.noNetwork', { seconds: secs })
+        : t('widget.reconnectingIn', { seconds: secs }));
     };
     show();
     clearInterval(countdownTimer);
@@ -1248,7 +1328,7 @@
     }
     visitorId = f.visitor_id || null;
     agentsOnline = typeof f.agents_online === 'number' ? f.agents_online : 0;
-    setConnection('open', 'Connected');
+    setConnection('open', t('widget.connected'));
 
     // Conversations we hold messages for: the gateway replays what we missed, then goes live.
     const cursors = {};
@@ -1288,6 +1368,8 @@
     } else if (meta.kind === 'read') {
       const c = conversations.get(meta.cid);
       if (c && typeof f.read_seq === 'number') c.readSent = Math.max(c.readSent, f.read_seq);
+    } else if (meta.kind === 'contact') {
+      onContactSaved(meta.email);
     } else if (meta.kind === 'history' && Array.isArray(f.messages)) {
       let prev = meta.after;
       for (const m of f.messages) {
@@ -1316,7 +1398,8 @@
       const c = conversations.get(meta.cid);
       if (c) c.readSent = 0;
       if (f.code === 'rate_limited') setTimeout(scheduleRead, f.retry_after_ms || READ_INTERVAL_MS);
-    } else if (window.console) console.warn('[chat-widget]', meta.kind, 'failed:', f.code, f.message);
+    } else if (meta.kind === 'contact') onContactFailed(f);
+    else if (window.console) console.warn('[chat-widget]', meta.kind, 'failed:', f.code, f.message);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1362,25 +1445,27 @@
     clearAgentTyping(s.id);
     if (f.typing === true) {
       const ms = typeof f.expires_in_ms === 'number' && f.expires_in_ms > 0 ? Math.min(f.expires_in_ms, TYPING_MAX_SHOWN_MS) : 6000;
-      const name = typeof s.name === 'string' && s.name ? s.name : 'Agent';
+      const name = typeof s.name === 'string' && s.name ? s.name : t('widget.agent');
       agentsTyping.set(s.id, { name: name, timer: setTimeout(function () { clearAgentTyping(s.id); }, ms) });
     }
     renderTyping();
   }
 
   function clearAgentTyping(id) {
-    const t = agentsTyping.get(id);
-    if (!t) return;
-    clearTimeout(t.timer);
+    const typist = agentsTyping.get(id);
+    if (!typist) return;
+    clearTimeout(typist.timer);
     agentsTyping.delete(id);
     renderTyping();
   }
 
   function renderTyping() {
     if (!ui) return;
-    const names = Array.from(agentsTyping.values(), function (t) { return t.name; });
+    const names = Array.from(agentsTyping.values(), function (typist) { return typist.name; });
     ui.typing.hidden = names.length === 0;
-    ui.typing.textContent = names.length ? names.join(', ') + (names.length > 1 ? ' are typing…' : ' is typing…') : '';
+    ui.typing.textContent = names.length === 0 ? ''
+      : names.length > 1 ? t('widget.typingMany', { names: names.join(t('widget.listSeparator')) })
+        : t('widget.typingOne', { name: names[0] });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1517,7 +1602,9 @@
         transport: currentTransport(),
         user: user ? { id: user.id, verified: Boolean(user.hash) } : null,
         refused: refused,
-        agentsTyping: Array.from(agentsTyping.values(), function (t) { return t.name; }),
+        agentsTyping: Array.from(agentsTyping.values(), function (a) { return a.name; }),
+        locale: i18n.locale,
+        contact: contactState,
       };
     },
   };

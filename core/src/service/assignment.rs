@@ -129,6 +129,10 @@ impl ChatService {
             .assign(id, target.as_ref())
             .await
             .map_err(not_found(id))?;
+        if target.is_some() {
+            // Taken by an agent: no longer waiting for one (offline capture, `offline.rs`).
+            after = self.set_waiting(after, false).await;
+        }
         let line = assignment_line(actor, before.assignee.as_ref(), target.as_ref());
         let Some(body) = line else {
             self.inner.publish_conversation(&after);

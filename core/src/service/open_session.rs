@@ -88,6 +88,7 @@ impl ChatService {
             context: ContextState::new(false),
             reads: crate::read_receipts::ReadCoalescer::new(std::time::Instant::now()),
             signals: None,
+            contact_bucket: None,
         }));
         let welcome = match &principal {
             Principal::Visitor {

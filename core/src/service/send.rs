@@ -147,7 +147,10 @@ impl ChatService {
             })
             .await?;
         match &appended {
-            Appended::Inserted(message) => self.inner.publish_message(message, &conversation, true),
+            Appended::Inserted(message) => {
+                self.inner.publish_message(message, &conversation, true);
+                conversation = self.follow_waiting(principal, conversation).await;
+            }
             // A recent duplicate is fanned out again: its first attempt may have committed and
             // then lost its fan-out (the process died, or the commit's answer never arrived).
             // Sessions that already have it drop it by its seq.

@@ -153,6 +153,8 @@ pub struct ChatSessionState {
     pub(super) reads: crate::read_receipts::ReadCoalescer,
     /// Typing and status signalling (see `service/signals.rs`), once the client sends one.
     pub(super) signals: Option<Box<super::signals::SignalState>>,
+    /// A visitor's `contact` commands allowed (`service/offline.rs`), made on the first one.
+    pub(super) contact_bucket: Option<crate::rate::TokenBucket>,
 }
 
 impl ChatSessionState {

@@ -252,6 +252,24 @@ impl ChatSessionState {
                 typing,
             } => self.typing(conversation_id, typing).await,
             ClientCommand::SetStatus { status } => self.set_status(status),
+            ClientCommand::Contact { email } => {
+                let now = std::time::Instant::now();
+                let bucket = self.contact_bucket.get_or_insert_with(|| {
+                    crate::rate::TokenBucket::new(super::offline::CONTACT_RATE, now)
+                });
+                if let Err(retry_after) = bucket.try_take(now) {
+                    return Err(ChatError::RateLimited {
+                        what: "leaving a contact email too often (1 every 5 s, 3 at once)".into(),
+                        retry_after,
+                    });
+                }
+                let profile = service.contact(principal, &email).await?;
+                // The profile this session stores with a first conversation keeps the email.
+                if let Some(own) = self.profile.as_mut().filter(|p| !p.verified) {
+                    own.email = profile.and_then(|p| p.email);
+                }
+                Ok(Ack::default())
+            }
             ClientCommand::Visitor { conversation_id } => Ok(Ack {
                 visitor: Some(Box::new(
                     service.visitor_of(principal, conversation_id).await?,

@@ -15,6 +15,7 @@ mod search;
 mod visibility;
 mod visitor_context;
 mod visitors;
+mod waiting;
 mod webhooks;
 
 use std::path::{Path, PathBuf};
@@ -318,6 +319,7 @@ struct ConversationRow {
     created_at: i64,
     updated_at: i64,
     visitor_last_seq: Option<i64>,
+    waiting: bool,
 }
 
 fn read_conversation(row: &Row<'_>) -> rusqlite::Result<ConversationRow> {
@@ -332,6 +334,7 @@ fn read_conversation(row: &Row<'_>) -> rusqlite::Result<ConversationRow> {
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
         visitor_last_seq: row.get(9)?,
+        waiting: row.get(10)?,
     })
 }
 
@@ -350,6 +353,7 @@ fn conversation_from(raw: ConversationRow) -> Result<Conversation, StoreError> {
         visitor_last_seq: raw.visitor_last_seq,
         created_at: timestamp(raw.created_at)?,
         updated_at: timestamp(raw.updated_at)?,
+        waiting: raw.waiting,
     })
 }
 
@@ -874,6 +878,14 @@ impl Store for EmbeddedStore {
                 .unwrap_or(Err(StoreError::NotFound("conversation")))
         })
         .await
+    }
+
+    async fn set_waiting(
+        &self,
+        id: ConversationId,
+        waiting: bool,
+    ) -> Result<Conversation, StoreError> {
+        self.call(move |conn| waiting::set(conn, id, waiting)).await
     }
 
     async fn set_status(

@@ -33,7 +33,7 @@ fn statement(words: bool, substrings: usize) -> String {
         "WITH hits AS (SELECT m.conversation_id AS conversation_id, max(m.seq) AS seq \
          FROM {source} WHERE {} GROUP BY m.conversation_id) \
          SELECT c.id, c.site_id, c.visitor_id, c.status, c.assignee_id, c.assignee_name, \
-         c.last_seq, c.created_at, c.updated_at, c.visitor_last_seq, \
+         c.last_seq, c.created_at, c.updated_at, c.visitor_last_seq, c.waiting, \
          m.conversation_id, m.seq, m.client_msg_id, m.sender_role, m.sender_id, m.sender_name, \
          m.body, m.created_at, m.kind \
          FROM conversations c \

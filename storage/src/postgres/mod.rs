@@ -19,6 +19,7 @@ pub mod tls;
 mod visibility;
 mod visitor_context;
 mod visitors;
+mod waiting;
 mod webhooks;
 
 pub use bus::{CommitNotifier, PostgresBus, LISTENER_APP_PREFIX};
@@ -737,6 +738,17 @@ impl Store for PostgresStore {
                 None => Err(StoreError::NotFound("conversation")),
             }
         })
+    }
+
+    async fn set_waiting(
+        &self,
+        id: ConversationId,
+        waiting: bool,
+    ) -> Result<Conversation, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| waiting::set(
+            &client, id, waiting
+        )
+        .await)
     }
 
     async fn set_status(

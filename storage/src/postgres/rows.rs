@@ -51,6 +51,7 @@ pub(crate) fn conversation_from_row(row: &Row) -> Result<Conversation, StoreErro
         visitor_last_seq: row.try_get(9).map_err(pg_err)?,
         created_at: row.try_get::<_, DateTime<Utc>>(7).map_err(pg_err)?,
         updated_at: row.try_get::<_, DateTime<Utc>>(8).map_err(pg_err)?,
+        waiting: row.try_get(10).map_err(pg_err)?,
     })
 }
 
