@@ -98,6 +98,14 @@ async fn contact_is_checked_stored_unverified_and_read_by_agents() {
         .request(json!({"type":"contact","email":"alice@example.com"}))
         .await;
     assert_eq!(refused["code"], "forbidden", "{refused}");
+    // An internal note answers nobody: the visitor is still waiting.
+    let note = alice
+        .request(
+            json!({"type":"send","conversation_id": conversation,"body":"Ask Bob","note":true}),
+        )
+        .await;
+    assert_eq!(note["type"], "ack", "{note}");
+    assert_eq!(listed(&mut alice, &conversation).await["waiting"], true);
     let reply = alice
         .request(json!({"type":"send","conversation_id": conversation,"body":"Yes we do"}))
         .await;

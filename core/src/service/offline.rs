@@ -50,7 +50,8 @@ pub fn validate_contact_email(email: &str) -> Result<(), ChatError> {
 
 impl ChatService {
     /// After a message was committed in `conversation`: a visitor's message while no agent of
-    /// the site is online marks it waiting, an agent's message unmarks it. The message is
+    /// the site is online marks it waiting, an agent's reply unmarks it (not a note: callers skip
+    /// notes, which the visitor never sees). The message is
     /// already committed and acknowledged either way, so a failure here is logged, not returned.
     pub(super) async fn follow_waiting(
         &self,

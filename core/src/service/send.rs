@@ -149,7 +149,10 @@ impl ChatService {
         match &appended {
             Appended::Inserted(message) => {
                 self.inner.publish_message(message, &conversation, true);
-                conversation = self.follow_waiting(principal, conversation).await;
+                // An internal note answers nobody: the visitor is still waiting.
+                if message.kind != crate::model::MessageKind::Note {
+                    conversation = self.follow_waiting(principal, conversation).await;
+                }
             }
             // A recent duplicate is fanned out again: its first attempt may have committed and
             // then lost its fan-out (the process died, or the commit's answer never arrived).
