@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod rate;
 pub mod read_receipts;
 pub mod rollout;
+pub mod roster;
 pub mod search;
 pub mod service;
 pub mod session_end;

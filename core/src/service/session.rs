@@ -152,7 +152,7 @@ pub struct ChatSessionState {
     /// The gate of the `read` command (see `service/read.rs`).
     pub(super) reads: crate::read_receipts::ReadCoalescer,
     /// Typing and status signalling (see `service/signals.rs`), once the client sends one.
-    pub(super) signals: Option<Box<super::signals::SignalState>>,
+    pub(super) signals: Option<Box<super::shared::SignalState>>,
     /// A visitor's `contact` commands allowed (`service/offline.rs`), made on the first one.
     pub(super) contact_bucket: Option<crate::rate::TokenBucket>,
 }

@@ -44,7 +44,7 @@ pub(super) struct Inner {
     /// All conversation changes seen by this process.
     pub(super) conversation_changes: AtomicU64,
     /// The agents this process knows of, with their statuses (`signals.rs`).
-    pub(super) roster: crate::agent_status::AgentRoster,
+    pub(super) roster: crate::roster::AgentRoster,
 }
 
 /// Counters of conversation changes, by hash of the conversation id.
@@ -103,4 +103,16 @@ impl Inner {
 /// Which counter of [`Inner::conversation_epochs`] counts conversation `id`'s changes.
 fn epoch_slot(id: ConversationId) -> usize {
     (id.0.as_u128() % CONVERSATION_EPOCHS as u128) as usize
+}
+
+/// A session's signalling state (`signals.rs`), made on its first `typing` or `set_status`
+/// (most sessions never send one, and every idle session's state counts: docs/benchmarks.md).
+/// Kept here, with the other state the service's files share, so that the session holds it
+/// without importing the file that acts on it.
+#[derive(Debug, Default)]
+pub(super) struct SignalState {
+    /// The `typing` rate limit and what the session last said it typed in.
+    pub(super) typing: crate::typing::TypingState,
+    /// The `set_status` rate limit, made on the first one.
+    pub(super) status: Option<crate::rate::TokenBucket>,
 }

@@ -3,33 +3,26 @@
 //! `list_agents` is `assignment.rs`'s, reading the roster kept here); and their fan-out to this process's sessions (the hub) and to the
 //! other processes (the bus).
 
-use crate::agent_status::{AgentRoster, AgentStatus, RosterChange};
+use crate::agent_status::AgentStatus;
 use crate::bus::BusEvent;
 use crate::error::ChatError;
 use crate::hub::{HubEvent, Topic};
 use crate::model::{ConversationId, Principal, Role, VisitorId};
 use crate::protocol::Ack;
 use crate::rate::{RateLimit, TokenBucket};
-use crate::typing::{Typing, TypingIn, TypingState, TYPING_EXPIRY};
+use crate::roster::{AgentRoster, RosterChange};
+use crate::typing::{Typing, TypingIn, TYPING_EXPIRY};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::session::ChatSessionState;
-use super::shared::Inner;
+use super::shared::{Inner, SignalState};
 
 /// `set_status` commands a session may send: one a second, 5 at once.
 const STATUS_RATE: RateLimit = RateLimit {
     per_sec: 1.0,
     burst: 5,
 };
-
-/// A session's signalling state, made on its first `typing` or `set_status` (most sessions
-/// never send one, and every idle session's state counts: docs/benchmarks.md).
-#[derive(Debug, Default)]
-pub(super) struct SignalState {
-    typing: TypingState,
-    status: Option<TokenBucket>,
-}
 
 impl Inner {
     /// The agents this process knows of and their statuses.
