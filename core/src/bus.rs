@@ -305,6 +305,7 @@ mod tests {
     #[test]
     fn large_messages_travel_as_references() {
         let message = Message {
+            attachment: None,
             conversation_id: ConversationId::new_random(),
             seq: 7,
             kind: MessageKind::Text,
@@ -341,6 +342,7 @@ mod tests {
     #[test]
     fn notes_travel_as_their_own_kind_inline_or_by_reference() {
         let note = Message {
+            attachment: None,
             conversation_id: ConversationId::new_random(),
             seq: 3,
             kind: MessageKind::Note,

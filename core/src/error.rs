@@ -25,6 +25,8 @@ pub enum ErrorCode {
     NotFound,
     /// The message body is over the configured limit.
     TooLarge,
+    /// An upload's content type is not accepted, or its bytes are not of that type.
+    UnsupportedType,
     /// The request contradicts what is stored (a canned response's shortcut already taken, a
     /// site's canned responses at their limit).
     Conflict,
@@ -49,6 +51,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::TooLarge => "too_large",
+            Self::UnsupportedType => "unsupported_type",
             Self::Conflict => "conflict",
             Self::Unavailable => "unavailable",
             Self::RateLimited => "rate_limited",
@@ -100,6 +103,9 @@ pub enum ChatError {
     /// See [`ErrorCode::Conflict`].
     #[error("{0}")]
     Conflict(String),
+    /// See [`ErrorCode::UnsupportedType`].
+    #[error("{0}")]
+    UnsupportedType(String),
     /// See [`ErrorCode::RateLimited`]: the command was not executed; retry it (with the same
     /// `client_msg_id`) after `retry_after`.
     #[error("{what}; retry in {} ms", retry_after.as_millis())]
@@ -124,6 +130,7 @@ impl ChatError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::TooLarge(_) => ErrorCode::TooLarge,
             Self::Conflict(_) => ErrorCode::Conflict,
+            Self::UnsupportedType(_) => ErrorCode::UnsupportedType,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Store(StoreError::NotFound(what)) => {
                 let _ = what;

@@ -11,6 +11,7 @@
 
 pub mod agent_status;
 pub mod agents;
+pub mod attachment;
 pub mod auth;
 pub mod bus;
 pub mod canned;

@@ -116,6 +116,59 @@ pub fn api_send_rate_limited() {
         .inc();
 }
 
+/// `chat_attachments_uploaded_total{role}`: attachments stored (issue 15), by the uploader's
+/// role; `chat_attachment_bytes_total{role}`: their bytes.
+pub static ATTACHMENTS_UPLOADED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "chat_attachments_uploaded_total",
+        "Attachments uploaded and stored, by the uploader's role.",
+        &["role"],
+    )
+});
+
+/// See [`ATTACHMENTS_UPLOADED`].
+pub static ATTACHMENT_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "chat_attachment_bytes_total",
+        "Bytes of attachments uploaded and stored, by the uploader's role.",
+        &["role"],
+    )
+});
+
+/// `chat_upload_refused_total{reason}`: uploads refused before anything was stored.
+pub static UPLOADS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "chat_upload_refused_total",
+        "Uploads refused before anything was stored, by reason.",
+        &["reason"],
+    )
+});
+
+/// The `reason` values of `chat_upload_refused_total`.
+pub const UPLOAD_REFUSALS: [&str; 6] = [
+    "too_large",
+    "empty",
+    "type_not_allowed",
+    "content_mismatch",
+    "rate_limited",
+    "busy",
+];
+
+/// An attachment of `size` bytes was stored.
+pub fn attachment_uploaded(role: Role, size: u64) {
+    ATTACHMENTS_UPLOADED
+        .with_label_values(&[role.as_str()])
+        .inc();
+    ATTACHMENT_BYTES
+        .with_label_values(&[role.as_str()])
+        .inc_by(size);
+}
+
+/// An upload was refused for `reason` (one of [`UPLOAD_REFUSALS`]).
+pub fn upload_refused(reason: &'static str) {
+    UPLOADS_REFUSED.with_label_values(&[reason]).inc();
+}
+
 /// `chat_conversations_open` (gauge): conversations with status `open` in the store (all
 /// nodes). Refreshed by the gateway every few seconds.
 pub static CONVERSATIONS_OPEN: LazyLock<IntGauge> = LazyLock::new(|| {
@@ -237,6 +290,13 @@ pub fn init() {
             for transport in TRANSPORTS {
                 DELIVERY_SECONDS.with_label_values(&[direction, transport.as_str()]);
             }
+        }
+        for role in [Role::Visitor, Role::Agent] {
+            ATTACHMENTS_UPLOADED.with_label_values(&[role.as_str()]);
+            ATTACHMENT_BYTES.with_label_values(&[role.as_str()]);
+        }
+        for reason in UPLOAD_REFUSALS {
+            UPLOADS_REFUSED.with_label_values(&[reason]);
         }
         LazyLock::force(&CONVERSATIONS_OPEN);
         LazyLock::force(&STORE_COMMIT_SECONDS);

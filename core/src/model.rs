@@ -327,8 +327,11 @@ pub struct Message {
     pub client_msg_id: Option<String>,
     /// Who wrote it.
     pub sender: Sender,
-    /// The text, never interpreted as HTML.
+    /// The text, never interpreted as HTML (may be empty when an attachment is carried).
     pub body: String,
+    /// The file or image sent with the text, if any (absent on the wire when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<crate::attachment::AttachmentRef>,
     /// When the store committed it.
     pub created_at: DateTime<Utc>,
 }
@@ -346,6 +349,8 @@ pub struct NewMessage {
     pub body: String,
     /// Text, note or system.
     pub kind: MessageKind,
+    /// The attachment it carries, if any.
+    pub attachment: Option<crate::attachment::AttachmentRef>,
 }
 
 /// Who is on the other end of a session, after authentication.

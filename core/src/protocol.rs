@@ -39,11 +39,16 @@ pub enum ClientCommand {
         /// Idempotency key chosen by the client, at most 128 characters.
         #[serde(default)]
         client_msg_id: Option<String>,
-        /// The text.
+        /// The text (may be empty when `attachment_id` is given).
+        #[serde(default)]
         body: String,
         /// Agents: an internal note, seen by agents only (visitors asking get `forbidden`).
         #[serde(default)]
         note: bool,
+        /// An attachment this principal uploaded (`POST /chat/api/attachments`), sent with
+        /// the text.
+        #[serde(default)]
+        attachment_id: Option<uuid::Uuid>,
     },
     /// Replay everything after each cursor (the last `seq` the client has seen per
     /// conversation), then continue live with no gap and no duplicate.
@@ -368,6 +373,19 @@ pub struct Welcome {
     /// the other one should switch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_transport: Option<crate::rollout::PreferredTransport>,
+    /// What uploads are accepted (`CHAT_MAX_UPLOAD_BYTES`, `CHAT_UPLOAD_TYPES`); absent when
+    /// uploads are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploads: Option<UploadLimits>,
+}
+
+/// The `uploads` of the `welcome` event: the bounds a client checks before uploading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadLimits {
+    /// `CHAT_MAX_UPLOAD_BYTES`.
+    pub max_bytes: u64,
+    /// `CHAT_UPLOAD_TYPES`.
+    pub types: Vec<String>,
 }
 
 /// The `ack` event: the answer to a successful command. Which fields are present depends on the
@@ -478,6 +496,7 @@ mod tests {
         assert_eq!(
             f.command,
             ClientCommand::Send {
+                attachment_id: None,
                 conversation_id: None,
                 client_msg_id: Some("c1".into()),
                 body: "hi".into(),

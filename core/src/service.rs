@@ -24,6 +24,7 @@
 //! Only what transports and the gateway use is public, re-exported here.
 
 mod assignment;
+mod attachments;
 mod canned;
 mod chat_service;
 mod cluster;
@@ -45,5 +46,6 @@ pub use chat_service::{ChatService, Delivery, HistoryPage, SessionCounts, Visito
 pub use config::ServiceConfig;
 pub use offline::{validate_contact_email, MAX_CONTACT_EMAIL_BYTES};
 pub use search::{SearchPage, SearchRequest, DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT, SEARCH_RATE};
+pub use send::Draft;
 pub use session::{ChatSession, ChatSessionState};
 pub use session_events::Outbound;

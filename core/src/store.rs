@@ -2,6 +2,7 @@
 //! `chat-storage` crate (Postgres and the embedded default); both pass one conformance suite.
 
 use crate::agents::AgentRecord;
+use crate::attachment::{Attachment, StoredAttachment};
 use crate::canned::{CannedFields, CannedResponse, CannedWrite};
 use crate::error::StoreError;
 use crate::model::{
@@ -312,6 +313,38 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<StoredHit>, StoreError> {
         let _ = query;
         Err(self.lacks("search"))
+    }
+
+    /// Stores an attachment's metadata and, unless they are kept in `CHAT_UPLOAD_DIR`
+    /// (`content` is `None`), its bytes. Ids are random; storing an id twice is an error.
+    async fn put_attachment(
+        &self,
+        attachment: &Attachment,
+        content: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let _ = (attachment, content);
+        Err(self.lacks("attachments"))
+    }
+
+    /// An attachment, with its bytes when the store holds them.
+    async fn attachment(&self, id: uuid::Uuid) -> Result<Option<StoredAttachment>, StoreError> {
+        let _ = id;
+        Err(self.lacks("attachments"))
+    }
+
+    /// Records that a message of `conversation_id` carries attachment `id`: its conversation
+    /// becomes `conversation_id` when it had none, and it becomes visible to the visitor when
+    /// `visible_to_visitor` (never the other way back). Returns the attachment as it is now,
+    /// or `None` when it does not exist or belongs to another conversation (then nothing
+    /// changes). One atomic step.
+    async fn bind_attachment(
+        &self,
+        id: uuid::Uuid,
+        conversation_id: ConversationId,
+        visible_to_visitor: bool,
+    ) -> Result<Option<Attachment>, StoreError> {
+        let _ = (id, conversation_id, visible_to_visitor);
+        Err(self.lacks("attachments"))
     }
 
     /// The error of a feature this store does not have.

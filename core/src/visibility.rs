@@ -93,6 +93,7 @@ mod tests {
 
     fn message(seq: i64, kind: MessageKind) -> Message {
         Message {
+            attachment: None,
             conversation_id: ConversationId::new_random(),
             seq,
             kind,
@@ -186,6 +187,7 @@ mod tests {
         };
         assert_eq!(conversation.last_seq, 5);
         let welcome = ServerEvent::Welcome(Box::new(Welcome {
+            uploads: None,
             role: Role::Visitor,
             session_id: "s".into(),
             visitor_id: None,

@@ -314,6 +314,7 @@ mod tests {
         assert_eq!(body["data"]["conversation"]["assignee"]["name"], "Ada");
 
         let message = Message {
+            attachment: None,
             conversation_id: c.id,
             seq: 3,
             client_msg_id: Some("k".into()),

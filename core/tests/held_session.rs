@@ -100,6 +100,7 @@ async fn a_held_session_outgrowing_its_queue_stays_open_and_misses_nothing() {
                 .handle(ClientFrame {
                     id: None,
                     command: ClientCommand::Send {
+                        attachment_id: None,
                         conversation_id: None,
                         client_msg_id: None,
                         body: format!("m{n}"),
@@ -154,6 +155,7 @@ async fn a_held_session_outgrowing_its_queue_stays_open_and_misses_nothing() {
             .handle(ClientFrame {
                 id: None,
                 command: ClientCommand::Send {
+                    attachment_id: None,
                     conversation_id: None,
                     client_msg_id: None,
                     body: "after".into(),

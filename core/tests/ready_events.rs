@@ -51,6 +51,7 @@ async fn send(visitor: &mut ChatSession, body: &str) {
     let frame = ClientFrame {
         id: None,
         command: ClientCommand::Send {
+            attachment_id: None,
             conversation_id: None,
             client_msg_id: None,
             body: body.into(),

@@ -9,13 +9,16 @@ use crate::wire_error::{ErrorResponse, IntoErrorResponse, Refusal};
 use bytes::Bytes;
 use chat_core::model::{Agent, ConversationId, Principal, Role};
 use chat_core::rate::{KeyedBuckets, RateLimit};
-use chat_core::service::{ChatService, Delivery};
+use chat_core::service::{ChatService, Delivery, Draft};
+
+pub use attachments::{UploadConfig, Uploads};
 use chat_core::store::Appended;
 use chat_core::ErrorCode;
 use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::{json, Value};
 
+mod attachments;
 mod canned;
 mod search;
 mod visitor;
@@ -52,6 +55,8 @@ pub struct Api<'a> {
     pub api_keys: &'a ApiKeys,
     /// Send buckets of agents posting with a JWT.
     pub sends: &'a ApiSendLimits,
+    /// Attachment uploads: their limits and the uploads in flight.
+    pub uploads: &'a Uploads,
 }
 
 /// An authenticated caller of the API.
@@ -348,17 +353,40 @@ impl Api<'_> {
                 .await
             }
         };
-        let text = text.to_owned();
+        let attachment_id = match parsed.get("attachment_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match s.parse::<uuid::Uuid>() {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    return ErrorResponse::chat(
+                        ErrorCode::InvalidFrame,
+                        "attachment_id must be an attachment's id",
+                    )
+                    .respond(session)
+                    .await
+                }
+            },
+            Some(_) => {
+                return ErrorResponse::chat(
+                    ErrorCode::InvalidFrame,
+                    "attachment_id must be a string",
+                )
+                .respond(session)
+                .await
+            }
+        };
+        let draft = Draft {
+            attachment_id,
+            ..Draft::text(client_msg_id, text.to_owned())
+        };
         let sent = match target {
             Target::Conversation(id) => {
                 self.chat
-                    .send_reporting_delivery(principal, Some(id), client_msg_id, text)
+                    .send_reporting_delivery(principal, Some(id), draft)
                     .await
             }
             Target::User { site, user } => {
-                self.chat
-                    .send_to_user(principal, &site, &user, client_msg_id, text)
-                    .await
+                self.chat.send_to_user(principal, &site, &user, draft).await
             }
         };
         match sent {

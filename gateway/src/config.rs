@@ -196,6 +196,9 @@ pub struct Config {
     /// Webhooks (`CHAT_WEBHOOK_URLS`, `CHAT_WEBHOOK_SECRET`, `CHAT_WEBHOOK_TIMEOUT_SECS`,
     /// `CHAT_WEBHOOK_MAX_ATTEMPTS`); `None` when no URL is configured.
     pub webhooks: Option<crate::webhooks::WebhookConfig>,
+    /// Attachments (`CHAT_MAX_UPLOAD_BYTES`, `CHAT_UPLOAD_TYPES`, `CHAT_UPLOAD_RATE_PER_MIN`,
+    /// `CHAT_UPLOAD_BURST`, `CHAT_MAX_CONCURRENT_UPLOADS`, `CHAT_UPLOAD_DIR`).
+    pub uploads: crate::api::UploadConfig,
 }
 
 impl Config {
@@ -355,6 +358,25 @@ impl Config {
             access_log: crate::access_log::AccessLogConfig {
                 target: parse(&lookup, &ACCESS_LOG)?,
                 format: parse(&lookup, &ACCESS_LOG_FORMAT)?,
+            },
+            uploads: crate::api::UploadConfig {
+                policy: chat_core::attachment::UploadPolicy {
+                    max_bytes: parse(&lookup, &MAX_UPLOAD_BYTES)?,
+                    allowed_types: {
+                        let list = set_or_default(&lookup, &UPLOAD_TYPES)?;
+                        chat_core::attachment::parse_types(&list)
+                            .map_err(|why| invalid(&UPLOAD_TYPES, list.clone(), why))?
+                    },
+                },
+                rate: match parse::<u32>(&lookup, &UPLOAD_RATE_PER_MIN)? {
+                    0 => None,
+                    per_minute => Some(chat_core::rate::RateLimit {
+                        per_sec: f64::from(per_minute) / 60.0,
+                        burst: parse::<u32>(&lookup, &UPLOAD_BURST)?.max(1),
+                    }),
+                },
+                max_concurrent: parse::<usize>(&lookup, &MAX_CONCURRENT_UPLOADS)?.max(1),
+                dir: get(&UPLOAD_DIR).map(PathBuf::from),
             },
             webhooks: crate::webhooks::WebhookConfig::from_settings(
                 get(&WEBHOOK_URLS).as_deref(),

@@ -48,6 +48,8 @@ pub struct EdgeState {
     pub socketio: crate::socketio::SocketIoEndpoints,
     /// Per-agent send buckets of the HTTP API.
     pub api_sends: crate::api::ApiSendLimits,
+    /// Attachment uploads (`CHAT_MAX_UPLOAD_BYTES`, `CHAT_MAX_CONCURRENT_UPLOADS`).
+    pub uploads: crate::api::Uploads,
     /// The main site, resolved at start-up.
     pub upstream: Option<std::net::SocketAddr>,
     /// Proxies whose `X-Forwarded-For` is believed (`CHAT_TRUSTED_PROXIES`).
@@ -195,6 +197,7 @@ impl ProxyHttp for ChatEdge {
             Route::ApiVisitor(id) if read_only => self.api().visitor(session, &id).await,
             Route::ApiCanned(id) => self.api().canned(session, id.as_deref()).await,
             Route::ApiSearch if read_only => self.api().search(session).await,
+            Route::ApiAttachments(id) => self.api().attachments(session, id.as_deref()).await,
             Route::Asset(asset) if read_only => {
                 let mut headers = vec![("Cache-Control", "no-cache")];
                 headers.extend_from_slice(asset.headers);
@@ -422,6 +425,7 @@ impl ChatEdge {
             admission: &self.state.admission,
             api_keys: &self.state.api_keys,
             sends: &self.state.api_sends,
+            uploads: &self.state.uploads,
         }
     }
 

@@ -28,6 +28,8 @@ pub enum Route {
     ApiVisitor(String),
     /// `/chat/api/canned-responses` (`None`) or `/chat/api/canned-responses/{id}`.
     ApiCanned(Option<String>),
+    /// `/chat/api/attachments` (`None`) or `/chat/api/attachments/{id}`.
+    ApiAttachments(Option<String>),
     /// `GET /chat/api/conversations/search`.
     ApiSearch,
     /// An embedded browser file.
@@ -57,6 +59,7 @@ impl Route {
             Self::ApiVisitor(_) => "api_visitor",
             Self::ApiCanned(_) => "api_canned",
             Self::ApiSearch => "api_search",
+            Self::ApiAttachments(_) => "api_attachments",
             Self::Asset(_) => "asset",
             Self::Socket(Role::Visitor) => "socket_visitor",
             Self::Socket(Role::Agent) => "socket_agent",
@@ -91,6 +94,15 @@ pub fn route(path: &str) -> Route {
         "/chat/api/stats" => Route::ApiStats,
         "/chat/api/conversations/search" => Route::ApiSearch,
         "/chat/api/canned-responses" => Route::ApiCanned(None),
+        "/chat/api/attachments" => Route::ApiAttachments(None),
+        _ if path.starts_with("/chat/api/attachments/") => {
+            let id = &path["/chat/api/attachments/".len()..];
+            if id.is_empty() || id.contains('/') {
+                Route::NotFound
+            } else {
+                Route::ApiAttachments(Some(id.to_owned()))
+            }
+        }
         _ if path.starts_with("/chat/api/canned-responses/") => {
             let id = &path["/chat/api/canned-responses/".len()..];
             if id.is_empty() || id.contains('/') {
@@ -152,6 +164,7 @@ mod tests {
             | Route::ApiVisitor(_)
             | Route::ApiCanned(_)
             | Route::ApiSearch
+            | Route::ApiAttachments(_)
             | Route::Asset(_)
             | Route::Socket(_)
             | Route::Poll(_)
@@ -172,6 +185,7 @@ mod tests {
             Route::ApiVisitor(String::new()),
             Route::ApiCanned(None),
             Route::ApiSearch,
+            Route::ApiAttachments(None),
             Route::Asset(crate::assets::lookup("/chat/widget/widget.js").expect("the widget")),
             Route::Socket(Role::Visitor),
             Route::Socket(Role::Agent),

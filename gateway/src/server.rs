@@ -97,6 +97,13 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         }
         None => ChatService::new(store, service_config),
     };
+    if let Some(dir) = &config.uploads.dir {
+        let files = chat_storage::AttachmentDir::open(dir).map_err(|e| {
+            crate::error::GatewayError::Other(format!("CHAT_UPLOAD_DIR {}: {e}", dir.display()))
+        })?;
+        chat.keep_attachment_files_in(Arc::new(files));
+        tracing::info!(dir = %dir.display(), "attachments' bytes go to CHAT_UPLOAD_DIR");
+    }
     let websocket = WebSocketTransport::new(config.websocket_settings());
     if secrets.admin_jwt.len() < 32 {
         tracing::warn!(
@@ -161,6 +168,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         api_keys: config.api_keys.clone(),
         socketio,
         api_sends: crate::api::ApiSendLimits::new(config.send_rate),
+        uploads: crate::api::Uploads::new(&config.uploads),
         upstream: resolve_upstream(config.upstream.as_deref())?,
         trusted_proxies: config.trusted_proxies.clone(),
         timeouts: config.timeouts,

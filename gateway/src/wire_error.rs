@@ -57,6 +57,7 @@ pub fn http_status(code: ErrorCode) -> u16 {
         ErrorCode::NotFound => 404,
         ErrorCode::TooLarge => 413,
         ErrorCode::Conflict => 409,
+        ErrorCode::UnsupportedType => 415,
         ErrorCode::RateLimited => 429,
         ErrorCode::Unavailable => 503,
         ErrorCode::Internal => 500,

@@ -79,6 +79,7 @@ async fn run_case(
                 let sent = Instant::now();
                 store
                     .append_message(NewMessage {
+                        attachment: None,
                         conversation_id: conversation.id,
                         client_msg_id: Some(format!("{n}-{i}")),
                         sender: Sender {

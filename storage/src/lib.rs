@@ -50,6 +50,7 @@ macro_rules! message_row_columns {
     };
 }
 
+pub mod attachment_dir;
 pub mod batch;
 pub mod embedded;
 pub mod files;
@@ -62,6 +63,7 @@ mod status;
 pub mod test_support;
 mod time;
 
+pub use attachment_dir::AttachmentDir;
 pub use batch::{AppendBatch, BatchSettings, BatchingStore};
 pub use embedded::EmbeddedStore;
 pub(crate) use like::like_pattern;

@@ -169,6 +169,7 @@ async fn conversation<S: Store>(store: &S, site: &str) -> Conversation {
 
 fn visitor_message(c: &Conversation, client_msg_id: Option<&str>, body: &str) -> NewMessage {
     NewMessage {
+        attachment: None,
         conversation_id: c.id,
         client_msg_id: client_msg_id.map(str::to_string),
         sender: Sender {
@@ -191,6 +192,7 @@ fn agent() -> Agent {
 fn agent_message(c: &Conversation, client_msg_id: Option<&str>, body: &str) -> NewMessage {
     let a = agent();
     NewMessage {
+        attachment: None,
         conversation_id: c.id,
         client_msg_id: client_msg_id.map(str::to_string),
         sender: Sender {
@@ -424,6 +426,7 @@ mod checks {
         append(
             &store,
             NewMessage {
+                attachment: None,
                 conversation_id: c2,
                 client_msg_id: None,
                 sender: Sender {

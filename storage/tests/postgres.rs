@@ -131,6 +131,7 @@ async fn health_fails_while_postgres_is_down_and_recovers() {
         .unwrap();
     let conversation = store.create_conversation("s", visitor.id).await.unwrap();
     let message = |cmid: &str| NewMessage {
+        attachment: None,
         conversation_id: conversation.id,
         client_msg_id: Some(cmid.to_string()),
         sender: Sender {
@@ -290,6 +291,7 @@ async fn messages_are_notified_in_their_commit_and_only_when_a_peer_listens() {
             .unwrap();
         let conversation = store.create_conversation("s", visitor.id).await.unwrap();
         let message = |cmid: &str| NewMessage {
+            attachment: None,
             conversation_id: conversation.id,
             client_msg_id: Some(cmid.to_string()),
             sender: Sender {

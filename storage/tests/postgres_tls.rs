@@ -82,6 +82,7 @@ async fn write_and_read(store: &dyn Store) {
         .expect("conversation");
     store
         .append_message(NewMessage {
+            attachment: None,
             conversation_id: conversation.id,
             client_msg_id: Some("m1".into()),
             sender: Sender {

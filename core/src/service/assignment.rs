@@ -140,6 +140,7 @@ impl ChatService {
         };
         let appended = store
             .append_message(NewMessage {
+                attachment: None,
                 conversation_id: id,
                 client_msg_id: None,
                 sender: principal.as_sender(),

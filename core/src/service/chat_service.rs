@@ -123,6 +123,11 @@ impl ChatService {
                     .collect(),
                 conversation_changes: AtomicU64::new(0),
                 roster: Default::default(),
+                uploads: crate::rate::KeyedBuckets::new(
+                    config.upload_rate,
+                    MAX_VISITOR_SEND_BUCKETS,
+                ),
+                attachment_files: std::sync::OnceLock::new(),
                 config,
             }),
         }

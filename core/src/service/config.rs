@@ -17,6 +17,11 @@ pub struct ServiceConfig {
     /// Sends per visitor, over all their sessions on this process (`CHAT_SEND_RATE_PER_SEC`,
     /// `CHAT_SEND_BURST`); `None`: no limit. Agents are authenticated staff and are not limited.
     pub visitor_send_rate: Option<crate::rate::RateLimit>,
+    /// The uploads accepted (`CHAT_MAX_UPLOAD_BYTES`, `CHAT_UPLOAD_TYPES`).
+    pub uploads: crate::attachment::UploadPolicy,
+    /// Uploads per user, agents included (`CHAT_UPLOAD_RATE_PER_MIN`, burst
+    /// `CHAT_UPLOAD_BURST`); `None`: no limit.
+    pub upload_rate: Option<crate::rate::RateLimit>,
 }
 
 impl Default for ServiceConfig {
@@ -27,6 +32,8 @@ impl Default for ServiceConfig {
             max_answer_bytes: 64 * 1024,
             rollout: crate::rollout::Rollout::default(),
             visitor_send_rate: None,
+            uploads: crate::attachment::UploadPolicy::default(),
+            upload_rate: None,
         }
     }
 }

@@ -120,6 +120,7 @@ impl ChatService {
                     conversation,
                     agents_online,
                     preferred_transport: Some(self.rollout().transport_for(site_id, *visitor_id)),
+                    uploads: self.upload_limits(),
                 }
             }
             Principal::Agent { agent, sites } => {
@@ -150,6 +151,7 @@ impl ChatService {
                     conversation: None,
                     agents_online: online.sessions,
                     preferred_transport: None,
+                    uploads: self.upload_limits(),
                 }
             }
         };

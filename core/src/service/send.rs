@@ -11,6 +11,31 @@ use crate::store::Appended;
 
 use super::chat_service::{ChatService, Delivery};
 
+/// What a sender writes: the text, its kind, its idempotency key and the attachment it
+/// carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Draft {
+    /// The sender's own id for the message (idempotent retries).
+    pub client_msg_id: Option<String>,
+    /// The text (may be empty when an attachment is carried).
+    pub body: String,
+    /// [`MessageKind::Text`] or, for agents only, [`MessageKind::Note`].
+    pub kind: MessageKind,
+    /// An attachment the sender uploaded (`POST /chat/api/attachments`).
+    pub attachment_id: Option<uuid::Uuid>,
+}
+
+impl Draft {
+    /// A plain text message.
+    pub fn text(client_msg_id: Option<String>, body: String) -> Self {
+        Self {
+            client_msg_id,
+            body,
+            ..Self::default()
+        }
+    }
+}
+
 /// A retried send younger than this is fanned out again (see `send_to_visitor`).
 const REPUBLISH_DUPLICATES_WITHIN: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
 
@@ -27,9 +52,7 @@ impl ChatService {
         self.send_to_visitor(
             principal,
             conversation_id,
-            client_msg_id,
-            body,
-            MessageKind::Text,
+            Draft::text(client_msg_id, body),
             None,
             None,
         )
@@ -45,18 +68,22 @@ impl ChatService {
     /// visitor naming none, when it is the visitor's and still open. Its visitor never changes;
     /// its status is kept current by the conversation events the session receives.
     ///
-    /// `kind` is [`MessageKind::Text`] or, for agents only, [`MessageKind::Note`].
-    #[allow(clippy::too_many_arguments)]
+    /// A draft's `attachment_id` must name an upload of the sender for this conversation
+    /// ([`ChatService::attach`]); the message then carries it.
     pub(super) async fn send_to_visitor(
         &self,
         principal: &Principal,
         conversation_id: Option<ConversationId>,
-        client_msg_id: Option<String>,
-        body: String,
-        kind: MessageKind,
+        draft: Draft,
         known: Option<Conversation>,
         profile: Option<&VisitorProfile>,
     ) -> Result<(Appended, Conversation), ChatError> {
+        let Draft {
+            client_msg_id,
+            body,
+            kind,
+            attachment_id,
+        } = draft;
         let max = self.inner.config.max_message_chars;
         match (kind, principal.role()) {
             (MessageKind::Text, _) | (MessageKind::Note, Role::Agent) => {}
@@ -71,7 +98,7 @@ impl ChatService {
                 ))
             }
         }
-        if body.trim().is_empty() {
+        if body.trim().is_empty() && attachment_id.is_none() {
             return Err(ChatError::BadRequest("message body is empty".into()));
         }
         let chars = body.chars().count();
@@ -133,6 +160,13 @@ impl ChatService {
             self.inner.publish_conversation(&reopened);
             conversation = reopened;
         }
+        let attachment = match attachment_id {
+            Some(id) => Some(
+                self.attach(principal, &conversation, id, kind == MessageKind::Note)
+                    .await?,
+            ),
+            None => None,
+        };
         // Promise 1 (persisted before acknowledged, docs/promises.md): fanned out only once the
         // store committed it, and the caller acknowledges the message the store returned.
         // Promise 2 (exactly once, in order): the store gives the seq and deduplicates by
@@ -144,6 +178,7 @@ impl ChatService {
                 sender: principal.as_sender(),
                 body,
                 kind,
+                attachment,
             })
             .await?;
         match &appended {
@@ -174,19 +209,10 @@ impl ChatService {
         &self,
         principal: &Principal,
         conversation_id: Option<ConversationId>,
-        client_msg_id: Option<String>,
-        body: String,
+        draft: Draft,
     ) -> Result<(Appended, Option<Delivery>), ChatError> {
         let (appended, conversation) = self
-            .send_to_visitor(
-                principal,
-                conversation_id,
-                client_msg_id,
-                body,
-                MessageKind::Text,
-                None,
-                None,
-            )
+            .send_to_visitor(principal, conversation_id, draft, None, None)
             .await?;
         let visitor_id = conversation.visitor_id;
         let delivery = match appended {
@@ -206,8 +232,7 @@ impl ChatService {
         principal: &Principal,
         site: &str,
         user_id: &str,
-        client_msg_id: Option<String>,
-        body: String,
+        draft: Draft,
     ) -> Result<(Appended, Option<Delivery>), ChatError> {
         let Principal::Agent { sites, .. } = principal else {
             return Err(ChatError::Forbidden("only agents reply to users".into()));
@@ -240,7 +265,7 @@ impl ChatService {
                 self.start_conversation(site, visitor_id, profile).await?
             }
         };
-        self.send_reporting_delivery(principal, Some(conversation.id), client_msg_id, body)
+        self.send_reporting_delivery(principal, Some(conversation.id), draft)
             .await
     }
 

@@ -107,6 +107,7 @@ impl ChatSessionState {
                 client_msg_id,
                 body,
                 note,
+                attachment_id,
             } => {
                 if let Err(retry_after) = service.inner.take_visitor_send(principal) {
                     crate::metrics::send_rate_limited(self.transport);
@@ -124,12 +125,15 @@ impl ChatSessionState {
                     .send_to_visitor(
                         principal,
                         conversation_id,
-                        client_msg_id,
-                        body,
-                        if note {
-                            MessageKind::Note
-                        } else {
-                            MessageKind::Text
+                        super::Draft {
+                            client_msg_id,
+                            body,
+                            kind: if note {
+                                MessageKind::Note
+                            } else {
+                                MessageKind::Text
+                            },
+                            attachment_id,
                         },
                         known.map(|(c, _)| c),
                         self.profile.as_ref(),

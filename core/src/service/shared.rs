@@ -45,6 +45,10 @@ pub(super) struct Inner {
     pub(super) conversation_changes: AtomicU64,
     /// The agents this process knows of, with their statuses (`signals.rs`).
     pub(super) roster: crate::roster::AgentRoster,
+    /// Upload buckets by uploader (`ServiceConfig::upload_rate`).
+    pub(super) uploads: crate::rate::KeyedBuckets<(crate::model::Role, String)>,
+    /// Where new attachments' bytes go when not in the store (`CHAT_UPLOAD_DIR`).
+    pub(super) attachment_files: std::sync::OnceLock<Arc<dyn crate::attachment::AttachmentFiles>>,
 }
 
 /// Counters of conversation changes, by hash of the conversation id.

@@ -39,6 +39,8 @@ impl Config {
             // No answer is larger than the largest frame a client may send.
             max_answer_bytes: self.ws_max_frame_bytes,
             visitor_send_rate: self.send_rate,
+            uploads: self.uploads.policy.clone(),
+            upload_rate: self.uploads.rate,
         }
     }
 

@@ -385,6 +385,7 @@ fn read_message(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
 
 fn message_from(raw: MessageRow) -> Result<Message, StoreError> {
     Ok(Message {
+        attachment: None,
         conversation_id: ConversationId(parse_uuid(&raw.conversation_id)?),
         seq: raw.seq,
         kind: MessageKind::parse(&raw.kind).ok_or_else(|| bad_data("message kind", &raw.kind))?,
@@ -482,6 +483,7 @@ fn append_in(
     })
     .map_err(sqlite_err)?;
     let committed = Message {
+        attachment: None,
         conversation_id: message.conversation_id,
         seq,
         kind: message.kind,

@@ -153,6 +153,7 @@ fn plan(
         state.last_seq += 1;
         state.bumped = true;
         let message = Message {
+            attachment: None,
             conversation_id: m.conversation_id,
             seq: state.last_seq,
             kind: m.kind,
@@ -465,6 +466,7 @@ mod tests {
 
     fn new_message(conversation: Uuid, key: Option<&str>) -> NewMessage {
         NewMessage {
+            attachment: None,
             conversation_id: ConversationId(conversation),
             client_msg_id: key.map(str::to_string),
             sender: Sender {
@@ -597,6 +599,7 @@ mod tests {
     fn plan_message(conversation: Uuid, key: &str) -> Message {
         let m = new_message(conversation, Some(key));
         Message {
+            attachment: None,
             conversation_id: m.conversation_id,
             seq: 0,
             kind: m.kind,

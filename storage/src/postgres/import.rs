@@ -84,6 +84,7 @@ pub(super) async fn import_in(
         planned.state.last_created_at = Some(created_at);
         planned.updated_at = Some(planned.updated_at.map_or(created_at, |t| t.max(created_at)));
         let stored = Message {
+            attachment: None,
             conversation_id: message.conversation_id,
             seq: planned.state.last_seq,
             kind: MessageKind::Text,

@@ -858,6 +858,7 @@ impl Store for PostgresStore {
                             visitor_id,
                             site_id,
                             Message {
+                                attachment: None,
                                 conversation_id: message.conversation_id,
                                 seq,
                                 kind: message.kind,
@@ -880,6 +881,7 @@ impl Store for PostgresStore {
                         .map_err(pg_err)?;
                     }
                     let committed = Message {
+                        attachment: None,
                         conversation_id: message.conversation_id,
                         seq,
                         kind: message.kind,

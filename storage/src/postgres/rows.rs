@@ -64,6 +64,7 @@ pub(crate) fn message_from_row(row: &Row) -> Result<Message, StoreError> {
     let kind = MessageKind::parse(&kind)
         .ok_or_else(|| StoreError::Other(format!("unknown message kind {kind:?}")))?;
     Ok(Message {
+        attachment: None,
         conversation_id: ConversationId(row.try_get::<_, Uuid>(0).map_err(pg_err)?),
         seq: row.try_get(1).map_err(pg_err)?,
         kind,

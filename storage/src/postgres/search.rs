@@ -72,6 +72,7 @@ fn hit_from_row(row: &Row) -> Result<StoredHit, StoreError> {
                 .try_get(crate::CONVERSATION_COLUMNS + 2)
                 .map_err(pg_err)?;
             Some(Message {
+                attachment: None,
                 conversation_id: conversation.id,
                 seq,
                 client_msg_id: row
