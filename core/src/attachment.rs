@@ -183,7 +183,7 @@ impl UploadPolicy {
             return Err(UploadRefusal::Empty);
         }
         let kind = normalize_type(content_type);
-        if !self.allowed_types.iter().any(|t| *t == kind) {
+        if !self.allowed_types.contains(&kind) {
             let shown: String = kind.chars().take(MAX_CONTENT_TYPE_BYTES).collect();
             return Err(UploadRefusal::TypeNotAllowed(
                 shown,

@@ -329,9 +329,10 @@ pub struct Message {
     pub sender: Sender,
     /// The text, never interpreted as HTML (may be empty when an attachment is carried).
     pub body: String,
-    /// The file or image sent with the text, if any (absent on the wire when none).
+    /// The file or image sent with the text, if any (absent on the wire when none). Boxed:
+    /// most messages have none, and every queued message pays for the field's size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attachment: Option<crate::attachment::AttachmentRef>,
+    pub attachment: Option<Box<crate::attachment::AttachmentRef>>,
     /// When the store committed it.
     pub created_at: DateTime<Utc>,
 }
@@ -350,7 +351,7 @@ pub struct NewMessage {
     /// Text, note or system.
     pub kind: MessageKind,
     /// The attachment it carries, if any.
-    pub attachment: Option<crate::attachment::AttachmentRef>,
+    pub attachment: Option<Box<crate::attachment::AttachmentRef>>,
 }
 
 /// Who is on the other end of a session, after authentication.

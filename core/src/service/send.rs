@@ -163,7 +163,8 @@ impl ChatService {
         let attachment = match attachment_id {
             Some(id) => Some(
                 self.attach(principal, &conversation, id, kind == MessageKind::Note)
-                    .await?,
+                    .await
+                    .map(Box::new)?,
             ),
             None => None,
         };
