@@ -109,6 +109,34 @@ pub fn send_rate_limited(transport: TransportKind) {
         .inc();
 }
 
+/// `chat_command_rate_limited_total{command}`: commands of every transport answered
+/// `rate_limited` (not executed), by command: `send` and the commands whose own limits keep
+/// them from flooding (`typing`, `read`, `set_status`, `context`, `contact`,
+/// `search_conversations`).
+pub static COMMAND_RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "chat_command_rate_limited_total",
+        "Commands answered rate_limited (not executed), by command.",
+        &["command"],
+    )
+});
+
+/// The commands with a rate limit, in label order.
+pub const RATE_LIMITED_COMMANDS: [&str; 7] = [
+    "send",
+    "typing",
+    "read",
+    "set_status",
+    "context",
+    "contact",
+    "search_conversations",
+];
+
+/// A command of type `command` was answered `rate_limited`.
+pub fn command_rate_limited(command: &'static str) {
+    COMMAND_RATE_LIMITED.with_label_values(&[command]).inc();
+}
+
 /// A send through the HTTP API was refused by the send rate limit.
 pub fn api_send_rate_limited() {
     COMMANDS_REFUSED
@@ -294,6 +322,9 @@ pub fn init() {
         for role in [Role::Visitor, Role::Agent] {
             ATTACHMENTS_UPLOADED.with_label_values(&[role.as_str()]);
             ATTACHMENT_BYTES.with_label_values(&[role.as_str()]);
+        }
+        for command in RATE_LIMITED_COMMANDS {
+            COMMAND_RATE_LIMITED.with_label_values(&[command]);
         }
         for reason in UPLOAD_REFUSALS {
             UPLOADS_REFUSED.with_label_values(&[reason]);
