@@ -375,6 +375,10 @@ impl Config {
                         burst: parse::<u32>(&lookup, &UPLOAD_BURST)?.max(1),
                     }),
                 },
+                per_ip: match parse::<u32>(&lookup, &UPLOAD_RATE_PER_IP_PER_MIN)? {
+                    0 => None,
+                    per_minute => Some(chat_core::rate::RateLimit::per_minute(per_minute)),
+                },
                 max_concurrent: parse::<usize>(&lookup, &MAX_CONCURRENT_UPLOADS)?.max(1),
                 dir: get(&UPLOAD_DIR).map(PathBuf::from),
             },

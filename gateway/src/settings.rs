@@ -237,6 +237,8 @@ settings! {
     UPLOAD_TYPES = "CHAT_UPLOAD_TYPES", List, Value("image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain");
     /// Uploads per user per minute, sustained; 0: no limit.
     UPLOAD_RATE_PER_MIN = "CHAT_UPLOAD_RATE_PER_MIN", Count, Value("20");
+    /// Uploads per client address per minute, all users together; 0: no limit.
+    UPLOAD_RATE_PER_IP_PER_MIN = "CHAT_UPLOAD_RATE_PER_IP_PER_MIN", Count, Value("60");
     /// Uploads a user may make at once before the rate applies.
     UPLOAD_BURST = "CHAT_UPLOAD_BURST", Count, Value("5");
     /// Uploads whose bytes are being read at once on this process.
