@@ -63,8 +63,7 @@ pub enum ClientCommand {
         /// Idempotency key chosen by the client, at most 128 characters.
         #[serde(default)]
         client_msg_id: Option<String>,
-        /// The text (may be empty when `attachment_id` is given).
-        #[serde(default)]
+        /// The text (may be empty when `attachment_id` is given, but always present).
         body: String,
         /// Agents: an internal note, seen by agents only (visitors asking get `forbidden`).
         #[serde(default)]
