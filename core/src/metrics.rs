@@ -192,6 +192,23 @@ pub fn attachment_uploaded(role: Role, size: u64) {
         .inc_by(size);
 }
 
+/// `chat_attachments_swept_total`: uploads deleted because no message carried them within
+/// `CHAT_UPLOAD_UNSENT_TTL_SECS`.
+pub static ATTACHMENTS_SWEPT: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    register(
+        prometheus::IntCounter::new(
+            "chat_attachments_swept_total",
+            "Uploads deleted because no message carried them within CHAT_UPLOAD_UNSENT_TTL_SECS.",
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// `n` unsent uploads were deleted.
+pub fn attachments_swept(n: usize) {
+    ATTACHMENTS_SWEPT.inc_by(n as u64);
+}
+
 /// An upload was refused for `reason` (one of [`UPLOAD_REFUSALS`]).
 pub fn upload_refused(reason: &'static str) {
     UPLOADS_REFUSED.with_label_values(&[reason]).inc();
@@ -329,6 +346,7 @@ pub fn init() {
         for reason in UPLOAD_REFUSALS {
             UPLOADS_REFUSED.with_label_values(&[reason]);
         }
+        LazyLock::force(&ATTACHMENTS_SWEPT);
         LazyLock::force(&CONVERSATIONS_OPEN);
         LazyLock::force(&STORE_COMMIT_SECONDS);
         LazyLock::force(&STORE_COMMIT_BATCH);

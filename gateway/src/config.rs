@@ -381,6 +381,7 @@ impl Config {
                 },
                 max_concurrent: parse::<usize>(&lookup, &MAX_CONCURRENT_UPLOADS)?.max(1),
                 dir: get(&UPLOAD_DIR).map(PathBuf::from),
+                unsent_ttl: secs(&lookup, &UPLOAD_UNSENT_TTL_SECS)?,
             },
             webhooks: crate::webhooks::WebhookConfig::from_settings(
                 get(&WEBHOOK_URLS).as_deref(),

@@ -265,6 +265,8 @@ settings! {
     MAX_CONCURRENT_UPLOADS = "CHAT_MAX_CONCURRENT_UPLOADS", Count, Value("8");
     /// A directory for the bytes of attachments, instead of the store.
     UPLOAD_DIR = "CHAT_UPLOAD_DIR", Path, Described("— (the store keeps them)");
+    /// An upload no message carried is deleted this long after it was made.
+    UPLOAD_UNSENT_TTL_SECS = "CHAT_UPLOAD_UNSENT_TTL_SECS", Seconds, Value("86400");
     /// A MaxMind database giving the country of visitors' addresses.
     GEOIP_DB = "CHAT_GEOIP_DB", Path, UNSET;
     /// An idle HTTP/1.1 connection is closed this long after its last response.

@@ -27,6 +27,37 @@ pub struct UploadConfig {
     pub max_concurrent: usize,
     /// `CHAT_UPLOAD_DIR`: where attachments' bytes go instead of the store.
     pub dir: Option<PathBuf>,
+    /// `CHAT_UPLOAD_UNSENT_TTL_SECS`: an upload no message carried is deleted this long after.
+    pub unsent_ttl: std::time::Duration,
+}
+
+/// How often uploads never sent are looked for (more often when `ttl` is shorter).
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Deletes, every [`SWEEP_EVERY`] (or every `ttl` when shorter), the uploads no message carried
+/// within `ttl`, for the life of the process. Every process sweeps, which is harmless: a
+/// deletion is one statement.
+pub async fn sweep_unsent_attachments(
+    chat: chat_core::service::ChatService,
+    ttl: std::time::Duration,
+) {
+    let period = SWEEP_EVERY.min(ttl).max(std::time::Duration::from_secs(1));
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if chat.is_shutting_down() {
+            return;
+        }
+        match chat.sweep_unsent_attachments(ttl).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deleted = n,
+                "deleted uploads no message carried (CHAT_UPLOAD_UNSENT_TTL_SECS)"
+            ),
+            Err(e) => tracing::warn!(error = %e, "sweeping unsent uploads failed; retried later"),
+        }
+    }
 }
 
 /// Most client addresses whose upload buckets are kept; past it, full (idle) ones are forgotten.
