@@ -8,6 +8,7 @@
 //! appends to a conversation.
 
 mod agents;
+mod attachments;
 mod canned;
 mod import;
 mod read_state;
@@ -723,6 +724,33 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<chat_core::search::StoredHit>, StoreError> {
         let query = query.clone();
         self.call(move |conn| search::search(conn, &query)).await
+    }
+
+    async fn put_attachment(
+        &self,
+        attachment: &chat_core::attachment::Attachment,
+        content: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let (attachment, content) = (attachment.clone(), content.map(<[u8]>::to_vec));
+        self.call(move |conn| attachments::put(conn, &attachment, content.as_deref()))
+            .await
+    }
+
+    async fn attachment(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<chat_core::attachment::StoredAttachment>, StoreError> {
+        self.call(move |conn| attachments::get(conn, id)).await
+    }
+
+    async fn bind_attachment(
+        &self,
+        id: Uuid,
+        conversation_id: ConversationId,
+        visible_to_visitor: bool,
+    ) -> Result<Option<chat_core::attachment::Attachment>, StoreError> {
+        self.call(move |conn| attachments::bind(conn, id, conversation_id, visible_to_visitor))
+            .await
     }
 
     async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {

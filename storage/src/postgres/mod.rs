@@ -7,6 +7,7 @@
 
 mod agents;
 mod append;
+mod attachments;
 mod bus;
 mod canned;
 mod conninfo;
@@ -561,6 +562,35 @@ impl Store for PostgresStore {
 
     async fn delete_canned_response(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
         with_client!(self, OP_TIMEOUT, |client| canned::delete(&client, id).await)
+    }
+
+    async fn put_attachment(
+        &self,
+        attachment: &chat_core::attachment::Attachment,
+        content: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            attachments::put(&client, attachment, content).await
+        })
+    }
+
+    async fn attachment(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Option<chat_core::attachment::StoredAttachment>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| attachments::get(&client, id)
+            .await)
+    }
+
+    async fn bind_attachment(
+        &self,
+        id: uuid::Uuid,
+        conversation_id: ConversationId,
+        visible_to_visitor: bool,
+    ) -> Result<Option<chat_core::attachment::Attachment>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            attachments::bind(&client, id, conversation_id, visible_to_visitor).await
+        })
     }
 
     async fn search_conversations(

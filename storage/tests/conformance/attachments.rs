@@ -1,0 +1,210 @@
+//! Conformance checks of attachments (issue 15, item 8, migration 12): their metadata and bytes
+//! and binding them to a conversation, run against every store by `conformance_suite!`.
+
+use super::*;
+use chat_core::attachment::{Attachment, StoredAttachment};
+use chrono::DateTime;
+
+/// An upload by a new uploader of `role` on `site`, for `conversation` (`None`: not bound yet).
+fn upload(site: &str, conversation: Option<ConversationId>, role: Role, name: &str) -> Attachment {
+    Attachment {
+        id: uuid::Uuid::new_v4(),
+        site_id: site.to_string(),
+        conversation_id: conversation,
+        uploader_role: role,
+        uploader_id: unique("uploader"),
+        name: name.to_string(),
+        content_type: "image/png".into(),
+        size: 11,
+        visible_to_visitor: false,
+        // Nanoseconds: the stores keep microseconds.
+        created_at: DateTime::from_timestamp(1_790_000_000, 123_456_789).unwrap(),
+    }
+}
+
+/// `a` as a store reads it back: its time at microsecond precision.
+fn as_stored(a: &Attachment) -> Attachment {
+    Attachment {
+        created_at: DateTime::from_timestamp_micros(a.created_at.timestamp_micros()).unwrap(),
+        ..a.clone()
+    }
+}
+
+async fn read<S: Store>(store: &S, id: uuid::Uuid) -> Option<StoredAttachment> {
+    store.attachment(id).await.expect("attachment")
+}
+
+pub async fn attachments_keep_their_bytes_and_metadata<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
+    let c = conversation(&store, "site-f").await;
+    let bytes = b"\x89PNG\r\n\x1a\n\0\xff\x01";
+    let agents = upload("site-f", Some(c.id), Role::Agent, "scan \"1\" – ü.png");
+    store
+        .put_attachment(&agents, Some(bytes))
+        .await
+        .expect("put with bytes");
+    assert_eq!(
+        read(&store, agents.id).await,
+        Some(StoredAttachment {
+            attachment: as_stored(&agents),
+            content: Some(bytes.to_vec()),
+        }),
+        "bytes and metadata as stored"
+    );
+
+    // Bytes kept in CHAT_UPLOAD_DIR: none in the store; a visitor's upload not bound yet.
+    let visitors = upload("site-f", None, Role::Visitor, "photo.png");
+    store
+        .put_attachment(&visitors, None)
+        .await
+        .expect("put without bytes");
+    let stored = read(&store, visitors.id).await.expect("stored");
+    assert_eq!(stored.attachment, as_stored(&visitors));
+    assert_eq!(stored.content, None);
+
+    assert_eq!(
+        read(&store, uuid::Uuid::new_v4()).await,
+        None,
+        "a missing id"
+    );
+    assert!(
+        store.put_attachment(&visitors, Some(b"x")).await.is_err(),
+        "an id is stored once"
+    );
+    assert_eq!(
+        read(&store, visitors.id).await.unwrap().content,
+        None,
+        "the second put changed nothing"
+    );
+    let nowhere = upload(
+        "site-f",
+        Some(ConversationId::new_random()),
+        Role::Agent,
+        "x",
+    );
+    assert!(
+        matches!(
+            store.put_attachment(&nowhere, Some(b"x")).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "an attachment of a conversation that does not exist"
+    );
+    assert_eq!(read(&store, nowhere.id).await, None);
+
+    // Kept across a restart.
+    drop(store);
+    let reopened = fx.open().await;
+    assert_eq!(
+        read(&reopened, agents.id).await.unwrap().content,
+        Some(bytes.to_vec())
+    );
+}
+
+pub async fn binding_an_attachment_sets_its_conversation_once<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
+    let c1 = conversation(&store, "site-b").await;
+    let c2 = conversation(&store, "site-b").await;
+    let a = upload("site-b", None, Role::Visitor, "a.png");
+    store.put_attachment(&a, Some(b"bytes")).await.unwrap();
+
+    let bound = store
+        .bind_attachment(a.id, c1.id, false)
+        .await
+        .unwrap()
+        .expect("an unbound attachment binds");
+    assert_eq!(bound.conversation_id, Some(c1.id));
+    assert!(!bound.visible_to_visitor, "sent in a note: not visible");
+    assert_eq!(read(&store, a.id).await.unwrap().attachment, bound);
+
+    let visible = store
+        .bind_attachment(a.id, c1.id, true)
+        .await
+        .unwrap()
+        .expect("the same conversation binds again");
+    assert!(visible.visible_to_visitor);
+    assert_eq!(
+        visible,
+        Attachment {
+            visible_to_visitor: true,
+            ..bound.clone()
+        },
+        "nothing else changes"
+    );
+
+    assert_eq!(
+        store.bind_attachment(a.id, c2.id, true).await.unwrap(),
+        None,
+        "bound to another conversation"
+    );
+    assert_eq!(read(&store, a.id).await.unwrap().attachment, visible);
+
+    let again = store
+        .bind_attachment(a.id, c1.id, false)
+        .await
+        .unwrap()
+        .expect("binds");
+    assert!(again.visible_to_visitor, "never goes back to hidden");
+    assert!(
+        read(&store, a.id)
+            .await
+            .unwrap()
+            .attachment
+            .visible_to_visitor
+    );
+
+    assert_eq!(
+        store
+            .bind_attachment(uuid::Uuid::new_v4(), c1.id, true)
+            .await
+            .unwrap(),
+        None,
+        "a missing attachment"
+    );
+
+    // Uploaded for a conversation: bound to it from the start, to no other.
+    let agents = upload("site-b", Some(c2.id), Role::Agent, "b.pdf");
+    store.put_attachment(&agents, None).await.unwrap();
+    assert_eq!(
+        store.bind_attachment(agents.id, c1.id, true).await.unwrap(),
+        None
+    );
+    let stored = read(&store, agents.id).await.unwrap().attachment;
+    assert_eq!(stored, as_stored(&agents), "nothing changed");
+    let bound = store
+        .bind_attachment(agents.id, c2.id, true)
+        .await
+        .unwrap()
+        .expect("its own conversation");
+    assert_eq!(
+        (bound.conversation_id, bound.visible_to_visitor),
+        (Some(c2.id), true)
+    );
+}
+
+pub async fn concurrent_binds_to_two_conversations_bind_one<F: Fixture>(fx: &F) {
+    let store = Arc::new(fx.open().await);
+    let c1 = conversation(&*store, "site-r").await;
+    let c2 = conversation(&*store, "site-r").await;
+    for _ in 0..10 {
+        let a = upload("site-r", None, Role::Visitor, "race.png");
+        store.put_attachment(&a, Some(b"x")).await.unwrap();
+        let (first, second) = tokio::join!(
+            store.bind_attachment(a.id, c1.id, true),
+            store.bind_attachment(a.id, c2.id, true)
+        );
+        let won: Vec<ConversationId> = [first.unwrap(), second.unwrap()]
+            .into_iter()
+            .flatten()
+            .map(|bound| bound.conversation_id.expect("bound"))
+            .collect();
+        assert_eq!(won.len(), 1, "exactly one bind wins: {won:?}");
+        assert_eq!(
+            read(&*store, a.id)
+                .await
+                .unwrap()
+                .attachment
+                .conversation_id,
+            Some(won[0])
+        );
+    }
+}
