@@ -963,4 +963,6 @@ conformance_suite!(
     attachments_keep_their_bytes_and_metadata,
     binding_an_attachment_sets_its_conversation_once,
     concurrent_binds_to_two_conversations_bind_one,
+    messages_carry_their_attachment_through_every_read,
+    concurrent_appends_keep_each_messages_attachment,
 );

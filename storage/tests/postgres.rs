@@ -374,6 +374,16 @@ async fn messages_are_notified_in_their_commit_and_only_when_a_peer_listens() {
             body: cmid.to_string(),
             kind: MessageKind::Text,
         };
+        // The peer's message carries an attachment, which the notification carries too.
+        let with_attachment = |m: NewMessage| NewMessage {
+            attachment: Some(Box::new(chat_core::attachment::AttachmentRef {
+                id: uuid::Uuid::new_v4(),
+                name: "shot.png".into(),
+                content_type: "image/png".into(),
+                size: 3,
+            })),
+            ..m
+        };
 
         // A spy listening under this process's own listener's name: not a peer, so it hears
         // only what is sent for peers.
@@ -407,10 +417,14 @@ async fn messages_are_notified_in_their_commit_and_only_when_a_peer_listens() {
         // A second process joins: the next message reaches it, notified by the commit.
         let peer = chat_storage::PostgresBus::start(&url).await.expect("peer");
         let mut inbound = peer.take_inbound().expect("inbound");
-        let Appended::Inserted(second) = store.append_message(message("shared")).await.unwrap()
+        let Appended::Inserted(second) = store
+            .append_message(with_attachment(message("shared")))
+            .await
+            .unwrap()
         else {
             panic!("not inserted");
         };
+        assert!(second.attachment.is_some());
         match tokio::time::timeout(Duration::from_secs(10), inbound.recv()).await {
             Ok(Some(Inbound::Event(BusEvent::Message {
                 visitor_id,

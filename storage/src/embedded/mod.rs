@@ -368,6 +368,8 @@ struct MessageRow {
     body: String,
     created_at: i64,
     kind: String,
+    /// JSON (migration 12).
+    attachment: Option<String>,
 }
 
 fn read_message(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
@@ -381,12 +383,13 @@ fn read_message(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
         body: row.get(6)?,
         created_at: row.get(7)?,
         kind: row.get(8)?,
+        attachment: row.get(9)?,
     })
 }
 
 fn message_from(raw: MessageRow) -> Result<Message, StoreError> {
     Ok(Message {
-        attachment: None,
+        attachment: crate::message_attachment::from_column(raw.attachment.as_deref())?,
         conversation_id: ConversationId(parse_uuid(&raw.conversation_id)?),
         seq: raw.seq,
         kind: MessageKind::parse(&raw.kind).ok_or_else(|| bad_data("message kind", &raw.kind))?,
@@ -443,6 +446,7 @@ fn append_in(
             return Ok(Appended::Duplicate(original));
         }
     }
+    let attachment = crate::message_attachment::to_column(message.attachment.as_deref())?;
     let created_at = now_micros();
     let bumped: Option<(i64, String, String)> = conn
         .prepare_cached(
@@ -467,7 +471,8 @@ fn append_in(
     };
     conn.prepare_cached(
         "INSERT INTO messages (conversation_id, seq, client_msg_id, sender_role, sender_id, \
-         sender_name, body, created_at, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         sender_name, body, created_at, kind, attachment) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -480,11 +485,12 @@ fn append_in(
             message.body,
             created_at.timestamp_micros(),
             message.kind.as_str(),
+            attachment,
         ])
     })
     .map_err(sqlite_err)?;
     let committed = Message {
-        attachment: None,
+        attachment: message.attachment,
         conversation_id: message.conversation_id,
         seq,
         kind: message.kind,

@@ -823,6 +823,7 @@ impl Store for PostgresStore {
                     return Ok(Appended::Duplicate(message_from_row(&row)?));
                 }
             }
+            let attachment = crate::message_attachment::to_column(message.attachment.as_deref())?;
             let tx = client.transaction().await.map_err(pg_err)?;
             // The row lock taken here serializes concurrent appends to one conversation.
             let bump = tx
@@ -850,8 +851,8 @@ impl Store for PostgresStore {
             let insert = tx
                 .prepare_cached(
                     "INSERT INTO messages (conversation_id, seq, client_msg_id, sender_role, \
-                     sender_id, sender_name, body, created_at, kind) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     sender_id, sender_name, body, created_at, kind, attachment) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .await
                 .map_err(pg_err)?;
@@ -868,6 +869,7 @@ impl Store for PostgresStore {
                         &message.body,
                         &created_at,
                         &message.kind.as_str(),
+                        &attachment,
                     ],
                 )
                 .await;
@@ -888,7 +890,7 @@ impl Store for PostgresStore {
                             visitor_id,
                             site_id,
                             Message {
-                                attachment: None,
+                                attachment: message.attachment.clone(),
                                 conversation_id: message.conversation_id,
                                 seq,
                                 kind: message.kind,
@@ -911,7 +913,7 @@ impl Store for PostgresStore {
                         .map_err(pg_err)?;
                     }
                     let committed = Message {
-                        attachment: None,
+                        attachment: message.attachment.clone(),
                         conversation_id: message.conversation_id,
                         seq,
                         kind: message.kind,

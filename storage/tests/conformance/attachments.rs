@@ -1,8 +1,11 @@
-//! Conformance checks of attachments (issue 15, item 8, migration 12): their metadata and bytes
-//! and binding them to a conversation, run against every store by `conformance_suite!`.
+//! Conformance checks of attachments (issue 15, item 8, migration 12): their metadata and bytes,
+//! binding them to a conversation, and the attachment a message carries through every read,
+//! run against every store by `conformance_suite!`.
 
 use super::*;
-use chat_core::attachment::{Attachment, StoredAttachment};
+use chat_core::attachment::{Attachment, AttachmentRef, StoredAttachment};
+use chat_core::model::Message;
+use chat_core::search::{SearchQuery, SearchText};
 use chrono::DateTime;
 
 /// An upload by a new uploader of `role` on `site`, for `conversation` (`None`: not bound yet).
@@ -32,6 +35,17 @@ fn as_stored(a: &Attachment) -> Attachment {
 
 async fn read<S: Store>(store: &S, id: uuid::Uuid) -> Option<StoredAttachment> {
     store.attachment(id).await.expect("attachment")
+}
+
+fn with_attachment(m: NewMessage, attachment: &Attachment) -> NewMessage {
+    NewMessage {
+        attachment: Some(Box::new(attachment.to_ref())),
+        ..m
+    }
+}
+
+fn attachment_of(m: &Message) -> Option<&AttachmentRef> {
+    m.attachment.as_deref()
 }
 
 pub async fn attachments_keep_their_bytes_and_metadata<F: Fixture>(fx: &F) {
@@ -206,5 +220,127 @@ pub async fn concurrent_binds_to_two_conversations_bind_one<F: Fixture>(fx: &F) 
                 .conversation_id,
             Some(won[0])
         );
+    }
+}
+
+pub async fn messages_carry_their_attachment_through_every_read<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
+    let site = unique("site-m");
+    let c = conversation(&store, &site).await;
+    let a = upload(&site, Some(c.id), Role::Agent, "invoice.png");
+    store.put_attachment(&a, Some(b"bytes")).await.unwrap();
+    let expected = a.to_ref();
+
+    let plain = inserted(append(&store, visitor_message(&c, Some("p"), "hello")).await);
+    assert_eq!(attachment_of(&plain), None);
+    let sent = inserted(
+        append(
+            &store,
+            with_attachment(agent_message(&c, Some("a"), "invoice attached"), &a),
+        )
+        .await,
+    );
+    assert_eq!(attachment_of(&sent), Some(&expected));
+    let empty_body =
+        inserted(append(&store, with_attachment(agent_message(&c, None, ""), &a)).await);
+    assert_eq!(attachment_of(&empty_body), Some(&expected));
+    let note = inserted(
+        append(
+            &store,
+            NewMessage {
+                kind: MessageKind::Note,
+                ..with_attachment(agent_message(&c, Some("n"), "for agents"), &a)
+            },
+        )
+        .await,
+    );
+    assert_eq!(attachment_of(&note), Some(&expected));
+
+    let all = store.messages_after(c.id, 0, 10).await.unwrap();
+    assert_eq!(
+        all,
+        vec![plain.clone(), sent.clone(), empty_body.clone(), note]
+    );
+    assert_eq!(
+        store.visitor_messages_after(c.id, 0, 10).await.unwrap(),
+        vec![plain, sent.clone(), empty_body]
+    );
+
+    // A retry (without or with another attachment) answers the original, attachment included.
+    let other = upload(&site, Some(c.id), Role::Agent, "other.png");
+    for retry in [
+        agent_message(&c, Some("a"), "invoice attached"),
+        with_attachment(agent_message(&c, Some("a"), "invoice attached"), &other),
+    ] {
+        match append(&store, retry).await {
+            Appended::Duplicate(m) => assert_eq!(m, sent),
+            other => panic!("expected the original, got {other:?}"),
+        }
+    }
+
+    let hits = store
+        .search_conversations(&SearchQuery {
+            sites: Some(vec![site.clone()]),
+            status: None,
+            text: SearchText::parse("invoice").unwrap(),
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(
+        hits[0].message.as_ref(),
+        Some(&sent),
+        "a search hit carries it"
+    );
+
+    drop(store);
+    let reopened = fx.open().await;
+    assert_eq!(
+        attachment_of(&reopened.messages_after(c.id, 1, 1).await.unwrap()[0]),
+        Some(&expected)
+    );
+}
+
+/// Many appends at once, some with attachments: through the batching store they share
+/// commits (Postgres's `unnest` insert with NULLs among the values), and a retry within the
+/// same burst is answered with the original.
+pub async fn concurrent_appends_keep_each_messages_attachment<F: Fixture>(fx: &F) {
+    let store = Arc::new(fx.open().await);
+    let site = unique("site-c");
+    let c = conversation(&*store, &site).await;
+    let mut uploads = Vec::new();
+    for i in 0..6 {
+        let a = upload(&site, Some(c.id), Role::Agent, &format!("f{i}.png"));
+        store.put_attachment(&a, None).await.unwrap();
+        uploads.push(a);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..24_usize {
+        let store = Arc::clone(&store);
+        let m = agent_message(&c, Some(&format!("k{}", i % 12)), &format!("m{i}"));
+        let m = match i % 12 {
+            n if n.is_multiple_of(2) => with_attachment(m, &uploads[n / 2]),
+            _ => m,
+        };
+        tasks.push(tokio::spawn(async move { store.append_message(m).await }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap().expect("append"));
+    }
+    let stored = store.messages_after(c.id, 0, 100).await.unwrap();
+    assert_eq!(stored.len(), 12, "one row per client_msg_id");
+    for message in &stored {
+        let key: usize = message.client_msg_id.as_deref().unwrap()[1..]
+            .parse()
+            .unwrap();
+        let expected = key.is_multiple_of(2).then(|| uploads[key / 2].to_ref());
+        assert_eq!(attachment_of(message), expected.as_ref(), "{message:?}");
+    }
+    for result in results {
+        let message = result.message();
+        assert!(stored.contains(message), "{message:?} is as stored");
     }
 }
