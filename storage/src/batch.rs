@@ -394,6 +394,16 @@ impl<S: AppendBatch> Store for BatchingStore<S> {
             .await
     }
 
+    async fn delete_unsent_attachments(
+        &self,
+        uploaded_before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<uuid::Uuid>, StoreError> {
+        self.inner
+            .delete_unsent_attachments(uploaded_before, limit)
+            .await
+    }
+
     async fn open_conversation_count(&self) -> Result<Option<u64>, StoreError> {
         self.inner.open_conversation_count().await
     }

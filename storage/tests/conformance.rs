@@ -965,4 +965,6 @@ conformance_suite!(
     concurrent_binds_to_two_conversations_bind_one,
     messages_carry_their_attachment_through_every_read,
     concurrent_appends_keep_each_messages_attachment,
+    unsent_uploads_are_deleted_once_old_and_sent_ones_kept,
+    sweeping_races_sending_and_other_sweepers_safely,
 );

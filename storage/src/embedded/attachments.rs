@@ -7,7 +7,7 @@ use chat_core::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
-use super::{bad_data, constraint, parse_uuid, sqlite_err, timestamp};
+use super::{bad_data, constraint, now_micros, parse_uuid, sqlite_err, timestamp};
 
 /// The metadata's columns, in the order [`read`] reads them.
 macro_rules! attachment_columns {
@@ -29,13 +29,17 @@ const SELECT: &str = concat!(
     ", content FROM attachments WHERE id = ?1"
 );
 
-/// Binds in one statement (the store's one connection writes alone anyway).
+/// Binds in one statement (the store's one connection writes alone anyway); `?4`: now.
 const BIND: &str = concat!(
     "UPDATE attachments SET conversation_id = ?2, \
-     visible_to_visitor = visible_to_visitor OR ?3 \
+     visible_to_visitor = visible_to_visitor OR ?3, sent_at = coalesce(sent_at, ?4) \
      WHERE id = ?1 AND (conversation_id IS NULL OR conversation_id = ?2) RETURNING ",
     attachment_columns!()
 );
+
+/// Up to `?2` uploads never sent from before `?1`, oldest first, through the partial index.
+const DELETE_UNSENT: &str = "DELETE FROM attachments WHERE id IN (SELECT id FROM attachments \
+     WHERE sent_at IS NULL AND created_at < ?1 ORDER BY created_at LIMIT ?2) RETURNING id";
 
 struct AttachmentRow {
     id: String,
@@ -158,7 +162,8 @@ pub(super) fn bind(
             params![
                 id.to_string(),
                 conversation_id.0.to_string(),
-                visible_to_visitor
+                visible_to_visitor,
+                now_micros().timestamp_micros()
             ],
             read,
         )
@@ -169,4 +174,23 @@ pub(super) fn bind(
         Err(e) if foreign_key_violation(&e) => Err(StoreError::NotFound("conversation")),
         Err(e) => Err(sqlite_err(e)),
     }
+}
+
+/// [`chat_core::store::Store::delete_unsent_attachments`].
+pub(super) fn delete_unsent(
+    conn: &Connection,
+    uploaded_before: chrono::DateTime<chrono::Utc>,
+    limit: u32,
+) -> Result<Vec<Uuid>, StoreError> {
+    let ids = conn
+        .prepare_cached(DELETE_UNSENT)
+        .and_then(|mut stmt| {
+            stmt.query_map(
+                params![uploaded_before.timestamp_micros(), i64::from(limit)],
+                |row| row.get::<_, String>(0),
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(sqlite_err)?;
+    ids.iter().map(|id| parse_uuid(id)).collect()
 }

@@ -759,6 +759,15 @@ impl Store for EmbeddedStore {
             .await
     }
 
+    async fn delete_unsent_attachments(
+        &self,
+        uploaded_before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.call(move |conn| attachments::delete_unsent(conn, uploaded_before, limit))
+            .await
+    }
+
     async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {
         let visitor = visitor.clone();
         self.call(move |conn| visitors::ensure(conn, &visitor))

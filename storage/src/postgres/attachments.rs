@@ -33,13 +33,25 @@ const SELECT: &str = concat!(
 );
 
 /// Binds in one statement: the row lock it takes makes a concurrent bind to another
-/// conversation see the conversation this one set (and match nothing).
+/// conversation see the conversation this one set (and match nothing), and a concurrent
+/// [`DELETE_UNSENT`] either see it sent or delete it first (then this matches nothing).
 const BIND: &str = concat!(
     "UPDATE attachments SET conversation_id = $2, \
-     visible_to_visitor = visible_to_visitor OR $3 \
+     visible_to_visitor = visible_to_visitor OR $3, sent_at = coalesce(sent_at, now()) \
      WHERE id = $1 AND (conversation_id IS NULL OR conversation_id = $2) RETURNING ",
     attachment_columns!()
 );
+
+/// Up to `$2` uploads never sent from before `$1`, oldest first, through the partial index.
+/// Rows another sweeper (another process) holds are skipped rather than waited for; the
+/// condition is checked again on the rows as they are once locked, so one sent meanwhile stays.
+/// The pick is `MATERIALIZED`: run once, so `LIMIT` holds (a subquery in `IN` may be run again
+/// while the statement deletes, and pick more).
+const DELETE_UNSENT: &str = "WITH picked AS MATERIALIZED (SELECT id FROM attachments \
+     WHERE sent_at IS NULL AND created_at < $1 ORDER BY created_at LIMIT $2 \
+     FOR UPDATE SKIP LOCKED) \
+     DELETE FROM attachments a USING picked \
+     WHERE a.id = picked.id AND a.sent_at IS NULL RETURNING a.id";
 
 fn attachment_from_row(row: &Row) -> Result<Attachment, StoreError> {
     let role: String = row.try_get(3).map_err(pg_err)?;
@@ -135,4 +147,20 @@ pub(super) async fn bind(
         }
         Err(e) => Err(pg_err(e)),
     }
+}
+
+/// [`chat_core::store::Store::delete_unsent_attachments`].
+pub(super) async fn delete_unsent(
+    client: &Object,
+    uploaded_before: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<Uuid>, StoreError> {
+    let stmt = client.prepare_cached(DELETE_UNSENT).await.map_err(pg_err)?;
+    let rows = client
+        .query(&stmt, &[&uploaded_before, &i64::from(limit)])
+        .await
+        .map_err(pg_err)?;
+    rows.iter()
+        .map(|row| row.try_get(0).map_err(pg_err))
+        .collect()
 }

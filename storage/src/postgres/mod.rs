@@ -593,6 +593,16 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn delete_unsent_attachments(
+        &self,
+        uploaded_before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<uuid::Uuid>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            attachments::delete_unsent(&client, uploaded_before, limit).await
+        })
+    }
+
     async fn search_conversations(
         &self,
         query: &chat_core::search::SearchQuery,

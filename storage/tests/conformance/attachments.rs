@@ -344,3 +344,138 @@ pub async fn concurrent_appends_keep_each_messages_attachment<F: Fixture>(fx: &F
         assert!(stored.contains(message), "{message:?} is as stored");
     }
 }
+
+/// `upload` made `age` ago.
+fn uploaded_ago(site: &str, conversation: Option<ConversationId>, age: Duration) -> Attachment {
+    Attachment {
+        created_at: Utc::now() - age,
+        ..upload(site, conversation, Role::Visitor, "old.png")
+    }
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+pub async fn unsent_uploads_are_deleted_once_old_and_sent_ones_kept<F: Fixture>(fx: &F) {
+    let store = fx.open().await;
+    let c = conversation(&store, "site-u").await;
+    let unbound = uploaded_ago("site-u", None, 3 * HOUR);
+    let for_conversation = uploaded_ago("site-u", Some(c.id), 3 * HOUR);
+    let in_a_note = uploaded_ago("site-u", None, 3 * HOUR);
+    let sent = uploaded_ago("site-u", Some(c.id), 3 * HOUR);
+    let recent = uploaded_ago("site-u", None, Duration::ZERO);
+    for a in [&unbound, &for_conversation, &in_a_note, &sent, &recent] {
+        store.put_attachment(a, Some(b"x")).await.unwrap();
+    }
+    store
+        .bind_attachment(in_a_note.id, c.id, false)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .bind_attachment(sent.id, c.id, true)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let cutoff = Utc::now() - HOUR;
+    let deleted: BTreeSet<uuid::Uuid> = store
+        .delete_unsent_attachments(cutoff, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        deleted,
+        BTreeSet::from([unbound.id, for_conversation.id]),
+        "old and never carried by a message, bound to a conversation at upload or not"
+    );
+    assert_eq!(read(&store, unbound.id).await, None);
+    assert_eq!(read(&store, for_conversation.id).await, None);
+    for kept in [&in_a_note, &sent, &recent] {
+        assert!(read(&store, kept.id).await.is_some(), "{kept:?} kept");
+    }
+    assert_eq!(
+        store.bind_attachment(unbound.id, c.id, true).await.unwrap(),
+        None,
+        "sending a deleted upload finds nothing"
+    );
+    assert!(store
+        .delete_unsent_attachments(cutoff, 100)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Pages of `limit`, oldest first.
+    let olds: Vec<Attachment> = (0..3)
+        .map(|i| uploaded_ago("site-u", None, (10 - i) * HOUR))
+        .collect();
+    for a in &olds {
+        store.put_attachment(a, None).await.unwrap();
+    }
+    let first = store.delete_unsent_attachments(cutoff, 2).await.unwrap();
+    assert_eq!(
+        first.into_iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([olds[0].id, olds[1].id])
+    );
+    assert_eq!(
+        store.delete_unsent_attachments(cutoff, 2).await.unwrap(),
+        vec![olds[2].id]
+    );
+}
+
+/// Sweepers (one per gateway process) racing each other and the `send`s that bind: every old
+/// upload is either sent (bound, kept) or deleted (its bind finds nothing), never both, and
+/// each is deleted by one sweeper only.
+pub async fn sweeping_races_sending_and_other_sweepers_safely<F: Fixture>(fx: &F) {
+    let store = Arc::new(fx.open().await);
+    let c = conversation(&*store, "site-w").await;
+    let uploads: Vec<Attachment> = (0..40)
+        .map(|_| uploaded_ago("site-w", None, 2 * HOUR))
+        .collect();
+    for a in &uploads {
+        store.put_attachment(a, None).await.unwrap();
+    }
+    let cutoff = Utc::now() - HOUR;
+    let sweepers: Vec<_> = (0..3)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut deleted = Vec::new();
+                loop {
+                    let page = store.delete_unsent_attachments(cutoff, 4).await.unwrap();
+                    if page.is_empty() {
+                        return deleted;
+                    }
+                    deleted.extend(page);
+                }
+            })
+        })
+        .collect();
+    let binds: Vec<_> = uploads
+        .iter()
+        .map(|a| {
+            let (store, id) = (Arc::clone(&store), a.id);
+            tokio::spawn(async move { (id, store.bind_attachment(id, c.id, true).await.unwrap()) })
+        })
+        .collect();
+    let mut deleted = Vec::new();
+    for sweeper in sweepers {
+        deleted.extend(sweeper.await.unwrap());
+    }
+    let deleted_set: BTreeSet<uuid::Uuid> = deleted.iter().copied().collect();
+    assert_eq!(deleted.len(), deleted_set.len(), "each deleted once");
+    for bind in binds {
+        let (id, bound) = bind.await.unwrap();
+        let stored = read(&*store, id).await;
+        match bound {
+            Some(_) => {
+                assert!(!deleted_set.contains(&id), "{id} sent and deleted");
+                assert!(stored.is_some(), "{id} sent but gone");
+            }
+            None => {
+                assert!(deleted_set.contains(&id), "{id} neither sent nor deleted");
+                assert!(stored.is_none());
+            }
+        }
+    }
+}
