@@ -26,6 +26,9 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024;
 pub const DEFAULT_UPLOAD_TYPES: &str =
     "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain";
 
+/// `CHAT_UPLOAD_UNSENT_TTL_SECS`'s default: an upload no message carried after a day is deleted.
+pub const DEFAULT_UNSENT_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Longest file name kept, in characters (longer names are cut).
 pub const MAX_NAME_CHARS: usize = 200;
 
@@ -114,6 +117,8 @@ pub trait AttachmentFiles: Send + Sync + 'static {
     async fn write(&self, id: Uuid, bytes: &[u8]) -> Result<(), StoreError>;
     /// The bytes of attachment `id`; `None` when there are none.
     async fn read(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes the bytes of attachment `id` (nothing when there are none).
+    async fn delete(&self, id: Uuid) -> Result<(), StoreError>;
 }
 
 /// The upload limits: `CHAT_MAX_UPLOAD_BYTES` and `CHAT_UPLOAD_TYPES`.

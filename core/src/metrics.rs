@@ -109,6 +109,34 @@ pub fn send_rate_limited(transport: TransportKind) {
         .inc();
 }
 
+/// `chat_command_rate_limited_total{command}`: commands of every transport answered
+/// `rate_limited` (not executed), by command: `send` and the commands whose own limits keep
+/// them from flooding (`typing`, `read`, `set_status`, `context`, `contact`,
+/// `search_conversations`).
+pub static COMMAND_RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "chat_command_rate_limited_total",
+        "Commands answered rate_limited (not executed), by command.",
+        &["command"],
+    )
+});
+
+/// The commands with a rate limit, in label order.
+pub const RATE_LIMITED_COMMANDS: [&str; 7] = [
+    "send",
+    "typing",
+    "read",
+    "set_status",
+    "context",
+    "contact",
+    "search_conversations",
+];
+
+/// A command of type `command` was answered `rate_limited`.
+pub fn command_rate_limited(command: &'static str) {
+    COMMAND_RATE_LIMITED.with_label_values(&[command]).inc();
+}
+
 /// A send through the HTTP API was refused by the send rate limit.
 pub fn api_send_rate_limited() {
     COMMANDS_REFUSED
@@ -162,6 +190,23 @@ pub fn attachment_uploaded(role: Role, size: u64) {
     ATTACHMENT_BYTES
         .with_label_values(&[role.as_str()])
         .inc_by(size);
+}
+
+/// `chat_attachments_swept_total`: uploads deleted because no message carried them within
+/// `CHAT_UPLOAD_UNSENT_TTL_SECS`.
+pub static ATTACHMENTS_SWEPT: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    register(
+        prometheus::IntCounter::new(
+            "chat_attachments_swept_total",
+            "Uploads deleted because no message carried them within CHAT_UPLOAD_UNSENT_TTL_SECS.",
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// `n` unsent uploads were deleted.
+pub fn attachments_swept(n: usize) {
+    ATTACHMENTS_SWEPT.inc_by(n as u64);
 }
 
 /// An upload was refused for `reason` (one of [`UPLOAD_REFUSALS`]).
@@ -295,9 +340,13 @@ pub fn init() {
             ATTACHMENTS_UPLOADED.with_label_values(&[role.as_str()]);
             ATTACHMENT_BYTES.with_label_values(&[role.as_str()]);
         }
+        for command in RATE_LIMITED_COMMANDS {
+            COMMAND_RATE_LIMITED.with_label_values(&[command]);
+        }
         for reason in UPLOAD_REFUSALS {
             UPLOADS_REFUSED.with_label_values(&[reason]);
         }
+        LazyLock::force(&ATTACHMENTS_SWEPT);
         LazyLock::force(&CONVERSATIONS_OPEN);
         LazyLock::force(&STORE_COMMIT_SECONDS);
         LazyLock::force(&STORE_COMMIT_BATCH);

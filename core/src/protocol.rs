@@ -17,6 +17,30 @@ use crate::model::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+impl ClientCommand {
+    /// The `type` name of the command, as on the wire (a metric label: a fixed set).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Send { .. } => "send",
+            Self::Resume { .. } => "resume",
+            Self::History { .. } => "history",
+            Self::ListConversations { .. } => "list_conversations",
+            Self::Assign { .. } => "assign",
+            Self::Unassign { .. } => "unassign",
+            Self::ListAgents { .. } => "list_agents",
+            Self::Close { .. } => "close",
+            Self::Auth { .. } => "auth",
+            Self::Context { .. } => "context",
+            Self::Visitor { .. } => "visitor",
+            Self::Read { .. } => "read",
+            Self::Typing { .. } => "typing",
+            Self::SetStatus { .. } => "set_status",
+            Self::SearchConversations { .. } => "search_conversations",
+            Self::Contact { .. } => "contact",
+        }
+    }
+}
+
 /// One client frame: an optional request id that the answer echoes, and the command.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientFrame {
@@ -39,8 +63,7 @@ pub enum ClientCommand {
         /// Idempotency key chosen by the client, at most 128 characters.
         #[serde(default)]
         client_msg_id: Option<String>,
-        /// The text (may be empty when `attachment_id` is given).
-        #[serde(default)]
+        /// The text (may be empty when `attachment_id` is given, but always present).
         body: String,
         /// Agents: an internal note, seen by agents only (visitors asking get `forbidden`).
         #[serde(default)]

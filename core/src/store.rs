@@ -347,6 +347,18 @@ pub trait Store: Send + Sync + 'static {
         Err(self.lacks("attachments"))
     }
 
+    /// Deletes up to `limit` attachments that no message carries (never bound by
+    /// [`Store::bind_attachment`]) and that were uploaded before `uploaded_before`; returns
+    /// their ids, so that bytes kept outside the store can go too.
+    async fn delete_unsent_attachments(
+        &self,
+        uploaded_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<uuid::Uuid>, StoreError> {
+        let _ = (uploaded_before, limit);
+        Err(self.lacks("attachments"))
+    }
+
     /// The error of a feature this store does not have.
     fn lacks(&self, what: &str) -> StoreError {
         StoreError::Other(format!("the {} store has no {what}", self.kind()))

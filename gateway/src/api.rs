@@ -11,7 +11,7 @@ use chat_core::model::{Agent, ConversationId, Principal, Role};
 use chat_core::rate::{KeyedBuckets, RateLimit};
 use chat_core::service::{ChatService, Delivery, Draft};
 
-pub use attachments::{UploadConfig, Uploads};
+pub use attachments::{sweep_unsent_attachments, UploadConfig, Uploads};
 use chat_core::store::Appended;
 use chat_core::ErrorCode;
 use pingora::proxy::Session;

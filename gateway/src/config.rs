@@ -375,8 +375,13 @@ impl Config {
                         burst: parse::<u32>(&lookup, &UPLOAD_BURST)?.max(1),
                     }),
                 },
+                per_ip: match parse::<u32>(&lookup, &UPLOAD_RATE_PER_IP_PER_MIN)? {
+                    0 => None,
+                    per_minute => Some(chat_core::rate::RateLimit::per_minute(per_minute)),
+                },
                 max_concurrent: parse::<usize>(&lookup, &MAX_CONCURRENT_UPLOADS)?.max(1),
                 dir: get(&UPLOAD_DIR).map(PathBuf::from),
+                unsent_ttl: secs(&lookup, &UPLOAD_UNSENT_TTL_SECS)?,
             },
             webhooks: crate::webhooks::WebhookConfig::from_settings(
                 get(&WEBHOOK_URLS).as_deref(),

@@ -197,7 +197,10 @@ impl ProxyHttp for ChatEdge {
             Route::ApiVisitor(id) if read_only => self.api().visitor(session, &id).await,
             Route::ApiCanned(id) => self.api().canned(session, id.as_deref()).await,
             Route::ApiSearch if read_only => self.api().search(session).await,
-            Route::ApiAttachments(id) => self.api().attachments(session, id.as_deref()).await,
+            Route::ApiAttachments(id) => {
+                let client = crate::client_addr::client_ip(session, &self.state.trusted_proxies);
+                self.api().attachments(session, id.as_deref(), client).await
+            }
             Route::Asset(asset) if read_only => {
                 let mut headers = vec![("Cache-Control", "no-cache")];
                 headers.extend_from_slice(asset.headers);

@@ -207,7 +207,7 @@ mod tests {
             .iter()
             .filter_map(Route::metric_name)
             .collect();
-        assert_eq!(names.len(), 16);
+        assert_eq!(names.len(), 17);
         for name in names {
             assert!(row.contains(&format!("`{name}`")), "{name} is not in {row}");
         }

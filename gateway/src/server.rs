@@ -280,6 +280,10 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         });
     }
     crate::metrics_listener::start(&config, &mut server, &runtime, &chat, upgrade)?;
+    runtime.spawn(crate::api::sweep_unsent_attachments(
+        chat.clone(),
+        config.uploads.unsent_ttl,
+    ));
 
     runtime.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};

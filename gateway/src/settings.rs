@@ -231,18 +231,6 @@ settings! {
     SEND_BURST = "CHAT_SEND_BURST", Count, Value("20");
     /// Longest message body, in characters.
     MAX_MESSAGE_CHARS = "CHAT_MAX_MESSAGE_CHARS", Count, Value("4000");
-    /// Largest attachment upload, in bytes; 0 turns uploads off.
-    MAX_UPLOAD_BYTES = "CHAT_MAX_UPLOAD_BYTES", Count, Value("5242880");
-    /// The content types an upload may have.
-    UPLOAD_TYPES = "CHAT_UPLOAD_TYPES", List, Value("image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain");
-    /// Uploads per user per minute, sustained; 0: no limit.
-    UPLOAD_RATE_PER_MIN = "CHAT_UPLOAD_RATE_PER_MIN", Count, Value("20");
-    /// Uploads a user may make at once before the rate applies.
-    UPLOAD_BURST = "CHAT_UPLOAD_BURST", Count, Value("5");
-    /// Uploads whose bytes are being read at once on this process.
-    MAX_CONCURRENT_UPLOADS = "CHAT_MAX_CONCURRENT_UPLOADS", Count, Value("8");
-    /// A directory for the bytes of attachments, instead of the store.
-    UPLOAD_DIR = "CHAT_UPLOAD_DIR", Path, Described("— (the store keeps them)");
     /// Largest WebSocket frame, long-polling body and answer, in bytes.
     WS_MAX_FRAME_BYTES = "CHAT_WS_MAX_FRAME_BYTES", Count, Value("65536");
     /// Server ping interval.
@@ -263,6 +251,22 @@ settings! {
     WORKER_THREADS = "CHAT_WORKER_THREADS", Count, Value("2");
     /// Proxies whose `X-Forwarded-For` is believed, as CIDR blocks.
     TRUSTED_PROXIES = "CHAT_TRUSTED_PROXIES", List, Shown { value: "", shown: "— (none)" };
+    /// Largest attachment upload, in bytes; 0 turns uploads off.
+    MAX_UPLOAD_BYTES = "CHAT_MAX_UPLOAD_BYTES", Count, Value("5242880");
+    /// The content types an upload may have.
+    UPLOAD_TYPES = "CHAT_UPLOAD_TYPES", List, Value("image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain");
+    /// Uploads per user per minute, sustained; 0: no limit.
+    UPLOAD_RATE_PER_MIN = "CHAT_UPLOAD_RATE_PER_MIN", Count, Value("20");
+    /// Uploads per client address per minute, all users together; 0: no limit.
+    UPLOAD_RATE_PER_IP_PER_MIN = "CHAT_UPLOAD_RATE_PER_IP_PER_MIN", Count, Value("60");
+    /// Uploads a user may make at once before the rate applies.
+    UPLOAD_BURST = "CHAT_UPLOAD_BURST", Count, Value("5");
+    /// Uploads whose bytes are being read at once on this process.
+    MAX_CONCURRENT_UPLOADS = "CHAT_MAX_CONCURRENT_UPLOADS", Count, Value("8");
+    /// A directory for the bytes of attachments, instead of the store.
+    UPLOAD_DIR = "CHAT_UPLOAD_DIR", Path, Described("— (the store keeps them)");
+    /// An upload no message carried is deleted this long after it was made.
+    UPLOAD_UNSENT_TTL_SECS = "CHAT_UPLOAD_UNSENT_TTL_SECS", Seconds, Value("86400");
     /// A MaxMind database giving the country of visitors' addresses.
     GEOIP_DB = "CHAT_GEOIP_DB", Path, UNSET;
     /// An idle HTTP/1.1 connection is closed this long after its last response.

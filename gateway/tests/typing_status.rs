@@ -210,6 +210,25 @@ async fn a_typing_flood_is_rate_limited_and_reaches_nobody() {
         (5..=7).contains(&accepted),
         "burst of 5 (and what refilled meanwhile): {accepted}"
     );
+    // Each refusal is counted, under its command.
+    assert_eq!(
+        common::metric(
+            &gw,
+            "chat_command_rate_limited_total",
+            &[("command", "typing")]
+        )
+        .await,
+        limited as f64
+    );
+    assert_eq!(
+        common::metric(
+            &gw,
+            "chat_command_rate_limited_total",
+            &[("command", "read")]
+        )
+        .await,
+        0.0
+    );
 
     // What reached the agent: exactly the accepted ones, before the message that follows them.
     visitor

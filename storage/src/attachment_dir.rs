@@ -1,8 +1,9 @@
 //! `CHAT_UPLOAD_DIR`: attachments' bytes as files in a directory, one per attachment named by
 //! its id, instead of in the store ([`chat_core::attachment::AttachmentFiles`]). The directory
 //! is created `0700` and each file `0600`: attachments are private to their conversation.
-//! A file is written under a temporary name and renamed into place, so a reader never sees a
-//! half-written one and a crash leaves at most a `.part` file behind.
+//! A file is written under a temporary name and linked into place, so a reader never sees a
+//! half-written one, an existing file is never replaced, and a crash leaves at most a `.part`
+//! file behind.
 
 use crate::files::create_private_dir;
 use async_trait::async_trait;
@@ -58,9 +59,14 @@ impl AttachmentFiles for AttachmentDir {
                 options.mode(0o600);
             }
             let mut file = options.open(&part)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&part, &path)
+            let written = file
+                .write_all(&bytes)
+                .and_then(|()| file.sync_all())
+                // A link, unlike a rename, never replaces a file already there: an id's bytes
+                // are written once.
+                .and_then(|()| std::fs::hard_link(&part, &path));
+            let _ = std::fs::remove_file(&part);
+            written
         })
         .await
         .map_err(|e| StoreError::Other(format!("CHAT_UPLOAD_DIR: write task: {e}")))?
@@ -72,6 +78,14 @@ impl AttachmentFiles for AttachmentDir {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error("read", e)),
+        }
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(self.path(id)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("delete", e)),
         }
     }
 }
@@ -100,7 +114,12 @@ mod tests {
             assert_eq!(mode(&root.path().join("uploads")), 0o700);
             assert_eq!(mode(&dir.path(id)), 0o600);
         }
-        assert!(dir.write(id, b"again").await.is_ok() || dir.read(id).await.is_ok());
+        // Ids are never reused: a second write of one is refused, the first kept.
+        assert!(dir.write(id, b"again").await.is_err());
+        assert_eq!(dir.read(id).await.unwrap().unwrap(), b"\x89PNG bytes");
+        dir.delete(id).await.unwrap();
+        assert_eq!(dir.read(id).await.unwrap(), None);
+        dir.delete(id).await.unwrap();
     }
 
     #[test]

@@ -368,6 +368,42 @@ impl<S: AppendBatch> Store for BatchingStore<S> {
         self.inner.search_conversations(query).await
     }
 
+    async fn put_attachment(
+        &self,
+        attachment: &chat_core::attachment::Attachment,
+        content: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        self.inner.put_attachment(attachment, content).await
+    }
+
+    async fn attachment(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Option<chat_core::attachment::StoredAttachment>, StoreError> {
+        self.inner.attachment(id).await
+    }
+
+    async fn bind_attachment(
+        &self,
+        id: uuid::Uuid,
+        conversation_id: ConversationId,
+        visible_to_visitor: bool,
+    ) -> Result<Option<chat_core::attachment::Attachment>, StoreError> {
+        self.inner
+            .bind_attachment(id, conversation_id, visible_to_visitor)
+            .await
+    }
+
+    async fn delete_unsent_attachments(
+        &self,
+        uploaded_before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<uuid::Uuid>, StoreError> {
+        self.inner
+            .delete_unsent_attachments(uploaded_before, limit)
+            .await
+    }
+
     async fn open_conversation_count(&self) -> Result<Option<u64>, StoreError> {
         self.inner.open_conversation_count().await
     }

@@ -43,10 +43,11 @@ macro_rules! message_columns {
 }
 
 /// The columns a message is read from: those written by every insert, then `kind` (migration
-/// 6), which inserts of text (imports) leave to its default.
+/// 6) and `attachment` (migration 12, JSON; see `message_attachment`), which inserts of text
+/// (imports) leave to their defaults.
 macro_rules! message_row_columns {
     () => {
-        concat!(message_columns!(), ", kind")
+        concat!(message_columns!(), ", kind, attachment")
     };
 }
 
@@ -56,6 +57,7 @@ pub mod embedded;
 pub mod files;
 mod import;
 mod like;
+mod message_attachment;
 mod migrations;
 pub mod postgres;
 mod status;

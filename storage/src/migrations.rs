@@ -62,6 +62,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "conversation_waiting",
         sql: include_str!("../migrations/postgres/0011_conversation_waiting.sql"),
     },
+    Migration {
+        version: 12,
+        name: "attachments",
+        sql: include_str!("../migrations/postgres/0012_attachments.sql"),
+    },
 ];
 
 /// Embedded (SQLite) migrations, in increasing version order (as [`POSTGRES`]).
@@ -115,6 +120,11 @@ pub(crate) const EMBEDDED: &[Migration] = &[
         version: 11,
         name: "conversation_waiting",
         sql: include_str!("../migrations/embedded/0011_conversation_waiting.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "attachments",
+        sql: include_str!("../migrations/embedded/0012_attachments.sql"),
     },
 ];
 

@@ -248,6 +248,8 @@ async fn tick() {
     tokio::time::sleep(Duration::from_millis(3)).await;
 }
 
+#[path = "conformance/attachments.rs"]
+mod attachments;
 #[path = "conformance/canned.rs"]
 mod canned;
 #[path = "conformance/import.rs"]
@@ -269,6 +271,7 @@ mod webhooks;
 
 /// The checks, each generic over the fixture.
 mod checks {
+    pub use super::attachments::*;
     pub use super::canned::*;
     pub use super::import::*;
     pub use super::notes_agents::*;
@@ -957,4 +960,11 @@ conformance_suite!(
     search_pages_with_a_cursor,
     search_treats_hostile_queries_as_plain_words,
     waiting_is_set_kept_and_cleared,
+    attachments_keep_their_bytes_and_metadata,
+    binding_an_attachment_sets_its_conversation_once,
+    concurrent_binds_to_two_conversations_bind_one,
+    messages_carry_their_attachment_through_every_read,
+    concurrent_appends_keep_each_messages_attachment,
+    unsent_uploads_are_deleted_once_old_and_sent_ones_kept,
+    sweeping_races_sending_and_other_sweepers_safely,
 );

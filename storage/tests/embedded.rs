@@ -95,3 +95,76 @@ fn debug_of_config_hides_passwords() {
     let shown = format!("{config:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
 }
+
+/// Migration 12 (attachments) on a file that already holds messages, as an upgrade from
+/// version 11 finds it (made here by undoing 12 by hand): it applies alone, and the messages
+/// read back unchanged, with no attachment.
+#[tokio::test]
+async fn the_attachments_migration_keeps_existing_messages() {
+    use chat_core::model::{MessageKind, NewMessage, Role, Sender, Visitor, VisitorId};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    let store = EmbeddedStore::open(&path).expect("open");
+    let visitor = store
+        .ensure_visitor(&Visitor {
+            id: VisitorId::new_random(),
+            site_id: "s".into(),
+            created_at: chrono::Utc::now(),
+            profile: None,
+        })
+        .await
+        .unwrap();
+    let conversation = store.create_conversation("s", visitor.id).await.unwrap();
+    let before = store
+        .append_message(NewMessage {
+            attachment: None,
+            conversation_id: conversation.id,
+            client_msg_id: Some("m1".into()),
+            sender: Sender {
+                role: Role::Visitor,
+                id: visitor.id.to_string(),
+                name: None,
+            },
+            body: "written before attachments".into(),
+            kind: MessageKind::Text,
+        })
+        .await
+        .unwrap()
+        .message()
+        .clone();
+    drop(store);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE messages DROP COLUMN attachment; DROP TABLE attachments; \
+         DELETE FROM chat_schema_migrations WHERE version = 12;",
+    )
+    .unwrap();
+    drop(conn);
+
+    let config = StoreConfig::Embedded {
+        path: path.clone(),
+        batch: Default::default(),
+    };
+    assert_eq!(
+        chat_storage::schema_status(&config).await.unwrap().pending,
+        vec![chat_storage::MigrationInfo {
+            version: 12,
+            name: "attachments"
+        }]
+    );
+    let report = chat_storage::migrate(&config).await.expect("migrate");
+    assert_eq!(
+        report.applied,
+        vec![chat_storage::MigrationInfo {
+            version: 12,
+            name: "attachments"
+        }]
+    );
+    let store = EmbeddedStore::open(&path).expect("reopen");
+    assert_eq!(
+        store.messages_after(conversation.id, 0, 10).await.unwrap(),
+        vec![before]
+    );
+}

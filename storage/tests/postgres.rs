@@ -108,6 +108,78 @@ async fn migrate_is_idempotent_and_safe_concurrently() {
     stores[0].check_schema().await.expect("current");
 }
 
+/// Migration 12 (attachments) on a database that already holds messages, as an upgrade from
+/// version 11 finds it (made here by undoing 12 by hand): it applies alone, and the messages
+/// read back unchanged, with no attachment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attachments_migration_keeps_existing_messages() {
+    let server = shared().await;
+    let url = fresh(&server).await;
+    let store = PostgresStore::connect(&url, 1).expect("connect");
+    store.migrate().await.expect("migrate");
+    let visitor = store
+        .ensure_visitor(&Visitor {
+            id: VisitorId::new_random(),
+            site_id: "s".into(),
+            created_at: chrono::Utc::now(),
+            profile: None,
+        })
+        .await
+        .unwrap();
+    let conversation = store.create_conversation("s", visitor.id).await.unwrap();
+    let before = store
+        .append_message(NewMessage {
+            attachment: None,
+            conversation_id: conversation.id,
+            client_msg_id: Some("m1".into()),
+            sender: Sender {
+                role: Role::Visitor,
+                id: visitor.id.to_string(),
+                name: None,
+            },
+            body: "written before attachments".into(),
+            kind: MessageKind::Text,
+        })
+        .await
+        .unwrap()
+        .message()
+        .clone();
+    drop(store);
+
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "ALTER TABLE messages DROP COLUMN attachment; DROP TABLE attachments; \
+             DELETE FROM chat_schema_migrations WHERE version = 12;",
+        )
+        .await
+        .unwrap();
+
+    // A new pool: the old one's prepared statements name the dropped column.
+    let store = PostgresStore::connect(&url, 1).expect("connect");
+    match store.check_schema().await {
+        Err(StoreError::NotMigrated { found, expected }) => {
+            assert_eq!((found, expected), (11, 12));
+        }
+        other => panic!("expected NotMigrated, got {other:?}"),
+    }
+    let report = store.migrate().await.expect("migrate");
+    assert_eq!(
+        report.applied,
+        vec![chat_storage::MigrationInfo {
+            version: 12,
+            name: "attachments"
+        }]
+    );
+    assert_eq!(
+        store.messages_after(conversation.id, 0, 10).await.unwrap(),
+        vec![before]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_fails_while_postgres_is_down_and_recovers() {
     // Always a cluster of our own, even when CHAT_TEST_DATABASE_URL is set: we stop it.
@@ -302,6 +374,16 @@ async fn messages_are_notified_in_their_commit_and_only_when_a_peer_listens() {
             body: cmid.to_string(),
             kind: MessageKind::Text,
         };
+        // The peer's message carries an attachment, which the notification carries too.
+        let with_attachment = |m: NewMessage| NewMessage {
+            attachment: Some(Box::new(chat_core::attachment::AttachmentRef {
+                id: uuid::Uuid::new_v4(),
+                name: "shot.png".into(),
+                content_type: "image/png".into(),
+                size: 3,
+            })),
+            ..m
+        };
 
         // A spy listening under this process's own listener's name: not a peer, so it hears
         // only what is sent for peers.
@@ -335,10 +417,14 @@ async fn messages_are_notified_in_their_commit_and_only_when_a_peer_listens() {
         // A second process joins: the next message reaches it, notified by the commit.
         let peer = chat_storage::PostgresBus::start(&url).await.expect("peer");
         let mut inbound = peer.take_inbound().expect("inbound");
-        let Appended::Inserted(second) = store.append_message(message("shared")).await.unwrap()
+        let Appended::Inserted(second) = store
+            .append_message(with_attachment(message("shared")))
+            .await
+            .unwrap()
         else {
             panic!("not inserted");
         };
+        assert!(second.attachment.is_some());
         match tokio::time::timeout(Duration::from_secs(10), inbound.recv()).await {
             Ok(Some(Inbound::Event(BusEvent::Message {
                 visitor_id,

@@ -142,6 +142,36 @@ impl ChatService {
         Ok(bound.to_ref())
     }
 
+    /// Deletes the uploads no message carried within `ttl` of their upload
+    /// (`CHAT_UPLOAD_UNSENT_TTL_SECS`), with their bytes, a page at a time; returns how many.
+    /// Run every few minutes by the gateway, so that uploads never sent cannot fill the disk.
+    pub async fn sweep_unsent_attachments(
+        &self,
+        ttl: std::time::Duration,
+    ) -> Result<usize, ChatError> {
+        const PAGE: u32 = 500;
+        let before =
+            chrono::Utc::now() - chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX);
+        let mut deleted = 0;
+        loop {
+            let ids = self
+                .inner
+                .store
+                .delete_unsent_attachments(before, PAGE)
+                .await?;
+            if let Some(files) = self.inner.attachment_files.get() {
+                for id in &ids {
+                    files.delete(*id).await?;
+                }
+            }
+            deleted += ids.len();
+            crate::metrics::attachments_swept(ids.len());
+            if ids.len() < PAGE as usize {
+                return Ok(deleted);
+            }
+        }
+    }
+
     /// Attachment `id` with its bytes, when `principal` may read it: the site's agents, its
     /// uploader, and the visitor of its conversation once a message they see carried it.
     /// Otherwise `not_found`, as for one that does not exist, so ids cannot be probed.

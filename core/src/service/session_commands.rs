@@ -69,7 +69,11 @@ impl ChatSessionState {
         ) {
             self.resume_grace = None;
         }
+        let command = frame.command.type_name();
         let result = self.execute(frame.command).await;
+        if let Err(ChatError::RateLimited { .. }) = &result {
+            crate::metrics::command_rate_limited(command);
+        }
         self.answer(id, result)
     }
 

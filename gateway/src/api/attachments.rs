@@ -21,17 +21,55 @@ pub struct UploadConfig {
     pub policy: chat_core::attachment::UploadPolicy,
     /// `CHAT_UPLOAD_RATE_PER_MIN` and `CHAT_UPLOAD_BURST`; `None`: no limit.
     pub rate: Option<chat_core::rate::RateLimit>,
+    /// `CHAT_UPLOAD_RATE_PER_IP_PER_MIN`; `None`: no limit.
+    pub per_ip: Option<chat_core::rate::RateLimit>,
     /// `CHAT_MAX_CONCURRENT_UPLOADS`.
     pub max_concurrent: usize,
     /// `CHAT_UPLOAD_DIR`: where attachments' bytes go instead of the store.
     pub dir: Option<PathBuf>,
+    /// `CHAT_UPLOAD_UNSENT_TTL_SECS`: an upload no message carried is deleted this long after.
+    pub unsent_ttl: std::time::Duration,
 }
 
-/// The uploads of this process: their size bound and the ones being read now.
+/// How often uploads never sent are looked for (more often when `ttl` is shorter).
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Deletes, every [`SWEEP_EVERY`] (or every `ttl` when shorter), the uploads no message carried
+/// within `ttl`, for the life of the process. Every process sweeps, which is harmless: a
+/// deletion is one statement.
+pub async fn sweep_unsent_attachments(
+    chat: chat_core::service::ChatService,
+    ttl: std::time::Duration,
+) {
+    let period = SWEEP_EVERY.min(ttl).max(std::time::Duration::from_secs(1));
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if chat.is_shutting_down() {
+            return;
+        }
+        match chat.sweep_unsent_attachments(ttl).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deleted = n,
+                "deleted uploads no message carried (CHAT_UPLOAD_UNSENT_TTL_SECS)"
+            ),
+            Err(e) => tracing::warn!(error = %e, "sweeping unsent uploads failed; retried later"),
+        }
+    }
+}
+
+/// Most client addresses whose upload buckets are kept; past it, full (idle) ones are forgotten.
+const MAX_TRACKED_ADDRESSES: usize = 16 * 1024;
+
+/// The uploads of this process: their size bound, the ones being read now, and the buckets of
+/// client addresses.
 pub struct Uploads {
     max_bytes: u64,
     in_flight: tokio::sync::Semaphore,
     max_concurrent: usize,
+    per_ip: chat_core::rate::KeyedBuckets<std::net::IpAddr>,
 }
 
 impl Uploads {
@@ -41,6 +79,7 @@ impl Uploads {
             max_bytes: config.policy.max_bytes,
             in_flight: tokio::sync::Semaphore::new(config.max_concurrent),
             max_concurrent: config.max_concurrent,
+            per_ip: chat_core::rate::KeyedBuckets::new(config.per_ip, MAX_TRACKED_ADDRESSES),
         }
     }
 }
@@ -86,10 +125,16 @@ impl Api<'_> {
             .map_err(|e| Refusal::Unauthorized(format!("visitor token rejected: {e}")))
     }
 
-    /// `/chat/api/attachments` (`POST`: upload) and `/chat/api/attachments/{id}` (`GET`).
-    /// Every answer to an allowed origin carries the CORS headers, refusals too: a widget on a
-    /// customer's site reads the refusal's `message` to show it.
-    pub async fn attachments(&self, session: &mut Session, id: Option<&str>) -> Result<bool> {
+    /// `/chat/api/attachments` (`POST`: upload) and `/chat/api/attachments/{id}` (`GET`);
+    /// `client` is the client's address (for `CHAT_UPLOAD_RATE_PER_IP_PER_MIN`). Every answer
+    /// to an allowed origin carries the CORS headers, refusals too: a widget on a customer's
+    /// site reads the refusal's `message` to show it.
+    pub async fn attachments(
+        &self,
+        session: &mut Session,
+        id: Option<&str>,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<bool> {
         let method = session.req_header().method.clone();
         let cors = match header(session, "origin") {
             None => Vec::new(),
@@ -114,7 +159,20 @@ impl Api<'_> {
             Err(refusal) => return refusal.error_response().respond_with(session, &cors).await,
         };
         match (id, method) {
-            (None, http::Method::POST) => self.upload(session, &principal, &cors).await,
+            (None, http::Method::POST) => {
+                if let Some(Err(retry_after)) = client.map(|ip| self.uploads.per_ip.take(&ip)) {
+                    chat_core::metrics::upload_refused("rate_limited");
+                    session.set_keepalive(None);
+                    let refusal = Refusal::RateLimited {
+                        what: "too many uploads from this address \
+                               (CHAT_UPLOAD_RATE_PER_IP_PER_MIN)"
+                            .into(),
+                        retry_after,
+                    };
+                    return refusal.error_response().respond_with(session, &cors).await;
+                }
+                self.upload(session, &principal, &cors).await
+            }
             (Some(id), http::Method::GET | http::Method::HEAD) => {
                 self.download(session, &principal, id, &cors).await
             }

@@ -134,13 +134,21 @@ mod tests {
     }
 
     #[test]
-    fn service_default_is_what_the_table_builds_but_the_send_rate() {
+    fn service_default_is_what_the_table_builds_but_the_rates() {
         let built = table_defaults().service_config();
-        // The crate's default has no send limit (an embedder, a test); the gateway's is
-        // `CHAT_SEND_RATE_PER_SEC`'s, checked in `config::tests`.
+        // The crate's default has no send or upload limit (an embedder, a test); the gateway's
+        // are `CHAT_SEND_RATE_PER_SEC`'s and `CHAT_UPLOAD_RATE_PER_MIN`'s.
         assert!(built.visitor_send_rate.is_some());
+        assert_eq!(
+            built.upload_rate,
+            Some(chat_core::rate::RateLimit {
+                per_sec: 20.0 / 60.0,
+                burst: 5
+            })
+        );
         let built = ServiceConfig {
             visitor_send_rate: None,
+            upload_rate: None,
             ..built
         };
         assert_eq!(debug(&built), debug(&ServiceConfig::default()));

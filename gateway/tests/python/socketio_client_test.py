@@ -9,10 +9,18 @@ import sys
 import tempfile
 import time
 
+import requests
 import socketio
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.path.dirname(__file__), "..", "..", "..", "target", "debug", "chat-gateway")
+
+
+# A real 1x1 PNG.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f8cfc0f01f0005000101ff89993d1d"
+    "0000000049454e44ae426082")
 
 
 def free_port():
@@ -58,6 +66,21 @@ def main():
                 if event == "message" and args["message"]["seq"] == 2:
                     assert args["message"]["body"] == "hi python"
                     break
+            # An image: uploaded over HTTP with the visitor's token, sent by id, read by the agent.
+            uploaded = requests.post(f"{base}/chat/api/attachments?name=py.png", data=PNG, timeout=10,
+                                     headers={"Authorization": f"Bearer {welcome['visitor_token']}",
+                                              "Content-Type": "image/png"})
+            assert uploaded.status_code == 201, uploaded.text
+            attachment = uploaded.json()["attachment"]
+            ack = visitor.call("send", {"body": "", "attachment_id": attachment["id"]}, timeout=10)
+            assert ack["message"]["attachment"] == attachment, ack
+            while True:
+                event, args, *_ = agent.receive(timeout=10)
+                if event == "message" and args["message"].get("attachment") == attachment:
+                    break
+            got = requests.get(f"{base}/chat/api/attachments/{attachment['id']}", timeout=10,
+                               headers={"Authorization": f"Bearer {token}"})
+            assert got.status_code == 200 and got.content == PNG, got.status_code
             error = visitor.call("list_conversations", {}, timeout=10)
             assert error["error"]["code"] == "forbidden", error
             print(f"python-socketio {'+'.join(transports)}: ok")

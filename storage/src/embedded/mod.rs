@@ -8,6 +8,7 @@
 //! appends to a conversation.
 
 mod agents;
+mod attachments;
 mod canned;
 mod import;
 mod read_state;
@@ -367,6 +368,8 @@ struct MessageRow {
     body: String,
     created_at: i64,
     kind: String,
+    /// JSON (migration 12).
+    attachment: Option<String>,
 }
 
 fn read_message(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
@@ -380,12 +383,13 @@ fn read_message(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
         body: row.get(6)?,
         created_at: row.get(7)?,
         kind: row.get(8)?,
+        attachment: row.get(9)?,
     })
 }
 
 fn message_from(raw: MessageRow) -> Result<Message, StoreError> {
     Ok(Message {
-        attachment: None,
+        attachment: crate::message_attachment::from_column(raw.attachment.as_deref())?,
         conversation_id: ConversationId(parse_uuid(&raw.conversation_id)?),
         seq: raw.seq,
         kind: MessageKind::parse(&raw.kind).ok_or_else(|| bad_data("message kind", &raw.kind))?,
@@ -442,6 +446,7 @@ fn append_in(
             return Ok(Appended::Duplicate(original));
         }
     }
+    let attachment = crate::message_attachment::to_column(message.attachment.as_deref())?;
     let created_at = now_micros();
     let bumped: Option<(i64, String, String)> = conn
         .prepare_cached(
@@ -466,7 +471,8 @@ fn append_in(
     };
     conn.prepare_cached(
         "INSERT INTO messages (conversation_id, seq, client_msg_id, sender_role, sender_id, \
-         sender_name, body, created_at, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         sender_name, body, created_at, kind, attachment) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -479,11 +485,12 @@ fn append_in(
             message.body,
             created_at.timestamp_micros(),
             message.kind.as_str(),
+            attachment,
         ])
     })
     .map_err(sqlite_err)?;
     let committed = Message {
-        attachment: None,
+        attachment: message.attachment,
         conversation_id: message.conversation_id,
         seq,
         kind: message.kind,
@@ -723,6 +730,42 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<chat_core::search::StoredHit>, StoreError> {
         let query = query.clone();
         self.call(move |conn| search::search(conn, &query)).await
+    }
+
+    async fn put_attachment(
+        &self,
+        attachment: &chat_core::attachment::Attachment,
+        content: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let (attachment, content) = (attachment.clone(), content.map(<[u8]>::to_vec));
+        self.call(move |conn| attachments::put(conn, &attachment, content.as_deref()))
+            .await
+    }
+
+    async fn attachment(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<chat_core::attachment::StoredAttachment>, StoreError> {
+        self.call(move |conn| attachments::get(conn, id)).await
+    }
+
+    async fn bind_attachment(
+        &self,
+        id: Uuid,
+        conversation_id: ConversationId,
+        visible_to_visitor: bool,
+    ) -> Result<Option<chat_core::attachment::Attachment>, StoreError> {
+        self.call(move |conn| attachments::bind(conn, id, conversation_id, visible_to_visitor))
+            .await
+    }
+
+    async fn delete_unsent_attachments(
+        &self,
+        uploaded_before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.call(move |conn| attachments::delete_unsent(conn, uploaded_before, limit))
+            .await
     }
 
     async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {

@@ -35,7 +35,7 @@ fn statement(words: bool, substrings: usize) -> String {
          SELECT c.id, c.site_id, c.visitor_id, c.status, c.assignee_id, c.assignee_name, \
          c.last_seq, c.created_at, c.updated_at, c.visitor_last_seq, c.waiting, \
          m.conversation_id, m.seq, m.client_msg_id, m.sender_role, m.sender_id, m.sender_name, \
-         m.body, m.created_at, m.kind \
+         m.body, m.created_at, m.kind, m.attachment \
          FROM conversations c \
          LEFT JOIN hits h ON h.conversation_id = c.id \
          LEFT JOIN messages m ON m.conversation_id = h.conversation_id AND m.seq = h.seq \
@@ -101,6 +101,7 @@ pub(super) fn search(conn: &Connection, query: &SearchQuery) -> Result<Vec<Store
                         body: row.get(crate::CONVERSATION_COLUMNS + 6)?,
                         created_at: row.get(crate::CONVERSATION_COLUMNS + 7)?,
                         kind: row.get(crate::CONVERSATION_COLUMNS + 8)?,
+                        attachment: row.get(crate::CONVERSATION_COLUMNS + 9)?,
                     }),
                 };
                 Ok((conversation, message))

@@ -55,8 +55,9 @@ const BUMP_CONVERSATIONS: &str = "UPDATE conversations c SET last_seq = u.last_s
 const INSERT_MESSAGES: &str = concat!(
     "INSERT INTO messages (",
     message_columns!(),
-    ", kind) SELECT c, s, k, r, i, n, b, $8, d FROM unnest($1::uuid[], $2::bigint[], $3::text[], \
-     $4::text[], $5::text[], $6::text[], $7::text[], $9::text[]) AS m(c, s, k, r, i, n, b, d)"
+    ", kind, attachment) SELECT c, s, k, r, i, n, b, $8, d, a FROM unnest($1::uuid[], \
+     $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $9::text[], \
+     $10::text[]) AS m(c, s, k, r, i, n, b, d, a)"
 );
 
 /// Why one attempt at committing a batch failed.
@@ -153,7 +154,7 @@ fn plan(
         state.last_seq += 1;
         state.bumped = true;
         let message = Message {
-            attachment: None,
+            attachment: m.attachment.clone(),
             conversation_id: m.conversation_id,
             seq: state.last_seq,
             kind: m.kind,
@@ -339,13 +340,18 @@ impl PostgresStore {
         let name: Vec<Option<&str>> = m.iter().map(|m| m.sender.name.as_deref()).collect();
         let body: Vec<&str> = m.iter().map(|m| m.body.as_str()).collect();
         let kind: Vec<&str> = m.iter().map(|m| m.kind.as_str()).collect();
+        let attachment: Vec<Option<String>> = m
+            .iter()
+            .map(|m| crate::message_attachment::to_column(m.attachment.as_deref()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| BatchFailure::Isolate(e.to_string()))?;
         let writes = async {
             if m.is_empty() {
                 return Ok(());
             }
             let bump_params: [&(dyn ToSql + Sync); 4] =
                 [&bump_ids, &bump_seqs, &bump_visible, &now];
-            let insert_params: [&(dyn ToSql + Sync); 9] = [
+            let insert_params: [&(dyn ToSql + Sync); 10] = [
                 &conversation,
                 &seq,
                 &key,
@@ -355,6 +361,7 @@ impl PostgresStore {
                 &body,
                 &now,
                 &kind,
+                &attachment,
             ];
             let bumped = client.execute(&bump, &bump_params);
             let inserted = client.execute(&insert, &insert_params);

@@ -7,6 +7,7 @@
 
 mod agents;
 mod append;
+mod attachments;
 mod bus;
 mod canned;
 mod conninfo;
@@ -563,6 +564,45 @@ impl Store for PostgresStore {
         with_client!(self, OP_TIMEOUT, |client| canned::delete(&client, id).await)
     }
 
+    async fn put_attachment(
+        &self,
+        attachment: &chat_core::attachment::Attachment,
+        content: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            attachments::put(&client, attachment, content).await
+        })
+    }
+
+    async fn attachment(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Option<chat_core::attachment::StoredAttachment>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| attachments::get(&client, id)
+            .await)
+    }
+
+    async fn bind_attachment(
+        &self,
+        id: uuid::Uuid,
+        conversation_id: ConversationId,
+        visible_to_visitor: bool,
+    ) -> Result<Option<chat_core::attachment::Attachment>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            attachments::bind(&client, id, conversation_id, visible_to_visitor).await
+        })
+    }
+
+    async fn delete_unsent_attachments(
+        &self,
+        uploaded_before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<uuid::Uuid>, StoreError> {
+        with_client!(self, OP_TIMEOUT, |client| {
+            attachments::delete_unsent(&client, uploaded_before, limit).await
+        })
+    }
+
     async fn search_conversations(
         &self,
         query: &chat_core::search::SearchQuery,
@@ -793,6 +833,7 @@ impl Store for PostgresStore {
                     return Ok(Appended::Duplicate(message_from_row(&row)?));
                 }
             }
+            let attachment = crate::message_attachment::to_column(message.attachment.as_deref())?;
             let tx = client.transaction().await.map_err(pg_err)?;
             // The row lock taken here serializes concurrent appends to one conversation.
             let bump = tx
@@ -820,8 +861,8 @@ impl Store for PostgresStore {
             let insert = tx
                 .prepare_cached(
                     "INSERT INTO messages (conversation_id, seq, client_msg_id, sender_role, \
-                     sender_id, sender_name, body, created_at, kind) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     sender_id, sender_name, body, created_at, kind, attachment) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .await
                 .map_err(pg_err)?;
@@ -838,6 +879,7 @@ impl Store for PostgresStore {
                         &message.body,
                         &created_at,
                         &message.kind.as_str(),
+                        &attachment,
                     ],
                 )
                 .await;
@@ -858,7 +900,7 @@ impl Store for PostgresStore {
                             visitor_id,
                             site_id,
                             Message {
-                                attachment: None,
+                                attachment: message.attachment.clone(),
                                 conversation_id: message.conversation_id,
                                 seq,
                                 kind: message.kind,
@@ -881,7 +923,7 @@ impl Store for PostgresStore {
                         .map_err(pg_err)?;
                     }
                     let committed = Message {
-                        attachment: None,
+                        attachment: message.attachment.clone(),
                         conversation_id: message.conversation_id,
                         seq,
                         kind: message.kind,

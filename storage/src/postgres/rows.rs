@@ -63,8 +63,9 @@ pub(crate) fn message_from_row(row: &Row) -> Result<Message, StoreError> {
     let kind: String = row.try_get(8).map_err(pg_err)?;
     let kind = MessageKind::parse(&kind)
         .ok_or_else(|| StoreError::Other(format!("unknown message kind {kind:?}")))?;
+    let attachment: Option<&str> = row.try_get(9).map_err(pg_err)?;
     Ok(Message {
-        attachment: None,
+        attachment: crate::message_attachment::from_column(attachment)?,
         conversation_id: ConversationId(row.try_get::<_, Uuid>(0).map_err(pg_err)?),
         seq: row.try_get(1).map_err(pg_err)?,
         kind,

@@ -37,7 +37,8 @@ fn statement(words: bool, substrings: usize) -> String {
          WHERE {} GROUP BY m.conversation_id) \
          SELECT c.id, c.site_id, c.visitor_id, c.status, c.assignee_id, c.assignee_name, \
          c.last_seq, c.created_at, c.updated_at, c.visitor_last_seq, c.waiting, \
-         m.seq, m.client_msg_id, m.sender_role, m.sender_id, m.sender_name, m.body, m.created_at, m.kind \
+         m.seq, m.client_msg_id, m.sender_role, m.sender_id, m.sender_name, m.body, m.created_at, m.kind, \
+         m.attachment \
          FROM conversations c \
          LEFT JOIN hits h ON h.conversation_id = c.id \
          LEFT JOIN messages m ON m.conversation_id = h.conversation_id AND m.seq = h.seq \
@@ -71,8 +72,11 @@ fn hit_from_row(row: &Row) -> Result<StoredHit, StoreError> {
             let role: String = row
                 .try_get(crate::CONVERSATION_COLUMNS + 2)
                 .map_err(pg_err)?;
+            let attachment: Option<&str> = row
+                .try_get(crate::CONVERSATION_COLUMNS + 8)
+                .map_err(pg_err)?;
             Some(Message {
-                attachment: None,
+                attachment: crate::message_attachment::from_column(attachment)?,
                 conversation_id: conversation.id,
                 seq,
                 client_msg_id: row
