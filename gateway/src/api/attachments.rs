@@ -84,6 +84,21 @@ impl Uploads {
     }
 }
 
+/// What `filename*=UTF-8''…` percent-encodes: everything but RFC 8187's `attr-char`.
+const FILENAME_ENCODED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
 /// The header a signed-in user's widget sends its `ChatWidgetConfig.user` in: the JSON object,
 /// base64url-encoded (a header holds ASCII only).
 const USER_HEADER: &str = "x-chat-user";
@@ -303,10 +318,7 @@ impl Api<'_> {
                     } else {
                         "attachment"
                     },
-                    percent_encoding::utf8_percent_encode(
-                        &attachment.name,
-                        percent_encoding::NON_ALPHANUMERIC
-                    )
+                    percent_encoding::utf8_percent_encode(&attachment.name, FILENAME_ENCODED)
                 );
                 let mut headers: Vec<(&str, &str)> = vec![
                     ("Content-Disposition", &disposition),
