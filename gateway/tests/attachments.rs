@@ -374,6 +374,66 @@ async fn one_address_is_limited_whatever_identities_it_mints() {
 }
 
 #[tokio::test]
+async fn downloads_held_at_once_are_bounded() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(
+        dir.path(),
+        &[
+            ("CHAT_MAX_UPLOAD_BYTES", "33554432"),
+            ("CHAT_MAX_CONCURRENT_DOWNLOADS", "1"),
+        ],
+    );
+    let mut visitor = Client::connect(&gw.ws("/ws-visitor/"), &[]).await;
+    let token = token_of(&visitor);
+    // 24 MiB: more than loopback's socket buffers take, so a reader that reads nothing keeps
+    // the download (and its bytes) held.
+    let mut big = PNG.to_vec();
+    big.resize(24 << 20, 0);
+    let up = upload(&gw, Some(&token), "?name=big.png", "image/png", &big).await;
+    assert_eq!(up.status, 201, "{}", up.json());
+    let id = up.json()["attachment"]["id"].as_str().unwrap().to_string();
+    visitor
+        .request(json!({"type":"send","body":"","attachment_id":id}))
+        .await;
+    let mut stalled = common::tcp_from(&gw, "127.0.0.1").await;
+    stalled
+        .write_all(
+            format!(
+                "GET /chat/api/attachments/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let refused = download(&gw, &token, &id).await;
+    assert_eq!(
+        (refused.status, refused.json()["error"].clone()),
+        (503, json!("unavailable"))
+    );
+    assert!(refused.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("CHAT_MAX_CONCURRENT_DOWNLOADS"));
+    // The stalled reader leaves: the next download is served whole.
+    drop(stalled);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let again = download(&gw, &token, &id).await;
+        if again.status == 200 {
+            assert_eq!(again.bytes.len(), big.len());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
 async fn uploads_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), &[("CHAT_MAX_UPLOAD_BYTES", "0")]);

@@ -25,6 +25,8 @@ pub struct UploadConfig {
     pub per_ip: Option<chat_core::rate::RateLimit>,
     /// `CHAT_MAX_CONCURRENT_UPLOADS`.
     pub max_concurrent: usize,
+    /// `CHAT_MAX_CONCURRENT_DOWNLOADS`.
+    pub max_concurrent_downloads: usize,
     /// `CHAT_UPLOAD_DIR`: where attachments' bytes go instead of the store.
     pub dir: Option<PathBuf>,
     /// `CHAT_UPLOAD_UNSENT_TTL_SECS`: an upload no message carried is deleted this long after.
@@ -70,6 +72,8 @@ pub struct Uploads {
     in_flight: tokio::sync::Semaphore,
     max_concurrent: usize,
     per_ip: chat_core::rate::KeyedBuckets<std::net::IpAddr>,
+    downloads: tokio::sync::Semaphore,
+    max_concurrent_downloads: usize,
 }
 
 impl Uploads {
@@ -80,6 +84,8 @@ impl Uploads {
             in_flight: tokio::sync::Semaphore::new(config.max_concurrent),
             max_concurrent: config.max_concurrent,
             per_ip: chat_core::rate::KeyedBuckets::new(config.per_ip, MAX_TRACKED_ADDRESSES),
+            downloads: tokio::sync::Semaphore::new(config.max_concurrent_downloads),
+            max_concurrent_downloads: config.max_concurrent_downloads,
         }
     }
 }
@@ -306,6 +312,16 @@ impl Api<'_> {
                 id.chars().take(40).collect::<String>()
             );
             return ErrorResponse::chat(ErrorCode::NotFound, why)
+                .respond(session)
+                .await;
+        };
+        // The bytes are held until written: at most CHAT_MAX_CONCURRENT_DOWNLOADS at once.
+        let Ok(_permit) = self.uploads.downloads.try_acquire() else {
+            let why = format!(
+                "{} downloads are being served now (CHAT_MAX_CONCURRENT_DOWNLOADS); retry",
+                self.uploads.max_concurrent_downloads
+            );
+            return ErrorResponse::chat(ErrorCode::Unavailable, why)
                 .respond(session)
                 .await;
         };
