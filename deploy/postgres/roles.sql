@@ -2,7 +2,8 @@
 --
 --   chat_owner  owns the database and every table: `chat-gateway migrate` runs as it
 --   chat_app    what the running gateway uses: reads and writes rows, nothing else (no DDL,
---               no DELETE, no TRUNCATE, no other database)
+--               no TRUNCATE, no other database; DELETE only on webhook_outbox,
+--               canned_responses and attachments, granted by migration 12)
 --
 -- Run once as a superuser, before the first `chat-gateway migrate`:
 --   psql -v ON_ERROR_STOP=1 -U postgres -f deploy/postgres/roles.sql

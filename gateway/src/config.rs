@@ -380,6 +380,8 @@ impl Config {
                     per_minute => Some(chat_core::rate::RateLimit::per_minute(per_minute)),
                 },
                 max_concurrent: parse::<usize>(&lookup, &MAX_CONCURRENT_UPLOADS)?.max(1),
+                max_concurrent_downloads: parse::<usize>(&lookup, &MAX_CONCURRENT_DOWNLOADS)?
+                    .max(1),
                 dir: get(&UPLOAD_DIR).map(PathBuf::from),
                 unsent_ttl: secs(&lookup, &UPLOAD_UNSENT_TTL_SECS)?,
             },

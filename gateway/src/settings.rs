@@ -263,6 +263,8 @@ settings! {
     UPLOAD_BURST = "CHAT_UPLOAD_BURST", Count, Value("5");
     /// Uploads whose bytes are being read at once on this process.
     MAX_CONCURRENT_UPLOADS = "CHAT_MAX_CONCURRENT_UPLOADS", Count, Value("8");
+    /// Attachment downloads whose bytes are held at once on this process.
+    MAX_CONCURRENT_DOWNLOADS = "CHAT_MAX_CONCURRENT_DOWNLOADS", Count, Value("32");
     /// A directory for the bytes of attachments, instead of the store.
     UPLOAD_DIR = "CHAT_UPLOAD_DIR", Path, Described("— (the store keeps them)");
     /// An upload no message carried is deleted this long after it was made.

@@ -149,6 +149,16 @@ async fn the_app_role_chats_and_cannot_change_the_schema() {
             "`{sql}`: {out}"
         );
     }
+    // It deletes from the three tables it must (delivered webhook events, deleted canned
+    // responses, uploads never sent; granted by migration 12) and from no other.
+    for table in ["webhook_outbox", "canned_responses", "attachments"] {
+        let (ok, out) = run_psql(&app, &["-c", &format!("DELETE FROM {table}")]);
+        assert!(ok, "chat_app cannot delete from {table}: {out}");
+    }
+    for table in ["conversations", "visitors", "agents", "conversation_reads"] {
+        let (ok, out) = run_psql(&app, &["-c", &format!("DELETE FROM {table}")]);
+        assert!(!ok && out.contains("permission denied"), "{table}: {out}");
+    }
     let postgres_db = app.replace("/chat", "/postgres");
     let (ok, out) = run_psql(&postgres_db, &["-c", "SELECT 1"]);
     assert!(!ok, "chat_app reached the postgres database: {out}");

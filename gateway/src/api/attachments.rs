@@ -25,6 +25,8 @@ pub struct UploadConfig {
     pub per_ip: Option<chat_core::rate::RateLimit>,
     /// `CHAT_MAX_CONCURRENT_UPLOADS`.
     pub max_concurrent: usize,
+    /// `CHAT_MAX_CONCURRENT_DOWNLOADS`.
+    pub max_concurrent_downloads: usize,
     /// `CHAT_UPLOAD_DIR`: where attachments' bytes go instead of the store.
     pub dir: Option<PathBuf>,
     /// `CHAT_UPLOAD_UNSENT_TTL_SECS`: an upload no message carried is deleted this long after.
@@ -70,6 +72,8 @@ pub struct Uploads {
     in_flight: tokio::sync::Semaphore,
     max_concurrent: usize,
     per_ip: chat_core::rate::KeyedBuckets<std::net::IpAddr>,
+    downloads: tokio::sync::Semaphore,
+    max_concurrent_downloads: usize,
 }
 
 impl Uploads {
@@ -80,9 +84,26 @@ impl Uploads {
             in_flight: tokio::sync::Semaphore::new(config.max_concurrent),
             max_concurrent: config.max_concurrent,
             per_ip: chat_core::rate::KeyedBuckets::new(config.per_ip, MAX_TRACKED_ADDRESSES),
+            downloads: tokio::sync::Semaphore::new(config.max_concurrent_downloads),
+            max_concurrent_downloads: config.max_concurrent_downloads,
         }
     }
 }
+
+/// What `filename*=UTF-8''…` percent-encodes: everything but RFC 8187's `attr-char`.
+const FILENAME_ENCODED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
 
 /// The header a signed-in user's widget sends its `ChatWidgetConfig.user` in: the JSON object,
 /// base64url-encoded (a header holds ASCII only).
@@ -296,6 +317,16 @@ impl Api<'_> {
                 .respond_with(session, cors)
                 .await;
         };
+        // The bytes are held until written: at most CHAT_MAX_CONCURRENT_DOWNLOADS at once.
+        let Ok(_permit) = self.uploads.downloads.try_acquire() else {
+            let why = format!(
+                "{} downloads are being served now (CHAT_MAX_CONCURRENT_DOWNLOADS); retry",
+                self.uploads.max_concurrent_downloads
+            );
+            return ErrorResponse::chat(ErrorCode::Unavailable, why)
+                .respond(session)
+                .await;
+        };
         match self.chat.download(principal, id).await {
             Ok((attachment, bytes)) => {
                 let disposition = format!(
@@ -305,10 +336,7 @@ impl Api<'_> {
                     } else {
                         "attachment"
                     },
-                    percent_encoding::utf8_percent_encode(
-                        &attachment.name,
-                        percent_encoding::NON_ALPHANUMERIC
-                    )
+                    percent_encoding::utf8_percent_encode(&attachment.name, FILENAME_ENCODED)
                 );
                 let mut headers: Vec<(&str, &str)> = vec![
                     ("Content-Disposition", &disposition),

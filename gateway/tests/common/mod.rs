@@ -410,7 +410,7 @@ pub async fn metric(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
     metrics_text(gw)
         .await
         .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
         .filter(|l| {
             labels
                 .iter()

@@ -31,3 +31,17 @@ CREATE INDEX attachments_unsent_idx ON attachments (created_at) WHERE sent_at IS
 -- (never queries inside it), text keeps it byte for byte as written, and the embedded store
 -- keeps the same text.
 ALTER TABLE messages ADD COLUMN attachment text NULL;
+
+-- The running gateway deletes rows from three tables, and from no other: delivered webhook
+-- events (`webhook_outbox`), canned responses an agent deletes (`canned_responses`), and uploads
+-- no message carried (`attachments`). deploy/postgres/roles.sql's least-privilege role
+-- `chat_app` gets no DELETE by default (so it can never delete a message), so it is granted
+-- here, on those three tables only, where it exists. A deployment whose gateway role has
+-- another name grants the same itself (deploy/MIGRATING.md, "Postgres roles").
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'chat_app') THEN
+        GRANT DELETE ON webhook_outbox, canned_responses, attachments TO chat_app;
+    END IF;
+END
+$$;
