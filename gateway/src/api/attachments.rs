@@ -324,7 +324,7 @@ impl Api<'_> {
                 self.uploads.max_concurrent_downloads
             );
             return ErrorResponse::chat(ErrorCode::Unavailable, why)
-                .respond(session)
+                .respond_with(session, cors)
                 .await;
         };
         match self.chat.download(principal, id).await {
