@@ -19,9 +19,9 @@ pub struct Asset {
     pub headers: &'static [(&'static str, &'static str)],
 }
 
-/// The widget loader: its language tables and their chooser (web/i18n/) and widget.js, in one
-/// function scope so that none of them becomes a global of the customer's page, served as one
-/// script (customer pages embed one tag).
+/// The widget loader: its language tables and their chooser (web/i18n/), its attachments
+/// (web/widget/attachments.js) and widget.js, in one function scope so that none of them becomes
+/// a global of the customer's page, served as one script (customer pages embed one tag).
 const WIDGET: Asset = Asset {
     content_type: "application/javascript; charset=utf-8",
     body: concat!(
@@ -29,6 +29,7 @@ const WIDGET: Asset = Asset {
         include_str!("../../web/i18n/i18n.js"),
         include_str!("../../web/i18n/en.js"),
         include_str!("../../web/i18n/zh-CN.js"),
+        include_str!("../../web/widget/attachments.js"),
         include_str!("../../web/widget/widget.js"),
         "}());\n"
     ),
@@ -86,7 +87,7 @@ fn console_page() -> &'static ConsolePage {
 }
 
 /// The agent console's headers: only its own script and style, chat sockets (and the token
-/// URL's origin), never framed.
+/// URL's origin), `blob:` images (attachments), never framed.
 static CONSOLE_HEADERS: LazyLock<[(&str, &str); 3]> = LazyLock::new(|| {
     [
         ("Content-Security-Policy", console_page().csp.as_str()),
@@ -96,7 +97,8 @@ static CONSOLE_HEADERS: LazyLock<[(&str, &str); 3]> = LazyLock::new(|| {
 });
 
 /// The demo page's policy: its inline widget configuration and site stylesheet are allowed by
-/// hash (nothing else inline), the widget from this origin, chat sockets.
+/// hash (nothing else inline), the widget from this origin, chat sockets, and `blob:` images
+/// (the widget shows attachments through object URLs: their bytes need the visitor's token).
 pub static DEMO_CSP: LazyLock<String> = LazyLock::new(|| {
     let hashes = |tag: &str| {
         inline_blocks(DEMO_HTML, tag)
@@ -111,7 +113,7 @@ pub static DEMO_CSP: LazyLock<String> = LazyLock::new(|| {
             .collect::<String>()
     };
     format!(
-        "default-src 'self'; script-src 'self'{}; style-src 'self'{}; img-src 'self' data:; \
+        "default-src 'self'; script-src 'self'{}; style-src 'self'{}; img-src 'self' data: blob:; \
          connect-src 'self' ws: wss:; frame-ancestors 'self'; base-uri 'none'; \
          form-action 'self'; object-src 'none'",
         hashes("script"),
@@ -215,6 +217,7 @@ pub fn lookup(path: &str) -> Option<Asset> {
         "/chat/admin/i18n/zh-CN.js" => script(include_str!("../../web/i18n/zh-CN.js")),
         "/chat/admin/language.js" => script(include_str!("../../web/admin/language.js")),
         "/chat/admin/alerts.js" => script(include_str!("../../web/admin/alerts.js")),
+        "/chat/admin/attachments.js" => script(include_str!("../../web/admin/attachments.js")),
         "/chat/admin/console.css" => Asset {
             content_type: "text/css; charset=utf-8",
             body: include_str!("../../web/admin/console.css"),
@@ -239,6 +242,9 @@ mod tests {
         assert!(current.starts_with("(function () {"));
         assert!(current.contains("ChatLocales['zh-CN'] = {"));
         assert!(current.contains("window.ChatWidget = {"));
+        // Its attachments part comes before widget.js, which calls it.
+        let attachments_at = current.find("function chatWidgetAttachments(").unwrap();
+        assert!(attachments_at < current.find("window.ChatWidget = {").unwrap());
         assert_eq!(super::lookup("/widget/widget.js").unwrap().body, current);
         assert_eq!(
             super::lookup("/widget/widgetScript.js").unwrap().body,
@@ -273,6 +279,17 @@ mod tests {
             .any(|(k, v)| *k == "Content-Security-Policy" && v.contains("'sha256-")));
         let console = lookup("/chat/admin/").unwrap();
         assert!(console.headers.contains(&("X-Frame-Options", "DENY")));
+        // Attachments show through object URLs (their bytes are fetched with a token): both
+        // pages allow `blob:` images, and nothing more than before besides.
+        for page in [&demo, &console] {
+            let csp = page
+                .headers
+                .iter()
+                .find(|(k, _)| *k == "Content-Security-Policy")
+                .map(|(_, v)| *v)
+                .unwrap();
+            assert!(csp.contains("img-src 'self' data: blob:;"), "{csp}");
+        }
     }
 
     #[test]
@@ -297,6 +314,10 @@ mod tests {
             assert!(lookup(&format!("/chat/admin/i18n/{table}")).is_some());
         }
         assert!(language_at < alerts_at && alerts_at < site_switcher_at);
+        // The attachments part is called by console.js (and shows text).
+        let attachments_at = CONSOLE_HTML.find("src=\"./attachments.js\"").unwrap();
+        assert!(language_at < attachments_at && attachments_at < console_at);
+        assert!(lookup("/chat/admin/attachments.js").is_some());
         assert!(alerts_at < console_at && language_at < panel_at);
         // The console's parts that listen to console.js's events (and show text) come after it.
         for part in ["signals.js", "canned.js", "search.js"] {

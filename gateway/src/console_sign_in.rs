@@ -94,7 +94,8 @@ impl ConsoleSignIn {
     }
 
     /// The console page's Content-Security-Policy: its own script and style only, chat
-    /// sockets, the token URL's origin when it is another one, never framed.
+    /// sockets, the token URL's origin when it is another one, `blob:` images (attachments are
+    /// fetched with the agent's token and shown through object URLs), never framed.
     pub fn console_csp(&self) -> String {
         let extra = self
             .token_url
@@ -103,7 +104,7 @@ impl ConsoleSignIn {
             .map(|origin| format!(" {origin}"))
             .unwrap_or_default();
         format!(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
              connect-src 'self' ws: wss:{extra}; frame-ancestors 'none'; base-uri 'none'; \
              form-action 'self'; object-src 'none'"
         )

@@ -417,6 +417,8 @@ async fn pages_carry_security_headers_and_the_widget_stays_embeddable() {
         "script-src 'self'",
         "connect-src 'self' ws: wss:",
         "frame-ancestors 'none'",
+        // Attachments are shown through object URLs (their bytes are fetched with a token).
+        "img-src 'self' data: blob:",
     ] {
         assert!(csp.contains(directive), "{csp}");
     }
@@ -429,6 +431,7 @@ async fn pages_carry_security_headers_and_the_widget_stays_embeddable() {
     let h = demo.headers();
     let csp = h["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("script-src 'self' 'sha256-"), "{csp}");
+    assert!(csp.contains("img-src 'self' data: blob:;"), "{csp}");
     assert!(!csp.contains("unsafe"), "{csp}");
     assert!(h.contains_key("x-frame-options") && h.contains_key("referrer-policy"));
 

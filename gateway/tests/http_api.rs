@@ -172,3 +172,74 @@ async fn bad_requests_get_clear_answers() {
     let (status, e) = get(&gw, &format!("{path}?after_seq=-4"), Some(API_KEY)).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("bad_request")));
 }
+
+/// The widget on a customer's site uploads across origins: the preflight is answered, and a
+/// refusal carries the CORS headers too, or the page could not read the `message` it shows.
+#[tokio::test]
+async fn attachment_refusals_are_readable_across_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path(), &[]);
+    let visitor = Client::connect(&gw.ws("/ws-visitor/"), &[]).await;
+    let token = visitor.welcome["visitor_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let shop = "http://127.0.0.1:1";
+    let http = reqwest::Client::new();
+    let url = gw.http("/chat/api/attachments?name=setup.exe");
+
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("Origin", shop)
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], shop);
+    assert_eq!(
+        preflight.headers()["access-control-allow-headers"],
+        "authorization,content-type"
+    );
+
+    // A type the gateway refuses, and no credentials at all: both readable by the page.
+    for (bearer, status, error) in [
+        (Some(token.as_str()), 415, "unsupported_type"),
+        (None, 401, "unauthorized"),
+    ] {
+        let mut request = http
+            .post(&url)
+            .header("Origin", shop)
+            .header("Content-Type", "application/x-msdownload")
+            .body(&b"MZ\x90\x00"[..]);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status);
+        assert_eq!(resp.headers()["access-control-allow-origin"], shop);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], error, "{body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // A page of an origin CHAT_ALLOWED_ORIGINS does not allow gets nothing to read.
+    let foreign = http
+        .post(&url)
+        .header("Origin", "https://evil.example")
+        .bearer_auth(&token)
+        .header("Content-Type", "image/png")
+        .body(&b"\x89PNG\r\n\x1a\n"[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    assert!(!foreign
+        .headers()
+        .contains_key("access-control-allow-origin"));
+    drop(visitor);
+    gw.stop();
+}

@@ -30,6 +30,7 @@
   const Alerts = window.ChatConsoleAlerts; // ./alerts.js
   const SiteToken = window.ChatSiteToken; // ./site-token.js
   const Sites = window.ChatSiteSwitcher; // ./site-switcher.js
+  const Attachments = window.ChatConsoleAttachments; // ./attachments.js
 
   // Why a socket closed, in words an agent can act on (the close reason, when sent, wins).
   const CLOSE_REASONS = {
@@ -92,7 +93,7 @@
 
   const conversations = new Map(); // id -> conversation (+ preview)
   const requests = new Map(); // request id -> { resolve, reject }
-  const pending = new Map(); // client_msg_id -> { cid, body, el, inFlight, failed }
+  const pending = new Map(); // client_msg_id -> { cid, body, note, attachment, el, inFlight, failed }
   let selectedId = null;
   let paneMessages = new Map(); // seq -> message, for the selected conversation only
   let typedSeq = 0;
@@ -555,14 +556,17 @@
       if (!selectedId && remembered && conversations.has(remembered)) openConversation(remembered);
     });
     flushPending();
-    // What ./canned.js and ./search.js need: this socket, the token (for the HTTP API), who
-    // we are, and a way to open a conversation that may not be in the list.
+    // What ./canned.js, ./search.js and ./attachments.js need: this socket, the token (for the
+    // HTTP API), who we are, a way to open a conversation that may not be in the list, the
+    // upload limits and a way to send an uploaded file.
     document.dispatchEvent(new CustomEvent('chat-console:ready', {
       detail: {
         request: request,
         token: function () { return token; },
         agent: me,
         open: function (conv) { onConversation(conv); openConversation(conv.id); },
+        uploads: f.uploads || null,
+        send: queueReply,
       },
     }));
   }
@@ -764,11 +768,14 @@
     if (stick) list.scrollTop = list.scrollHeight;
   }
 
-  function messageElement(role, who, body, meta, kind) {
+  // `attachment`: an element of ./attachments.js showing the message's file, above its text.
+  function messageElement(role, who, body, meta, kind, attachment) {
     const metaEl = h('span', { class: 'meta', text: meta });
     const el = h('li', { class: 'message', 'data-testid': 'message', 'data-role': role, 'data-kind': kind || 'text' }, [
       h('span', { class: 'who', text: who }),
-      h('div', { class: 'body', 'data-testid': 'message-body', text: body }),
+      attachment
+        ? h('div', { class: 'body', 'data-testid': 'message-body' }, [attachment, body ? h('span', { class: 'caption', text: body }) : null])
+        : h('div', { class: 'body', 'data-testid': 'message-body', text: body }),
       metaEl,
     ]);
     el._meta = metaEl;
@@ -784,7 +791,7 @@
     else if (me && m.sender.id === me.id) who = t('console.you');
     else who = m.sender.name || m.sender.id || t('console.agentName');
     const kind = m.kind === 'note' || m.kind === 'system' ? m.kind : 'text';
-    const el = messageElement(role, who, String(m.body), formatTime(m.created_at), kind);
+    const el = messageElement(role, who, String(m.body), formatTime(m.created_at), kind, m.attachment ? Attachments.view(m.attachment) : null);
     el.setAttribute('data-seq', String(m.seq));
     placeMessage(el, m.seq);
     if (role === 'agent') renderSeen();
@@ -817,7 +824,7 @@
     if (fresh && !seenNow && m.sender && m.sender.role === 'visitor') conv.unread = Math.min(UNREAD_CAP, (conv.unread || 0) + 1);
     conv.last_seq = Math.max(conv.last_seq || 0, m.seq);
     if (timeOf(m.created_at) > timeOf(conv.updated_at)) conv.updated_at = m.created_at;
-    if (!conv.preview || conv.preview.seq < m.seq) conv.preview = { seq: m.seq, body: String(m.body) };
+    if (!conv.preview || conv.preview.seq < m.seq) conv.preview = { seq: m.seq, body: String(m.body) || (m.attachment ? String(m.attachment.name) : '') };
     if (m.conversation_id === selectedId) {
       addPaneMessage(m);
       announce('activity', m.conversation_id);
@@ -1008,14 +1015,21 @@
     const body = els.reply.value;
     if (!body.trim() || !selectedId) return;
     els.reply.value = '';
-    const note = els.noteToggle.checked;
+    queueReply(selectedId, body, els.noteToggle.checked, null);
+  }
+
+  // Shows a reply (or note) as sending and sends it; `attachment`: a file ./attachments.js
+  // uploaded for conversation `cid`, which may no longer be the open one.
+  function queueReply(cid, body, note, attachment) {
     const clientMsgId = randomId('a-');
-    const el = messageElement('agent', t('console.you'), body, t('console.sending'), note ? 'note' : 'text');
+    const el = messageElement('agent', t('console.you'), body, t('console.sending'), note ? 'note' : 'text', attachment ? Attachments.label(attachment) : null);
     el.setAttribute('data-pending', 'true');
-    const p = { cid: selectedId, body: body, note: note, el: el, key: PENDING_KEY_BASE + (++typedSeq), inFlight: false, failed: false };
+    const p = { cid: cid, body: body, note: note, attachment: attachment, el: el, key: PENDING_KEY_BASE + (++typedSeq), inFlight: false, failed: false };
     pending.set(clientMsgId, p);
-    placeMessage(el, p.key);
-    els.messages.scrollTop = els.messages.scrollHeight;
+    if (cid === selectedId) {
+      placeMessage(el, p.key);
+      els.messages.scrollTop = els.messages.scrollHeight;
+    }
     flushPending();
   }
 
@@ -1028,6 +1042,7 @@
       p.inFlight = true;
       const frame = { conversation_id: p.cid, client_msg_id: clientMsgId, body: p.body };
       if (p.note) frame.note = true;
+      if (p.attachment) frame.attachment_id = p.attachment.id;
       request('send', frame).then(function (ack) {
         if (ack.message) onMessage(ack.message);
         confirmPending(clientMsgId);

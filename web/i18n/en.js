@@ -186,6 +186,17 @@ ChatLocales['en'] = {
   'search.tooFast': 'Searching too fast — wait a moment',
   'search.failed': 'Search failed: {reason}',
 
+  // Attachments, in the widget and the console (widget/attachments.js, admin/attachments.js)
+  'attach.button': 'Attach an image or a file',
+  'attach.uploading': 'Uploading {name}…',
+  'attach.tooLarge': '{name} is too large ({size}); the limit is {max}.',
+  'attach.failed': 'Could not send {name}: {reason}',
+  'attach.unreachable': 'the server could not be reached',
+  'attach.file': '{name} ({size})',
+  'attach.download': 'Download {name}',
+  'attach.unavailable': '{name} could not be loaded',
+  'attach.dismiss': 'Click to dismiss',
+
   // Visitor panel of the console
   'panel.title': 'Visitor',
   'panel.verified': '✓ verified',

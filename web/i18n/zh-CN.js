@@ -186,6 +186,17 @@ ChatLocales['zh-CN'] = {
   'search.tooFast': '搜索过于频繁，请稍候',
   'search.failed': '搜索失败：{reason}',
 
+  // Attachments, in the widget and the console (widget/attachments.js, admin/attachments.js)
+  'attach.button': '发送图片或文件',
+  'attach.uploading': '正在上传 {name}…',
+  'attach.tooLarge': '{name} 太大（{size}），上限为 {max}。',
+  'attach.failed': '无法发送 {name}：{reason}',
+  'attach.unreachable': '无法连接服务器',
+  'attach.file': '{name}（{size}）',
+  'attach.download': '下载 {name}',
+  'attach.unavailable': '无法加载 {name}',
+  'attach.dismiss': '点击关闭',
+
   // Visitor panel of the console
   'panel.title': '访客',
   'panel.verified': '✓ 已验证',

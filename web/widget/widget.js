@@ -21,7 +21,8 @@
  * (true: when no agent is online, ask for an email address to answer at; false: don't).
  *
  * Every string shown comes from web/i18n/<locale>.js through t(): the gateway serves those
- * tables and web/i18n/i18n.js in the same function scope as this file (gateway/src/assets.rs).
+ * tables and web/i18n/i18n.js in the same function scope as this file (gateway/src/assets.rs),
+ * and ./attachments.js (images and files: the paperclip, uploads, how they show) with them.
  */
 (function () {
   'use strict';
@@ -123,7 +124,22 @@
   const hidden = new Set();
   let streamLast = new Map(); // cid -> last seq of this session's message events (or cursor)
   const requests = new Map(); // request id -> { kind, ... } for acks/errors of in-flight commands
-  const pending = new Map(); // client_msg_id -> { body, el, inFlight, failed }
+  const pending = new Map(); // client_msg_id -> { body, attachment, el, inFlight, failed }
+
+  // Attachments (./attachments.js, served in this scope): the paperclip, the upload, and what a
+  // message's `attachment` shows. A file goes out as a `send` with its caption.
+  const attachments = chatWidgetAttachments({
+    baseUrl: baseUrl, t: t, locale: i18n.locale, h: h,
+    credentials: function () { return { token: token, user: user }; },
+    takeCaption: function () {
+      const text = ui.input.value.trim() ? ui.input.value : '';
+      ui.input.value = '';
+      stopTyping();
+      return text;
+    },
+    restoreCaption: function (text) { if (text && !ui.input.value) ui.input.value = text; },
+    send: queueSend,
+  });
 
   // ---------------------------------------------------------------------------------------------
   // Small helpers
@@ -389,10 +405,10 @@
     if (shadow.adoptedStyleSheets !== undefined && typeof CSSStyleSheet === 'function' && 'replaceSync' in CSSStyleSheet.prototype) {
       // Constructed sheets are not inline <style>, so a site CSP without 'unsafe-inline' still allows them.
       const sheet = new CSSStyleSheet();
-      sheet.replaceSync(CSS);
+      sheet.replaceSync(CSS + attachments.css);
       shadow.adoptedStyleSheets = [sheet];
     } else {
-      shadow.appendChild(h('style', { text: CSS }));
+      shadow.appendChild(h('style', { text: CSS + attachments.css }));
     }
 
     const panelId = 'chat-widget-panel';
@@ -427,7 +443,7 @@
     });
     const typing = h('div', { class: 'typing', 'data-testid': 'chat-typing', 'aria-live': 'polite', hidden: true });
     const sendButton = h('button', { type: 'submit', class: 'send', 'data-testid': 'chat-send', text: t('widget.send') });
-    const form = h('form', { class: 'composer', 'aria-label': t('widget.compose') }, [input, sendButton]);
+    const form = h('form', { class: 'composer', 'aria-label': t('widget.compose') }, [attachments.button, attachments.input, input, sendButton]);
     const offline = buildOfflineForm();
 
     const panel = h('section', {
@@ -440,6 +456,7 @@
       conn,
       list,
       typing,
+      attachments.status,
       offline.box,
       form,
     ]);
@@ -616,11 +633,14 @@
     return (m.sender && m.sender.name) || t('widget.agent');
   }
 
-  function messageElement(role, who, body, meta) {
+  // `attachment`: the message's file, shown above its text (the caption).
+  function messageElement(role, who, body, meta, attachment) {
     const metaEl = h('span', { class: 'meta', text: meta });
     const el = h('li', { class: 'msg', 'data-testid': 'chat-message', 'data-role': role }, [
       h('span', { class: 'who', text: who }),
-      h('div', { class: 'body', text: body }),
+      attachment
+        ? h('div', { class: 'body' }, [attachments.view(attachment), body ? h('span', { class: 'caption', text: body }) : null])
+        : h('div', { class: 'body', text: body }),
       metaEl,
     ]);
     el._meta = metaEl;
@@ -658,7 +678,7 @@
     const role = (m.sender && m.sender.role) || 'agent';
     const el = m.kind === 'system'
       ? h('li', { class: 'note', 'data-testid': 'chat-system', text: String(m.body) })
-      : messageElement(role, senderLabel(m), String(m.body), formatTime(m.created_at));
+      : messageElement(role, senderLabel(m), String(m.body), formatTime(m.created_at), m.attachment);
     el.setAttribute('data-seq', String(m.seq));
     el.setAttribute('data-conversation-id', m.conversation_id);
     placeInList(el, [idx, m.seq]);
@@ -781,10 +801,15 @@
     if (!body.trim()) return;
     ui.input.value = '';
     stopTyping();
+    queueSend(body, null);
+  }
+
+  // Shows the message as sending and sends it once connected; `attachment`: an uploaded file.
+  function queueSend(body, attachment) {
     const clientMsgId = randomId('w-');
-    const el = messageElement('visitor', t('widget.you'), body, t('widget.sending'));
+    const el = messageElement('visitor', t('widget.you'), body, t('widget.sending'), attachment);
     el.setAttribute('data-pending', 'true');
-    pending.set(clientMsgId, { body: body, el: el, inFlight: false, failed: false });
+    pending.set(clientMsgId, { body: body, attachment: attachment, el: el, inFlight: false, failed: false });
     placeInList(el, [Number.MAX_SAFE_INTEGER, ++typedSeq]);
     scrollToEnd();
     flushPending();
@@ -797,7 +822,9 @@
       p.inFlight = true;
       // No conversation_id: the gateway routes to the visitor's open conversation, creating one
       // if the previous was closed.
-      request({ type: 'send', client_msg_id: clientMsgId, body: p.body }, { kind: 'send', clientMsgId: clientMsgId });
+      const frame = { type: 'send', client_msg_id: clientMsgId, body: p.body };
+      if (p.attachment) frame.attachment_id = p.attachment.id;
+      request(frame, { kind: 'send', clientMsgId: clientMsgId });
     }
   }
 
@@ -1327,6 +1354,7 @@
       return;
     }
     visitorId = f.visitor_id || null;
+    attachments.setLimits(f.uploads);
     agentsOnline = typeof f.agents_online === 'number' ? f.agents_online : 0;
     setConnection('open', t('widget.connected'));
 

@@ -147,7 +147,9 @@ impl Api<'_> {
     }
 
     /// `/chat/api/attachments` (`POST`: upload) and `/chat/api/attachments/{id}` (`GET`);
-    /// `client` is the client's address (for `CHAT_UPLOAD_RATE_PER_IP_PER_MIN`).
+    /// `client` is the client's address (for `CHAT_UPLOAD_RATE_PER_IP_PER_MIN`). Every answer
+    /// to an allowed origin carries the CORS headers, refusals too: a widget on a customer's
+    /// site reads the refusal's `message` to show it.
     pub async fn attachments(
         &self,
         session: &mut Session,
@@ -175,7 +177,7 @@ impl Api<'_> {
         }
         let principal = match self.participant(session) {
             Ok(principal) => principal,
-            Err(refusal) => return refusal.error_response().respond(session).await,
+            Err(refusal) => return refusal.error_response().respond_with(session, &cors).await,
         };
         match (id, method) {
             (None, http::Method::POST) => {
@@ -188,7 +190,7 @@ impl Api<'_> {
                             .into(),
                         retry_after,
                     };
-                    return refusal.error_response().respond(session).await;
+                    return refusal.error_response().respond_with(session, &cors).await;
                 }
                 self.upload(session, &principal, &cors).await
             }
@@ -197,12 +199,12 @@ impl Api<'_> {
             }
             (None, _) => {
                 ErrorResponse::method_not_allowed("use POST")
-                    .respond(session)
+                    .respond_with(session, &cors)
                     .await
             }
             (Some(_), _) => {
                 ErrorResponse::method_not_allowed("use GET")
-                    .respond(session)
+                    .respond_with(session, &cors)
                     .await
             }
         }
@@ -220,7 +222,7 @@ impl Api<'_> {
                 ErrorCode::Forbidden,
                 "uploads are off on this gateway (CHAT_MAX_UPLOAD_BYTES=0)",
             )
-            .respond(session)
+            .respond_with(session, cors)
             .await;
         }
         let query = session.req_header().uri.query().map(str::to_owned);
@@ -233,7 +235,7 @@ impl Api<'_> {
                         ErrorCode::BadRequest,
                         "conversation_id is not a conversation's id",
                     )
-                    .respond(session)
+                    .respond_with(session, cors)
                     .await
                 }
             },
@@ -248,12 +250,12 @@ impl Api<'_> {
                 "the file has {declared} bytes; the limit is {max} (CHAT_MAX_UPLOAD_BYTES)"
             );
             return ErrorResponse::chat(ErrorCode::TooLarge, why)
-                .respond(session)
+                .respond_with(session, cors)
                 .await;
         }
         if let Err(e) = self.chat.admit_upload(principal) {
             session.set_keepalive(None);
-            return e.error_response().respond(session).await;
+            return e.error_response().respond_with(session, cors).await;
         }
         // The bytes are held in memory until stored: at most CHAT_MAX_CONCURRENT_UPLOADS
         // uploads at once, each at most CHAT_MAX_UPLOAD_BYTES.
@@ -265,7 +267,7 @@ impl Api<'_> {
                 self.uploads.max_concurrent
             );
             return ErrorResponse::chat(ErrorCode::Unavailable, why)
-                .respond(session)
+                .respond_with(session, cors)
                 .await;
         };
         let limit = usize::try_from(max).unwrap_or(usize::MAX);
@@ -274,7 +276,7 @@ impl Api<'_> {
             chat_core::metrics::upload_refused("too_large");
             let why = format!("the file is over {max} bytes (CHAT_MAX_UPLOAD_BYTES)");
             return ErrorResponse::chat(ErrorCode::TooLarge, why)
-                .respond(session)
+                .respond_with(session, cors)
                 .await;
         }
         match self
@@ -295,7 +297,7 @@ impl Api<'_> {
                 )
                 .await
             }
-            Err(e) => e.error_response().respond(session).await,
+            Err(e) => e.error_response().respond_with(session, cors).await,
         }
     }
 
@@ -312,7 +314,7 @@ impl Api<'_> {
                 id.chars().take(40).collect::<String>()
             );
             return ErrorResponse::chat(ErrorCode::NotFound, why)
-                .respond(session)
+                .respond_with(session, cors)
                 .await;
         };
         // The bytes are held until written: at most CHAT_MAX_CONCURRENT_DOWNLOADS at once.
@@ -322,7 +324,7 @@ impl Api<'_> {
                 self.uploads.max_concurrent_downloads
             );
             return ErrorResponse::chat(ErrorCode::Unavailable, why)
-                .respond(session)
+                .respond_with(session, cors)
                 .await;
         };
         match self.chat.download(principal, id).await {
@@ -351,7 +353,7 @@ impl Api<'_> {
                 )
                 .await
             }
-            Err(e) => e.error_response().respond(session).await,
+            Err(e) => e.error_response().respond_with(session, cors).await,
         }
     }
 }
