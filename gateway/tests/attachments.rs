@@ -434,6 +434,45 @@ async fn downloads_held_at_once_are_bounded() {
 }
 
 #[tokio::test]
+async fn a_signed_in_user_uploads_with_their_hash_never_with_the_token_alone() {
+    use base64::Engine as _;
+    const SECRET: &str = "identity-secret-attachments-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path(), &[("CHAT_IDENTITY_SECRET", SECRET)]);
+    let hash = chat_core::identity::IdentitySecret::new(SECRET.as_bytes()).hash("u-42");
+    let visitor = Client::connect(
+        &gw.ws(&format!(
+            "/ws-visitor/?user_id=u-42&user_name=Ann&user_hash={hash}"
+        )),
+        &[],
+    )
+    .await;
+    let token = token_of(&visitor);
+    // The token of a signed-in user opens nothing alone (as a session would not).
+    let alone = upload(&gw, Some(&token), "", "image/png", PNG).await;
+    assert_eq!(alone.status, 401, "{}", alone.json());
+    let user = |hash: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(json!({"id":"u-42","name":"Ann","hash":hash}).to_string())
+    };
+    let post = |header: String| {
+        reqwest::Client::new()
+            .post(gw.http("/chat/api/attachments?name=p.png"))
+            .bearer_auth(&token)
+            .header("X-Chat-User", header)
+            .header("Content-Type", "image/png")
+            .body(PNG.to_vec())
+    };
+    assert_eq!(
+        answer(post(user("0".repeat(64).as_str()))).await.status,
+        401
+    );
+    assert_eq!(answer(post("not base64 json".into())).await.status, 401);
+    let signed = answer(post(user(&hash))).await;
+    assert_eq!(signed.status, 201, "{}", signed.json());
+}
+
+#[tokio::test]
 async fn uploads_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), &[("CHAT_MAX_UPLOAD_BYTES", "0")]);
