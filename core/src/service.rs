@@ -5,6 +5,8 @@
 //! Its files, each importing only files listed before it:
 //!
 //! - `config.rs`: the limits, [`ServiceConfig`];
+//! - `recorded_agents.rs`: what this process last wrote into the agent directory, so that an
+//!   agent's every session open does not write the same record again;
 //! - `shared.rs`: the state the service and its sessions share, and the fan-out of a change to
 //!   this process's sessions;
 //! - `cluster.rs`: the cluster plumbing: the bus to other gateway processes, agent presence;
@@ -33,6 +35,7 @@ mod context;
 mod offline;
 mod open_session;
 mod read;
+mod recorded_agents;
 mod search;
 mod send;
 mod session;

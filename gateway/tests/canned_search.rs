@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::setup::visitor_writes;
 use common::{call, Client, Gateway};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -13,6 +14,8 @@ use serde_json::{json, Value};
 const KEY_ALL: &str = "every-site-key-0123456789";
 const KEY_SHOP1: &str = "shop1-only-key-0123456789";
 const KEY_SHOP2: &str = "shop2-only-key-0123456789";
+const CANNED: &str = "/chat/api/canned-responses";
+const SEARCH: &str = "/chat/api/conversations/search";
 
 fn gateway(dir: &std::path::Path) -> Gateway {
     Gateway::start(
@@ -46,17 +49,22 @@ async fn api(
     (status, value)
 }
 
+/// The status of [`api`]'s answer, alone.
+async fn status_of(
+    gw: &Gateway,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> u16 {
+    api(gw, method, path, key, body).await.0
+}
+
 /// A visitor of `site` who wrote `body`; returns the conversation id.
-async fn visitor_writes(gw: &Gateway, site: &str, body: &str) -> String {
-    let mut visitor = Client::connect(&gw.ws(&format!("/ws-visitor/?site={site}")), &[]).await;
-    let ack = visitor
-        .request(json!({"type": "send", "client_msg_id": "m1", "body": body}))
-        .await;
-    assert_eq!(ack["type"], "ack", "{ack}");
-    ack["message"]["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+async fn conversation_written(gw: &Gateway, site: &str, body: &str) -> String {
+    visitor_writes(gw, &format!("/ws-visitor/?site={site}"), body)
+        .await
+        .1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,14 +73,7 @@ async fn canned_responses_over_http_are_scoped_per_site() {
     let gw = gateway(dir.path());
     let greet = json!({"site": "shop1", "shortcut": "greet", "title": "Greeting", "body": "Hi {{visitor.name}}!"});
 
-    let (status, created) = api(
-        &gw,
-        Method::POST,
-        "/chat/api/canned-responses",
-        KEY_SHOP1,
-        Some(greet.clone()),
-    )
-    .await;
+    let (status, created) = api(&gw, Method::POST, CANNED, KEY_SHOP1, Some(greet.clone())).await;
     assert_eq!(status, 201, "{created}");
     let canned = &created["canned_response"];
     assert_eq!(
@@ -83,14 +84,7 @@ async fn canned_responses_over_http_are_scoped_per_site() {
     let one = format!("/chat/api/canned-responses/{id}");
 
     // The same shortcut again on the site: 409; on another site: its own.
-    let (status, body) = api(
-        &gw,
-        Method::POST,
-        "/chat/api/canned-responses",
-        KEY_ALL,
-        Some(greet.clone()),
-    )
-    .await;
+    let (status, body) = api(&gw, Method::POST, CANNED, KEY_ALL, Some(greet.clone())).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (409, Some("conflict")),
@@ -99,15 +93,7 @@ async fn canned_responses_over_http_are_scoped_per_site() {
     let mut other = greet.clone();
     other["site"] = json!("shop2");
     assert_eq!(
-        api(
-            &gw,
-            Method::POST,
-            "/chat/api/canned-responses",
-            KEY_SHOP2,
-            Some(other)
-        )
-        .await
-        .0,
+        status_of(&gw, Method::POST, CANNED, KEY_SHOP2, Some(other)).await,
         201
     );
 
@@ -126,25 +112,18 @@ async fn canned_responses_over_http_are_scoped_per_site() {
         "{body}"
     );
     assert_eq!(
-        api(
-            &gw,
-            Method::POST,
-            "/chat/api/canned-responses",
-            KEY_SHOP2,
-            Some(greet.clone())
-        )
-        .await
-        .0,
+        status_of(&gw, Method::POST, CANNED, KEY_SHOP2, Some(greet.clone())).await,
         403
     );
     let change = json!({"shortcut": "hello", "title": "Hello", "body": "Hello {{agent.name}}"});
     assert_eq!(
-        api(&gw, Method::PUT, &one, KEY_SHOP2, Some(change.clone()))
-            .await
-            .0,
+        status_of(&gw, Method::PUT, &one, KEY_SHOP2, Some(change.clone())).await,
         403
     );
-    assert_eq!(api(&gw, Method::DELETE, &one, KEY_SHOP2, None).await.0, 403);
+    assert_eq!(
+        status_of(&gw, Method::DELETE, &one, KEY_SHOP2, None).await,
+        403
+    );
     // An agent JWT scoped to shop2 likewise.
     let shop2_agent = gw.agent_token_for("bob", "Bob", Some("shop2"));
     let http = reqwest::Client::new();
@@ -225,14 +204,7 @@ async fn canned_responses_over_http_are_scoped_per_site() {
             "invalid_frame",
         ),
     ] {
-        let (status, body) = api(
-            &gw,
-            Method::POST,
-            "/chat/api/canned-responses",
-            KEY_ALL,
-            Some(bad.clone()),
-        )
-        .await;
+        let (status, body) = api(&gw, Method::POST, CANNED, KEY_ALL, Some(bad.clone())).await;
         assert_eq!(
             (status, body["error"].as_str()),
             (400, Some(code)),
@@ -249,34 +221,34 @@ async fn canned_responses_over_http_are_scoped_per_site() {
     .await;
     assert_eq!(status, 400, "a response keeps its site");
     assert_eq!(
-        api(
-            &gw,
-            Method::GET,
-            "/chat/api/canned-responses",
-            KEY_ALL,
-            None
-        )
-        .await
-        .0,
+        status_of(&gw, Method::GET, CANNED, KEY_ALL, None).await,
         400
     );
     assert_eq!(
-        api(
+        status_of(
             &gw,
             Method::GET,
             "/chat/api/canned-responses/not-a-uuid",
             KEY_ALL,
             None
         )
-        .await
-        .0,
+        .await,
         404
     );
-    assert_eq!(api(&gw, Method::PATCH, &one, KEY_ALL, None).await.0, 405);
+    assert_eq!(
+        status_of(&gw, Method::PATCH, &one, KEY_ALL, None).await,
+        405
+    );
 
     // Delete: 204, then 404.
-    assert_eq!(api(&gw, Method::DELETE, &one, KEY_SHOP1, None).await.0, 204);
-    assert_eq!(api(&gw, Method::DELETE, &one, KEY_SHOP1, None).await.0, 404);
+    assert_eq!(
+        status_of(&gw, Method::DELETE, &one, KEY_SHOP1, None).await,
+        204
+    );
+    assert_eq!(
+        status_of(&gw, Method::DELETE, &one, KEY_SHOP1, None).await,
+        404
+    );
     let (_, listed) = api(
         &gw,
         Method::GET,
@@ -294,25 +266,11 @@ async fn a_site_holds_at_most_200_canned_responses() {
     let gw = gateway(dir.path());
     for i in 0..200 {
         let body = json!({"site": "shop1", "shortcut": format!("r{i}"), "title": "t", "body": "b"});
-        let (status, answer) = api(
-            &gw,
-            Method::POST,
-            "/chat/api/canned-responses",
-            KEY_ALL,
-            Some(body),
-        )
-        .await;
+        let (status, answer) = api(&gw, Method::POST, CANNED, KEY_ALL, Some(body)).await;
         assert_eq!(status, 201, "{i}: {answer}");
     }
     let body = json!({"site": "shop1", "shortcut": "one-more", "title": "t", "body": "b"});
-    let (status, answer) = api(
-        &gw,
-        Method::POST,
-        "/chat/api/canned-responses",
-        KEY_ALL,
-        Some(body),
-    )
-    .await;
+    let (status, answer) = api(&gw, Method::POST, CANNED, KEY_ALL, Some(body)).await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (409, Some("conflict")),
@@ -328,14 +286,13 @@ async fn a_site_holds_at_most_200_canned_responses() {
 async fn search_over_websocket_and_http_is_scoped_and_paged() {
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(dir.path());
-    let late = visitor_writes(&gw, "shop1", "My parcel arrived late, I want a refund").await;
-    let chinese = visitor_writes(&gw, "shop1", "我想要退款，谢谢").await;
-    let other_refund = visitor_writes(&gw, "shop1", "Refund status?").await;
-    let elsewhere = visitor_writes(&gw, "shop2", "refund please").await;
+    let late = conversation_written(&gw, "shop1", "My parcel arrived late, I want a refund").await;
+    let chinese = conversation_written(&gw, "shop1", "我想要退款，谢谢").await;
+    let other_refund = conversation_written(&gw, "shop1", "Refund status?").await;
+    let elsewhere = conversation_written(&gw, "shop2", "refund please").await;
 
     // Raw WebSocket: an agent of shop1 finds shop1's conversations only, newest first.
-    let token = gw.agent_token_for("ann", "Ann", Some("shop1"));
-    let mut agent = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let mut agent = gw.agent_for("ann", "Ann", Some("shop1")).await;
     let ack = agent
         .request(json!({"type": "search_conversations", "query": "refund"}))
         .await;
@@ -452,39 +409,29 @@ async fn search_over_websocket_and_http_is_scoped_and_paged() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["results"][0]["conversation"]["id"], json!(chinese));
     assert_eq!(
-        api(
-            &gw,
-            Method::GET,
-            "/chat/api/conversations/search",
-            KEY_ALL,
-            None
-        )
-        .await
-        .0,
+        status_of(&gw, Method::GET, SEARCH, KEY_ALL, None).await,
         400
     );
     assert_eq!(
-        api(
+        status_of(
             &gw,
             Method::GET,
             "/chat/api/conversations/search?q=a&status=nope",
             KEY_ALL,
             None
         )
-        .await
-        .0,
+        .await,
         400
     );
     assert_eq!(
-        api(
+        status_of(
             &gw,
             Method::POST,
             "/chat/api/conversations/search?q=a",
             KEY_ALL,
             None
         )
-        .await
-        .0,
+        .await,
         405
     );
 }

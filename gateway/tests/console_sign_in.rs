@@ -5,9 +5,7 @@
 
 mod common;
 
-use common::{free_port, start_upstream, Gateway};
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use common::{start_upstream, Gateway};
 
 async fn console_config(gw: &Gateway) -> serde_json::Value {
     let res = reqwest::get(gw.http("/chat/admin/config.js"))
@@ -134,28 +132,11 @@ async fn a_token_url_on_another_origin_is_allowed_by_the_console_policy() {
 #[test]
 fn a_token_url_that_is_not_a_url_stops_the_gateway_with_the_variable_named() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut env = HashMap::new();
-    env.insert("CHAT_HTTP_LISTEN".to_owned(), format!("127.0.0.1:{port}"));
-    env.insert("CHAT_DATA_DIR".to_owned(), dir.path().display().to_string());
-    env.insert("CHAT_METRICS_LISTEN".to_owned(), "off".to_owned());
-    env.insert(
-        "CHAT_ADMIN_TOKEN_URL".to_owned(),
-        "javascript:alert(1)".to_owned(),
+    let (status, log) = Gateway::refused_start(
+        dir.path(),
+        &[("CHAT_ADMIN_TOKEN_URL", "javascript:alert(1)")],
     );
-    let mut gw = Gateway::spawn(port, env, dir.path(), &[]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = gw.exit_status() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running:\n{}", gw.log());
-        std::thread::sleep(Duration::from_millis(20));
-    };
     assert!(!status.success());
-    // The reader threads may still be draining the last lines.
-    std::thread::sleep(Duration::from_millis(200));
-    let log = gw.log();
     assert!(log.contains("CHAT_ADMIN_TOKEN_URL"), "{log}");
     assert!(!log.contains("SERVER_OK"), "{log}");
 }

@@ -7,6 +7,7 @@
 mod common;
 
 use chat_core::identity::IdentitySecret;
+use common::setup::conversation_of;
 use common::{connect_raw, Client, Gateway};
 use serde_json::{json, Value};
 
@@ -57,8 +58,7 @@ async fn refused_status(gw: &Gateway, path: &str) -> u16 {
 }
 
 async fn agent(gw: &Gateway) -> Client {
-    let token = gw.agent_token("alice", "Alice");
-    Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await
+    gw.agent("alice", "Alice").await
 }
 
 async fn profile_of(agent: &mut Client, conversation: &str) -> Value {
@@ -67,13 +67,6 @@ async fn profile_of(agent: &mut Client, conversation: &str) -> Value {
         .await;
     assert_eq!(ack["type"], "ack", "{ack}");
     ack["visitor"]["profile"].clone()
-}
-
-fn conversation_of(ack: &Value) -> String {
-    ack["message"]["conversation_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no conversation in {ack}"))
-        .to_string()
 }
 
 #[tokio::test]

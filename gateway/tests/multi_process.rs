@@ -4,35 +4,27 @@
 
 mod common;
 
-use chat_storage::test_support::TestPostgres;
-use common::{two_gateways, Client};
+use common::setup::{conversation_of, two_gateways_on_postgres};
+use common::Client;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn a_visitor_on_one_process_and_an_agent_on_another_chat_and_share_presence() {
-    let pg = TestPostgres::start();
-    let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = two_gateways(&url, dir.path());
+    let (_pg, a, b) = two_gateways_on_postgres(dir.path());
 
     let mut visitor = Client::connect(&a.ws("/ws-visitor/"), &[]).await;
     assert_eq!(visitor.welcome["agents_online"], 0);
-    let token = b.agent_token("alice", "Alice");
-    let mut agent = Client::connect(&b.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let mut agent = b.agent("alice", "Alice").await;
     // Presence crosses processes.
-    visitor
-        .wait_for(|e| e["type"] == "presence" && e["agents_online"] == 1)
-        .await;
+    visitor.wait_for_agents_online(1).await;
 
     let ack = visitor
         .request(json!({"type":"send","client_msg_id":"v1","body":"hello from A"}))
         .await;
     assert_eq!(ack["message"]["seq"], 1, "{ack}");
-    let conversation = ack["message"]["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let conversation = conversation_of(&ack);
     let seen = agent
         .wait_for(|e| e["type"] == "message" && e["message"]["seq"] == 1)
         .await;
@@ -85,13 +77,10 @@ async fn a_visitor_on_one_process_and_an_agent_on_another_chat_and_share_presenc
 
 #[tokio::test]
 async fn a_client_resumes_on_the_other_process_after_its_own_is_killed() {
-    let pg = TestPostgres::start();
-    let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = two_gateways(&url, dir.path());
+    let (_pg, a, b) = two_gateways_on_postgres(dir.path());
 
-    let token = b.agent_token("bob", "Bob");
-    let mut agent = Client::connect(&b.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let mut agent = b.agent("bob", "Bob").await;
     let mut visitor = Client::connect(&a.ws("/ws-visitor/"), &[]).await;
     let vtoken = visitor.welcome["visitor_token"]
         .as_str()
@@ -100,10 +89,7 @@ async fn a_client_resumes_on_the_other_process_after_its_own_is_killed() {
     let first = visitor
         .request(json!({"type":"send","client_msg_id":"m1","body":"one"}))
         .await;
-    let conversation = first["message"]["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let conversation = conversation_of(&first);
     agent
         .wait_for(|e| e["type"] == "message" && e["message"]["seq"] == 1)
         .await;
@@ -142,14 +128,11 @@ async fn a_client_resumes_on_the_other_process_after_its_own_is_killed() {
 
 #[tokio::test]
 async fn presence_and_live_delivery_are_per_site_across_processes() {
-    let pg = TestPostgres::start();
-    let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = two_gateways(&url, dir.path());
+    let (_pg, a, b) = two_gateways_on_postgres(dir.path());
 
     // An agent of shop1 on process B.
-    let token = b.agent_token_for("ann", "Ann", Some("shop1"));
-    let mut ann = Client::connect(&b.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let mut ann = b.agent_for("ann", "Ann", Some("shop1")).await;
     // Visitors of both sites on process A: only shop1's widget says someone is online.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut shop1 = loop {
@@ -179,8 +162,7 @@ async fn presence_and_live_delivery_are_per_site_across_processes() {
     }
 
     // An agent of shop2 joins on B: shop2's widget on A hears of it, shop1's count is unchanged.
-    let token = b.agent_token_for("bob", "Bob", Some("shop2"));
-    let _bob = Client::connect(&b.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let _bob = b.agent_for("bob", "Bob", Some("shop2")).await;
     let presence = shop2.wait_for(|e| e["type"] == "presence").await;
     assert_eq!(presence["agents_online"], 1);
     drop(ann);

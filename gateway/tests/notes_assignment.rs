@@ -5,9 +5,9 @@
 
 mod common;
 
-use chat_storage::test_support::TestPostgres;
 use common::poller::Poller;
-use common::{call, two_gateways, Client, Gateway};
+use common::setup::{conversation_of, two_gateways_on_postgres};
+use common::{call, Client, Gateway};
 use serde_json::{json, Value};
 
 const API_KEY: &str = "test-api-key-notes-0123456789";
@@ -56,10 +56,7 @@ async fn a_note_reaches_agents_and_never_the_visitor_on_any_path() {
     let ack = visitor
         .request(json!({"type":"send","client_msg_id":"v1","body":"my order is late"}))
         .await;
-    let conversation = ack["message"]["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let conversation = conversation_of(&ack);
     assert_eq!(ack["message"]["seq"], 1, "{ack}");
     assert!(
         ack["message"].get("kind").is_none(),
@@ -76,12 +73,10 @@ async fn a_note_reaches_agents_and_never_the_visitor_on_any_path() {
         .await;
     assert_eq!(answer["replayed"], 0, "{answer}");
 
-    let alice_token = gw.agent_token("alice", "Alice");
-    let mut alice = Client::connect(&gw.ws(&format!("/ws-admin/?token={alice_token}")), &[]).await;
-    alice.request(json!({"type":"resume","cursors":{}})).await;
-    let bob_token = gw.agent_token("bob", "Bob");
-    let mut bob = Client::connect(&gw.ws(&format!("/ws-admin/?token={bob_token}")), &[]).await;
-    bob.request(json!({"type":"resume","cursors":{}})).await;
+    let mut alice = gw.agent("alice", "Alice").await;
+    alice.resume_from_start().await;
+    let mut bob = gw.agent("bob", "Bob").await;
+    bob.resume_from_start().await;
 
     // A visitor may not write one.
     let refused = visitor
@@ -237,28 +232,20 @@ async fn a_note_reaches_agents_and_never_the_visitor_on_any_path() {
 
 #[tokio::test]
 async fn a_conversation_is_transferred_between_agents_on_two_processes() {
-    let pg = TestPostgres::start();
-    let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = two_gateways(&url, dir.path());
+    let (_pg, a, b) = two_gateways_on_postgres(dir.path());
 
     let mut visitor = Client::connect(&a.ws("/ws-visitor/"), &[]).await;
-    visitor.request(json!({"type":"resume","cursors":{}})).await;
+    visitor.resume_from_start().await;
     let ack = visitor
         .request(json!({"type":"send","body":"hello?"}))
         .await;
-    let conversation = ack["message"]["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let alice_token = a.agent_token("alice", "Alice");
-    let mut alice = Client::connect(&a.ws(&format!("/ws-admin/?token={alice_token}")), &[]).await;
-    alice.request(json!({"type":"resume","cursors":{}})).await;
-    let bob_token = b.agent_token("bob", "Bob");
-    let mut bob = Client::connect(&b.ws(&format!("/ws-admin/?token={bob_token}")), &[]).await;
-    bob.request(json!({"type":"resume","cursors":{}})).await;
-    let carol_token = a.agent_token_for("carol", "Carol", Some("elsewhere"));
-    let carol = Client::connect(&a.ws(&format!("/ws-admin/?token={carol_token}")), &[]).await;
+    let conversation = conversation_of(&ack);
+    let mut alice = a.agent("alice", "Alice").await;
+    alice.resume_from_start().await;
+    let mut bob = b.agent("bob", "Bob").await;
+    bob.resume_from_start().await;
+    let carol = a.agent_for("carol", "Carol", Some("elsewhere")).await;
 
     // The directory: every agent who connected, whichever process, each as an `agent_status`
     // event shows them (`connected` comes from the roster, which crosses processes).

@@ -17,8 +17,7 @@ fn start(dir: &std::path::Path) -> Gateway {
 }
 
 async fn agent(gw: &Gateway) -> Client {
-    let token = gw.agent_token("alice", "Alice");
-    Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await
+    gw.agent("alice", "Alice").await
 }
 
 async fn profile_seen_by(agent: &mut Client, conversation: &str) -> Value {

@@ -5,23 +5,11 @@
 
 mod common;
 
-use chat_storage::test_support::TestPostgres;
 use common::poller::Poller;
-use common::{two_gateways, Client, Gateway};
+use common::setup::{conversation_of, two_gateways_on_postgres};
+use common::{Client, Gateway};
 use serde_json::{json, Value};
 use std::time::Duration;
-
-fn conversation_of(ack: &Value) -> String {
-    ack["message"]["conversation_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("send refused: {ack}"))
-        .to_string()
-}
-
-async fn agent(gw: &Gateway, id: &str, name: &str) -> Client {
-    let token = gw.agent_token(id, name);
-    Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await
-}
 
 /// The asking agent's read state of `conversation` in a `list_conversations` ack (all zeros
 /// when the entry is absent).
@@ -52,13 +40,12 @@ fn is_read(e: &Value, role: &str, seq: u64) -> bool {
 async fn reads_reach_the_other_side_and_unread_goes_to_zero() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), &[]);
-    let mut alice = agent(&gw, "alice", "Alice").await;
-    let mut bob = agent(&gw, "bob", "Bob").await;
+    let mut alice = gw.agent("alice", "Alice").await;
+    let mut bob = gw.agent("bob", "Bob").await;
     // An agent of another site only: told nothing, allowed nothing (docs/sites.md).
-    let token = gw.agent_token_for("olga", "Olga", Some("elsewhere"));
-    let mut outsider = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let mut outsider = gw.agent_for("olga", "Olga", Some("elsewhere")).await;
     let mut visitor = Client::connect(&gw.ws("/ws-visitor/"), &[]).await;
-    visitor.request(json!({"type":"resume","cursors":{}})).await;
+    visitor.resume_from_start().await;
 
     let mut conversation = String::new();
     for i in 1..=3 {
@@ -164,7 +151,7 @@ async fn reads_reach_the_other_side_and_unread_goes_to_zero() {
     assert_eq!(ack["replayed"], 0, "{ack}");
     let seen = again.wait_for(|e| e["type"] == "read").await;
     assert!(is_read(&seen, "agent", 3), "{seen}");
-    let mut carol = agent(&gw, "carol", "Carol").await;
+    let mut carol = gw.agent("carol", "Carol").await;
     let ack = carol
         .request(json!({"type":"history","conversation_id":conversation}))
         .await;
@@ -178,9 +165,9 @@ async fn reads_reach_the_other_side_and_unread_goes_to_zero() {
 async fn a_flood_of_read_is_refused_and_writes_each_position_once() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), &[]);
-    let mut alice = agent(&gw, "alice", "Alice").await;
+    let mut alice = gw.agent("alice", "Alice").await;
     let mut visitor = Client::connect(&gw.ws("/ws-visitor/"), &[]).await;
-    visitor.request(json!({"type":"resume","cursors":{}})).await;
+    visitor.resume_from_start().await;
     let ack = visitor.request(json!({"type":"send","body":"one"})).await;
     let conversation = conversation_of(&ack);
     alice.wait_for(|e| e["type"] == "message").await;
@@ -237,7 +224,7 @@ async fn a_flood_of_read_is_refused_and_writes_each_position_once() {
 async fn reads_over_long_polling() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), &[]);
-    let mut alice = agent(&gw, "alice", "Alice").await;
+    let mut alice = gw.agent("alice", "Alice").await;
     let mut visitor = Poller::open(&gw, "/ws-visitor/poll?site=default").await;
     visitor.request(json!({"type":"resume","cursors":{}})).await;
     let ack = visitor
@@ -269,14 +256,12 @@ async fn reads_over_long_polling() {
 
 #[tokio::test]
 async fn reads_cross_gateway_processes() {
-    let pg = TestPostgres::start();
-    let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = two_gateways(&url, dir.path());
+    let (_pg, a, b) = two_gateways_on_postgres(dir.path());
 
     let mut visitor = Client::connect(&a.ws("/ws-visitor/"), &[]).await;
-    visitor.request(json!({"type":"resume","cursors":{}})).await;
-    let mut alice = agent(&b, "alice", "Alice").await;
+    visitor.resume_from_start().await;
+    let mut alice = b.agent("alice", "Alice").await;
     let mut conversation = String::new();
     for i in 1..=2 {
         let ack = visitor

@@ -206,8 +206,7 @@ async fn the_widget_counts_only_its_own_sites_agents() {
     let mut v1 = Client::connect(&gw.ws("/ws-visitor/?site=shop1"), &[]).await;
     let mut v2 = Client::connect(&gw.ws("/ws-visitor/?site=shop2"), &[]).await;
     assert_eq!(v1.welcome["agents_online"], 0);
-    let token = gw.agent_token_for("ann", "Ann", Some(SHOP1));
-    let _ann = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let _ann = gw.agent_for("ann", "Ann", Some(SHOP1)).await;
     let presence = v1.wait_for(|e| e["type"] == "presence").await;
     assert_eq!(presence["agents_online"], 1);
     let v2_again = Client::connect(&gw.ws("/ws-visitor/?site=shop2"), &[]).await;
@@ -215,8 +214,7 @@ async fn the_widget_counts_only_its_own_sites_agents() {
         v2_again.welcome["agents_online"], 0,
         "shop1's agent is not shop2's"
     );
-    let token = gw.agent_token("every", "Every");
-    let _every = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let _every = gw.agent("every", "Every").await;
     let presence = v2.wait_for(|e| e["type"] == "presence").await;
     assert_eq!(
         presence["agents_online"], 1,

@@ -7,9 +7,9 @@
 
 mod common;
 
-use chat_storage::test_support::TestPostgres;
 use common::poller::Poller;
-use common::{two_gateways, Client, Gateway};
+use common::setup::{conversation_of, two_gateways_on_postgres};
+use common::{Client, Gateway};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -22,9 +22,10 @@ async fn chat(
     sites: Option<&str>,
 ) -> (Client, Client, String) {
     let mut visitor = Client::connect(&gw.ws(&format!("/ws-visitor/?site={site}")), &[]).await;
-    let token = gw.agent_token_for(agent_id, &agent_id.to_uppercase(), sites);
-    let mut agent = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
-    agent.request(json!({"type":"resume","cursors":{}})).await;
+    let mut agent = gw
+        .agent_for(agent_id, &agent_id.to_uppercase(), sites)
+        .await;
+    agent.resume_from_start().await;
     let ack = visitor
         .request(json!({"type":"send","client_msg_id":"v1","body":"hello"}))
         .await;
@@ -158,9 +159,8 @@ async fn typing_over_long_polling_reaches_the_agent_and_back() {
         .as_str()
         .unwrap()
         .to_string();
-    let token = gw.agent_token("alice", "Alice");
-    let mut agent = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
-    agent.request(json!({"type":"resume","cursors":{}})).await;
+    let mut agent = gw.agent("alice", "Alice").await;
+    agent.resume_from_start().await;
 
     let ack = visitor
         .request(json!({"type":"typing","typing":true}))
@@ -324,14 +324,9 @@ async fn away_and_offline_agents_do_not_count_and_the_status_is_the_agents() {
     let alice_token = gw.agent_token("alice", "Alice");
     let mut alice = Client::connect(&gw.ws(&format!("/ws-admin/?token={alice_token}")), &[]).await;
     assert_eq!(alice.welcome["status"], "online");
-    visitor
-        .wait_for(|e| e["type"] == "presence" && e["agents_online"] == 1)
-        .await;
-    let bob_token = gw.agent_token("bob", "Bob");
-    let mut bob = Client::connect(&gw.ws(&format!("/ws-admin/?token={bob_token}")), &[]).await;
-    visitor
-        .wait_for(|e| e["type"] == "presence" && e["agents_online"] == 2)
-        .await;
+    visitor.wait_for_agents_online(1).await;
+    let mut bob = gw.agent("bob", "Bob").await;
+    visitor.wait_for_agents_online(2).await;
     let seen = alice
         .wait_for(|e| e["type"] == "agent_status" && e["agent"]["id"] == "bob")
         .await;
@@ -342,9 +337,7 @@ async fn away_and_offline_agents_do_not_count_and_the_status_is_the_agents() {
         .request(json!({"type":"set_status","status":"away"}))
         .await;
     assert_eq!(ack["agent_status"]["status"], "away", "{ack}");
-    visitor
-        .wait_for(|e| e["type"] == "presence" && e["agents_online"] == 1)
-        .await;
+    visitor.wait_for_agents_online(1).await;
     let seen = bob
         .wait_for(|e| {
             e["type"] == "agent_status" && e["agent"]["id"] == "alice" && e["status"] == "away"
@@ -355,9 +348,7 @@ async fn away_and_offline_agents_do_not_count_and_the_status_is_the_agents() {
         .request(json!({"type":"set_status","status":"offline"}))
         .await;
     assert_eq!(ack["agent_status"]["status"], "offline", "{ack}");
-    visitor
-        .wait_for(|e| e["type"] == "presence" && e["agents_online"] == 0)
-        .await;
+    visitor.wait_for_agents_online(0).await;
 
     // A second session of alice shares her status and does not count either.
     let mut alice2 = Client::connect(&gw.ws(&format!("/ws-admin/?token={alice_token}")), &[]).await;
@@ -386,9 +377,7 @@ async fn away_and_offline_agents_do_not_count_and_the_status_is_the_agents() {
     alice2
         .request(json!({"type":"set_status","status":"online"}))
         .await;
-    visitor
-        .wait_for(|e| e["type"] == "presence" && e["agents_online"] == 2)
-        .await;
+    visitor.wait_for_agents_online(2).await;
     alice
         .wait_for(|e| {
             e["type"] == "agent_status" && e["agent"]["id"] == "alice" && e["status"] == "online"
@@ -399,9 +388,7 @@ async fn away_and_offline_agents_do_not_count_and_the_status_is_the_agents() {
     alice
         .request(json!({"type":"set_status","status":"away"}))
         .await;
-    visitor
-        .wait_for(|e| e["type"] == "presence" && e["agents_online"] == 0)
-        .await;
+    visitor.wait_for_agents_online(0).await;
     drop(alice);
     drop(alice2);
     bob.wait_for(|e| {
@@ -426,12 +413,9 @@ async fn away_and_offline_agents_do_not_count_and_the_status_is_the_agents() {
 async fn list_agents_and_status_events_are_site_scoped() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), &[]);
-    let token = gw.agent_token_for("alice", "Alice", Some("shop1"));
-    let mut alice = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
-    let token = gw.agent_token_for("bob", "Bob", Some("shop2"));
-    let mut bob = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
-    let token = gw.agent_token_for("carol", "Carol", Some("shop1,shop2"));
-    let mut carol = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let mut alice = gw.agent_for("alice", "Alice", Some("shop1")).await;
+    let mut bob = gw.agent_for("bob", "Bob", Some("shop2")).await;
+    let mut carol = gw.agent_for("carol", "Carol", Some("shop1,shop2")).await;
 
     let ids = |ack: &Value| -> Vec<String> {
         ack["agents"]
@@ -485,25 +469,17 @@ async fn list_agents_and_status_events_are_site_scoped() {
 
 #[tokio::test]
 async fn typing_and_status_cross_gateway_processes() {
-    let pg = TestPostgres::start();
-    let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = two_gateways(&url, dir.path());
+    let (_pg, a, b) = two_gateways_on_postgres(dir.path());
 
     let mut visitor = Client::connect(&a.ws("/ws-visitor/"), &[]).await;
-    let token = b.agent_token("alice", "Alice");
-    let mut alice = Client::connect(&b.ws(&format!("/ws-admin/?token={token}")), &[]).await;
-    alice.request(json!({"type":"resume","cursors":{}})).await;
-    visitor
-        .wait_for(|e| e["type"] == "presence" && e["agents_online"] == 1)
-        .await;
+    let mut alice = b.agent("alice", "Alice").await;
+    alice.resume_from_start().await;
+    visitor.wait_for_agents_online(1).await;
     let ack = visitor
         .request(json!({"type":"send","client_msg_id":"v1","body":"hello from A"}))
         .await;
-    let conversation = ack["message"]["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let conversation = conversation_of(&ack);
     alice.wait_for(|e| e["type"] == "message").await;
 
     // Typing both ways between the processes.
@@ -519,19 +495,14 @@ async fn typing_and_status_cross_gateway_processes() {
     assert_eq!(seen["sender"]["id"], "alice");
 
     // A colleague on A hears of alice (on B) and lists her.
-    let token = a.agent_token("bob", "Bob");
-    let mut bob = Client::connect(&a.ws(&format!("/ws-admin/?token={token}")), &[]).await;
-    visitor
-        .wait_for(|e| e["type"] == "presence" && e["agents_online"] == 2)
-        .await;
+    let mut bob = a.agent("bob", "Bob").await;
+    visitor.wait_for_agents_online(2).await;
 
     // Alice goes away on B: the visitor on A sees one agent fewer, bob hears of it.
     alice
         .request(json!({"type":"set_status","status":"away"}))
         .await;
-    visitor
-        .wait_for(|e| e["type"] == "presence" && e["agents_online"] == 1)
-        .await;
+    visitor.wait_for_agents_online(1).await;
     bob.wait_for(|e| {
         e["type"] == "agent_status" && e["agent"]["id"] == "alice" && e["status"] == "away"
     })
@@ -560,9 +531,7 @@ async fn typing_and_status_cross_gateway_processes() {
     alice_on_a
         .request(json!({"type":"set_status","status":"online"}))
         .await;
-    visitor
-        .wait_for(|e| e["type"] == "presence" && e["agents_online"] == 3)
-        .await;
+    visitor.wait_for_agents_online(3).await;
     alice
         .wait_for(|e| {
             e["type"] == "agent_status" && e["agent"]["id"] == "alice" && e["status"] == "online"

@@ -6,13 +6,13 @@
 mod common;
 
 use chat_storage::test_support::TestPostgres;
+use common::setup::{self, migrated_postgres};
 use common::{free_port, metric, Client, Gateway};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -187,21 +187,7 @@ enum Db {
 
 impl Db {
     fn postgres(dir: &Path) -> Db {
-        let server = TestPostgres::start();
-        let url = server.fresh_database();
-        let out = Command::new(env!("CARGO_BIN_EXE_chat-gateway"))
-            .envs([
-                ("CHAT_DATABASE_URL", url.as_str()),
-                ("CHAT_DATA_DIR", &dir.display().to_string()),
-            ])
-            .arg("migrate")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (server, url) = migrated_postgres(dir);
         Db::Postgres {
             _server: server,
             url,
@@ -253,20 +239,43 @@ impl Db {
             }
         }
     }
+
+    /// Waits until every event has left the outbox (delivered).
+    async fn wait_for_empty_outbox(&self, dir: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.outbox(dir).await.is_empty() {
+            assert!(Instant::now() < deadline, "{:?}", self.outbox(dir).await);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
-/// A visitor's first message: the conversation's id.
+/// A scenario as two tests: on a fresh Postgres database, and on the embedded store.
+macro_rules! on_both_stores {
+    ($scenario:ident, $on_postgres:ident, $on_embedded:ident) => {
+        #[tokio::test]
+        async fn $on_postgres() {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Db::postgres(dir.path());
+            $scenario(db, dir.path()).await;
+        }
+
+        #[tokio::test]
+        async fn $on_embedded() {
+            let dir = tempfile::tempdir().unwrap();
+            $scenario(Db::Embedded, dir.path()).await;
+        }
+    };
+}
+
+/// A visitor's first message: the visitor and the conversation's id.
 async fn visitor_writes(gw: &Gateway) -> (Client, String) {
-    let mut visitor = Client::connect(&gw.ws("/ws-visitor/"), &[]).await;
-    let ack = visitor
-        .request(json!({"type":"send","client_msg_id":"v1","body":"hello, webhooks"}))
-        .await;
-    assert_eq!(ack["type"], "ack", "{ack}");
-    let conversation = ack["message"]["conversation_id"]
-        .as_str()
-        .expect("conversation id")
-        .to_string();
-    (visitor, conversation)
+    setup::visitor_writes(gw, "/ws-visitor/", "hello, webhooks").await
+}
+
+/// `chat_webhook_deliveries_total` of `result` (`delivered`, `failed`).
+async fn deliveries_counted(gw: &Gateway, result: &str) -> f64 {
+    metric(gw, "chat_webhook_deliveries_total", &[("result", result)]).await
 }
 
 fn assert_no_secret_logged(gw: &Gateway) {
@@ -300,8 +309,7 @@ async fn a_conversations_events_reach_the_receiver_signed(db: Db, dir: &Path) {
         created["data"]["conversation"]["visitor_id"]
     );
 
-    let token = gw.agent_token("alice", "Alice");
-    let mut agent = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let mut agent = gw.agent("alice", "Alice").await;
     let ack = agent
         .request(json!({"type":"assign","conversation_id":conversation}))
         .await;
@@ -333,36 +341,17 @@ async fn a_conversations_events_reach_the_receiver_signed(db: Db, dir: &Path) {
         receiver.deliveries().iter().all(|d| d.answered == 200),
         "nothing was sent twice to a receiver that answered 200"
     );
-    assert_eq!(
-        metric(
-            &gw,
-            "chat_webhook_deliveries_total",
-            &[("result", "delivered")]
-        )
-        .await,
-        4.0
-    );
+    assert_eq!(deliveries_counted(&gw, "delivered").await, 4.0);
     // Delivered events leave the outbox.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !db.outbox(dir).await.is_empty() {
-        assert!(Instant::now() < deadline, "{:?}", db.outbox(dir).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    db.wait_for_empty_outbox(dir).await;
     assert_no_secret_logged(&gw);
 }
 
-#[tokio::test]
-async fn a_conversations_events_reach_the_receiver_signed_on_postgres() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::postgres(dir.path());
-    a_conversations_events_reach_the_receiver_signed(db, dir.path()).await;
-}
-
-#[tokio::test]
-async fn a_conversations_events_reach_the_receiver_signed_on_the_embedded_store() {
-    let dir = tempfile::tempdir().unwrap();
-    a_conversations_events_reach_the_receiver_signed(Db::Embedded, dir.path()).await;
-}
+on_both_stores!(
+    a_conversations_events_reach_the_receiver_signed,
+    a_conversations_events_reach_the_receiver_signed_on_postgres,
+    a_conversations_events_reach_the_receiver_signed_on_the_embedded_store
+);
 
 async fn a_failing_receiver_gets_the_event_again_until_it_answers_2xx(db: Db, dir: &Path) {
     // The first two requests fail; then the receiver has recovered.
@@ -389,39 +378,16 @@ async fn a_failing_receiver_gets_the_event_again_until_it_answers_2xx(db: Db, di
         .collect();
     assert!(kinds.contains(&json!("conversation.created")), "{kinds:?}");
     assert!(kinds.contains(&json!("message.created")), "{kinds:?}");
-    assert_eq!(
-        metric(
-            &gw,
-            "chat_webhook_deliveries_total",
-            &[("result", "failed")]
-        )
-        .await,
-        2.0
-    );
-    assert_eq!(
-        metric(
-            &gw,
-            "chat_webhook_deliveries_total",
-            &[("result", "delivered")]
-        )
-        .await,
-        2.0
-    );
+    assert_eq!(deliveries_counted(&gw, "failed").await, 2.0);
+    assert_eq!(deliveries_counted(&gw, "delivered").await, 2.0);
     assert_no_secret_logged(&gw);
 }
 
-#[tokio::test]
-async fn a_failing_receiver_gets_the_event_again_on_postgres() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::postgres(dir.path());
-    a_failing_receiver_gets_the_event_again_until_it_answers_2xx(db, dir.path()).await;
-}
-
-#[tokio::test]
-async fn a_failing_receiver_gets_the_event_again_on_the_embedded_store() {
-    let dir = tempfile::tempdir().unwrap();
-    a_failing_receiver_gets_the_event_again_until_it_answers_2xx(Db::Embedded, dir.path()).await;
-}
+on_both_stores!(
+    a_failing_receiver_gets_the_event_again_until_it_answers_2xx,
+    a_failing_receiver_gets_the_event_again_on_postgres,
+    a_failing_receiver_gets_the_event_again_on_the_embedded_store
+);
 
 async fn an_event_in_the_outbox_of_a_killed_gateway_is_delivered_by_the_next(db: Db, dir: &Path) {
     // The receiver is down: nothing listens on its port yet.
@@ -441,15 +407,7 @@ async fn an_event_in_the_outbox_of_a_killed_gateway_is_delivered_by_the_next(db:
     assert_eq!(rows[0].1, "conversation.created");
     assert_eq!(rows[1].1, "message.created");
     assert!(rows.iter().all(|r| r.2 == "pending"), "{rows:?}");
-    assert!(
-        metric(
-            &first,
-            "chat_webhook_deliveries_total",
-            &[("result", "failed")]
-        )
-        .await
-            >= 2.0
-    );
+    assert!(deliveries_counted(&first, "failed").await >= 2.0);
     assert_no_secret_logged(&first);
 
     // SIGKILL: no chance to do anything on the way out.
@@ -472,53 +430,22 @@ async fn an_event_in_the_outbox_of_a_killed_gateway_is_delivered_by_the_next(db:
     let mut expected: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
     expected.sort();
     assert_eq!(ids, expected, "the very events the killed process left");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !db.outbox(dir).await.is_empty() {
-        assert!(Instant::now() < deadline, "{:?}", db.outbox(dir).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    db.wait_for_empty_outbox(dir).await;
     assert_no_secret_logged(&second);
 }
 
-#[tokio::test]
-async fn an_event_in_the_outbox_of_a_killed_gateway_is_delivered_on_postgres() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::postgres(dir.path());
-    an_event_in_the_outbox_of_a_killed_gateway_is_delivered_by_the_next(db, dir.path()).await;
-}
-
-#[tokio::test]
-async fn an_event_in_the_outbox_of_a_killed_gateway_is_delivered_on_the_embedded_store() {
-    let dir = tempfile::tempdir().unwrap();
-    an_event_in_the_outbox_of_a_killed_gateway_is_delivered_by_the_next(Db::Embedded, dir.path())
-        .await;
-}
+on_both_stores!(
+    an_event_in_the_outbox_of_a_killed_gateway_is_delivered_by_the_next,
+    an_event_in_the_outbox_of_a_killed_gateway_is_delivered_on_postgres,
+    an_event_in_the_outbox_of_a_killed_gateway_is_delivered_on_the_embedded_store
+);
 
 #[tokio::test]
 async fn webhook_urls_without_a_secret_stop_the_start_up() {
     let dir = tempfile::tempdir().unwrap();
-    let mut env: HashMap<String, String> = HashMap::new();
-    env.insert(
-        "CHAT_HTTP_LISTEN".into(),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    env.insert("CHAT_DATA_DIR".into(), dir.path().display().to_string());
-    env.insert("CHAT_METRICS_LISTEN".into(), "off".into());
-    env.insert(
-        "CHAT_WEBHOOK_URLS".into(),
-        format!("*:{}", Receiver::url(9)),
-    );
-    let mut gw = Gateway::spawn(0, env, dir.path(), &[]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = gw.exit_status() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running:\n{}", gw.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let urls = format!("*:{}", Receiver::url(9));
+    let (status, log) = Gateway::refused_start(dir.path(), &[("CHAT_WEBHOOK_URLS", &urls)]);
     assert!(!status.success());
-    let log = gw.log();
     assert!(log.contains("CHAT_WEBHOOK_SECRET"), "{log}");
     assert!(!log.contains(URL_TOKEN), "{log}");
 }

@@ -5,8 +5,8 @@
 
 mod common;
 
-use chat_storage::test_support::TestPostgres;
-use common::{migrate, Client, Gateway};
+use common::setup::migrated_postgres;
+use common::{Client, Gateway};
 use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
@@ -39,7 +39,7 @@ async fn xact_commit(url: &str) -> i64 {
 /// Sends `MESSAGES` visitor messages after the first one (each acknowledged before the next)
 /// and waits until the agent has them all; returns transactions per message.
 async fn measure(url: &str, visitor: &mut Client, mut agent: Client, tag: &str) -> f64 {
-    agent.request(json!({"type":"resume","cursors":{}})).await;
+    agent.resume_from_start().await;
     let before = xact_commit(url).await;
     let last = MESSAGES as i64 + 1;
     // The agent reads as the messages arrive (a held or slow session is disconnected).
@@ -64,17 +64,14 @@ async fn measure(url: &str, visitor: &mut Client, mut agent: Client, tag: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gateway_commits_about_one_transaction_per_message() {
-    let pg = TestPostgres::start();
-    let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    migrate(&url, dir.path());
+    let (_pg, url) = migrated_postgres(dir.path());
     let gw = Gateway::start(
         dir.path(),
         &[("CHAT_DATABASE_URL", &url), ("CHAT_SEND_RATE_PER_SEC", "0")],
     );
 
-    let token = gw.agent_token("alice", "Alice");
-    let agent = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let agent = gw.agent("alice", "Alice").await;
     let mut visitor = Client::connect(&gw.ws("/ws-visitor/"), &[]).await;
     // The first message creates the visitor and the conversation.
     visitor
@@ -90,10 +87,8 @@ async fn one_gateway_commits_about_one_transaction_per_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_notify_inside_the_committing_transaction() {
-    let pg = TestPostgres::start();
-    let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    migrate(&url, dir.path());
+    let (_pg, url) = migrated_postgres(dir.path());
     let a = Gateway::start(
         dir.path(),
         &[("CHAT_DATABASE_URL", &url), ("CHAT_SEND_RATE_PER_SEC", "0")],
@@ -104,8 +99,7 @@ async fn two_gateways_notify_inside_the_committing_transaction() {
     );
 
     // The visitor on A, the agent on B: every message crosses the bus.
-    let token = b.agent_token("bob", "Bob");
-    let agent = Client::connect(&b.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let agent = b.agent("bob", "Bob").await;
     let mut visitor = Client::connect(&a.ws("/ws-visitor/"), &[]).await;
     visitor
         .request(json!({"type":"send","client_msg_id":"warm","body":"hello"}))
@@ -123,16 +117,13 @@ async fn two_gateways_notify_inside_the_committing_transaction() {
 /// on the close event) opens a new conversation, as it did when every send read the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_after_an_agent_closed_the_conversation_opens_a_new_one() {
-    let pg = TestPostgres::start();
-    let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
-    migrate(&url, dir.path());
+    let (_pg, url) = migrated_postgres(dir.path());
     let gw = Gateway::start(
         dir.path(),
         &[("CHAT_DATABASE_URL", &url), ("CHAT_SEND_RATE_PER_SEC", "0")],
     );
-    let token = gw.agent_token("carol", "Carol");
-    let mut agent = Client::connect(&gw.ws(&format!("/ws-admin/?token={token}")), &[]).await;
+    let mut agent = gw.agent("carol", "Carol").await;
     let mut visitor = Client::connect(&gw.ws("/ws-visitor/"), &[]).await;
     let mut conversation = None;
     for round in 0..3 {

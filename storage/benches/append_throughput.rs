@@ -9,6 +9,7 @@
 //! BENCH_SECONDS=10 BENCH_CONCURRENCY=1,16,256 cargo bench …        # longer / other levels
 //! BENCH_STORES=postgres BENCH_MODES=group cargo bench …             # a subset of the cases
 //! BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/mine cargo bench …  # this database
+//! BENCH_SEARCH_INDEX=none BENCH_BODY=varied cargo bench …            # the search index's cost
 //! ```
 //!
 //! Each sender owns a conversation and sends one message at a time, waiting for its
@@ -16,6 +17,13 @@
 //! (`postgres,embedded`) and `BENCH_MODES` (`single,group`: commit per message, group commit)
 //! choose the cases; `BENCH_DATABASE_URL` names an existing, empty or already migrated
 //! database to use as it is, instead of a fresh one made on `CHAT_TEST_DATABASE_URL`'s server.
+//!
+//! `BENCH_SEARCH_INDEX` changes the Postgres search index (`messages_body_fts_idx`, migration
+//! 0010) after migrating: `none` drops it, anything else is given to `ALTER INDEX … SET (…)`
+//! (e.g. `fastupdate=off` or `gin_pending_list_limit=16384`); unset, it stays as migrated.
+//! `BENCH_BODY=varied` sends eleven words drawn from a vocabulary of 20,000, common ones more
+//! often, instead of the same sentence of eleven words every time (which gives a full-text index
+//! nothing new to add after the first message).
 //!
 //! Besides throughput and latency, each Postgres case prints the transactions committed per
 //! message (`pg_stat_database.xact_commit`, read after the case's connections have closed) and
@@ -31,6 +39,10 @@ use chat_core::model::{Conversation, MessageKind, NewMessage, Role, Sender, Visi
 use chat_core::store::Store;
 use chat_storage::test_support::TestPostgres;
 use chat_storage::{BatchSettings, BatchingStore, EmbeddedStore, PostgresStore};
+
+#[path = "append_throughput/body.rs"]
+mod body;
+use body::{random_state, Body};
 
 struct Outcome {
     messages: u64,
@@ -65,6 +77,7 @@ async fn run_case(
     store: Arc<dyn Store>,
     conversations: Vec<Conversation>,
     seconds: u64,
+    body: Body,
 ) -> Outcome {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
@@ -74,6 +87,7 @@ async fn run_case(
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut i = 0u64;
+            let mut random = random_state(n);
             while Instant::now() < deadline {
                 i += 1;
                 let sent = Instant::now();
@@ -87,8 +101,7 @@ async fn run_case(
                             id: conversation.visitor_id.to_string(),
                             name: None,
                         },
-                        body: "a typical chat message of about sixty characters, give or take"
-                            .into(),
+                        body: body.text(&mut random),
                         kind: MessageKind::Text,
                     })
                     .await
@@ -235,6 +248,7 @@ async fn postgres_case(
     store: Arc<dyn Store>,
     senders: usize,
     seconds: u64,
+    body: Body,
 ) -> (Outcome, Costs) {
     // Made on connections of their own, closed before counting starts.
     let conversations = {
@@ -251,7 +265,7 @@ async fn postgres_case(
         .backend_cpu()
         .await
         .map(|now| now.into_iter().map(|(pid, t)| (pid, (t, t))).collect());
-    let running = run_case(store.clone(), conversations, seconds);
+    let running = run_case(store.clone(), conversations, seconds, body);
     tokio::pin!(running);
     let outcome = loop {
         tokio::select! {
@@ -284,16 +298,35 @@ async fn postgres_case(
     (outcome, costs)
 }
 
-async fn embedded_case(store: Arc<dyn Store>, senders: usize, seconds: u64) -> (Outcome, Costs) {
+async fn embedded_case(
+    store: Arc<dyn Store>,
+    senders: usize,
+    seconds: u64,
+    body: Body,
+) -> (Outcome, Costs) {
     let conversations = conversations(store.as_ref(), senders).await;
     let before = cpu_time("self").unwrap_or_default();
-    let outcome = run_case(store, conversations, seconds).await;
+    let outcome = run_case(store, conversations, seconds, body).await;
     let bench_cpu = cpu_time("self").unwrap_or_default() - before;
     let costs = Costs {
         bench_cpu: bench_cpu.as_secs_f64() / outcome.elapsed.as_secs_f64(),
         ..Costs::default()
     };
     (outcome, costs)
+}
+
+/// Applies `BENCH_SEARCH_INDEX` to the migrated database; says what the index is now.
+async fn set_search_index(client: &tokio_postgres::Client, variant: Option<&str>) -> String {
+    let statement = match variant {
+        None => return "as migrated".into(),
+        Some("none") => "DROP INDEX messages_body_fts_idx".to_string(),
+        Some(parameters) => format!("ALTER INDEX messages_body_fts_idx SET ({parameters})"),
+    };
+    client
+        .batch_execute(&statement)
+        .await
+        .unwrap_or_else(|e| panic!("BENCH_SEARCH_INDEX: {statement}: {e}"));
+    variant.unwrap_or_default().to_string()
 }
 
 fn list(var: &str, default: &str) -> Vec<String> {
@@ -317,6 +350,14 @@ fn main() {
         .collect();
     let stores = list("BENCH_STORES", "postgres,embedded");
     let modes = list("BENCH_MODES", "single,group");
+    let search_index = std::env::var("BENCH_SEARCH_INDEX")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let body = match std::env::var("BENCH_BODY").as_deref() {
+        Ok("varied") => Body::Varied,
+        Ok("fixed") | Err(_) => Body::Fixed,
+        Ok(other) => panic!("BENCH_BODY: {other}: expected fixed or varied"),
+    };
     let pool_size = 16;
     let batch = BatchSettings {
         writers: std::env::var("BENCH_WRITERS")
@@ -341,7 +382,7 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let fsync = runtime.block_on(async {
+    let (fsync, index) = runtime.block_on(async {
         let store = PostgresStore::connect(&url, 2).expect("connect");
         store.migrate().await.expect("migrate");
         let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -356,12 +397,19 @@ fn main() {
                 .expect("setting");
             settings.push(format!("{name}={}", row.get::<_, String>(0)));
         }
-        settings.join(", ")
+        let index = set_search_index(&client, search_index.as_deref()).await;
+        (settings.join(", "), index)
     });
     println!(
         "append throughput, {seconds} s per case, Postgres pool {pool_size}, {fsync}, \
-         embedded synchronous=FULL, group commit: {} writers, batches of at most {}",
-        batch.writers, batch.max_batch
+         search index: {index}, {} bodies, embedded synchronous=FULL, group commit: {} writers, \
+         batches of at most {}",
+        match body {
+            Body::Fixed => "fixed",
+            Body::Varied => "varied",
+        },
+        batch.writers,
+        batch.max_batch
     );
     println!(
         "| store | mode | senders | messages/s | ack p50 ms | ack p99 ms | xact/msg | bench CPU | postgres CPU |"
@@ -374,7 +422,7 @@ fn main() {
         runtime.block_on(async {
             if wants("postgres", "single") {
                 let plain = PostgresStore::connect(&url, pool_size).expect("connect");
-                let (o, c) = postgres_case(&url, Arc::new(plain), senders, seconds).await;
+                let (o, c) = postgres_case(&url, Arc::new(plain), senders, seconds, body).await;
                 report("postgres", "commit per message", senders, &o, &c);
             }
             if wants("postgres", "group") {
@@ -382,7 +430,7 @@ fn main() {
                     PostgresStore::connect(&url, pool_size).expect("connect"),
                     batch,
                 );
-                let (o, c) = postgres_case(&url, Arc::new(batched), senders, seconds).await;
+                let (o, c) = postgres_case(&url, Arc::new(batched), senders, seconds, body).await;
                 report("postgres", "group commit", senders, &o, &c);
             }
             let path = dir.path().join(format!("bench-{senders}.db"));
@@ -390,7 +438,7 @@ fn main() {
                 let plain = EmbeddedStore::open_async(path.clone())
                     .await
                     .expect("embedded");
-                let (o, c) = embedded_case(Arc::new(plain), senders, seconds).await;
+                let (o, c) = embedded_case(Arc::new(plain), senders, seconds, body).await;
                 report("embedded", "commit per message", senders, &o, &c);
             }
             if wants("embedded", "group") {
@@ -398,7 +446,7 @@ fn main() {
                     EmbeddedStore::open_async(path).await.expect("embedded"),
                     batch,
                 );
-                let (o, c) = embedded_case(Arc::new(batched), senders, seconds).await;
+                let (o, c) = embedded_case(Arc::new(batched), senders, seconds, body).await;
                 report("embedded", "group commit", senders, &o, &c);
             }
         });

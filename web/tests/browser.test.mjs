@@ -7,120 +7,20 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { execFile } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { randomBytes, createHmac, createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import {
+  REPO, BIN, WAIT, startGateway, terminateGateway, restartGateway, stopGateway, dumpGatewayOutput,
+  launchBrowser, mintToken,
+} from './harness.mjs';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = process.env.CHAT_GATEWAY_BIN || path.join(REPO, 'target', 'debug', 'chat-gateway');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-// CI machines are slow; every single wait gets this long.
-const WAIT = 30_000;
 const TEST_TIMEOUT = 240_000;
 
-let gateway; // { child, base, env, stdout, stderr }
+let gateway; // { child, base, env, dataDir, log }
 let browser;
 let agentToken;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function startGateway(extraEnv = {}) {
-  const port = await freePort();
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'chat-gateway-test-'));
-  const env = {
-    ...process.env,
-    CHAT_HTTP_LISTEN: `127.0.0.1:${port}`,
-    CHAT_DATA_DIR: dataDir,
-    CHAT_ADMIN_JWT_SECRET: randomBytes(32).toString('hex'),
-    CHAT_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
-    ...extraEnv,
-  };
-  const gw = { child: null, env, dataDir, base: `http://127.0.0.1:${port}`, stdout: '', stderr: '' };
-  await launchGateway(gw);
-  return gw;
-}
-
-// Spawns the binary with gw.env and waits for its SERVER_OK line. Output accumulates on gw, so a
-// restarted gateway's log follows the previous run's.
-async function launchGateway(gw) {
-  const child = spawn(BIN, [], { env: gw.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  gw.child = child;
-  const okBefore = (gw.stdout.match(/^SERVER_OK/gm) || []).length;
-  child.stderr.setEncoding('utf8').on('data', (d) => { gw.stderr += d; });
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no SERVER_OK line within ${WAIT} ms`)), WAIT);
-    child.stdout.setEncoding('utf8').on('data', (d) => {
-      gw.stdout += d;
-      if ((gw.stdout.match(/^SERVER_OK/gm) || []).length > okBefore) { clearTimeout(timer); resolve(); }
-    });
-    child.once('error', (e) => { clearTimeout(timer); reject(new Error(`cannot start ${BIN}: ${e.message}`)); });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`gateway exited before SERVER_OK (code ${code}, signal ${signal})`));
-    });
-  }).catch((e) => {
-    dumpGatewayOutput(gw);
-    child.kill('SIGKILL');
-    throw e;
-  });
-}
-
-// SIGTERM (SIGKILL after 10 s) and wait for the exit; keeps the data dir for a restart.
-async function terminateGateway(gw) {
-  if (!gw || !gw.child) return;
-  if (gw.child.exitCode === null && gw.child.signalCode === null) {
-    const exited = new Promise((resolve) => gw.child.once('exit', resolve));
-    gw.child.kill('SIGTERM');
-    const timer = setTimeout(() => gw.child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  }
-}
-
-// Starts a stopped gateway again: same port, data dir, secret and the rest of its env.
-async function restartGateway(gw) {
-  assert.ok(gw.child.exitCode !== null || gw.child.signalCode !== null, 'restartGateway needs a stopped gateway');
-  gw.stdout += '\n----- restarted -----\n';
-  gw.stderr += '\n----- restarted -----\n';
-  await launchGateway(gw);
-}
-
-async function stopGateway(gw) {
-  if (!gw) return;
-  await terminateGateway(gw);
-  await rm(gw.dataDir, { recursive: true, force: true });
-}
-
-function dumpGatewayOutput(gw) {
-  if (!gw) return;
-  console.error(`----- gateway stdout -----\n${gw.stdout}\n----- gateway stderr -----\n${gw.stderr}\n--------------------------`);
-}
-
-function mintToken(gw, agent, name) {
-  return new Promise((resolve, reject) => {
-    execFile(BIN, ['token', '--agent', agent, '--name', name], { env: gw.env, timeout: WAIT }, (err, stdout, stderr) => {
-      if (err) return reject(new Error(`token command failed: ${err.message}\n${stderr}`));
-      const jwt = stdout.trim();
-      if (!/^[\w-]+\.[\w-]+\.[\w-]+$/.test(jwt)) return reject(new Error(`token command printed no JWT: ${JSON.stringify(stdout)}`));
-      resolve(jwt);
-    });
-  });
-}
 
 // Runs a test body; on failure shows what the gateway said, which is usually the real story.
 function withGatewayLog(fn) {
@@ -152,12 +52,7 @@ function trackConsole(page, label) {
 before(async () => {
   gateway = await startGateway();
   agentToken = await mintToken(gateway, 'alice', 'Alice');
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-    timeout: WAIT * 2,
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {

@@ -4,25 +4,14 @@
 // then searches a word of the visitor's message and opens the conversation from the result.
 // Real chat-gateway binary, real Chromium.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  WAIT, startGateway, stopGateway, launchBrowser, mintToken, serveShop, waitForText,
-  openWidget, widgetSend, openConsole,
+  gw, browser, useGatewayAndBrowser, WAIT, mintToken, serveShop, waitForText, openWidget,
+  widgetSend, openConsole,
 } from './harness.mjs';
 
-let gw;
-let browser;
-
-before(async () => {
-  gw = await startGateway();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await stopGateway(gw);
-});
+useGatewayAndBrowser();
 
 test('a canned reply is offered on /gre and inserted with the visitor\'s name; a search finds the conversation', { timeout: 240_000 }, async () => {
   const shopper = await browser.newContext();

@@ -10,20 +10,10 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
 import { randomBytes, createHmac } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { WAIT, startGateway, stopGateway, dumpGatewayOutput, launchBrowser } from './harness.mjs';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = process.env.CHAT_GATEWAY_BIN || path.join(REPO, 'target', 'debug', 'chat-gateway');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const WAIT = 30_000;
 // Short enough that a renewal and the first token's expiry happen within the test, long enough
 // for a slow machine to load the console first. The console renews half-way (10 s).
 const TOKEN_TTL_SECS = 20;
@@ -38,19 +28,8 @@ const SESSIONS = { 's-alice': { id: 'alice', name: 'Alice' }, 's-dave': { id: 'd
 const UNAVAILABLE = new Set();
 
 let site; // { server, base, port, tokenRequests: [{ at, cookie, status, exp }] }
-let gateway; // { child, base, dataDir, stdout, stderr }
+let gateway; // { child, base, env, dataDir, log }
 let browser;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 // An agent JWT as a main site mints it: HS256 over the shared CHAT_ADMIN_JWT_SECRET.
 function signJwt(claims) {
@@ -116,55 +95,6 @@ function startMainSite() {
   }));
 }
 
-async function startGateway(upstreamPort) {
-  const port = await freePort();
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'chat-gateway-login-test-'));
-  const env = {
-    ...process.env,
-    CHAT_HTTP_LISTEN: `127.0.0.1:${port}`,
-    CHAT_DATA_DIR: dataDir,
-    CHAT_ADMIN_JWT_SECRET: SECRET,
-    CHAT_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
-    CHAT_UPSTREAM: `127.0.0.1:${upstreamPort}`,
-    // CHAT_ADMIN_TOKEN_URL stays unset: the default /api/admin/chat/token is under test.
-    CHAT_ADMIN_LOGIN_URL: LOGIN_PATH,
-  };
-  const gw = { child: null, dataDir, base: `http://127.0.0.1:${port}`, stdout: '', stderr: '' };
-  const child = spawn(BIN, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  gw.child = child;
-  child.stderr.setEncoding('utf8').on('data', (d) => { gw.stderr += d; });
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no SERVER_OK line within ${WAIT} ms`)), WAIT);
-    child.stdout.setEncoding('utf8').on('data', (d) => {
-      gw.stdout += d;
-      if (/^SERVER_OK/m.test(gw.stdout)) { clearTimeout(timer); resolve(); }
-    });
-    child.once('error', (e) => { clearTimeout(timer); reject(new Error(`cannot start ${BIN}: ${e.message}`)); });
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`gateway exited before SERVER_OK (code ${code})`)); });
-  }).catch((e) => {
-    dumpGatewayOutput(gw);
-    child.kill('SIGKILL');
-    throw e;
-  });
-  return gw;
-}
-
-async function stopGateway(gw) {
-  if (!gw) return;
-  if (gw.child.exitCode === null && gw.child.signalCode === null) {
-    const exited = new Promise((resolve) => gw.child.once('exit', resolve));
-    gw.child.kill('SIGTERM');
-    const timer = setTimeout(() => gw.child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  await rm(gw.dataDir, { recursive: true, force: true });
-}
-
-function dumpGatewayOutput(gw) {
-  if (gw) console.error(`----- gateway stdout -----\n${gw.stdout}\n----- gateway stderr -----\n${gw.stderr}\n-----`);
-}
-
 function withGatewayLog(fn) {
   return async (t) => {
     try {
@@ -214,13 +144,13 @@ function trackConsole(page, label) {
 
 before(async () => {
   site = await startMainSite();
-  gateway = await startGateway(site.port);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-    timeout: WAIT * 2,
+  gateway = await startGateway({
+    CHAT_ADMIN_JWT_SECRET: SECRET,
+    CHAT_UPSTREAM: `127.0.0.1:${site.port}`,
+    // CHAT_ADMIN_TOKEN_URL stays unset: the default /api/admin/chat/token is under test.
+    CHAT_ADMIN_LOGIN_URL: LOGIN_PATH,
   });
+  browser = await launchBrowser();
 });
 
 after(async () => {

@@ -3,30 +3,21 @@
 // hands ChatWidgetConfig.user to the page, which computes nothing itself. Real chat-gateway
 // binary, real Chromium; each browser context is one device.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
 import {
-  WAIT, startGateway, stopGateway, launchBrowser, mintToken, serveShop, waitForText,
-  openWidget, widgetSend, openConsole,
+  gw, browser, useGatewayAndBrowser, WAIT, mintToken, serveShop, waitForText, openWidget,
+  widgetSend, openConsole,
 } from './harness.mjs';
 
 const SECRET = randomBytes(32).toString('hex');
-let gw;
-let browser;
 let agentToken;
 
 const hashOf = (id) => createHmac('sha256', SECRET).update(String(id)).digest('hex');
 
-before(async () => {
-  gw = await startGateway({ CHAT_IDENTITY_SECRET: SECRET });
-  browser = await launchBrowser();
+useGatewayAndBrowser({ CHAT_IDENTITY_SECRET: SECRET }, async () => {
   agentToken = await mintToken(gw, 'alice', 'Alice');
-});
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await stopGateway(gw);
 });
 
 const widgetState = (page) => page.evaluate(() => window.ChatWidget.state);

@@ -2,24 +2,11 @@
 // ChatWidgetConfig.locale or by the browser's language, and the console's language selector.
 // Real chat-gateway binary, real Chromium.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  WAIT, startGateway, stopGateway, launchBrowser, mintToken, serveShop, waitForText,
-} from './harness.mjs';
+import { gw, browser, useGatewayAndBrowser, WAIT, mintToken, serveShop, waitForText } from './harness.mjs';
 
-let gw;
-let browser;
-
-before(async () => {
-  gw = await startGateway();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await stopGateway(gw);
-});
+useGatewayAndBrowser();
 
 // Opens the shop's widget and waits until it is connected, in whatever language.
 async function openWidgetIn(page, connected) {

@@ -4,25 +4,14 @@
 // agent from the console's select of agents, and the system message shows in the widget and in
 // both consoles. Real chat-gateway binary, real Chromium.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  WAIT, startGateway, stopGateway, launchBrowser, mintToken, serveShop, waitForText,
-  openWidget, widgetSend, openConsole,
+  gw, browser, useGatewayAndBrowser, WAIT, mintToken, serveShop, waitForText, openWidget,
+  widgetSend, openConsole,
 } from './harness.mjs';
 
-let gw;
-let browser;
-
-before(async () => {
-  gw = await startGateway();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await stopGateway(gw);
-});
+useGatewayAndBrowser();
 
 const SECRET = 'Internal: refund approved, tell them tomorrow';
 const LINE = 'Alice transferred the conversation to Bob';

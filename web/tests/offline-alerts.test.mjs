@@ -4,25 +4,14 @@
 // title counts new visitor messages, one desktop notification per conversation, nothing when
 // muted. Real chat-gateway binary, real Chromium (Notification stubbed in the page to record).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  WAIT, startGateway, stopGateway, launchBrowser, mintToken, serveShop, waitForText,
-  openWidget, widgetSend, openConsole,
+  gw, browser, useGatewayAndBrowser, WAIT, mintToken, serveShop, waitForText, openWidget,
+  widgetSend, openConsole,
 } from './harness.mjs';
 
-let gw;
-let browser;
-
-before(async () => {
-  gw = await startGateway();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await stopGateway(gw);
-});
+useGatewayAndBrowser();
 
 test('no agent online: the widget asks for an email; the agent connecting later sees it and the waiting mark', { timeout: 180_000 }, async () => {
   const shopper = await browser.newContext();

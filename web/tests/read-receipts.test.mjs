@@ -7,25 +7,14 @@
 //   CHAT_GATEWAY_BIN  gateway binary (default <repo>/target/debug/chat-gateway)
 //   CHROMIUM_PATH     browser (default /usr/bin/chromium)
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  WAIT, startGateway, stopGateway, launchBrowser, mintToken, serveShop, openWidget, widgetSend,
+  gw, browser, useGatewayAndBrowser, WAIT, mintToken, serveShop, openWidget, widgetSend,
   openConsole, waitForText,
 } from './harness.mjs';
 
-let gw;
-let browser;
-
-before(async () => {
-  gw = await startGateway();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await stopGateway(gw);
-});
+useGatewayAndBrowser();
 
 async function waitForAttribute(locator, name, value, what) {
   try {

@@ -3,25 +3,14 @@
 // and never the other site's conversation, listed or live. Real chat-gateway binary, real
 // Chromium.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  WAIT, startGateway, stopGateway, launchBrowser, mintToken, serveShop, waitForText,
-  openWidget, widgetSend, openConsole,
+  gw, browser, useGatewayAndBrowser, WAIT, mintToken, serveShop, waitForText, openWidget,
+  widgetSend, openConsole,
 } from './harness.mjs';
 
-let gw;
-let browser;
-
-before(async () => {
-  gw = await startGateway();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await stopGateway(gw);
-});
+useGatewayAndBrowser();
 
 const items = (page) => page.getByTestId('conversation-item');
 

@@ -6,22 +6,11 @@
 //   CHAT_GATEWAY_BIN  gateway binary (default <repo>/target/debug/chat-gateway)
 //   CHROMIUM_PATH     browser (default /usr/bin/chromium)
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WAIT, startGateway, stopGateway, launchBrowser, mintToken as mintWith } from './harness.mjs';
+import { gw, browser, useGatewayAndBrowser, WAIT, mintToken as mintWith } from './harness.mjs';
 
-let gw; // { child, base, env, dataDir, log }
-let browser;
-
-before(async () => {
-  gw = await startGateway();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await stopGateway(gw);
-});
+useGatewayAndBrowser();
 
 function mintToken(agent, name) {
   return mintWith(gw, agent, name);

@@ -235,10 +235,15 @@ impl ChatService {
         Ok(listed)
     }
 
-    /// Writes the agent of a session being opened into the directory. A failure is logged and
-    /// does not refuse the session: the directory only serves assignment.
+    /// Writes the agent of a session being opened into the directory, unless this process
+    /// wrote the same record lately (`recorded_agents.rs`). A failure is logged and does not
+    /// refuse the session: the directory only serves assignment.
     pub(super) async fn record_agent(&self, agent: &Agent, sites: &crate::model::Sites) {
         if !fits_directory(&agent.id, &agent.name) {
+            return;
+        }
+        let recorded = &self.inner.recorded_agents;
+        if !recorded.claim(&agent.id, &agent.name, sites, std::time::Instant::now()) {
             return;
         }
         let record = AgentRecord {
@@ -248,6 +253,7 @@ impl ChatService {
             last_seen: chrono::Utc::now(),
         };
         if let Err(error) = self.inner.store.record_agent(&record).await {
+            recorded.forget(&agent.id);
             tracing::warn!(%error, "cannot record the agent in the directory");
         }
     }

@@ -128,6 +128,7 @@ impl ChatService {
                     MAX_VISITOR_SEND_BUCKETS,
                 ),
                 attachment_files: std::sync::OnceLock::new(),
+                recorded_agents: Default::default(),
                 config,
             }),
         }

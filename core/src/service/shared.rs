@@ -49,6 +49,8 @@ pub(super) struct Inner {
     pub(super) uploads: crate::rate::KeyedBuckets<(crate::model::Role, String)>,
     /// Where new attachments' bytes go when not in the store (`CHAT_UPLOAD_DIR`).
     pub(super) attachment_files: std::sync::OnceLock<Arc<dyn crate::attachment::AttachmentFiles>>,
+    /// What this process last wrote into the agent directory, per agent.
+    pub(super) recorded_agents: super::recorded_agents::RecordedAgents,
 }
 
 /// Counters of conversation changes, by hash of the conversation id.

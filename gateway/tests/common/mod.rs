@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod poller;
+pub mod setup;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
