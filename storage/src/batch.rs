@@ -10,16 +10,27 @@
 //! batching, while 256 concurrent senders share a handful of commits.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use chat_core::agents::AgentRecord;
+use chat_core::attachment::{Attachment, StoredAttachment};
+use chat_core::canned::{CannedFields, CannedResponse, CannedWrite};
 use chat_core::model::{
     Agent, Conversation, ConversationId, ConversationStatus, Message, NewMessage, Visitor,
     VisitorId,
 };
-use chat_core::store::{Appended, ConversationFilter, Store};
+use chat_core::read_receipts::{AgentListing, MarkedRead, ReadMarks, Reader};
+use chat_core::search::{SearchQuery, StoredHit};
+use chat_core::store::{
+    Appended, ConversationFilter, Imported, ImportedMessage, PoolStatus, Store,
+};
+use chat_core::visitor_context::VisitorContextRecord;
+use chat_core::webhook::{OutboxDepth, WebhookEvent};
 use chat_core::StoreError;
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, Mutex};
+use uuid::Uuid;
 
 /// A store that can commit several appends in one transaction.
 ///
@@ -137,306 +148,116 @@ async fn write_batches<S: AppendBatch>(
     }
 }
 
-#[async_trait]
-impl<S: AppendBatch> Store for BatchingStore<S> {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
+/// Writes the [`Store`] impl of [`BatchingStore`]: the methods given in full between the
+/// braces, then, for each signature listed after them, a method that calls the inner store's
+/// method of the same name. A trait method with a default body that is in neither would use
+/// that default instead of the inner store's: every `Store` method is to be in one of the two.
+macro_rules! impl_store_forwarding_to_inner {
+    (
+        { $($own:tt)* }
+        $(async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*
+    ) => {
+        #[async_trait]
+        impl<S: AppendBatch> Store for BatchingStore<S> {
+            $($own)*
+
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    self.inner.$name($($arg),*).await
+                }
+            )*
+        }
+    };
+}
+
+impl_store_forwarding_to_inner! {
+    {
+        fn kind(&self) -> &'static str {
+            self.inner.kind()
+        }
+
+        fn pool_status(&self) -> Option<PoolStatus> {
+            self.inner.pool_status()
+        }
+
+        async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
+            let (reply, answer) = oneshot::channel();
+            self.queue
+                .send(PendingAppend { message, reply })
+                .await
+                .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
+            answer.await.map_err(|_| {
+                StoreError::Unavailable(
+                    "the store's writer stopped before answering; retry with the same client_msg_id"
+                        .into(),
+                )
+            })?
+        }
     }
 
-    async fn health(&self) -> Result<(), StoreError> {
-        self.inner.health().await
-    }
-
-    async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError> {
-        self.inner.ensure_visitor(visitor).await
-    }
-
-    async fn visitor(&self, id: VisitorId) -> Result<Option<Visitor>, StoreError> {
-        self.inner.visitor(id).await
-    }
-
-    async fn move_conversation(
-        &self,
-        id: ConversationId,
-        to: VisitorId,
-    ) -> Result<Conversation, StoreError> {
-        self.inner.move_conversation(id, to).await
-    }
-
-    async fn create_conversation(
-        &self,
-        site_id: &str,
-        visitor_id: VisitorId,
-    ) -> Result<Conversation, StoreError> {
-        self.inner.create_conversation(site_id, visitor_id).await
-    }
-
-    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
-        self.inner.conversation(id).await
-    }
-
-    async fn open_conversation_of(
-        &self,
-        site_id: &str,
-        visitor_id: VisitorId,
-    ) -> Result<Option<Conversation>, StoreError> {
-        self.inner.open_conversation_of(site_id, visitor_id).await
-    }
-
-    async fn list_conversations(
-        &self,
-        filter: &ConversationFilter,
-    ) -> Result<Vec<Conversation>, StoreError> {
-        self.inner.list_conversations(filter).await
-    }
-
-    async fn assign(
-        &self,
-        id: ConversationId,
-        assignee: Option<&Agent>,
-    ) -> Result<Conversation, StoreError> {
-        self.inner.assign(id, assignee).await
-    }
-
-    async fn set_waiting(
-        &self,
-        id: ConversationId,
-        waiting: bool,
-    ) -> Result<Conversation, StoreError> {
-        self.inner.set_waiting(id, waiting).await
-    }
-
-    async fn set_status(
-        &self,
-        id: ConversationId,
-        status: ConversationStatus,
-    ) -> Result<Conversation, StoreError> {
-        self.inner.set_status(id, status).await
-    }
-
-    async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(PendingAppend { message, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
-        answer.await.map_err(|_| {
-            StoreError::Unavailable(
-                "the store's writer stopped before answering; retry with the same client_msg_id"
-                    .into(),
-            )
-        })?
-    }
-
-    async fn messages_after(
-        &self,
-        conversation_id: ConversationId,
-        after_seq: i64,
-        limit: u32,
-    ) -> Result<Vec<Message>, StoreError> {
-        self.inner
-            .messages_after(conversation_id, after_seq, limit)
-            .await
-    }
-
+    async fn health(&self) -> Result<(), StoreError>;
+    async fn ensure_visitor(&self, visitor: &Visitor) -> Result<Visitor, StoreError>;
+    async fn visitor(&self, id: VisitorId) -> Result<Option<Visitor>, StoreError>;
+    async fn move_conversation(&self, id: ConversationId, to: VisitorId)
+        -> Result<Conversation, StoreError>;
+    async fn create_conversation(&self, site_id: &str, visitor_id: VisitorId)
+        -> Result<Conversation, StoreError>;
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError>;
+    async fn open_conversation_of(&self, site_id: &str, visitor_id: VisitorId)
+        -> Result<Option<Conversation>, StoreError>;
+    async fn list_conversations(&self, filter: &ConversationFilter)
+        -> Result<Vec<Conversation>, StoreError>;
+    async fn assign(&self, id: ConversationId, assignee: Option<&Agent>)
+        -> Result<Conversation, StoreError>;
+    async fn set_waiting(&self, id: ConversationId, waiting: bool)
+        -> Result<Conversation, StoreError>;
+    async fn set_status(&self, id: ConversationId, status: ConversationStatus)
+        -> Result<Conversation, StoreError>;
+    async fn messages_after(&self, conversation_id: ConversationId, after_seq: i64, limit: u32)
+        -> Result<Vec<Message>, StoreError>;
     async fn visitor_messages_after(
-        &self,
-        conversation_id: ConversationId,
-        after_seq: i64,
-        limit: u32,
-    ) -> Result<Vec<Message>, StoreError> {
-        self.inner
-            .visitor_messages_after(conversation_id, after_seq, limit)
-            .await
-    }
-
+        &self, conversation_id: ConversationId, after_seq: i64, limit: u32
+    ) -> Result<Vec<Message>, StoreError>;
     async fn visitor_message_count(
-        &self,
-        conversation_id: ConversationId,
-        after_seq: i64,
-        upto_seq: i64,
-    ) -> Result<u64, StoreError> {
-        self.inner
-            .visitor_message_count(conversation_id, after_seq, upto_seq)
-            .await
-    }
-
-    async fn record_agent(&self, agent: &chat_core::agents::AgentRecord) -> Result<(), StoreError> {
-        self.inner.record_agent(agent).await
-    }
-
-    async fn agent(&self, id: &str) -> Result<Option<chat_core::agents::AgentRecord>, StoreError> {
-        self.inner.agent(id).await
-    }
-
-    async fn agents_of_site(
-        &self,
-        site: &str,
-        limit: u32,
-    ) -> Result<Vec<chat_core::agents::AgentRecord>, StoreError> {
-        self.inner.agents_of_site(site, limit).await
-    }
-
-    async fn import_messages(
-        &self,
-        messages: &[chat_core::store::ImportedMessage],
-    ) -> Result<Vec<chat_core::store::Imported>, StoreError> {
-        self.inner.import_messages(messages).await
-    }
-
-    async fn put_visitor_context(
-        &self,
-        record: &chat_core::visitor_context::VisitorContextRecord,
-    ) -> Result<bool, StoreError> {
-        self.inner.put_visitor_context(record).await
-    }
-
-    async fn visitor_context(
-        &self,
-        visitor_id: VisitorId,
-    ) -> Result<Option<chat_core::visitor_context::VisitorContextRecord>, StoreError> {
-        self.inner.visitor_context(visitor_id).await
-    }
-
-    async fn mark_read(
-        &self,
-        id: ConversationId,
-        reader: &chat_core::read_receipts::Reader,
-        seq: i64,
-    ) -> Result<chat_core::read_receipts::MarkedRead, StoreError> {
-        self.inner.mark_read(id, reader, seq).await
-    }
-
-    async fn read_marks(
-        &self,
-        ids: &[ConversationId],
-    ) -> Result<Vec<chat_core::read_receipts::ReadMarks>, StoreError> {
-        self.inner.read_marks(ids).await
-    }
-
-    async fn list_conversations_for_agent(
-        &self,
-        filter: &ConversationFilter,
-        agent_id: &str,
-    ) -> Result<Vec<chat_core::read_receipts::AgentListing>, StoreError> {
-        self.inner
-            .list_conversations_for_agent(filter, agent_id)
-            .await
-    }
-
-    async fn canned_responses(
-        &self,
-        site_id: &str,
-    ) -> Result<Vec<chat_core::canned::CannedResponse>, StoreError> {
-        self.inner.canned_responses(site_id).await
-    }
-
-    async fn canned_response(
-        &self,
-        id: uuid::Uuid,
-    ) -> Result<Option<chat_core::canned::CannedResponse>, StoreError> {
-        self.inner.canned_response(id).await
-    }
-
+        &self, conversation_id: ConversationId, after_seq: i64, upto_seq: i64
+    ) -> Result<u64, StoreError>;
+    async fn record_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
+    async fn agents_of_site(&self, site: &str, limit: u32) -> Result<Vec<AgentRecord>, StoreError>;
+    async fn import_messages(&self, messages: &[ImportedMessage])
+        -> Result<Vec<Imported>, StoreError>;
+    async fn put_visitor_context(&self, record: &VisitorContextRecord) -> Result<bool, StoreError>;
+    async fn visitor_context(&self, visitor_id: VisitorId)
+        -> Result<Option<VisitorContextRecord>, StoreError>;
+    async fn mark_read(&self, id: ConversationId, reader: &Reader, seq: i64)
+        -> Result<MarkedRead, StoreError>;
+    async fn read_marks(&self, ids: &[ConversationId]) -> Result<Vec<ReadMarks>, StoreError>;
+    async fn list_conversations_for_agent(&self, filter: &ConversationFilter, agent_id: &str)
+        -> Result<Vec<AgentListing>, StoreError>;
+    async fn canned_responses(&self, site_id: &str) -> Result<Vec<CannedResponse>, StoreError>;
+    async fn canned_response(&self, id: Uuid) -> Result<Option<CannedResponse>, StoreError>;
     async fn create_canned_response(
-        &self,
-        site_id: &str,
-        fields: &chat_core::canned::CannedFields,
-        max_per_site: u32,
-    ) -> Result<chat_core::canned::CannedWrite, StoreError> {
-        self.inner
-            .create_canned_response(site_id, fields, max_per_site)
-            .await
-    }
-
-    async fn update_canned_response(
-        &self,
-        id: uuid::Uuid,
-        fields: &chat_core::canned::CannedFields,
-    ) -> Result<chat_core::canned::CannedWrite, StoreError> {
-        self.inner.update_canned_response(id, fields).await
-    }
-
-    async fn delete_canned_response(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
-        self.inner.delete_canned_response(id).await
-    }
-
-    async fn search_conversations(
-        &self,
-        query: &chat_core::search::SearchQuery,
-    ) -> Result<Vec<chat_core::search::StoredHit>, StoreError> {
-        self.inner.search_conversations(query).await
-    }
-
-    async fn put_attachment(
-        &self,
-        attachment: &chat_core::attachment::Attachment,
-        content: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
-        self.inner.put_attachment(attachment, content).await
-    }
-
-    async fn attachment(
-        &self,
-        id: uuid::Uuid,
-    ) -> Result<Option<chat_core::attachment::StoredAttachment>, StoreError> {
-        self.inner.attachment(id).await
-    }
-
+        &self, site_id: &str, fields: &CannedFields, max_per_site: u32
+    ) -> Result<CannedWrite, StoreError>;
+    async fn update_canned_response(&self, id: Uuid, fields: &CannedFields)
+        -> Result<CannedWrite, StoreError>;
+    async fn delete_canned_response(&self, id: Uuid) -> Result<bool, StoreError>;
+    async fn search_conversations(&self, query: &SearchQuery)
+        -> Result<Vec<StoredHit>, StoreError>;
+    async fn put_attachment(&self, attachment: &Attachment, content: Option<&[u8]>)
+        -> Result<(), StoreError>;
+    async fn attachment(&self, id: Uuid) -> Result<Option<StoredAttachment>, StoreError>;
     async fn bind_attachment(
-        &self,
-        id: uuid::Uuid,
-        conversation_id: ConversationId,
-        visible_to_visitor: bool,
-    ) -> Result<Option<chat_core::attachment::Attachment>, StoreError> {
-        self.inner
-            .bind_attachment(id, conversation_id, visible_to_visitor)
-            .await
-    }
-
-    async fn delete_unsent_attachments(
-        &self,
-        uploaded_before: chrono::DateTime<chrono::Utc>,
-        limit: u32,
-    ) -> Result<Vec<uuid::Uuid>, StoreError> {
-        self.inner
-            .delete_unsent_attachments(uploaded_before, limit)
-            .await
-    }
-
-    async fn open_conversation_count(&self) -> Result<Option<u64>, StoreError> {
-        self.inner.open_conversation_count().await
-    }
-
-    fn pool_status(&self) -> Option<chat_core::store::PoolStatus> {
-        self.inner.pool_status()
-    }
-
-    async fn claim_webhook_events(
-        &self,
-        limit: u32,
-        lease: std::time::Duration,
-    ) -> Result<Vec<chat_core::webhook::WebhookEvent>, StoreError> {
-        self.inner.claim_webhook_events(limit, lease).await
-    }
-
-    async fn webhook_event_delivered(&self, id: uuid::Uuid) -> Result<(), StoreError> {
-        self.inner.webhook_event_delivered(id).await
-    }
-
+        &self, id: Uuid, conversation_id: ConversationId, visible_to_visitor: bool
+    ) -> Result<Option<Attachment>, StoreError>;
+    async fn delete_unsent_attachments(&self, uploaded_before: DateTime<Utc>, limit: u32)
+        -> Result<Vec<Uuid>, StoreError>;
+    async fn open_conversation_count(&self) -> Result<Option<u64>, StoreError>;
+    async fn claim_webhook_events(&self, limit: u32, lease: Duration)
+        -> Result<Vec<WebhookEvent>, StoreError>;
+    async fn webhook_event_delivered(&self, id: Uuid) -> Result<(), StoreError>;
     async fn webhook_event_failed(
-        &self,
-        id: uuid::Uuid,
-        attempts: u32,
-        retry_in: Option<std::time::Duration>,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        self.inner
-            .webhook_event_failed(id, attempts, retry_in, error)
-            .await
-    }
-
-    async fn webhook_outbox_depth(&self) -> Result<chat_core::webhook::OutboxDepth, StoreError> {
-        self.inner.webhook_outbox_depth().await
-    }
+        &self, id: Uuid, attempts: u32, retry_in: Option<Duration>, error: &str
+    ) -> Result<(), StoreError>;
+    async fn webhook_outbox_depth(&self) -> Result<OutboxDepth, StoreError>;
 }

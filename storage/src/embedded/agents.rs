@@ -6,7 +6,8 @@ use chat_core::model::Sites;
 use chat_core::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{bad_data, sqlite_err, timestamp};
+use super::errors::sqlite_err;
+use super::rows::{bad_data, timestamp};
 
 const COLUMNS: &str = "id, name, sites, last_seen";
 

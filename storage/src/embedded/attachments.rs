@@ -7,7 +7,9 @@ use chat_core::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
-use super::{bad_data, constraint, now_micros, parse_uuid, sqlite_err, timestamp};
+use super::errors::{constraint, sqlite_err};
+use super::rows::{bad_data, parse_uuid, timestamp};
+use crate::time::now_micros;
 
 /// The metadata's columns, in the order [`read`] reads them.
 macro_rules! attachment_columns {

@@ -5,7 +5,9 @@ use chat_core::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use uuid::Uuid;
 
-use super::{constraint, now_micros, parse_uuid, sqlite_err, timestamp};
+use super::errors::{constraint, sqlite_err};
+use super::rows::{parse_uuid, timestamp};
+use crate::time::now_micros;
 
 const COLUMNS: &str = "id, site_id, shortcut, title, body, created_at, updated_at";
 

@@ -5,7 +5,9 @@ use chat_core::store::{Imported, ImportedMessage};
 use chat_core::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{message_from, parse_uuid, read_message, sqlite_err, timestamp, SELECT_DUPLICATE};
+use super::errors::sqlite_err;
+use super::messages::SELECT_DUPLICATE;
+use super::rows::{message_from, parse_uuid, read_message, timestamp};
 use crate::import::{check, ExistingConversation};
 use chat_core::model::VisitorId;
 

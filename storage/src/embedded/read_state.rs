@@ -9,7 +9,8 @@ use chat_core::store::ConversationFilter;
 use chat_core::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{conversation_from, parse_uuid, read_conversation, sqlite_err};
+use super::errors::sqlite_err;
+use super::rows::{conversation_from, parse_uuid, read_conversation};
 use crate::time::now_micros;
 
 /// Moves the reader's position forward (clamped to `last_seq`; never back): the new `seq` when

@@ -9,7 +9,8 @@ use chat_core::StoreError;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection};
 
-use super::{conversation_from, message_from, read_conversation, sqlite_err, MessageRow};
+use super::errors::sqlite_err;
+use super::rows::{conversation_from, message_from, read_conversation, MessageRow};
 use crate::like_pattern;
 
 /// The statement: `?1` sites as a JSON array (or NULL), `?2` status (or NULL), `?3`/`?4` the

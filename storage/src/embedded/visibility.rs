@@ -5,7 +5,8 @@ use chat_core::model::{ConversationId, Message};
 use chat_core::StoreError;
 use rusqlite::{params, Connection};
 
-use super::{message_from, read_message, sqlite_err};
+use super::errors::sqlite_err;
+use super::rows::{message_from, read_message};
 
 /// [`chat_core::store::Store::visitor_messages_after`].
 pub(super) fn messages_after(

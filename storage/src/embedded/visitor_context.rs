@@ -6,7 +6,8 @@ use chat_core::visitor_context::VisitorContextRecord;
 use chat_core::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{bad_data, parse_uuid, sqlite_err, timestamp};
+use super::errors::sqlite_err;
+use super::rows::{bad_data, parse_uuid, timestamp};
 
 /// Upserts `record` when its visitor exists (keeping the earlier `first_seen_at`); whether it
 /// was stored.

@@ -5,7 +5,9 @@ use chat_core::model::{Conversation, ConversationId, Visitor, VisitorId, Visitor
 use chat_core::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{conversation_from, now_micros, parse_uuid, read_conversation, sqlite_err, timestamp};
+use super::errors::sqlite_err;
+use super::rows::{conversation_from, parse_uuid, read_conversation, timestamp};
+use crate::time::now_micros;
 
 const VISITOR_COLUMNS: &str = "id, site_id, created_at, user_id, name, email, verified";
 

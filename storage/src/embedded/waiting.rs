@@ -4,7 +4,8 @@ use chat_core::model::{Conversation, ConversationId};
 use chat_core::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{conversation_from, read_conversation, sqlite_err};
+use super::errors::sqlite_err;
+use super::rows::{conversation_from, read_conversation};
 use crate::time::now_micros;
 
 /// Sets or clears `waiting` (and `updated_at`); the conversation as it is now.

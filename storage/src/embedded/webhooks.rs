@@ -3,15 +3,16 @@
 //! claimed by this process's delivery worker. One connection behind a mutex serializes every
 //! claim, so no two claims return the same row.
 
-use chat_core::model::{Agent, Conversation, ConversationId, ConversationStatus};
+use chat_core::model::ConversationId;
 use chat_core::webhook::{
-    bounded_error, NewWebhookEvent, OutboxDepth, WebhookEvent, WebhookEventKind, WebhookOutbox,
+    bounded_error, NewWebhookEvent, OutboxDepth, WebhookEvent, WebhookEventKind,
 };
 use chat_core::StoreError;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 use uuid::Uuid;
 
-use super::{conversation_from, parse_uuid, read_conversation, sqlite_err, timestamp};
+use super::errors::sqlite_err;
+use super::rows::{parse_uuid, timestamp};
 use crate::time::now_micros;
 
 /// Writes `events`, due at once, in the caller's transaction.
@@ -39,78 +40,6 @@ pub(super) fn insert(conn: &Connection, events: &[NewWebhookEvent]) -> Result<()
         .map_err(sqlite_err)?;
     }
     Ok(())
-}
-
-/// A conversation update that may produce an event.
-pub(super) enum ConversationChange {
-    /// Sets the assignee; `conversation.assigned` when it differs from the previous one.
-    Assign(Option<Agent>),
-    /// Sets the status; `conversation.closed` when it becomes closed.
-    Status(ConversationStatus),
-}
-
-/// Runs `change` on conversation `id` in one transaction with its event, when `outbox` wants
-/// one; `Ok(None)`: no such conversation. The `bool`: an event was written.
-pub(super) fn change_conversation(
-    conn: &mut Connection,
-    outbox: &WebhookOutbox,
-    id: &str,
-    change: ConversationChange,
-) -> Result<Option<(Conversation, bool)>, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sqlite_err)?;
-    let before: Option<(String, Option<String>)> = tx
-        .prepare_cached("SELECT status, assignee_id FROM conversations WHERE id = ?1")
-        .and_then(|mut stmt| {
-            stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()
-        })
-        .map_err(sqlite_err)?;
-    let Some((old_status, old_assignee)) = before else {
-        return Ok(None);
-    };
-    let now = now_micros().timestamp_micros();
-    let (raw, kind) = match change {
-        ConversationChange::Assign(assignee) => {
-            let raw = tx
-                .prepare_cached(super::ASSIGN)
-                .and_then(|mut stmt| {
-                    stmt.query_row(
-                        params![
-                            id,
-                            assignee.as_ref().map(|a| a.id.as_str()),
-                            assignee.as_ref().map(|a| a.name.as_str()),
-                            now
-                        ],
-                        read_conversation,
-                    )
-                })
-                .map_err(sqlite_err)?;
-            let changed = old_assignee.as_deref() != assignee.as_ref().map(|a| a.id.as_str());
-            (
-                raw,
-                changed.then_some(WebhookEventKind::ConversationAssigned),
-            )
-        }
-        ConversationChange::Status(status) => {
-            let raw = tx
-                .prepare_cached(super::SET_STATUS)
-                .and_then(|mut stmt| {
-                    stmt.query_row(params![id, status.as_str(), now], read_conversation)
-                })
-                .map_err(sqlite_err)?;
-            let closed = status == ConversationStatus::Closed && old_status != status.as_str();
-            (raw, closed.then_some(WebhookEventKind::ConversationClosed))
-        }
-    };
-    let conversation = conversation_from(raw)?;
-    let event = kind.and_then(|kind| outbox.conversation_event(kind, &conversation));
-    if let Some(event) = &event {
-        insert(&tx, std::slice::from_ref(event))?;
-    }
-    tx.commit().map_err(sqlite_err)?;
-    Ok(Some((conversation, event.is_some())))
 }
 
 fn micros(d: std::time::Duration) -> i64 {

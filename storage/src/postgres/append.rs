@@ -30,8 +30,9 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::errors::{self, pg_err, unique_violation};
+use super::pool::{finish, OperationError};
 use super::rows::message_from_row;
-use super::{bus, finish, webhooks, OperationError, PostgresStore, OP_TIMEOUT};
+use super::{bus, webhooks, PostgresStore, OP_TIMEOUT};
 
 /// The batch's conversations, locked in id order.
 const LOCK_CONVERSATIONS: &str = "SELECT id, visitor_id, last_seq, site_id, visitor_last_seq \

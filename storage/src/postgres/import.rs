@@ -10,7 +10,7 @@ use chat_core::model::{Message, MessageKind, VisitorId};
 use chat_core::store::{Imported, ImportedMessage};
 use chat_core::StoreError;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{Object, Transaction};
 use uuid::Uuid;
 
 use super::errors::pg_err;
@@ -29,9 +29,20 @@ struct Planned {
     updated_at: Option<DateTime<Utc>>,
 }
 
+/// [`chat_core::store::Store::import_messages`]: [`import_in`] a transaction of its own.
+pub(super) async fn import(
+    client: &mut Object,
+    messages: &[ImportedMessage],
+) -> Result<Vec<Imported>, StoreError> {
+    let tx = client.transaction().await.map_err(pg_err)?;
+    let results = import_in(&tx, messages).await?;
+    tx.commit().await.map_err(pg_err)?;
+    Ok(results)
+}
+
 /// Imports `messages` in order inside `tx` (the caller commits), stopping after the first
 /// refusal.
-pub(super) async fn import_in(
+async fn import_in(
     tx: &Transaction<'_>,
     messages: &[ImportedMessage],
 ) -> Result<Vec<Imported>, StoreError> {

@@ -8,9 +8,9 @@
 //! claimed again while their delivery runs. The database's clock decides what is due, so
 //! processes with skewed clocks agree.
 
-use chat_core::model::{Agent, Conversation, ConversationId, ConversationStatus};
+use chat_core::model::ConversationId;
 use chat_core::webhook::{
-    bounded_error, NewWebhookEvent, OutboxDepth, WebhookEvent, WebhookEventKind, WebhookOutbox,
+    bounded_error, NewWebhookEvent, OutboxDepth, WebhookEvent, WebhookEventKind,
 };
 use chat_core::StoreError;
 use deadpool_postgres::{GenericClient, Object};
@@ -18,7 +18,6 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::errors::pg_err;
-use super::rows::conversation_from_row;
 
 /// Writes events, due at once (by the database's clock, which decides what is due).
 pub(super) const INSERT_EVENTS: &str = "INSERT INTO webhook_outbox \
@@ -92,70 +91,6 @@ pub(super) async fn insert<C: GenericClient>(
     let stmt = client.prepare_cached(INSERT_EVENTS).await?;
     let columns = EventColumns::new(events);
     client.execute(&stmt, &columns.params()).await.map(drop)
-}
-
-/// A conversation update that may produce an event: the statement returning the conversation
-/// as updated, and the columns it read before (locked), so the event is written only when the
-/// fact changed something.
-pub(super) enum ConversationChange<'a> {
-    /// Sets the assignee; `conversation.assigned` when it differs from the previous one.
-    Assign(Option<&'a Agent>),
-    /// Sets the status; `conversation.closed` when it becomes closed.
-    Status(ConversationStatus),
-}
-
-/// Runs `change` on conversation `id` in a transaction that also writes its event when
-/// `outbox` wants one; `Ok(None)`: no such conversation.
-pub(super) async fn change_conversation(
-    client: &mut Object,
-    outbox: &WebhookOutbox,
-    id: ConversationId,
-    change: ConversationChange<'_>,
-) -> Result<Option<(Conversation, bool)>, StoreError> {
-    let tx = client.transaction().await.map_err(pg_err)?;
-    let before = tx
-        .prepare_cached("SELECT status, assignee_id FROM conversations WHERE id = $1 FOR UPDATE")
-        .await
-        .map_err(pg_err)?;
-    let Some(before) = tx.query_opt(&before, &[&id.0]).await.map_err(pg_err)? else {
-        return Ok(None);
-    };
-    let old_status: String = before.try_get(0).map_err(pg_err)?;
-    let old_assignee: Option<String> = before.try_get(1).map_err(pg_err)?;
-    let (row, kind) = match change {
-        ConversationChange::Assign(assignee) => {
-            let stmt = tx.prepare_cached(super::ASSIGN).await.map_err(pg_err)?;
-            let assignee_id = assignee.map(|a| a.id.as_str());
-            let assignee_name = assignee.map(|a| a.name.as_str());
-            let row = tx
-                .query_one(&stmt, &[&id.0, &assignee_id, &assignee_name])
-                .await
-                .map_err(pg_err)?;
-            let changed = old_assignee.as_deref() != assignee_id;
-            (
-                row,
-                changed.then_some(WebhookEventKind::ConversationAssigned),
-            )
-        }
-        ConversationChange::Status(status) => {
-            let stmt = tx.prepare_cached(super::SET_STATUS).await.map_err(pg_err)?;
-            let row = tx
-                .query_one(&stmt, &[&id.0, &status.as_str()])
-                .await
-                .map_err(pg_err)?;
-            let closed = status == ConversationStatus::Closed && old_status != status.as_str();
-            (row, closed.then_some(WebhookEventKind::ConversationClosed))
-        }
-    };
-    let conversation = conversation_from_row(&row)?;
-    let event = kind.and_then(|kind| outbox.conversation_event(kind, &conversation));
-    if let Some(event) = &event {
-        insert(&tx, std::slice::from_ref(event))
-            .await
-            .map_err(pg_err)?;
-    }
-    tx.commit().await.map_err(pg_err)?;
-    Ok(Some((conversation, event.is_some())))
 }
 
 pub(super) async fn claim(
