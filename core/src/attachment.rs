@@ -11,11 +11,11 @@
 //! first bytes against that type ([`UploadPolicy::check`]), so a page's script cannot pass for
 //! an image.
 
+pub use crate::model::{AttachmentRef, INLINE_IMAGE_TYPES};
 use crate::model::{ConversationId, Role, SiteId};
 use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// `CHAT_MAX_UPLOAD_BYTES`'s default: 5 MiB.
@@ -34,31 +34,6 @@ pub const MAX_NAME_CHARS: usize = 200;
 
 /// Longest content type accepted, in bytes.
 pub const MAX_CONTENT_TYPE_BYTES: usize = 100;
-
-/// The image types shown inline (`<img>`) by the widget and the console; every other type is
-/// served as a download.
-pub const INLINE_IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
-
-/// What a message carries of its attachment (`message.attachment` on the wire): enough to show
-/// it; the bytes are at `GET /chat/api/attachments/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttachmentRef {
-    /// The attachment's id.
-    pub id: Uuid,
-    /// The file name the uploader gave (cut to [`MAX_NAME_CHARS`], never a path).
-    pub name: String,
-    /// Its content type, one of `CHAT_UPLOAD_TYPES`.
-    pub content_type: String,
-    /// Its size in bytes.
-    pub size: u64,
-}
-
-impl AttachmentRef {
-    /// Whether the widget and the console show it inline.
-    pub fn is_inline_image(&self) -> bool {
-        INLINE_IMAGE_TYPES.contains(&self.content_type.as_str())
-    }
-}
 
 /// An attachment's metadata, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -312,6 +312,31 @@ impl MessageKind {
     }
 }
 
+/// The image types shown inline (`<img>`) by the widget and the console; every other type is
+/// served as a download.
+pub const INLINE_IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/// What a message carries of its attachment (`message.attachment` on the wire): enough to show
+/// it; the bytes are at `GET /chat/api/attachments/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRef {
+    /// The attachment's id.
+    pub id: Uuid,
+    /// The file name the uploader gave (cut to `crate::attachment::MAX_NAME_CHARS`, never a path).
+    pub name: String,
+    /// Its content type, one of `CHAT_UPLOAD_TYPES`.
+    pub content_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl AttachmentRef {
+    /// Whether the widget and the console show it inline.
+    pub fn is_inline_image(&self) -> bool {
+        INLINE_IMAGE_TYPES.contains(&self.content_type.as_str())
+    }
+}
+
 /// A message as stored: immutable once committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
@@ -332,7 +357,7 @@ pub struct Message {
     /// The file or image sent with the text, if any (absent on the wire when none). Boxed:
     /// most messages have none, and every queued message pays for the field's size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attachment: Option<Box<crate::attachment::AttachmentRef>>,
+    pub attachment: Option<Box<AttachmentRef>>,
     /// When the store committed it.
     pub created_at: DateTime<Utc>,
 }
@@ -351,7 +376,7 @@ pub struct NewMessage {
     /// Text, note or system.
     pub kind: MessageKind,
     /// The attachment it carries, if any.
-    pub attachment: Option<Box<crate::attachment::AttachmentRef>>,
+    pub attachment: Option<Box<AttachmentRef>>,
 }
 
 /// Who is on the other end of a session, after authentication.
