@@ -214,6 +214,36 @@ async fn an_image_travels_on_every_path_and_is_served_only_to_participants() {
         .collect();
     assert_eq!(carried, vec![&attachment, &invoice]);
 
+    // The site's own server sends one over the HTTP API, with the API key.
+    let up = upload(
+        &gw,
+        Some(API_KEY),
+        &format!("?name=receipt.txt&conversation_id={conversation}"),
+        "text/plain",
+        b"paid",
+    )
+    .await;
+    assert_eq!(up.status, 201, "{}", up.json());
+    let receipt = up.json()["attachment"].clone();
+    let sent = reqwest::Client::new()
+        .post(gw.http(&format!("/chat/api/conversations/{conversation}/messages")))
+        .header("X-API-Key", API_KEY)
+        .json(&json!({"body":"receipt","attachment_id":receipt["id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 201);
+    let sent: Value = sent.json().await.unwrap();
+    assert_eq!(sent["message"]["attachment"], receipt, "{sent}");
+    let bad = reqwest::Client::new()
+        .post(gw.http(&format!("/chat/api/conversations/{conversation}/messages")))
+        .header("X-API-Key", API_KEY)
+        .json(&json!({"body":"x","attachment_id":"not-an-id"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
     // The HTTP API's history, and `history` on the socket.
     let messages = reqwest::Client::new()
         .get(gw.http(&format!("/chat/api/conversations/{conversation}/messages")))
