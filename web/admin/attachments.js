@@ -22,6 +22,7 @@ window.ChatConsoleAttachments = (function () {
 
   const I18n = window.ChatConsoleI18n; // ./language.js
   const t = I18n.t;
+  const formatSize = I18n.size;
   const API = '/chat/api/attachments';
   const INLINE_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
   // A slow link may take this long for the largest upload; beyond it the upload is abandoned.
@@ -112,15 +113,6 @@ window.ChatConsoleAttachments = (function () {
     status.hidden = !text;
   }
 
-  function formatSize(bytes) {
-    const n = Number(bytes) || 0;
-    const [value, unit] = n < 1024 ? [n, 'byte'] : n < 1024 * 1024 ? [n / 1024, 'kilobyte'] : [n / (1024 * 1024), 'megabyte'];
-    try {
-      return new Intl.NumberFormat(I18n.locale, { style: 'unit', unit: unit, unitDisplay: 'short', maximumFractionDigits: 1 }).format(value);
-    } catch (_) {
-      return Math.round(n) + ' B';
-    }
-  }
 
   function upload(file) {
     const cid = openId;

@@ -3,7 +3,7 @@
  * localStorage["chat-admin-locale"]), else the first the browser prefers that we have (English or
  * Simplified Chinese, ../i18n/), else English. Translates the page's static text (elements with
  * `data-i18n="key"`, attributes named in `data-i18n-attr="attr:key;…"`) and exposes
- * window.ChatConsoleI18n = { locale, t, time, shortDateTime, dateTime } (web/i18n/i18n.js) for
+ * window.ChatConsoleI18n = { locale, t, time, shortDateTime, dateTime, size } (web/i18n/i18n.js) for
  * the console's other scripts. Changing the language reloads the page (the token stays in
  * sessionStorage), which is simpler than re-rendering everything.
  */

@@ -10,8 +10,9 @@
  *
  * chatI18n(requested, browserLanguages) picks the language (the requested one when supported,
  * else the first supported one the browser prefers, else English) and returns
- * { locale, t(key, vars), time(iso), dateTime(iso), shortDateTime(iso) }; t() fills {name}
- * placeholders, falls back to English for a key a table lacks, and to the key itself.
+ * { locale, t(key, vars), time(iso), dateTime(iso), shortDateTime(iso), size(bytes) }; t() fills
+ * {name} placeholders, falls back to English for a key a table lacks, and to the key itself;
+ * size() writes a file size in the language's units (12 kB, 1.5 MB).
  */
 var ChatLocales = typeof ChatLocales === 'object' && ChatLocales ? ChatLocales : {};
 
@@ -70,5 +71,14 @@ function chatI18n(requested, browserLanguages) {
       return format('short', { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' }, iso);
     },
     dateTime: function (iso) { return format('full', { dateStyle: 'medium', timeStyle: 'medium' }, iso); },
+    size: function (bytes) {
+      const n = Number(bytes) || 0;
+      const [value, unit] = n < 1024 ? [n, 'byte'] : n < 1024 * 1024 ? [n / 1024, 'kilobyte'] : [n / (1024 * 1024), 'megabyte'];
+      try {
+        return new Intl.NumberFormat(locale, { style: 'unit', unit: unit, unitDisplay: 'short', maximumFractionDigits: 1 }).format(value);
+      } catch (_) {
+        return Math.round(n) + ' B';
+      }
+    },
   };
 }

@@ -7,7 +7,7 @@
  * (gateway/src/assets.rs), so chatWidgetAttachments() is not a global of the customer's page;
  * widget.js calls it once and puts what it returns into its UI:
  *
- *   chatWidgetAttachments({ baseUrl, t, locale, h, credentials, takeCaption, restoreCaption, send })
+ *   chatWidgetAttachments({ baseUrl, t, size, h, credentials, takeCaption, restoreCaption, send })
  *     credentials()        -> { token, user }: the visitor token of `welcome` and
  *                             ChatWidgetConfig.user (or null); no token: no upload
  *     takeCaption()        -> the message box's text, emptied (sent with the file)
@@ -26,6 +26,7 @@ function chatWidgetAttachments(opts) {
   'use strict';
 
   const t = opts.t;
+  const formatSize = opts.size;
   const h = opts.h;
   const API = opts.baseUrl + '/chat/api/attachments';
   const INLINE_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
@@ -96,15 +97,6 @@ function chatWidgetAttachments(opts) {
     status.hidden = !text;
   }
 
-  function formatSize(bytes) {
-    const n = Number(bytes) || 0;
-    const [value, unit] = n < 1024 ? [n, 'byte'] : n < 1024 * 1024 ? [n / 1024, 'kilobyte'] : [n / (1024 * 1024), 'megabyte'];
-    try {
-      return new Intl.NumberFormat(opts.locale, { style: 'unit', unit: unit, unitDisplay: 'short', maximumFractionDigits: 1 }).format(value);
-    } catch (_) {
-      return Math.round(n) + ' B';
-    }
-  }
 
   // The signed-in user goes along as on every session open: base64url of its JSON (a header
   // holds ASCII only), no padding.

@@ -129,7 +129,7 @@
   // Attachments (./attachments.js, served in this scope): the paperclip, the upload, and what a
   // message's `attachment` shows. A file goes out as a `send` with its caption.
   const attachments = chatWidgetAttachments({
-    baseUrl: baseUrl, t: t, locale: i18n.locale, h: h,
+    baseUrl: baseUrl, t: t, size: i18n.size, h: h,
     credentials: function () { return { token: token, user: user }; },
     takeCaption: function () {
       const text = ui.input.value.trim() ? ui.input.value : '';
