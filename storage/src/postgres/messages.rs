@@ -97,6 +97,16 @@ pub(super) async fn append(
             .await;
         match inserted {
             Ok(_) => {
+                let committed = Message {
+                    attachment: message.attachment.clone(),
+                    conversation_id: message.conversation_id,
+                    seq,
+                    kind: message.kind,
+                    client_msg_id: message.client_msg_id.clone(),
+                    sender: message.sender.clone(),
+                    body: message.body.clone(),
+                    created_at,
+                };
                 if let Some(notifier) = &store.notifier {
                     let visitor = tx.prepare_cached(SELECT_VISITORS).await.map_err(pg_err)?;
                     let rows = tx
@@ -108,20 +118,7 @@ pub(super) async fn append(
                     };
                     let site_id: String = visitor_id.try_get(2).map_err(pg_err)?;
                     let visitor_id = VisitorId(visitor_id.try_get(1).map_err(pg_err)?);
-                    let event = BusEvent::committed(
-                        visitor_id,
-                        site_id,
-                        Message {
-                            attachment: message.attachment.clone(),
-                            conversation_id: message.conversation_id,
-                            seq,
-                            kind: message.kind,
-                            client_msg_id: message.client_msg_id.clone(),
-                            sender: message.sender.clone(),
-                            body: message.body.clone(),
-                            created_at,
-                        },
-                    );
+                    let event = BusEvent::committed(visitor_id, site_id, committed.clone());
                     let notify = tx.prepare_cached(bus::NOTIFY_PEERS).await.map_err(pg_err)?;
                     tx.execute(
                         &notify,
@@ -134,16 +131,6 @@ pub(super) async fn append(
                     .await
                     .map_err(pg_err)?;
                 }
-                let committed = Message {
-                    attachment: message.attachment.clone(),
-                    conversation_id: message.conversation_id,
-                    seq,
-                    kind: message.kind,
-                    client_msg_id: message.client_msg_id.clone(),
-                    sender: message.sender.clone(),
-                    body: message.body.clone(),
-                    created_at,
-                };
                 if outbox.is_some() {
                     let event = NewWebhookEvent::message(&committed, site_id, visitor_id);
                     webhooks::insert(&tx, &[event]).await.map_err(pg_err)?;
