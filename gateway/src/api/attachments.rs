@@ -114,7 +114,10 @@ impl Api<'_> {
     /// user the user claim with its hash, as when opening a session).
     fn participant(&self, session: &Session) -> std::result::Result<Principal, Refusal> {
         let presented = bearer(header(session, "authorization"));
-        let looks_like_visitor = presented.is_some_and(|t| t.starts_with("v1."));
+        // A visitor token's shape (`v1.…`), unless it is one of the API keys, which are free-form
+        // and checked first everywhere else.
+        let looks_like_visitor =
+            presented.is_some_and(|t| t.starts_with("v1.") && self.api_keys.sites_of(t).is_none());
         if !looks_like_visitor {
             return self.caller(session).map(|caller| caller.principal);
         }
