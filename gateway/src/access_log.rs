@@ -219,6 +219,40 @@ impl AccessLog {
         });
     }
 
+    /// Starts the line of a request answered outside Pingora (a long-polling request parked by
+    /// `crate::parked`), taken when it is parked; [`RequestRecord::end`] writes it once the
+    /// answer was written. `None` when the log is off.
+    pub fn begin_request(
+        &self,
+        session: &Session,
+        trusted: &TrustedProxies,
+        started: Instant,
+    ) -> Option<RequestRecord> {
+        if !self.enabled() {
+            return None;
+        }
+        let head = session.req_header();
+        Some(RequestRecord {
+            log: self.clone(),
+            started,
+            entry: Entry {
+                time: SystemTime::now(),
+                client: crate::client_addr::client_ip(session, trusted),
+                method: head.method.as_str().to_owned(),
+                path: head.uri.path().to_owned(),
+                protocol: protocol(head.version),
+                status: 499,
+                bytes_sent: None,
+                bytes_received: None,
+                duration: Duration::ZERO,
+                upstream: None,
+                referer: referer(session),
+                user_agent: header(session, "user-agent"),
+                session: None,
+            },
+        })
+    }
+
     /// Starts the record of a chat session: a WebSocket about to be upgraded, or a long-polling
     /// session being opened. Call [`SessionRecord::end`] when it ends.
     pub fn begin_session(
@@ -249,6 +283,24 @@ impl AccessLog {
             role: role.as_str(),
             counts: Arc::default(),
         }
+    }
+}
+
+/// The line of a request parked outside Pingora, written when it was answered.
+pub struct RequestRecord {
+    log: AccessLog,
+    started: Instant,
+    entry: Entry,
+}
+
+impl RequestRecord {
+    /// Writes the line: `status` and `bytes_sent` (of the body) were answered.
+    pub fn end(mut self, status: u16, bytes_sent: u64) {
+        self.entry.time = SystemTime::now();
+        self.entry.status = status;
+        self.entry.bytes_sent = Some(bytes_sent);
+        self.entry.duration = self.started.elapsed();
+        self.log.record(self.entry);
     }
 }
 

@@ -10,20 +10,27 @@
 //! says why (HTTP/1, [`ConnectionRefusal::http1_answer`]; an HTTP/2 connection is closed) and
 //! closed without reading its request.
 //!
+//! A connection parked outside Pingora while it waits (`crate::parked`: a held long-poll) keeps
+//! its place.
+//!
 //! Per address, the TCP peer counts: request headers have not been read yet. A peer in
 //! `CHAT_TRUSTED_PROXIES` (a load balancer carrying many clients) is only under the total cap.
 
 use crate::client_addr::TrustedProxies;
 use crate::limits::{LimitRefusal, Limits, Slot};
 use crate::metrics;
+use crate::parked::{self, Parking, Reenter};
 use crate::wire_error::ConnectionRefusal;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::protocols::ALPN;
 use pingora::server::ShutdownWatch;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// The caps.
@@ -78,15 +85,44 @@ impl ConnectionTable {
 pub struct ConnectionCapped<A> {
     inner: Arc<A>,
     table: Arc<ConnectionTable>,
+    /// Serves a connection again after it was parked (`crate::parked`), keeping its place.
+    reentry: Arc<dyn Reenter>,
+    /// `CHAT_KEEPALIVE_TIMEOUT_SECS`: the longest a parked connection waits for its next request.
+    keepalive: Duration,
 }
 
-impl<A> ConnectionCapped<A> {
-    /// Wraps `inner`.
-    pub fn new(inner: A, table: Arc<ConnectionTable>) -> Self {
+impl<A: ServerApp + Send + Sync + 'static> ConnectionCapped<A> {
+    /// Wraps `inner`; a parked connection waits at most `keepalive` for its next request.
+    pub fn new(inner: A, table: Arc<ConnectionTable>, keepalive: Duration) -> Self {
+        let inner = Arc::new(inner);
+        let reentry = Arc::new(Reentry {
+            app: inner.clone(),
+            table: table.clone(),
+        });
         Self {
-            inner: Arc::new(inner),
+            inner,
             table,
+            reentry,
+            keepalive,
         }
+    }
+}
+
+/// Serves a parked connection again with the app below the caps; its place travels with it.
+struct Reentry<A> {
+    app: Arc<A>,
+    table: Arc<ConnectionTable>,
+}
+
+impl<A: ServerApp + Send + Sync + 'static> Reenter for Reentry<A> {
+    fn serve(&self, stream: Stream, parking: Parking) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let (app, table) = (self.app.clone(), self.table.clone());
+        Box::pin(async move {
+            // An HTTP app never hands a connection back for reuse: it serves its requests
+            // until the connection closes (or parks again).
+            let _ = parked::serve(&app, stream, parking).await;
+            metrics::set_http_connections(table.open());
+        })
     }
 }
 
@@ -119,8 +155,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A> {
             }
         };
         metrics::set_http_connections(self.table.open());
-        let reuse = self.inner.process_new(stream, shutdown).await;
-        drop(slot);
+        // The slot goes with the connection: dropped when it closes, or kept by the task of
+        // `crate::parked` that holds it outside Pingora.
+        let parking = Parking::new(slot, self.reentry.clone(), shutdown.clone(), self.keepalive);
+        let reuse = parked::serve(&self.inner, stream, parking).await;
         metrics::set_http_connections(self.table.open());
         reuse
     }

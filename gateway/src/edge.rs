@@ -10,7 +10,8 @@
 //! - [`upstream_request_filter`](ChatEdge::upstream_request_filter): forwarded headers.
 //! - [`fail_to_proxy`](ChatEdge::fail_to_proxy): a clear 502 page when the main site is down.
 //! - [`logging`](ChatEdge::logging): request metrics and the access log line
-//!   ([`crate::access_log`]; an upgraded chat WebSocket gets its line when the session ends).
+//!   ([`crate::access_log`]; an upgraded chat WebSocket gets its line when the session ends, a
+//!   long-polling request parked outside Pingora ([`crate::parked`]) when it is answered).
 
 use crate::admission::{Admission, Attempt};
 use crate::http_util::{bearer, header, query_param, respond, respond_json};
@@ -81,11 +82,14 @@ impl ChatEdge {
 /// Per-request state.
 pub struct RequestCtx {
     /// The request arrived over TLS.
-    tls: bool,
+    pub(crate) tls: bool,
     /// When the request head was read.
-    started: Instant,
+    pub(crate) started: Instant,
     /// The chat route's metric name; `None` for requests proxied to the main site.
-    route: Option<&'static str>,
+    pub(crate) route: Option<&'static str>,
+    /// The connection was parked outside Pingora (`crate::parked`): the task that answers the
+    /// request counts it and writes its access log line.
+    pub(crate) parked: bool,
     /// The main site's share of the request, for the access log.
     upstream_time: crate::access_log::UpstreamTimer,
 }
@@ -96,6 +100,7 @@ impl Default for RequestCtx {
             tls: false,
             started: Instant::now(),
             route: None,
+            parked: false,
             upstream_time: Default::default(),
         }
     }
@@ -213,8 +218,8 @@ impl ProxyHttp for ChatEdge {
                 )
                 .await
             }
-            Route::Socket(role) => self.accept_socket(session, role).await,
-            Route::Poll(role) => self.serve_polling(session, role).await,
+            Route::Socket(role) => self.accept_socket(session, role, ctx).await,
+            Route::Poll(role) => self.serve_polling(session, role, ctx).await,
             Route::NotFound => {
                 let message = format!("no chat endpoint at {}", session.req_header().uri.path());
                 ErrorResponse::chat(chat_core::ErrorCode::NotFound, message)
@@ -294,6 +299,10 @@ impl ProxyHttp for ChatEdge {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.parked {
+            // Counted and logged by the task that answers it (`crate::parked`).
+            return;
+        }
         let status = session.response_written().map(|r| r.status.as_u16());
         match ctx.route {
             Some(route) => {

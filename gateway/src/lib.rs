@@ -32,6 +32,7 @@ pub mod import;
 pub mod limits;
 pub mod metrics;
 pub mod metrics_listener;
+pub mod parked;
 pub mod redact;
 pub mod reload;
 pub mod routes;

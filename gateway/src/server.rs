@@ -218,7 +218,11 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     let connections = ConnectionTable::new(config.connection_caps, config.trusted_proxies.clone());
     let mut edge = pingora::services::listening::Service::new(
         "chat-gateway".to_string(),
-        ConnectionCapped::new(HeadDeadline::new(proxy, config.timeouts), connections),
+        ConnectionCapped::new(
+            HeadDeadline::new(proxy, config.timeouts),
+            connections,
+            config.timeouts.keepalive,
+        ),
     );
     if !upgrade {
         check_bindable(config.http_listen)?;

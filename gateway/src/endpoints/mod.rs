@@ -11,13 +11,16 @@ pub mod polling;
 pub mod socketio;
 pub mod websocket;
 
+use crate::edge::{ChatEdge, RequestCtx};
 use crate::http_util::{header, header_has_token};
+use crate::metrics;
+use crate::parked::{self, Answer};
 use chat_transport_upgraded::Upgraded;
 use futures_util::FutureExt;
 use pingora::http::ResponseHeader;
-use pingora::protocols::http::ServerSession as HttpSession;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
+use std::future::Future;
 use tokio::io::AsyncWriteExt;
 
 pub(crate) fn is_websocket_upgrade(session: &Session) -> bool {
@@ -50,18 +53,10 @@ pub(crate) async fn take_upgraded(session: &mut Session, key: &str) -> Result<Up
     {
         read_ahead.extend_from_slice(&bytes);
     }
-    // Take the connection away from Pingora: it now belongs to the transport. Pingora
-    // finishes the request against an in-memory copy of the request head (its logging
-    // phase reads the header) with keep-alive off, so it never touches the socket again.
-    let raw_head = session.as_downstream().to_h1_raw();
-    let mut placeholder = HttpSession::new_http1(Box::new(std::io::Cursor::new(raw_head.to_vec())));
-    placeholder.read_request().await?;
-    placeholder.set_keepalive(None);
-    let taken = std::mem::replace(session.as_downstream_mut(), placeholder);
-    let HttpSession::H1(h1) = taken else {
-        return Error::e_explain(ErrorType::InternalError, "upgrade on a non-HTTP/1 session");
-    };
-    let mut stream = h1.into_inner();
+    // Take the connection away from Pingora: it now belongs to the transport.
+    let mut stream = crate::parked::take_from_pingora(session)
+        .await?
+        .into_inner();
     stream
         .flush()
         .await
@@ -70,4 +65,44 @@ pub(crate) async fn take_upgraded(session: &mut Session, key: &str) -> Result<Up
         stream: Box::new(stream),
         read_ahead,
     })
+}
+
+impl ChatEdge {
+    /// Answers a long-polling request (raw or Engine.IO) with `answer` from outside Pingora,
+    /// its connection parked (`crate::parked`; only when `parked::can_park` said so): a held
+    /// poll then waits, and the connection idles until its next request, without Pingora's
+    /// per-request state.
+    pub(crate) async fn park_answer<F>(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        answer: F,
+    ) -> Result<bool>
+    where
+        F: Future<Output = Answer> + Send + 'static,
+    {
+        let route = ctx.route.unwrap_or("unknown");
+        let record =
+            self.state
+                .access_log
+                .begin_request(session, &self.state.trusted_proxies, ctx.started);
+        let hsts = if ctx.tls { self.state.hsts } else { None };
+        ctx.parked = true;
+        let answer = async move {
+            let mut answer = answer.await;
+            if let Some(hsts) = hsts {
+                answer
+                    .headers
+                    .push(("Strict-Transport-Security", hsts.to_owned()));
+            }
+            answer
+        };
+        let answered = move |status, bytes_sent| {
+            metrics::http_request(route, status);
+            if let Some(record) = record {
+                record.end(status, bytes_sent);
+            }
+        };
+        parked::park(session, answer, answered).await
+    }
 }

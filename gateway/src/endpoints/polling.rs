@@ -6,9 +6,10 @@
 //! names a `site`, for its own site). Origin rules and CORS as for Socket.IO.
 
 use crate::admission::{Attempt, Credentials};
-use crate::edge::ChatEdge;
+use crate::edge::{ChatEdge, RequestCtx};
 use crate::http_util::{bearer, cors_headers, header, query_param, read_body_limited};
 use crate::metrics;
+use crate::parked::{self, Answer};
 use crate::run_session::run_session;
 use crate::wire_error::{ErrorResponse, IntoErrorResponse};
 use bytes::Bytes;
@@ -22,7 +23,12 @@ use pingora::Result;
 
 impl ChatEdge {
     /// Serves one long-polling request.
-    pub(crate) async fn serve_polling(&self, session: &mut Session, role: Role) -> Result<bool> {
+    pub(crate) async fn serve_polling(
+        &self,
+        session: &mut Session,
+        role: Role,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
         let admission = &self.state.admission;
         let method = session.req_header().method.clone();
         let cors = cors_headers(session, method == http::Method::OPTIONS);
@@ -41,7 +47,7 @@ impl ChatEdge {
                 return refusal.error_response().respond_with(session, &cors).await;
             }
         }
-        let _open = metrics::connection_opened(TransportKind::Polling, role);
+        let open = metrics::connection_opened(TransportKind::Polling, role);
         // A sid is only good on the path of its role and, when the request names a site, for
         // that site.
         let owner = has_sid.then(|| polling.principal_of(&query)).flatten();
@@ -73,6 +79,16 @@ impl ChatEdge {
                     "this polling session belongs to another site",
                 )
                 .into(),
+                http::Method::GET if has_sid && parked::can_park(session) => {
+                    // The poll is held outside Pingora.
+                    let state = self.state.clone();
+                    let (query, cors) = (query.clone(), cors.clone());
+                    let held = async move {
+                        let _open = open;
+                        poll_answer(state.polling.poll(&query).await, &cors)
+                    };
+                    return self.park_answer(session, ctx, held).await;
+                }
                 http::Method::GET if has_sid => polling.poll(&query).await,
                 http::Method::GET => ErrorResponse::chat(
                     ErrorCode::BadRequest,
@@ -127,19 +143,32 @@ impl ChatEdge {
                 }
                 _ => ErrorResponse::method_not_allowed("use GET or POST").into(),
             };
-        let mut resp = ResponseHeader::build(
-            response.status,
-            Some(2 + response.headers.len() + cors.len()),
-        )?;
-        for (name, value) in response.headers.iter().chain(cors.iter()) {
+        let answer = poll_answer(response, &cors);
+        if parked::can_park(session) {
+            // The connection then idles outside Pingora until its next request.
+            return self
+                .park_answer(session, ctx, std::future::ready(answer))
+                .await;
+        }
+        let mut resp = ResponseHeader::build(answer.status, Some(1 + answer.headers.len()))?;
+        for (name, value) in &answer.headers {
             resp.insert_header(*name, value.as_str())?;
         }
-        resp.insert_header("Content-Length", response.body.len().to_string())?;
-        resp.insert_header("X-Content-Type-Options", "nosniff")?;
+        resp.insert_header("Content-Length", answer.body.len().to_string())?;
         session.write_response_header(Box::new(resp), false).await?;
-        session
-            .write_response_body(Some(Bytes::from(response.body)), true)
-            .await?;
+        session.write_response_body(Some(answer.body), true).await?;
         Ok(true)
+    }
+}
+
+/// The HTTP answer to a long-polling request: the transport's response with CORS.
+fn poll_answer(response: PollResponse, cors: &[(&'static str, String)]) -> Answer {
+    let mut headers = response.headers;
+    headers.extend(cors.iter().cloned());
+    headers.push(("X-Content-Type-Options", "nosniff".into()));
+    Answer {
+        status: response.status,
+        headers,
+        body: Bytes::from(response.body),
     }
 }

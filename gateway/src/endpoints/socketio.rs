@@ -6,9 +6,10 @@
 
 use super::{is_websocket_upgrade, take_upgraded, websocket_key};
 use crate::admission::Attempt;
-use crate::edge::ChatEdge;
+use crate::edge::{ChatEdge, RequestCtx};
 use crate::http_util::{cors_headers, query_param, read_body_limited, respond};
 use crate::metrics;
+use crate::parked::{self, Answer};
 use crate::wire_error::{engine_refusal_reason, IntoErrorResponse, Refusal};
 use bytes::Bytes;
 use chat_core::model::Role;
@@ -25,6 +26,7 @@ impl ChatEdge {
         session: &mut Session,
         role: Role,
         query: &str,
+        ctx: &mut RequestCtx,
     ) -> Result<bool> {
         let admission = &self.state.admission;
         let method = session.req_header().method.clone();
@@ -105,14 +107,23 @@ impl ChatEdge {
         } else {
             Bytes::new()
         };
-        let _open = metrics::connection_opened(TransportKind::SocketIo, role);
-        let response = engine
-            .handle_polling(EngineRequest {
-                method: engine_method,
-                query: query.to_owned(),
-                body,
-            })
-            .await;
+        let open = metrics::connection_opened(TransportKind::SocketIo, role);
+        let request = EngineRequest {
+            method: engine_method,
+            query: query.to_owned(),
+            body,
+        };
+        if !opening && engine_method == EngineMethod::Get && parked::can_park(session) {
+            // A held poll of an Engine.IO session waits outside Pingora.
+            let state = self.state.clone();
+            let held = async move {
+                let _open = open;
+                let response = state.socketio.engine(role).handle_polling(request).await;
+                engine_answer(response, &cors)
+            };
+            return self.park_answer(session, ctx, held).await;
+        }
+        let response = engine.handle_polling(request).await;
         if opening && response.status >= 400 {
             let reason = engine_refusal_reason(response.status);
             metrics::handshake_failed(TransportKind::SocketIo, role, reason);
@@ -126,6 +137,14 @@ impl ChatEdge {
                 self.state.socketio.hold_slot(role, sid, slot);
             }
         }
+        drop(open);
+        if parked::can_park(session) {
+            // The connection then idles outside Pingora until its next request.
+            let answer = engine_answer(response, &cors);
+            return self
+                .park_answer(session, ctx, std::future::ready(answer))
+                .await;
+        }
         self.write_engine_response(session, response, &cors).await
     }
 
@@ -133,27 +152,29 @@ impl ChatEdge {
         &self,
         session: &mut Session,
         response: EngineResponse,
-        cors: &[(&str, String)],
+        cors: &[(&'static str, String)],
     ) -> Result<bool> {
-        let mut resp = ResponseHeader::build(
-            response.status,
-            Some(4 + response.headers.len() + cors.len()),
-        )?;
-        for (name, value) in response
-            .headers
-            .iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .chain(cors.iter().map(|(k, v)| (*k, v.as_str())))
-        {
-            resp.insert_header(name.to_owned(), value)?;
+        let answer = engine_answer(response, cors);
+        let mut resp = ResponseHeader::build(answer.status, Some(1 + answer.headers.len()))?;
+        for (name, value) in &answer.headers {
+            resp.insert_header(*name, value.as_str())?;
         }
-        resp.insert_header("Content-Length", response.body.len().to_string())?;
-        resp.insert_header("Cache-Control", "no-store")?;
+        resp.insert_header("Content-Length", answer.body.len().to_string())?;
         session.write_response_header(Box::new(resp), false).await?;
-        session
-            .write_response_body(Some(response.body), true)
-            .await?;
+        session.write_response_body(Some(answer.body), true).await?;
         Ok(true)
+    }
+}
+
+/// The HTTP answer to an Engine.IO request: the engine's response with CORS.
+fn engine_answer(response: EngineResponse, cors: &[(&'static str, String)]) -> Answer {
+    let mut headers = response.headers;
+    headers.extend(cors.iter().cloned());
+    headers.push(("Cache-Control", "no-store".into()));
+    Answer {
+        status: response.status,
+        headers,
+        body: response.body,
     }
 }
 

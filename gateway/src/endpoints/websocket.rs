@@ -17,12 +17,17 @@ use pingora::Result;
 
 impl ChatEdge {
     /// Admits, upgrades to WebSocket, and hands the connection to the transport.
-    pub(crate) async fn accept_socket(&self, session: &mut Session, role: Role) -> Result<bool> {
+    pub(crate) async fn accept_socket(
+        &self,
+        session: &mut Session,
+        role: Role,
+        ctx: &mut crate::edge::RequestCtx,
+    ) -> Result<bool> {
         let query = session.req_header().uri.query().map(str::to_owned);
         let query = query.as_deref();
         if query_param(query, "EIO").is_some() {
             let query = query.unwrap_or("").to_owned();
-            return self.serve_socketio(session, role, &query).await;
+            return self.serve_socketio(session, role, &query, ctx).await;
         }
         let transport = self.state.websocket.kind();
         let (true, Some(key)) = (is_websocket_upgrade(session), websocket_key(session)) else {

@@ -50,6 +50,16 @@ pub static HTTP_CONNECTIONS_OPEN: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
+/// `chat_http_connections_parked` (gauge): HTTP/1.1 connections waiting outside Pingora: a held
+/// long-poll, or the idle keep-alive wait after a long-polling answer (`crate::parked`). They
+/// are also in `chat_http_connections_open`.
+pub static HTTP_CONNECTIONS_PARKED: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "chat_http_connections_parked",
+        "HTTP/1.1 connections waiting outside Pingora (held long-polls, idle keep-alive after one).",
+    )
+});
+
 /// `chat_http_connections_refused_total{reason}` (counter): connections closed at once by the
 /// caps `CHAT_MAX_HTTP_CONNECTIONS` (`too_many_connections`) and
 /// `CHAT_MAX_HTTP_CONNECTIONS_PER_IP` (`too_many_from_address`).
@@ -93,6 +103,7 @@ pub(super) fn init() {
     }
     LazyLock::force(&HTTP_REQUESTS);
     LazyLock::force(&HTTP_CONNECTIONS_OPEN);
+    LazyLock::force(&HTTP_CONNECTIONS_PARKED);
     for reason in ["too_many_connections", "too_many_from_address"] {
         HTTP_CONNECTIONS_REFUSED.with_label_values(&[reason]);
     }
@@ -119,6 +130,21 @@ pub fn config_reload(part: &'static str, ok: bool) {
 /// The public listeners hold `open` connections.
 pub fn set_http_connections(open: usize) {
     HTTP_CONNECTIONS_OPEN.set(i64::try_from(open).unwrap_or(i64::MAX));
+}
+
+/// Counts a connection in `chat_http_connections_parked` until the guard is dropped.
+pub fn connection_parked() -> ParkedGuard {
+    HTTP_CONNECTIONS_PARKED.inc();
+    ParkedGuard(())
+}
+
+/// Takes a connection out of `chat_http_connections_parked` when dropped.
+pub struct ParkedGuard(());
+
+impl Drop for ParkedGuard {
+    fn drop(&mut self) {
+        HTTP_CONNECTIONS_PARKED.dec();
+    }
 }
 
 /// A connection was refused by a connection cap (`reason`).
