@@ -273,3 +273,86 @@ async fn a_request_pipelined_behind_a_held_poll_is_answered_after_it() {
         (200, r#"{"status":"ok"}"#)
     );
 }
+
+/// Reads one `Content-Length` response from a blocking stream: (status, head, body).
+fn read_blocking(stream: &mut impl std::io::Read) -> (u16, String, String) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length: usize = common::header_value(&head, "content-length")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).unwrap();
+    (
+        head[9..12].parse().unwrap(),
+        head,
+        String::from_utf8(body).unwrap(),
+    )
+}
+
+#[test]
+fn over_tls_a_parked_poll_answers_and_its_connection_stays_tls() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let shop = common::site(dir.path(), "shop");
+    let made = rcgen::generate_simple_self_signed(vec!["shop.example".to_string()]).unwrap();
+    std::fs::write(&shop.cert, made.cert.pem()).unwrap();
+    std::fs::write(&shop.key, made.signing_key.serialize_pem()).unwrap();
+    let (gw, port) = common::tls_gateway(
+        dir.path(),
+        &[&shop],
+        &[
+            ("CHAT_HSTS_MAX_AGE_SECS", "600"),
+            ("CHAT_POLL_HOLD_SECS", "1"),
+        ],
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (mut tls, _) = common::tls_client::connect(port, "shop.example");
+    let host = "Host: shop.example\r\n";
+    write!(
+        tls,
+        "POST /ws-visitor/poll?site=default HTTP/1.1\r\n{host}Content-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let (status, _, body) = read_blocking(&mut tls);
+    assert_eq!(status, 200, "{body}");
+    let opened: Value = serde_json::from_str(&body).unwrap();
+    let (sid, cursor) = (
+        opened["sid"].as_str().unwrap(),
+        opened["cursor"].as_u64().unwrap(),
+    );
+
+    write!(
+        tls,
+        "GET /ws-visitor/poll?sid={sid}&cursor={cursor} HTTP/1.1\r\n{host}\r\n"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        runtime.block_on(parked(&gw)),
+        1.0,
+        "the held poll is parked"
+    );
+    let (status, head, body) = read_blocking(&mut tls);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        common::header_value(&head, "strict-transport-security"),
+        Some("max-age=600"),
+        "{head}"
+    );
+
+    // Handed back to the HTTP layer, the connection is still known to be TLS.
+    write!(tls, "GET /chat/health HTTP/1.1\r\n{host}\r\n").unwrap();
+    let (status, head, _) = read_blocking(&mut tls);
+    assert_eq!(status, 200);
+    assert_eq!(
+        common::header_value(&head, "strict-transport-security"),
+        Some("max-age=600"),
+        "{head}"
+    );
+}

@@ -4,6 +4,7 @@
 
 pub mod poller;
 pub mod setup;
+pub mod tls_client;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
