@@ -115,14 +115,21 @@ struct Reentry<A> {
 }
 
 impl<A: ServerApp + Send + Sync + 'static> Reenter for Reentry<A> {
-    fn serve(&self, stream: Stream, parking: Parking) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let (app, table) = (self.app.clone(), self.table.clone());
+    fn serve(
+        &self,
+        stream: Stream,
+        shutdown: ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let app = self.app.clone();
         Box::pin(async move {
             // An HTTP app never hands a connection back for reuse: it serves its requests
-            // until the connection closes (or parks again).
-            let _ = parked::serve(&app, stream, parking).await;
-            metrics::set_http_connections(table.open());
+            // until the connection closes (or is parked again).
+            let _ = app.process_new(stream, &shutdown).await;
         })
+    }
+
+    fn closed(&self) {
+        metrics::set_http_connections(self.table.open());
     }
 }
 

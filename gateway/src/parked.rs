@@ -47,8 +47,18 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 tokio::task_local! {
-    /// The current connection's parking, while Pingora serves it in this task.
-    static PARKING: RefCell<Option<Parking>>;
+    /// The current connection, while Pingora serves it in this task.
+    static CONNECTION: RefCell<Held>;
+}
+
+/// What the task-local holds for the connection being served.
+enum Held {
+    /// Served by Pingora; a handler may park it.
+    Serving(Parking),
+    /// A handler parked it: taken over once Pingora is done with the request.
+    Parked(Box<Parked>),
+    /// Between the two.
+    Empty,
 }
 
 /// What a connection needs to leave Pingora and come back: its place under the connection caps
@@ -79,27 +89,102 @@ impl Parking {
     }
 }
 
-/// Serves a connection in Pingora (the edge's app below the connection caps).
+/// Serves a connection in Pingora: the edge's app below the connection caps.
 pub trait Reenter: Send + Sync + 'static {
-    /// Serves `stream` until it closes or parks again.
-    fn serve(&self, stream: Stream, parking: Parking) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// Serves `stream` until it closes or a request handler parks it.
+    fn serve(
+        &self,
+        stream: Stream,
+        shutdown: ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    /// A connection that had been parked closed, its place given back.
+    fn closed(&self);
 }
 
-/// Serves `stream` with `app`, the connection's `parking` available to its request handlers.
-/// Returns what `app` returns, and drops the parking (the connection's place) unless a handler
-/// parked the connection.
+/// A parked connection: its stream, the answer it waits for, and how it goes back.
+struct Parked {
+    stream: Stream,
+    /// Bytes of the next request the client sent behind this one.
+    pipelined: Option<BytesMut>,
+    answer: Pin<Box<dyn Future<Output = Answer> + Send>>,
+    answered: Box<dyn FnOnce(u16, u64) + Send>,
+    parking: Parking,
+}
+
+/// Serves `stream` with `app` (in Pingora's connection task), the connection's `parking`
+/// available to its request handlers. When a handler parked the connection, a task of ours
+/// takes it over once `app` is done with it, and this task ends; otherwise the parking (the
+/// connection's place) is dropped with the connection.
 pub async fn serve<A: pingora::apps::ServerApp + Send + Sync + 'static>(
     app: &Arc<A>,
     stream: Stream,
     parking: Parking,
 ) -> Option<Stream> {
     let shutdown = parking.shutdown.clone();
-    PARKING
-        .scope(
-            RefCell::new(Some(parking)),
-            app.process_new(stream, &shutdown),
-        )
-        .await
+    let (reuse, held) = CONNECTION
+        .scope(RefCell::new(Held::Serving(parking)), async {
+            let reuse = app.process_new(stream, &shutdown).await;
+            (reuse, CONNECTION.with(|held| held.replace(Held::Empty)))
+        })
+        .await;
+    if let Held::Parked(parked) = held {
+        tokio::spawn(keep(*parked));
+    }
+    reuse
+}
+
+/// Runs a parked connection for the rest of its life, in one task: answers, waits for the next
+/// request, serves it in Pingora (here, not in a connection task of Pingora's), and again when
+/// that request parks it.
+async fn keep(mut parked: Parked) {
+    loop {
+        let app = parked.parking.app.clone();
+        let Some((stream, parking)) = answer_and_wait(parked).await else {
+            app.closed();
+            return;
+        };
+        let shutdown = parking.shutdown.clone();
+        let held = CONNECTION
+            .scope(RefCell::new(Held::Serving(parking)), async {
+                app.serve(stream, shutdown).await;
+                CONNECTION.with(|held| held.replace(Held::Empty))
+            })
+            .await;
+        match held {
+            Held::Parked(next) => parked = *next,
+            _ => {
+                drop(held);
+                app.closed();
+                return;
+            }
+        }
+    }
+}
+
+/// Writes the answer when it is ready, then waits for the next request's first byte: the
+/// stream with that byte put back, or `None` when the connection is done.
+async fn answer_and_wait(parked: Parked) -> Option<(Stream, Parking)> {
+    let _counted = metrics::connection_parked();
+    let Parked {
+        mut stream,
+        pipelined,
+        answer,
+        answered,
+        parking,
+    } = parked;
+    let answer = answer.await;
+    let written = write_answer(&mut stream, &answer);
+    match tokio::time::timeout(parking.keepalive, written).await {
+        Ok(Ok(())) => answered(answer.status, answer.body.len() as u64),
+        _ => return None,
+    }
+    drop(answer);
+    let prefix = match pipelined {
+        Some(prefix) => prefix,
+        None => next_request(&mut stream, &parking).await?,
+    };
+    Some((Replay::wrap(stream, prefix), parking))
 }
 
 /// One answer of a parked request.
@@ -114,7 +199,7 @@ pub struct Answer {
 }
 
 /// Whether [`park`] can take this request's connection: HTTP/1.1 that Pingora would keep
-/// alive, the request body read, served in a connection task that has its parking.
+/// alive, the request body read, served in a task that has the connection's parking.
 pub fn can_park(session: &mut Session) -> bool {
     let HttpSession::H1(h1) = session.as_downstream_mut() else {
         return false;
@@ -122,8 +207,8 @@ pub fn can_park(session: &mut Session) -> bool {
     h1.req_header().version == http::Version::HTTP_11
         && h1.will_keepalive()
         && h1.is_body_done()
-        && PARKING
-            .try_with(|parking| parking.borrow().is_some())
+        && CONNECTION
+            .try_with(|held| matches!(*held.borrow(), Held::Serving(_)))
             .unwrap_or(false)
 }
 
@@ -143,51 +228,48 @@ pub async fn take_from_pingora(
     }
 }
 
-/// Parks this request's connection (see the module documentation): `answer` is awaited and
-/// written by a task of ours, `answered(status, body bytes)` is called once it was written, and
-/// the connection then waits for its next request outside Pingora. Call only when
-/// [`can_park`] said so; returns `Ok(true)`, the request being answered, as a handler does.
+/// Parks this request's connection (see the module documentation): once Pingora is done with
+/// the request, `answer` is awaited and written by a task of ours, `answered(status, body
+/// bytes)` is called once it was written, and the connection then waits for its next request
+/// outside Pingora. Call only when [`can_park`] said so; returns `Ok(true)`, the request being
+/// answered, as a handler does.
 pub async fn park<F, D>(session: &mut Session, answer: F, answered: D) -> Result<bool>
 where
     F: Future<Output = Answer> + Send + 'static,
     D: FnOnce(u16, u64) + Send + 'static,
 {
-    let Some(parking) = PARKING
-        .try_with(|parking| parking.borrow_mut().take())
+    let parking = CONNECTION
+        .try_with(|held| match held.replace(Held::Empty) {
+            Held::Serving(parking) => Some(parking),
+            other => {
+                held.replace(other);
+                None
+            }
+        })
         .ok()
-        .flatten()
-    else {
+        .flatten();
+    let Some(parking) = parking else {
         return Error::e_explain(ErrorType::InternalError, "no parking for this connection");
     };
-    let mut h1 = take_from_pingora(session).await?;
-    // Bytes the client sent behind this request (pipelining) are kept for the next one.
-    h1.set_pipelining_enabled(true);
-    let Some(reusable) = h1.reuse().await? else {
-        return Error::e_explain(ErrorType::InternalError, "parked connection not reusable");
-    };
-    let (stream, pipelined) = reusable.into_parts();
-    let stream = Replay::unwrap_spent(stream);
-    tokio::spawn(async move {
-        let _parked = metrics::connection_parked();
-        let mut stream = stream;
-        let answer = answer.await;
-        let written = write_answer(&mut stream, &answer);
-        match tokio::time::timeout(parking.keepalive, written).await {
-            Ok(Ok(())) => answered(answer.status, answer.body.len() as u64),
-            _ => return,
+    let taken = async {
+        let mut h1 = take_from_pingora(session).await?;
+        // Bytes the client sent behind this request (pipelining) are kept for the next one.
+        h1.set_pipelining_enabled(true);
+        match h1.reuse().await? {
+            Some(reusable) => Ok(reusable.into_parts()),
+            None => Error::e_explain(ErrorType::InternalError, "parked connection not reusable"),
         }
-        drop(answer);
-        let prefix = match pipelined {
-            Some(prefix) => prefix,
-            None => match next_request(&mut stream, &parking).await {
-                Some(first) => first,
-                None => return,
-            },
-        };
-        drop(_parked);
-        let app = parking.app.clone();
-        app.serve(Replay::wrap(stream, prefix), parking).await;
-    });
+    };
+    // On an error the connection is lost with its session, and its place with `parking`.
+    let (stream, pipelined) = taken.await?;
+    let parked = Parked {
+        stream: Replay::unwrap_spent(stream),
+        pipelined,
+        answer: Box::pin(answer),
+        answered: Box::new(answered),
+        parking,
+    };
+    CONNECTION.with(|held| held.replace(Held::Parked(Box::new(parked))));
     Ok(true)
 }
 

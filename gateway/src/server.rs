@@ -414,7 +414,9 @@ const EDGE_WRITE_BUFFER: usize = 512;
 /// response in one go (tungstenite's handshake keeps the body of a refused upgrade only when it
 /// came with the head) would otherwise see the head alone. Pingora's default is 1460 bytes,
 /// kept for the connection's life; 512 holds a refusal's head and body, and saves ≈ 950 bytes of
-/// every idle connection (docs/benchmarks.md, "Idle memory per connection").
+/// every idle connection (docs/benchmarks.md, "Idle memory per connection"). A chat WebSocket
+/// on plain TCP leaves Pingora's stream, buffer included, for the bare socket after its `101`
+/// (`crate::endpoints`' `bare_tcp`).
 fn edge_l4_buffers() -> L4BufferSettings {
     L4BufferSettings::default().read(0).write(EDGE_WRITE_BUFFER)
 }

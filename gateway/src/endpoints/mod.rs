@@ -15,7 +15,7 @@ use crate::edge::{ChatEdge, RequestCtx};
 use crate::http_util::{header, header_has_token};
 use crate::metrics;
 use crate::parked::{self, Answer};
-use chat_transport_upgraded::Upgraded;
+use chat_transport_upgraded::{Upgraded, UpgradedStream};
 use futures_util::FutureExt;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -62,9 +62,44 @@ pub(crate) async fn take_upgraded(session: &mut Session, key: &str) -> Result<Up
         .await
         .map_err(|e| Error::because(ErrorType::WriteError, "flushing 101", e))?;
     Ok(Upgraded {
-        stream: Box::new(stream),
+        stream: bare_tcp(stream),
         read_ahead,
     })
+}
+
+/// A plain TCP connection as a bare tokio `TcpStream`: Pingora's stream keeps, for the
+/// connection's life, a 512-byte write buffer (`crate::server`'s `edge_l4_buffers`), its struct
+/// and a socket digest, ≈ 1 KB that a WebSocket, with tungstenite's buffers of its own, never
+/// uses (docs/benchmarks.md, "A WebSocket on the bare socket"). The socket is duplicated, and
+/// Pingora's stream (flushed, nothing read ahead: the edge has no L4 read buffer) dropped with
+/// its descriptor. TLS connections, and anything that fails, stay as they are.
+fn bare_tcp(stream: pingora::protocols::Stream) -> UpgradedStream {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    let Some(l4) = stream
+        .as_any()
+        .downcast_ref::<pingora::protocols::l4::stream::Stream>()
+    else {
+        return Box::new(stream);
+    };
+    // SAFETY: the descriptor belongs to `l4`, which is alive (borrowed) for this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(l4.as_raw_fd()) };
+    let bare = fd
+        .try_clone_to_owned()
+        .map(std::net::TcpStream::from)
+        .and_then(|tcp| {
+            tcp.set_nonblocking(true)?;
+            tokio::net::TcpStream::from_std(tcp)
+        });
+    match bare {
+        Ok(tcp) => {
+            drop(stream);
+            Box::new(tcp)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "keeping Pingora's stream under the WebSocket");
+            Box::new(stream)
+        }
+    }
 }
 
 impl ChatEdge {
