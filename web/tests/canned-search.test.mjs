@@ -95,3 +95,53 @@ test('a canned reply is offered on /gre and inserted with the visitor\'s name; a
     await agentCtx.close().catch(() => {});
   }
 });
+
+// The console's later scripts (canned replies, search) may load after the session's welcome
+// (a slow network, a busy machine): they must still get the session, or the search box and the
+// canned replies dialog silently do nothing. Their load is held back here to make that certain.
+test('the canned replies and the search work when their scripts load after the welcome', { timeout: 240_000 }, async () => {
+  const shopper = await browser.newContext();
+  const agentCtx = await browser.newContext();
+  try {
+    await serveShop(shopper, gw, {});
+    const visitor = await shopper.newPage();
+    await openWidget(gw, visitor);
+    await widgetSend(gw, visitor, 'My tracking number does not work');
+    const conversationId = (await visitor.evaluate(() => window.ChatWidget.state)).conversationId;
+
+    const token = await mintToken(gw, 'cid', 'Cid Agent');
+    const agent = await agentCtx.newPage();
+    let welcomed = false;
+    agent.on('websocket', (ws) => ws.on('framereceived', (f) => {
+      if (typeof f.payload === 'string' && f.payload.includes('"welcome"')) welcomed = true;
+    }));
+    const late = [];
+    await agent.route(/\/chat\/admin\/(canned|search)\.js$/, async (route) => {
+      // Released only once the welcome has arrived (or after a while, so a console that waits
+      // for its scripts before connecting is not held up for ever).
+      const until = Date.now() + 2000;
+      while (!welcomed && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      late.push(welcomed);
+      await route.continue();
+    });
+    await openConsole(gw, agent, token, 'Cid Agent');
+    assert.equal(late.length, 2);
+
+    await agent.getByTestId('search-input').fill('tracking');
+    await agent.getByTestId('search-input').press('Enter');
+    await waitForText(gw, agent.getByTestId('search-snippet'), /My tracking number/, 'search snippet');
+    assert.equal(await agent.getByTestId('search-result').first().getAttribute('data-conversation-id'), conversationId);
+    await agent.getByTestId('search-result').first().click();
+    await waitForText(gw, agent.getByTestId('message-body'), /My tracking number/, 'opened from the search');
+
+    await agent.getByTestId('canned-manage-button').click({ timeout: WAIT });
+    await agent.getByTestId('canned-shortcut').fill('thanks');
+    await agent.getByTestId('canned-title').fill('Thanks');
+    await agent.getByTestId('canned-body').fill('Thank you!');
+    await agent.getByTestId('canned-save').click();
+    await agent.locator('[data-testid="canned-item"][data-shortcut="thanks"]').waitFor({ timeout: WAIT });
+  } finally {
+    await shopper.close().catch(() => {});
+    await agentCtx.close().catch(() => {});
+  }
+});
