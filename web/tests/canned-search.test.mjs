@@ -145,3 +145,43 @@ test('the canned replies and the search work when their scripts load after the w
     await agentCtx.close().catch(() => {});
   }
 });
+
+// A search cut by a reconnect (its socket closed before the answer) is not left unanswered: the
+// console rejects it, the box says so, and the search runs again once the console is back.
+test('a search whose socket closes before the answer runs again after the reconnect', { timeout: 240_000 }, async () => {
+  const shopper = await browser.newContext();
+  const agentCtx = await browser.newContext();
+  try {
+    await serveShop(shopper, gw, {});
+    const visitor = await shopper.newPage();
+    await openWidget(gw, visitor);
+    await widgetSend(gw, visitor, 'The voucher code was refused');
+
+    const token = await mintToken(gw, 'dee', 'Dee Agent');
+    const agent = await agentCtx.newPage();
+    let searches = 0;
+    // The console's socket goes through this proxy, which drops the first search and closes the
+    // socket instead of passing it on (a gateway restart or network blip at that moment).
+    await agent.routeWebSocket(/\/ws-admin\//, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((frame) => {
+        if (typeof frame === 'string' && frame.includes('"search_conversations"') && ++searches === 1) {
+          ws.close({ code: 1012, reason: 'restarting' });
+          server.close();
+          return;
+        }
+        server.send(frame);
+      });
+    });
+    await openConsole(gw, agent, token, 'Dee Agent');
+
+    await agent.getByTestId('search-input').fill('voucher');
+    await agent.getByTestId('search-input').press('Enter');
+    await waitForText(gw, agent.getByTestId('search-snippet'), /The voucher code/, 'search snippet after the reconnect');
+    assert.equal(searches, 2);
+    await waitForText(gw, agent.getByTestId('connection-banner'), /Connected as Dee Agent/, 'console banner');
+  } finally {
+    await shopper.close().catch(() => {});
+    await agentCtx.close().catch(() => {});
+  }
+});
