@@ -1071,13 +1071,23 @@
   // ---------------------------------------------------------------------------------------------
   // Start
 
-  if (token) {
-    showLogin(false);
-    connect();
-  } else if (CONFIG.tokenUrl) {
-    signInWithSite();
-  } else {
-    setBanner('rejected', t('console.notSignedIn'));
-    showLogin(true);
+  function start() {
+    if (token) {
+      showLogin(false);
+      connect();
+    } else if (CONFIG.tokenUrl) {
+      signInWithSite();
+    } else {
+      setBanner('rejected', t('console.notSignedIn'));
+      showLogin(true);
+    }
   }
+
+  // Only once every deferred script of the page has run (DOMContentLoaded follows them): the
+  // files after this one (./canned.js, ./search.js, ./signals.js, ...) listen for
+  // `chat-console:ready`, `chat-console:open` and `chat-console:event`, and a welcome that
+  // arrived while one of them was still loading (slow network, busy machine) was an event it
+  // never heard, leaving its part of the console dead until the next reconnect.
+  if (document.readyState === 'complete') start();
+  else document.addEventListener('DOMContentLoaded', start, { once: true });
 })();

@@ -6,8 +6,11 @@
  * matching message's snippet (or that the visitor's name or email matched); choosing it opens
  * the conversation. "More results" asks for the next page.
  *
- * console.js hands over `request` and `open` with `chat-console:ready`. Text only, via
- * textContent.
+ * console.js hands over `request` and `open` with `chat-console:ready` (again after every
+ * reconnect). A search the socket could not answer (sent while disconnected, or cut by a
+ * reconnect: console.js rejects such requests with `disconnected`) says so and runs again once
+ * the console is connected, rather than leaving the agent with a search that never answers.
+ * Text only, via textContent.
  */
 (function () {
   'use strict';
@@ -26,8 +29,15 @@
   let shown = []; // results on screen
   let nextCursor = null;
   let lastQuery = '';
+  let rerun = false; // the search on screen got no answer for want of a connection
 
-  document.addEventListener('chat-console:ready', function (e) { ctx = e.detail; });
+  document.addEventListener('chat-console:ready', function (e) {
+    ctx = e.detail;
+    if (rerun) {
+      rerun = false;
+      if (input.value.trim() && !results.hidden) run(null);
+    }
+  });
 
   function h(tag, attrs, text) {
     const el = document.createElement(tag);
@@ -93,15 +103,18 @@
 
   function run(cursor) {
     const query = input.value.trim();
+    rerun = false;
     if (!query) { generation++; showResults(false); return; }
-    if (!ctx) return;
     const mine = ++generation;
     lastQuery = query;
     const fields = Object.assign({ query: query, limit: 20 }, siteFilter());
     if (cursor) fields.cursor = cursor;
     showResults(true);
     if (!cursor) status.textContent = t('search.searching');
-    ctx.request('search_conversations', fields).then(function (ack) {
+    // Not connected yet: said below like a request refused for that, and run on `ready`.
+    const asked = ctx ? ctx.request('search_conversations', fields)
+      : Promise.reject({ code: 'disconnected', message: t('console.notConnected') });
+    asked.then(function (ack) {
       if (mine !== generation) return;
       const page = Array.isArray(ack.results) ? ack.results : [];
       shown = cursor ? shown.concat(page) : page;
@@ -110,6 +123,7 @@
     }, function (err) {
       if (mine !== generation) return;
       if (!cursor) { shown = []; nextCursor = null; results.replaceChildren(); }
+      if (err.code === 'disconnected') rerun = true;
       status.textContent = err.code === 'rate_limited' ? t('search.tooFast')
         : t('search.failed', { reason: err.message || err.code });
     });

@@ -95,3 +95,93 @@ test('a canned reply is offered on /gre and inserted with the visitor\'s name; a
     await agentCtx.close().catch(() => {});
   }
 });
+
+// The console's later scripts (canned replies, search) may load after the session's welcome
+// (a slow network, a busy machine): they must still get the session, or the search box and the
+// canned replies dialog silently do nothing. Their load is held back here to make that certain.
+test('the canned replies and the search work when their scripts load after the welcome', { timeout: 240_000 }, async () => {
+  const shopper = await browser.newContext();
+  const agentCtx = await browser.newContext();
+  try {
+    await serveShop(shopper, gw, {});
+    const visitor = await shopper.newPage();
+    await openWidget(gw, visitor);
+    await widgetSend(gw, visitor, 'My tracking number does not work');
+    const conversationId = (await visitor.evaluate(() => window.ChatWidget.state)).conversationId;
+
+    const token = await mintToken(gw, 'cid', 'Cid Agent');
+    const agent = await agentCtx.newPage();
+    let welcomed = false;
+    agent.on('websocket', (ws) => ws.on('framereceived', (f) => {
+      if (typeof f.payload === 'string' && f.payload.includes('"welcome"')) welcomed = true;
+    }));
+    const late = [];
+    await agent.route(/\/chat\/admin\/(canned|search)\.js$/, async (route) => {
+      // Released only once the welcome has arrived (or after a while, so a console that waits
+      // for its scripts before connecting is not held up for ever).
+      const until = Date.now() + 2000;
+      while (!welcomed && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      late.push(welcomed);
+      await route.continue();
+    });
+    await openConsole(gw, agent, token, 'Cid Agent');
+    assert.equal(late.length, 2);
+
+    await agent.getByTestId('search-input').fill('tracking');
+    await agent.getByTestId('search-input').press('Enter');
+    await waitForText(gw, agent.getByTestId('search-snippet'), /My tracking number/, 'search snippet');
+    assert.equal(await agent.getByTestId('search-result').first().getAttribute('data-conversation-id'), conversationId);
+    await agent.getByTestId('search-result').first().click();
+    await waitForText(gw, agent.getByTestId('message-body'), /My tracking number/, 'opened from the search');
+
+    await agent.getByTestId('canned-manage-button').click({ timeout: WAIT });
+    await agent.getByTestId('canned-shortcut').fill('thanks');
+    await agent.getByTestId('canned-title').fill('Thanks');
+    await agent.getByTestId('canned-body').fill('Thank you!');
+    await agent.getByTestId('canned-save').click();
+    await agent.locator('[data-testid="canned-item"][data-shortcut="thanks"]').waitFor({ timeout: WAIT });
+  } finally {
+    await shopper.close().catch(() => {});
+    await agentCtx.close().catch(() => {});
+  }
+});
+
+// A search cut by a reconnect (its socket closed before the answer) is not left unanswered: the
+// console rejects it, the box says so, and the search runs again once the console is back.
+test('a search whose socket closes before the answer runs again after the reconnect', { timeout: 240_000 }, async () => {
+  const shopper = await browser.newContext();
+  const agentCtx = await browser.newContext();
+  try {
+    await serveShop(shopper, gw, {});
+    const visitor = await shopper.newPage();
+    await openWidget(gw, visitor);
+    await widgetSend(gw, visitor, 'The voucher code was refused');
+
+    const token = await mintToken(gw, 'dee', 'Dee Agent');
+    const agent = await agentCtx.newPage();
+    let searches = 0;
+    // The console's socket goes through this proxy, which drops the first search and closes the
+    // socket instead of passing it on (a gateway restart or network blip at that moment).
+    await agent.routeWebSocket(/\/ws-admin\//, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((frame) => {
+        if (typeof frame === 'string' && frame.includes('"search_conversations"') && ++searches === 1) {
+          ws.close({ code: 1012, reason: 'restarting' });
+          server.close();
+          return;
+        }
+        server.send(frame);
+      });
+    });
+    await openConsole(gw, agent, token, 'Dee Agent');
+
+    await agent.getByTestId('search-input').fill('voucher');
+    await agent.getByTestId('search-input').press('Enter');
+    await waitForText(gw, agent.getByTestId('search-snippet'), /The voucher code/, 'search snippet after the reconnect');
+    assert.equal(searches, 2);
+    await waitForText(gw, agent.getByTestId('connection-banner'), /Connected as Dee Agent/, 'console banner');
+  } finally {
+    await shopper.close().catch(() => {});
+    await agentCtx.close().catch(() => {});
+  }
+});
