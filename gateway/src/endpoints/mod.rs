@@ -102,7 +102,36 @@ fn bare_tcp(stream: pingora::protocols::Stream) -> UpgradedStream {
     }
 }
 
+/// Writes `answer` as the request's response through Pingora.
+pub(crate) async fn write_through_pingora(session: &mut Session, answer: Answer) -> Result<bool> {
+    let mut resp = ResponseHeader::build(answer.status, Some(1 + answer.headers.len()))?;
+    for (name, value) in &answer.headers {
+        resp.insert_header(*name, value.as_str())?;
+    }
+    resp.insert_header("Content-Length", answer.body.len().to_string())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(answer.body), true).await?;
+    Ok(true)
+}
+
 impl ChatEdge {
+    /// Answers a long-polling request (raw or Engine.IO) with `answer`: from outside Pingora
+    /// when its connection can be parked, which then idles there until its next request
+    /// (`crate::parked`); otherwise through Pingora.
+    pub(crate) async fn answer_polling(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        answer: Answer,
+    ) -> Result<bool> {
+        if parked::can_park(session) {
+            return self
+                .park_answer(session, ctx, std::future::ready(answer))
+                .await;
+        }
+        write_through_pingora(session, answer).await
+    }
+
     /// Answers a long-polling request (raw or Engine.IO) with `answer` from outside Pingora,
     /// its connection parked (`crate::parked`; only when `parked::can_park` said so): a held
     /// poll then waits, and the connection idles until its next request, without Pingora's

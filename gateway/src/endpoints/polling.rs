@@ -17,7 +17,6 @@ use chat_core::model::{Principal, Role};
 use chat_core::transport::TransportKind;
 use chat_core::ErrorCode;
 use chat_transport_polling::PollResponse;
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
@@ -143,21 +142,8 @@ impl ChatEdge {
                 }
                 _ => ErrorResponse::method_not_allowed("use GET or POST").into(),
             };
-        let answer = poll_answer(response, &cors);
-        if parked::can_park(session) {
-            // The connection then idles outside Pingora until its next request.
-            return self
-                .park_answer(session, ctx, std::future::ready(answer))
-                .await;
-        }
-        let mut resp = ResponseHeader::build(answer.status, Some(1 + answer.headers.len()))?;
-        for (name, value) in &answer.headers {
-            resp.insert_header(*name, value.as_str())?;
-        }
-        resp.insert_header("Content-Length", answer.body.len().to_string())?;
-        session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(answer.body), true).await?;
-        Ok(true)
+        self.answer_polling(session, ctx, poll_answer(response, &cors))
+            .await
     }
 }
 

@@ -4,7 +4,7 @@
 //! the Socket.IO CONNECT ([`crate::socketio`]), which opens the chat session. Later requests
 //! (with `sid`) pass the Origin rules only. CORS is answered here.
 
-use super::{is_websocket_upgrade, take_upgraded, websocket_key};
+use super::{is_websocket_upgrade, take_upgraded, websocket_key, write_through_pingora};
 use crate::admission::Attempt;
 use crate::edge::{ChatEdge, RequestCtx};
 use crate::http_util::{cors_headers, query_param, read_body_limited, respond};
@@ -15,7 +15,6 @@ use bytes::Bytes;
 use chat_core::model::Role;
 use chat_core::transport::TransportKind;
 use chat_transport_socketio::engineio::{EngineRequest, EngineResponse, Method as EngineMethod};
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
@@ -138,31 +137,18 @@ impl ChatEdge {
             }
         }
         drop(open);
-        if parked::can_park(session) {
-            // The connection then idles outside Pingora until its next request.
-            let answer = engine_answer(response, &cors);
-            return self
-                .park_answer(session, ctx, std::future::ready(answer))
-                .await;
-        }
-        self.write_engine_response(session, response, &cors).await
+        self.answer_polling(session, ctx, engine_answer(response, &cors))
+            .await
     }
 
+    /// Writes an answer of the engine (or a refusal before it) through Pingora.
     pub(crate) async fn write_engine_response(
         &self,
         session: &mut Session,
         response: EngineResponse,
         cors: &[(&'static str, String)],
     ) -> Result<bool> {
-        let answer = engine_answer(response, cors);
-        let mut resp = ResponseHeader::build(answer.status, Some(1 + answer.headers.len()))?;
-        for (name, value) in &answer.headers {
-            resp.insert_header(*name, value.as_str())?;
-        }
-        resp.insert_header("Content-Length", answer.body.len().to_string())?;
-        session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(answer.body), true).await?;
-        Ok(true)
+        write_through_pingora(session, engine_answer(response, cors)).await
     }
 }
 
