@@ -15,7 +15,7 @@
 //! and the client knows to catch up itself.
 
 use crate::offset::{OffsetTrack, OffsetTracks, Positions, Resolved};
-use crate::socketio::{Emitter, Socket, SocketEvent};
+use crate::socketio::{AckResponder, Emitter, Socket, SocketEvent};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chat_core::model::{ConversationId, Principal};
@@ -252,8 +252,74 @@ fn emit_event(emitter: &Emitter, offsets: &mut OffsetTrack, event: &ServerEvent)
 }
 
 /// Drives one chat session over a connected Socket.IO socket until either side ends it.
+///
+/// What runs once (recovery) and what awaits the store (a command) run boxed, so that the
+/// idle state of the loop (the `select!`) is all an idle connection's task holds
+/// (docs/benchmarks.md, "The serve loop's idle size").
 async fn serve_socket(mut socket: Socket<ChatConnection>, mut session: ChatSession) -> SessionEnd {
     let emitter = socket.emitter();
+    let mut offsets = Box::pin(start(&mut socket, &mut session)).await;
+    loop {
+        let answered = {
+            let (name, args, attachments, ack) = tokio::select! {
+                event = socket.recv() => match event {
+                    Some(SocketEvent::Event { name, args, attachments, ack }) => (name, args, attachments, ack),
+                    Some(SocketEvent::Disconnected(_)) | None => return SessionEnd::ClientClosed,
+                },
+                outbound = session.next_event() => match outbound {
+                    Outbound::Event(event) => {
+                        // The events ready behind this one are emitted at once too, so that the
+                        // engine writes them to the WebSocket in one batch (one flush).
+                        if !emit_event(&emitter, &mut offsets, &event) {
+                            return SessionEnd::ClientClosed;
+                        }
+                        for event in session.ready_events() {
+                            if !emit_event(&emitter, &mut offsets, &event) {
+                                return SessionEnd::ClientClosed;
+                            }
+                        }
+                        continue;
+                    }
+                    Outbound::Lagged => {
+                        // Closing the Engine.IO session (not a Socket.IO DISCONNECT) makes stock
+                        // clients reconnect, and recover.
+                        emitter.engine().close();
+                        return SessionEnd::Lagged;
+                    }
+                    Outbound::ShuttingDown => {
+                        emitter.engine().close();
+                        return SessionEnd::ShuttingDown;
+                    }
+                    Outbound::CredentialsExpired => {
+                        // A server-side DISCONNECT: stock clients do not reconnect on their own
+                        // (the old token would be refused); the page connects with a fresh one.
+                        let _ = emitter.disconnect();
+                        return SessionEnd::CredentialsExpired;
+                    }
+                },
+            };
+            let command = Command {
+                name,
+                args,
+                attachments: !attachments.is_empty(),
+                ack,
+            };
+            Box::pin(answer_command(
+                &mut session,
+                &emitter,
+                &mut offsets,
+                command,
+            ))
+        };
+        if !answered.await {
+            return SessionEnd::ClientClosed;
+        }
+    }
+}
+
+/// Takes what the CONNECT decided about recovery and replays what the client missed; the
+/// offsets the session's events carry from then on.
+async fn start(socket: &mut Socket<ChatConnection>, session: &mut ChatSession) -> OffsetTrack {
     let recovery = std::mem::replace(&mut socket.data.recovery, RecoveryRequest::None);
     let tracks = socket.data.tracks.clone();
     let pid = std::mem::take(&mut socket.data.principal_pid);
@@ -261,7 +327,7 @@ async fn serve_socket(mut socket: Socket<ChatConnection>, mut session: ChatSessi
     // kept for the life of the connection.
     socket.data.pid = String::new();
     socket.auth = None;
-    let (mut offsets, from) = match recovery {
+    let (offsets, from) = match recovery {
         RecoveryRequest::Recover { from, .. } => {
             (OffsetTrack::new(tracks, pid, from.seqs.clone()), Some(from))
         }
@@ -277,9 +343,7 @@ async fn serve_socket(mut socket: Socket<ChatConnection>, mut session: ChatSessi
     if let Some(from) = from {
         // A margin for clocks of other processes and the database.
         let since = Some(from.made_at_ms - RECOVERY_MARGIN_MS);
-        // Boxed, as `handle` below: store calls, whose futures would otherwise sit inline in
-        // every idle connection's task.
-        let answer = Box::pin(session.recover(from.seqs, since)).await;
+        let answer = session.recover(from.seqs, since).await;
         if let ServerEvent::Error(e) = answer {
             // Recovery is best effort: the client still has `resume` and `history`.
             tracing::debug!(
@@ -289,72 +353,56 @@ async fn serve_socket(mut socket: Socket<ChatConnection>, mut session: ChatSessi
             );
         }
     }
-    loop {
-        tokio::select! {
-            event = socket.recv() => match event {
-                Some(SocketEvent::Event { name, args, attachments, ack }) => {
-                    let answer = match frame_from_event(&name, &args, !attachments.is_empty()) {
-                        Ok(frame) => {
-                            // A client that catches up itself (after a declined recovery) has
-                            // what its cursors say: its next offset must say so too, or a later
-                            // recovery would replay those conversations from the start.
-                            let cursors = match &frame.command {
-                                ClientCommand::Resume { cursors, .. } => Some(cursors.clone()),
-                                _ => None,
-                            };
-                            let answer = Box::pin(session.handle(frame)).await;
-                            if let (Some(cursors), ServerEvent::Ack(_)) = (cursors, &answer) {
-                                offsets.caught_up(&cursors);
-                            }
-                            answer
-                        }
-                        Err(error) => ServerEvent::Error(error),
-                    };
-                    let delivered = match ack {
-                        Some(ack) => ack.send(vec![ack_argument(&answer)], Vec::new()).is_ok(),
-                        // No callback to answer: errors still reach the client as an event.
-                        None if matches!(answer, ServerEvent::Error(_)) => emitter
-                            .emit("error", vec![event_argument(&answer)], Vec::new())
-                            .is_ok(),
-                        None => true,
-                    };
-                    if !delivered {
-                        return SessionEnd::ClientClosed;
-                    }
-                }
-                Some(SocketEvent::Disconnected(_)) | None => return SessionEnd::ClientClosed,
-            },
-            outbound = session.next_event() => match outbound {
-                Outbound::Event(event) => {
-                    // The events ready behind this one are emitted at once too, so that the
-                    // engine writes them to the WebSocket in one batch (one flush).
-                    if !emit_event(&emitter, &mut offsets, &event) {
-                        return SessionEnd::ClientClosed;
-                    }
-                    for event in session.ready_events() {
-                        if !emit_event(&emitter, &mut offsets, &event) {
-                            return SessionEnd::ClientClosed;
-                        }
-                    }
-                }
-                Outbound::Lagged => {
-                    // Closing the Engine.IO session (not a Socket.IO DISCONNECT) makes stock
-                    // clients reconnect, and recover.
-                    emitter.engine().close();
-                    return SessionEnd::Lagged;
-                }
-                Outbound::ShuttingDown => {
-                    emitter.engine().close();
-                    return SessionEnd::ShuttingDown;
-                }
-                Outbound::CredentialsExpired => {
-                    // A server-side DISCONNECT: stock clients do not reconnect on their own
-                    // (the old token would be refused); the page connects with a fresh one.
-                    let _ = emitter.disconnect();
-                    return SessionEnd::CredentialsExpired;
-                }
-            },
+    offsets
+}
+
+/// A client's event, as the serve loop hands it to [`answer_command`].
+struct Command {
+    name: String,
+    args: Vec<Value>,
+    /// Whether binary attachments came with it (the protocol has none).
+    attachments: bool,
+    ack: Option<AckResponder>,
+}
+
+/// Handles a client's event and answers it (its ack, or an `error` event when it asked for
+/// none and failed); `false` once the socket is gone.
+async fn answer_command(
+    session: &mut ChatSession,
+    emitter: &Emitter,
+    offsets: &mut OffsetTrack,
+    command: Command,
+) -> bool {
+    let Command {
+        name,
+        args,
+        attachments,
+        ack,
+    } = command;
+    let answer = match frame_from_event(&name, &args, attachments) {
+        Ok(frame) => {
+            // A client that catches up itself (after a declined recovery) has what its cursors
+            // say: its next offset must say so too, or a later recovery would replay those
+            // conversations from the start.
+            let cursors = match &frame.command {
+                ClientCommand::Resume { cursors, .. } => Some(cursors.clone()),
+                _ => None,
+            };
+            let answer = session.handle(frame).await;
+            if let (Some(cursors), ServerEvent::Ack(_)) = (cursors, &answer) {
+                offsets.caught_up(&cursors);
+            }
+            answer
         }
+        Err(error) => ServerEvent::Error(error),
+    };
+    match ack {
+        Some(ack) => ack.send(vec![ack_argument(&answer)], Vec::new()).is_ok(),
+        // No callback to answer: errors still reach the client as an event.
+        None if matches!(answer, ServerEvent::Error(_)) => emitter
+            .emit("error", vec![event_argument(&answer)], Vec::new())
+            .is_ok(),
+        None => true,
     }
 }
 

@@ -16,12 +16,14 @@ use chat_core::protocol::ServerEvent;
 use chat_core::service::{ChatSession, Outbound};
 use chat_core::transport::{SessionEnd, Transport, TransportKind};
 use futures_util::{SinkExt, StreamExt};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 /// Close code of a session whose agent token expired without a fresh one (`auth`): reconnect
@@ -111,6 +113,84 @@ struct Closing {
     end: SessionEnd,
 }
 
+/// What one turn of the serve loop writes.
+enum Step {
+    /// The answer to a client's command (the command is handled first).
+    Answer(Utf8Bytes),
+    /// An event from the session, with every event ready behind it.
+    Deliver(ServerEvent),
+    /// The liveness ping.
+    Ping,
+}
+
+/// A write of the serve loop, boxed (see [`Step::write`]).
+type Write<'a> = Pin<Box<dyn Future<Output = Result<(), SessionEnd>> + Send + 'a>>;
+
+impl Step {
+    /// The write this step makes, boxed: handling a command (its store calls) and writing (its
+    /// timer, the event being encoded) are the largest states of the serve loop, and inline
+    /// they would sit in every idle connection's task (docs/benchmarks.md, "The serve loop's
+    /// idle size").
+    fn write<'a>(
+        self,
+        ws: &'a mut WebSocketStream<UpgradedStream>,
+        session: &'a mut ChatSession,
+        write_timeout: Duration,
+    ) -> Write<'a> {
+        match self {
+            Step::Answer(text) => Box::pin(async move {
+                let answer = match decode_client_frame(text.as_str()) {
+                    Ok(frame) => session.handle(frame).await,
+                    Err(bad) => bad.to_event(),
+                };
+                write_batch(ws, session, answer, write_timeout).await
+            }),
+            Step::Deliver(event) => Box::pin(write_batch(ws, session, event, write_timeout)),
+            Step::Ping => Box::pin(send_message(
+                ws,
+                WsMessage::Ping(Default::default()),
+                write_timeout,
+            )),
+        }
+    }
+}
+
+/// The text of a frame the client sent: `Ok(None)` for a frame that only shows liveness (ping,
+/// pong), `Err` for one that ends the session (with a close frame to send, or without).
+fn incoming_text(
+    incoming: Option<Result<WsMessage, WsError>>,
+    session: &ChatSession,
+) -> Result<Option<Utf8Bytes>, Result<Closing, SessionEnd>> {
+    match incoming {
+        None => Err(Err(SessionEnd::ClientClosed)),
+        Some(Ok(WsMessage::Text(text))) => Ok(Some(text)),
+        Some(Ok(WsMessage::Binary(_))) => Err(Ok(Closing {
+            code: CloseCode::Policy,
+            reason: "binary frames are not part of the protocol; send JSON text",
+            end: SessionEnd::ProtocolViolation("binary frame".into()),
+        })),
+        Some(Ok(WsMessage::Close(_))) => Err(Err(SessionEnd::ClientClosed)),
+        Some(Ok(_)) => Ok(None),
+        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+            tracing::debug!(session = session.id(), size, max_size, "message too big");
+            Err(Ok(Closing {
+                code: CloseCode::Size,
+                reason: "message too big",
+                end: SessionEnd::ProtocolViolation(format!(
+                    "message of {size} bytes over {max_size}"
+                )),
+            }))
+        }
+        Some(Err(WsError::Capacity(_))) => Err(Ok(Closing {
+            code: CloseCode::Size,
+            reason: "frame too big",
+            end: SessionEnd::ProtocolViolation("frame too big".into()),
+        })),
+        Some(Err(WsError::Protocol(e))) => Err(Err(SessionEnd::ProtocolViolation(e.to_string()))),
+        Some(Err(e)) => Err(Err(SessionEnd::ConnectionError(e.to_string()))),
+    }
+}
+
 impl Transport for WebSocketTransport {
     type Connection = Upgraded;
 
@@ -129,100 +209,80 @@ impl Transport for WebSocketTransport {
         );
         let mut last_heard = Instant::now();
         let closing = loop {
-            tokio::select! {
-                incoming = ws.next() => {
-                    last_heard = Instant::now();
-                    let text = match incoming {
-                        None => break Err(SessionEnd::ClientClosed),
-                        Some(Ok(WsMessage::Text(text))) => text,
-                        Some(Ok(WsMessage::Binary(_))) => break Ok(Closing {
-                            code: CloseCode::Policy,
-                            reason: "binary frames are not part of the protocol; send JSON text",
-                            end: SessionEnd::ProtocolViolation("binary frame".into()),
+            // What to write is decided in this block, and the write runs boxed after it: only
+            // the box lives across the write's awaits, so the idle state of this loop (the
+            // `select!`) is not as large as a write plus everything live beside it.
+            let write = {
+                let step = tokio::select! {
+                    incoming = ws.next() => {
+                        last_heard = Instant::now();
+                        match incoming_text(incoming, &session) {
+                            Ok(Some(text)) => Step::Answer(text),
+                            Ok(None) => continue,
+                            Err(closing) => break closing,
+                        }
+                    }
+                    outbound = session.next_event() => match outbound {
+                        Outbound::Event(event) => Step::Deliver(event),
+                        Outbound::Lagged => break Ok(Closing {
+                            code: CloseCode::Again,
+                            reason: "too far behind; reconnect and resume",
+                            end: SessionEnd::Lagged,
                         }),
-                        Some(Ok(WsMessage::Close(_))) => break Err(SessionEnd::ClientClosed),
-                        Some(Ok(_)) => continue, // ping, pong: liveness only
-                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
-                            tracing::debug!(session = session.id(), size, max_size, "message too big");
+                        Outbound::ShuttingDown => break Ok(Closing {
+                            code: CloseCode::Away,
+                            reason: "gateway restarting; reconnect and resume",
+                            end: SessionEnd::ShuttingDown,
+                        }),
+                        Outbound::CredentialsExpired => break Ok(Closing {
+                            code: CloseCode::Library(CLOSE_TOKEN_EXPIRED),
+                            reason: "token_expired",
+                            end: SessionEnd::CredentialsExpired,
+                        }),
+                    },
+                    _ = ping.tick() => {
+                        if last_heard.elapsed() >= settings.idle_timeout {
                             break Ok(Closing {
-                                code: CloseCode::Size,
-                                reason: "message too big",
-                                end: SessionEnd::ProtocolViolation(format!("message of {size} bytes over {max_size}")),
+                                code: CloseCode::Policy,
+                                reason: "no pong within the idle timeout",
+                                end: SessionEnd::PeerTimeout,
                             });
                         }
-                        Some(Err(WsError::Capacity(_))) => break Ok(Closing {
-                            code: CloseCode::Size,
-                            reason: "frame too big",
-                            end: SessionEnd::ProtocolViolation("frame too big".into()),
-                        }),
-                        Some(Err(WsError::Protocol(e))) => break Err(SessionEnd::ProtocolViolation(e.to_string())),
-                        Some(Err(e)) => break Err(SessionEnd::ConnectionError(e.to_string())),
-                    };
-                    let answer = match decode_client_frame(text.as_str()) {
-                        // Boxed: the handling future (store calls) is most of this loop's size
-                        // and would otherwise sit in every idle connection's task.
-                        Ok(frame) => Box::pin(session.handle(frame)).await,
-                        Err(bad) => bad.to_event(),
-                    };
-                    if let Err(end) = write_batch(&mut ws, &mut session, answer, settings.write_timeout).await {
-                        break Err(end);
+                        Step::Ping
                     }
-                }
-                outbound = session.next_event() => match outbound {
-                    Outbound::Event(event) => {
-                        if let Err(end) = write_batch(&mut ws, &mut session, event, settings.write_timeout).await {
-                            break Err(end);
-                        }
-                    }
-                    Outbound::Lagged => break Ok(Closing {
-                        code: CloseCode::Again,
-                        reason: "too far behind; reconnect and resume",
-                        end: SessionEnd::Lagged,
-                    }),
-                    Outbound::ShuttingDown => break Ok(Closing {
-                        code: CloseCode::Away,
-                        reason: "gateway restarting; reconnect and resume",
-                        end: SessionEnd::ShuttingDown,
-                    }),
-                    Outbound::CredentialsExpired => break Ok(Closing {
-                        code: CloseCode::Library(CLOSE_TOKEN_EXPIRED),
-                        reason: "token_expired",
-                        end: SessionEnd::CredentialsExpired,
-                    }),
-                },
-                _ = ping.tick() => {
-                    if last_heard.elapsed() >= settings.idle_timeout {
-                        break Ok(Closing {
-                            code: CloseCode::Policy,
-                            reason: "no pong within the idle timeout",
-                            end: SessionEnd::PeerTimeout,
-                        });
-                    }
-                    if let Err(end) = send_message(&mut ws, WsMessage::Ping(Default::default()), settings.write_timeout).await {
-                        break Err(end);
-                    }
-                }
-            }
-        };
-        let end = match closing {
-            Ok(Closing { code, reason, end }) => {
-                let frame = CloseFrame {
-                    code,
-                    reason: reason.into(),
                 };
-                // Best effort: the peer may already be gone.
-                let _ = timeout(
-                    settings.write_timeout,
-                    ws.send(WsMessage::Close(Some(frame))),
-                )
-                .await;
-                end
+                step.write(&mut ws, &mut session, settings.write_timeout)
+            };
+            if let Err(end) = write.await {
+                break Err(end);
             }
-            Err(end) => end,
         };
-        finish_close(&mut ws).await;
-        end
+        // Boxed for the same reason as a write: what the close keeps (the reason, the end)
+        // would otherwise take room beside the idle loop's state.
+        Box::pin(close(ws, closing, settings.write_timeout)).await
     }
+}
+
+/// Ends the connection: the close frame when the server ends it (best effort: the peer may
+/// already be gone), then the closing handshake.
+async fn close(
+    mut ws: WebSocketStream<UpgradedStream>,
+    closing: Result<Closing, SessionEnd>,
+    write_timeout: Duration,
+) -> SessionEnd {
+    let end = match closing {
+        Ok(Closing { code, reason, end }) => {
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ = timeout(write_timeout, ws.send(WsMessage::Close(Some(frame)))).await;
+            end
+        }
+        Err(end) => end,
+    };
+    finish_close(&mut ws).await;
+    end
 }
 
 /// Writes `first`, then every event the session has ready ([`ChatSession::ready_events`]), and
