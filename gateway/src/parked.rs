@@ -188,7 +188,7 @@ async fn answer_and_wait(parked: Parked) -> Option<(Stream, Parking)> {
 }
 
 /// One answer of a parked request.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Answer {
     /// The status code.
     pub status: u16,
