@@ -182,6 +182,10 @@ pub fn lookup(path: &str) -> Option<Asset> {
             body: include_str!("../../web/admin/console.js"),
             headers: &[],
         },
+        "/chat/admin/session.js" => script(include_str!("../../web/admin/session.js")),
+        "/chat/admin/read-receipts.js" => script(include_str!("../../web/admin/read-receipts.js")),
+        "/chat/admin/transfer.js" => script(include_str!("../../web/admin/transfer.js")),
+        "/chat/admin/replies.js" => script(include_str!("../../web/admin/replies.js")),
         "/chat/admin/site-token.js" => Asset {
             content_type: "application/javascript; charset=utf-8",
             body: include_str!("../../web/admin/site-token.js"),
@@ -295,7 +299,8 @@ mod tests {
     #[test]
     fn the_console_reads_its_sign_in_settings_before_it_starts() {
         use super::*;
-        // `defer` scripts run in document order: config.js sets what console.js reads.
+        // `defer` scripts run in document order: config.js sets what session.js reads when
+        // console.js starts it.
         let config_at = CONSOLE_HTML.find("src=\"./config.js\"").unwrap();
         let site_token_at = CONSOLE_HTML.find("src=\"./site-token.js\"").unwrap();
         let site_switcher_at = CONSOLE_HTML.find("src=\"./site-switcher.js\"").unwrap();
@@ -319,6 +324,19 @@ mod tests {
         assert!(language_at < attachments_at && attachments_at < console_at);
         assert!(lookup("/chat/admin/attachments.js").is_some());
         assert!(alerts_at < console_at && language_at < panel_at);
+        // The parts console.js calls when it starts (they show text, and the session reads the
+        // sign-in settings and the site token's fetcher).
+        for part in [
+            "session.js",
+            "read-receipts.js",
+            "transfer.js",
+            "replies.js",
+        ] {
+            let at = CONSOLE_HTML.find(&format!("src=\"./{part}\"")).unwrap();
+            assert!(language_at < at && at < console_at, "{part}");
+            assert!(config_at < at && site_token_at < at, "{part}");
+            assert!(lookup(&format!("/chat/admin/{part}")).is_some());
+        }
         // The console's parts that listen to console.js's events (and show text) come after it.
         for part in ["signals.js", "canned.js", "search.js"] {
             let at = CONSOLE_HTML.find(&format!("src=\"./{part}\"")).unwrap();
@@ -332,6 +350,6 @@ mod tests {
         let config = lookup("/chat/admin/config.js").unwrap();
         assert!(config.content_type.starts_with("application/javascript"));
         assert!(config.body.contains("window.ChatConsoleConfig = {"));
-        assert!(include_str!("../../web/admin/console.js").contains("window.ChatConsoleConfig"));
+        assert!(include_str!("../../web/admin/session.js").contains("window.ChatConsoleConfig"));
     }
 }
