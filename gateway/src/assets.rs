@@ -20,8 +20,11 @@ pub struct Asset {
 }
 
 /// The widget loader: its language tables and their chooser (web/i18n/), its attachments
-/// (web/widget/attachments.js) and widget.js, in one function scope so that none of them becomes
-/// a global of the customer's page, served as one script (customer pages embed one tag).
+/// (web/widget/attachments.js) and the widget's own files, in one function scope so that none of
+/// them becomes a global of the customer's page, served as one script (customer pages embed one
+/// tag). The widget's files share a strict scope of their own, in this order (state.js declares
+/// what the others use, widget.js starts it all), left at once when the page already has a
+/// widget: the loader is served under three paths and a page may include two.
 const WIDGET: Asset = Asset {
     content_type: "application/javascript; charset=utf-8",
     body: concat!(
@@ -30,7 +33,21 @@ const WIDGET: Asset = Asset {
         include_str!("../../web/i18n/en.js"),
         include_str!("../../web/i18n/zh-CN.js"),
         include_str!("../../web/widget/attachments.js"),
+        "(function () {\n",
+        "'use strict';\n",
+        "if (window.ChatWidget && window.ChatWidget.version) return;\n",
+        include_str!("../../web/widget/state.js"),
+        include_str!("../../web/widget/identity.js"),
+        include_str!("../../web/widget/ui.js"),
+        include_str!("../../web/widget/offline.js"),
+        include_str!("../../web/widget/messages.js"),
+        include_str!("../../web/widget/read-receipts.js"),
+        include_str!("../../web/widget/transports.js"),
+        include_str!("../../web/widget/connection.js"),
+        include_str!("../../web/widget/typing.js"),
+        include_str!("../../web/widget/visitor-context.js"),
         include_str!("../../web/widget/widget.js"),
+        "})();\n",
         "}());\n"
     ),
     headers: &[],
@@ -246,9 +263,18 @@ mod tests {
         assert!(current.starts_with("(function () {"));
         assert!(current.contains("ChatLocales['zh-CN'] = {"));
         assert!(current.contains("window.ChatWidget = {"));
-        // Its attachments part comes before widget.js, which calls it.
+        // Its attachments part comes before the widget's state, which calls it; the widget's own
+        // files in a strict scope that ends with widget.js's start.
         let attachments_at = current.find("function chatWidgetAttachments(").unwrap();
-        assert!(attachments_at < current.find("window.ChatWidget = {").unwrap());
+        let widget_at = current
+            .find("'use strict';\nif (window.ChatWidget && window.ChatWidget.version) return;\n")
+            .unwrap();
+        let state_at = current
+            .find("const attachments = chatWidgetAttachments({")
+            .unwrap();
+        assert!(attachments_at < widget_at && widget_at < state_at);
+        assert!(state_at < current.find("window.ChatWidget = {").unwrap());
+        assert!(current.ends_with("if (document.body) start();\nelse document.addEventListener('DOMContentLoaded', start, { once: true });\n})();\n}());\n"));
         assert_eq!(super::lookup("/widget/widget.js").unwrap().body, current);
         assert_eq!(
             super::lookup("/widget/widgetScript.js").unwrap().body,
