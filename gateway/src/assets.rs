@@ -20,8 +20,11 @@ pub struct Asset {
 }
 
 /// The widget loader: its language tables and their chooser (web/i18n/), its attachments
-/// (web/widget/attachments.js) and widget.js, in one function scope so that none of them becomes
-/// a global of the customer's page, served as one script (customer pages embed one tag).
+/// (web/widget/attachments.js) and the widget's own files, in one function scope so that none of
+/// them becomes a global of the customer's page, served as one script (customer pages embed one
+/// tag). The widget's files share a strict scope of their own, in this order (state.js declares
+/// what the others use, widget.js starts it all), left at once when the page already has a
+/// widget: the loader is served under three paths and a page may include two.
 const WIDGET: Asset = Asset {
     content_type: "application/javascript; charset=utf-8",
     body: concat!(
@@ -30,7 +33,21 @@ const WIDGET: Asset = Asset {
         include_str!("../../web/i18n/en.js"),
         include_str!("../../web/i18n/zh-CN.js"),
         include_str!("../../web/widget/attachments.js"),
+        "(function () {\n",
+        "'use strict';\n",
+        "if (window.ChatWidget && window.ChatWidget.version) return;\n",
+        include_str!("../../web/widget/state.js"),
+        include_str!("../../web/widget/identity.js"),
+        include_str!("../../web/widget/ui.js"),
+        include_str!("../../web/widget/offline.js"),
+        include_str!("../../web/widget/messages.js"),
+        include_str!("../../web/widget/read-receipts.js"),
+        include_str!("../../web/widget/transports.js"),
+        include_str!("../../web/widget/connection.js"),
+        include_str!("../../web/widget/typing.js"),
+        include_str!("../../web/widget/visitor-context.js"),
         include_str!("../../web/widget/widget.js"),
+        "})();\n",
         "}());\n"
     ),
     headers: &[],
@@ -182,6 +199,10 @@ pub fn lookup(path: &str) -> Option<Asset> {
             body: include_str!("../../web/admin/console.js"),
             headers: &[],
         },
+        "/chat/admin/session.js" => script(include_str!("../../web/admin/session.js")),
+        "/chat/admin/read-receipts.js" => script(include_str!("../../web/admin/read-receipts.js")),
+        "/chat/admin/transfer.js" => script(include_str!("../../web/admin/transfer.js")),
+        "/chat/admin/replies.js" => script(include_str!("../../web/admin/replies.js")),
         "/chat/admin/site-token.js" => Asset {
             content_type: "application/javascript; charset=utf-8",
             body: include_str!("../../web/admin/site-token.js"),
@@ -242,9 +263,18 @@ mod tests {
         assert!(current.starts_with("(function () {"));
         assert!(current.contains("ChatLocales['zh-CN'] = {"));
         assert!(current.contains("window.ChatWidget = {"));
-        // Its attachments part comes before widget.js, which calls it.
+        // Its attachments part comes before the widget's state, which calls it; the widget's own
+        // files in a strict scope that ends with widget.js's start.
         let attachments_at = current.find("function chatWidgetAttachments(").unwrap();
-        assert!(attachments_at < current.find("window.ChatWidget = {").unwrap());
+        let widget_at = current
+            .find("'use strict';\nif (window.ChatWidget && window.ChatWidget.version) return;\n")
+            .unwrap();
+        let state_at = current
+            .find("const attachments = chatWidgetAttachments({")
+            .unwrap();
+        assert!(attachments_at < widget_at && widget_at < state_at);
+        assert!(state_at < current.find("window.ChatWidget = {").unwrap());
+        assert!(current.ends_with("if (document.body) start();\nelse document.addEventListener('DOMContentLoaded', start, { once: true });\n})();\n}());\n"));
         assert_eq!(super::lookup("/widget/widget.js").unwrap().body, current);
         assert_eq!(
             super::lookup("/widget/widgetScript.js").unwrap().body,
@@ -295,7 +325,8 @@ mod tests {
     #[test]
     fn the_console_reads_its_sign_in_settings_before_it_starts() {
         use super::*;
-        // `defer` scripts run in document order: config.js sets what console.js reads.
+        // `defer` scripts run in document order: config.js sets what session.js reads when
+        // console.js starts it.
         let config_at = CONSOLE_HTML.find("src=\"./config.js\"").unwrap();
         let site_token_at = CONSOLE_HTML.find("src=\"./site-token.js\"").unwrap();
         let site_switcher_at = CONSOLE_HTML.find("src=\"./site-switcher.js\"").unwrap();
@@ -319,6 +350,19 @@ mod tests {
         assert!(language_at < attachments_at && attachments_at < console_at);
         assert!(lookup("/chat/admin/attachments.js").is_some());
         assert!(alerts_at < console_at && language_at < panel_at);
+        // The parts console.js calls when it starts (they show text, and the session reads the
+        // sign-in settings and the site token's fetcher).
+        for part in [
+            "session.js",
+            "read-receipts.js",
+            "transfer.js",
+            "replies.js",
+        ] {
+            let at = CONSOLE_HTML.find(&format!("src=\"./{part}\"")).unwrap();
+            assert!(language_at < at && at < console_at, "{part}");
+            assert!(config_at < at && site_token_at < at, "{part}");
+            assert!(lookup(&format!("/chat/admin/{part}")).is_some());
+        }
         // The console's parts that listen to console.js's events (and show text) come after it.
         for part in ["signals.js", "canned.js", "search.js"] {
             let at = CONSOLE_HTML.find(&format!("src=\"./{part}\"")).unwrap();
@@ -332,6 +376,6 @@ mod tests {
         let config = lookup("/chat/admin/config.js").unwrap();
         assert!(config.content_type.starts_with("application/javascript"));
         assert!(config.body.contains("window.ChatConsoleConfig = {"));
-        assert!(include_str!("../../web/admin/console.js").contains("window.ChatConsoleConfig"));
+        assert!(include_str!("../../web/admin/session.js").contains("window.ChatConsoleConfig"));
     }
 }

@@ -131,7 +131,7 @@
   reply.addEventListener('input', offer);
   reply.addEventListener('blur', function () { setTimeout(closeMenu, 150); });
 
-  // On the form, in the capture phase: before console.js's own Enter (send) on the reply box.
+  // On the form, in the capture phase: before replies.js's own Enter (send) on the reply box.
   form.addEventListener('keydown', function (e) {
     if (menu.hidden || !offered.length || e.target !== reply) return;
     if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {

@@ -8,7 +8,7 @@
  *
  * console.js hands over `request` and `open` with `chat-console:ready` (again after every
  * reconnect). A search the socket could not answer (sent while disconnected, or cut by a
- * reconnect: console.js rejects such requests with `disconnected`) says so and runs again once
+ * reconnect: session.js rejects such requests with `disconnected`) says so and runs again once
  * the console is connected, rather than leaving the agent with a search that never answers.
  * Text only, via textContent.
  */

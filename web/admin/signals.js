@@ -12,8 +12,8 @@
  *   visitors' *Online*); below the conversation list, the colleagues connected now with theirs
  *   (`list_agents` after each welcome, then `agent_status` events).
  *
- * console.js hands every server event to it as a `chat-console:event` DOM event (detail
- * {event, request}) and says which conversation is open with `chat-console:open` / `:close`.
+ * session.js hands every server event to it as a `chat-console:event` DOM event (detail
+ * {event, request}); console.js says which conversation is open with `chat-console:open` / `:close`.
  * Everything is rendered with textContent.
  */
 (function () {
@@ -56,7 +56,7 @@
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Events from console.js
+  // Events from session.js and console.js
 
   document.addEventListener('chat-console:event', function (e) {
     const f = e.detail && e.detail.event;
@@ -87,7 +87,7 @@
     typingSentAt = 0;
     showStatus(typeof f.status === 'string' ? f.status : 'online');
     statusSelect.hidden = false;
-    // console.js marks the session welcomed once this event is handled: ask right after.
+    // session.js marks the session welcomed once this event is handled: ask right after.
     Promise.resolve().then(refreshAgents);
   }
 

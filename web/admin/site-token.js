@@ -1,5 +1,5 @@
 /*
- * The agent token from the main site, for the console (console.js): fetched from
+ * The agent token from the main site, for the console (session.js): fetched from
  * CHAT_ADMIN_TOKEN_URL with the agent's site cookies, and when to renew it. What the main site
  * must answer: docs/agent-sign-in.md. Plain ES2020, no build step.
  */

@@ -14,7 +14,10 @@ const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const read = (file) => readFileSync(path.join(WEB, file), 'utf8');
 const LANGUAGES = ['en', 'zh-CN'];
 // Every file that shows text, and the page whose static text the console translates.
-const CODE = ['widget/widget.js', 'admin/console.js', 'admin/visitor-panel.js', 'admin/site-switcher.js',
+const CODE = ['widget/widget.js', 'widget/state.js', 'widget/identity.js', 'widget/ui.js',
+  'widget/offline.js', 'widget/messages.js', 'widget/read-receipts.js', 'widget/transports.js',
+  'widget/connection.js', 'widget/typing.js', 'widget/visitor-context.js', 'admin/console.js', 'admin/session.js', 'admin/read-receipts.js',
+  'admin/transfer.js', 'admin/replies.js', 'admin/visitor-panel.js', 'admin/site-switcher.js',
   'admin/alerts.js', 'admin/language.js', 'admin/signals.js', 'admin/canned.js', 'admin/search.js',
   'widget/attachments.js', 'admin/attachments.js'];
 const PAGE = 'admin/index.html';
