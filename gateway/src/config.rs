@@ -79,9 +79,9 @@ pub struct EdgeTimeouts {
     /// `CHAT_KEEPALIVE_TIMEOUT_SECS`: an idle HTTP/1.1 connection between requests is closed
     /// after this long; the next request's head must also be complete by then.
     pub keepalive: Duration,
-    /// `CHAT_HEADER_TIMEOUT_SECS`: the first request head of a connection must be complete
-    /// this long after the connection was accepted; also the longest wait for each read of a
-    /// request body.
+    /// `CHAT_HEADER_TIMEOUT_SECS`: a TLS handshake must be done this long after the connection
+    /// was accepted, and the first request head of a connection complete this long after it was
+    /// handed to HTTP; also the longest wait for each read of a request body.
     pub header: Duration,
     /// `CHAT_H2_IDLE_TIMEOUT_SECS`: an HTTP/2 connection with no open stream for this long is
     /// closed.

@@ -10,6 +10,7 @@ pub mod admission;
 pub mod api;
 pub mod api_keys;
 pub mod assets;
+pub mod bare_socket;
 pub mod check;
 pub mod cli;
 pub mod client_addr;

@@ -15,7 +15,7 @@ pub mod webhooks;
 
 pub use http_edge::{
     access_log_dropped, config_reload, connection_parked, http_connection_refused, http_request,
-    set_http_connections, upstream_request,
+    set_http_connections, tls_handshake_failed, upstream_request,
 };
 pub use sessions::{
     connection_opened, disconnect_reason, handshake_failed, session_ended, session_opened,

@@ -17,7 +17,6 @@ use chat_core::service::ChatService;
 use chat_storage::StoreConfig;
 use chat_transport_polling::PollingSessions;
 use chat_transport_websocket::WebSocketTransport;
-use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::Opt;
 use pingora::server::configuration::ServerConf;
@@ -216,12 +215,49 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     // Every HTTP/1 request head gets a total deadline (`crate::deadlines`).
     // ... and every connection counts against the connection caps (`crate::connections`).
     let connections = ConnectionTable::new(config.connection_caps, config.trusted_proxies.clone());
+    // TLS is terminated by the gateway, not by Pingora's listener (`crate::tls::termination`):
+    // the TLS listener is a plain TCP listener of the same service.
+    let tls_listener = match &config.tls {
+        Some(tls) => {
+            if !upgrade {
+                check_bindable(tls.listen)?;
+            }
+            // Certificates chosen by SNI from a table that SIGHUP and file changes replace
+            // (`crate::tls`); a connection keeps the certificate it was accepted with.
+            let certificates = crate::tls::Certificates::load(tls.certs.clone())?;
+            for cert in certificates.summaries() {
+                let days_left = cert.remaining().as_secs() / 86_400;
+                let (file, names) = (cert.cert.display(), cert.names.join(" "));
+                if cert.remaining().is_zero() {
+                    // Served anyway, as Nginx does: browsers will refuse it, but so would a
+                    // missing one.
+                    tracing::warn!(%file, %names, "certificate EXPIRED: renew it");
+                } else {
+                    tracing::info!(%file, %names, days_left, "certificate loaded");
+                }
+            }
+            reloader.register(certificates.clone());
+            if let Some(every) = tls.reload_check {
+                crate::tls::watch(certificates.clone(), every);
+            }
+            Some(crate::tls::termination::TlsListener {
+                listen: tls.listen,
+                config: crate::tls::termination::server_config(certificates.resolver())
+                    .map_err(|e| GatewayError::Tls(e.to_string()))?,
+                handshake_timeout: config.timeouts.header,
+            })
+        }
+        None => None,
+    };
     let mut edge = pingora::services::listening::Service::new(
         "chat-gateway".to_string(),
-        ConnectionCapped::new(
-            HeadDeadline::new(proxy, config.timeouts),
-            connections,
-            config.timeouts.keepalive,
+        crate::tls::termination::TlsTermination::new(
+            ConnectionCapped::new(
+                HeadDeadline::new(proxy, config.timeouts),
+                connections,
+                config.timeouts.keepalive,
+            ),
+            tls_listener,
         ),
     );
     if !upgrade {
@@ -232,36 +268,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     );
     let mut listening = vec![config.http_listen];
     if let Some(tls) = &config.tls {
-        if !upgrade {
-            check_bindable(tls.listen)?;
-        }
-        // Certificates chosen by SNI from a table that SIGHUP and file changes replace
-        // (`crate::tls`); a connection keeps the certificate it was accepted with.
-        let certificates = crate::tls::Certificates::load(tls.certs.clone())?;
-        for cert in certificates.summaries() {
-            let days_left = cert.remaining().as_secs() / 86_400;
-            let (file, names) = (cert.cert.display(), cert.names.join(" "));
-            if cert.remaining().is_zero() {
-                // Served anyway, as Nginx does: browsers will refuse it, but so would a missing one.
-                tracing::warn!(%file, %names, "certificate EXPIRED: renew it");
-            } else {
-                tracing::info!(%file, %names, days_left, "certificate loaded");
-            }
-        }
-        reloader.register(certificates.clone());
-        if let Some(every) = tls.reload_check {
-            crate::tls::watch(certificates.clone(), every);
-        }
-        // No paths: with a resolver set, pingora reads no certificate file itself.
-        let mut settings =
-            TlsSettings::intermediate("", "").map_err(|e| GatewayError::Tls(e.to_string()))?;
-        settings.set_cert_resolver(certificates.resolver());
-        settings.enable_h2();
-        edge.add_listener(
-            ListenerConfig::tcp(tls.listen.to_string())
-                .tls(settings)
-                .l4_buffer(edge_l4_buffers()),
-        );
+        edge.add_listener(ListenerConfig::tcp(tls.listen.to_string()).l4_buffer(edge_l4_buffers()));
         listening.push(tls.listen);
     }
     server.add_service(edge);

@@ -273,7 +273,7 @@ settings! {
     GEOIP_DB = "CHAT_GEOIP_DB", Path, UNSET;
     /// An idle HTTP/1.1 connection is closed this long after its last response.
     KEEPALIVE_TIMEOUT_SECS = "CHAT_KEEPALIVE_TIMEOUT_SECS", Seconds, Value("60");
-    /// A connection's first request head must be complete this long after it was accepted.
+    /// A TLS handshake, then the first request head, must each be done within this.
     HEADER_TIMEOUT_SECS = "CHAT_HEADER_TIMEOUT_SECS", Seconds, Value("10");
     /// An HTTP/2 connection with no open stream this long is closed.
     H2_IDLE_TIMEOUT_SECS = "CHAT_H2_IDLE_TIMEOUT_SECS", Seconds, Value("120");

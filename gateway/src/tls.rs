@@ -12,6 +12,9 @@
 //! renewal never replaces a working certificate. Connections already open keep the certificate
 //! they were accepted with.
 
+pub mod stream;
+pub mod termination;
+
 use crate::error::GatewayError;
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;

@@ -536,6 +536,80 @@ fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     );
 }
 
+#[tokio::test]
+async fn a_tls_handshake_that_does_not_finish_is_dropped_at_the_header_deadline() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let site = common::site(dir.path(), "localhost");
+    std::fs::write(&site.cert, cert.cert.pem()).unwrap();
+    std::fs::write(&site.key, cert.signing_key.serialize_pem()).unwrap();
+    let (gw, tls_port) =
+        common::tls_gateway(dir.path(), &[&site], &[("CHAT_HEADER_TIMEOUT_SECS", "2")]);
+    let addr = ("127.0.0.1", tls_port);
+
+    let start = Instant::now();
+    // Connects and sends nothing.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    // Starts a ClientHello record (200 bytes announced) and stops after 10.
+    let mut partial = TcpStream::connect(addr).await.unwrap();
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03])
+        .await
+        .unwrap();
+    for (what, s) in [("silent", &mut silent), ("partial hello", &mut partial)] {
+        time_until_closed(s, Duration::from_secs(10)).await;
+        let closed = start.elapsed();
+        eprintln!("{what} TLS connection closed after {closed:?}");
+        assert!(
+            closed >= Duration::from_millis(1500) && closed < Duration::from_millis(3500),
+            "{what}: {closed:?}"
+        );
+    }
+    // Plain HTTP on the TLS port is refused at once.
+    let mut plain = TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let refused = time_until_closed(&mut plain, Duration::from_secs(5)).await;
+    assert!(refused < Duration::from_secs(1), "{refused:?}");
+
+    let timeouts = common::metric(
+        &gw,
+        "chat_tls_handshake_failures_total",
+        &[("reason", "timeout")],
+    );
+    let refusals = common::metric(
+        &gw,
+        "chat_tls_handshake_failures_total",
+        &[("reason", "refused")],
+    );
+    assert_eq!((timeouts.await, refusals.await), (2.0, 1.0));
+    // A real client still gets through.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(
+        b"GET /chat/health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 /// Reads what the gateway sends until it closes the connection (at most 5 s).
 async fn read_to_close(s: &mut TcpStream) -> String {
     let mut answer = Vec::new();

@@ -67,30 +67,15 @@ pub(crate) async fn take_upgraded(session: &mut Session, key: &str) -> Result<Up
     })
 }
 
-/// A plain TCP connection as a bare tokio `TcpStream`: Pingora's stream keeps, for the
-/// connection's life, a 512-byte write buffer (`crate::server`'s `edge_l4_buffers`), its struct
-/// and a socket digest, ≈ 1 KB that a WebSocket, with tungstenite's buffers of its own, never
-/// uses (docs/benchmarks.md, "A WebSocket on the bare socket"). The socket is duplicated, and
-/// Pingora's stream (flushed, nothing read ahead: the edge has no L4 read buffer) dropped with
-/// its descriptor. TLS connections, and anything that fails, stay as they are.
+/// The upgraded connection's stream with as little of Pingora as possible under it: plain TCP
+/// as a bare tokio `TcpStream` (`crate::bare_socket`). Our TLS stream
+/// (`crate::tls::termination`) already sits on a bare socket and stays as it is, as does
+/// anything that fails.
 fn bare_tcp(stream: pingora::protocols::Stream) -> UpgradedStream {
-    use std::os::fd::{AsRawFd, BorrowedFd};
-    let Some(l4) = stream
-        .as_any()
-        .downcast_ref::<pingora::protocols::l4::stream::Stream>()
-    else {
+    let Some(l4) = crate::bare_socket::as_l4(&stream) else {
         return Box::new(stream);
     };
-    // SAFETY: the descriptor belongs to `l4`, which is alive (borrowed) for this call.
-    let fd = unsafe { BorrowedFd::borrow_raw(l4.as_raw_fd()) };
-    let bare = fd
-        .try_clone_to_owned()
-        .map(std::net::TcpStream::from)
-        .and_then(|tcp| {
-            tcp.set_nonblocking(true)?;
-            tokio::net::TcpStream::from_std(tcp)
-        });
-    match bare {
+    match crate::bare_socket::duplicate(l4) {
         Ok(tcp) => {
             drop(stream);
             Box::new(tcp)

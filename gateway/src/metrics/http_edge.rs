@@ -71,6 +71,21 @@ pub static HTTP_CONNECTIONS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| 
     )
 });
 
+/// `chat_tls_handshake_failures_total{reason}` (counter): connections to the TLS listener
+/// closed before their handshake finished: `timeout` (not done within
+/// `CHAT_HEADER_TIMEOUT_SECS`), `refused` (a TLS error: not TLS, no common cipher suite, a bad
+/// record), `closed` (the client hung up). Emitted by `crate::tls::termination`.
+pub static TLS_HANDSHAKE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "chat_tls_handshake_failures_total",
+        "Connections to the TLS listener closed before their handshake finished, by reason.",
+        &["reason"],
+    )
+});
+
+/// The `reason` values of `chat_tls_handshake_failures_total`.
+pub const TLS_HANDSHAKE_FAILURE_REASONS: [&str; 3] = ["timeout", "refused", "closed"];
+
 /// `chat_config_reloads_total{part, result}` (counter): reloads on SIGHUP, per reloadable part
 /// (`certificates`, `config`, `access_log`) and result (`ok`, `refused`: the old setting was
 /// kept). Emitted by the `reload` module.
@@ -108,6 +123,9 @@ pub(super) fn init() {
         HTTP_CONNECTIONS_REFUSED.with_label_values(&[reason]);
     }
     LazyLock::force(&ACCESS_LOG_DROPPED);
+    for reason in TLS_HANDSHAKE_FAILURE_REASONS {
+        TLS_HANDSHAKE_FAILURES.with_label_values(&[reason]);
+    }
     for part in ["certificates", "config", "access_log"] {
         for result in ["ok", "refused"] {
             CONFIG_RELOADS.with_label_values(&[part, result]);
@@ -150,6 +168,12 @@ impl Drop for ParkedGuard {
 /// A connection was refused by a connection cap (`reason`).
 pub fn http_connection_refused(reason: &'static str) {
     HTTP_CONNECTIONS_REFUSED.with_label_values(&[reason]).inc();
+}
+
+/// A connection to the TLS listener closed before its handshake finished; `reason` is one of
+/// [`TLS_HANDSHAKE_FAILURE_REASONS`].
+pub fn tls_handshake_failed(reason: &'static str) {
+    TLS_HANDSHAKE_FAILURES.with_label_values(&[reason]).inc();
 }
 
 /// A chat route (one of a fixed set of names) answered with `status`.
