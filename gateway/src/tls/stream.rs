@@ -22,9 +22,8 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Bytes asked of the socket per read: one full TLS record (16 KiB of plaintext plus at most
-/// 256 bytes of overhead) in most reads, and never a large buffer for a small one, because the
-/// buffer is freed once processed.
+/// Bytes asked of the socket per read (into a stack buffer): one full TLS record (16 KiB of
+/// plaintext plus at most 256 bytes of overhead).
 const READ_CHUNK: usize = 16 * 1024 + 256;
 
 /// Most plaintext one `poll_write` encrypts; a larger write is taken in parts.
@@ -63,11 +62,11 @@ impl Pending {
 }
 
 /// What the caller of [`TlsStream::advance`] wants from rustls.
-enum Goal<'a> {
+enum Goal<'a, 'b> {
     /// Finish the handshake.
     Handshake,
-    /// Plaintext to read.
-    Read,
+    /// Plaintext to read: into this buffer first, what does not fit into `plaintext`.
+    Read(&'a mut ReadBuf<'b>),
     /// Encrypt these bytes.
     Write(&'a [u8]),
     /// Encrypt a `close_notify` alert.
@@ -170,7 +169,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
 
     /// Feeds the ciphertext received to rustls until `goal` is reached or more bytes are
     /// needed: decrypted records go to `plaintext`, handshake records and alerts to `outgoing`.
-    fn advance(&mut self, goal: Goal<'_>) -> io::Result<Outcome> {
+    fn advance(&mut self, mut goal: Goal<'_, '_>) -> io::Result<Outcome> {
         let Self {
             conn,
             incoming,
@@ -186,16 +185,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                     while let Some(record) = traffic.next_record() {
                         let record = record.map_err(tls_error)?;
                         discard += record.discard;
+                        let mut payload = record.payload;
+                        // Straight into the reader's buffer when it has room: no copy kept.
+                        if let Goal::Read(buf) = &mut goal {
+                            let n = payload.len().min(buf.remaining());
+                            buf.put_slice(&payload[..n]);
+                            payload = &payload[n..];
+                        }
+                        if payload.is_empty() {
+                            continue;
+                        }
                         if plaintext.is_empty() {
                             plaintext.bytes.clear();
                             plaintext.at = 0;
                         }
-                        plaintext.bytes.extend_from_slice(record.payload);
+                        plaintext.bytes.extend_from_slice(payload);
                     }
-                    matches!(goal, Goal::Read).then_some(Outcome::Plaintext)
+                    matches!(goal, Goal::Read(_)).then_some(Outcome::Plaintext)
                 }
                 ConnectionState::EncodeTlsData(mut data) => {
-                    let mut want = 512;
+                    // A certificate chain fits in most first tries; a larger one is retried.
+                    let mut want = 4096;
                     loop {
                         let start = spare(outgoing, want);
                         match data.encode(&mut outgoing.bytes[start..]) {
@@ -227,7 +237,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                     // TLS 1.3 lets the server send before the client's `Finished`: checked
                     // below, once `traffic` no longer borrows the connection.
                     Goal::Handshake => Some(Outcome::Handshaken),
-                    Goal::Read => Some(Outcome::NeedsBytes),
+                    Goal::Read(_) => Some(Outcome::NeedsBytes),
                     Goal::Write(data) => {
                         let records = data.len().div_ceil(MAX_FRAGMENT).max(1);
                         let mut want = data.len() + records * RECORD_OVERHEAD;
@@ -264,14 +274,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                 ConnectionState::PeerClosed => {
                     *peer_closed = true;
                     match goal {
-                        Goal::Read | Goal::Handshake => Some(Outcome::PeerClosed),
+                        Goal::Read(_) | Goal::Handshake => Some(Outcome::PeerClosed),
                         Goal::Write(_) | Goal::CloseNotify => None,
                     }
                 }
                 ConnectionState::Closed => {
                     *peer_closed = true;
                     match goal {
-                        Goal::Read | Goal::Handshake => Some(Outcome::PeerClosed),
+                        Goal::Read(_) | Goal::Handshake => Some(Outcome::PeerClosed),
                         // Both sides said `close_notify`: nothing more may be sent.
                         Goal::Write(_) => return Err(io::ErrorKind::BrokenPipe.into()),
                         Goal::CloseNotify => Some(Outcome::Encrypted),
@@ -298,18 +308,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
     }
 
     /// Reads ciphertext from the socket behind what `incoming` holds; `Ok(0)` at its end.
+    /// The read goes to the stack first, so a socket with nothing to read costs no allocation
+    /// and `incoming` grows only by what arrived.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let filled = self.incoming.len();
-        self.incoming.resize(filled + READ_CHUNK, 0);
-        let mut buf = ReadBuf::new(&mut self.incoming[filled..]);
-        let read = Pin::new(&mut self.io).poll_read(cx, &mut buf);
-        let n = buf.filled().len();
-        self.incoming.truncate(filled + n);
-        if self.incoming.is_empty() {
-            self.incoming = Vec::new();
-        }
-        ready!(read)?;
-        Poll::Ready(Ok(n))
+        let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut chunk);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        self.incoming.extend_from_slice(buf.filled());
+        Poll::Ready(Ok(buf.filled().len()))
     }
 
     /// Writes out `outgoing`; ready once all of it left.
@@ -354,11 +360,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
             if this.peer_closed {
                 return Poll::Ready(Ok(()));
             }
-            let outcome = this.advance(Goal::Read)?;
+            let filled = buf.filled().len();
+            let outcome = this.advance(Goal::Read(buf))?;
             // Alerts and key updates rustls answered while reading; a socket that cannot take
             // them now gets them with the next write or flush.
             if let Poll::Ready(Err(e)) = this.poll_write_outgoing(cx) {
                 return Poll::Ready(Err(e));
+            }
+            if buf.filled().len() > filled {
+                return Poll::Ready(Ok(()));
             }
             match outcome {
                 Outcome::Plaintext => {}

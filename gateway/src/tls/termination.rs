@@ -163,7 +163,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsTermination<A> {
         let Some(tls) = self.tls.as_ref().filter(|tls| tls.accepted(&stream)) else {
             return self.inner.process_new(stream, shutdown).await;
         };
-        match tls.handshake(stream).await {
+        // Boxed: the handshake's state (the TLS stream, its timer) lives only while it runs,
+        // instead of widening this future, which plain connections run too, for their life.
+        match Box::pin(tls.handshake(stream)).await {
             Ok(tls) => self.inner.process_new(Box::new(tls), shutdown).await,
             Err(reason) => {
                 metrics::tls_handshake_failed(reason);
