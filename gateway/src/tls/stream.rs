@@ -205,26 +205,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                 }
                 ConnectionState::EncodeTlsData(mut data) => {
                     // A certificate chain fits in most first tries; a larger one is retried.
-                    let mut want = 4096;
-                    loop {
-                        let start = spare(outgoing, want);
-                        match data.encode(&mut outgoing.bytes[start..]) {
-                            Ok(n) => {
-                                outgoing.bytes.truncate(start + n);
-                                break;
-                            }
-                            Err(EncodeError::InsufficientSize(InsufficientSizeError {
+                    append_to(outgoing, 4096, |buf| {
+                        data.encode(buf).map_err(|e| match e {
+                            EncodeError::InsufficientSize(InsufficientSizeError {
                                 required_size,
-                            })) => {
-                                outgoing.bytes.truncate(start);
-                                want = required_size;
-                            }
-                            Err(e) => {
-                                outgoing.bytes.truncate(start);
-                                return Err(io::Error::other(e.to_string()));
-                            }
-                        }
-                    }
+                            }) => TooSmall::Needs(required_size),
+                            e => TooSmall::Failed(e.to_string()),
+                        })
+                    })?;
                     None
                 }
                 // The encoded bytes are ours now; `poll_write_outgoing` sends them.
@@ -240,26 +228,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                     Goal::Read(_) => Some(Outcome::NeedsBytes),
                     Goal::Write(data) => {
                         let records = data.len().div_ceil(MAX_FRAGMENT).max(1);
-                        let mut want = data.len() + records * RECORD_OVERHEAD;
-                        loop {
-                            let start = spare(outgoing, want);
-                            match traffic.encrypt(data, &mut outgoing.bytes[start..]) {
-                                Ok(n) => {
-                                    outgoing.bytes.truncate(start + n);
-                                    break;
-                                }
-                                Err(EncryptError::InsufficientSize(InsufficientSizeError {
+                        let want = data.len() + records * RECORD_OVERHEAD;
+                        append_to(outgoing, want, |buf| {
+                            traffic.encrypt(data, buf).map_err(|e| match e {
+                                EncryptError::InsufficientSize(InsufficientSizeError {
                                     required_size,
-                                })) => {
-                                    outgoing.bytes.truncate(start);
-                                    want = required_size;
-                                }
-                                Err(e) => {
-                                    outgoing.bytes.truncate(start);
-                                    return Err(io::Error::other(e.to_string()));
-                                }
-                            }
-                        }
+                                }) => TooSmall::Needs(required_size),
+                                e => TooSmall::Failed(e.to_string()),
+                            })
+                        })?;
                         Some(Outcome::Encrypted)
                     }
                     Goal::CloseNotify => {
@@ -328,6 +305,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             self.outgoing.consume(n);
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+/// Why an encoder wrote nothing.
+enum TooSmall {
+    /// The buffer was too small; it needs this many bytes.
+    Needs(usize),
+    /// Anything else.
+    Failed(String),
+}
+
+/// Appends to `pending` what `encode` writes into a spare of `want` bytes; a spare too small is
+/// grown to the size the encoder asked for and the encoder tried again.
+fn append_to(
+    pending: &mut Pending,
+    mut want: usize,
+    mut encode: impl FnMut(&mut [u8]) -> Result<usize, TooSmall>,
+) -> io::Result<()> {
+    loop {
+        let start = spare(pending, want);
+        let written = encode(&mut pending.bytes[start..]);
+        pending
+            .bytes
+            .truncate(start + *written.as_ref().unwrap_or(&0));
+        match written {
+            Ok(_) => return Ok(()),
+            Err(TooSmall::Needs(size)) if size > want => want = size,
+            Err(TooSmall::Needs(size)) => {
+                return Err(io::Error::other(format!(
+                    "TLS encoder asked for {size} bytes again"
+                )))
+            }
+            Err(TooSmall::Failed(why)) => return Err(io::Error::other(why)),
+        }
     }
 }
 
