@@ -148,7 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
 
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            let outcome = self.advance(Goal::Handshake)?;
+            let outcome = self.advance_or_alert(cx, Goal::Handshake)?;
             // The server's flight (and the tickets after the client's `Finished`) goes out
             // before waiting for the client.
             ready!(self.poll_write_outgoing(cx))?;
@@ -180,7 +180,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         } = self;
         loop {
             let UnbufferedStatus { mut discard, state } = conn.process_tls_records(incoming);
-            let outcome = match state.map_err(tls_error)? {
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => {
+                    take_alert(conn, outgoing);
+                    return Err(tls_error(e));
+                }
+            };
+            let outcome = match state {
                 ConnectionState::ReadTraffic(mut traffic) => {
                     while let Some(record) = traffic.next_record() {
                         let record = record.map_err(tls_error)?;
@@ -284,6 +291,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         }
     }
 
+    /// [`Self::advance`]; on a TLS error, the alert rustls queued for the peer (say
+    /// `handshake_failure`, `bad_record_mac`) is sent if the socket takes it at once, so that
+    /// the client learns why rather than seeing the connection reset.
+    fn advance_or_alert(
+        &mut self,
+        cx: &mut Context<'_>,
+        goal: Goal<'_, '_>,
+    ) -> io::Result<Outcome> {
+        self.advance(goal).inspect_err(|_| {
+            let _ = self.poll_write_outgoing(cx);
+        })
+    }
+
     /// Reads ciphertext from the socket behind what `incoming` holds; `Ok(0)` at its end.
     /// The read goes to the stack first, so a socket with nothing to read costs no allocation
     /// and `incoming` grows only by what arrived.
@@ -305,6 +325,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             self.outgoing.consume(n);
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+/// After an error, what rustls still queued for the peer (records of the handshake so far and
+/// the alert, each its own chunk) into `outgoing`.
+fn take_alert(conn: &mut UnbufferedServerConnection, outgoing: &mut Pending) {
+    // Each call hands out one queued chunk; the bound only guards against a surprise.
+    for _ in 0..16 {
+        match conn.process_tls_records(&mut []).state {
+            Ok(ConnectionState::EncodeTlsData(mut chunk)) => {
+                let encoded = append_to(outgoing, 512, |buf| {
+                    chunk.encode(buf).map_err(|e| match e {
+                        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+                            TooSmall::Needs(required_size)
+                        }
+                        e => TooSmall::Failed(e.to_string()),
+                    })
+                });
+                if encoded.is_err() {
+                    return;
+                }
+            }
+            Ok(ConnectionState::TransmitTlsData(data)) => data.done(),
+            _ => return,
+        }
     }
 }
 
@@ -372,7 +417,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
                 return Poll::Ready(Ok(()));
             }
             let filled = buf.filled().len();
-            let outcome = this.advance(Goal::Read(buf))?;
+            let outcome = this.advance_or_alert(cx, Goal::Read(buf))?;
             // Alerts and key updates rustls answered while reading; a socket that cannot take
             // them now gets them with the next write or flush.
             if let Poll::Ready(Err(e)) = this.poll_write_outgoing(cx) {
@@ -410,7 +455,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
             return Poll::Ready(Ok(0));
         }
         let data = &data[..data.len().min(MAX_WRITE)];
-        this.advance(Goal::Write(data))?;
+        this.advance_or_alert(cx, Goal::Write(data))?;
         // Start sending now; what the socket does not take yet is sent by the next call.
         if let Poll::Ready(Err(e)) = this.poll_write_outgoing(cx) {
             return Poll::Ready(Err(e));

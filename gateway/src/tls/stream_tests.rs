@@ -185,3 +185,31 @@ async fn a_forged_record_after_the_handshake_is_an_error_not_plaintext() {
     let err = server.read(&mut buf).await.unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
 }
+
+#[tokio::test]
+async fn a_refused_handshake_tells_the_client_why() {
+    // The client only speaks a protocol the server does not: rustls refuses the hello with
+    // `no_application_protocol`, and the client must receive that alert, not a reset.
+    let pki = pki(&[b"not-http"]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = pki.server.clone();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        TlsStream::accept(tcp, UnbufferedServerConnection::new(config).unwrap()).await
+    });
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let client = tokio_rustls::TlsConnector::from(pki.client.clone())
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await;
+    let Err(client_error) = client else {
+        panic!("the handshake must fail")
+    };
+    let client_error = client_error.to_string();
+    assert!(
+        client_error.contains("NoApplicationProtocol"),
+        "the client saw {client_error}"
+    );
+    let server_error = server.await.unwrap().unwrap_err();
+    assert_eq!(server_error.kind(), io::ErrorKind::InvalidData);
+}
