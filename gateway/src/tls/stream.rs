@@ -10,8 +10,9 @@
 //! so an idle connection holds only rustls's session state and the socket.
 //!
 //! Every buffer is bounded: a TLS record is at most 16 KiB plus overhead (rustls refuses a
-//! larger one), the socket is read only when the reader has consumed everything decrypted, and a
-//! write is accepted only once the previous one's ciphertext has left.
+//! larger one), the socket is read only when the reader has consumed everything decrypted, and
+//! writes gather until a flush or 16 KiB (as a `BufWriter` would), then must leave before more
+//! is taken.
 
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{
@@ -28,6 +29,9 @@ const READ_CHUNK: usize = 16 * 1024 + 256;
 
 /// Most plaintext one `poll_write` encrypts; a larger write is taken in parts.
 const MAX_WRITE: usize = 64 * 1024;
+
+/// Ciphertext gathered from small writes before it is sent without waiting for a flush.
+const COALESCE: usize = 16 * 1024;
 
 /// Ciphertext one record adds to its plaintext, at most (TLS 1.2 AES-GCM: 5 header + 8 nonce +
 /// 16 tag; TLS 1.3: 5 header + 1 type + 16 tag); a buffer too small is grown and the call
@@ -449,16 +453,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        // The previous write's ciphertext goes first: at most one write's worth is buffered.
-        ready!(this.poll_write_outgoing(cx))?;
+        // Small writes gather until a flush, as Pingora's own buffered stream did: an HTTP/1
+        // response's head and body leave in one system call. Past `COALESCE` bytes, what is
+        // gathered goes first, so at most `COALESCE` plus one write's worth is ever buffered.
+        if this.outgoing.unread().len() >= COALESCE {
+            ready!(this.poll_write_outgoing(cx))?;
+        }
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
         let data = &data[..data.len().min(MAX_WRITE)];
         this.advance_or_alert(cx, Goal::Write(data))?;
-        // Start sending now; what the socket does not take yet is sent by the next call.
-        if let Poll::Ready(Err(e)) = this.poll_write_outgoing(cx) {
-            return Poll::Ready(Err(e));
+        if this.outgoing.unread().len() >= COALESCE {
+            // Start sending now; what the socket does not take yet is sent by the next call.
+            if let Poll::Ready(Err(e)) = this.poll_write_outgoing(cx) {
+                return Poll::Ready(Err(e));
+            }
         }
         Poll::Ready(Ok(data.len()))
     }
