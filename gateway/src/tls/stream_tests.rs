@@ -69,6 +69,25 @@ fn buffers(s: &TlsStream<TcpStream>) -> (usize, usize, usize) {
     )
 }
 
+/// Writes `bytes` on `from` and flushes while reading as many from `to`; what `to` read.
+async fn carry(
+    from: &mut (impl AsyncWriteExt + Unpin),
+    to: &mut (impl AsyncReadExt + Unpin),
+    bytes: &[u8],
+) -> Vec<u8> {
+    let mut got = vec![0u8; bytes.len()];
+    let ((), ()) = tokio::join!(
+        async {
+            from.write_all(bytes).await.unwrap();
+            from.flush().await.unwrap();
+        },
+        async {
+            to.read_exact(&mut got).await.unwrap();
+        }
+    );
+    got
+}
+
 #[tokio::test]
 async fn bytes_cross_both_ways_and_an_idle_stream_holds_no_buffer() {
     let pki = pki(&[b"h2", b"http/1.1"]);
@@ -84,31 +103,9 @@ async fn bytes_cross_both_ways_and_an_idle_stream_holds_no_buffer() {
 
     // More than one write's worth (`MAX_WRITE`) and many records, both ways.
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let (sent, received) = tokio::join!(
-        async {
-            server.write_all(&big).await.unwrap();
-            server.flush().await.unwrap();
-        },
-        async {
-            let mut got = vec![0u8; big.len()];
-            client.read_exact(&mut got).await.unwrap();
-            got
-        }
-    );
-    let () = sent;
+    let received = carry(&mut server, &mut client, &big).await;
     assert!(received == big, "the client got other bytes than were sent");
-    let (wrote, got) = tokio::join!(
-        async {
-            client.write_all(&big).await.unwrap();
-            client.flush().await.unwrap();
-        },
-        async {
-            let mut got = vec![0u8; big.len()];
-            server.read_exact(&mut got).await.unwrap();
-            got
-        }
-    );
-    let () = wrote;
+    let got = carry(&mut client, &mut server, &big).await;
     assert!(got == big, "the server read other bytes than were sent");
 
     // Idle: everything read and written, so no buffer is kept.
