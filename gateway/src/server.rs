@@ -215,8 +215,9 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     // Every HTTP/1 request head gets a total deadline (`crate::deadlines`).
     // ... and every connection counts against the connection caps (`crate::connections`).
     let connections = ConnectionTable::new(config.connection_caps, config.trusted_proxies.clone());
-    // TLS is terminated by the gateway, not by Pingora's listener (`crate::tls::termination`):
-    // the TLS listener is a plain TCP listener of the same service.
+    // Connections run on streams of ours (`crate::edge_stream`), and TLS is terminated by the
+    // gateway, not by Pingora's listener (`crate::tls::termination`): the TLS listener is a
+    // plain TCP listener of the same service.
     let tls_listener = match &config.tls {
         Some(tls) => {
             if !upgrade {
@@ -251,7 +252,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     };
     let mut edge = pingora::services::listening::Service::new(
         "chat-gateway".to_string(),
-        crate::tls::termination::TlsTermination::new(
+        crate::edge_stream::OwnStreams::new(
             ConnectionCapped::new(
                 HeadDeadline::new(proxy, config.timeouts),
                 connections,

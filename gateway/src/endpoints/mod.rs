@@ -67,23 +67,22 @@ pub(crate) async fn take_upgraded(session: &mut Session, key: &str) -> Result<Up
     })
 }
 
-/// The upgraded connection's stream with as little of Pingora as possible under it: plain TCP
-/// as a bare tokio `TcpStream` (`crate::bare_socket`). Our TLS stream
-/// (`crate::tls::termination`) already sits on a bare socket and stays as it is, as does
-/// anything that fails.
+/// The upgraded connection's stream with as little of ours as possible under it: a plain
+/// connection (`crate::edge_stream`'s `PlainStream`) as its bare tokio `TcpStream`. Our TLS
+/// stream already sits on a bare socket and stays as it is, as does anything else (a
+/// connection left on Pingora's stream, one replaying bytes after a park).
 fn bare_tcp(stream: pingora::protocols::Stream) -> UpgradedStream {
-    let Some(l4) = crate::bare_socket::as_l4(&stream) else {
+    use crate::edge_stream::PlainStream;
+    if !stream.as_any().is::<PlainStream>() {
         return Box::new(stream);
-    };
-    match crate::bare_socket::duplicate(l4) {
-        Ok(tcp) => {
-            drop(stream);
-            Box::new(tcp)
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "keeping Pingora's stream under the WebSocket");
-            Box::new(stream)
-        }
+    }
+    match stream.into_any().downcast::<PlainStream>() {
+        Ok(plain) => match (*plain).into_tcp() {
+            Ok(tcp) => Box::new(tcp),
+            Err(plain) => Box::new(plain),
+        },
+        // Checked above; a `Box<dyn Any>` cannot become a stream again.
+        Err(_) => unreachable!("a PlainStream that is not one"),
     }
 }
 

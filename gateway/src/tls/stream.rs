@@ -14,6 +14,7 @@
 //! writes gather until a flush or 16 KiB (as a `BufWriter` would), then must leave before more
 //! is taken.
 
+use crate::gathered_writes::{Pending, COALESCE, MAX_WRITE};
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
@@ -27,12 +28,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// plaintext plus at most 256 bytes of overhead).
 const READ_CHUNK: usize = 16 * 1024 + 256;
 
-/// Most plaintext one `poll_write` encrypts; a larger write is taken in parts.
-const MAX_WRITE: usize = 64 * 1024;
-
-/// Ciphertext gathered from small writes before it is sent without waiting for a flush.
-const COALESCE: usize = 16 * 1024;
-
 /// Ciphertext one record adds to its plaintext, at most (TLS 1.2 AES-GCM: 5 header + 8 nonce +
 /// 16 tag; TLS 1.3: 5 header + 1 type + 16 tag); a buffer too small is grown and the call
 /// retried, so this only sizes the first try.
@@ -40,30 +35,6 @@ const RECORD_OVERHEAD: usize = 40;
 
 /// Largest plaintext per record.
 const MAX_FRAGMENT: usize = 16 * 1024;
-
-/// Bytes with a read position; the allocation is dropped once everything was consumed.
-#[derive(Debug, Default)]
-struct Pending {
-    bytes: Vec<u8>,
-    at: usize,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.at == self.bytes.len()
-    }
-
-    fn unread(&self) -> &[u8] {
-        &self.bytes[self.at..]
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.at += n;
-        if self.is_empty() {
-            *self = Self::default();
-        }
-    }
-}
 
 /// What the caller of [`TlsStream::advance`] wants from rustls.
 enum Goal<'a, 'b> {
@@ -206,10 +177,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                         if payload.is_empty() {
                             continue;
                         }
-                        if plaintext.is_empty() {
-                            plaintext.bytes.clear();
-                            plaintext.at = 0;
-                        }
+                        plaintext.rewind_if_empty();
                         plaintext.bytes.extend_from_slice(payload);
                     }
                     matches!(goal, Goal::Read(_)).then_some(Outcome::Plaintext)
@@ -321,14 +289,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
 
     /// Writes out `outgoing`; ready once all of it left.
     fn poll_write_outgoing(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.outgoing.is_empty() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.outgoing.unread()))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.outgoing.consume(n);
-        }
-        Poll::Ready(Ok(()))
+        self.outgoing.poll_send(&mut self.io, cx)
     }
 }
 
@@ -394,10 +355,7 @@ fn append_to(
 /// Grows `pending`'s buffer by `want` zeroed bytes for an encoder and returns where they start;
 /// the caller truncates to what was written.
 fn spare(pending: &mut Pending, want: usize) -> usize {
-    if pending.is_empty() {
-        pending.bytes.clear();
-        pending.at = 0;
-    }
+    pending.rewind_if_empty();
     let start = pending.bytes.len();
     pending.bytes.resize(start + want, 0);
     start
