@@ -409,22 +409,16 @@ const EDGE_WRITE_BUFFER: usize = 512;
 
 /// The edge's per-connection L4 buffers: no read buffer, a 512-byte write buffer.
 ///
-/// Pingora's default read buffer is 64 KiB per connection, allocated at accept and kept for the
-/// connection's life, also under an upgraded WebSocket (the stream is handed to the transport
-/// with its buffers) and under every held long-poll: in the issue-12 heap profile it was 67 KB
-/// of the 81 KB of heap an idle raw WebSocket held, and freed buffers taken again come back
-/// zeroed by `calloc`, so touched in full. Every reader above it already reads into a buffer of
-/// its own (Pingora's HTTP/1 header and body buffers, tungstenite's frame buffer, rustls'
-/// record buffer), so without it a read is one `recv` into that buffer instead of two copies.
-///
-/// The write buffer is what makes a small HTTP/1.1 response (a refusal, a 304, an API answer)
-/// one segment: Pingora writes the header and the body separately, and a client that reads the
-/// response in one go (tungstenite's handshake keeps the body of a refused upgrade only when it
-/// came with the head) would otherwise see the head alone. Pingora's default is 1460 bytes,
-/// kept for the connection's life; 512 holds a refusal's head and body, and saves ≈ 950 bytes of
-/// every idle connection (docs/benchmarks.md, "Idle memory per connection"). A chat WebSocket
-/// on plain TCP leaves Pingora's stream, buffer included, for the bare socket after its `101`
-/// (`crate::endpoints`' `bare_tcp`).
+/// A connection lives in Pingora's L4 stream only from its accept until `crate::edge_stream`
+/// takes its socket onto a stream of ours, which gathers writes until a flush in a buffer freed
+/// once sent; it stays there only when the socket cannot be taken (the process is out of
+/// descriptors). Pingora's defaults would still allocate, at every accept, a 64 KiB read buffer
+/// (freed buffers taken again come back zeroed by `calloc`, so touched in full) and a 1460-byte
+/// write buffer. Every reader above it reads into a buffer of its own (Pingora's HTTP/1 header
+/// and body buffers, tungstenite's frame buffer, rustls' record buffer), so no read buffer is
+/// needed; 512 bytes of write buffer keep a refusal's head and body in one segment on a
+/// connection left on Pingora's stream (tungstenite's handshake keeps the body of a refused
+/// upgrade only when it came with the head).
 fn edge_l4_buffers() -> L4BufferSettings {
     L4BufferSettings::default().read(0).write(EDGE_WRITE_BUFFER)
 }
