@@ -73,6 +73,37 @@ impl Pending {
     }
 }
 
+/// The gathering policy of a writer that buffers in [`Pending`]: at most `COALESCE` bytes, plus
+/// one write's worth.
+impl Pending {
+    /// Before a write is taken: past `COALESCE` bytes, what is gathered goes first.
+    pub fn poll_room<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.unread().len() >= COALESCE {
+            ready!(self.poll_send(io, cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// After a write was taken: past `COALESCE` bytes, sending starts now; what the socket
+    /// does not take yet is sent by the next call.
+    pub fn start_sending_if_full<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+    ) -> io::Result<()> {
+        if self.unread().len() >= COALESCE {
+            if let Poll::Ready(Err(e)) = self.poll_send(io, cx) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `io` with its writes gathered until a flush (see the module documentation); reads pass
 /// straight through.
 #[derive(Debug)]
@@ -122,11 +153,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GatheredWrites<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        // Past `COALESCE` bytes, what is gathered goes first, so at most `COALESCE` plus one
-        // write's worth is ever buffered.
-        if this.outgoing.unread().len() >= COALESCE {
-            ready!(this.outgoing.poll_send(&mut this.io, cx))?;
-        }
+        ready!(this.outgoing.poll_room(&mut this.io, cx))?;
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -137,12 +164,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GatheredWrites<S> {
         }
         this.outgoing.rewind_if_empty();
         this.outgoing.bytes.extend_from_slice(data);
-        if this.outgoing.unread().len() >= COALESCE {
-            // Start sending now; what the socket does not take yet is sent by the next call.
-            if let Poll::Ready(Err(e)) = this.outgoing.poll_send(&mut this.io, cx) {
-                return Poll::Ready(Err(e));
-            }
-        }
+        this.outgoing.start_sending_if_full(&mut this.io, cx)?;
         Poll::Ready(Ok(data.len()))
     }
 

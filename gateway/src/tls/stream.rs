@@ -14,7 +14,7 @@
 //! writes gather until a flush or 16 KiB (as a `BufWriter` would), then must leave before more
 //! is taken.
 
-use crate::gathered_writes::{Pending, COALESCE, MAX_WRITE};
+use crate::gathered_writes::{Pending, MAX_WRITE};
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
@@ -414,20 +414,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
         // Small writes gather until a flush, as Pingora's own buffered stream did: an HTTP/1
         // response's head and body leave in one system call. Past `COALESCE` bytes, what is
         // gathered goes first, so at most `COALESCE` plus one write's worth is ever buffered.
-        if this.outgoing.unread().len() >= COALESCE {
-            ready!(this.poll_write_outgoing(cx))?;
-        }
+        ready!(this.outgoing.poll_room(&mut this.io, cx))?;
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
         let data = &data[..data.len().min(MAX_WRITE)];
         this.advance_or_alert(cx, Goal::Write(data))?;
-        if this.outgoing.unread().len() >= COALESCE {
-            // Start sending now; what the socket does not take yet is sent by the next call.
-            if let Poll::Ready(Err(e)) = this.poll_write_outgoing(cx) {
-                return Poll::Ready(Err(e));
-            }
-        }
+        this.outgoing.start_sending_if_full(&mut this.io, cx)?;
         Poll::Ready(Ok(data.len()))
     }
 
