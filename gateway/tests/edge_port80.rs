@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{metric, site, start_upstream, tls_gateway};
+use common::{metric, metric_reaching, site, start_upstream, tls_gateway};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -119,19 +119,21 @@ async fn port_80_redirects_all_but_acme_and_hsts_is_on_tls_only() {
             >= 1.0
     );
     assert_eq!(
-        metric(
+        metric_reaching(
             &gw,
             "chat_http_requests_total",
-            &[("route", "https_redirect"), ("status", "400")]
+            &[("route", "https_redirect"), ("status", "400")],
+            1.0
         )
         .await,
         1.0
     );
     assert_eq!(
-        metric(
+        metric_reaching(
             &gw,
             "chat_http_requests_total",
-            &[("route", "acme_challenge"), ("status", "200")]
+            &[("route", "acme_challenge"), ("status", "200")],
+            1.0
         )
         .await,
         1.0

@@ -574,15 +574,18 @@ async fn a_tls_handshake_that_does_not_finish_is_dropped_at_the_header_deadline(
     let refused = time_until_closed(&mut plain, Duration::from_secs(5)).await;
     assert!(refused < Duration::from_secs(1), "{refused:?}");
 
-    let timeouts = common::metric(
+    // Counted once the connection is dropped, so just after the client saw it close.
+    let timeouts = common::metric_reaching(
         &gw,
         "chat_tls_handshake_failures_total",
         &[("reason", "timeout")],
+        2.0,
     );
-    let refusals = common::metric(
+    let refusals = common::metric_reaching(
         &gw,
         "chat_tls_handshake_failures_total",
         &[("reason", "refused")],
+        1.0,
     );
     assert_eq!((timeouts.await, refusals.await), (2.0, 1.0));
     // A real client still gets through.

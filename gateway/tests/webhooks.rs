@@ -7,7 +7,7 @@ mod common;
 
 use chat_storage::test_support::TestPostgres;
 use common::setup::{self, migrated_postgres};
-use common::{free_port, metric, Client, Gateway};
+use common::{free_port, metric, metric_reaching, Client, Gateway};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -278,17 +278,15 @@ async fn deliveries_counted(gw: &Gateway, result: &str) -> f64 {
     metric(gw, "chat_webhook_deliveries_total", &[("result", result)]).await
 }
 
-/// The delivery counter once it has reached `at_least` (or after 10 s). The receiver records a
-/// request before the gateway reads its answer and counts it, so the count can lag behind.
+/// The delivery counter once it has reached `at_least` (or after 10 s).
 async fn deliveries_counted_once(gw: &Gateway, result: &str, at_least: f64) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let counted = deliveries_counted(gw, result).await;
-        if counted >= at_least || Instant::now() >= deadline {
-            return counted;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    metric_reaching(
+        gw,
+        "chat_webhook_deliveries_total",
+        &[("result", result)],
+        at_least,
+    )
+    .await
 }
 
 fn assert_no_secret_logged(gw: &Gateway) {

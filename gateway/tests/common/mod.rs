@@ -422,6 +422,25 @@ pub async fn metric(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// [`metric`] once it has reached `at_least`, or after 10 s. A counter is bumped after what a
+/// client can see (a closed socket, an answer already sent, a receiver's record of a request),
+/// so a test that asserts it right away can read it a moment early.
+pub async fn metric_reaching(
+    gw: &Gateway,
+    name: &str,
+    labels: &[(&str, &str)],
+    at_least: f64,
+) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = metric(gw, name, labels).await;
+        if value >= at_least || Instant::now() >= deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A main site upstream on a loopback port (HTTP/1.1): records each request head, echoes
 /// WebSockets (`upstream echo: …`) and answers anything else 200 `hello from the main site`.
 pub async fn start_upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
