@@ -6,6 +6,7 @@
 //! Anything left of the client in `X-Forwarded-For` was written by the client itself and is
 //! never believed.
 
+use http::HeaderValue;
 use ipnet::IpNet;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
@@ -169,51 +170,100 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
         .map(canonical)
 }
 
-/// Sets the forwarding headers of a request proxied to the main site: `X-Forwarded-For`
-/// rebuilt (see [`Resolved::chain`]; a client-sent one is dropped unless the peer is trusted),
-/// `X-Real-IP` (the client), `X-Forwarded-Proto`, `X-Forwarded-Host`; a client-sent
-/// `Forwarded` is removed (nothing here writes one, and the main site must not believe it).
+/// The forwarding headers the main site sees for a request: `X-Forwarded-For` rebuilt (see
+/// [`Resolved::chain`]; a client-sent one is dropped unless the peer is trusted), `X-Real-IP`
+/// (the client), `X-Forwarded-Proto`, `X-Forwarded-Host`. Written by Pingora's proxy
+/// ([`set_forwarding_headers`]) and by the gateway's own forwarder (`crate::site_forward`).
+pub struct Forwarding {
+    /// `X-Forwarded-For` and `X-Real-IP`; `None` when the peer is not an IP socket.
+    client: Option<(HeaderValue, HeaderValue)>,
+    proto: HeaderValue,
+    host: Option<HeaderValue>,
+}
+
+/// Headers a client may send that only the gateway writes for the main site: dropped from what
+/// is forwarded, and `Forwarded` is not written back (the main site must not believe it).
+pub const FORWARDING_HEADERS: [&str; 5] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+impl Forwarding {
+    /// The forwarding headers for the request of `session`.
+    pub fn of(session: &Session, trusted: &TrustedProxies, tls: bool) -> pingora::Result<Self> {
+        let client = match peer_ip(session) {
+            Some(peer) if trusted.contains(peer) => {
+                let resolved = resolve(peer, &forwarded_for(session), trusted);
+                let chain: Vec<String> = resolved.chain.iter().map(IpAddr::to_string).collect();
+                Some((
+                    header_value(chain.join(", "))?,
+                    header_value(resolved.client.to_string())?,
+                ))
+            }
+            Some(peer) => {
+                // An untrusted peer is the client and the whole chain: one string for both
+                // headers (a `HeaderValue` clone shares its bytes).
+                let peer = header_value(peer.to_string())?;
+                Some((peer.clone(), peer))
+            }
+            None => None,
+        };
+        let host = match session.req_header().headers.get(http::header::HOST) {
+            // A clone shares the received bytes.
+            Some(host) if host.to_str().is_ok() => Some(host.clone()),
+            // HTTP/2 carries the host in the URI (`:authority`).
+            _ => session
+                .req_header()
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        };
+        Ok(Self {
+            client,
+            proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
+            host,
+        })
+    }
+
+    /// The headers to write, by name.
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, &HeaderValue)> {
+        let (forwarded_for, real_ip) = match &self.client {
+            Some((xff, real)) => (Some(xff), Some(real)),
+            None => (None, None),
+        };
+        [
+            ("X-Forwarded-For", forwarded_for),
+            ("X-Real-IP", real_ip),
+            ("X-Forwarded-Proto", Some(&self.proto)),
+            ("X-Forwarded-Host", self.host.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+    }
+}
+
+fn header_value(s: String) -> pingora::Result<HeaderValue> {
+    HeaderValue::try_from(s).map_err(|e| {
+        pingora::Error::because(pingora::ErrorType::InternalError, "a forwarding header", e)
+    })
+}
+
+/// Sets the forwarding headers ([`Forwarding`]) of a request proxied to the main site by
+/// Pingora; the client-sent ones are removed first.
 pub fn set_forwarding_headers(
     session: &Session,
     upstream_request: &mut RequestHeader,
     trusted: &TrustedProxies,
     tls: bool,
 ) -> pingora::Result<()> {
-    for name in ["forwarded", "x-real-ip", "x-forwarded-for"] {
+    for name in FORWARDING_HEADERS {
         while upstream_request.remove_header(name).is_some() {}
     }
-    if let Some(peer) = peer_ip(session) {
-        if trusted.contains(peer) {
-            let resolved = resolve(peer, &forwarded_for(session), trusted);
-            let chain: Vec<String> = resolved.chain.iter().map(IpAddr::to_string).collect();
-            upstream_request.insert_header("X-Forwarded-For", chain.join(", "))?;
-            upstream_request.insert_header("X-Real-IP", resolved.client.to_string())?;
-        } else {
-            // An untrusted peer is the client and the whole chain: one string for both headers
-            // (a `HeaderValue` clone shares its bytes).
-            let peer = http::HeaderValue::try_from(peer.to_string()).map_err(|e| {
-                pingora::Error::because(pingora::ErrorType::InternalError, "X-Real-IP", e)
-            })?;
-            upstream_request.insert_header("X-Forwarded-For", peer.clone())?;
-            upstream_request.insert_header("X-Real-IP", peer)?;
-        }
-    }
-    upstream_request.insert_header("X-Forwarded-Proto", if tls { "https" } else { "http" })?;
-    let host = match session.req_header().headers.get(http::header::HOST) {
-        // A clone shares the received bytes.
-        Some(host) if host.to_str().is_ok() => Some(host.clone()),
-        // HTTP/2 carries the host in the URI (`:authority`).
-        _ => session
-            .req_header()
-            .uri
-            .authority()
-            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
-    };
-    match host {
-        Some(host) => upstream_request.insert_header("X-Forwarded-Host", host)?,
-        None => {
-            upstream_request.remove_header("x-forwarded-host");
-        }
+    for (name, value) in Forwarding::of(session, trusted, tls)?.headers() {
+        upstream_request.insert_header(name, value.clone())?;
     }
     Ok(())
 }

@@ -53,6 +53,9 @@ pub struct EdgeState {
     pub uploads: crate::api::Uploads,
     /// The main site, resolved at start-up.
     pub upstream: Option<std::net::SocketAddr>,
+    /// The main site's plain reads, forwarded by the gateway itself (`None` without a main
+    /// site); every other request to it goes through Pingora's proxy.
+    pub site: Option<crate::site_forward::SiteForwarder>,
     /// Proxies whose `X-Forwarded-For` is believed (`CHAT_TRUSTED_PROXIES`).
     pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// Connection deadlines.
@@ -176,7 +179,7 @@ impl ProxyHttp for ChatEdge {
             return Ok(true);
         }
         if matches!(route, Route::Upstream) {
-            return Ok(false);
+            return self.forward_to_site(session, ctx).await;
         }
         let read_only = method == http::Method::GET || method == http::Method::HEAD;
         match route {
@@ -372,7 +375,18 @@ impl ProxyHttp for ChatEdge {
                 can_reuse_downstream: false,
             };
         }
+        if session.response_written().is_some() {
+            // The main site's answer had begun (its body broke off): a page cannot follow it.
+            tracing::warn!(error = %e, "the main site's answer broke off");
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         tracing::warn!(error = %e, "proxying to the main site failed");
+        // The connection is not reused after a failure: the page says so (`Connection: close`),
+        // so that a client does not send its next request into a closing socket.
+        session.set_keepalive(None);
         let page = format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>502 Bad Gateway</title></head>\
              <body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>502 Bad Gateway</h1>\
@@ -443,6 +457,22 @@ impl ChatEdge {
 
     /// `GET /chat/health`: the status word; the details only for an authorized caller
     /// (`crate::health`).
+    /// A request to the main site: a plain read is forwarded here (`crate::site_forward`), and
+    /// anything else is left to Pingora's proxy (`Ok(false)`).
+    async fn forward_to_site(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(site) = &self.state.site else {
+            return Ok(false);
+        };
+        if !crate::site_forward::forwards(session) {
+            return Ok(false);
+        }
+        let forwarding =
+            crate::client_addr::Forwarding::of(session, &self.state.trusted_proxies, ctx.tls)?;
+        site.forward(session, &forwarding, &mut ctx.upstream_time)
+            .await?;
+        Ok(true)
+    }
+
     async fn health(&self, session: &mut Session) -> Result<bool> {
         let (status, details) = crate::health::check(&self.state.chat).await;
         let body = if header(session, "authorization").is_some() && self.api().authorized(session) {

@@ -43,6 +43,7 @@ pub mod run_session;
 pub mod secrets;
 pub mod server;
 pub mod settings;
+pub mod site_forward;
 pub mod socketio;
 pub mod tls;
 pub mod webhooks;

@@ -159,6 +159,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         ))
     })?;
     reloader.register(reopen_access_log);
+    let upstream = resolve_upstream(config.upstream.as_deref())?;
     let state = Arc::new(EdgeState {
         chat: chat.clone(),
         websocket,
@@ -168,7 +169,14 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         socketio,
         api_sends: crate::api::ApiSendLimits::new(config.send_rate),
         uploads: crate::api::Uploads::new(&config.uploads),
-        upstream: resolve_upstream(config.upstream.as_deref())?,
+        upstream,
+        site: upstream.map(|addr| {
+            crate::site_forward::SiteForwarder::new(
+                addr,
+                config.timeouts.upstream_connect,
+                config.timeouts.upstream_read,
+            )
+        }),
         trusted_proxies: config.trusted_proxies.clone(),
         timeouts: config.timeouts,
         access_log,

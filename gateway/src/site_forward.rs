@@ -1,0 +1,541 @@
+//! The main site's plain reads, forwarded by the gateway itself.
+//!
+//! Pingora's proxy path costs about twice Nginx's CPU per proxied request over HTTP/1.1, and
+//! most of that is Pingora's, not ours: a bare Pingora proxy alone is at 1.8–2.1× Nginx
+//! (docs/benchmarks.md, "Reverse proxy vs Nginx"). Per request it clones the request head,
+//! runs the upstream and downstream halves as two futures joined by two channels, and looks up
+//! its connection pool with a `getpeername`. A read of the main site, the bulk of its traffic,
+//! needs none of that: a `GET` or `HEAD` without a body goes out as one write on a kept-alive
+//! upstream connection, and its answer comes back through the same downstream session, so the
+//! response modules (HSTS, compression), the access log and the metrics see it as before.
+//!
+//! What is forwarded here ([`forwards`]): HTTP/1.x requests with method `GET` or `HEAD`, no
+//! body, no `Expect` and no upgrade. Everything else (HTTP/2, bodies, WebSocket upgrades of the
+//! main site) goes through Pingora's proxy as before.
+//!
+//! Limits: an upstream response head of at most [`MAX_HEAD`] bytes and [`MAX_HEADERS`] headers
+//! (else 502), the body relayed in reads of at most [`READ_CHUNK`] bytes (so memory per request
+//! is bounded whatever the body's size), at most [`MAX_IDLE`] idle upstream connections kept,
+//! each for at most [`IDLE_FOR`]. Timeouts: `CHAT_UPSTREAM_CONNECT_TIMEOUT_SECS` to connect,
+//! `CHAT_UPSTREAM_READ_TIMEOUT_SECS` for each read of the answer.
+
+use crate::access_log::UpstreamTimer;
+use crate::client_addr::{Forwarding, FORWARDING_HEADERS};
+use bytes::{Buf, BytesMut};
+use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
+use http::{Method, Version};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, OrErr, Result};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response head of the main site (Pingora's own limit for a head is 1 MiB; Nginx's
+/// `proxy_buffer_size` is 4–8 KiB).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most headers in a response head of the main site.
+pub const MAX_HEADERS: usize = 128;
+/// Largest read of a body: what one request holds at most while it relays a body.
+pub const READ_CHUNK: usize = 16 * 1024;
+/// Most idle upstream connections kept (Pingora's pool keeps 128 as well).
+pub const MAX_IDLE: usize = 128;
+/// How long an idle upstream connection is kept (Nginx's `keepalive_timeout` for upstreams).
+pub const IDLE_FOR: Duration = Duration::from_secs(60);
+
+/// Headers of one hop (RFC 9110 §7.6.1), never forwarded; a response's `Transfer-Encoding` is
+/// set again for the client's hop.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether the gateway forwards this request itself (see the module documentation); if not,
+/// Pingora's proxy does.
+pub fn forwards(session: &Session) -> bool {
+    let req = session.req_header();
+    matches!(req.method, Method::GET | Method::HEAD)
+        && req.version == Version::HTTP_11
+        && req.raw_path().first() == Some(&b'/')
+        && req.headers.contains_key(HOST)
+        && !req.headers.contains_key(CONTENT_LENGTH)
+        && !req.headers.contains_key(TRANSFER_ENCODING)
+        && !req.headers.contains_key(EXPECT)
+        && !session.is_upgrade_req()
+}
+
+/// Forwards the main site's reads over kept-alive connections of its own.
+pub struct SiteForwarder {
+    upstream: SocketAddr,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    /// Idle connections to the main site, oldest first.
+    idle: Mutex<Vec<(TcpStream, Instant)>>,
+}
+
+/// How the main site delimits a response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body (`HEAD`, 204, 304).
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Up to the end of the connection.
+    UntilClose,
+}
+
+/// A parsed response head of the main site.
+struct Head {
+    len: usize,
+    header: ResponseHeader,
+    framing: Framing,
+    /// The connection may carry another request afterwards.
+    reusable: bool,
+}
+
+impl SiteForwarder {
+    /// A forwarder to the main site at `upstream`, with its connect and read timeouts.
+    pub fn new(upstream: SocketAddr, connect_timeout: Duration, read_timeout: Duration) -> Self {
+        Self {
+            upstream,
+            connect_timeout,
+            read_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Forwards the request of `session` and relays the answer to it. An error before the
+    /// answer's head was written leaves the response to `fail_to_proxy` (a 502 page).
+    pub async fn forward(
+        &self,
+        session: &mut Session,
+        forwarding: &Forwarding,
+        timer: &mut UpstreamTimer,
+    ) -> Result<()> {
+        let mut head = Vec::with_capacity(1024);
+        request_head(session, forwarding, &mut head);
+        timer.start();
+        let head_only = session.req_header().method == Method::HEAD;
+        let (mut conn, mut buf, answer) = self.exchange(&head, head_only).await?;
+        let Head {
+            len,
+            header,
+            framing,
+            reusable,
+        } = answer;
+        buf.advance(len);
+        // A body of length 0 still ends through `relay_length`, which finishes the client's body.
+        session
+            .write_response_header(Box::new(header), framing == Framing::Empty)
+            .await
+            .map_err(|e| e.into_down())?;
+        let clean = match framing {
+            Framing::Empty => buf.is_empty(),
+            Framing::Length(n) => self.relay_length(&mut conn, buf, n, session).await?,
+            Framing::Chunked => self.relay_chunked(&mut conn, buf, session).await?,
+            Framing::UntilClose => self.relay_until_close(&mut conn, buf, session).await?,
+        };
+        timer.finish();
+        if reusable && clean && framing != Framing::UntilClose {
+            self.keep(conn);
+        }
+        Ok(())
+    }
+
+    /// Sends `head` and reads the answer's head: on an idle connection first, and when that one
+    /// turns out closed before any byte of an answer (the main site may close an idle
+    /// connection at any time), once more on a new one, as Nginx does for `GET` and `HEAD`.
+    async fn exchange(&self, head: &[u8], head_only: bool) -> Result<(TcpStream, BytesMut, Head)> {
+        let mut idle = self.take_idle();
+        loop {
+            let reused = idle.is_some();
+            let mut conn = match idle.take() {
+                Some(conn) => conn,
+                None => self.connect().await?,
+            };
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            match self.ask(&mut conn, head, &mut buf, head_only).await {
+                Ok(answer) => return Ok((conn, buf, answer)),
+                // A timeout is the main site being slow, not a closed idle connection.
+                Err(e) if reused && buf.is_empty() && *e.etype() != ErrorType::ReadTimedout => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn ask(
+        &self,
+        conn: &mut TcpStream,
+        head: &[u8],
+        buf: &mut BytesMut,
+        head_only: bool,
+    ) -> Result<Head> {
+        conn.write_all(head)
+            .await
+            .or_err(
+                ErrorType::WriteError,
+                "sending the request to the main site",
+            )
+            .map_err(|e| e.into_up())?;
+        loop {
+            if !buf.is_empty() {
+                if let Some(answer) = parse_head(buf, head_only)? {
+                    return Ok(answer);
+                }
+                if buf.len() >= MAX_HEAD {
+                    return Error::e_explain(
+                        ErrorType::InvalidHTTPHeader,
+                        "the main site's response head is too large",
+                    )
+                    .map_err(|e| e.into_up());
+                }
+            }
+            if self.read(conn, buf).await? == 0 {
+                return Error::e_explain(
+                    ErrorType::ConnectionClosed,
+                    "the main site closed the connection before answering",
+                )
+                .map_err(|e| e.into_up());
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<TcpStream> {
+        let conn = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.upstream))
+            .await
+            .or_err(ErrorType::ConnectTimedout, "connecting to the main site")
+            .map_err(|e| e.into_up())?
+            .or_err(ErrorType::ConnectRefused, "connecting to the main site")
+            .map_err(|e| e.into_up())?;
+        // Heads and small bodies are single writes: nothing to gain from Nagle's delay.
+        conn.set_nodelay(true)
+            .or_err(ErrorType::SocketError, "TCP_NODELAY")?;
+        Ok(conn)
+    }
+
+    /// One read of at most [`READ_CHUNK`] bytes, within the read timeout.
+    async fn read(&self, conn: &mut TcpStream, buf: &mut BytesMut) -> Result<usize> {
+        buf.reserve(READ_CHUNK);
+        tokio::time::timeout(self.read_timeout, conn.read_buf(buf))
+            .await
+            .or_err(ErrorType::ReadTimedout, "reading the main site's answer")
+            .map_err(|e| e.into_up())?
+            .or_err(ErrorType::ReadError, "reading the main site's answer")
+            .map_err(|e| e.into_up())
+    }
+
+    /// Relays a body of `n` bytes; `true` when the connection holds nothing more.
+    async fn relay_length(
+        &self,
+        conn: &mut TcpStream,
+        mut buf: BytesMut,
+        n: u64,
+        session: &mut Session,
+    ) -> Result<bool> {
+        let mut left = n;
+        loop {
+            let take = (buf.len() as u64).min(left) as usize;
+            left -= take as u64;
+            let clean = left > 0 || buf.len() == take;
+            if take > 0 || left == 0 {
+                let piece = buf.split_to(take).freeze();
+                session
+                    .write_response_body(Some(piece), left == 0)
+                    .await
+                    .map_err(|e| e.into_down())?;
+            }
+            if left == 0 {
+                return Ok(clean);
+            }
+            if self.read(conn, &mut buf).await? == 0 {
+                return Error::e_explain(
+                    ErrorType::ConnectionClosed,
+                    "the main site closed the connection before the end of the body",
+                )
+                .map_err(|e| e.into_up());
+            }
+        }
+    }
+
+    /// Relays a chunked body, decoded (the client's hop is chunked again by the session); `true`
+    /// when the connection holds nothing more.
+    async fn relay_chunked(
+        &self,
+        conn: &mut TcpStream,
+        mut buf: BytesMut,
+        session: &mut Session,
+    ) -> Result<bool> {
+        loop {
+            let size = loop {
+                match httparse::parse_chunk_size(&buf) {
+                    Ok(httparse::Status::Complete((consumed, size))) => {
+                        buf.advance(consumed);
+                        break size;
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
+                        self.read_more(conn, &mut buf).await?;
+                    }
+                    _ => return bad_chunk("a chunk size line"),
+                }
+            };
+            if size == 0 {
+                // Trailers, if any, end with an empty line; they are not forwarded.
+                loop {
+                    if buf.starts_with(b"\r\n") {
+                        buf.advance(2);
+                        break;
+                    }
+                    if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.advance(at + 4);
+                        break;
+                    }
+                    if buf.len() >= MAX_HEAD {
+                        return bad_chunk("the trailers");
+                    }
+                    self.read_more(conn, &mut buf).await?;
+                }
+                session
+                    .write_response_body(None, true)
+                    .await
+                    .map_err(|e| e.into_down())?;
+                return Ok(buf.is_empty());
+            }
+            let mut left = size;
+            while left > 0 {
+                if buf.is_empty() {
+                    self.read_more(conn, &mut buf).await?;
+                }
+                let take = (buf.len() as u64).min(left) as usize;
+                left -= take as u64;
+                let piece = buf.split_to(take).freeze();
+                session
+                    .write_response_body(Some(piece), false)
+                    .await
+                    .map_err(|e| e.into_down())?;
+            }
+            while buf.len() < 2 {
+                self.read_more(conn, &mut buf).await?;
+            }
+            if &buf[..2] != b"\r\n" {
+                return bad_chunk("the end of a chunk");
+            }
+            buf.advance(2);
+        }
+    }
+
+    /// Relays a body that ends with the connection.
+    async fn relay_until_close(
+        &self,
+        conn: &mut TcpStream,
+        mut buf: BytesMut,
+        session: &mut Session,
+    ) -> Result<bool> {
+        loop {
+            if !buf.is_empty() {
+                let piece = buf.split().freeze();
+                session
+                    .write_response_body(Some(piece), false)
+                    .await
+                    .map_err(|e| e.into_down())?;
+            }
+            if self.read(conn, &mut buf).await? == 0 {
+                session
+                    .write_response_body(None, true)
+                    .await
+                    .map_err(|e| e.into_down())?;
+                return Ok(false);
+            }
+        }
+    }
+
+    /// A read that must bring something: the body is not over.
+    async fn read_more(&self, conn: &mut TcpStream, buf: &mut BytesMut) -> Result<()> {
+        if self.read(conn, buf).await? == 0 {
+            return Error::e_explain(
+                ErrorType::ConnectionClosed,
+                "the main site closed the connection in the middle of a chunked body",
+            )
+            .map_err(|e| e.into_up());
+        }
+        Ok(())
+    }
+
+    /// The newest idle connection that is not too old (older ones are dropped with it).
+    fn take_idle(&self) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let (conn, since) = idle.pop()?;
+        if since.elapsed() < IDLE_FOR {
+            return Some(conn);
+        }
+        // Everything below it is older still.
+        idle.clear();
+        None
+    }
+
+    fn keep(&self, conn: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() >= MAX_IDLE {
+            idle.remove(0);
+        }
+        idle.push((conn, Instant::now()));
+    }
+}
+
+fn bad_chunk<T>(what: &str) -> Result<T> {
+    Error::e_explain(
+        ErrorType::InvalidHTTPHeader,
+        format!("the main site sent an invalid chunked body ({what})"),
+    )
+    .map_err(|e| e.into_up())
+}
+
+/// The request head for the main site: the client's, without the headers of its hop and with the
+/// gateway's forwarding headers.
+fn request_head(session: &Session, forwarding: &Forwarding, out: &mut Vec<u8>) {
+    let req = session.req_header();
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.raw_path());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    // Headers named in `Connection` belong to the client's hop too.
+    let named: Vec<&str> = req
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    for (name, value) in req.headers.iter() {
+        let name = name.as_str();
+        // The gateway writes the forwarding headers itself (`crate::client_addr`).
+        let own = HOP_BY_HOP.contains(&name) || FORWARDING_HEADERS.contains(&name);
+        if own || named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        push_header(out, name.as_bytes(), value.as_bytes());
+    }
+    for (name, value) in forwarding.headers() {
+        push_header(out, name.as_bytes(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Parses the answer's head at the start of `buf`, skipping interim (1xx) answers; `None` until
+/// it is whole.
+fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut headers);
+        let len = match res.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => {
+                return Err(Error::because(
+                    ErrorType::InvalidHTTPHeader,
+                    "the main site's response head",
+                    e,
+                )
+                .into_up())
+            }
+        };
+        let code = res.code.unwrap_or(0);
+        if code == 101 {
+            return Error::e_explain(
+                ErrorType::InvalidHTTPHeader,
+                "the main site switched protocols on a request that asked for none",
+            )
+            .map_err(|e| e.into_up());
+        }
+        if (100..200).contains(&code) {
+            buf.advance(len);
+            continue;
+        }
+        let mut header = ResponseHeader::build(code, Some(res.headers.len()))?;
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        // `Connection` names more headers of this hop, and may say `close`.
+        let named: Vec<&[u8]> = res
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| h.value.split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty())
+            .collect();
+        let close =
+            res.version != Some(1) || named.iter().any(|t| t.eq_ignore_ascii_case(b"close"));
+        for h in res.headers.iter() {
+            let name = h.name;
+            if name.eq_ignore_ascii_case("content-length") {
+                let parsed = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                match (parsed, length) {
+                    (Some(n), None) => length = Some(n),
+                    (Some(n), Some(m)) if n == m => continue,
+                    _ => {
+                        return Error::e_explain(
+                            ErrorType::InvalidHTTPHeader,
+                            "the main site sent an invalid Content-Length",
+                        )
+                        .map_err(|e| e.into_up())
+                    }
+                }
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                // Only chunked is relayed (what HTTP/1.1 servers send); any other coding: a 502.
+                if !h.value.eq_ignore_ascii_case(b"chunked") {
+                    return Error::e_explain(
+                        ErrorType::InvalidHTTPHeader,
+                        "the main site used a transfer coding other than chunked",
+                    )
+                    .map_err(|e| e.into_up());
+                }
+                chunked = true;
+            }
+            let of_this_hop = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
+                || named
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name.as_bytes()));
+            if of_this_hop {
+                continue;
+            }
+            header.append_header(name.to_owned(), h.value)?;
+        }
+        let framing = if head_only || code == 204 || code == 304 {
+            Framing::Empty
+        } else if chunked {
+            // A body that is chunked has no length, whatever Content-Length says (RFC 9112 §6.3).
+            header.remove_header(&CONTENT_LENGTH);
+            Framing::Chunked
+        } else if let Some(n) = length {
+            Framing::Length(n)
+        } else {
+            Framing::UntilClose
+        };
+        if matches!(framing, Framing::Chunked | Framing::UntilClose) {
+            header.insert_header(TRANSFER_ENCODING, "chunked")?;
+        }
+        return Ok(Some(Head {
+            len,
+            header,
+            framing,
+            reusable: !close,
+        }));
+    }
+}
