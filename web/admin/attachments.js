@@ -17,11 +17,13 @@
  * conversation, revoked when the pane is cleared (another conversation, another site).
  * Everything is text: names come from anonymous visitors.
  */
+/* global chatElement, chatIcon */
 window.ChatConsoleAttachments = (function () {
   'use strict';
 
   const I18n = window.ChatConsoleI18n; // ./language.js
   const t = I18n.t;
+  const h = chatElement; // ./shared/dom.js: data only ever becomes text
   const formatSize = I18n.size;
   const API = '/chat/api/attachments';
   const INLINE_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
@@ -37,13 +39,6 @@ window.ChatConsoleAttachments = (function () {
   let openId = null; // the conversation in the pane
   let uploading = false;
   let urls = new Map(); // attachment id -> Promise of its object URL, for the open pane
-
-  function h(tag, attrs, text) {
-    const el = document.createElement(tag);
-    for (const name of Object.keys(attrs || {})) el.setAttribute(name, attrs[name]);
-    if (text !== undefined) el.textContent = text;
-    return el;
-  }
 
   const input = h('input', { type: 'file', 'data-testid': 'attach-input' });
   input.hidden = true;
@@ -84,14 +79,7 @@ window.ChatConsoleAttachments = (function () {
   });
 
   function paperclip() {
-    const SVG_NS = 'http://www.w3.org/2000/svg';
-    const icon = document.createElementNS(SVG_NS, 'svg');
-    icon.setAttribute('viewBox', '0 0 24 24');
-    icon.setAttribute('aria-hidden', 'true');
-    const path = document.createElementNS(SVG_NS, 'path');
-    path.setAttribute('d', 'M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6h-1.5z');
-    icon.appendChild(path);
-    return icon;
+    return chatIcon('M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6h-1.5z');
   }
 
   function setLimits(uploads) {

@@ -3,11 +3,11 @@
  * a paperclip button beside the message box, the upload over HTTP, and how a message's
  * `attachment` shows (images inline, other files as download links).
  *
- * The gateway serves this file with i18n/*.js and widget.js in one function scope
- * (gateway/src/assets.rs), so chatWidgetAttachments() is not a global of the customer's page;
- * widget.js calls it once and puts what it returns into its UI:
+ * The gateway serves this file with i18n/*.js, ../shared/dom.js (chatElement, chatIcon) and
+ * widget.js in one function scope (gateway/src/assets.rs), so chatWidgetAttachments() is not a
+ * global of the customer's page; widget.js calls it once and puts what it returns into its UI:
  *
- *   chatWidgetAttachments({ baseUrl, t, size, h, credentials, takeCaption, restoreCaption, send })
+ *   chatWidgetAttachments({ baseUrl, t, size, credentials, takeCaption, restoreCaption, send })
  *     credentials()        -> { token, user }: the visitor token of `welcome` and
  *                             ChatWidgetConfig.user (or null); no token: no upload
  *     takeCaption()        -> the message box's text, emptied (sent with the file)
@@ -27,7 +27,7 @@ function chatWidgetAttachments(opts) {
 
   const t = opts.t;
   const formatSize = opts.size;
-  const h = opts.h;
+  const h = chatElement; // ../shared/dom.js
   const API = opts.baseUrl + '/chat/api/attachments';
   const INLINE_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
   // A slow link may take this long for the largest upload; beyond it the upload is abandoned.
@@ -70,16 +70,8 @@ function chatWidgetAttachments(opts) {
     if (file) upload(file);
   });
 
-  // Built node by node: parsing markup would throw on sites that enforce Trusted Types.
   function paperclip() {
-    const SVG_NS = 'http://www.w3.org/2000/svg';
-    const icon = document.createElementNS(SVG_NS, 'svg');
-    icon.setAttribute('viewBox', '0 0 24 24');
-    icon.setAttribute('aria-hidden', 'true');
-    const path = document.createElementNS(SVG_NS, 'path');
-    path.setAttribute('d', 'M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6h-1.5z');
-    icon.appendChild(path);
-    return icon;
+    return chatIcon('M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6h-1.5z');
   }
 
   // `uploads` of welcome; absent: uploads are off, and so is the button.

@@ -106,7 +106,7 @@ const pending = new Map(); // client_msg_id -> { body, attachment, el, inFlight,
 // Attachments (./attachments.js, served in this scope): the paperclip, the upload, and what a
 // message's `attachment` shows. A file goes out as a `send` with its caption.
 const attachments = chatWidgetAttachments({
-  baseUrl: baseUrl, t: t, size: i18n.size, h: h,
+  baseUrl: baseUrl, t: t, size: i18n.size,
   credentials: function () { return { token: token, user: user }; },
   takeCaption: function () {
     const text = ui.input.value.trim() ? ui.input.value : '';
