@@ -20,7 +20,8 @@ pub struct Asset {
 }
 
 /// The widget loader: its language tables and their chooser (web/i18n/), the helpers it shares
-/// with the console (web/shared/: building elements, the reconnect back-off), its attachments
+/// with the console (web/shared/: building elements, the reconnect back-off, how attachments
+/// show), its attachments
 /// (web/widget/attachments.js) and the widget's own files, in one function scope so that none of
 /// them becomes a global of the customer's page, served as one script (customer pages embed one
 /// tag). The widget's files share a strict scope of their own, in this order (state.js declares
@@ -35,6 +36,7 @@ const WIDGET: Asset = Asset {
         include_str!("../../web/i18n/zh-CN.js"),
         include_str!("../../web/shared/dom.js"),
         include_str!("../../web/shared/backoff.js"),
+        include_str!("../../web/shared/attachments.js"),
         include_str!("../../web/widget/attachments.js"),
         "(function () {\n",
         "'use strict';\n",
@@ -241,6 +243,9 @@ pub fn lookup(path: &str) -> Option<Asset> {
         "/chat/admin/i18n/zh-CN.js" => script(include_str!("../../web/i18n/zh-CN.js")),
         "/chat/admin/shared/dom.js" => script(include_str!("../../web/shared/dom.js")),
         "/chat/admin/shared/backoff.js" => script(include_str!("../../web/shared/backoff.js")),
+        "/chat/admin/shared/attachments.js" => {
+            script(include_str!("../../web/shared/attachments.js"))
+        }
         "/chat/admin/language.js" => script(include_str!("../../web/admin/language.js")),
         "/chat/admin/alerts.js" => script(include_str!("../../web/admin/alerts.js")),
         "/chat/admin/attachments.js" => script(include_str!("../../web/admin/attachments.js")),
@@ -281,7 +286,8 @@ mod tests {
         // The helpers it shares with the console come before everything that calls them.
         let dom_at = current.find("function chatElement(").unwrap();
         let backoff_at = current.find("function chatBackoff(").unwrap();
-        assert!(dom_at < attachments_at && backoff_at < attachments_at);
+        let view_at = current.find("function chatAttachmentView(").unwrap();
+        assert!(dom_at < view_at && view_at < attachments_at && backoff_at < attachments_at);
         assert!(current.find("ChatLocales['zh-CN'] = {").unwrap() < dom_at);
         assert!(state_at < current.find("window.ChatWidget = {").unwrap());
         assert!(current.ends_with("if (document.body) start();\nelse document.addEventListener('DOMContentLoaded', start, { once: true });\n})();\n}());\n"));
@@ -380,7 +386,7 @@ mod tests {
             assert!(lookup(&format!("/chat/admin/{part}")).is_some());
         }
         // The helpers shared with the widget (web/shared/) come before every part that uses them.
-        for shared in ["dom.js", "backoff.js"] {
+        for shared in ["dom.js", "backoff.js", "attachments.js"] {
             let at = CONSOLE_HTML
                 .find(&format!("src=\"./shared/{shared}\""))
                 .unwrap();
