@@ -19,7 +19,9 @@ pub struct Asset {
     pub headers: &'static [(&'static str, &'static str)],
 }
 
-/// The widget loader: its language tables and their chooser (web/i18n/), its attachments
+/// The widget loader: its language tables and their chooser (web/i18n/), the helpers it shares
+/// with the console (web/shared/: building elements, the reconnect back-off, how attachments
+/// show), its attachments
 /// (web/widget/attachments.js) and the widget's own files, in one function scope so that none of
 /// them becomes a global of the customer's page, served as one script (customer pages embed one
 /// tag). The widget's files share a strict scope of their own, in this order (state.js declares
@@ -32,6 +34,9 @@ const WIDGET: Asset = Asset {
         include_str!("../../web/i18n/i18n.js"),
         include_str!("../../web/i18n/en.js"),
         include_str!("../../web/i18n/zh-CN.js"),
+        include_str!("../../web/shared/dom.js"),
+        include_str!("../../web/shared/backoff.js"),
+        include_str!("../../web/shared/attachments.js"),
         include_str!("../../web/widget/attachments.js"),
         "(function () {\n",
         "'use strict';\n",
@@ -236,6 +241,11 @@ pub fn lookup(path: &str) -> Option<Asset> {
         "/chat/admin/i18n/i18n.js" => script(include_str!("../../web/i18n/i18n.js")),
         "/chat/admin/i18n/en.js" => script(include_str!("../../web/i18n/en.js")),
         "/chat/admin/i18n/zh-CN.js" => script(include_str!("../../web/i18n/zh-CN.js")),
+        "/chat/admin/shared/dom.js" => script(include_str!("../../web/shared/dom.js")),
+        "/chat/admin/shared/backoff.js" => script(include_str!("../../web/shared/backoff.js")),
+        "/chat/admin/shared/attachments.js" => {
+            script(include_str!("../../web/shared/attachments.js"))
+        }
         "/chat/admin/language.js" => script(include_str!("../../web/admin/language.js")),
         "/chat/admin/alerts.js" => script(include_str!("../../web/admin/alerts.js")),
         "/chat/admin/attachments.js" => script(include_str!("../../web/admin/attachments.js")),
@@ -273,6 +283,12 @@ mod tests {
             .find("const attachments = chatWidgetAttachments({")
             .unwrap();
         assert!(attachments_at < widget_at && widget_at < state_at);
+        // The helpers it shares with the console come before everything that calls them.
+        let dom_at = current.find("function chatElement(").unwrap();
+        let backoff_at = current.find("function chatBackoff(").unwrap();
+        let view_at = current.find("function chatAttachmentView(").unwrap();
+        assert!(dom_at < view_at && view_at < attachments_at && backoff_at < attachments_at);
+        assert!(current.find("ChatLocales['zh-CN'] = {").unwrap() < dom_at);
         assert!(state_at < current.find("window.ChatWidget = {").unwrap());
         assert!(current.ends_with("if (document.body) start();\nelse document.addEventListener('DOMContentLoaded', start, { once: true });\n})();\n}());\n"));
         assert_eq!(super::lookup("/widget/widget.js").unwrap().body, current);
@@ -369,6 +385,14 @@ mod tests {
             assert!(language_at < at && console_at < at, "{part}");
             assert!(lookup(&format!("/chat/admin/{part}")).is_some());
         }
+        // The helpers shared with the widget (web/shared/) come before every part that uses them.
+        for shared in ["dom.js", "backoff.js", "attachments.js"] {
+            let at = CONSOLE_HTML
+                .find(&format!("src=\"./shared/{shared}\""))
+                .unwrap();
+            assert!(at < language_at && at < attachments_at, "{shared}");
+            assert!(lookup(&format!("/chat/admin/shared/{shared}")).is_some());
+        }
         assert!(lookup("/chat/admin/language.js").is_some());
         assert!(lookup("/chat/admin/alerts.js").is_some());
         assert!(lookup("/chat/admin/site-token.js").is_some());
@@ -377,5 +401,30 @@ mod tests {
         assert!(config.content_type.starts_with("application/javascript"));
         assert!(config.body.contains("window.ChatConsoleConfig = {"));
         assert!(include_str!("../../web/admin/session.js").contains("window.ChatConsoleConfig"));
+    }
+
+    #[test]
+    fn every_script_of_the_console_is_served_as_javascript() {
+        use super::*;
+        // Each `<script src="./…">` of the page answers at /chat/admin/…, as a script, under the
+        // page's `script-src 'self'` (a missing one would leave the console half loaded).
+        let mut rest = CONSOLE_HTML;
+        let mut seen = 0;
+        while let Some(at) = rest.find("<script src=\"./") {
+            let after = &rest[at + "<script src=\"./".len()..];
+            let end = after.find('"').unwrap();
+            let path = format!("/chat/admin/{}", &after[..end]);
+            let asset = lookup(&path).unwrap_or_else(|| panic!("{path} is not served"));
+            assert!(
+                asset.content_type.starts_with("application/javascript"),
+                "{path}"
+            );
+            seen += 1;
+            rest = &after[end..];
+        }
+        // Every script of the page is one of ours, loaded by a relative path (none was missed).
+        assert_eq!(seen, CONSOLE_HTML.matches("<script ").count());
+        assert!(seen > 10, "{seen}");
+        assert!(console_page().csp.contains("script-src 'self';"));
     }
 }

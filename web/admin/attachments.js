@@ -15,16 +15,19 @@
  * The bytes need the token, which an <img src> cannot carry (and a token never goes in a URL),
  * so they are fetched and shown through object URLs, one per attachment of the open
  * conversation, revoked when the pane is cleared (another conversation, another site).
- * Everything is text: names come from anonymous visitors.
+ * The paperclip, how an attachment shows and what an upload's answer means are shared with the
+ * widget (./shared/attachments.js, loaded before this file). Everything is text: names come from
+ * anonymous visitors.
  */
+/* global chatElement, chatPaperclipIcon, chatAttachmentName, chatAttachmentView, chatUploadAnswer */
 window.ChatConsoleAttachments = (function () {
   'use strict';
 
   const I18n = window.ChatConsoleI18n; // ./language.js
   const t = I18n.t;
+  const h = chatElement; // ./shared/dom.js: data only ever becomes text
   const formatSize = I18n.size;
   const API = '/chat/api/attachments';
-  const INLINE_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
   // A slow link may take this long for the largest upload; beyond it the upload is abandoned.
   const UPLOAD_TIMEOUT_MS = 120000;
 
@@ -38,18 +41,11 @@ window.ChatConsoleAttachments = (function () {
   let uploading = false;
   let urls = new Map(); // attachment id -> Promise of its object URL, for the open pane
 
-  function h(tag, attrs, text) {
-    const el = document.createElement(tag);
-    for (const name of Object.keys(attrs || {})) el.setAttribute(name, attrs[name]);
-    if (text !== undefined) el.textContent = text;
-    return el;
-  }
-
   const input = h('input', { type: 'file', 'data-testid': 'attach-input' });
   input.hidden = true;
   const button = h('button', { type: 'button', class: 'button attach', 'data-testid': 'attach-button', 'aria-label': t('attach.button'), title: t('attach.button') });
   button.hidden = true;
-  button.appendChild(paperclip());
+  button.appendChild(chatPaperclipIcon()); // ./shared/attachments.js
   // Says what is being uploaded, or why a file was not sent (until the next file, or a click).
   const status = h('p', { class: 'attach-status', 'data-testid': 'attach-status', 'data-state': 'idle', role: 'status', 'aria-live': 'polite', title: t('attach.dismiss') });
   status.hidden = true;
@@ -82,17 +78,6 @@ window.ChatConsoleAttachments = (function () {
     dropUrls();
     renderButton();
   });
-
-  function paperclip() {
-    const SVG_NS = 'http://www.w3.org/2000/svg';
-    const icon = document.createElementNS(SVG_NS, 'svg');
-    icon.setAttribute('viewBox', '0 0 24 24');
-    icon.setAttribute('aria-hidden', 'true');
-    const path = document.createElementNS(SVG_NS, 'path');
-    path.setAttribute('d', 'M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6h-1.5z');
-    icon.appendChild(path);
-    return icon;
-  }
 
   function setLimits(uploads) {
     const ok = uploads && typeof uploads === 'object' && typeof uploads.max_bytes === 'number' && uploads.max_bytes > 0;
@@ -136,14 +121,7 @@ window.ChatConsoleAttachments = (function () {
       method: 'POST', body: file, cache: 'no-store', signal: ctrl.signal,
       // The gateway checks the type against CHAT_UPLOAD_TYPES and the bytes against the type.
       headers: { Authorization: 'Bearer ' + ctx.token(), 'Content-Type': file.type || 'application/octet-stream' },
-    }).then(function (res) {
-      return res.json().catch(function () { return null; }).then(function (data) {
-        const a = data && data.attachment;
-        if (res.status === 201 && a && typeof a.id === 'string') return a;
-        // The gateway's `{error, message}` says why (too large, a type it refuses, too many).
-        throw new Error((data && typeof data.message === 'string' && data.message) || 'HTTP ' + res.status);
-      });
-    }, function () {
+    }).then(chatUploadAnswer, function () {
       throw new Error(t('attach.unreachable'));
     }).then(function (attachment) {
       showStatus('idle', '');
@@ -182,46 +160,15 @@ window.ChatConsoleAttachments = (function () {
     urls = new Map();
   }
 
-  function nameOf(a) {
-    return typeof a.name === 'string' && a.name ? a.name : 'file';
-  }
-
-  function missing(box, name) {
-    box.replaceChildren(h('span', { class: 'attachment-missing' }, t('attach.unavailable', { name: name })));
-  }
-
-  // What a committed message shows of its `attachment`: the image, or a link that downloads it.
+  // What a committed message shows of its `attachment` (./shared/attachments.js).
   function view(a) {
-    if (!a || typeof a !== 'object' || typeof a.id !== 'string') return null;
-    const name = nameOf(a);
-    const image = INLINE_TYPES.indexOf(a.content_type) >= 0;
-    const box = h('span', { class: 'attachment', 'data-testid': 'attachment', 'data-attachment-id': a.id, 'data-kind': image ? 'image' : 'file' });
-    if (image) {
-      const img = h('img', { class: 'attachment-image', 'data-testid': 'attachment-image', alt: name, title: name });
-      box.append(img);
-      objectUrl(a.id).then(function (url) { img.src = url; }, function () { missing(box, name); });
-      return box;
-    }
-    // Fetched on the first click (files may be large); then the link is an ordinary download.
-    const link = h('a', { class: 'attachment-file', 'data-testid': 'attachment-file', href: '#', download: name, title: t('attach.download', { name: name }) },
-      t('attach.file', { name: name, size: formatSize(a.size) }));
-    link.addEventListener('click', function (e) {
-      if (link.getAttribute('href').indexOf('blob:') === 0) return;
-      e.preventDefault();
-      objectUrl(a.id).then(function (url) {
-        if (!link.isConnected) return;
-        link.setAttribute('href', url);
-        link.click();
-      }, function () { missing(box, name); });
-    });
-    box.append(link);
-    return box;
+    return chatAttachmentView(a, { t: t, size: formatSize, objectUrl: objectUrl, testid: 'attachment' });
   }
 
   // A file still being sent: its name and size only.
   function label(a) {
     if (!a || typeof a !== 'object') return null;
-    return h('span', { class: 'attachment', 'data-testid': 'attachment', 'data-kind': 'pending' }, t('attach.file', { name: nameOf(a), size: formatSize(a.size) }));
+    return h('span', { class: 'attachment', 'data-testid': 'attachment', 'data-kind': 'pending' }, t('attach.file', { name: chatAttachmentName(a), size: formatSize(a.size) }));
   }
 
   return { view: view, label: label };

@@ -18,10 +18,12 @@
  * agent, open}) and tells which conversation is open with `chat-console:open` (detail {id, site}).
  * Everything is rendered with textContent.
  */
+/* global chatElement */
 (function () {
   'use strict';
 
   const t = window.ChatConsoleI18n.t; // ./language.js
+  const h = chatElement; // ./shared/dom.js: data only ever becomes text
   const API = '/chat/api/canned-responses';
   const STALE_MS = 30000;
   const MAX_OFFERED = 8;
@@ -44,13 +46,6 @@
     if (open && open.site) load(open.site).catch(function () {});
   });
   document.addEventListener('chat-console:close', function () { open = null; closeMenu(); });
-
-  function h(tag, attrs, text) {
-    const el = document.createElement(tag);
-    for (const name of Object.keys(attrs || {})) el.setAttribute(name, attrs[name]);
-    if (text !== undefined) el.textContent = text;
-    return el;
-  }
 
   function call(method, path, body) {
     if (!ctx) return Promise.reject(new Error(t('console.notConnected')));

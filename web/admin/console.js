@@ -8,6 +8,7 @@
  * ./attachments.js) are called from here, each once with what it needs of the console; those
  * loaded after it listen to its `chat-console:*` DOM events.
  */
+/* global chatElement */
 (function () {
   'use strict';
 
@@ -20,6 +21,7 @@
   const Alerts = window.ChatConsoleAlerts; // ./alerts.js
   const Sites = window.ChatSiteSwitcher; // ./site-switcher.js
   const Attachments = window.ChatConsoleAttachments; // ./attachments.js
+  const h = chatElement; // ./shared/dom.js: data only ever becomes text
 
   const $ = function (id) { return document.getElementById(id); };
   const els = {
@@ -63,7 +65,6 @@
     renderList: renderList,
     scheduleRelist: scheduleRelist,
     messages: els.messages,
-    h: h,
     logFailure: logFailure,
   });
   const transfer = window.ChatConsoleTransfer({ // ./transfer.js
@@ -72,7 +73,6 @@
     me: function () { return me; },
     selectedId: function () { return selectedId; },
     conversations: conversations,
-    h: h,
     logFailure: logFailure,
     done: actionDone,
     failed: function (text) { showPaneError(text); renderPane(); },
@@ -93,23 +93,6 @@
 
   // ---------------------------------------------------------------------------------------------
   // Helpers
-
-  // Builds an element; string children become text nodes, never markup.
-  function h(tag, attrs, children) {
-    const el = document.createElement(tag);
-    for (const name of Object.keys(attrs || {})) {
-      const v = attrs[name];
-      if (v === null || v === undefined || v === false) continue;
-      if (name === 'text') el.textContent = String(v);
-      else if (name.startsWith('on')) el.addEventListener(name.slice(2), v);
-      else el.setAttribute(name, v === true ? '' : String(v));
-    }
-    for (const child of children || []) {
-      if (child === null || child === undefined) continue;
-      el.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
-    }
-    return el;
-  }
 
   function formatTime(iso) {
     const d = new Date(iso);

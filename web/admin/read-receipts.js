@@ -9,10 +9,11 @@
  *
  *   ChatConsoleReadReceipts({ request, welcomed(), me(), selectedId(), conversations,
  *     paneMessages(), contiguousSeq(), unreadOf(conv), renderList(), scheduleRelist(),
- *     messages, h, logFailure })
+ *     messages, logFailure })
  *     messages: the open conversation's message list (where "Seen" goes)
  *   returns { schedule(), onRead(frame), renderSeen() }
  */
+/* global chatElement */
 window.ChatConsoleReadReceipts = function (opts) {
   'use strict';
 
@@ -20,7 +21,7 @@ window.ChatConsoleReadReceipts = function (opts) {
   const request = opts.request;
   const conversations = opts.conversations;
   const messages = opts.messages;
-  const h = opts.h;
+  const h = chatElement; // ./shared/dom.js
   const logFailure = opts.logFailure;
   const READ_INTERVAL_MS = 600;
   let readTimer = null;

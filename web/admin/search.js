@@ -12,11 +12,13 @@
  * the console is connected, rather than leaving the agent with a search that never answers.
  * Text only, via textContent.
  */
+/* global chatElement */
 (function () {
   'use strict';
 
   const I18n = window.ChatConsoleI18n; // ./language.js
   const t = I18n.t;
+  const h = chatElement; // ./shared/dom.js: data only ever becomes text
   const PAUSE_MS = 350;
   const sidebarHead = document.querySelector('.sidebar-head');
   const conversationList = document.getElementById('conversations');
@@ -38,13 +40,6 @@
       if (input.value.trim() && !results.hidden) run(null);
     }
   });
-
-  function h(tag, attrs, text) {
-    const el = document.createElement(tag);
-    for (const name of Object.keys(attrs || {})) el.setAttribute(name, attrs[name]);
-    if (text !== undefined) el.textContent = text;
-    return el;
-  }
 
   const form = h('form', { class: 'search', role: 'search', 'data-testid': 'search-form' });
   const input = h('input', {

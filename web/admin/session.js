@@ -20,11 +20,10 @@
  * Every server event also goes out as a `chat-console:event` DOM event (detail {event, request})
  * for the console's other parts (./signals.js).
  */
+/* global chatBackoff */
 window.ChatConsoleSession = function (hooks) {
   'use strict';
   const TOKEN_KEY = 'chat-admin-token';
-  const RECONNECT_MIN_MS = 500;
-  const RECONNECT_MAX_MS = 30000;
   const REFRESH_RETRY_MIN_MS = 2000;
   const REFRESH_RETRY_MAX_MS = 30000;
   // A site token this close to its expiry (at most a quarter of its life) is replaced before
@@ -74,9 +73,7 @@ window.ChatConsoleSession = function (hooks) {
   let ws = null;
   let welcomed = false;
   let me = null; // { id, name } from welcome
-  let attempt = 0;
-  let retryTimer = null;
-  let countdownTimer = null;
+  const backoff = chatBackoff(); // ./shared/backoff.js: reconnects and their countdown
   let requestSeq = 0;
 
   const requests = new Map(); // request id -> { resolve, reject }
@@ -151,7 +148,7 @@ window.ChatConsoleSession = function (hooks) {
     tokenSource = 'pasted';
     storageSet(TOKEN_KEY, token);
     showLogin(false);
-    attempt = 0;
+    backoff.reset();
     connect();
   });
 
@@ -188,7 +185,7 @@ window.ChatConsoleSession = function (hooks) {
     storageSet(TOKEN_KEY, null);
     token = null;
     tokenSource = 'site';
-    attempt = 0;
+    backoff.reset();
     showPanel('app');
     connect();
   }
@@ -294,9 +291,7 @@ window.ChatConsoleSession = function (hooks) {
   // Connection
 
   function stop() {
-    clearTimeout(retryTimer);
-    clearInterval(countdownTimer);
-    retryTimer = countdownTimer = null;
+    backoff.cancel();
     if (ws) {
       const old = ws;
       ws = null; // detach first so its close event is not treated as a failure
@@ -307,9 +302,7 @@ window.ChatConsoleSession = function (hooks) {
 
   // `fresh`: the token was fetched just now and is used as it is.
   function connect(fresh) {
-    clearTimeout(retryTimer);
-    clearInterval(countdownTimer);
-    retryTimer = countdownTimer = null;
+    backoff.cancel();
     if (tokenSource === 'site' && (!token || (fresh !== true && siteTokenStale()))) { connectWithSiteToken(); return; }
     if (!token) { showLogin(true); return; }
     setBanner('connecting', t('console.connecting'));
@@ -403,20 +396,9 @@ window.ChatConsoleSession = function (hooks) {
   }
 
   function scheduleReconnect(why, state) {
-    const base = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * Math.pow(2, attempt));
-    // Jitter spreads the reconnect wave of many consoles after a gateway restart.
-    const delay = Math.round(base / 2 + Math.random() * base / 2);
-    attempt++;
-    const due = Date.now() + delay;
-    const show = function () {
-      const secs = Math.max(1, Math.ceil((due - Date.now()) / 1000));
+    backoff.schedule(function (secs) {
       setBanner(state || 'error', t('console.reconnectingIn', { why: why, seconds: secs }));
-    };
-    show();
-    clearInterval(countdownTimer);
-    countdownTimer = setInterval(show, 1000);
-    clearTimeout(retryTimer);
-    retryTimer = setTimeout(connect, delay);
+    }, connect);
   }
 
   function request(type, fields) {
@@ -453,8 +435,8 @@ window.ChatConsoleSession = function (hooks) {
 
   function onWelcome(f) {
     welcomed = true;
-    attempt = 0;
-    clearInterval(countdownTimer);
+    backoff.reset();
+    backoff.cancel();
     me = f.agent && f.agent.id ? { id: String(f.agent.id), name: String(f.agent.name || f.agent.id) } : { id: '?', name: t('console.agent') };
     setBanner('connected', t('console.connectedAs', { name: me.name }));
     showLogin(false);

@@ -16,10 +16,12 @@
  * {event, request}); console.js says which conversation is open with `chat-console:open` / `:close`.
  * Everything is rendered with textContent.
  */
+/* global chatElement */
 (function () {
   'use strict';
 
   const t = window.ChatConsoleI18n.t; // ./language.js
+  const h = chatElement; // ./shared/dom.js: data only ever becomes text
   const TYPING_RESEND_MS = 2500;
   const TYPING_IDLE_MS = 4000;
   const TYPING_DEFAULT_MS = 6000;
@@ -42,13 +44,6 @@
   let idleTimer = null;
   const typing = new Map(); // conversation id -> Map(sender key -> { role, name, timer })
   const agents = new Map(); // agent id -> agent_status view
-
-  function h(tag, attrs, text) {
-    const el = document.createElement(tag);
-    for (const name of Object.keys(attrs || {})) el.setAttribute(name, attrs[name]);
-    if (text) el.textContent = text;
-    return el;
-  }
 
   function ask(type, fields) {
     if (!request) return Promise.reject({ code: 'disconnected' });

@@ -6,10 +6,11 @@
  *
  * Loaded before console.js, which calls it once:
  *
- *   ChatConsoleTransfer({ select, request, me(), selectedId(), conversations, h, logFailure,
+ *   ChatConsoleTransfer({ select, request, me(), selectedId(), conversations, logFailure,
  *     done(ack), failed(text) })
  *   returns { load(conversationId) }: fills the menu for the conversation just opened
  */
+/* global chatElement */
 window.ChatConsoleTransfer = function (opts) {
   'use strict';
 
@@ -17,7 +18,7 @@ window.ChatConsoleTransfer = function (opts) {
   const select = opts.select;
   const request = opts.request;
   const conversations = opts.conversations;
-  const h = opts.h;
+  const h = chatElement; // ./shared/dom.js
   const logFailure = opts.logFailure;
 
   // An agent status (`online`, `away`, `offline`) in the console's language.

@@ -13,25 +13,20 @@
  * docs/identity.md), marked "verified" when the gateway checked the main site's hash and
  * "unverified" when anyone could have typed it.
  */
+/* global chatElement */
 (function () {
   'use strict';
 
   const REFRESH_MS = 3000;
   const I18n = window.ChatConsoleI18n; // ./language.js
   const t = I18n.t;
+  const h = chatElement; // ./shared/dom.js: data only ever becomes text
   const panel = document.getElementById('visitor-panel');
   if (!panel) return;
 
   let current = null; // { id, request }
   let timer = null;
   let inFlight = false;
-
-  function h(tag, attrs, children) {
-    const el = document.createElement(tag);
-    for (const name of Object.keys(attrs || {})) el.setAttribute(name, attrs[name]);
-    for (const c of children || []) el.append(c);
-    return el;
-  }
 
   function link(url) {
     if (typeof url !== 'string' || !/^https?:\/\//i.test(url)) return document.createTextNode(String(url || ''));

@@ -19,7 +19,7 @@ const CODE = ['widget/widget.js', 'widget/state.js', 'widget/identity.js', 'widg
   'widget/connection.js', 'widget/typing.js', 'widget/visitor-context.js', 'admin/console.js', 'admin/session.js', 'admin/read-receipts.js',
   'admin/transfer.js', 'admin/replies.js', 'admin/visitor-panel.js', 'admin/site-switcher.js',
   'admin/alerts.js', 'admin/language.js', 'admin/signals.js', 'admin/canned.js', 'admin/search.js',
-  'widget/attachments.js', 'admin/attachments.js'];
+  'widget/attachments.js', 'admin/attachments.js', 'shared/dom.js', 'shared/backoff.js', 'shared/attachments.js'];
 const PAGE = 'admin/index.html';
 // Keys read by name rather than through t().
 const READ_DIRECTLY = new Set(['language.name']);

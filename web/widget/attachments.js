@@ -3,11 +3,13 @@
  * a paperclip button beside the message box, the upload over HTTP, and how a message's
  * `attachment` shows (images inline, other files as download links).
  *
- * The gateway serves this file with i18n/*.js and widget.js in one function scope
- * (gateway/src/assets.rs), so chatWidgetAttachments() is not a global of the customer's page;
- * widget.js calls it once and puts what it returns into its UI:
+ * The gateway serves this file with i18n/*.js, ../shared/dom.js (chatElement),
+ * ../shared/attachments.js (the paperclip, how an attachment shows and what an upload's answer
+ * means, shared with the console) and widget.js in one function scope (gateway/src/assets.rs),
+ * so chatWidgetAttachments() is not a global of the customer's page; widget.js calls it once and
+ * puts what it returns into its UI:
  *
- *   chatWidgetAttachments({ baseUrl, t, size, h, credentials, takeCaption, restoreCaption, send })
+ *   chatWidgetAttachments({ baseUrl, t, size, credentials, takeCaption, restoreCaption, send })
  *     credentials()        -> { token, user }: the visitor token of `welcome` and
  *                             ChatWidgetConfig.user (or null); no token: no upload
  *     takeCaption()        -> the message box's text, emptied (sent with the file)
@@ -27,9 +29,8 @@ function chatWidgetAttachments(opts) {
 
   const t = opts.t;
   const formatSize = opts.size;
-  const h = opts.h;
+  const h = chatElement; // ../shared/dom.js
   const API = opts.baseUrl + '/chat/api/attachments';
-  const INLINE_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
   // A slow link may take this long for the largest upload; beyond it the upload is abandoned.
   const UPLOAD_TIMEOUT_MS = 120000;
 
@@ -56,7 +57,7 @@ function chatWidgetAttachments(opts) {
     type: 'button', class: 'attach', 'data-testid': 'chat-attach', 'aria-label': t('attach.button'), title: t('attach.button'),
     hidden: true, onclick: function () { input.click(); },
   });
-  button.appendChild(paperclip());
+  button.appendChild(chatPaperclipIcon()); // ../shared/attachments.js
   // Says what is being uploaded, or why a file was not sent (until the next file, or a click).
   const status = h('div', {
     class: 'attach-status', 'data-testid': 'chat-attach-status', 'data-state': 'idle', role: 'status', 'aria-live': 'polite',
@@ -69,18 +70,6 @@ function chatWidgetAttachments(opts) {
     input.value = ''; // the same file may be chosen again
     if (file) upload(file);
   });
-
-  // Built node by node: parsing markup would throw on sites that enforce Trusted Types.
-  function paperclip() {
-    const SVG_NS = 'http://www.w3.org/2000/svg';
-    const icon = document.createElementNS(SVG_NS, 'svg');
-    icon.setAttribute('viewBox', '0 0 24 24');
-    icon.setAttribute('aria-hidden', 'true');
-    const path = document.createElementNS(SVG_NS, 'path');
-    path.setAttribute('d', 'M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6h-1.5z');
-    icon.appendChild(path);
-    return icon;
-  }
 
   // `uploads` of welcome; absent: uploads are off, and so is the button.
   function setLimits(uploads) {
@@ -136,14 +125,7 @@ function chatWidgetAttachments(opts) {
     // carries it (a closed conversation's next message opens a new one).
     fetch(API + '?name=' + encodeURIComponent(name), {
       method: 'POST', body: file, headers: headers, credentials: 'omit', cache: 'no-store', signal: ctrl.signal,
-    }).then(function (res) {
-      return res.json().catch(function () { return null; }).then(function (data) {
-        const a = data && data.attachment;
-        if (res.status === 201 && a && typeof a.id === 'string') return a;
-        // The gateway's `{error, message}` says why (too large, a type it refuses, too many).
-        throw new Error((data && typeof data.message === 'string' && data.message) || 'HTTP ' + res.status);
-      });
-    }, function () {
+    }).then(chatUploadAnswer, function () {
       throw new Error(t('attach.unreachable'));
     }).then(function (attachment) {
       // The uploader shows its own file without downloading it again.
@@ -178,37 +160,9 @@ function chatWidgetAttachments(opts) {
     return got;
   }
 
-  function missing(el, name) {
-    el.replaceChildren(h('span', { class: 'attachment-missing', text: t('attach.unavailable', { name: name }) }));
-  }
-
-  // What a message shows of its `attachment`: the image, or a link that downloads the file.
+  // What a message shows of its `attachment` (../shared/attachments.js).
   function view(a) {
-    if (!a || typeof a !== 'object' || typeof a.id !== 'string') return null;
-    const name = typeof a.name === 'string' && a.name ? a.name : 'file';
-    const image = INLINE_TYPES.indexOf(a.content_type) >= 0;
-    const box = h('span', { class: 'attachment', 'data-testid': 'chat-attachment', 'data-attachment-id': a.id, 'data-kind': image ? 'image' : 'file' });
-    if (image) {
-      const img = h('img', { class: 'attachment-image', 'data-testid': 'chat-attachment-image', alt: name, title: name });
-      box.appendChild(img);
-      objectUrl(a.id).then(function (url) { img.src = url; }, function () { missing(box, name); });
-      return box;
-    }
-    // Fetched on the first click (files may be large); then the link is an ordinary download.
-    const link = h('a', {
-      class: 'attachment-file', 'data-testid': 'chat-attachment-file', href: '#', download: name,
-      title: t('attach.download', { name: name }), text: t('attach.file', { name: name, size: formatSize(a.size) }),
-    });
-    link.addEventListener('click', function (e) {
-      if (link.getAttribute('href').indexOf('blob:') === 0) return;
-      e.preventDefault();
-      objectUrl(a.id).then(function (url) {
-        link.setAttribute('href', url);
-        link.click();
-      }, function () { missing(box, name); });
-    });
-    box.appendChild(link);
-    return box;
+    return chatAttachmentView(a, { t: t, size: formatSize, objectUrl: objectUrl, testid: 'chat-attachment' });
   }
 
   return { css: css, button: button, input: input, status: status, setLimits: setLimits, view: view };

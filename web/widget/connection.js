@@ -19,12 +19,10 @@ function request(frame, meta) {
 }
 
 function connect() {
-  clearTimeout(retryTimer);
-  clearInterval(countdownTimer);
-  retryTimer = countdownTimer = null;
+  backoff.cancel();
   if (transport) dropTransport();
   if (refused) return;
-  setConnection('connecting', attempt === 0 ? t('widget.connecting') : t('widget.reconnecting'));
+  setConnection('connecting', backoff.attempts() === 0 ? t('widget.connecting') : t('widget.reconnecting'));
   const withToken = Boolean(presentedToken() && !tryWithoutToken);
   welcomed = false;
   transport = attach(transportKind, withToken);
@@ -179,9 +177,7 @@ function onProbeFrame(p, frame) {
   wsFailStreak = 0;
   wsShortStreak = 0;
   rememberTransport('websocket');
-  clearTimeout(retryTimer);
-  clearInterval(countdownTimer);
-  retryTimer = countdownTimer = null;
+  backoff.cancel();
   renderTransport();
   handleFrame(frame);
 }
@@ -223,22 +219,11 @@ function followPreference(pref) {
 }
 
 function scheduleReconnect() {
-  const base = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * Math.pow(2, attempt));
-  // Jitter spreads the reconnect wave after a gateway restart.
-  const delay = Math.round(base / 2 + Math.random() * base / 2);
-  attempt++;
-  const due = Date.now() + delay;
-  const show = function () {
-    const secs = Math.max(1, Math.ceil((due - Date.now()) / 1000));
+  backoff.schedule(function (secs) {
     setConnection('waiting', navigator.onLine === false
       ? t('widget.noNetwork', { seconds: secs })
       : t('widget.reconnectingIn', { seconds: secs }));
-  };
-  show();
-  clearInterval(countdownTimer);
-  countdownTimer = setInterval(show, 1000);
-  clearTimeout(retryTimer);
-  retryTimer = setTimeout(connect, delay);
+  }, connect);
 }
 
 function handleFrame(f) {
@@ -261,7 +246,7 @@ function handleFrame(f) {
 function onWelcome(f) {
   welcomed = true;
   welcomedAt = Date.now();
-  attempt = 0;
+  backoff.reset();
   suspectFailures = 0;
   tryWithoutToken = false;
   if (transport && transport.kind === 'websocket') wsFailStreak = 0;

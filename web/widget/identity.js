@@ -57,10 +57,9 @@ function openParams(withToken) {
 // reconnecting cannot help, so say why and stop.
 function refuse(message) {
   refused = message || 'refused';
-  clearTimeout(retryTimer);
-  clearInterval(countdownTimer);
+  backoff.cancel();
   clearTimeout(wsRetryTimer);
-  retryTimer = countdownTimer = wsRetryTimer = null;
+  wsRetryTimer = null;
   if (window.console) console.error('[chat-widget] the gateway refused ChatWidgetConfig.user:', refused);
   setConnection('refused', t('widget.refused', { reason: refused }));
 }

@@ -26,8 +26,6 @@ const user = readUser(config.user);
 // used, each user (verified or not) has their own, so logging out never reuses a user's token.
 const BASE_KEY = 'chat-widget:v1:' + baseUrl + '|' + site;
 const STORE_KEY = user ? BASE_KEY + (user.hash ? '|user:' : '|unverified:') + user.id : BASE_KEY;
-const RECONNECT_MIN_MS = 500;
-const RECONNECT_MAX_MS = 30000;
 const HISTORY_PAGE = 200;
 const MAX_FRAMES_PER_POST = 16;
 // Failed upgrades while the server answers plain HTTP before we suspect our stored token.
@@ -72,9 +70,7 @@ let probe = null; // a WebSocket tried alongside a running polling session
 let probeTimer = null;
 let welcomed = false;
 let welcomedAt = 0;
-let attempt = 0;
-let retryTimer = null;
-let countdownTimer = null;
+const backoff = chatBackoff(); // ../shared/backoff.js: reconnects and their countdown
 let suspectFailures = 0;
 let tryWithoutToken = false;
 let requestSeq = 0;
@@ -106,7 +102,7 @@ const pending = new Map(); // client_msg_id -> { body, attachment, el, inFlight,
 // Attachments (./attachments.js, served in this scope): the paperclip, the upload, and what a
 // message's `attachment` shows. A file goes out as a `send` with its caption.
 const attachments = chatWidgetAttachments({
-  baseUrl: baseUrl, t: t, size: i18n.size, h: h,
+  baseUrl: baseUrl, t: t, size: i18n.size,
   credentials: function () { return { token: token, user: user }; },
   takeCaption: function () {
     const text = ui.input.value.trim() ? ui.input.value : '';

@@ -7,23 +7,10 @@
  * others use, and none of it becomes a global of the customer's page.
  */
 
-// Builds an element; string children become text nodes, so data can never become markup.
+// Builds an element: chatElement of ../shared/dom.js (in the loader's outer scope), where data
+// only ever becomes text. A declaration, so the files before this one may call it too.
 function h(tag, attrs, children) {
-  const el = document.createElement(tag);
-  if (attrs) {
-    for (const name of Object.keys(attrs)) {
-      const v = attrs[name];
-      if (v === null || v === undefined || v === false) continue;
-      if (name === 'text') el.textContent = String(v);
-      else if (name.startsWith('on')) el.addEventListener(name.slice(2), v);
-      else el.setAttribute(name, v === true ? '' : String(v));
-    }
-  }
-  for (const child of children || []) {
-    if (child === null || child === undefined) continue;
-    el.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
-  }
-  return el;
+  return chatElement(tag, attrs, children);
 }
 
 function formatTime(iso) {
@@ -143,15 +130,7 @@ function buildUi() {
     'aria-label': t('widget.open'), 'aria-controls': panelId, 'aria-expanded': 'false',
     onclick: function () { panelOpen ? closePanel() : openPanel(); },
   }, [badge]);
-  // Built node by node: parsing markup would throw on sites that enforce Trusted Types.
-  const SVG_NS = 'http://www.w3.org/2000/svg';
-  const icon = document.createElementNS(SVG_NS, 'svg');
-  icon.setAttribute('viewBox', '0 0 24 24');
-  icon.setAttribute('aria-hidden', 'true');
-  const path = document.createElementNS(SVG_NS, 'path');
-  path.setAttribute('d', 'M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z');
-  icon.appendChild(path);
-  bubble.insertBefore(icon, badge);
+  bubble.insertBefore(chatIcon('M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z'), badge);
 
   const status = h('div', { class: 'status', 'data-testid': 'chat-status', 'data-online': 'false' }, [
     h('span', { class: 'dot', 'aria-hidden': 'true' }),

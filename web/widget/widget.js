@@ -44,7 +44,7 @@ function start() {
   watchNavigation();
   connect();
   // The network coming back is a better signal than any backoff timer.
-  window.addEventListener('online', function () { if (!transport) { attempt = 0; connect(); } });
+  window.addEventListener('online', function () { if (!transport) { backoff.reset(); connect(); } });
   document.addEventListener('visibilitychange', scheduleRead);
 }
 
