@@ -104,6 +104,13 @@ fn complete(status: httparse::Status<usize>) -> Option<usize> {
     }
 }
 
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 fn not_forwarded(name: &str) -> bool {
     NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
@@ -159,10 +166,7 @@ async fn serve(mut client: TcpStream, peer: SocketAddr, upstream: SocketAddr) ->
             if not_forwarded(h.name) {
                 continue;
             }
-            forwarded.extend_from_slice(h.name.as_bytes());
-            forwarded.extend_from_slice(b": ");
-            forwarded.extend_from_slice(h.value);
-            forwarded.extend_from_slice(b"\r\n");
+            push_header(&mut forwarded, h.name, h.value);
         }
         forwarded.extend_from_slice(b"X-Real-IP: ");
         forwarded.extend_from_slice(peer_ip.as_bytes());
@@ -230,10 +234,7 @@ async fn serve(mut client: TcpStream, peer: SocketAddr, upstream: SocketAddr) ->
             if not_forwarded(h.name) {
                 continue;
             }
-            answer.extend_from_slice(h.name.as_bytes());
-            answer.extend_from_slice(b": ");
-            answer.extend_from_slice(h.value);
-            answer.extend_from_slice(b"\r\n");
+            push_header(&mut answer, h.name, h.value);
         }
         answer.extend_from_slice(b"\r\n");
         let no_body = head_only || code < 200 || code == 204 || code == 304;
