@@ -355,16 +355,6 @@ impl ProxyHttp for ChatEdge {
                 can_reuse_downstream: false,
             };
         }
-        let reason = match (&self.state.upstream, e.etype()) {
-            (None, _) => {
-                "No main site is configured behind this gateway (CHAT_UPSTREAM is not set)."
-                    .to_string()
-            }
-            (Some(addr), _) => format!(
-                "The main site at {addr} is unreachable or failed to answer ({}).",
-                e.etype().as_str()
-            ),
-        };
         let downstream_dead = matches!(
             e.etype(),
             ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
@@ -387,6 +377,16 @@ impl ProxyHttp for ChatEdge {
         // The connection is not reused after a failure: the page says so (`Connection: close`),
         // so that a client does not send its next request into a closing socket.
         session.set_keepalive(None);
+        let reason = match (&self.state.upstream, e.etype()) {
+            (None, _) => {
+                "No main site is configured behind this gateway (CHAT_UPSTREAM is not set)."
+                    .to_string()
+            }
+            (Some(addr), _) => format!(
+                "The main site at {addr} is unreachable or failed to answer ({}).",
+                e.etype().as_str()
+            ),
+        };
         let page = format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>502 Bad Gateway</title></head>\
              <body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>502 Bad Gateway</h1>\
@@ -455,8 +455,6 @@ impl ChatEdge {
         }
     }
 
-    /// `GET /chat/health`: the status word; the details only for an authorized caller
-    /// (`crate::health`).
     /// A request to the main site: a plain read is forwarded here (`crate::site_forward`), and
     /// anything else is left to Pingora's proxy (`Ok(false)`).
     async fn forward_to_site(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -473,6 +471,8 @@ impl ChatEdge {
         Ok(true)
     }
 
+    /// `GET /chat/health`: the status word; the details only for an authorized caller
+    /// (`crate::health`).
     async fn health(&self, session: &mut Session) -> Result<bool> {
         let (status, details) = crate::health::check(&self.state.chat).await;
         let body = if header(session, "authorization").is_some() && self.api().authorized(session) {

@@ -143,7 +143,8 @@ impl SiteForwarder {
             Framing::UntilClose => self.relay_until_close(&mut conn, buf, session).await?,
         };
         timer.finish();
-        if reusable && clean && framing != Framing::UntilClose {
+        // A body up to the close is never `clean`.
+        if reusable && clean {
             self.keep(conn);
         }
         Ok(())
@@ -190,19 +191,17 @@ impl SiteForwarder {
                     return Ok(answer);
                 }
                 if buf.len() >= MAX_HEAD {
-                    return Error::e_explain(
+                    return upstream_error(
                         ErrorType::InvalidHTTPHeader,
                         "the main site's response head is too large",
-                    )
-                    .map_err(|e| e.into_up());
+                    );
                 }
             }
             if self.read(conn, buf).await? == 0 {
-                return Error::e_explain(
+                return upstream_error(
                     ErrorType::ConnectionClosed,
                     "the main site closed the connection before answering",
-                )
-                .map_err(|e| e.into_up());
+                );
             }
         }
     }
@@ -255,11 +254,10 @@ impl SiteForwarder {
                 return Ok(clean);
             }
             if self.read(conn, &mut buf).await? == 0 {
-                return Error::e_explain(
+                return upstream_error(
                     ErrorType::ConnectionClosed,
                     "the main site closed the connection before the end of the body",
-                )
-                .map_err(|e| e.into_up());
+                );
             }
         }
     }
@@ -358,11 +356,10 @@ impl SiteForwarder {
     /// A read that must bring something: the body is not over.
     async fn read_more(&self, conn: &mut TcpStream, buf: &mut BytesMut) -> Result<()> {
         if self.read(conn, buf).await? == 0 {
-            return Error::e_explain(
+            return upstream_error(
                 ErrorType::ConnectionClosed,
                 "the main site closed the connection in the middle of a chunked body",
-            )
-            .map_err(|e| e.into_up());
+            );
         }
         Ok(())
     }
@@ -386,6 +383,11 @@ impl SiteForwarder {
         }
         idle.push((conn, Instant::now()));
     }
+}
+
+/// An error of the main site's answer (502 before its head was written).
+fn upstream_error<T>(etype: ErrorType, context: &'static str) -> Result<T> {
+    Error::e_explain(etype, context).map_err(|e| e.into_up())
 }
 
 fn bad_chunk<T>(what: &str) -> Result<T> {
@@ -456,11 +458,10 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>> {
         };
         let code = res.code.unwrap_or(0);
         if code == 101 {
-            return Error::e_explain(
+            return upstream_error(
                 ErrorType::InvalidHTTPHeader,
                 "the main site switched protocols on a request that asked for none",
-            )
-            .map_err(|e| e.into_up());
+            );
         }
         if (100..200).contains(&code) {
             buf.advance(len);
@@ -490,21 +491,19 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>> {
                     (Some(n), None) => length = Some(n),
                     (Some(n), Some(m)) if n == m => continue,
                     _ => {
-                        return Error::e_explain(
+                        return upstream_error(
                             ErrorType::InvalidHTTPHeader,
                             "the main site sent an invalid Content-Length",
                         )
-                        .map_err(|e| e.into_up())
                     }
                 }
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 // Only chunked is relayed (what HTTP/1.1 servers send); any other coding: a 502.
                 if !h.value.eq_ignore_ascii_case(b"chunked") {
-                    return Error::e_explain(
+                    return upstream_error(
                         ErrorType::InvalidHTTPHeader,
                         "the main site used a transfer coding other than chunked",
-                    )
-                    .map_err(|e| e.into_up());
+                    );
                 }
                 chunked = true;
             }
