@@ -320,6 +320,11 @@ fn referer(session: &Session) -> Option<String> {
     header(session, "referer").map(|r| without_query(&r).to_owned())
 }
 
+/// A `Referer` header's raw value as the log writes it (see [`referer`]).
+pub fn referer_of(raw: &[u8]) -> String {
+    without_query(&String::from_utf8_lossy(raw)).to_owned()
+}
+
 fn without_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or_default()
 }

@@ -77,6 +77,14 @@ pub fn peer_ip(session: &Session) -> Option<IpAddr> {
         .map(|a| canonical(a.ip()))
 }
 
+/// The IP address of a socket's peer, as requests see it; `None` for a Unix socket.
+pub fn socket_peer_ip(socket: &pingora::protocols::SocketDigest) -> Option<IpAddr> {
+    socket
+        .peer_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| canonical(a.ip()))
+}
+
 /// The client address of a request: the TCP peer, or, when the peer is a trusted proxy, what
 /// its `X-Forwarded-For` says (see the module documentation). `None` when the peer is not an
 /// IP socket (a Unix socket).
@@ -92,12 +100,14 @@ pub fn client_ip(session: &Session, trusted: &TrustedProxies) -> Option<IpAddr> 
 /// Every `X-Forwarded-For` entry of the request, left to right (several headers are read in
 /// order).
 fn forwarded_for(session: &Session) -> Vec<String> {
-    session
-        .req_header()
-        .headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    let values = session.req_header().headers.get_all("x-forwarded-for");
+    forwarded_for_entries(values.iter().map(|v| v.as_bytes()))
+}
+
+/// The entries of `X-Forwarded-For` header `values`, left to right.
+pub fn forwarded_for_entries<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
+    values
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(','))
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
@@ -194,23 +204,6 @@ pub const FORWARDING_HEADERS: [&str; 5] = [
 impl Forwarding {
     /// The forwarding headers for the request of `session`.
     pub fn of(session: &Session, trusted: &TrustedProxies, tls: bool) -> pingora::Result<Self> {
-        let client = match peer_ip(session) {
-            Some(peer) if trusted.contains(peer) => {
-                let resolved = resolve(peer, &forwarded_for(session), trusted);
-                let chain: Vec<String> = resolved.chain.iter().map(IpAddr::to_string).collect();
-                Some((
-                    header_value(chain.join(", "))?,
-                    header_value(resolved.client.to_string())?,
-                ))
-            }
-            Some(peer) => {
-                // An untrusted peer is the client and the whole chain: one string for both
-                // headers (a `HeaderValue` clone shares its bytes).
-                let peer = header_value(peer.to_string())?;
-                Some((peer.clone(), peer))
-            }
-            None => None,
-        };
         let host = match session.req_header().headers.get(http::header::HOST) {
             // A clone shares the received bytes.
             Some(host) if host.to_str().is_ok() => Some(host.clone()),
@@ -221,11 +214,44 @@ impl Forwarding {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
         };
-        Ok(Self {
+        let forwarded = || forwarded_for(session);
+        Ok(Self::for_peer(peer_ip(session), forwarded, host, trusted, tls)?.0)
+    }
+
+    /// The forwarding headers for a request from the TCP peer `peer` to `host`, and the client
+    /// address they name. `forwarded_for` gives the request's `X-Forwarded-For` entries; it is
+    /// called only for a trusted peer.
+    pub fn for_peer(
+        peer: Option<IpAddr>,
+        forwarded_for: impl FnOnce() -> Vec<String>,
+        host: Option<HeaderValue>,
+        trusted: &TrustedProxies,
+        tls: bool,
+    ) -> pingora::Result<(Self, Option<IpAddr>)> {
+        let (client, address) = match peer {
+            Some(peer) if trusted.contains(peer) => {
+                let resolved = resolve(peer, &forwarded_for(), trusted);
+                let chain: Vec<String> = resolved.chain.iter().map(IpAddr::to_string).collect();
+                let headers = (
+                    header_value(chain.join(", "))?,
+                    header_value(resolved.client.to_string())?,
+                );
+                (Some(headers), Some(resolved.client))
+            }
+            Some(peer) => {
+                // An untrusted peer is the client and the whole chain: one string for both
+                // headers (a `HeaderValue` clone shares its bytes).
+                let value = header_value(peer.to_string())?;
+                (Some((value.clone(), value)), Some(peer))
+            }
+            None => (None, None),
+        };
+        let forwarding = Self {
             client,
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
             host,
-        })
+        };
+        Ok((forwarding, address))
     }
 
     /// The headers to write, by name.

@@ -377,22 +377,7 @@ impl ProxyHttp for ChatEdge {
         // The connection is not reused after a failure: the page says so (`Connection: close`),
         // so that a client does not send its next request into a closing socket.
         session.set_keepalive(None);
-        let reason = match (&self.state.upstream, e.etype()) {
-            (None, _) => {
-                "No main site is configured behind this gateway (CHAT_UPSTREAM is not set)."
-                    .to_string()
-            }
-            (Some(addr), _) => format!(
-                "The main site at {addr} is unreachable or failed to answer ({}).",
-                e.etype().as_str()
-            ),
-        };
-        let page = format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>502 Bad Gateway</title></head>\
-             <body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>502 Bad Gateway</h1>\
-             <p>{}</p><p>Live chat is still served at <a href=\"/chat/demo/\">/chat/</a>.</p></body></html>",
-            html_escape(&reason)
-        );
+        let page = crate::site_forward::bad_gateway_page(self.state.upstream, e);
         let written = respond(
             session,
             502,
@@ -406,12 +391,6 @@ impl ProxyHttp for ChatEdge {
             can_reuse_downstream: false,
         }
     }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 impl ChatEdge {

@@ -19,6 +19,7 @@ use crate::metrics;
 use crate::tls::stream::TlsStream;
 use crate::tls::termination::TlsListener;
 use async_trait::async_trait;
+use bytes::BytesMut;
 use pingora::apps::ServerApp;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::{SslDigest, ALPN};
@@ -56,6 +57,9 @@ pub struct EdgeStream<S> {
     fd: RawFd,
     socket: Arc<SocketDigest>,
     tls: Option<Negotiated>,
+    /// Bytes already read from the socket, read again first: a request head the gateway's own
+    /// HTTP/1.1 front (`crate::h1_front`) read, then handed to Pingora.
+    unread: BytesMut,
 }
 
 impl<S> EdgeStream<S> {
@@ -66,7 +70,26 @@ impl<S> EdgeStream<S> {
             fd,
             socket,
             tls,
+            unread: BytesMut::new(),
         }
+    }
+
+    /// Puts `bytes` in front of what is read next.
+    pub fn put_back(&mut self, mut bytes: BytesMut) {
+        if !self.unread.is_empty() {
+            bytes.extend_from_slice(&self.unread);
+        }
+        self.unread = bytes;
+    }
+
+    /// Takes the bytes put back and not read yet.
+    pub fn take_unread(&mut self) -> BytesMut {
+        std::mem::take(&mut self.unread)
+    }
+
+    /// The peer's address, as the socket's digest has it.
+    pub fn socket_digest(&self) -> &SocketDigest {
+        &self.socket
     }
 }
 
@@ -79,13 +102,17 @@ impl PlainStream {
     }
 
     /// The bare socket, for a connection that leaves HTTP (a chat WebSocket after its `101`),
-    /// unless bytes written are still waiting for a flush.
+    /// unless bytes written are still waiting for a flush or bytes put back were not read.
     pub fn into_tcp(self) -> Result<TcpStream, Box<Self>> {
+        if !self.unread.is_empty() {
+            return Err(Box::new(self));
+        }
         let Self {
             io,
             fd,
             socket,
             tls,
+            unread,
         } = self;
         io.into_inner().map_err(|io| {
             Box::new(Self {
@@ -93,8 +120,18 @@ impl PlainStream {
                 fd,
                 socket,
                 tls,
+                unread,
             })
         })
+    }
+
+    /// Waits until the socket has something to read (or bytes were put back), without a buffer:
+    /// an idle kept-alive connection holds none.
+    pub async fn readable(&self) -> io::Result<()> {
+        if self.unread.is_empty() {
+            self.io.get_ref().readable().await?;
+        }
+        Ok(())
     }
 }
 
@@ -113,6 +150,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for EdgeStream<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.unread.is_empty() {
+            let n = self.unread.len().min(buf.remaining());
+            buf.put_slice(&self.unread.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }

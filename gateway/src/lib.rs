@@ -28,6 +28,7 @@ pub mod endpoints;
 pub mod error;
 pub mod gathered_writes;
 pub mod geoip;
+pub mod h1_front;
 pub mod health;
 pub mod http_util;
 pub mod https_redirect;

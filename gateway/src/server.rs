@@ -216,7 +216,7 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
     }
     // With `upgrade`, this waits for the old process's listening sockets.
     server.bootstrap();
-    let mut proxy = pingora::proxy::http_proxy(&server.configuration, ChatEdge::new(state));
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, ChatEdge::new(state.clone()));
     let mut options = pingora::apps::HttpServerOptions::default();
     options.h2_idle_timeout = Some(config.timeouts.h2_idle);
     proxy.server_options = Some(options);
@@ -262,7 +262,8 @@ pub fn serve(config: Config, upgrade: bool) -> Result<(), GatewayError> {
         "chat-gateway".to_string(),
         crate::edge_stream::OwnStreams::new(
             ConnectionCapped::new(
-                HeadDeadline::new(proxy, config.timeouts),
+                // The main site's plain reads are answered before Pingora (`crate::h1_front`).
+                crate::h1_front::H1Front::new(HeadDeadline::new(proxy, config.timeouts), state),
                 connections,
                 config.timeouts.keepalive,
             ),

@@ -21,7 +21,7 @@
 
 use crate::access_log::UpstreamTimer;
 use crate::client_addr::{Forwarding, FORWARDING_HEADERS};
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{Method, Version};
 use pingora::http::ResponseHeader;
@@ -100,6 +100,30 @@ struct Head {
     reusable: bool,
 }
 
+/// Where the main site's answer goes: the client's Pingora session, or a connection of the
+/// gateway's own HTTP/1.1 front (`crate::h1_front`). An error from either is the client's
+/// (`into_down`).
+pub(crate) trait Reply: Send {
+    /// Writes the answer's head; `end` when it has no body.
+    async fn head(&mut self, header: ResponseHeader, end: bool) -> Result<()>;
+    /// Writes a piece of the body (`None`: none); `end` with the last.
+    async fn body(&mut self, piece: Option<Bytes>, end: bool) -> Result<()>;
+}
+
+impl Reply for Session {
+    async fn head(&mut self, header: ResponseHeader, end: bool) -> Result<()> {
+        self.write_response_header(Box::new(header), end)
+            .await
+            .map_err(|e| e.into_down())
+    }
+
+    async fn body(&mut self, piece: Option<Bytes>, end: bool) -> Result<()> {
+        self.write_response_body(piece, end)
+            .await
+            .map_err(|e| e.into_down())
+    }
+}
+
 impl SiteForwarder {
     /// A forwarder to the main site at `upstream`, with its connect and read timeouts.
     pub fn new(upstream: SocketAddr, connect_timeout: Duration, read_timeout: Duration) -> Self {
@@ -120,10 +144,30 @@ impl SiteForwarder {
         timer: &mut UpstreamTimer,
     ) -> Result<()> {
         let mut head = Vec::with_capacity(1024);
-        request_head(session, forwarding, &mut head);
+        let req = session.req_header();
+        let headers = || req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+        request_head(
+            req.method.as_str(),
+            req.raw_path(),
+            headers,
+            forwarding,
+            &mut head,
+        );
+        let head_only = req.method == Method::HEAD;
+        self.relay(&head, head_only, session, timer).await
+    }
+
+    /// Sends the request `head` (built by [`request_head`]) to the main site and relays its
+    /// answer to `reply`.
+    pub(crate) async fn relay<R: Reply>(
+        &self,
+        head: &[u8],
+        head_only: bool,
+        reply: &mut R,
+        timer: &mut UpstreamTimer,
+    ) -> Result<()> {
         timer.start();
-        let head_only = session.req_header().method == Method::HEAD;
-        let (mut conn, mut buf, answer) = self.exchange(&head, head_only).await?;
+        let (mut conn, mut buf, answer) = self.exchange(head, head_only).await?;
         let Head {
             len,
             header,
@@ -132,15 +176,12 @@ impl SiteForwarder {
         } = answer;
         buf.advance(len);
         // A body of length 0 still ends through `relay_length`, which finishes the client's body.
-        session
-            .write_response_header(Box::new(header), framing == Framing::Empty)
-            .await
-            .map_err(|e| e.into_down())?;
+        reply.head(header, framing == Framing::Empty).await?;
         let clean = match framing {
             Framing::Empty => buf.is_empty(),
-            Framing::Length(n) => self.relay_length(&mut conn, buf, n, session).await?,
-            Framing::Chunked => self.relay_chunked(&mut conn, buf, session).await?,
-            Framing::UntilClose => self.relay_until_close(&mut conn, buf, session).await?,
+            Framing::Length(n) => self.relay_length(&mut conn, buf, n, reply).await?,
+            Framing::Chunked => self.relay_chunked(&mut conn, buf, reply).await?,
+            Framing::UntilClose => self.relay_until_close(&mut conn, buf, reply).await?,
         };
         timer.finish();
         // A body up to the close is never `clean`.
@@ -236,7 +277,7 @@ impl SiteForwarder {
         conn: &mut TcpStream,
         mut buf: BytesMut,
         n: u64,
-        session: &mut Session,
+        reply: &mut impl Reply,
     ) -> Result<bool> {
         let mut left = n;
         loop {
@@ -245,10 +286,7 @@ impl SiteForwarder {
             let clean = left > 0 || buf.len() == take;
             if take > 0 || left == 0 {
                 let piece = buf.split_to(take).freeze();
-                session
-                    .write_response_body(Some(piece), left == 0)
-                    .await
-                    .map_err(|e| e.into_down())?;
+                reply.body(Some(piece), left == 0).await?;
             }
             if left == 0 {
                 return Ok(clean);
@@ -268,7 +306,7 @@ impl SiteForwarder {
         &self,
         conn: &mut TcpStream,
         mut buf: BytesMut,
-        session: &mut Session,
+        reply: &mut impl Reply,
     ) -> Result<bool> {
         loop {
             let size = loop {
@@ -299,10 +337,7 @@ impl SiteForwarder {
                     }
                     self.read_more(conn, &mut buf).await?;
                 }
-                session
-                    .write_response_body(None, true)
-                    .await
-                    .map_err(|e| e.into_down())?;
+                reply.body(None, true).await?;
                 return Ok(buf.is_empty());
             }
             let mut left = size;
@@ -313,10 +348,7 @@ impl SiteForwarder {
                 let take = (buf.len() as u64).min(left) as usize;
                 left -= take as u64;
                 let piece = buf.split_to(take).freeze();
-                session
-                    .write_response_body(Some(piece), false)
-                    .await
-                    .map_err(|e| e.into_down())?;
+                reply.body(Some(piece), false).await?;
             }
             while buf.len() < 2 {
                 self.read_more(conn, &mut buf).await?;
@@ -333,21 +365,15 @@ impl SiteForwarder {
         &self,
         conn: &mut TcpStream,
         mut buf: BytesMut,
-        session: &mut Session,
+        reply: &mut impl Reply,
     ) -> Result<bool> {
         loop {
             if !buf.is_empty() {
                 let piece = buf.split().freeze();
-                session
-                    .write_response_body(Some(piece), false)
-                    .await
-                    .map_err(|e| e.into_down())?;
+                reply.body(Some(piece), false).await?;
             }
             if self.read(conn, &mut buf).await? == 0 {
-                session
-                    .write_response_body(None, true)
-                    .await
-                    .map_err(|e| e.into_down())?;
+                reply.body(None, true).await?;
                 return Ok(false);
             }
         }
@@ -385,6 +411,32 @@ impl SiteForwarder {
     }
 }
 
+/// The page of a `502 Bad Gateway`: why the main site (at `upstream`) did not answer, and that
+/// the chat still works.
+pub fn bad_gateway_page(upstream: Option<SocketAddr>, e: &Error) -> String {
+    let reason = match upstream {
+        None => {
+            "No main site is configured behind this gateway (CHAT_UPSTREAM is not set).".to_string()
+        }
+        Some(addr) => format!(
+            "The main site at {addr} is unreachable or failed to answer ({}).",
+            e.etype().as_str()
+        ),
+    };
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>502 Bad Gateway</title></head>\
+         <body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>502 Bad Gateway</h1>\
+         <p>{}</p><p>Live chat is still served at <a href=\"/chat/demo/\">/chat/</a>.</p></body></html>",
+        html_escape(&reason)
+    )
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// An error of the main site's answer (502 before its head was written).
 fn upstream_error<T>(etype: ErrorType, context: &'static str) -> Result<T> {
     Error::e_explain(etype, context).map_err(|e| e.into_up())
@@ -398,32 +450,40 @@ fn bad_chunk<T>(what: &str) -> Result<T> {
     .map_err(|e| e.into_up())
 }
 
-/// The request head for the main site: the client's, without the headers of its hop and with the
-/// gateway's forwarding headers.
-fn request_head(session: &Session, forwarding: &Forwarding, out: &mut Vec<u8>) {
-    let req = session.req_header();
-    out.extend_from_slice(req.method.as_str().as_bytes());
+/// The request head for the main site: the client's (`method`, `target` and `headers`),
+/// without the headers of its hop and with the gateway's forwarding headers.
+pub(crate) fn request_head<'a, I: Iterator<Item = (&'a str, &'a [u8])>>(
+    method: &str,
+    target: &[u8],
+    headers: impl Fn() -> I,
+    forwarding: &Forwarding,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(req.raw_path());
+    out.extend_from_slice(target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     // Headers named in `Connection` belong to the client's hop too.
-    let named: Vec<&str> = req
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+    let named: Vec<&[u8]> = headers()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, value)| value.split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
         .collect();
-    for (name, value) in req.headers.iter() {
-        let name = name.as_str();
+    for (name, value) in headers() {
         // The gateway writes the forwarding headers itself (`crate::client_addr`).
-        let own = HOP_BY_HOP.contains(&name) || FORWARDING_HEADERS.contains(&name);
-        if own || named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        let own = HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+            || FORWARDING_HEADERS
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name));
+        if own
+            || named
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+        {
             continue;
         }
-        push_header(out, name.as_bytes(), value.as_bytes());
+        push_header(out, name.as_bytes(), value);
     }
     for (name, value) in forwarding.headers() {
         push_header(out, name.as_bytes(), value.as_bytes());

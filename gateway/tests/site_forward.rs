@@ -335,3 +335,183 @@ async fn a_silent_main_site_or_an_oversized_head_is_a_502() {
     let res = http.get(gw.http("/page")).send().await.unwrap();
     assert_eq!(res.text().await.unwrap(), "hello from the main site");
 }
+
+#[tokio::test]
+async fn pipelined_reads_are_answered_in_order() {
+    let site = main_site(answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway_for(&site, &dir, &[]);
+    let mut client = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    // Three requests in one write, as a pipelining client sends them.
+    client
+        .write_all(
+            b"GET /page?n=1 HTTP/1.1\r\nHost: shop\r\n\r\nHEAD /big HTTP/1.1\r\nHost: shop\r\n\r\nGET /page?n=3 HTTP/1.1\r\nHost: shop\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let first = read_response(&mut client, &mut buf, false).await;
+        let second = read_response(&mut client, &mut buf, true).await;
+        let third = read_response(&mut client, &mut buf, false).await;
+        (first, second, third)
+    });
+    let ((h1, b1), (h2, _), (h3, b3)) = read.await.expect("three answers");
+    assert!(h1.starts_with("HTTP/1.1 200"), "{h1}");
+    assert_eq!(b1, b"hello from the main site");
+    assert_eq!(
+        header_value(&h2, "content-length"),
+        Some(big_body().len().to_string().as_str()),
+        "{h2}"
+    );
+    assert!(h3.starts_with("HTTP/1.1 200"), "{h3}");
+    assert_eq!(b3, b"hello from the main site");
+    let heads = site.heads.lock().unwrap().clone();
+    let lines: Vec<&str> = heads.iter().filter_map(|h| h.lines().next()).collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /page?n=1 HTTP/1.1",
+            "HEAD /big HTTP/1.1",
+            "GET /page?n=3 HTTP/1.1"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn one_connection_goes_from_site_reads_to_chat_requests_and_back() {
+    let site = main_site(answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway_for(&site, &dir, &[]);
+    let mut client = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let mut buf = Vec::new();
+    let requests: [(&[u8], &str); 4] = [
+        (
+            b"GET /page HTTP/1.1\r\nHost: shop\r\n\r\n",
+            "hello from the main site",
+        ),
+        // The chat's own answer (Pingora's), then the main site's again.
+        (
+            b"GET /chat/health HTTP/1.1\r\nHost: shop\r\n\r\n",
+            "\"status\"",
+        ),
+        (
+            b"GET /page?again HTTP/1.1\r\nHost: shop\r\n\r\n",
+            "hello from the main site",
+        ),
+        // A request with a body is the proxy's (Pingora's), on the same connection.
+        (
+            b"POST /page HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\n\r\nhello",
+            "",
+        ),
+    ];
+    for (request, expected) in requests {
+        client.write_all(request).await.unwrap();
+        let (head, body) = tokio::time::timeout(
+            Duration::from_secs(10),
+            read_response(&mut client, &mut buf, false),
+        )
+        .await
+        .expect("an answer");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            String::from_utf8_lossy(&body).contains(expected),
+            "{head}{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let heads = site.heads.lock().unwrap().clone();
+    let lines: Vec<&str> = heads.iter().filter_map(|h| h.lines().next()).collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /page HTTP/1.1",
+            "GET /page?again HTTP/1.1",
+            "POST /page HTTP/1.1"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_head_sent_too_slowly_and_an_idle_connection_are_closed_on_time() {
+    let site = main_site(answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway_for(
+        &site,
+        &dir,
+        &[
+            ("CHAT_HEADER_TIMEOUT_SECS", "1"),
+            ("CHAT_KEEPALIVE_TIMEOUT_SECS", "1"),
+        ],
+    );
+    // A byte every 200 ms never completes the head: closed by the 1 s total deadline, not kept
+    // open by each byte.
+    let mut slow = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    for byte in b"GET /page HTTP/1.1\r\nHost: shop\r\nX-Slow: "
+        .iter()
+        .cycle()
+        .take(60)
+    {
+        if slow.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut probe = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(200), slow.read(&mut probe)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) => panic!("an answer to half a head"),
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "a head trickling in was kept open");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // After an answer, an idle kept-alive connection is closed after 1 s.
+    let mut idle = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let mut buf = Vec::new();
+    idle.write_all(b"GET /page HTTP/1.1\r\nHost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_response(&mut idle, &mut buf, false).await;
+    assert_eq!(
+        header_value(&head, "connection"),
+        Some("keep-alive"),
+        "{head}"
+    );
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(4), idle.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection is closed")
+        .unwrap();
+    assert!(rest.is_empty());
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured_and_said() {
+    let site = main_site(answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway_for(&site, &dir, &[]);
+    let mut client = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    client
+        .write_all(b"GET /page HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got))
+        .await
+        .expect("the gateway closes the connection")
+        .unwrap();
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert_eq!(header_value(&got, "connection"), Some("close"), "{got}");
+    assert!(got.ends_with("hello from the main site"), "{got}");
+}
