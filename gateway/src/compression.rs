@@ -160,26 +160,44 @@ pub fn compressible_type(content_type: &str) -> bool {
 /// Whether the response may be compressed for a client that accepts it (see the module
 /// documentation); the caller has already ruled out `HEAD` and bodiless header-only answers.
 pub fn compressible(resp: &ResponseHeader, min_bytes: u64) -> bool {
-    let status = resp.status.as_u16();
+    let header = |name: &str| resp.headers.get(name).map(|v| v.as_bytes());
+    compressible_head(resp.status.as_u16(), header, min_bytes)
+}
+
+/// [`compressible`] for a head not (yet) in a `ResponseHeader`: its status and a lookup of its
+/// headers (the first of a name).
+pub fn compressible_head<'a>(
+    status: u16,
+    header: impl Fn(&str) -> Option<&'a [u8]>,
+    min_bytes: u64,
+) -> bool {
     if status < 200 || matches!(status, 204 | 206 | 304) {
         return false;
     }
-    let header = |name: &str| resp.headers.get(name).and_then(|v| v.to_str().ok());
-    if resp.headers.contains_key("content-encoding") || resp.headers.contains_key("content-range") {
+    if header("content-encoding").is_some() || header("content-range").is_some() {
         return false;
     }
-    if header("cache-control").is_some_and(|cc| cc.to_ascii_lowercase().contains("no-transform")) {
+    let text = |name: &str| header(name).and_then(|v| std::str::from_utf8(v).ok());
+    if text("cache-control").is_some_and(|cc| cc.to_ascii_lowercase().contains("no-transform")) {
         return false;
     }
-    if !header("content-type").is_some_and(compressible_type) {
+    if !text("content-type").is_some_and(compressible_type) {
         return false;
     }
-    match header("content-length").map(|cl| cl.trim().parse::<u64>()) {
+    match text("content-length").map(|cl| cl.trim().parse::<u64>()) {
         Some(Ok(len)) => len >= min_bytes,
         // Unknown length (chunked): worth it.
         None => true,
         Some(Err(_)) => false,
     }
+}
+
+/// Whether `Vary` header `values` already cover `Accept-Encoding` (or everything, `*`).
+pub fn varies_by_encoding<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
+    values
+        .flat_map(|v| v.split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|v| v == b"*" || v.eq_ignore_ascii_case(b"accept-encoding"))
 }
 
 /// Rewrites the header of a response about to be compressed with `encoding`.

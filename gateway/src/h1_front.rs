@@ -27,20 +27,19 @@
 
 use crate::access_log::{Entry, UpstreamTimer};
 use crate::client_addr::{forwarded_for_entries, socket_peer_ip, Forwarding};
+use crate::compression::{compressible_head, varies_by_encoding};
 use crate::edge::EdgeState;
 use crate::edge_stream::PlainStream;
 use crate::routes::{route, Route};
-use crate::site_forward::{request_head, Reply};
+use crate::site_forward::{request_head, AnswerHead, Reply};
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
-use http::header::{CONNECTION, DATE, TRANSFER_ENCODING};
 use http::HeaderValue;
 use pingora::apps::{HttpServerApp, ServerApp};
-use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use pingora::{Error, ErrorType, OrErr, Result};
+use pingora::{ErrorType, OrErr, Result};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -438,48 +437,78 @@ impl Answer<'_> {
     /// A `502 Bad Gateway` page, the connection closed after it.
     async fn bad_gateway(&mut self, page: String, head_only: bool) {
         self.keepalive = false;
+        let mut out = BytesMut::with_capacity(256 + page.len());
+        out.put_slice(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html; charset=utf-8\r\n");
+        out.put_slice(b"Cache-Control: no-store\r\n");
+        if self.vary_from.is_some_and(|min| page.len() as u64 >= min) {
+            out.put_slice(b"Vary: Accept-Encoding\r\n");
+        }
+        out.put_slice(format!("Content-Length: {}\r\n", page.len()).as_bytes());
+        self.end_head(&mut out);
+        if !head_only {
+            out.put_slice(page.as_bytes());
+            self.sent = page.len() as u64;
+        }
+        self.status = Some(502);
         let written = async {
-            let mut header = ResponseHeader::build(502, Some(4))?;
-            header.insert_header("Content-Type", "text/html; charset=utf-8")?;
-            header.insert_header("Cache-Control", "no-store")?;
-            header.insert_header("Content-Length", page.len().to_string())?;
-            self.head(header, head_only).await?;
-            if !head_only {
-                self.body(Some(Bytes::from(page)), true).await?;
-            }
-            Ok::<_, Box<Error>>(())
+            self.write(&out).await?;
+            self.flush().await
         };
         if let Err(e) = written.await {
             tracing::debug!(error = %e, "the client went away before its 502 page");
         }
     }
+
+    /// What Pingora's HTTP/1 session adds to every answer (`Date`, `Connection`), and the end
+    /// of the head.
+    fn end_head(&self, out: &mut BytesMut) {
+        out.put_slice(b"Date: ");
+        out.put_slice(pingora::protocols::http::date::get_cached_date().as_bytes());
+        out.put_slice(if self.keepalive {
+            b"\r\nConnection: keep-alive\r\n\r\n".as_slice()
+        } else {
+            b"\r\nConnection: close\r\n\r\n".as_slice()
+        });
+    }
 }
 
 impl Reply for Answer<'_> {
-    async fn head(&mut self, mut header: ResponseHeader, end: bool) -> Result<()> {
+    async fn head(&mut self, head: &AnswerHead, end: bool) -> Result<()> {
+        let status = head.status();
+        let reason = http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        let mut out = BytesMut::with_capacity(512);
+        out.put_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
+        let mut vary = Vec::new();
+        for (name, value) in head.headers() {
+            // Pingora's session writes its own `Date`.
+            if name.eq_ignore_ascii_case(b"date") {
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"vary") {
+                vary.push(value);
+            }
+            out.put_slice(name);
+            out.put_slice(b": ");
+            out.put_slice(value);
+            out.put_slice(b"\r\n");
+        }
+        // As `crate::edge_response` does for Pingora's answers: compressible answers vary by
+        // `Accept-Encoding` (another `Vary` line adds to those there, RFC 9110 §5.3).
         if let Some(min_bytes) = self.vary_from {
-            if crate::compression::compressible(&header, min_bytes) {
-                crate::compression::add_vary(&mut header)?;
+            let compressible = compressible_head(status, |name| head.header(name), min_bytes);
+            if compressible && !varies_by_encoding(vary.into_iter()) {
+                out.put_slice(b"Vary: Accept-Encoding\r\n");
             }
         }
-        // What Pingora's HTTP/1 session adds to every answer.
-        header.insert_header(DATE, pingora::protocols::http::date::get_cached_date())?;
-        let connection = if self.keepalive {
-            "keep-alive"
-        } else {
-            "close"
-        };
-        header.insert_header(CONNECTION, connection)?;
-        self.chunked = !end && header.headers.contains_key(TRANSFER_ENCODING);
-        let mut out = BytesMut::with_capacity(512);
-        out.put_slice(b"HTTP/1.1 ");
-        out.put_slice(header.status.as_str().as_bytes());
-        out.put_u8(b' ');
-        out.put_slice(header.get_reason_phrase().unwrap_or("").as_bytes());
-        out.put_slice(b"\r\n");
-        header.header_to_h1_wire(&mut out);
-        out.put_slice(b"\r\n");
-        self.status = Some(header.status.as_u16());
+        self.chunked = !end && head.chunked();
+        if head.chunked() {
+            out.put_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        self.end_head(&mut out);
+        self.status = Some(status);
         self.write(&out).await?;
         if end {
             self.flush().await?;

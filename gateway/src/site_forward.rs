@@ -19,12 +19,16 @@
 //! each for at most [`IDLE_FOR`]. Timeouts: `CHAT_UPSTREAM_CONNECT_TIMEOUT_SECS` to connect,
 //! `CHAT_UPSTREAM_READ_TIMEOUT_SECS` for each read of the answer.
 
+mod answer_head;
+
+pub(crate) use answer_head::AnswerHead;
+
 use crate::access_log::UpstreamTimer;
 use crate::client_addr::{Forwarding, FORWARDING_HEADERS};
+use answer_head::{parse_head, Framing, Head};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{Method, Version};
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, OrErr, Result};
 use std::net::SocketAddr;
@@ -42,12 +46,14 @@ pub const MAX_HEADERS: usize = 128;
 pub const READ_CHUNK: usize = 16 * 1024;
 /// Most idle upstream connections kept (Pingora's pool keeps 128 as well).
 pub const MAX_IDLE: usize = 128;
+/// Largest read buffer kept with an idle upstream connection.
+pub const KEPT_BUFFER: usize = 2 * READ_CHUNK;
 /// How long an idle upstream connection is kept (Nginx's `keepalive_timeout` for upstreams).
 pub const IDLE_FOR: Duration = Duration::from_secs(60);
 
 /// Headers of one hop (RFC 9110 §7.6.1), never forwarded; a response's `Transfer-Encoding` is
 /// set again for the client's hop.
-const HOP_BY_HOP: [&str; 7] = [
+pub(crate) const HOP_BY_HOP: [&str; 7] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -77,27 +83,8 @@ pub struct SiteForwarder {
     connect_timeout: Duration,
     read_timeout: Duration,
     /// Idle connections to the main site, oldest first.
-    idle: Mutex<Vec<(TcpStream, Instant)>>,
-}
-
-/// How the main site delimits a response body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// No body (`HEAD`, 204, 304).
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Up to the end of the connection.
-    UntilClose,
-}
-
-/// A parsed response head of the main site.
-struct Head {
-    len: usize,
-    header: ResponseHeader,
-    framing: Framing,
-    /// The connection may carry another request afterwards.
-    reusable: bool,
+    /// Each with its read buffer, emptied: a request on it allocates none.
+    idle: Mutex<Vec<(TcpStream, BytesMut, Instant)>>,
 }
 
 /// Where the main site's answer goes: the client's Pingora session, or a connection of the
@@ -105,14 +92,14 @@ struct Head {
 /// (`into_down`).
 pub(crate) trait Reply: Send {
     /// Writes the answer's head; `end` when it has no body.
-    async fn head(&mut self, header: ResponseHeader, end: bool) -> Result<()>;
+    async fn head(&mut self, head: &AnswerHead, end: bool) -> Result<()>;
     /// Writes a piece of the body (`None`: none); `end` with the last.
     async fn body(&mut self, piece: Option<Bytes>, end: bool) -> Result<()>;
 }
 
 impl Reply for Session {
-    async fn head(&mut self, header: ResponseHeader, end: bool) -> Result<()> {
-        self.write_response_header(Box::new(header), end)
+    async fn head(&mut self, head: &AnswerHead, end: bool) -> Result<()> {
+        self.write_response_header(Box::new(head.to_response_header()?), end)
             .await
             .map_err(|e| e.into_down())
     }
@@ -169,24 +156,22 @@ impl SiteForwarder {
         timer.start();
         let (mut conn, mut buf, answer) = self.exchange(head, head_only).await?;
         let Head {
-            len,
-            header,
+            answer,
             framing,
             reusable,
         } = answer;
-        buf.advance(len);
         // A body of length 0 still ends through `relay_length`, which finishes the client's body.
-        reply.head(header, framing == Framing::Empty).await?;
+        reply.head(&answer, framing == Framing::Empty).await?;
         let clean = match framing {
             Framing::Empty => buf.is_empty(),
-            Framing::Length(n) => self.relay_length(&mut conn, buf, n, reply).await?,
-            Framing::Chunked => self.relay_chunked(&mut conn, buf, reply).await?,
-            Framing::UntilClose => self.relay_until_close(&mut conn, buf, reply).await?,
+            Framing::Length(n) => self.relay_length(&mut conn, &mut buf, n, reply).await?,
+            Framing::Chunked => self.relay_chunked(&mut conn, &mut buf, reply).await?,
+            Framing::UntilClose => self.relay_until_close(&mut conn, &mut buf, reply).await?,
         };
         timer.finish();
         // A body up to the close is never `clean`.
         if reusable && clean {
-            self.keep(conn);
+            self.keep(conn, buf);
         }
         Ok(())
     }
@@ -198,11 +183,10 @@ impl SiteForwarder {
         let mut idle = self.take_idle();
         loop {
             let reused = idle.is_some();
-            let mut conn = match idle.take() {
-                Some(conn) => conn,
-                None => self.connect().await?,
+            let (mut conn, mut buf) = match idle.take() {
+                Some(idle) => idle,
+                None => (self.connect().await?, BytesMut::new()),
             };
-            let mut buf = BytesMut::with_capacity(READ_CHUNK);
             match self.ask(&mut conn, head, &mut buf, head_only).await {
                 Ok(answer) => return Ok((conn, buf, answer)),
                 // A timeout is the main site being slow, not a closed idle connection.
@@ -275,7 +259,7 @@ impl SiteForwarder {
     async fn relay_length(
         &self,
         conn: &mut TcpStream,
-        mut buf: BytesMut,
+        buf: &mut BytesMut,
         n: u64,
         reply: &mut impl Reply,
     ) -> Result<bool> {
@@ -291,7 +275,7 @@ impl SiteForwarder {
             if left == 0 {
                 return Ok(clean);
             }
-            if self.read(conn, &mut buf).await? == 0 {
+            if self.read(conn, buf).await? == 0 {
                 return upstream_error(
                     ErrorType::ConnectionClosed,
                     "the main site closed the connection before the end of the body",
@@ -305,18 +289,18 @@ impl SiteForwarder {
     async fn relay_chunked(
         &self,
         conn: &mut TcpStream,
-        mut buf: BytesMut,
+        buf: &mut BytesMut,
         reply: &mut impl Reply,
     ) -> Result<bool> {
         loop {
             let size = loop {
-                match httparse::parse_chunk_size(&buf) {
+                match httparse::parse_chunk_size(buf) {
                     Ok(httparse::Status::Complete((consumed, size))) => {
                         buf.advance(consumed);
                         break size;
                     }
                     Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
-                        self.read_more(conn, &mut buf).await?;
+                        self.read_more(conn, buf).await?;
                     }
                     _ => return bad_chunk("a chunk size line"),
                 }
@@ -335,7 +319,7 @@ impl SiteForwarder {
                     if buf.len() >= MAX_HEAD {
                         return bad_chunk("the trailers");
                     }
-                    self.read_more(conn, &mut buf).await?;
+                    self.read_more(conn, buf).await?;
                 }
                 reply.body(None, true).await?;
                 return Ok(buf.is_empty());
@@ -343,7 +327,7 @@ impl SiteForwarder {
             let mut left = size;
             while left > 0 {
                 if buf.is_empty() {
-                    self.read_more(conn, &mut buf).await?;
+                    self.read_more(conn, buf).await?;
                 }
                 let take = (buf.len() as u64).min(left) as usize;
                 left -= take as u64;
@@ -351,7 +335,7 @@ impl SiteForwarder {
                 reply.body(Some(piece), false).await?;
             }
             while buf.len() < 2 {
-                self.read_more(conn, &mut buf).await?;
+                self.read_more(conn, buf).await?;
             }
             if &buf[..2] != b"\r\n" {
                 return bad_chunk("the end of a chunk");
@@ -364,7 +348,7 @@ impl SiteForwarder {
     async fn relay_until_close(
         &self,
         conn: &mut TcpStream,
-        mut buf: BytesMut,
+        buf: &mut BytesMut,
         reply: &mut impl Reply,
     ) -> Result<bool> {
         loop {
@@ -372,7 +356,7 @@ impl SiteForwarder {
                 let piece = buf.split().freeze();
                 reply.body(Some(piece), false).await?;
             }
-            if self.read(conn, &mut buf).await? == 0 {
+            if self.read(conn, buf).await? == 0 {
                 reply.body(None, true).await?;
                 return Ok(false);
             }
@@ -391,23 +375,29 @@ impl SiteForwarder {
     }
 
     /// The newest idle connection that is not too old (older ones are dropped with it).
-    fn take_idle(&self) -> Option<TcpStream> {
+    fn take_idle(&self) -> Option<(TcpStream, BytesMut)> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let (conn, since) = idle.pop()?;
+        let (conn, buf, since) = idle.pop()?;
         if since.elapsed() < IDLE_FOR {
-            return Some(conn);
+            return Some((conn, buf));
         }
         // Everything below it is older still.
         idle.clear();
         None
     }
 
-    fn keep(&self, conn: TcpStream) {
+    fn keep(&self, conn: TcpStream, mut buf: BytesMut) {
+        // Back to its whole capacity once the pieces of the body sent from it are dropped; one
+        // grown by a large head is not kept.
+        buf.clear();
+        if buf.capacity() > KEPT_BUFFER {
+            buf = BytesMut::new();
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() >= MAX_IDLE {
             idle.remove(0);
         }
-        idle.push((conn, Instant::now()));
+        idle.push((conn, buf, Instant::now()));
     }
 }
 
@@ -496,105 +486,4 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// Parses the answer's head at the start of `buf`, skipping interim (1xx) answers; `None` until
-/// it is whole.
-fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>> {
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut res = httparse::Response::new(&mut headers);
-        let len = match res.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(e) => {
-                return Err(Error::because(
-                    ErrorType::InvalidHTTPHeader,
-                    "the main site's response head",
-                    e,
-                )
-                .into_up())
-            }
-        };
-        let code = res.code.unwrap_or(0);
-        if code == 101 {
-            return upstream_error(
-                ErrorType::InvalidHTTPHeader,
-                "the main site switched protocols on a request that asked for none",
-            );
-        }
-        if (100..200).contains(&code) {
-            buf.advance(len);
-            continue;
-        }
-        let mut header = ResponseHeader::build(code, Some(res.headers.len()))?;
-        let mut length: Option<u64> = None;
-        let mut chunked = false;
-        // `Connection` names more headers of this hop, and may say `close`.
-        let named: Vec<&[u8]> = res
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .flat_map(|h| h.value.split(|b| *b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|t| !t.is_empty())
-            .collect();
-        let close =
-            res.version != Some(1) || named.iter().any(|t| t.eq_ignore_ascii_case(b"close"));
-        for h in res.headers.iter() {
-            let name = h.name;
-            if name.eq_ignore_ascii_case("content-length") {
-                let parsed = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                match (parsed, length) {
-                    (Some(n), None) => length = Some(n),
-                    (Some(n), Some(m)) if n == m => continue,
-                    _ => {
-                        return upstream_error(
-                            ErrorType::InvalidHTTPHeader,
-                            "the main site sent an invalid Content-Length",
-                        )
-                    }
-                }
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                // Only chunked is relayed (what HTTP/1.1 servers send); any other coding: a 502.
-                if !h.value.eq_ignore_ascii_case(b"chunked") {
-                    return upstream_error(
-                        ErrorType::InvalidHTTPHeader,
-                        "the main site used a transfer coding other than chunked",
-                    );
-                }
-                chunked = true;
-            }
-            let of_this_hop = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
-                || named
-                    .iter()
-                    .any(|n| n.eq_ignore_ascii_case(name.as_bytes()));
-            if of_this_hop {
-                continue;
-            }
-            header.append_header(name.to_owned(), h.value)?;
-        }
-        let framing = if head_only || code == 204 || code == 304 {
-            Framing::Empty
-        } else if chunked {
-            // A body that is chunked has no length, whatever Content-Length says (RFC 9112 §6.3).
-            header.remove_header(&CONTENT_LENGTH);
-            Framing::Chunked
-        } else if let Some(n) = length {
-            Framing::Length(n)
-        } else {
-            Framing::UntilClose
-        };
-        if matches!(framing, Framing::Chunked | Framing::UntilClose) {
-            header.insert_header(TRANSFER_ENCODING, "chunked")?;
-        }
-        return Ok(Some(Head {
-            len,
-            header,
-            framing,
-            reusable: !close,
-        }));
-    }
 }
