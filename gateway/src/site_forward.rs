@@ -9,9 +9,10 @@
 //! upstream connection, and its answer comes back through the same downstream session, so the
 //! response modules (HSTS, compression), the access log and the metrics see it as before.
 //!
-//! What is forwarded here ([`forwards`]): HTTP/1.x requests with method `GET` or `HEAD`, no
-//! body, no `Expect` and no upgrade. Everything else (HTTP/2, bodies, WebSocket upgrades of the
-//! main site) goes through Pingora's proxy as before.
+//! What is forwarded here ([`forwards`]): HTTP/1.1 and HTTP/2 requests with method `GET` or
+//! `HEAD`, no body, no `Expect` and no upgrade. Everything else (bodies, WebSocket upgrades of
+//! the main site) goes through Pingora's proxy as before. Plain HTTP/1.1 connections mostly do
+//! not get here: their reads are answered before Pingora (`crate::h1_front`).
 //!
 //! Limits: an upstream response head of at most [`MAX_HEAD`] bytes and [`MAX_HEADERS`] headers
 //! (else 502), the body relayed in reads of at most [`READ_CHUNK`] bytes (so memory per request
@@ -65,16 +66,22 @@ pub(crate) const HOP_BY_HOP: [&str; 7] = [
 
 /// Whether the gateway forwards this request itself (see the module documentation); if not,
 /// Pingora's proxy does.
-pub fn forwards(session: &Session) -> bool {
+pub fn forwards(session: &mut Session) -> bool {
     let req = session.req_header();
-    matches!(req.method, Method::GET | Method::HEAD)
-        && req.version == Version::HTTP_11
+    let read = matches!(req.method, Method::GET | Method::HEAD)
         && req.raw_path().first() == Some(&b'/')
-        && req.headers.contains_key(HOST)
         && !req.headers.contains_key(CONTENT_LENGTH)
         && !req.headers.contains_key(TRANSFER_ENCODING)
-        && !req.headers.contains_key(EXPECT)
-        && !session.is_upgrade_req()
+        && !req.headers.contains_key(EXPECT);
+    match req.version {
+        Version::HTTP_11 => read && req.headers.contains_key(HOST) && !session.is_upgrade_req(),
+        // A stream whose `HEADERS` ended it (no `DATA` follows), with an authority.
+        Version::HTTP_2 => {
+            read && (req.headers.contains_key(HOST) || req.uri.authority().is_some())
+                && session.as_downstream_mut().is_body_empty()
+        }
+        _ => false,
+    }
 }
 
 /// Forwards the main site's reads over kept-alive connections of its own.
@@ -132,7 +139,15 @@ impl SiteForwarder {
     ) -> Result<()> {
         let mut head = Vec::with_capacity(1024);
         let req = session.req_header();
-        let headers = || req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+        // HTTP/2 carries the host as the `:authority`; the main site gets it as `Host`.
+        let authority = match req.headers.contains_key(HOST) {
+            true => None,
+            false => req.uri.authority().map(|a| ("host", a.as_str().as_bytes())),
+        };
+        let headers = || {
+            let fields = req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+            authority.into_iter().chain(fields)
+        };
         request_head(
             req.method.as_str(),
             req.raw_path(),
@@ -460,6 +475,7 @@ pub(crate) fn request_head<'a, I: Iterator<Item = (&'a str, &'a [u8])>>(
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
         .collect();
+    let mut cookies: Vec<&[u8]> = Vec::new();
     for (name, value) in headers() {
         // The gateway writes the forwarding headers itself (`crate::client_addr`).
         let own = HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
@@ -473,7 +489,15 @@ pub(crate) fn request_head<'a, I: Iterator<Item = (&'a str, &'a [u8])>>(
         {
             continue;
         }
+        if name.eq_ignore_ascii_case("cookie") {
+            cookies.push(value);
+            continue;
+        }
         push_header(out, name.as_bytes(), value);
+    }
+    // HTTP/2 sends cookies as several fields; HTTP/1.1 takes one `Cookie` (RFC 9113 §8.2.3).
+    if !cookies.is_empty() {
+        push_header(out, b"Cookie", &cookies.join(b"; ".as_slice()));
     }
     for (name, value) in forwarding.headers() {
         push_header(out, name.as_bytes(), value.as_bytes());

@@ -151,8 +151,11 @@ async fn tls_serves_http2_for_pages_and_wss_for_chat() {
         .unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(health.version(), reqwest::Version::HTTP_2);
+    // Two cookie fields, as HTTP/2 clients send them.
     let page = client
         .get(format!("https://localhost:{tls_port}/"))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
         .send()
         .await
         .unwrap();
@@ -164,6 +167,15 @@ async fn tls_serves_http2_for_pages_and_wss_for_chat() {
         Some("https"),
         "{head}"
     );
+    // The main site gets HTTP/1.1: the `:authority` as `Host`, the cookies in one header.
+    let host = format!("localhost:{tls_port}");
+    assert_eq!(header_value(&head, "host"), Some(host.as_str()), "{head}");
+    let cookies: Vec<&str> = head
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("cookie:"))
+        .collect();
+    assert_eq!(cookies.len(), 1, "{head}");
+    assert_eq!(header_value(&head, "cookie"), Some("a=1; b=2"), "{head}");
 
     // wss:// chat, HTTP/1.1 upgrade over TLS.
     let mut roots = rustls::RootCertStore::empty();
