@@ -73,6 +73,17 @@ async fn main_site(script: fn(&str) -> (Reply, Vec<u8>)) -> MainSite {
     }
 }
 
+impl MainSite {
+    /// The request line of every head received, in order.
+    fn request_lines(&self) -> Vec<String> {
+        let heads = self.heads.lock().unwrap();
+        heads
+            .iter()
+            .filter_map(|h| h.lines().next().map(str::to_owned))
+            .collect()
+    }
+}
+
 /// Reads one head (up to the blank line) from `stream`, keeping what follows in `buf`.
 async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
     loop {
@@ -111,6 +122,18 @@ async fn read_response(
     }
     let body: Vec<u8> = buf.drain(..length).collect();
     (head, body)
+}
+
+/// Sends `request` on a new connection and reads until the gateway closes it (at most 10 s).
+async fn answer_until_closed(gw: &Gateway, request: &[u8]) -> String {
+    let mut client = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    client.write_all(request).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got))
+        .await
+        .expect("the gateway closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 fn big_body() -> String {
@@ -300,19 +323,9 @@ async fn an_answer_that_breaks_off_ends_the_client_connection_without_a_502() {
     let site = main_site(answer).await;
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway_for(&site, &dir, &[]);
-    let mut client = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
-    client
-        .write_all(b"GET /broken HTTP/1.1\r\nHost: shop\r\n\r\n")
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got))
-        .await
-        .expect("the gateway closes the connection")
-        .unwrap();
+    let got = answer_until_closed(&gw, b"GET /broken HTTP/1.1\r\nHost: shop\r\n\r\n").await;
     // What had come may or may not have left before the close (writes are gathered until a
     // flush); what never comes is a 502 page after a 200.
-    let got = String::from_utf8_lossy(&got);
     assert!(got.is_empty() || got.starts_with("HTTP/1.1 200"), "{got}");
     assert!(!got.contains("502"), "{got}");
 }
@@ -366,10 +379,8 @@ async fn pipelined_reads_are_answered_in_order() {
     );
     assert!(h3.starts_with("HTTP/1.1 200"), "{h3}");
     assert_eq!(b3, b"hello from the main site");
-    let heads = site.heads.lock().unwrap().clone();
-    let lines: Vec<&str> = heads.iter().filter_map(|h| h.lines().next()).collect();
     assert_eq!(
-        lines,
+        site.request_lines(),
         [
             "GET /page?n=1 HTTP/1.1",
             "HEAD /big HTTP/1.1",
@@ -420,10 +431,8 @@ async fn one_connection_goes_from_site_reads_to_chat_requests_and_back() {
             String::from_utf8_lossy(&body)
         );
     }
-    let heads = site.heads.lock().unwrap().clone();
-    let lines: Vec<&str> = heads.iter().filter_map(|h| h.lines().next()).collect();
     assert_eq!(
-        lines,
+        site.request_lines(),
         [
             "GET /page HTTP/1.1",
             "GET /page?again HTTP/1.1",
@@ -500,17 +509,8 @@ async fn connection_close_is_honoured_and_said() {
     let site = main_site(answer).await;
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway_for(&site, &dir, &[]);
-    let mut client = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
-    client
-        .write_all(b"GET /page HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got))
-        .await
-        .expect("the gateway closes the connection")
-        .unwrap();
-    let got = String::from_utf8_lossy(&got);
+    let request = b"GET /page HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n";
+    let got = answer_until_closed(&gw, request).await;
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     assert_eq!(header_value(&got, "connection"), Some("close"), "{got}");
     assert!(got.ends_with("hello from the main site"), "{got}");
