@@ -27,19 +27,20 @@
 
 use crate::access_log::{Entry, UpstreamTimer};
 use crate::client_addr::{forwarded_for_entries, socket_peer_ip, Forwarding};
-use crate::compression::{compressible_head, varies_by_encoding};
 use crate::edge::EdgeState;
 use crate::edge_stream::PlainStream;
 use crate::routes::{route, Route};
-use crate::site_forward::{request_head, AnswerHead, Reply};
+use crate::site_forward::request_head;
+mod answer;
+
+use answer::Answer;
 use async_trait::async_trait;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::BytesMut;
 use http::HeaderValue;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use pingora::{ErrorType, OrErr, Result};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -313,14 +314,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> H1Front<A> {
         };
         let started = Instant::now();
         let compression = self.state.compression;
-        let mut answer = Answer {
-            conn,
-            keepalive,
-            vary_from: (compression.enabled && !read.head_only).then_some(compression.min_bytes),
-            chunked: false,
-            status: None,
-            sent: 0,
-        };
+        let vary_from = (compression.enabled && !read.head_only).then_some(compression.min_bytes);
+        let mut answer = Answer::new(conn, keepalive, vary_from);
         let mut timer = UpstreamTimer::default();
         let result = site
             .relay(&read.upstream_head, read.head_only, &mut answer, &mut timer)
@@ -401,140 +396,6 @@ async fn read_more(
             }
         },
         _ = shutdown.changed(), if idle => false,
-    }
-}
-
-/// An answer written on a connection of the front: the main site's, relayed by
-/// [`SiteForwarder::relay`](crate::site_forward::SiteForwarder), or a 502 page.
-struct Answer<'a> {
-    conn: &'a mut PlainStream,
-    keepalive: bool,
-    /// `Vary: Accept-Encoding` on answers compressible from this many bytes (compression on).
-    vary_from: Option<u64>,
-    chunked: bool,
-    status: Option<u16>,
-    /// Body bytes written.
-    sent: u64,
-}
-
-impl Answer<'_> {
-    async fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.conn
-            .write_all(bytes)
-            .await
-            .or_err(ErrorType::WriteError, "writing to the client")
-            .map_err(|e| e.into_down())
-    }
-
-    async fn flush(&mut self) -> Result<()> {
-        self.conn
-            .flush()
-            .await
-            .or_err(ErrorType::WriteError, "writing to the client")
-            .map_err(|e| e.into_down())
-    }
-
-    /// A `502 Bad Gateway` page, the connection closed after it.
-    async fn bad_gateway(&mut self, page: String, head_only: bool) {
-        self.keepalive = false;
-        let mut out = BytesMut::with_capacity(256 + page.len());
-        out.put_slice(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html; charset=utf-8\r\n");
-        out.put_slice(b"Cache-Control: no-store\r\n");
-        if self.vary_from.is_some_and(|min| page.len() as u64 >= min) {
-            out.put_slice(b"Vary: Accept-Encoding\r\n");
-        }
-        out.put_slice(format!("Content-Length: {}\r\n", page.len()).as_bytes());
-        self.end_head(&mut out);
-        if !head_only {
-            out.put_slice(page.as_bytes());
-            self.sent = page.len() as u64;
-        }
-        self.status = Some(502);
-        let written = async {
-            self.write(&out).await?;
-            self.flush().await
-        };
-        if let Err(e) = written.await {
-            tracing::debug!(error = %e, "the client went away before its 502 page");
-        }
-    }
-
-    /// What Pingora's HTTP/1 session adds to every answer (`Date`, `Connection`), and the end
-    /// of the head.
-    fn end_head(&self, out: &mut BytesMut) {
-        out.put_slice(b"Date: ");
-        out.put_slice(pingora::protocols::http::date::get_cached_date().as_bytes());
-        out.put_slice(if self.keepalive {
-            b"\r\nConnection: keep-alive\r\n\r\n".as_slice()
-        } else {
-            b"\r\nConnection: close\r\n\r\n".as_slice()
-        });
-    }
-}
-
-impl Reply for Answer<'_> {
-    async fn head(&mut self, head: &AnswerHead, end: bool) -> Result<()> {
-        let status = head.status();
-        let reason = http::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("");
-        let mut out = BytesMut::with_capacity(512);
-        out.put_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
-        let mut vary = Vec::new();
-        for (name, value) in head.headers() {
-            // Pingora's session writes its own `Date`.
-            if name.eq_ignore_ascii_case(b"date") {
-                continue;
-            }
-            if name.eq_ignore_ascii_case(b"vary") {
-                vary.push(value);
-            }
-            out.put_slice(name);
-            out.put_slice(b": ");
-            out.put_slice(value);
-            out.put_slice(b"\r\n");
-        }
-        // As `crate::edge_response` does for Pingora's answers: compressible answers vary by
-        // `Accept-Encoding` (another `Vary` line adds to those there, RFC 9110 §5.3).
-        if let Some(min_bytes) = self.vary_from {
-            let compressible = compressible_head(status, |name| head.header(name), min_bytes);
-            if compressible && !varies_by_encoding(vary.into_iter()) {
-                out.put_slice(b"Vary: Accept-Encoding\r\n");
-            }
-        }
-        self.chunked = !end && head.chunked();
-        if head.chunked() {
-            out.put_slice(b"Transfer-Encoding: chunked\r\n");
-        }
-        self.end_head(&mut out);
-        self.status = Some(status);
-        self.write(&out).await?;
-        if end {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    async fn body(&mut self, piece: Option<Bytes>, end: bool) -> Result<()> {
-        if let Some(piece) = piece.filter(|p| !p.is_empty()) {
-            self.sent += piece.len() as u64;
-            if self.chunked {
-                self.write(format!("{:x}\r\n", piece.len()).as_bytes())
-                    .await?;
-                self.write(&piece).await?;
-                self.write(b"\r\n").await?;
-            } else {
-                self.write(&piece).await?;
-            }
-        }
-        if end {
-            if self.chunked {
-                self.write(b"0\r\n\r\n").await?;
-            }
-            self.flush().await?;
-        }
-        Ok(())
     }
 }
 
