@@ -185,9 +185,10 @@ impl<A: HttpServerApp + Send + Sync + 'static> H1Front<A> {
         if buf.is_empty() {
             return Examined::Partial;
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let len = match req.parse(buf) {
+        // Uninitialized: nothing is written per request beyond the headers found.
+        let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_REQUEST_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let len = match req.parse_with_uninit_headers(buf, &mut headers) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST_HEAD => {
                 return Examined::Partial
@@ -283,7 +284,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> H1Front<A> {
             &mut upstream_head,
         );
         let line = state.access_log.enabled().then(|| Entry {
-            time: SystemTime::now(),
+            // Set when the answer was written.
+            time: SystemTime::UNIX_EPOCH,
             client,
             method: method.to_owned(),
             path: path.to_owned(),

@@ -95,12 +95,14 @@ impl Answer<'_> {
 impl Reply for Answer<'_> {
     async fn head(&mut self, head: &AnswerHead, end: bool) -> Result<()> {
         let status = head.status();
-        let reason = http::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("");
+        // A valid code: `parse_head` refuses any other.
+        let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
         let mut out = BytesMut::with_capacity(512);
-        out.put_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
+        out.put_slice(b"HTTP/1.1 ");
+        out.put_slice(code.as_str().as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(code.canonical_reason().unwrap_or("").as_bytes());
+        out.put_slice(b"\r\n");
         let mut vary = Vec::new();
         for (name, value) in head.headers() {
             // Pingora's session writes its own `Date`.

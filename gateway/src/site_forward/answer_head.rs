@@ -82,9 +82,15 @@ impl AnswerHead {
 /// answers; `None` until it is whole.
 pub(super) fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>> {
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut res = httparse::Response::new(&mut headers);
-        let len = match res.parse(buf) {
+        // Uninitialized: nothing is written per answer beyond the headers found.
+        let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut res,
+            buf,
+            &mut headers,
+        );
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => {
@@ -97,6 +103,12 @@ pub(super) fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<H
             }
         };
         let code = res.code.unwrap_or(0);
+        if http::StatusCode::from_u16(code).is_err() {
+            return upstream_error(
+                ErrorType::InvalidHTTPHeader,
+                "the main site sent an invalid status code",
+            );
+        }
         if code == 101 {
             return upstream_error(
                 ErrorType::InvalidHTTPHeader,
