@@ -194,9 +194,7 @@ pub fn compressible_head<'a>(
 
 /// Whether `Vary` header `values` already cover `Accept-Encoding` (or everything, `*`).
 pub fn varies_by_encoding<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
-    values
-        .flat_map(|v| v.split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
+    crate::site_forward::list_tokens(values)
         .any(|v| v == b"*" || v.eq_ignore_ascii_case(b"accept-encoding"))
 }
 

@@ -86,11 +86,6 @@ impl<S> EdgeStream<S> {
     pub fn take_unread(&mut self) -> BytesMut {
         std::mem::take(&mut self.unread)
     }
-
-    /// The peer's address, as the socket's digest has it.
-    pub fn socket_digest(&self) -> &SocketDigest {
-        &self.socket
-    }
 }
 
 impl PlainStream {

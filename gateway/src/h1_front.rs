@@ -39,7 +39,7 @@ use bytes::BytesMut;
 use http::HeaderValue;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
+use pingora::protocols::{GetSocketDigest, Stream};
 use pingora::server::ShutdownWatch;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -58,19 +58,19 @@ const READ_SIZE: usize = 4096;
 pub struct H1Front<A> {
     inner: Arc<A>,
     state: Arc<EdgeState>,
+    /// A main site is configured and port 80 does not redirect to HTTPS.
+    on: bool,
 }
 
 impl<A> H1Front<A> {
     /// The front of `inner`, answering the main site's reads for `state`.
     pub fn new(inner: A, state: Arc<EdgeState>) -> Self {
+        let on = state.site.is_some() && state.plain_http.redirect_to_port.is_none();
         Self {
             inner: Arc::new(inner),
             state,
+            on,
         }
-    }
-
-    fn on(&self) -> bool {
-        self.state.site.is_some() && self.state.plain_http.redirect_to_port.is_none()
     }
 }
 
@@ -83,7 +83,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for H1Front<A> {
     ) -> Option<Stream> {
         // TLS connections, and plain ones coming back from a park (replaying a byte) or left
         // on Pingora's stream, are Pingora's.
-        if !self.on() || !stream.as_any().is::<PlainStream>() {
+        if !self.on || !stream.as_any().is::<PlainStream>() {
             return ServerApp::process_new(&self.inner, stream, shutdown).await;
         }
         let conn = stream.into_any().downcast::<PlainStream>().ok()?;
@@ -232,7 +232,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> H1Front<A> {
             {
                 return Examined::Pingora;
             } else if name.eq_ignore_ascii_case("connection") {
-                for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                for token in crate::site_forward::list_tokens(std::iter::once(h.value)) {
                     if token.eq_ignore_ascii_case(b"close") {
                         close = true;
                     } else if token.eq_ignore_ascii_case(b"upgrade") {
@@ -251,7 +251,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> H1Front<A> {
             (1, Some(Ok(host))) if host.to_str().is_ok() => host,
             _ => return Examined::Pingora,
         };
-        let peer = socket_peer_ip(conn.socket_digest());
+        let peer = conn.get_socket_digest().and_then(|d| socket_peer_ip(&d));
         let header = |name: &str| {
             req.headers
                 .iter()

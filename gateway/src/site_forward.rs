@@ -469,12 +469,8 @@ pub(crate) fn request_head<'a, I: Iterator<Item = (&'a str, &'a [u8])>>(
     out.extend_from_slice(target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     // Headers named in `Connection` belong to the client's hop too.
-    let named: Vec<&[u8]> = headers()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, value)| value.split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-        .collect();
+    let connection = headers().filter(|(name, _)| name.eq_ignore_ascii_case("connection"));
+    let named: Vec<&[u8]> = list_tokens(connection.map(|(_, value)| value)).collect();
     let mut cookies: Vec<&[u8]> = Vec::new();
     for (name, value) in headers() {
         // The gateway writes the forwarding headers itself (`crate::client_addr`).
@@ -503,6 +499,17 @@ pub(crate) fn request_head<'a, I: Iterator<Item = (&'a str, &'a [u8])>>(
         push_header(out, name.as_bytes(), value.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The tokens of comma-separated header `values` (`Connection`, `Vary`), trimmed, empty ones
+/// left out.
+pub(crate) fn list_tokens<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+) -> impl Iterator<Item = &'a [u8]> {
+    values
+        .flat_map(|v| v.split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

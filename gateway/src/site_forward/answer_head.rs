@@ -2,7 +2,7 @@
 //! hop are ranges of the received bytes, written out as they are by the gateway's own HTTP/1.1
 //! front (`crate::h1_front`), or turned into Pingora's `ResponseHeader` for Pingora's session.
 
-use super::{upstream_error, HOP_BY_HOP, MAX_HEADERS};
+use super::{list_tokens, upstream_error, HOP_BY_HOP, MAX_HEADERS};
 use bytes::{Buf, Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorType, Result};
@@ -128,14 +128,11 @@ pub(super) fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<H
         let mut length: Option<u64> = None;
         let mut chunked = false;
         // `Connection` names more headers of this hop, and may say `close`.
-        let named: Vec<&[u8]> = res
+        let connection = res
             .headers
             .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .flat_map(|h| h.value.split(|b| *b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|t| !t.is_empty())
-            .collect();
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"));
+        let named: Vec<&[u8]> = list_tokens(connection.map(|h| h.value)).collect();
         let close =
             res.version != Some(1) || named.iter().any(|t| t.eq_ignore_ascii_case(b"close"));
         for h in res.headers.iter() {
