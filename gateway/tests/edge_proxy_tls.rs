@@ -92,7 +92,7 @@ async fn a_missing_or_down_upstream_gets_a_clear_502() {
         .contains("CHAT_UPSTREAM is not set"));
     drop(gw);
 
-    let dead = common::free_port();
+    let (_refusing, dead) = common::refusing_port();
     let gw = Gateway::start(
         dir.path(),
         &[("CHAT_UPSTREAM", &format!("127.0.0.1:{dead}"))],

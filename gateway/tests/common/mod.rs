@@ -55,6 +55,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A loopback port that refuses connections for as long as the returned
+/// socket lives: bound but never listening, so no other test can take the
+/// port in the meantime (a port from `free_port` can be reused at once by a
+/// server another test starts, and then the "dead" upstream answers).
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
 /// A running gateway process; killed on drop.
 pub struct Gateway {
     child: Child,
