@@ -67,6 +67,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "attachments",
         sql: include_str!("../migrations/postgres/0012_attachments.sql"),
     },
+    Migration {
+        version: 13,
+        name: "search_pending_list",
+        sql: include_str!("../migrations/postgres/0013_search_pending_list.sql"),
+    },
 ];
 
 /// Embedded (SQLite) migrations, in increasing version order (as [`POSTGRES`]).
@@ -125,6 +130,11 @@ pub(crate) const EMBEDDED: &[Migration] = &[
         version: 12,
         name: "attachments",
         sql: include_str!("../migrations/embedded/0012_attachments.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "search_pending_list",
+        sql: include_str!("../migrations/embedded/0013_search_pending_list.sql"),
     },
 ];
 

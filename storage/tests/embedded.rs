@@ -97,8 +97,8 @@ fn debug_of_config_hides_passwords() {
 }
 
 /// Migration 12 (attachments) on a file that already holds messages, as an upgrade from
-/// version 11 finds it (made here by undoing 12 by hand): it applies alone, and the messages
-/// read back unchanged, with no attachment.
+/// version 11 finds it (made here by undoing 12 and 13 by hand): they apply alone, and the
+/// messages read back unchanged, with no attachment.
 #[tokio::test]
 async fn the_attachments_migration_keeps_existing_messages() {
     use chat_core::model::{MessageKind, NewMessage, Role, Sender, Visitor, VisitorId};
@@ -138,7 +138,7 @@ async fn the_attachments_migration_keeps_existing_messages() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "ALTER TABLE messages DROP COLUMN attachment; DROP TABLE attachments; \
-         DELETE FROM chat_schema_migrations WHERE version = 12;",
+         DELETE FROM chat_schema_migrations WHERE version IN (12, 13);",
     )
     .unwrap();
     drop(conn);
@@ -149,18 +149,30 @@ async fn the_attachments_migration_keeps_existing_messages() {
     };
     assert_eq!(
         chat_storage::schema_status(&config).await.unwrap().pending,
-        vec![chat_storage::MigrationInfo {
-            version: 12,
-            name: "attachments"
-        }]
+        vec![
+            chat_storage::MigrationInfo {
+                version: 12,
+                name: "attachments"
+            },
+            chat_storage::MigrationInfo {
+                version: 13,
+                name: "search_pending_list"
+            }
+        ]
     );
     let report = chat_storage::migrate(&config).await.expect("migrate");
     assert_eq!(
         report.applied,
-        vec![chat_storage::MigrationInfo {
-            version: 12,
-            name: "attachments"
-        }]
+        vec![
+            chat_storage::MigrationInfo {
+                version: 12,
+                name: "attachments"
+            },
+            chat_storage::MigrationInfo {
+                version: 13,
+                name: "search_pending_list"
+            }
+        ]
     );
     let store = EmbeddedStore::open(&path).expect("reopen");
     assert_eq!(

@@ -109,8 +109,8 @@ async fn migrate_is_idempotent_and_safe_concurrently() {
 }
 
 /// Migration 12 (attachments) on a database that already holds messages, as an upgrade from
-/// version 11 finds it (made here by undoing 12 by hand): it applies alone, and the messages
-/// read back unchanged, with no attachment.
+/// version 11 finds it (made here by undoing 12 and 13 by hand): they apply alone, and the
+/// messages read back unchanged, with no attachment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_attachments_migration_keeps_existing_messages() {
     let server = shared().await;
@@ -153,7 +153,8 @@ async fn the_attachments_migration_keeps_existing_messages() {
     client
         .batch_execute(
             "ALTER TABLE messages DROP COLUMN attachment; DROP TABLE attachments; \
-             DELETE FROM chat_schema_migrations WHERE version = 12;",
+             ALTER INDEX messages_body_fts_idx RESET (gin_pending_list_limit); \
+             DELETE FROM chat_schema_migrations WHERE version IN (12, 13);",
         )
         .await
         .unwrap();
@@ -162,22 +163,52 @@ async fn the_attachments_migration_keeps_existing_messages() {
     let store = PostgresStore::connect(&url, 1).expect("connect");
     match store.check_schema().await {
         Err(StoreError::NotMigrated { found, expected }) => {
-            assert_eq!((found, expected), (11, 12));
+            assert_eq!((found, expected), (11, 13));
         }
         other => panic!("expected NotMigrated, got {other:?}"),
     }
     let report = store.migrate().await.expect("migrate");
     assert_eq!(
         report.applied,
-        vec![chat_storage::MigrationInfo {
-            version: 12,
-            name: "attachments"
-        }]
+        vec![
+            chat_storage::MigrationInfo {
+                version: 12,
+                name: "attachments"
+            },
+            chat_storage::MigrationInfo {
+                version: 13,
+                name: "search_pending_list"
+            }
+        ]
     );
     assert_eq!(
         store.messages_after(conversation.id, 0, 10).await.unwrap(),
         vec![before]
     );
+}
+
+/// Migration 13: the search index's pending list is merged in pieces of at most 256 kB, so no
+/// insert of a batch of messages merges 4 MB of it (docs/benchmarks.md, "The search index's
+/// pending list").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_index_has_a_small_pending_list() {
+    let server = shared().await;
+    let url = fresh(&server).await;
+    let store = PostgresStore::connect(&url, 1).expect("connect");
+    store.migrate().await.expect("migrate");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let options: Vec<String> = client
+        .query_one(
+            "SELECT coalesce(reloptions, '{}') FROM pg_class WHERE relname = 'messages_body_fts_idx'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(options, vec!["gin_pending_list_limit=256".to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,3 @@
+-- 0013_search_pending_list: nothing to do in SQLite. The Postgres migration of this number gives
+-- its GIN search index a small pending list; FTS5 (migration 10) merges its segments in steps
+-- of its own (`automerge`), none of them as large.
