@@ -147,33 +147,23 @@ async fn the_attachments_migration_keeps_existing_messages() {
         path: path.clone(),
         batch: Default::default(),
     };
+    // What an upgrade from version 11 applies.
+    let upgrade = vec![
+        chat_storage::MigrationInfo {
+            version: 12,
+            name: "attachments",
+        },
+        chat_storage::MigrationInfo {
+            version: 13,
+            name: "search_pending_list",
+        },
+    ];
     assert_eq!(
         chat_storage::schema_status(&config).await.unwrap().pending,
-        vec![
-            chat_storage::MigrationInfo {
-                version: 12,
-                name: "attachments"
-            },
-            chat_storage::MigrationInfo {
-                version: 13,
-                name: "search_pending_list"
-            }
-        ]
+        upgrade
     );
     let report = chat_storage::migrate(&config).await.expect("migrate");
-    assert_eq!(
-        report.applied,
-        vec![
-            chat_storage::MigrationInfo {
-                version: 12,
-                name: "attachments"
-            },
-            chat_storage::MigrationInfo {
-                version: 13,
-                name: "search_pending_list"
-            }
-        ]
-    );
+    assert_eq!(report.applied, upgrade);
     let store = EmbeddedStore::open(&path).expect("reopen");
     assert_eq!(
         store.messages_after(conversation.id, 0, 10).await.unwrap(),
