@@ -194,7 +194,7 @@ pub fn compressible_head<'a>(
 
 /// Whether `Vary` header `values` already cover `Accept-Encoding` (or everything, `*`).
 pub fn varies_by_encoding<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
-    crate::site_forward::list_tokens(values)
+    crate::http_util::list_tokens(values)
         .any(|v| v == b"*" || v.eq_ignore_ascii_case(b"accept-encoding"))
 }
 

@@ -232,7 +232,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> H1Front<A> {
             {
                 return Examined::Pingora;
             } else if name.eq_ignore_ascii_case("connection") {
-                for token in crate::site_forward::list_tokens(std::iter::once(h.value)) {
+                for token in crate::http_util::list_tokens(std::iter::once(h.value)) {
                     if token.eq_ignore_ascii_case(b"close") {
                         close = true;
                     } else if token.eq_ignore_ascii_case(b"upgrade") {

@@ -1,4 +1,5 @@
-//! Small helpers for answering HTTP requests in-process from Pingora's request filter.
+//! Small helpers for HTTP requests and their headers: answering in-process from Pingora's request
+//! filter, and reading comma-separated header lists.
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -99,7 +100,20 @@ pub fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
 
 /// Whether a comma-separated header (like `Connection`) contains `token`, case-insensitively.
 pub fn header_has_token(value: Option<&str>, token: &str) -> bool {
-    value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    value.is_some_and(|v| {
+        list_tokens(std::iter::once(v.as_bytes())).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// The tokens of comma-separated header `values` (`Connection`, `Vary`), trimmed, empty ones
+/// left out.
+pub(crate) fn list_tokens<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+) -> impl Iterator<Item = &'a [u8]> {
+    values
+        .flat_map(|v| v.split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 /// The bearer token of an `Authorization` header.

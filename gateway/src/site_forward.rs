@@ -26,6 +26,7 @@ pub(crate) use answer_head::AnswerHead;
 
 use crate::access_log::UpstreamTimer;
 use crate::client_addr::{Forwarding, FORWARDING_HEADERS};
+use crate::http_util::list_tokens;
 use answer_head::{parse_head, Framing, Head};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
@@ -499,17 +500,6 @@ pub(crate) fn request_head<'a, I: Iterator<Item = (&'a str, &'a [u8])>>(
         push_header(out, name.as_bytes(), value.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// The tokens of comma-separated header `values` (`Connection`, `Vary`), trimmed, empty ones
-/// left out.
-pub(crate) fn list_tokens<'a>(
-    values: impl Iterator<Item = &'a [u8]>,
-) -> impl Iterator<Item = &'a [u8]> {
-    values
-        .flat_map(|v| v.split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
 }
 
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

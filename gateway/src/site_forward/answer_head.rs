@@ -2,7 +2,8 @@
 //! hop are ranges of the received bytes, written out as they are by the gateway's own HTTP/1.1
 //! front (`crate::h1_front`), or turned into Pingora's `ResponseHeader` for Pingora's session.
 
-use super::{list_tokens, upstream_error, HOP_BY_HOP, MAX_HEADERS};
+use super::{upstream_error, HOP_BY_HOP, MAX_HEADERS};
+use crate::http_util::list_tokens;
 use bytes::{Buf, Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorType, Result};
