@@ -38,20 +38,37 @@ use super::{bus, webhooks, PostgresStore, OP_TIMEOUT};
 const LOCK_CONVERSATIONS: &str = "SELECT id, visitor_id, last_seq, site_id, visitor_last_seq \
      FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
-/// The batch's messages already stored, by (conversation, `client_msg_id`).
+/// The batch's messages already stored, by (conversation, `client_msg_id`): one probe of
+/// `messages_client_msg_id_idx` per key. The lateral subquery (kept apart by `OFFSET 0`) leaves
+/// the planner no other plan, so a generic plan made while `messages` is empty is still right
+/// at millions of rows (a join there could be, and was, a hash join over a full scan).
 const SELECT_PRESENT: &str = concat!(
-    "SELECT ",
+    "SELECT m.* FROM unnest($1::uuid[], $2::text[]) AS k(conversation_id, client_msg_id) \
+     CROSS JOIN LATERAL (SELECT ",
     message_row_columns!(),
-    " FROM messages WHERE client_msg_id IS NOT NULL AND (conversation_id, client_msg_id) IN \
-     (SELECT * FROM unnest($1::uuid[], $2::text[]))"
+    " FROM messages WHERE conversation_id = k.conversation_id \
+     AND client_msg_id = k.client_msg_id OFFSET 0) m"
 );
 
 const CLOCK: &str = "SELECT clock_timestamp()";
 
+/// Starts a batch's transaction. Its statements use their generic plans: Postgres would
+/// otherwise plan each of them again at every execution (their array parameters make the
+/// generic plan look dearer than a custom one), which was 18 % of the backends' CPU at 16
+/// senders (docs/benchmarks.md, "Group commit without planning"). A generic plan is made once
+/// per connection and kept, so it must not depend on how big the tables were then: every
+/// statement of the batch is written to go through the primary key or a unique index, and
+/// sequential scans are ruled out while it is planned (on a new deployment's few
+/// conversations a scan looks cheapest, and stays in the plan as the table grows).
+const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; \
+     SET LOCAL enable_seqscan = off";
+
+/// The conversations' new `last_seq`s. `c.id = ANY($1)` repeats the join's condition as one
+/// the primary key answers, so that no plan, even one made on an empty table, scans them all.
 const BUMP_CONVERSATIONS: &str = "UPDATE conversations c SET last_seq = u.last_seq, \
      visitor_last_seq = u.visitor_last_seq, updated_at = $4 \
      FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS u(id, last_seq, visitor_last_seq) \
-     WHERE c.id = u.id";
+     WHERE c.id = u.id AND c.id = ANY($1)";
 
 const INSERT_MESSAGES: &str = concat!(
     "INSERT INTO messages (",
@@ -240,7 +257,7 @@ impl PostgresStore {
             .filter_map(|m| m.client_msg_id.as_deref())
             .collect();
         let (begun, locked, present, now) = join4(
-            client.batch_execute("BEGIN"),
+            client.batch_execute(BEGIN),
             client.query(&lock, &[&ids]),
             client.query(&present, &[&key_conversations, &keys]),
             client.query_one(&clock, &[]),
@@ -491,6 +508,64 @@ mod tests {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| batch[i].conversation_id.0);
         order
+    }
+
+    /// The generic plan of each of the batch's statements that reads a table, made in a batch's
+    /// transaction on a new deployment's database (never analyzed, a few conversations), goes
+    /// through an index: the plan is kept for as long as the connection lives, while the
+    /// tables grow.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn generic_plans_made_on_a_new_database_scan_no_table() {
+        let server = tokio::task::spawn_blocking(crate::test_support::TestPostgres::shared)
+            .await
+            .expect("test Postgres");
+        // The server (and its databases) lives as long as `server`.
+        let url = {
+            let server = std::sync::Arc::clone(&server);
+            tokio::task::spawn_blocking(move || server.fresh_database())
+                .await
+                .expect("fresh database")
+        };
+        let store = PostgresStore::connect(&url, 1).expect("connect");
+        store.migrate().await.expect("migrate");
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        // A few conversations, where a sequential scan would be the cheapest plan.
+        client
+            .batch_execute(
+                "INSERT INTO visitors (id, site_id, created_at) \
+                 VALUES ('00000000-0000-0000-0000-000000000001', 's', now()); \
+                 INSERT INTO conversations (id, site_id, visitor_id, status, created_at, \
+                 updated_at) SELECT gen_random_uuid(), 's', \
+                 '00000000-0000-0000-0000-000000000001', 'open', now(), now() \
+                 FROM generate_series(1, 50)",
+            )
+            .await
+            .expect("a few conversations");
+        client.batch_execute(BEGIN).await.expect("begin");
+        for (name, statement, parameters) in [
+            ("lock", LOCK_CONVERSATIONS, 1),
+            ("present", SELECT_PRESENT, 2),
+            ("bump", BUMP_CONVERSATIONS, 4),
+        ] {
+            client
+                .batch_execute(&format!("PREPARE {name} AS {statement}"))
+                .await
+                .expect("prepare");
+            let nulls = vec!["NULL"; parameters].join(", ");
+            let plan: Vec<String> = client
+                .query(&format!("EXPLAIN EXECUTE {name}({nulls})"), &[])
+                .await
+                .expect("explain")
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let plan = plan.join("\n");
+            assert!(!plan.contains("Seq Scan"), "{name}:\n{plan}");
+            assert!(plan.contains("Index"), "{name}:\n{plan}");
+        }
     }
 
     #[test]
