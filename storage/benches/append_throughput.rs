@@ -21,6 +21,9 @@
 //! `BENCH_SEARCH_INDEX` changes the Postgres search index (`messages_body_fts_idx`, migration
 //! 0010) after migrating: `none` drops it, anything else is given to `ALTER INDEX … SET (…)`
 //! (e.g. `fastupdate=off` or `gin_pending_list_limit=16384`); unset, it stays as migrated.
+//! `BENCH_SEARCH_MERGE=inserts` leaves the index's pending list to the inserts to merge, as a
+//! store does without `clean_search_index_in_background` (the default, `background`, is what the
+//! gateway runs).
 //! `BENCH_BODY=varied` sends eleven words drawn from a vocabulary of 20,000, common ones more
 //! often, instead of the same sentence of eleven words every time (which gives a full-text index
 //! nothing new to add after the first message).
@@ -358,6 +361,12 @@ fn main() {
         Ok("fixed") | Err(_) => Body::Fixed,
         Ok(other) => panic!("BENCH_BODY: {other}: expected fixed or varied"),
     };
+    // As the gateway runs it: the search index's pending list merged in the background.
+    let merge_in_background = match std::env::var("BENCH_SEARCH_MERGE").as_deref() {
+        Ok("background") | Err(_) => true,
+        Ok("inserts") => false,
+        Ok(other) => panic!("BENCH_SEARCH_MERGE: {other}: expected background or inserts"),
+    };
     let pool_size = 16;
     let batch = BatchSettings {
         writers: std::env::var("BENCH_WRITERS")
@@ -374,6 +383,13 @@ fn main() {
             let url = pg.fresh_database();
             _server = Some(pg);
             url
+        }
+    };
+    let postgres_store = |pool_size: usize| {
+        let store = PostgresStore::connect(&url, pool_size).expect("connect");
+        match merge_in_background {
+            true => store.clean_search_index_in_background(),
+            false => store,
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -402,8 +418,12 @@ fn main() {
     });
     println!(
         "append throughput, {seconds} s per case, Postgres pool {pool_size}, {fsync}, \
-         search index: {index}, {} bodies, embedded synchronous=FULL, group commit: {} writers, \
+         search index: {index}, its pending list merged {}, {} bodies, embedded synchronous=FULL, group commit: {} writers, \
          batches of at most {}",
+        match merge_in_background {
+            true => "in the background",
+            false => "by the inserts",
+        },
         match body {
             Body::Fixed => "fixed",
             Body::Varied => "varied",
@@ -421,15 +441,12 @@ fn main() {
     for &senders in &levels {
         runtime.block_on(async {
             if wants("postgres", "single") {
-                let plain = PostgresStore::connect(&url, pool_size).expect("connect");
+                let plain = postgres_store(pool_size);
                 let (o, c) = postgres_case(&url, Arc::new(plain), senders, seconds, body).await;
                 report("postgres", "commit per message", senders, &o, &c);
             }
             if wants("postgres", "group") {
-                let batched = BatchingStore::spawn(
-                    PostgresStore::connect(&url, pool_size).expect("connect"),
-                    batch,
-                );
+                let batched = BatchingStore::spawn(postgres_store(pool_size), batch);
                 let (o, c) = postgres_case(&url, Arc::new(batched), senders, seconds, body).await;
                 report("postgres", "group commit", senders, &o, &c);
             }

@@ -313,7 +313,8 @@ pub async fn open_with_bus_and_outbox(
             batch,
             ca,
         } => {
-            let mut store = PostgresStore::connect_with_ca(url, *pool_size, ca.as_deref())?;
+            let mut store = PostgresStore::connect_with_ca(url, *pool_size, ca.as_deref())?
+                .clean_search_index_in_background();
             store.check_schema().await?;
             let bus = PostgresBus::start_with_ca(url, ca.as_deref()).await?;
             store = store.notify_commits(bus.commit_notifier());

@@ -72,6 +72,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "search_pending_list",
         sql: include_str!("../migrations/postgres/0013_search_pending_list.sql"),
     },
+    Migration {
+        version: 14,
+        name: "search_merged_in_background",
+        sql: include_str!("../migrations/postgres/0014_search_merged_in_background.sql"),
+    },
 ];
 
 /// Embedded (SQLite) migrations, in increasing version order (as [`POSTGRES`]).
@@ -135,6 +140,11 @@ pub(crate) const EMBEDDED: &[Migration] = &[
         version: 13,
         name: "search_pending_list",
         sql: include_str!("../migrations/embedded/0013_search_pending_list.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "search_merged_in_background",
+        sql: include_str!("../migrations/embedded/0014_search_merged_in_background.sql"),
     },
 ];
 

@@ -97,7 +97,7 @@ fn debug_of_config_hides_passwords() {
 }
 
 /// Migration 12 (attachments) on a file that already holds messages, as an upgrade from
-/// version 11 finds it (made here by undoing 12 and 13 by hand): they apply alone, and the
+/// version 11 finds it (made here by undoing 12 to 14 by hand): they apply alone, and the
 /// messages read back unchanged, with no attachment.
 #[tokio::test]
 async fn the_attachments_migration_keeps_existing_messages() {
@@ -138,7 +138,7 @@ async fn the_attachments_migration_keeps_existing_messages() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "ALTER TABLE messages DROP COLUMN attachment; DROP TABLE attachments; \
-         DELETE FROM chat_schema_migrations WHERE version IN (12, 13);",
+         DELETE FROM chat_schema_migrations WHERE version IN (12, 13, 14);",
     )
     .unwrap();
     drop(conn);
@@ -156,6 +156,10 @@ async fn the_attachments_migration_keeps_existing_messages() {
         chat_storage::MigrationInfo {
             version: 13,
             name: "search_pending_list",
+        },
+        chat_storage::MigrationInfo {
+            version: 14,
+            name: "search_merged_in_background",
         },
     ];
     assert_eq!(

@@ -109,7 +109,7 @@ async fn migrate_is_idempotent_and_safe_concurrently() {
 }
 
 /// Migration 12 (attachments) on a database that already holds messages, as an upgrade from
-/// version 11 finds it (made here by undoing 12 and 13 by hand): they apply alone, and the
+/// version 11 finds it (made here by undoing 12 to 14 by hand): they apply alone, and the
 /// messages read back unchanged, with no attachment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_attachments_migration_keeps_existing_messages() {
@@ -154,7 +154,7 @@ async fn the_attachments_migration_keeps_existing_messages() {
         .batch_execute(
             "ALTER TABLE messages DROP COLUMN attachment; DROP TABLE attachments; \
              ALTER INDEX messages_body_fts_idx RESET (gin_pending_list_limit); \
-             DELETE FROM chat_schema_migrations WHERE version IN (12, 13);",
+             DELETE FROM chat_schema_migrations WHERE version IN (12, 13, 14);",
         )
         .await
         .unwrap();
@@ -163,7 +163,7 @@ async fn the_attachments_migration_keeps_existing_messages() {
     let store = PostgresStore::connect(&url, 1).expect("connect");
     match store.check_schema().await {
         Err(StoreError::NotMigrated { found, expected }) => {
-            assert_eq!((found, expected), (11, 13));
+            assert_eq!((found, expected), (11, 14));
         }
         other => panic!("expected NotMigrated, got {other:?}"),
     }
@@ -178,6 +178,10 @@ async fn the_attachments_migration_keeps_existing_messages() {
             chat_storage::MigrationInfo {
                 version: 13,
                 name: "search_pending_list"
+            },
+            chat_storage::MigrationInfo {
+                version: 14,
+                name: "search_merged_in_background"
             }
         ]
     );
@@ -187,14 +191,15 @@ async fn the_attachments_migration_keeps_existing_messages() {
     );
 }
 
-/// Migration 13: the search index's pending list is merged in pieces of at most 256 kB, so no
-/// insert of a batch of messages merges 4 MB of it (docs/benchmarks.md, "The search index's
-/// pending list").
+/// Migration 14 and the store's background merge: a store that does not merge leaves new
+/// messages' words in the search index's pending list (of 16 MB, so no insert merges it here);
+/// one that does empties it within a few seconds of its 256th message, without any insert
+/// merging it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_search_index_has_a_small_pending_list() {
+async fn the_search_index_pending_list_is_merged_in_the_background() {
     let server = shared().await;
     let url = fresh(&server).await;
-    let store = PostgresStore::connect(&url, 1).expect("connect");
+    let store = PostgresStore::connect(&url, 2).expect("connect");
     store.migrate().await.expect("migrate");
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
@@ -208,7 +213,65 @@ async fn the_search_index_has_a_small_pending_list() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(options, vec!["gin_pending_list_limit=256".to_string()]);
+    assert_eq!(options, vec!["gin_pending_list_limit=16384".to_string()]);
+
+    async fn append_some(store: &PostgresStore, words: &str) {
+        let visitor = store
+            .ensure_visitor(&Visitor {
+                id: VisitorId::new_random(),
+                site_id: "s".into(),
+                created_at: chrono::Utc::now(),
+                profile: None,
+            })
+            .await
+            .unwrap();
+        let conversation = store.create_conversation("s", visitor.id).await.unwrap();
+        // More than the 256 messages a store inserts before it merges.
+        for i in 0..300 {
+            store
+                .append_message(NewMessage {
+                    attachment: None,
+                    conversation_id: conversation.id,
+                    client_msg_id: None,
+                    sender: Sender {
+                        role: Role::Visitor,
+                        id: visitor.id.to_string(),
+                        name: None,
+                    },
+                    body: format!("{words} number{i} word{i}x"),
+                    kind: MessageKind::Text,
+                })
+                .await
+                .unwrap();
+        }
+    }
+    /// Merges what is pending now; returns how many pending pages that removed.
+    async fn merge(client: &tokio_postgres::Client) -> i64 {
+        client
+            .query_one(
+                "SELECT gin_clean_pending_list('messages_body_fts_idx'::regclass)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    append_some(&store, "left pending").await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        merge(&client).await > 0,
+        "no merge, and yet nothing pending"
+    );
+
+    let store = store.clean_search_index_in_background();
+    append_some(&store, "merged soon").await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        merge(&client).await,
+        0,
+        "the background merge left pages pending"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -419,6 +419,7 @@ impl PostgresStore {
         if let (Some(outbox), false) = (&self.outbox, events.is_empty()) {
             outbox.committed();
         }
+        self.inserted(plan.inserts.len());
         Ok(plan.results)
     }
 }

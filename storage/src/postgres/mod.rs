@@ -23,6 +23,7 @@ mod read_state;
 mod rows;
 mod schema;
 mod search;
+mod search_pending_list;
 pub mod tls;
 mod visibility;
 mod visitor_context;
@@ -77,6 +78,8 @@ pub struct PostgresStore {
     notifier: Option<Arc<bus::CommitNotifier>>,
     /// Writes the webhook events of the sites it wants inside their facts' commits, when set.
     outbox: Option<Arc<WebhookOutbox>>,
+    /// Merges the search index's pending list in the background, when started.
+    cleaner: Option<Arc<search_pending_list::PendingListCleaner>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -141,6 +144,7 @@ impl PostgresStore {
             ssl_mode,
             notifier: None,
             outbox: None,
+            cleaner: None,
         })
     }
 
@@ -154,6 +158,23 @@ impl PostgresStore {
     /// The outbox when it wants events of `site`.
     fn outbox_for(&self, site: &str) -> Option<&WebhookOutbox> {
         self.outbox.as_deref().filter(|outbox| outbox.wants(site))
+    }
+
+    /// Merges the search index's pending list in the background (each second in which this
+    /// store has inserted enough messages), for as long as a clone of this store lives, so that
+    /// inserts do not (see `search_pending_list`). Must be called inside a Tokio runtime.
+    pub fn clean_search_index_in_background(mut self) -> Self {
+        let mut owner_free = self.clone();
+        owner_free.cleaner = None;
+        self.cleaner = Some(search_pending_list::PendingListCleaner::start(owner_free));
+        self
+    }
+
+    /// Tells the background merge, if any, that `messages` new messages were committed.
+    fn inserted(&self, messages: usize) {
+        if let Some(cleaner) = &self.cleaner {
+            cleaner.inserted(messages);
+        }
     }
 
     /// Sends the bus notification of every message this store commits inside the committing
@@ -445,7 +466,11 @@ impl Store for PostgresStore {
     }
 
     async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
-        messages::append(self, message).await
+        let appended = messages::append(self, message).await;
+        if let Ok(Appended::Inserted(_)) = &appended {
+            self.inserted(1);
+        }
+        appended
     }
 
     async fn visitor_messages_after(
@@ -490,11 +515,13 @@ impl Store for PostgresStore {
         &self,
         messages: &[ImportedMessage],
     ) -> Result<Vec<Imported>, StoreError> {
-        with_client!(self, OP_TIMEOUT, |client| import::import(
+        let imported = with_client!(self, OP_TIMEOUT, |client| import::import(
             &mut client,
             messages
         )
-        .await)
+        .await)?;
+        self.inserted(messages.len());
+        Ok(imported)
     }
 
     async fn messages_after(

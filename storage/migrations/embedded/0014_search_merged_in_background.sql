@@ -1,0 +1,3 @@
+-- 0014_search_merged_in_background: nothing to do in SQLite. The Postgres migration of this
+-- number lets the gateway merge its GIN search index's pending list in the background; FTS5
+-- (migration 10) merges its segments in steps of its own (`automerge`).
