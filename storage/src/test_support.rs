@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 /// How long starting, stopping or reaching a server may take before a test fails.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+pub mod chat;
 mod tls;
 
 /// A Postgres server for tests: an existing one (`CHAT_TEST_DATABASE_URL`) or a throwaway

@@ -101,34 +101,18 @@ fn debug_of_config_hides_passwords() {
 /// messages read back unchanged, with no attachment.
 #[tokio::test]
 async fn the_attachments_migration_keeps_existing_messages() {
-    use chat_core::model::{MessageKind, NewMessage, Role, Sender, Visitor, VisitorId};
+    use chat_storage::test_support::chat::{visitor_conversation, visitor_text};
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chat.db");
     let store = EmbeddedStore::open(&path).expect("open");
-    let visitor = store
-        .ensure_visitor(&Visitor {
-            id: VisitorId::new_random(),
-            site_id: "s".into(),
-            created_at: chrono::Utc::now(),
-            profile: None,
-        })
-        .await
-        .unwrap();
-    let conversation = store.create_conversation("s", visitor.id).await.unwrap();
+    let (_, conversation) = visitor_conversation(&store).await;
     let before = store
-        .append_message(NewMessage {
-            attachment: None,
-            conversation_id: conversation.id,
-            client_msg_id: Some("m1".into()),
-            sender: Sender {
-                role: Role::Visitor,
-                id: visitor.id.to_string(),
-                name: None,
-            },
-            body: "written before attachments".into(),
-            kind: MessageKind::Text,
-        })
+        .append_message(visitor_text(
+            &conversation,
+            Some("m1"),
+            "written before attachments",
+        ))
         .await
         .unwrap()
         .message()

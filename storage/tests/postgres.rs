@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use chat_core::model::{MessageKind, NewMessage, Role, Sender, Visitor, VisitorId};
+use chat_core::model::NewMessage;
 use chat_core::store::{Appended, Store};
 use chat_core::StoreError;
+use chat_storage::test_support::chat::{visitor_conversation, visitor_text};
 use chat_storage::test_support::TestPostgres;
 use chat_storage::{PostgresStore, StorageError, StoreConfig};
 
@@ -117,29 +118,13 @@ async fn the_attachments_migration_keeps_existing_messages() {
     let url = fresh(&server).await;
     let store = PostgresStore::connect(&url, 1).expect("connect");
     store.migrate().await.expect("migrate");
-    let visitor = store
-        .ensure_visitor(&Visitor {
-            id: VisitorId::new_random(),
-            site_id: "s".into(),
-            created_at: chrono::Utc::now(),
-            profile: None,
-        })
-        .await
-        .unwrap();
-    let conversation = store.create_conversation("s", visitor.id).await.unwrap();
+    let (_, conversation) = visitor_conversation(&store).await;
     let before = store
-        .append_message(NewMessage {
-            attachment: None,
-            conversation_id: conversation.id,
-            client_msg_id: Some("m1".into()),
-            sender: Sender {
-                role: Role::Visitor,
-                id: visitor.id.to_string(),
-                name: None,
-            },
-            body: "written before attachments".into(),
-            kind: MessageKind::Text,
-        })
+        .append_message(visitor_text(
+            &conversation,
+            Some("m1"),
+            "written before attachments",
+        ))
         .await
         .unwrap()
         .message()
@@ -216,31 +201,12 @@ async fn the_search_index_pending_list_is_merged_in_the_background() {
     assert_eq!(options, vec!["gin_pending_list_limit=16384".to_string()]);
 
     async fn append_some(store: &PostgresStore, words: &str) {
-        let visitor = store
-            .ensure_visitor(&Visitor {
-                id: VisitorId::new_random(),
-                site_id: "s".into(),
-                created_at: chrono::Utc::now(),
-                profile: None,
-            })
-            .await
-            .unwrap();
-        let conversation = store.create_conversation("s", visitor.id).await.unwrap();
+        let (_, conversation) = visitor_conversation(store).await;
         // More than the 256 messages a store inserts before it merges.
         for i in 0..300 {
+            let body = format!("{words} number{i} word{i}x");
             store
-                .append_message(NewMessage {
-                    attachment: None,
-                    conversation_id: conversation.id,
-                    client_msg_id: None,
-                    sender: Sender {
-                        role: Role::Visitor,
-                        id: visitor.id.to_string(),
-                        name: None,
-                    },
-                    body: format!("{words} number{i} word{i}x"),
-                    kind: MessageKind::Text,
-                })
+                .append_message(visitor_text(&conversation, None, &body))
                 .await
                 .unwrap();
         }
@@ -286,28 +252,8 @@ async fn health_fails_while_postgres_is_down_and_recovers() {
     let store = PostgresStore::connect(&url, 4).expect("connect");
     store.migrate().await.expect("migrate");
     store.health().await.expect("healthy at first");
-    let visitor = store
-        .ensure_visitor(&Visitor {
-            id: VisitorId::new_random(),
-            site_id: "s".into(),
-            created_at: chrono::Utc::now(),
-            profile: None,
-        })
-        .await
-        .unwrap();
-    let conversation = store.create_conversation("s", visitor.id).await.unwrap();
-    let message = |cmid: &str| NewMessage {
-        attachment: None,
-        conversation_id: conversation.id,
-        client_msg_id: Some(cmid.to_string()),
-        sender: Sender {
-            role: Role::Visitor,
-            id: visitor.id.to_string(),
-            name: None,
-        },
-        body: cmid.to_string(),
-        kind: MessageKind::Text,
-    };
+    let (_, conversation) = visitor_conversation(&store).await;
+    let message = |cmid: &str| visitor_text(&conversation, Some(cmid), cmid);
     store.append_message(message("before")).await.unwrap();
 
     let s = std::sync::Arc::clone(&server);
@@ -446,28 +392,8 @@ async fn messages_are_notified_in_their_commit_and_only_when_a_peer_listens() {
         let (store, bus) = chat_storage::open_with_bus(&config).await.expect("open");
         let bus = bus.expect("a bus with Postgres");
         assert!(bus.store_publishes_messages());
-        let visitor = store
-            .ensure_visitor(&Visitor {
-                id: VisitorId::new_random(),
-                site_id: "s".into(),
-                created_at: chrono::Utc::now(),
-                profile: None,
-            })
-            .await
-            .unwrap();
-        let conversation = store.create_conversation("s", visitor.id).await.unwrap();
-        let message = |cmid: &str| NewMessage {
-            attachment: None,
-            conversation_id: conversation.id,
-            client_msg_id: Some(cmid.to_string()),
-            sender: Sender {
-                role: Role::Visitor,
-                id: visitor.id.to_string(),
-                name: None,
-            },
-            body: cmid.to_string(),
-            kind: MessageKind::Text,
-        };
+        let (visitor, conversation) = visitor_conversation(store.as_ref()).await;
+        let message = |cmid: &str| visitor_text(&conversation, Some(cmid), cmid);
         // The peer's message carries an attachment, which the notification carries too.
         let with_attachment = |m: NewMessage| NewMessage {
             attachment: Some(Box::new(chat_core::attachment::AttachmentRef {

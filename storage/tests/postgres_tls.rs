@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::bus::{Bus, BusEvent, Inbound};
-use chat_core::model::{MessageKind, NewMessage, Role, Sender, Visitor, VisitorId};
 use chat_core::store::Store;
 use chat_core::StoreError;
+use chat_storage::test_support::chat::{visitor_conversation, visitor_text};
 use chat_storage::test_support::TestPostgres;
 use chat_storage::{PostgresBus, PostgresStore, StorageError, StoreConfig};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
@@ -67,32 +67,9 @@ async fn health_error(url: &str, ca: Option<&Path>) -> String {
 }
 
 async fn write_and_read(store: &dyn Store) {
-    let visitor = store
-        .ensure_visitor(&Visitor {
-            id: VisitorId::new_random(),
-            site_id: "s".into(),
-            created_at: chrono::Utc::now(),
-            profile: None,
-        })
-        .await
-        .expect("visitor");
-    let conversation = store
-        .create_conversation("s", visitor.id)
-        .await
-        .expect("conversation");
+    let (_, conversation) = visitor_conversation(store).await;
     store
-        .append_message(NewMessage {
-            attachment: None,
-            conversation_id: conversation.id,
-            client_msg_id: Some("m1".into()),
-            sender: Sender {
-                role: Role::Visitor,
-                id: visitor.id.to_string(),
-                name: None,
-            },
-            body: "over TLS".into(),
-            kind: MessageKind::Text,
-        })
+        .append_message(visitor_text(&conversation, Some("m1"), "over TLS"))
         .await
         .expect("append");
     let read = store
