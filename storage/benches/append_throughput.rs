@@ -418,8 +418,8 @@ fn main() {
     });
     println!(
         "append throughput, {seconds} s per case, Postgres pool {pool_size}, {fsync}, \
-         search index: {index}, its pending list merged {}, {} bodies, embedded synchronous=FULL, group commit: {} writers, \
-         batches of at most {}",
+         search index: {index}, its pending list merged {}, {} bodies, embedded synchronous=FULL, \
+         group commit: {} writers, batches of at most {}",
         match merge_in_background {
             true => "in the background",
             false => "by the inserts",

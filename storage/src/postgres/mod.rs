@@ -520,7 +520,12 @@ impl Store for PostgresStore {
             messages
         )
         .await)?;
-        self.inserted(messages.len());
+        self.inserted(
+            imported
+                .iter()
+                .filter(|i| matches!(i, Imported::Inserted { .. }))
+                .count(),
+        );
         Ok(imported)
     }
 

@@ -13,10 +13,11 @@
 //! on: every [`CLEAN_INTERVAL`] in which it has inserted at least [`MERGE_AFTER`] messages since
 //! its last merge, it calls `gin_clean_pending_list`, which merges what is pending while inserts
 //! go on appending. An idle gateway sends Postgres nothing, and the merges add at most one
-//! transaction per [`MERGE_AFTER`] messages (issue 12 counts transactions per message). Migration 0014 raises the list's limit to 16 MB so that the
-//! inserts only merge when this task cannot keep up (or does not run: an older gateway, or a
-//! database role that does not own the index). Several gateway processes each run one; Postgres
-//! lets one merge at a time and the others find little left.
+//! transaction per [`MERGE_AFTER`] messages (issue 12 counts transactions per message).
+//! Migration 0014 raises the list's limit to 16 MB so that the inserts only merge when this task
+//! cannot keep up (or does not run: an older gateway, or a database role that does not own the
+//! index). Several gateway processes each run one; Postgres lets one merge at a time and the
+//! others find little left.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,11 +31,11 @@ use super::PostgresStore;
 /// How often the pending list is merged into the index. At 14,000 messages/s about 3 MB
 /// gather in a second: small enough for every search to read through quickly, large enough
 /// that each merge rewrites a common word's posting list once for many messages.
-pub const CLEAN_INTERVAL: Duration = Duration::from_secs(1);
+const CLEAN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The messages this store inserts before its next merge: a second of messages at any busy
 /// rate; at a few messages a second, a merge every minute or so of a list that is still small.
-pub const MERGE_AFTER: u64 = 256;
+const MERGE_AFTER: u64 = 256;
 
 /// How long one merge may take before it is cancelled (its connection discarded; it is tried
 /// again at the next interval, and what it had merged stays merged).
@@ -100,19 +101,18 @@ async fn run(store: PostgresStore, inserted: Arc<AtomicU64>) {
                     );
                 }
             }
-            Err(error) if !failing => {
-                failing = true;
+            Err(error) => {
                 // Counted again, so that the next tick tries again.
                 inserted.fetch_add(since_last, Ordering::Relaxed);
-                tracing::warn!(
-                    %error,
-                    "cannot clean the search index's pending list; inserts will merge it \
-                     themselves, later and slower (the database role must own \
-                     messages_body_fts_idx)"
-                );
-            }
-            Err(_) => {
-                inserted.fetch_add(since_last, Ordering::Relaxed);
+                if !failing {
+                    failing = true;
+                    tracing::warn!(
+                        %error,
+                        "cannot clean the search index's pending list; inserts will merge it \
+                         themselves, later and slower (the database role must own \
+                         messages_body_fts_idx)"
+                    );
+                }
             }
         }
     }
