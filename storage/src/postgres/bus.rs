@@ -44,13 +44,22 @@ const PUBLISH_BATCH: usize = 512;
 pub const LISTENER_APP_PREFIX: &str = "chat-gateway-bus:";
 /// How long a joining process waits at most for the transactions in progress to end.
 const JOIN_WAIT: Duration = Duration::from_secs(30);
-/// Sends notifications, in order, only when another process listens on this database; `$3`
-/// is the caller's own listener's application name.
-pub(crate) const NOTIFY_PEERS: &str = "SELECT pg_notify($1, p) FROM unnest($2::text[]) \
-     WITH ORDINALITY AS t(p, i) WHERE EXISTS (SELECT 1 FROM pg_stat_activity \
-     WHERE datname = current_database() AND application_name <> $3 \
-     AND (application_name LIKE 'chat-gateway-bus:%' OR query = 'LISTEN chat_events')) \
-     ORDER BY i";
+/// Sends notifications, in order, only when another process listens on this database: `$1`
+/// is the channel, `$2` the payloads, `$3` the caller's own listener's application name. A
+/// macro, so that the group commit's write statement can end with the same query.
+macro_rules! notify_peers {
+    () => {
+        "SELECT pg_notify($1, p) FROM unnest($2::text[]) \
+         WITH ORDINALITY AS t(p, i) WHERE EXISTS (SELECT 1 FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name <> $3 \
+         AND (application_name LIKE 'chat-gateway-bus:%' OR query = 'LISTEN chat_events')) \
+         ORDER BY i"
+    };
+}
+pub(crate) use notify_peers;
+
+/// [`notify_peers!`] as a statement of its own.
+pub(crate) const NOTIFY_PEERS: &str = notify_peers!();
 /// Wait between reconnection attempts.
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 
