@@ -434,9 +434,39 @@ async fn messages_are_notified_in_their_commit_and_only_when_a_peer_listens() {
             "a lone process notified its message (batch {max_batch})"
         );
 
-        // A second process joins: the next message reaches it, notified by the commit.
+        // A second process joins: the next message reaches it, notified by the commit. A
+        // group commit that did not know of the peer sends the message's position (the peer
+        // reads it from the store) and learns that a peer listens.
         let peer = chat_storage::PostgresBus::start(&url).await.expect("peer");
         let mut inbound = peer.take_inbound().expect("inbound");
+        let Appended::Inserted(joined) = store.append_message(message("joined")).await.unwrap()
+        else {
+            panic!("not inserted");
+        };
+        match tokio::time::timeout(Duration::from_secs(10), inbound.recv()).await {
+            Ok(Some(Inbound::Event(BusEvent::MessageRef {
+                visitor_id,
+                site_id,
+                conversation_id,
+                seq,
+            }))) => {
+                assert_eq!((visitor_id, site_id), (visitor.id, visitor.site_id.clone()));
+                assert_eq!((conversation_id, seq), (joined.conversation_id, joined.seq));
+            }
+            Ok(Some(Inbound::Event(BusEvent::Message { message, .. }))) => {
+                assert_eq!(message, joined, "batch {max_batch}");
+            }
+            other => panic!("expected the message on the peer's bus, got {other:?}"),
+        }
+        let payload = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+            .await
+            .expect("the spy hears the notification")
+            .unwrap();
+        assert!(
+            payload.contains("\"joined\"") || payload.contains("message_ref"),
+            "{payload}"
+        );
+        // Then each message travels whole.
         let Appended::Inserted(second) = store
             .append_message(with_attachment(message("shared")))
             .await
@@ -470,4 +500,61 @@ async fn messages_are_notified_in_their_commit_and_only_when_a_peer_listens() {
             "one notification per message (batch {max_batch})"
         );
     }
+}
+
+/// A group commit whose duplicate check ran before another transaction committed the same
+/// `client_msg_id` (a client's retry racing its original) stores nothing twice: it answers
+/// with the original. A message beside it is numbered after what the other transaction
+/// committed, with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_racing_a_commit_of_its_key_answers_the_original() {
+    use chat_storage::AppendBatch;
+
+    let server = shared().await;
+    let url = fresh(&server).await;
+    let store = PostgresStore::connect(&url, 2).expect("connect");
+    store.migrate().await.expect("migrate");
+    let (_, conversation) = visitor_conversation(&store).await;
+    let (_, other) = visitor_conversation(&store).await;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+
+    // The original, committed by another transaction that holds the conversation's row lock
+    // while the batch starts.
+    client
+        .batch_execute(&format!(
+            "BEGIN; UPDATE conversations SET last_seq = last_seq + 1 WHERE id = '{id}'; \
+             INSERT INTO messages (conversation_id, seq, client_msg_id, sender_role, sender_id, \
+             body, created_at, kind) VALUES ('{id}', 1, 'k', 'visitor', 'v', 'original', now(), \
+             'text')",
+            id = conversation.id.0
+        ))
+        .await
+        .expect("the original, uncommitted");
+    let batch = vec![
+        visitor_text(&conversation, Some("k"), "the retry"),
+        visitor_text(&other, Some("o"), "beside it"),
+    ];
+    let appending = tokio::spawn({
+        let store = store.clone();
+        async move { store.append_batch(batch).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!appending.is_finished(), "the batch waits for the row lock");
+    client.batch_execute("COMMIT").await.expect("commit");
+    let results = appending.await.expect("joined");
+    match &results[0] {
+        Ok(Appended::Duplicate(original)) => {
+            assert_eq!((original.seq, original.body.as_str()), (1, "original"));
+        }
+        other => panic!("expected the original, got {other:?}"),
+    }
+    assert!(matches!(&results[1], Ok(Appended::Inserted(m)) if m.seq == 1));
+    let after = store
+        .append_message(visitor_text(&conversation, Some("next"), "next"))
+        .await
+        .expect("append");
+    assert!(matches!(after, Appended::Inserted(m) if m.seq == 2));
 }

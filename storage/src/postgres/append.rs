@@ -17,6 +17,9 @@
 //! of eight took 10–14 % off this side's CPU per message at 1 and 16 senders; docs/benchmarks.md,
 //! "Fewer statements per batch").
 //!
+//! A batch with nothing to work out between reading and writing goes in one round trip
+//! instead (`append_one_round_trip`).
+//!
 //! The row locks, held until `COMMIT`, make the order of the sequence numbers of a conversation
 //! the order of the commits, with no gap. A message's `created_at` is the clock read after its
 //! conversation's lock was granted, so it never goes back as `seq` grows.
@@ -38,7 +41,8 @@ use uuid::Uuid;
 use super::errors::{self, pg_err, unique_violation};
 use super::pool::{finish, OperationError};
 use super::rows::message_from_row;
-use super::{bus, webhooks, PostgresStore, OP_TIMEOUT};
+use super::{append_one_round_trip, bus, webhooks, PostgresStore, OP_TIMEOUT};
+use std::sync::atomic::Ordering;
 
 /// The batch's conversations, locked in id order.
 const LOCK_CONVERSATIONS: &str = "SELECT id, visitor_id, last_seq, site_id, visitor_last_seq \
@@ -71,7 +75,7 @@ const CLOCK_COLUMN: usize = 10;
 /// statement of the batch is written to go through the primary key or a unique index, and
 /// sequential scans are ruled out while it is planned (on a new deployment's few
 /// conversations a scan looks cheapest, and stays in the plan as the table grows).
-const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; \
+pub(super) const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; \
      SET LOCAL enable_seqscan = off";
 
 /// The batch's writes in one statement: the conversations' new `last_seq`s (`bumped`), the
@@ -94,7 +98,7 @@ const WRITE_MESSAGES: &str = concat!(
 );
 
 /// Why one attempt at committing a batch failed.
-enum BatchFailure {
+pub(super) enum BatchFailure {
     /// Another transaction committed a conflicting row first or the database broke a deadlock:
     /// the same batch may well succeed when tried again.
     Retry(String),
@@ -114,7 +118,7 @@ impl OperationError for BatchFailure {
     }
 }
 
-fn classify(e: tokio_postgres::Error) -> BatchFailure {
+pub(super) fn classify(e: tokio_postgres::Error) -> BatchFailure {
     if errors::is_connection_error(&e) {
         BatchFailure::Unavailable(pg_err(e))
     } else if unique_violation(&e)
@@ -229,7 +233,12 @@ impl PostgresStore {
             self.client().await.map_err(BatchFailure::Unavailable)?,
         ));
         let client = guard.client();
-        let attempt = self.append_in_transaction(client, batch, order);
+        let attempt = async {
+            match append_one_round_trip::fits(self, batch, order) {
+                true => self.append_in_one_round_trip(client, batch, order).await,
+                false => self.append_in_transaction(client, batch, order).await,
+            }
+        };
         let result = match tokio::time::timeout(OP_TIMEOUT, attempt).await {
             Ok(Err(failure)) if !failure.is_unavailable() && !client.is_closed() => {
                 // Ends the transaction the failure left open (after a failed `COMMIT`, only a
@@ -393,7 +402,14 @@ impl PostgresStore {
                 &kind,
                 &attachment,
             ];
-            let written = client.execute(&write, &write_params);
+            let written = async {
+                let notified = client.execute(&write, &write_params).await?;
+                if !payloads.is_empty() {
+                    // Whether a peer listens, for the next batch's choice of path.
+                    self.peers_listen.store(notified > 0, Ordering::Relaxed);
+                }
+                Ok(())
+            };
             let outboxed = async {
                 match &outbox_insert {
                     Some(stmt) => client
@@ -403,7 +419,8 @@ impl PostgresStore {
                     None => Ok(()),
                 }
             };
-            let (written, outboxed) = futures_util::future::join(written, outboxed).await;
+            let (written, outboxed): (Result<(), tokio_postgres::Error>, _) =
+                futures_util::future::join(written, outboxed).await;
             written?;
             outboxed
         };
@@ -547,6 +564,11 @@ mod tests {
             ("lock", LOCK_CONVERSATIONS, 1),
             ("present", SELECT_PRESENT_AND_CLOCK, 2),
             ("write", WRITE_MESSAGES, 16),
+            (
+                "one_statement",
+                append_one_round_trip::APPEND_IN_ONE_STATEMENT,
+                11,
+            ),
         ] {
             client
                 .batch_execute(&format!("PREPARE {name} AS {statement}"))

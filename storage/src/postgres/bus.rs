@@ -49,14 +49,25 @@ const JOIN_WAIT: Duration = Duration::from_secs(30);
 /// macro, so that the group commit's write statement can end with the same query.
 macro_rules! notify_peers {
     () => {
-        "SELECT pg_notify($1, p) FROM unnest($2::text[]) \
-         WITH ORDINALITY AS t(p, i) WHERE EXISTS (SELECT 1 FROM pg_stat_activity \
-         WHERE datname = current_database() AND application_name <> $3 \
-         AND (application_name LIKE 'chat-gateway-bus:%' OR query = 'LISTEN chat_events')) \
-         ORDER BY i"
+        concat!(
+            "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) WHERE ",
+            $crate::postgres::bus::peers_listen!(),
+            " ORDER BY i"
+        )
     };
 }
 pub(crate) use notify_peers;
+
+/// Whether another gateway process listens on this database (`$3`: the caller's own
+/// listener's application name).
+macro_rules! peers_listen {
+    () => {
+        "EXISTS (SELECT 1 FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name <> $3 \
+         AND (application_name LIKE 'chat-gateway-bus:%' OR query = 'LISTEN chat_events'))"
+    };
+}
+pub(crate) use peers_listen;
 
 /// [`notify_peers!`] as a statement of its own.
 pub(crate) const NOTIFY_PEERS: &str = notify_peers!();
@@ -167,6 +178,11 @@ impl CommitNotifier {
     /// The notification payload for `event`, as the bus's receivers read it.
     pub(crate) fn payload(&self, event: &BusEvent) -> String {
         envelope(&self.node_id, event)
+    }
+
+    /// This process's node id, as its notifications' envelopes carry it.
+    pub(crate) fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// This process's listener's application name (not a peer).

@@ -11,6 +11,7 @@ mod pool;
 
 mod agents;
 mod append;
+mod append_one_round_trip;
 mod attachments;
 mod bus;
 mod canned;
@@ -80,6 +81,9 @@ pub struct PostgresStore {
     outbox: Option<Arc<WebhookOutbox>>,
     /// Merges the search index's pending list in the background, when started.
     cleaner: Option<Arc<search_pending_list::PendingListCleaner>>,
+    /// Whether the last group commit that looked found another gateway process listening on
+    /// the bus (its notifications then carry the messages; see `append_one_round_trip`).
+    peers_listen: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -145,6 +149,7 @@ impl PostgresStore {
             notifier: None,
             outbox: None,
             cleaner: None,
+            peers_listen: Arc::default(),
         })
     }
 
