@@ -97,6 +97,62 @@ const WRITE_MESSAGES: &str = concat!(
     bus::notify_peers!()
 );
 
+/// The fields of a message that an insert writes, borrowed from a [`Message`] or a
+/// [`NewMessage`].
+pub(super) struct MessageFields<'a> {
+    pub conversation: Uuid,
+    pub key: Option<&'a str>,
+    pub sender: &'a chat_core::model::Sender,
+    pub body: &'a str,
+    pub kind: MessageKind,
+    pub attachment: Option<&'a chat_core::attachment::AttachmentRef>,
+}
+
+/// Messages as the column arrays an insert reads over `unnest`, in the messages' order.
+pub(super) struct MessageColumns<'a> {
+    pub conversation: Vec<Uuid>,
+    pub key: Vec<Option<&'a str>>,
+    pub role: Vec<&'a str>,
+    pub sender: Vec<&'a str>,
+    pub name: Vec<Option<&'a str>>,
+    pub body: Vec<&'a str>,
+    pub kind: Vec<&'a str>,
+    pub attachment: Vec<Option<String>>,
+}
+
+impl<'a> MessageColumns<'a> {
+    /// Fails ([`BatchFailure::Isolate`]) on an attachment that cannot be encoded.
+    pub(super) fn new(
+        messages: impl ExactSizeIterator<Item = MessageFields<'a>>,
+    ) -> Result<Self, BatchFailure> {
+        let n = messages.len();
+        let mut columns = MessageColumns {
+            conversation: Vec::with_capacity(n),
+            key: Vec::with_capacity(n),
+            role: Vec::with_capacity(n),
+            sender: Vec::with_capacity(n),
+            name: Vec::with_capacity(n),
+            body: Vec::with_capacity(n),
+            kind: Vec::with_capacity(n),
+            attachment: Vec::with_capacity(n),
+        };
+        for m in messages {
+            columns.conversation.push(m.conversation);
+            columns.key.push(m.key);
+            columns.role.push(m.sender.role.as_str());
+            columns.sender.push(m.sender.id.as_str());
+            columns.name.push(m.sender.name.as_deref());
+            columns.body.push(m.body);
+            columns.kind.push(m.kind.as_str());
+            columns.attachment.push(
+                crate::message_attachment::to_column(m.attachment)
+                    .map_err(|e| BatchFailure::Isolate(e.to_string()))?,
+            );
+        }
+        Ok(columns)
+    }
+}
+
 /// Why one attempt at committing a batch failed.
 pub(super) enum BatchFailure {
     /// Another transaction committed a conflicting row first or the database broke a deadlock:
@@ -367,19 +423,15 @@ impl PostgresStore {
         let bump_seqs: Vec<i64> = plan.bumps.iter().map(|b| b.1).collect();
         let bump_visible: Vec<Option<i64>> = plan.bumps.iter().map(|b| b.2).collect();
         let m = &plan.inserts;
-        let conversation: Vec<Uuid> = m.iter().map(|m| m.conversation_id.0).collect();
         let seq: Vec<i64> = m.iter().map(|m| m.seq).collect();
-        let key: Vec<Option<&str>> = m.iter().map(|m| m.client_msg_id.as_deref()).collect();
-        let role: Vec<&str> = m.iter().map(|m| m.sender.role.as_str()).collect();
-        let sender: Vec<&str> = m.iter().map(|m| m.sender.id.as_str()).collect();
-        let name: Vec<Option<&str>> = m.iter().map(|m| m.sender.name.as_deref()).collect();
-        let body: Vec<&str> = m.iter().map(|m| m.body.as_str()).collect();
-        let kind: Vec<&str> = m.iter().map(|m| m.kind.as_str()).collect();
-        let attachment: Vec<Option<String>> = m
-            .iter()
-            .map(|m| crate::message_attachment::to_column(m.attachment.as_deref()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| BatchFailure::Isolate(e.to_string()))?;
+        let columns = MessageColumns::new(m.iter().map(|m| MessageFields {
+            conversation: m.conversation_id.0,
+            key: m.client_msg_id.as_deref(),
+            sender: &m.sender,
+            body: &m.body,
+            kind: m.kind,
+            attachment: m.attachment.as_deref(),
+        }))?;
         let writes = async {
             if m.is_empty() {
                 return Ok(());
@@ -392,15 +444,15 @@ impl PostgresStore {
                 &bump_seqs,
                 &bump_visible,
                 &now,
-                &conversation,
+                &columns.conversation,
                 &seq,
-                &key,
-                &role,
-                &sender,
-                &name,
-                &body,
-                &kind,
-                &attachment,
+                &columns.key,
+                &columns.role,
+                &columns.sender,
+                &columns.name,
+                &columns.body,
+                &columns.kind,
+                &columns.attachment,
             ];
             let written = async {
                 let notified = client.execute(&write, &write_params).await?;

@@ -27,7 +27,7 @@ use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::append::{classify, BatchFailure, BEGIN};
+use super::append::{classify, BatchFailure, MessageColumns, MessageFields, BEGIN};
 use super::rows::message_from_row;
 use super::{bus, PostgresStore};
 
@@ -93,18 +93,17 @@ impl PostgresStore {
             .prepare_cached(APPEND_IN_ONE_STATEMENT)
             .await
             .map_err(classify)?;
-        let sorted = || order.iter().map(|&i| &batch[i]);
-        let conversation: Vec<Uuid> = sorted().map(|m| m.conversation_id.0).collect();
-        let key: Vec<Option<&str>> = sorted().map(|m| m.client_msg_id.as_deref()).collect();
-        let role: Vec<&str> = sorted().map(|m| m.sender.role.as_str()).collect();
-        let sender: Vec<&str> = sorted().map(|m| m.sender.id.as_str()).collect();
-        let name: Vec<Option<&str>> = sorted().map(|m| m.sender.name.as_deref()).collect();
-        let body: Vec<&str> = sorted().map(|m| m.body.as_str()).collect();
-        let kind: Vec<&str> = sorted().map(|m| m.kind.as_str()).collect();
-        let attachment: Vec<Option<String>> = sorted()
-            .map(|m| crate::message_attachment::to_column(m.attachment.as_deref()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| BatchFailure::Isolate(e.to_string()))?;
+        let columns = MessageColumns::new(order.iter().map(|&i| {
+            let m = &batch[i];
+            MessageFields {
+                conversation: m.conversation_id.0,
+                key: m.client_msg_id.as_deref(),
+                sender: &m.sender,
+                body: &m.body,
+                kind: m.kind,
+                attachment: m.attachment.as_deref(),
+            }
+        }))?;
         let (node, listener_app) = match &self.notifier {
             Some(notifier) => (notifier.node_id(), notifier.listener_app()),
             // No notifier (a store opened without the bus): no node id, and nothing is sent.
@@ -114,14 +113,14 @@ impl PostgresStore {
             &bus::CHANNEL,
             &node,
             &listener_app,
-            &conversation,
-            &key,
-            &role,
-            &sender,
-            &name,
-            &body,
-            &kind,
-            &attachment,
+            &columns.conversation,
+            &columns.key,
+            &columns.role,
+            &columns.sender,
+            &columns.name,
+            &columns.body,
+            &columns.kind,
+            &columns.attachment,
         ];
         // `COMMIT` travels with the statement; after a failed statement it only ends the
         // (aborted) transaction, and the statement's error is what counts.
