@@ -39,6 +39,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::errors::{self, pg_err, unique_violation};
+use super::message_columns::{MessageColumns, MessageFields};
 use super::pool::{finish, OperationError};
 use super::rows::message_from_row;
 use super::{append_one_round_trip, bus, webhooks, PostgresStore, OP_TIMEOUT};
@@ -96,62 +97,6 @@ const WRITE_MESSAGES: &str = concat!(
      $15::text[], $16::text[]) AS m(c, s, k, r, i, n, b, d, a)) ",
     bus::notify_peers!()
 );
-
-/// The fields of a message that an insert writes, borrowed from a [`Message`] or a
-/// [`NewMessage`].
-pub(super) struct MessageFields<'a> {
-    pub conversation: Uuid,
-    pub key: Option<&'a str>,
-    pub sender: &'a chat_core::model::Sender,
-    pub body: &'a str,
-    pub kind: MessageKind,
-    pub attachment: Option<&'a chat_core::attachment::AttachmentRef>,
-}
-
-/// Messages as the column arrays an insert reads over `unnest`, in the messages' order.
-pub(super) struct MessageColumns<'a> {
-    pub conversation: Vec<Uuid>,
-    pub key: Vec<Option<&'a str>>,
-    pub role: Vec<&'a str>,
-    pub sender: Vec<&'a str>,
-    pub name: Vec<Option<&'a str>>,
-    pub body: Vec<&'a str>,
-    pub kind: Vec<&'a str>,
-    pub attachment: Vec<Option<String>>,
-}
-
-impl<'a> MessageColumns<'a> {
-    /// Fails ([`BatchFailure::Isolate`]) on an attachment that cannot be encoded.
-    pub(super) fn new(
-        messages: impl ExactSizeIterator<Item = MessageFields<'a>>,
-    ) -> Result<Self, BatchFailure> {
-        let n = messages.len();
-        let mut columns = MessageColumns {
-            conversation: Vec::with_capacity(n),
-            key: Vec::with_capacity(n),
-            role: Vec::with_capacity(n),
-            sender: Vec::with_capacity(n),
-            name: Vec::with_capacity(n),
-            body: Vec::with_capacity(n),
-            kind: Vec::with_capacity(n),
-            attachment: Vec::with_capacity(n),
-        };
-        for m in messages {
-            columns.conversation.push(m.conversation);
-            columns.key.push(m.key);
-            columns.role.push(m.sender.role.as_str());
-            columns.sender.push(m.sender.id.as_str());
-            columns.name.push(m.sender.name.as_deref());
-            columns.body.push(m.body);
-            columns.kind.push(m.kind.as_str());
-            columns.attachment.push(
-                crate::message_attachment::to_column(m.attachment)
-                    .map_err(|e| BatchFailure::Isolate(e.to_string()))?,
-            );
-        }
-        Ok(columns)
-    }
-}
 
 /// Why one attempt at committing a batch failed.
 pub(super) enum BatchFailure {
@@ -431,7 +376,8 @@ impl PostgresStore {
             body: &m.body,
             kind: m.kind,
             attachment: m.attachment.as_deref(),
-        }))?;
+        }))
+        .map_err(|e| BatchFailure::Isolate(e.to_string()))?;
         let writes = async {
             if m.is_empty() {
                 return Ok(());

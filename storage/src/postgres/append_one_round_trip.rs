@@ -27,7 +27,8 @@ use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::append::{classify, BatchFailure, MessageColumns, MessageFields, BEGIN};
+use super::append::{classify, BatchFailure, BEGIN};
+use super::message_columns::{MessageColumns, MessageFields};
 use super::rows::message_from_row;
 use super::{bus, PostgresStore};
 
@@ -103,7 +104,8 @@ impl PostgresStore {
                 kind: m.kind,
                 attachment: m.attachment.as_deref(),
             }
-        }))?;
+        }))
+        .map_err(|e| BatchFailure::Isolate(e.to_string()))?;
         let (node, listener_app) = match &self.notifier {
             Some(notifier) => (notifier.node_id(), notifier.listener_app()),
             // No notifier (a store opened without the bus): no node id, and nothing is sent.

@@ -19,6 +19,7 @@ mod conninfo;
 mod conversations;
 mod errors;
 mod import;
+mod message_columns;
 mod messages;
 mod read_state;
 mod rows;
