@@ -369,15 +369,8 @@ impl PostgresStore {
         let bump_visible: Vec<Option<i64>> = plan.bumps.iter().map(|b| b.2).collect();
         let m = &plan.inserts;
         let seq: Vec<i64> = m.iter().map(|m| m.seq).collect();
-        let columns = MessageColumns::new(m.iter().map(|m| MessageFields {
-            conversation: m.conversation_id.0,
-            key: m.client_msg_id.as_deref(),
-            sender: &m.sender,
-            body: &m.body,
-            kind: m.kind,
-            attachment: m.attachment.as_deref(),
-        }))
-        .map_err(|e| BatchFailure::Isolate(e.to_string()))?;
+        let columns = MessageColumns::new(m.iter().map(MessageFields::from))
+            .map_err(|e| BatchFailure::Isolate(e.to_string()))?;
         let writes = async {
             if m.is_empty() {
                 return Ok(());

@@ -94,18 +94,8 @@ impl PostgresStore {
             .prepare_cached(APPEND_IN_ONE_STATEMENT)
             .await
             .map_err(classify)?;
-        let columns = MessageColumns::new(order.iter().map(|&i| {
-            let m = &batch[i];
-            MessageFields {
-                conversation: m.conversation_id.0,
-                key: m.client_msg_id.as_deref(),
-                sender: &m.sender,
-                body: &m.body,
-                kind: m.kind,
-                attachment: m.attachment.as_deref(),
-            }
-        }))
-        .map_err(|e| BatchFailure::Isolate(e.to_string()))?;
+        let columns = MessageColumns::new(order.iter().map(|&i| MessageFields::from(&batch[i])))
+            .map_err(|e| BatchFailure::Isolate(e.to_string()))?;
         let (node, listener_app) = match &self.notifier {
             Some(notifier) => (notifier.node_id(), notifier.listener_app()),
             // No notifier (a store opened without the bus): no node id, and nothing is sent.

@@ -1,12 +1,12 @@
 //! A batch's messages as the column arrays the group commit's inserts read over `unnest`
 //! (`append` and `append_one_round_trip`).
 
-use chat_core::model::MessageKind;
+use chat_core::model::{Message, MessageKind, NewMessage};
 use chat_core::StoreError;
 use uuid::Uuid;
 
-/// The fields of a message that an insert writes, borrowed from a [`Message`](chat_core::model::Message) or a
-/// [`NewMessage`](chat_core::model::NewMessage).
+/// The fields of a message that an insert writes, borrowed from a [`Message`] or a
+/// [`NewMessage`].
 pub(super) struct MessageFields<'a> {
     pub conversation: Uuid,
     pub key: Option<&'a str>,
@@ -59,3 +59,23 @@ impl<'a> MessageColumns<'a> {
         Ok(columns)
     }
 }
+
+/// Both message types carry the same fields under the same names.
+macro_rules! message_fields_from {
+    ($message:ty) => {
+        impl<'a> From<&'a $message> for MessageFields<'a> {
+            fn from(m: &'a $message) -> Self {
+                MessageFields {
+                    conversation: m.conversation_id.0,
+                    key: m.client_msg_id.as_deref(),
+                    sender: &m.sender,
+                    body: &m.body,
+                    kind: m.kind,
+                    attachment: m.attachment.as_deref(),
+                }
+            }
+        }
+    };
+}
+message_fields_from!(Message);
+message_fields_from!(NewMessage);
