@@ -6,8 +6,10 @@
 //! persisted before acknowledged). A writer task
 //! takes the first queued append, then everything else already queued (up to
 //! [`BatchSettings::max_batch`]), and commits them together; appends that arrive while a batch
-//! commits form the next one. A lone sender therefore waits for one commit, as without
-//! batching, while 256 concurrent senders share a handful of commits.
+//! commits form the next one, which another writer commits beside it only once it holds
+//! [`BATCH_ALONGSIDE_A_COMMIT`] appends, and otherwise when the first commit ends (`writers.rs`).
+//! A lone sender therefore waits for one commit, as without batching, while 256 concurrent
+//! senders share a handful of commits.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,8 +31,13 @@ use chat_core::visitor_context::VisitorContextRecord;
 use chat_core::webhook::{OutboxDepth, WebhookEvent};
 use chat_core::StoreError;
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
+
+mod writers;
+
+pub use writers::BATCH_ALONGSIDE_A_COMMIT;
+use writers::{PendingAppend, Writers};
 
 /// A store that can commit several appends in one transaction.
 ///
@@ -62,11 +69,6 @@ impl Default for BatchSettings {
     }
 }
 
-struct PendingAppend {
-    message: NewMessage,
-    reply: oneshot::Sender<Result<Appended, StoreError>>,
-}
-
 /// Wraps a store so that `append_message` goes through batching writer tasks; every other
 /// method goes straight to the inner store.
 ///
@@ -91,9 +93,9 @@ impl<S: AppendBatch> BatchingStore<S> {
         // Bounded, so a store slower than the senders pushes back on them instead of queueing
         // without limit.
         let (queue, rx) = mpsc::channel(max_batch * settings.writers.max(1) * 4);
-        let rx = Arc::new(Mutex::new(rx));
+        let writers = Arc::new(Writers::new(rx, max_batch));
         for _ in 0..settings.writers.max(1) {
-            tokio::spawn(write_batches(inner.clone(), rx.clone(), max_batch));
+            tokio::spawn(write_batches(inner.clone(), writers.clone()));
         }
         Self { inner, queue }
     }
@@ -104,26 +106,8 @@ impl<S: AppendBatch> BatchingStore<S> {
     }
 }
 
-async fn write_batches<S: AppendBatch>(
-    store: Arc<S>,
-    queue: Arc<Mutex<mpsc::Receiver<PendingAppend>>>,
-    max_batch: usize,
-) {
-    loop {
-        let batch = {
-            let mut queue = queue.lock().await;
-            let Some(first) = queue.recv().await else {
-                return;
-            };
-            let mut batch = vec![first];
-            while batch.len() < max_batch {
-                match queue.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
-            batch
-        };
+async fn write_batches<S: AppendBatch>(store: Arc<S>, writers: Arc<Writers>) {
+    while let Some((batch, committing)) = writers.next_batch().await {
         let (messages, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|p| (p.message, p.reply)).unzip();
         let size = messages.len();
@@ -140,6 +124,7 @@ async fn write_batches<S: AppendBatch>(
             elapsed_us = started.elapsed().as_micros() as u64,
             "committed a batch of appends"
         );
+        drop(committing);
         for (reply, result) in replies.into_iter().zip(results) {
             // The caller may have gone away (its connection closed); the message is committed
             // or not regardless, and its retry will find it.
