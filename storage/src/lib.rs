@@ -64,6 +64,8 @@ mod status;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 mod time;
+#[cfg(test)]
+mod unit_fixtures;
 
 pub use attachment_dir::AttachmentDir;
 pub use batch::{AppendBatch, BatchSettings, BatchingStore};

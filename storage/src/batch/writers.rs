@@ -109,25 +109,19 @@ impl Drop for Committing<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_core::model::{ConversationId, MessageKind, Role, Sender};
+    use chat_core::model::MessageKind;
     use std::sync::Arc;
     use std::time::Duration;
     use uuid::Uuid;
 
     fn append(n: u128) -> PendingAppend {
+        let key = format!("k{n}");
         PendingAppend {
-            message: NewMessage {
-                attachment: None,
-                conversation_id: ConversationId(Uuid::from_u128(n)),
-                client_msg_id: Some(format!("k{n}")),
-                sender: Sender {
-                    role: Role::Visitor,
-                    id: "v".into(),
-                    name: None,
-                },
-                body: "hi".into(),
-                kind: MessageKind::Text,
-            },
+            message: crate::unit_fixtures::visitor_message(
+                Uuid::from_u128(n),
+                Some(&key),
+                MessageKind::Text,
+            ),
             reply: oneshot::channel().0,
         }
     }

@@ -493,21 +493,9 @@ impl crate::batch::AppendBatch for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_core::model::{ConversationId, Role, Sender};
 
     fn new_message(conversation: Uuid, key: Option<&str>) -> NewMessage {
-        NewMessage {
-            attachment: None,
-            conversation_id: ConversationId(conversation),
-            client_msg_id: key.map(str::to_string),
-            sender: Sender {
-                role: Role::Visitor,
-                id: "v".into(),
-                name: None,
-            },
-            body: "hi".into(),
-            kind: MessageKind::Text,
-        }
+        crate::unit_fixtures::visitor_message(conversation, key, MessageKind::Text)
     }
 
     fn sorted(batch: &[NewMessage]) -> Vec<usize> {

@@ -163,21 +163,10 @@ impl PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_core::model::{ConversationId, Role, Sender};
 
     fn message(conversation: u128, kind: MessageKind) -> NewMessage {
-        NewMessage {
-            attachment: None,
-            conversation_id: ConversationId(Uuid::from_u128(conversation)),
-            client_msg_id: Some(format!("k{conversation}")),
-            sender: Sender {
-                role: Role::Visitor,
-                id: "v".into(),
-                name: None,
-            },
-            body: "hi".into(),
-            kind,
-        }
+        let key = format!("k{conversation}");
+        crate::unit_fixtures::visitor_message(Uuid::from_u128(conversation), Some(&key), kind)
     }
 
     fn fits_batch(store: &PostgresStore, batch: &[NewMessage]) -> bool {
