@@ -375,7 +375,7 @@ impl PostgresStore {
             if m.is_empty() {
                 return Ok(());
             }
-            let write_params: [&(dyn ToSql + Sync); 16] = [
+            let mut write_params: Vec<&(dyn ToSql + Sync)> = vec![
                 &bus::CHANNEL,
                 &payloads,
                 &listener_app,
@@ -385,14 +385,8 @@ impl PostgresStore {
                 &now,
                 &columns.conversation,
                 &seq,
-                &columns.key,
-                &columns.role,
-                &columns.sender,
-                &columns.name,
-                &columns.body,
-                &columns.kind,
-                &columns.attachment,
             ];
+            write_params.extend(columns.fields());
             let written = async {
                 let notified = client.execute(&write, &write_params).await?;
                 if !payloads.is_empty() {

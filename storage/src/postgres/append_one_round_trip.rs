@@ -101,19 +101,9 @@ impl PostgresStore {
             // No notifier (a store opened without the bus): no node id, and nothing is sent.
             None => ("", ""),
         };
-        let params: [&(dyn ToSql + Sync); 11] = [
-            &bus::CHANNEL,
-            &node,
-            &listener_app,
-            &columns.conversation,
-            &columns.key,
-            &columns.role,
-            &columns.sender,
-            &columns.name,
-            &columns.body,
-            &columns.kind,
-            &columns.attachment,
-        ];
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            vec![&bus::CHANNEL, &node, &listener_app, &columns.conversation];
+        params.extend(columns.fields());
         // `COMMIT` travels with the statement; after a failed statement it only ends the
         // (aborted) transaction, and the statement's error is what counts.
         let (begun, rows, committed) = futures_util::future::join3(

@@ -3,6 +3,7 @@
 
 use chat_core::model::{Message, MessageKind, NewMessage};
 use chat_core::StoreError;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 /// The fields of a message that an insert writes, borrowed from a [`Message`] or a
@@ -57,6 +58,20 @@ impl<'a> MessageColumns<'a> {
                 .push(crate::message_attachment::to_column(m.attachment)?);
         }
         Ok(columns)
+    }
+
+    /// The columns after `conversation_id` and `seq`, as both write statements bind them
+    /// (`client_msg_id`, role, sender id, sender name, body, kind, attachment).
+    pub(super) fn fields(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.key,
+            &self.role,
+            &self.sender,
+            &self.name,
+            &self.body,
+            &self.kind,
+            &self.attachment,
+        ]
     }
 }
 
