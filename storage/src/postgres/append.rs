@@ -7,10 +7,10 @@
 //!    clock. Each statement runs after the one before it, so the second sees everything
 //!    committed before the locks were granted, and nothing can commit to these conversations
 //!    until this transaction ends (every writer of `messages` holds its conversation's lock).
-//! 2. With the sequence numbers and duplicates worked out here, one statement writes: the
-//!    `UPDATE` of the conversations' `last_seq` and the `INSERT` of the new messages, both over
-//!    `unnest` arrays, and the bus notifications when a peer listens; then the webhook events
-//!    when a site of the batch has a webhook, and `COMMIT`.
+//! 2. With the sequence numbers and duplicates worked out in Rust (`append_plan`), one
+//!    statement writes: the `UPDATE` of the conversations' `last_seq` and the `INSERT` of the
+//!    new messages, both over `unnest` arrays, and the bus notifications when a peer listens;
+//!    then the webhook events when a site of the batch has a webhook, and `COMMIT`.
 //!
 //! The statements are few because each has a cost beside its work: it ends in its own `Sync`,
 //! so its answer is one more `send` and one more wake-up on each side (five statements instead
@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 
 use chat_core::bus::BusEvent;
-use chat_core::model::{Message, MessageKind, NewMessage, VisitorId};
+use chat_core::model::{NewMessage, VisitorId};
 use chat_core::store::{Appended, Store};
 use chat_core::webhook::NewWebhookEvent;
 use chat_core::StoreError;
@@ -38,6 +38,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use super::append_plan::{plan, Locked};
 use super::errors::{self, pg_err, unique_violation};
 use super::message_columns::{MessageColumns, MessageFields};
 use super::pool::{finish, OperationError};
@@ -136,91 +137,6 @@ pub(super) fn classify(e: tokio_postgres::Error) -> BatchFailure {
 
 /// Attempts at a whole batch before falling back to one transaction per message.
 const BATCH_ATTEMPTS: usize = 3;
-
-/// A locked conversation: its visitor and its `last_seq` as the batch leaves it.
-struct Locked {
-    visitor_id: Uuid,
-    /// Its site, for the bus notification (a shared copy per conversation, not per message).
-    site_id: std::sync::Arc<str>,
-    last_seq: i64,
-    /// The newest `seq` visitors see while notes follow it (`None`: `last_seq`).
-    visitor_last_seq: Option<i64>,
-    bumped: bool,
-}
-
-/// What a batch writes, worked out from what round trip 1 read.
-struct Plan {
-    /// One per message of the batch, in the batch's order; `None`: no such conversation.
-    results: Vec<Option<Appended>>,
-    /// The new messages, in commit order (by conversation, then `seq`).
-    inserts: Vec<Message>,
-    /// The visitor of each new message's conversation (for the bus), as `inserts`.
-    visitors: Vec<(Uuid, std::sync::Arc<str>)>,
-    /// The conversations' new `last_seq` and `visitor_last_seq`.
-    bumps: Vec<(Uuid, i64, Option<i64>)>,
-}
-
-/// Numbers the batch's new messages (`order`: the batch's indexes sorted by conversation,
-/// stably, so each conversation's messages keep their arrival order) and finds its duplicates,
-/// those already stored and those repeated within the batch.
-fn plan(
-    batch: &[NewMessage],
-    order: &[usize],
-    mut locked: HashMap<Uuid, Locked>,
-    mut present: HashMap<(Uuid, String), Message>,
-    now: DateTime<Utc>,
-) -> Plan {
-    let mut results: Vec<Option<Appended>> = vec![None; batch.len()];
-    let mut inserts = Vec::with_capacity(batch.len());
-    let mut visitors = Vec::with_capacity(batch.len());
-    for &i in order {
-        let m = &batch[i];
-        let conversation = m.conversation_id.0;
-        let Some(state) = locked.get_mut(&conversation) else {
-            continue;
-        };
-        if let Some(key) = &m.client_msg_id {
-            if let Some(original) = present.get(&(conversation, key.clone())) {
-                results[i] = Some(Appended::Duplicate(original.clone()));
-                continue;
-            }
-        }
-        state.visitor_last_seq = match m.kind {
-            MessageKind::Note => Some(state.visitor_last_seq.unwrap_or(state.last_seq)),
-            MessageKind::Text | MessageKind::System => None,
-        };
-        state.last_seq += 1;
-        state.bumped = true;
-        let message = Message {
-            attachment: m.attachment.clone(),
-            conversation_id: m.conversation_id,
-            seq: state.last_seq,
-            kind: m.kind,
-            client_msg_id: m.client_msg_id.clone(),
-            sender: m.sender.clone(),
-            body: m.body.clone(),
-            created_at: now,
-        };
-        if let Some(key) = &m.client_msg_id {
-            present.insert((conversation, key.clone()), message.clone());
-        }
-        visitors.push((state.visitor_id, state.site_id.clone()));
-        inserts.push(message.clone());
-        results[i] = Some(Appended::Inserted(message));
-    }
-    let mut bumps: Vec<(Uuid, i64, Option<i64>)> = locked
-        .drain()
-        .filter(|(_, s)| s.bumped)
-        .map(|(id, s)| (id, s.last_seq, s.visitor_last_seq))
-        .collect();
-    bumps.sort_unstable();
-    Plan {
-        results,
-        inserts,
-        visitors,
-        bumps,
-    }
-}
 
 impl PostgresStore {
     async fn try_append_batch(
@@ -488,16 +404,6 @@ impl crate::batch::AppendBatch for PostgresStore {
 mod tests {
     use super::*;
 
-    fn new_message(conversation: Uuid, key: Option<&str>) -> NewMessage {
-        crate::unit_fixtures::visitor_message(conversation, key, MessageKind::Text)
-    }
-
-    fn sorted(batch: &[NewMessage]) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by_key(|&i| batch[i].conversation_id.0);
-        order
-    }
-
     /// The generic plan of each of the batch's statements that reads a table, made in a batch's
     /// transaction on a new deployment's database (never analyzed, a few conversations), goes
     /// through an index: the plan is kept for as long as the connection lives, while the
@@ -558,131 +464,6 @@ mod tests {
             let plan = plan.join("\n");
             assert!(!plan.contains("Seq Scan"), "{name}:\n{plan}");
             assert!(plan.contains("Index"), "{name}:\n{plan}");
-        }
-    }
-
-    #[test]
-    fn numbers_per_conversation_in_arrival_order_and_finds_duplicates() {
-        let (a, b, missing) = (Uuid::from_u128(2), Uuid::from_u128(1), Uuid::from_u128(3));
-        let batch = vec![
-            new_message(a, Some("a1")),
-            new_message(b, Some("b1")),
-            new_message(a, Some("a2")),
-            new_message(a, Some("a1")),  // repeated within the batch
-            new_message(b, Some("old")), // already stored
-            new_message(missing, Some("x")),
-            new_message(a, None),
-        ];
-        let now = Utc::now();
-        let stored = Message {
-            seq: 4,
-            created_at: now,
-            ..plan_message(b, "old")
-        };
-        let locked = HashMap::from([
-            (
-                a,
-                Locked {
-                    visitor_id: Uuid::nil(),
-                    site_id: "s".into(),
-                    last_seq: 10,
-                    visitor_last_seq: None,
-                    bumped: false,
-                },
-            ),
-            (
-                b,
-                Locked {
-                    visitor_id: Uuid::nil(),
-                    site_id: "s".into(),
-                    last_seq: 4,
-                    visitor_last_seq: None,
-                    bumped: false,
-                },
-            ),
-        ]);
-        let present = HashMap::from([((b, "old".to_string()), stored.clone())]);
-        let plan = plan(&batch, &sorted(&batch), locked, present, now);
-        let seq = |i: usize| match &plan.results[i] {
-            Some(Appended::Inserted(m)) => (true, m.seq),
-            Some(Appended::Duplicate(m)) => (false, m.seq),
-            None => (false, -1),
-        };
-        assert_eq!(seq(0), (true, 11));
-        assert_eq!(seq(2), (true, 12));
-        assert_eq!(seq(3), (false, 11));
-        assert_eq!(seq(6), (true, 13));
-        assert_eq!(seq(1), (true, 5));
-        assert_eq!(seq(4), (false, 4));
-        assert!(plan.results[5].is_none());
-        assert_eq!(plan.bumps, vec![(b, 5, None), (a, 13, None)]);
-        let order: Vec<(Uuid, i64)> = plan
-            .inserts
-            .iter()
-            .map(|m| (m.conversation_id.0, m.seq))
-            .collect();
-        assert_eq!(order, vec![(b, 5), (a, 11), (a, 12), (a, 13)]);
-    }
-
-    #[test]
-    fn notes_keep_what_visitors_see_and_any_other_message_clears_it() {
-        let a = Uuid::from_u128(7);
-        let note = |key: &str| NewMessage {
-            kind: MessageKind::Note,
-            ..new_message(a, Some(key))
-        };
-        let locked = || {
-            HashMap::from([(
-                a,
-                Locked {
-                    visitor_id: Uuid::nil(),
-                    site_id: "s".into(),
-                    last_seq: 3,
-                    visitor_last_seq: None,
-                    bumped: false,
-                },
-            )])
-        };
-        let batch = vec![note("n1"), note("n2")];
-        let planned = plan(
-            &batch,
-            &sorted(&batch),
-            locked(),
-            HashMap::new(),
-            Utc::now(),
-        );
-        assert_eq!(planned.bumps, vec![(a, 5, Some(3))]);
-        let batch = vec![note("n1"), new_message(a, Some("t")), note("n2")];
-        let planned = plan(
-            &batch,
-            &sorted(&batch),
-            locked(),
-            HashMap::new(),
-            Utc::now(),
-        );
-        assert_eq!(planned.bumps, vec![(a, 6, Some(5))]);
-        let batch = vec![note("n1"), new_message(a, Some("t"))];
-        let planned = plan(
-            &batch,
-            &sorted(&batch),
-            locked(),
-            HashMap::new(),
-            Utc::now(),
-        );
-        assert_eq!(planned.bumps, vec![(a, 5, None)]);
-    }
-
-    fn plan_message(conversation: Uuid, key: &str) -> Message {
-        let m = new_message(conversation, Some(key));
-        Message {
-            attachment: None,
-            conversation_id: m.conversation_id,
-            seq: 0,
-            kind: m.kind,
-            client_msg_id: m.client_msg_id,
-            sender: m.sender,
-            body: m.body,
-            created_at: Utc::now(),
         }
     }
 }

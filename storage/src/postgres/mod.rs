@@ -12,6 +12,7 @@ mod pool;
 mod agents;
 mod append;
 mod append_one_round_trip;
+mod append_plan;
 mod attachments;
 mod bus;
 mod canned;
