@@ -151,6 +151,7 @@ pub const SECTIONS: &[Section] = &[
     certificates::check,
     upstream,
     ports,
+    queues,
 ];
 
 /// Runs every section.
@@ -266,6 +267,39 @@ fn store(ctx: &Context<'_>, report: &mut Report) {
                 status.found
             ),
         ),
+    }
+}
+
+/// `CHAT_SESSION_QUEUE` holds what the store's writers publish at once. Each commit hands the
+/// hub up to `CHAT_DB_WRITE_BATCH` messages in one go, and an agent who watches every
+/// conversation gets all of them before its connection's writer runs: a smaller queue closes
+/// agents that read fast enough as slow consumers (1013) under load.
+fn queues(ctx: &Context<'_>, report: &mut Report) {
+    let config = ctx.config;
+    let batch = config.write_batch;
+    let burst = batch.max_batch.saturating_mul(batch.writers.max(1));
+    if config.session_queue < burst {
+        report.warn(
+            "queues",
+            format!(
+                "CHAT_SESSION_QUEUE={} is below what the store's {} writers publish at once \
+                 ({} × CHAT_DB_WRITE_BATCH={}): under load, agents who keep up can be closed \
+                 as slow consumers (1013)",
+                config.session_queue, batch.writers, batch.writers, batch.max_batch
+            ),
+            format!(
+                "set CHAT_SESSION_QUEUE to at least {burst} (the default is 1024), or lower \
+                 CHAT_DB_WRITE_BATCH"
+            ),
+        );
+    } else {
+        report.ok(
+            "queues",
+            format!(
+                "CHAT_SESSION_QUEUE={} holds the store's largest burst ({burst} messages)",
+                config.session_queue
+            ),
+        );
     }
 }
 

@@ -237,8 +237,8 @@ settings! {
     WS_PING_INTERVAL_SECS = "CHAT_WS_PING_INTERVAL_SECS", Seconds, Value("25");
     /// A peer silent this long is closed.
     WS_IDLE_TIMEOUT_SECS = "CHAT_WS_IDLE_TIMEOUT_SECS", Seconds, Value("60");
-    /// Events queued per session before it counts as too slow.
-    SESSION_QUEUE = "CHAT_SESSION_QUEUE", Count, Value("256");
+    /// Events queued per session before it counts as too slow (≥ 2 × `CHAT_DB_WRITE_BATCH`).
+    SESSION_QUEUE = "CHAT_SESSION_QUEUE", Count, Value("1024");
     /// Share of visitors told to use WebSocket, for every site or per site.
     WS_ROLLOUT_PERCENT = "CHAT_WS_ROLLOUT_PERCENT", Text, Value("100"), reloadable;
     /// How long a long-polling GET with nothing to return is held.

@@ -131,6 +131,10 @@ fn a_good_embedded_setup_passes_and_creates_nothing() {
         line(&out, "ok    ports:").contains("CHAT_HTTP_LISTEN"),
         "{out}"
     );
+    line(
+        &out,
+        "ok    queues: CHAT_SESSION_QUEUE=1024 holds the store's largest burst (512 messages)",
+    );
     line(&out, "CHECK OK errors=0 warnings=0");
     assert!(!out.contains(SECRET) && !out.contains(&token), "{out}");
     // Read-only: neither the store nor the development secret was created.
@@ -288,5 +292,34 @@ fn a_port_taken_is_named_and_a_bad_value_exits_2() {
     assert!(
         out.contains("configuration error: CHAT_HTTP_LISTEN="),
         "{out}"
+    );
+}
+
+/// A session queue smaller than one commit's burst closes agents who keep up (issue 12's peer
+/// benchmark lost its Socket.IO agents that way at 16,000 msg/s with a queue of 256).
+#[test]
+fn a_session_queue_below_the_writers_burst_is_a_warning() {
+    let setup = Setup::good()
+        .with("CHAT_SESSION_QUEUE", "256")
+        .with("CHAT_DB_WRITE_BATCH", "256");
+    let (code, out) = setup.check(&[], None);
+    assert_eq!(code, 0, "{out}");
+    let finding = line(&out, "warn  queues: CHAT_SESSION_QUEUE=256");
+    assert!(finding.contains("2 × CHAT_DB_WRITE_BATCH=256"), "{out}");
+    assert!(
+        finding.contains("→ fix: set CHAT_SESSION_QUEUE to at least 512"),
+        "{out}"
+    );
+    line(&out, "CHECK OK errors=0 warnings=1");
+
+    // Without batching, a commit publishes one message.
+    let setup = Setup::good()
+        .with("CHAT_SESSION_QUEUE", "256")
+        .with("CHAT_DB_WRITE_BATCH", "1");
+    let (code, out) = setup.check(&[], None);
+    assert_eq!(code, 0, "{out}");
+    line(
+        &out,
+        "ok    queues: CHAT_SESSION_QUEUE=256 holds the store's largest burst (2 messages)",
     );
 }

@@ -145,8 +145,16 @@ fn assert_exactly_once_in_order(who: &str, seen: &Seen, last: &BTreeMap<String, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_that_never_resumes_stays_connected_under_500_messages_a_second() {
     let dir = tempfile::tempdir().unwrap();
-    // Visitors here send 50/s each; the per-visitor limit is not what this test is about.
-    let gw = Gateway::start(dir.path(), &[("CHAT_SEND_RATE_PER_SEC", "0")]);
+    // Visitors here send 50/s each; the per-visitor limit is not what this test is about. The
+    // queue (1024 by default) is set to 256 so that what is held in the 3 s of grace (about
+    // 1,500 messages) outgrows it several times over, even on a slow machine.
+    let gw = Gateway::start(
+        dir.path(),
+        &[
+            ("CHAT_SEND_RATE_PER_SEC", "0"),
+            ("CHAT_SESSION_QUEUE", "256"),
+        ],
+    );
 
     let opened = Instant::now();
     let (mut silent_sink, silent) = agent(&gw, "silent").await;

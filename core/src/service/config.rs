@@ -28,7 +28,7 @@ impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
             max_message_chars: 4000,
-            session_queue: 256,
+            session_queue: 1024,
             max_answer_bytes: 64 * 1024,
             rollout: crate::rollout::Rollout::default(),
             visitor_send_rate: None,

@@ -58,7 +58,7 @@ impl Default for PollingSettings {
             hold: Duration::from_secs(25),
             ttl: Duration::from_secs(60),
             max_body_bytes: 64 * 1024,
-            event_log_capacity: 256,
+            event_log_capacity: 1024,
             event_log_max_bytes: 1024 * 1024,
             max_frames_per_post: 16,
             max_answer_bytes: 64 * 1024,
