@@ -103,6 +103,17 @@ mod tests {
         crate::unit_fixtures::visitor_message(conversation, key, MessageKind::Text)
     }
 
+    /// A conversation locked at `last_seq`, no note after it.
+    fn locked_at(last_seq: i64) -> Locked {
+        Locked {
+            visitor_id: Uuid::nil(),
+            site_id: "s".into(),
+            last_seq,
+            visitor_last_seq: None,
+            bumped: false,
+        }
+    }
+
     fn sorted(batch: &[NewMessage]) -> Vec<usize> {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| batch[i].conversation_id.0);
@@ -127,28 +138,7 @@ mod tests {
             created_at: now,
             ..plan_message(b, "old")
         };
-        let locked = HashMap::from([
-            (
-                a,
-                Locked {
-                    visitor_id: Uuid::nil(),
-                    site_id: "s".into(),
-                    last_seq: 10,
-                    visitor_last_seq: None,
-                    bumped: false,
-                },
-            ),
-            (
-                b,
-                Locked {
-                    visitor_id: Uuid::nil(),
-                    site_id: "s".into(),
-                    last_seq: 4,
-                    visitor_last_seq: None,
-                    bumped: false,
-                },
-            ),
-        ]);
+        let locked = HashMap::from([(a, locked_at(10)), (b, locked_at(4))]);
         let present = HashMap::from([((b, "old".to_string()), stored.clone())]);
         let plan = plan(&batch, &sorted(&batch), locked, present, now);
         let seq = |i: usize| match &plan.results[i] {
@@ -179,45 +169,20 @@ mod tests {
             kind: MessageKind::Note,
             ..new_message(a, Some(key))
         };
-        let locked = || {
-            HashMap::from([(
-                a,
-                Locked {
-                    visitor_id: Uuid::nil(),
-                    site_id: "s".into(),
-                    last_seq: 3,
-                    visitor_last_seq: None,
-                    bumped: false,
-                },
-            )])
+        // The conversation's new `last_seq` and `visitor_last_seq` after `batch`, from 3.
+        let bumps = |batch: Vec<NewMessage>| {
+            let locked = HashMap::from([(a, locked_at(3))]);
+            plan(&batch, &sorted(&batch), locked, HashMap::new(), Utc::now()).bumps
         };
-        let batch = vec![note("n1"), note("n2")];
-        let planned = plan(
-            &batch,
-            &sorted(&batch),
-            locked(),
-            HashMap::new(),
-            Utc::now(),
+        assert_eq!(bumps(vec![note("n1"), note("n2")]), vec![(a, 5, Some(3))]);
+        assert_eq!(
+            bumps(vec![note("n1"), new_message(a, Some("t")), note("n2")]),
+            vec![(a, 6, Some(5))]
         );
-        assert_eq!(planned.bumps, vec![(a, 5, Some(3))]);
-        let batch = vec![note("n1"), new_message(a, Some("t")), note("n2")];
-        let planned = plan(
-            &batch,
-            &sorted(&batch),
-            locked(),
-            HashMap::new(),
-            Utc::now(),
+        assert_eq!(
+            bumps(vec![note("n1"), new_message(a, Some("t"))]),
+            vec![(a, 5, None)]
         );
-        assert_eq!(planned.bumps, vec![(a, 6, Some(5))]);
-        let batch = vec![note("n1"), new_message(a, Some("t"))];
-        let planned = plan(
-            &batch,
-            &sorted(&batch),
-            locked(),
-            HashMap::new(),
-            Utc::now(),
-        );
-        assert_eq!(planned.bumps, vec![(a, 5, None)]);
     }
 
     fn plan_message(conversation: Uuid, key: &str) -> Message {
