@@ -146,13 +146,14 @@ fn assert_exactly_once_in_order(who: &str, seen: &Seen, last: &BTreeMap<String, 
 async fn a_session_that_never_resumes_stays_connected_under_500_messages_a_second() {
     let dir = tempfile::tempdir().unwrap();
     // Visitors here send 50/s each; the per-visitor limit is not what this test is about. The
-    // queue (1024 by default) is set to 256 so that what is held in the 3 s of grace (about
-    // 1,500 messages) outgrows it several times over, even on a slow machine.
+    // queue (1024 by default) is set to 512: what is held in the 3 s of grace (about 1,500
+    // messages) outgrows it even on a slow machine, and the agent that resumes mid-flood still
+    // has a second of live messages' room while its replay streams from the store.
     let gw = Gateway::start(
         dir.path(),
         &[
             ("CHAT_SEND_RATE_PER_SEC", "0"),
-            ("CHAT_SESSION_QUEUE", "256"),
+            ("CHAT_SESSION_QUEUE", "512"),
         ],
     );
 
