@@ -275,17 +275,16 @@ fn store(ctx: &Context<'_>, report: &mut Report) {
 /// conversation gets all of them before its connection's writer runs: a smaller queue closes
 /// agents that read fast enough as slow consumers (1013) under load.
 fn queues(ctx: &Context<'_>, report: &mut Report) {
-    let config = ctx.config;
-    let batch = config.write_batch;
-    let burst = batch.max_batch.saturating_mul(batch.writers.max(1));
-    if config.session_queue < burst {
+    let (queue, batch) = (ctx.config.session_queue, ctx.config.write_batch);
+    let burst = batch.largest_burst();
+    if queue < burst {
+        let (writers, max_batch) = (batch.writers, batch.max_batch);
         report.warn(
             "queues",
             format!(
-                "CHAT_SESSION_QUEUE={} is below what the store's {} writers publish at once \
-                 ({} × CHAT_DB_WRITE_BATCH={}): under load, agents who keep up can be closed \
-                 as slow consumers (1013)",
-                config.session_queue, batch.writers, batch.writers, batch.max_batch
+                "CHAT_SESSION_QUEUE={queue} is below what the store's {writers} writers publish \
+                 at once ({writers} × CHAT_DB_WRITE_BATCH={max_batch}): under load, agents who \
+                 keep up can be closed as slow consumers (1013)"
             ),
             format!(
                 "set CHAT_SESSION_QUEUE to at least {burst} (the default is 1024), or lower \
@@ -296,8 +295,7 @@ fn queues(ctx: &Context<'_>, report: &mut Report) {
         report.ok(
             "queues",
             format!(
-                "CHAT_SESSION_QUEUE={} holds the store's largest burst ({burst} messages)",
-                config.session_queue
+                "CHAT_SESSION_QUEUE={queue} holds the store's largest burst ({burst} messages)"
             ),
         );
     }

@@ -60,6 +60,14 @@ pub struct BatchSettings {
     pub writers: usize,
 }
 
+impl BatchSettings {
+    /// Most messages the writers can commit at once, and so publish to sessions in one burst:
+    /// a whole batch from each writer.
+    pub fn largest_burst(&self) -> usize {
+        self.max_batch.saturating_mul(self.writers.max(1))
+    }
+}
+
 impl Default for BatchSettings {
     fn default() -> Self {
         Self {

@@ -133,11 +133,7 @@ mod tests {
             new_message(a, None),
         ];
         let now = Utc::now();
-        let stored = Message {
-            seq: 4,
-            created_at: now,
-            ..plan_message(b, "old")
-        };
+        let stored = stored_message(b, "old", 4, now);
         let locked = HashMap::from([(a, locked_at(10)), (b, locked_at(4))]);
         let present = HashMap::from([((b, "old".to_string()), stored.clone())]);
         let plan = plan(&batch, &sorted(&batch), locked, present, now);
@@ -185,17 +181,18 @@ mod tests {
         );
     }
 
-    fn plan_message(conversation: Uuid, key: &str) -> Message {
+    /// `new_message(conversation, Some(key))` as stored at `seq`.
+    fn stored_message(conversation: Uuid, key: &str, seq: i64, at: DateTime<Utc>) -> Message {
         let m = new_message(conversation, Some(key));
         Message {
             attachment: None,
             conversation_id: m.conversation_id,
-            seq: 0,
+            seq,
             kind: m.kind,
             client_msg_id: m.client_msg_id,
             sender: m.sender,
             body: m.body,
-            created_at: Utc::now(),
+            created_at: at,
         }
     }
 }
